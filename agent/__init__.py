@@ -1,0 +1,3 @@
+"""hb-medic: an auto-remediation agent for hummingbot-api deployments."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,243 @@
+"""The test bed: a hummingbot-api stand-in with its broker and postgres stand-ins,
+as real containers on the host network, over a temporary `bots/` folder.
+
+Everything a Stack makes carries the label ``medic-test=<run id>`` (bot
+containers too, through the stand-in) and is removed by :meth:`Stack.close`,
+also when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import httpx
+from docker.errors import DockerException, NotFound
+
+from tests.images import STANDIN_IMAGE, TOOLS_IMAGE
+
+LABEL = "medic-test"
+ADMIN = ("admin", "admin")
+
+TEMPLATE = {
+    "conf_client.yml": (
+        "instance_id: master_account\n"
+        "mqtt_bridge:\n  mqtt_host: localhost\n  mqtt_port: 1883\n"
+    ),
+    "conf_fee_overrides.yml": "{}\n",
+    "hummingbot_logs.yml": "version: 1\n",
+    ".password_verification": "7b2263727970746f223a2022...\n",
+}
+
+
+def free_port() -> int:
+    """A port that is free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def container_lines(container, *, stdout: bool, stderr: bool) -> list[str]:
+    raw = container.logs(stdout=stdout, stderr=stderr)
+    return raw.decode(errors="replace").splitlines()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval=0.1):
+    """Poll until predicate() is truthy; return its value or fail naming what."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Stack:
+    client: docker.DockerClient
+    generation: str = "current"
+    log_info: bool = False
+    noise_interval: float = 0
+    broker: bool = True
+    postgres: bool = True
+    postgres_password: str = "hummingbot-api"
+    database_password: str = "hummingbot-api"
+    mount_socket: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    wait_ready: bool = True
+
+    def __post_init__(self) -> None:
+        self.run_id = uuid.uuid4().hex[:8]
+        self.prefix = f"medic-t{self.run_id}-"
+        self.root = Path(tempfile.mkdtemp(prefix="medic-bots-"))
+        self.bots = self.root / "bots"
+        self.api_port = free_port()
+        self.broker_port = free_port()
+        self.db_port = free_port()
+        self.api = None
+        self.broker_container = None
+        self.postgres_container = None
+
+    # --- lifecycle -------------------------------------------------------
+    def start(self) -> Stack:
+        self._make_bots_folder()
+        if self.broker:
+            self.broker_container = self._run_tool("hummingbot-broker", "broker", self.broker_port)
+        if self.postgres:
+            self.postgres_container = self._run_tool(
+                "hummingbot-postgres", "postgres", self.db_port,
+                environment={"POSTGRES_PASSWORD": self.postgres_password},
+            )
+        for listener in (self.broker_container, self.postgres_container):
+            if listener is not None:
+                wait_until(lambda c=listener: "listener on" in "".join(
+                    container_lines(c, stdout=True, stderr=True)), 20, "a listener to start")
+        self.api = self.client.containers.run(
+            STANDIN_IMAGE,
+            name=self.prefix + "hummingbot-api",
+            detach=True,
+            network_mode="host",
+            labels={LABEL: self.run_id},
+            volumes=self._api_volumes(),
+            environment=self._api_env(),
+        )
+        if self.wait_ready:
+            wait_until(self._ready_or_exited, 30, "the stand-in to start")
+            if self.api_status() != "running":
+                raise AssertionError("stand-in exited:\n" + "\n".join(self.lines("all")))
+        return self
+
+    def close(self) -> None:
+        for c in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.run_id}"}):
+            with contextlib.suppress(NotFound):
+                c.remove(force=True)
+        try:
+            shutil.rmtree(self.root)
+        except PermissionError:
+            # Files written by root inside a container: remove them from one.
+            self.client.containers.run(
+                TOOLS_IMAGE, entrypoint=["rm", "-rf", "/w/bots"], remove=True,
+                volumes={str(self.root): {"bind": "/w", "mode": "rw"}}, network_mode="none",
+            )
+            shutil.rmtree(self.root)
+
+    def __enter__(self) -> Stack:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- pieces ----------------------------------------------------------
+    def _make_bots_folder(self) -> None:
+        master = self.bots / "credentials" / "master_account"
+        (master / "connectors").mkdir(parents=True)
+        for name, text in TEMPLATE.items():
+            (master / name).write_text(text)
+        for sub in ("conf/scripts", "conf/controllers", "instances", "scripts", "controllers"):
+            (self.bots / sub).mkdir(parents=True)
+
+    def _run_tool(self, name: str, mode: str, port: int, environment=None):
+        return self.client.containers.run(
+            TOOLS_IMAGE, ["listener", mode, str(port)],
+            name=self.prefix + name, detach=True, network_mode="host",
+            labels={LABEL: self.run_id}, environment=environment or {},
+        )
+
+    def _api_volumes(self) -> dict:
+        volumes = {str(self.bots): {"bind": "/hummingbot-api/bots", "mode": "rw"}}
+        if self.mount_socket:
+            volumes["/var/run/docker.sock"] = {"bind": "/var/run/docker.sock", "mode": "rw"}
+        return volumes
+
+    def _api_env(self) -> dict[str, str]:
+        env = {
+            "PORT": str(self.api_port),
+            "BOTS_PATH": str(self.root),
+            "BROKER_PORT": str(self.broker_port),
+            "MQTT_RECONNECT_INTERVAL": "1",
+            "MQTT_START_TIMEOUT": "2",
+            "DATABASE_URL": (
+                f"postgresql+asyncpg://hbot:{self.database_password}@127.0.0.1:{self.db_port}"
+                "/hummingbot_api"
+            ),
+            "STANDIN_GENERATION": self.generation,
+            "STANDIN_DEFAULT_IMAGE": TOOLS_IMAGE,
+            "STANDIN_BOT_LABELS": f"{LABEL}={self.run_id}",
+        }
+        if self.log_info:
+            env["STANDIN_LOG_INFO"] = "1"
+        if self.noise_interval:
+            env["STANDIN_NOISE_INTERVAL"] = str(self.noise_interval)
+        env.update(self.env)
+        return env
+
+    def _ready_or_exited(self) -> bool:
+        if self.api_status() != "running":
+            return True
+        return any("Uvicorn running on" in line for line in self.lines("stderr"))
+
+    # --- observation -----------------------------------------------------
+    def api_status(self) -> str:
+        self.api.reload()
+        return self.api.status
+
+    def lines(self, stream: str) -> list[str]:
+        """Log lines of the stand-in: "stdout", "stderr" or "all" (engine order)."""
+        return container_lines(
+            self.api, stdout=stream in ("stdout", "all"), stderr=stream in ("stderr", "all")
+        )
+
+    def wait_line(self, stream: str, pattern: str, timeout: float = 15, count: int = 1) -> list[str]:
+        """Wait until `count` lines of the stream match the regex; return the matches."""
+        rx = re.compile(pattern)
+
+        def found():
+            hits = [line for line in self.lines(stream) if rx.search(line)]
+            return hits if len(hits) >= count else None
+
+        return wait_until(found, timeout, f"{count} x /{pattern}/ on {stream}")
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        result = self.api.wait(timeout=timeout)
+        return result["StatusCode"]
+
+    # --- HTTP --------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def http(self, method: str, path: str, *, auth=ADMIN, **kw) -> httpx.Response:
+        with httpx.Client(base_url=self.url, timeout=60) as http:
+            return http.request(method, path, auth=auth, **kw)
+
+    def deploy(self, route: str = "deploy-v2-script", **body) -> httpx.Response:
+        return self.http("POST", f"/bot-orchestration/{route}", json=body)
+
+    def bot(self, name: str):
+        return self.client.containers.get(name)
+
+    def unique(self, base: str) -> str:
+        """An instance or profile name no other test uses."""
+        return f"{base}-{uuid.uuid4().hex[:6]}"
+
+
+def sweep(client: docker.DockerClient) -> None:
+    """Remove containers left by earlier runs that were killed before cleanup."""
+    for c in client.containers.list(all=True, filters={"label": LABEL}):
+        with contextlib.suppress(DockerException):
+            c.remove(force=True)

@@ -1,0 +1,54 @@
+"""Settings of the stand-in, all from the environment (names of the real app where it has one)."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlparse
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+GENERATION = os.environ.get("STANDIN_GENERATION", "current")  # "legacy" or "current"
+if GENERATION not in {"legacy", "current"}:
+    raise SystemExit(f"STANDIN_GENERATION must be legacy or current, not {GENERATION!r}")
+LEGACY = GENERATION == "legacy"
+
+# A real deployment prints no application INFO records (a dependency configures
+# logging first); a build with other dependencies might: this turns them on.
+LOG_INFO = _flag("STANDIN_LOG_INFO")
+
+HOST = os.environ.get("HOST", "127.0.0.1")
+PORT = int(os.environ.get("PORT", "8000"))
+USERNAME = os.environ.get("USERNAME", "admin")
+PASSWORD = os.environ.get("PASSWORD", "admin")
+CONFIG_PASSWORD = os.environ.get("CONFIG_PASSWORD", "a")
+DEFAULTS = {"USERNAME": "admin", "PASSWORD": "admin", "CONFIG_PASSWORD": "a"}
+
+# Host folder holding `bots/` (bind sources for bot containers are host paths).
+BOTS_PATH = os.environ.get("BOTS_PATH", os.getcwd())
+
+BROKER_HOST = os.environ.get("BROKER_HOST", "127.0.0.1")
+BROKER_PORT = int(os.environ.get("BROKER_PORT", "1883"))
+MQTT_RECONNECT_INTERVAL = float(os.environ.get("MQTT_RECONNECT_INTERVAL", "5"))
+MQTT_START_TIMEOUT = float(os.environ.get("MQTT_START_TIMEOUT", "5"))
+
+_db = urlparse(
+    os.environ.get("DATABASE_URL", "postgresql+asyncpg://hbot:hummingbot-api@127.0.0.1:5432/hummingbot_api")
+)
+DB_USER = _db.username or "hbot"
+DB_PASSWORD = _db.password or ""
+DB_HOST = _db.hostname or "127.0.0.1"
+DB_PORT = _db.port or 5432
+
+# Background noise of a real deployment without exchange access (0 = off).
+NOISE_INTERVAL = float(os.environ.get("STANDIN_NOISE_INTERVAL", "0"))
+
+# Test-bed aids, invisible in the logs: the image a deploy uses when the body
+# names none (so nothing is ever pulled), and labels put on bot containers so
+# tests can clean them up.
+DEFAULT_IMAGE = os.environ.get("STANDIN_DEFAULT_IMAGE", "hummingbot/hummingbot:latest")
+BOT_LABELS = dict(
+    item.split("=", 1) for item in os.environ.get("STANDIN_BOT_LABELS", "").split(",") if "=" in item
+)

@@ -1,0 +1,64 @@
+"""The broker connection loop: real TCP to BROKER_HOST:BROKER_PORT.
+
+Logs what the real manager logs: one `Disconnected during message iteration`
+when a live connection drops, the connect error every interval while the
+broker is down, and nothing when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+import config
+
+logger = logging.getLogger(__name__)
+
+
+def _error_text(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror) or exc.errno is None:
+        return str(exc)
+    return f"[Errno {exc.errno}] {os.strerror(exc.errno)}"
+
+
+class MQTTManager:
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._loop()), asyncio.create_task(self._watch_start())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def _watch_start(self) -> None:
+        try:
+            await asyncio.wait_for(self.connected.wait(), config.MQTT_START_TIMEOUT)
+            logger.info("MQTT connection established successfully")
+        except TimeoutError:
+            logger.warning("MQTT connection not established after 5 seconds")
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(config.BROKER_HOST, config.BROKER_PORT)
+            except OSError as exc:
+                logger.error(f'MQTT disconnected during message iteration: "{_error_text(exc)}". Reconnecting...')
+                await asyncio.sleep(config.MQTT_RECONNECT_INTERVAL)
+                continue
+            self.connected.set()
+            logger.info(f"✓ Connected to MQTT broker at {config.BROKER_HOST}:{config.BROKER_PORT}")
+            try:
+                while await reader.read(4096):
+                    pass
+            except OSError:
+                pass
+            finally:
+                writer.close()
+                self.connected.clear()
+            logger.error('MQTT disconnected during message iteration: "Disconnected during message iteration". Reconnecting...')
+            await asyncio.sleep(config.MQTT_RECONNECT_INTERVAL)

@@ -1,0 +1,104 @@
+"""The stand-in's output held against unedited captures of the real program.
+
+Both sides are reduced to their skeleton: timestamps, client ports and the
+server port normalised, traceback frames (paths differ by install) dropped.
+Every skeleton line of a real capture must be printed by the stand-in in the
+same scenario, and every line the stand-in prints must occur in some capture.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.stack import Stack, wait_until
+
+pytestmark = pytest.mark.docker
+
+REAL = Path(__file__).parent / "real_logs"
+_SUBS = [
+    (re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z "), ""),  # docker logs -t
+    (re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "), "<TS> "),
+    (re.compile(r"^\d\d:\d\d:\d\d\.\d{3} "), "<T> "),
+    (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:<PORT>"),
+]
+
+
+def skeleton(lines: list[str]) -> set[str]:
+    out = set()
+    for line in lines:
+        for rx, repl in _SUBS:
+            line = rx.sub(repl, line)
+        if line.startswith(" "):  # frames, code and caret lines
+            continue
+        out.add(line)
+    return out
+
+
+def real(name: str) -> set[str]:
+    path = next(REAL.glob(f"{name}_*.log"))
+    return skeleton(path.read_text().splitlines())
+
+
+ALL_REAL = set().union(*(skeleton(p.read_text().splitlines()) for p in REAL.glob("*.log")))
+
+
+def compare(stack: Stack, capture: str) -> None:
+    ours = skeleton(stack.lines("all"))
+    missing = real(capture) - ours
+    assert not missing, f"the stand-in never printed: {sorted(missing)}"
+    extra = ours - ALL_REAL
+    assert not extra, f"the real program never prints: {sorted(extra)}"
+
+
+def noisy(make_stack, **options) -> Stack:
+    stack = make_stack(noise_interval=0.5, **options)
+    stack.wait_line("stderr", "from Gate.IO")
+    stack.wait_line("stderr", "from Binance")
+    return stack
+
+
+def test_a_legacy_missing_profile(make_stack):
+    stack = noisy(make_stack, generation="legacy")
+    stack.deploy(instance_name="sharp-bot", credentials_profile="client_sharp",
+                 script_config="sharp.yml", image="hummingbot/hummingbot:latest")
+    stack.wait_line("stderr", "^FileNotFoundError")
+    compare(stack, "a")
+    # The last frame and its caret line, as the real one prints them.
+    err = stack.lines("stderr")
+    last = err.index("FileNotFoundError: [Errno 2] No such file or directory: "
+                     "'bots/credentials/client_sharp'")
+    assert err[last - 2:last] == ["    with os.scandir(src) as itr:",
+                                  "         ^^^^^^^^^^^^^^^"]
+
+
+def test_b_current_missing_profile(make_stack):
+    stack = noisy(make_stack)
+    stack.deploy(instance_name="sharp-bot", credentials_profile="client_sharp",
+                 script_config="sharp.yml", image="hummingbot/hummingbot:latest")
+    stack.wait_line("stdout", "deploy-v2-script HTTP/1.1\" 500")
+    compare(stack, "b")
+
+
+def test_e_current_broker_outage(make_stack):
+    stack = noisy(make_stack)
+    stack.broker_container.stop(timeout=2)
+    stack.wait_line("stderr", "Connection refused", count=3)
+    stack.broker_container.start()
+    time.sleep(1.5)
+    compare(stack, "e")
+
+
+def test_j_current_healthy_baseline(make_stack):
+    stack = noisy(make_stack)
+    profile = stack.bots / "credentials" / "client_sharp"
+    (profile / "connectors").mkdir(parents=True)
+    for path in ("/", "/accounts/", "/docker/running", "/docker/active-containers",
+                 "/accounts/client_sharp/credentials"):
+        assert stack.http("GET", path).status_code == 200, path
+    wait_until(lambda: len([x for x in stack.lines("stdout") if "200 OK" in x]) == 5, 10,
+               "five access lines")
+    compare(stack, "j")
