@@ -15,12 +15,13 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from urllib.parse import parse_qsl
 
-import config
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+import config
 
 logging.basicConfig(
     level=logging.INFO if config.LOG_INFO else logging.WARNING,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-import config
 from pydantic import BaseModel, field_validator
+
+import config
 
 _SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
 

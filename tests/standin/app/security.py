@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 
-import config
 from fastapi import Depends, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+import config
 
 _basic = HTTPBasic()
 

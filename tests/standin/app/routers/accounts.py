@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-import config
 from fastapi import APIRouter, Body, Depends, HTTPException
+
+import config
 from security import auth
 from services import accounts_service as accounts
 

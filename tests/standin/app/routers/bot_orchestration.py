@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-import config
 from fastapi import APIRouter, Depends, HTTPException, Request
+
+import config
 from models import V2ControllerDeployment, V2ScriptDeployment
 from security import auth
 from utils import file_system as fs

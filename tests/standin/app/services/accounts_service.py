@@ -11,6 +11,7 @@ import os
 import shutil
 
 import yaml
+
 from utils import file_system as fs
 
 TEMPLATE_FILES = ("conf_client.yml", "conf_fee_overrides.yml", "hummingbot_logs.yml",

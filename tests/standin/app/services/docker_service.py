@@ -12,9 +12,10 @@ import logging
 import os
 import shutil
 
-import config
 import docker
 from docker.errors import DockerException
+
+import config
 from utils import file_system as fs
 
 logger = logging.getLogger(__name__)
