@@ -64,7 +64,7 @@ def noisy(make_stack, **options) -> Stack:
 def test_a_legacy_missing_profile(make_stack):
     stack = noisy(make_stack, generation="legacy")
     stack.deploy(instance_name="sharp-bot", credentials_profile="client_sharp",
-                 script_config="sharp.yml", image="hummingbot/hummingbot:latest")
+                 script_config="sharp.yml")
     stack.wait_line("stderr", "^FileNotFoundError")
     compare(stack, "a")
     # The last frame and its caret line, as the real one prints them.
@@ -78,7 +78,7 @@ def test_a_legacy_missing_profile(make_stack):
 def test_b_current_missing_profile(make_stack):
     stack = noisy(make_stack)
     stack.deploy(instance_name="sharp-bot", credentials_profile="client_sharp",
-                 script_config="sharp.yml", image="hummingbot/hummingbot:latest")
+                 script_config="sharp.yml")
     stack.wait_line("stdout", "deploy-v2-script HTTP/1.1\" 500")
     compare(stack, "b")
 
