@@ -1,0 +1,379 @@
+"""Assemble: lines to events, per container and stream.
+
+A Python traceback becomes one event together with the record line that
+introduced it (``... - ERROR - ...`` or uvicorn's ``ERROR:    Exception in ASGI
+application``), its frames, caret lines, multi-line exception messages, chained
+exceptions and exception groups. It closes on structure: the final exception
+line followed by anything that cannot continue it; only when the input pauses
+right after an exception line does a short grace (tens of ms) decide.
+
+Every other line is a one-line event. A WARNING or higher record is held for
+the same grace, because a traceback or a continuation of its message (such as
+SQLAlchemy's ``(Background on this error at: ...)``) may follow.
+
+Where stdout and stderr arrive merged (file replay), request lines of the other
+stream (uvicorn access lines, logfire lines) can land inside a traceback; they
+become events of their own and do not break it.
+
+Memory is bounded: an event keeps at most ``max_lines`` lines (head and tail,
+counting what was left out) and ``max_line_chars`` characters a line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+from agent.events import LINE, TRACEBACK, Event, ExceptionInfo
+
+Item = tuple[int, int, str]  # (position, ts_ns, text)
+
+TB_START = "Traceback (most recent call last):"
+GROUP_START = "Exception Group Traceback (most recent call last):"
+CHAIN = (
+    "During handling of the above exception, another exception occurred:",
+    "The above exception was the direct cause of the following exception:",
+)
+# A level prefix that may stand before "Traceback" (uvicorn's lifespan failure).
+_TB_LINE = re.compile(r"^(?:[A-Z]+:\s+)?Traceback \(most recent call last\):$")
+_EXC = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$", re.S)
+_UVICORN_PREFIX = re.compile(r"^(?:TRACE|DEBUG|INFO|WARNING|ERROR|CRITICAL):\s")
+_APP_RECORD = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "  # hummingbot-api's record format
+    r"|^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:"  # logging's default format
+)
+_FOREIGN = re.compile(
+    r'^(?:INFO|WARNING|ERROR):\s+\S+ - "[A-Z]+ \S+ HTTP/[\d.]+" \d{3}'  # uvicorn access
+    r"|^\d\d:\d\d:\d\d\.\d{3} (?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS) "  # logfire
+)
+_HOLD_LEVELS = (" - WARNING - ", " - ERROR - ", " - CRITICAL - ")
+_GROUP_LINE = re.compile(r"^\s*[|+]")
+_GROUP_PREFIX = re.compile(r"^(\s*)(?:\| ?|\+[-+]*.*$)")
+
+MAX_CONTINUATION = 50
+MAX_FOREIGN_RUN = 200
+
+
+def _cut(text: str, limit: int) -> str:
+    return text[:limit] + f" …[truncated {len(text) - limit} chars]"
+
+
+def is_header(text: str) -> bool:
+    """A line that starts a log record of its own (never part of a traceback body)."""
+    return bool(_APP_RECORD.match(text) or _UVICORN_PREFIX.match(text) or _FOREIGN.match(text))
+
+
+class _Builder:
+    """A traceback or held record being put together."""
+
+    __slots__ = (
+        "continuation",
+        "depth_exc",
+        "exceptions",
+        "first_pos",
+        "foreign_run",
+        "frame_lines",
+        "head",
+        "kind",
+        "last_pos",
+        "max_chars",
+        "max_lines",
+        "omitted",
+        "state",
+        "tail",
+        "ts",
+    )
+
+    def __init__(self, kind: str, pos: int, ts: int, max_lines: int, max_chars: int) -> None:
+        self.kind = kind
+        self.first_pos = self.last_pos = pos
+        self.ts = ts
+        self.head: list[str] = []
+        self.tail: deque[str] = deque(maxlen=max_lines - max_lines // 2)
+        self.max_lines = max_lines
+        self.max_chars = max_chars
+        self.omitted = 0
+        self.exceptions: list[ExceptionInfo] = []
+        self.depth_exc: list[int] = []
+        self.frame_lines: list[tuple[str, str]] = []
+        self.state = "held"  # held | frames | after_exc | blank | chain | group
+        self.foreign_run = 0
+        self.continuation = 0
+
+    def add(self, pos: int, text: str) -> None:
+        if len(text) > self.max_chars:
+            text = _cut(text, self.max_chars)
+        self.last_pos = pos
+        if len(self.head) < self.max_lines // 2:
+            self.head.append(text)
+        else:
+            if len(self.tail) == self.tail.maxlen:
+                self.omitted += 1
+            self.tail.append(text)
+
+    def add_exception(self, text: str, depth: int) -> None:
+        m = _EXC.match(text)
+        if m and len(self.exceptions) < 64:
+            self.exceptions.append(ExceptionInfo(m[1], m[2] or ""))
+            self.depth_exc.append(depth)
+
+    def continue_message(self, text: str) -> None:
+        """A line that continues the last exception's (or record's) message."""
+        self.continuation += 1
+        if self.exceptions:
+            last = self.exceptions[-1]
+            if len(last.message) < 8192:
+                self.exceptions[-1] = ExceptionInfo(last.type, f"{last.message}\n{text}")
+
+    def event(self, container: str, stream: str) -> Event:
+        lines = self.head
+        if self.tail:
+            if self.omitted:
+                lines = [*lines, f"…[{self.omitted} lines omitted]…"]
+            lines = [*lines, *self.tail]
+        exceptions = self.exceptions
+        if self.kind == TRACEBACK and exceptions:
+            # Outermost: the last one printed at the top level (depth 0, or the
+            # group's own exception at depth 1); keep it last in the list.
+            top = max((i for i, d in enumerate(self.depth_exc) if d <= 1), default=len(exceptions) - 1)
+            if top != len(exceptions) - 1:
+                exceptions = [*exceptions[:top], *exceptions[top + 1:], exceptions[top]]
+        return Event(container, stream, self.kind, lines, self.first_pos, self.last_pos, self.ts,
+                     exceptions, self.frame_lines, self.omitted)
+
+
+class _StreamState:
+    __slots__ = ("builder", "deadline", "last_pos")
+
+    def __init__(self) -> None:
+        self.builder: _Builder | None = None
+        self.deadline = 0.0
+        self.last_pos = -1
+
+
+class Assembler:
+    """Stateful per (container, stream); feed lines, get events back."""
+
+    def __init__(self, *, grace: float = 0.03, merged: bool = False, max_lines: int = 400,
+                 max_line_chars: int = 8192, stall: float = 5.0) -> None:
+        self.grace = grace
+        self.merged = merged
+        self.max_lines = max_lines
+        self.max_chars = max_line_chars
+        self.stall = stall
+        self._streams: dict[tuple[str, str], _StreamState] = {}
+
+    # -- public ---------------------------------------------------------------------
+    def feed(self, container: str, stream: str, items: list[Item], now: float = 0.0) -> list[Event]:
+        """Process lines of one stream; return the events they completed."""
+        key = (container, stream)
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _StreamState()
+        out: list[Event] = []
+        append = out.append
+        line = self._line
+        for pos, ts, text in items:
+            st.last_pos = pos
+            if st.builder is None:
+                # The hot path: most lines are plain one-line events.
+                if not text or text.isspace():
+                    continue
+                if text[-1] != ":" and not text.startswith("ERROR:") and not any(
+                    lvl in text for lvl in _HOLD_LEVELS
+                ):
+                    if len(text) > self.max_chars:
+                        text = _cut(text, self.max_chars)
+                    append(Event(container, stream, LINE, [text], pos, pos, ts))
+                    continue
+            line(container, stream, st, pos, ts, text, append)
+        if st.builder is not None:
+            st.deadline = now + (self.stall if st.builder.state == "frames" else self.grace)
+        return out
+
+    def _line(self, container, stream, st: _StreamState, pos, ts, text, append) -> None:
+        """One line, whatever the state."""
+        if st.builder is not None:
+            self._step(container, stream, st, pos, ts, text, append)
+        elif not text or text.isspace():
+            return
+        elif text[-1] == ":" and text.endswith("(most recent call last):"):
+            self._start_tb(st, pos, ts, text)
+            if self._is_group_start(text):
+                st.builder.state = "group"
+        elif any(lvl in text for lvl in _HOLD_LEVELS) or text.startswith("ERROR:"):
+            b = st.builder = _Builder(LINE, pos, ts, self.max_lines, self.max_chars)
+            b.add(pos, text)
+        else:
+            if len(text) > self.max_chars:
+                text = _cut(text, self.max_chars)
+            append(Event(container, stream, LINE, [text], pos, pos, ts))
+
+    def due(self, now: float) -> list[Event]:
+        """Close what waited past its grace (call when the input pauses)."""
+        out = []
+        for (container, stream), st in self._streams.items():
+            if st.builder is not None and now >= st.deadline:
+                out.append(self._close(container, stream, st))
+        return out
+
+    def next_deadline(self) -> float | None:
+        deadlines = [st.deadline for st in self._streams.values() if st.builder is not None]
+        return min(deadlines) if deadlines else None
+
+    def flush(self, container: str | None = None) -> list[Event]:
+        """Close everything still open (end of input, shutdown, stream detached)."""
+        out = []
+        for (c, stream), st in self._streams.items():
+            if st.builder is not None and (container is None or c == container):
+                out.append(self._close(c, stream, st))
+        return out
+
+    def pending_first_pos(self, container: str, stream: str) -> int | None:
+        """First position of a line not yet part of an emitted event, if any is held."""
+        st = self._streams.get((container, stream))
+        return st.builder.first_pos if st is not None and st.builder is not None else None
+
+    # -- the state machine ----------------------------------------------------------
+    def _start_tb(self, st: _StreamState, pos: int, ts: int, text: str, header: _Builder | None = None):
+        b = header or _Builder(TRACEBACK, pos, ts, self.max_lines, self.max_chars)
+        b.kind = TRACEBACK
+        b.state = "frames"
+        b.add(pos, text)
+        st.builder = b
+
+    def _close(self, container: str, stream: str, st: _StreamState) -> Event:
+        b = st.builder
+        st.builder = None
+        assert b is not None
+        return b.event(container, stream)
+
+    def _step(self, container, stream, st: _StreamState, pos, ts, text, append) -> None:
+        b = st.builder
+        state = b.state
+        if self.merged and _FOREIGN.match(text):
+            # A request line of the other stream landed inside: an event of its own.
+            append(Event(container, stream, LINE, [text], pos, pos, ts))
+            b.foreign_run += 1
+            if b.foreign_run > MAX_FOREIGN_RUN:
+                append(self._close(container, stream, st))
+            return
+        b.foreign_run = 0
+
+        if state == "held":
+            if _TB_LINE.match(text):
+                self._start_tb(st, pos, ts, text, header=b)
+            elif self._is_group_start(text):
+                self._start_tb(st, pos, ts, text, header=b)
+                b.state = "group"
+            elif text and not text.isspace() and not is_header(text) and b.continuation < MAX_CONTINUATION:
+                b.add(pos, text)  # the record's message goes on
+                b.continuation += 1
+            else:
+                append(self._close(container, stream, st))
+                self._restart(container, stream, st, pos, ts, text, append)
+            return
+
+        if state == "frames":
+            if text.startswith(" "):
+                self._frame_line(b, pos, text)
+            elif not text:
+                b.add(pos, text)
+            elif _TB_LINE.match(text) and not b.frame_lines and len(b.head) <= 2:
+                b.add(pos, text)  # "ERROR:    Traceback" after its record: same block
+            elif is_header(text) or not _EXC.match(text):
+                # Cannot be this traceback's exception line: another record
+                # interleaved (merged streams) or a cut-off traceback.
+                append(Event(container, stream, LINE, [text], pos, pos, ts))
+            else:
+                b.add(pos, text)
+                b.add_exception(text, 0)
+                b.state = "after_exc"
+                b.continuation = 0
+            return
+
+        if state == "group":
+            if _GROUP_LINE.match(text) and not self._is_group_start(text):
+                self._group_line(b, pos, text)
+                return
+            state = "after_exc"  # the group block ended; what follows is like after an exception
+            b.state = state
+
+        if state == "after_exc":
+            if not text:
+                b.add(pos, text)
+                b.state = "blank"
+            elif (is_header(text) or _TB_LINE.match(text) or self._is_group_start(text)
+                  or b.continuation >= MAX_CONTINUATION):
+                append(self._close(container, stream, st))
+                self._restart(container, stream, st, pos, ts, text, append)
+            else:
+                b.add(pos, text)
+                b.continue_message(text)
+            return
+
+        if state == "blank":
+            if text in CHAIN:
+                b.add(pos, text)
+                b.state = "chain"
+            elif not text:
+                b.add(pos, text)
+            else:
+                append(self._close(container, stream, st))
+                self._restart(container, stream, st, pos, ts, text, append)
+            return
+
+        if state == "chain":
+            if not text:
+                b.add(pos, text)
+            elif _TB_LINE.match(text):
+                b.add(pos, text)
+                b.state = "frames"
+            elif self._is_group_start(text):
+                b.add(pos, text)
+                b.state = "group"
+            elif _EXC.match(text) and not is_header(text):
+                b.add(pos, text)  # a chained exception with no frames
+                b.add_exception(text, 0)
+                b.state = "after_exc"
+                b.continuation = 0
+            else:
+                append(self._close(container, stream, st))
+                self._restart(container, stream, st, pos, ts, text, append)
+
+    def _restart(self, container, stream, st, pos, ts, text, append) -> None:
+        """Process a line that closed the previous event, as a fresh one."""
+        self._line(container, stream, st, pos, ts, text, append)
+
+    @staticmethod
+    def _is_group_start(text: str) -> bool:
+        return text.endswith(GROUP_START) and text.lstrip().startswith("+ ")
+
+    @staticmethod
+    def _frame_line(b: _Builder, pos: int, text: str) -> None:
+        b.add(pos, text)
+        _record_frame(b, text)
+
+    def _group_line(self, b: _Builder, pos: int, text: str) -> None:
+        b.add(pos, text)
+        m = _GROUP_PREFIX.match(text)
+        if m is None or text.lstrip().startswith("+"):
+            return  # a separator such as "+-+---- 1 ----"
+        inner = text[m.end():]
+        if inner.startswith(" "):
+            _record_frame(b, inner)
+            return
+        if not inner or inner in CHAIN or _TB_LINE.match(inner) or inner.endswith(GROUP_START):
+            return
+        if _EXC.match(inner):
+            b.add_exception(inner, len(m[1]) // 2)
+
+
+def _record_frame(b: _Builder, text: str) -> None:
+    """Keep `File ...` lines with the code line under them (caret lines skipped)."""
+    stripped = text.lstrip()
+    if stripped.startswith('File "'):
+        if len(b.frame_lines) < 256:
+            b.frame_lines.append((text, ""))
+    elif b.frame_lines and not b.frame_lines[-1][1] and not stripped.startswith(("^", "~")):
+        b.frame_lines[-1] = (b.frame_lines[-1][0], text)

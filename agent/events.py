@@ -1,0 +1,187 @@
+"""The event model: what the assembler makes of lines and the matcher consumes.
+
+An event is one log line, or one whole Python traceback with the record line
+that introduced it. Parsing of headers, frames and the fingerprint is done on
+demand, so the 99 % of lines nobody looks at twice stay cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+LINE, TRACEBACK = "line", "traceback"
+FINGERPRINT_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionInfo:
+    type: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    file: str
+    line: int
+    function: str
+    code: str
+
+    @property
+    def in_app(self) -> bool:
+        """Application code, as opposed to the interpreter's or an installed library's."""
+        f = self.file
+        return not ("site-packages" in f or "dist-packages" in f or "/lib/python" in f
+                    or f.startswith("<"))
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The parsed head of a log record line."""
+
+    timestamp: str | None
+    logger: str
+    level: str
+    message: str
+
+
+_APP = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - (\S+) - (DEBUG|INFO|WARNING|ERROR|CRITICAL) - (.*)$", re.S
+)
+_UVICORN = re.compile(r"^(TRACE|DEBUG|INFO|WARNING|ERROR|CRITICAL):\s+(.*)$", re.S)
+_LOGFIRE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) ((?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS) .*)$", re.S)
+_STDLIB = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):([\w.]+):(.*)$", re.S)
+
+
+def parse_header(line: str) -> Header | None:
+    """Header of hummingbot-api's record formats: app records, uvicorn, logfire, stdlib."""
+    if m := _APP.match(line):
+        return Header(m[1], m[2], m[3], m[4])
+    if m := _STDLIB.match(line):
+        return Header(None, m[2], m[1], m[3])
+    if m := _UVICORN.match(line):
+        return Header(None, "uvicorn", m[1], m[2])
+    if m := _LOGFIRE.match(line):
+        return Header(m[1], "logfire", "INFO", m[2])
+    return None
+
+
+_FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+)(?:, in (.*))?$')
+
+# Normalisation for fingerprints: values that change between occurrences of the
+# same failure (timestamps, instance-name suffixes, numbers, hex ids, addresses).
+_NORMALISE = [
+    (re.compile(r"-\d{8}-\d{6}\b"), "-<ts>"),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
+    (re.compile(r"\b[0-9a-f]{12,64}\b"), "<id>"),
+    (re.compile(r"\d+"), "<n>"),
+]
+
+
+def normalise(text: str) -> str:
+    for rx, repl in _NORMALISE:
+        text = rx.sub(repl, text)
+    return text
+
+
+class Event:
+    """One line or one traceback from one container (and stream)."""
+
+    __slots__ = ("__dict__", "container", "exceptions", "first_pos", "frame_lines", "kind",
+                 "last_pos", "lines", "omitted", "stream", "ts")
+
+    def __init__(
+        self,
+        container: str,
+        stream: str,
+        kind: str,
+        lines: list[str],
+        first_pos: int,
+        last_pos: int,
+        ts: int = 0,
+        exceptions: list[ExceptionInfo] | None = None,
+        frame_lines: list[tuple[str, str]] | None = None,
+        omitted: int = 0,
+    ) -> None:
+        self.container = container
+        self.stream = stream
+        self.kind = kind
+        self.lines = lines
+        self.first_pos = first_pos
+        self.last_pos = last_pos
+        self.ts = ts
+        self.exceptions = exceptions or []
+        self.frame_lines = frame_lines or []  # (File line, code line) pairs, parsed on demand
+        self.omitted = omitted
+
+    def __repr__(self) -> str:
+        head = self.lines[0][:80] if self.lines else ""
+        span = f"{self.first_pos}-{self.last_pos}"
+        return f"Event({self.kind}, {self.container}/{self.stream}, {span}, {head!r})"
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    @cached_property
+    def header(self) -> Header | None:
+        """The record header of the first line (the introducing line of a traceback)."""
+        return parse_header(self.lines[0]) if self.lines else None
+
+    @property
+    def message(self) -> str:
+        """The record's message, or the whole line when it has no header."""
+        h = self.header
+        first = h.message if h is not None else (self.lines[0] if self.lines else "")
+        if self.kind == LINE and len(self.lines) > 1:  # a record whose message goes on
+            return "\n".join([first, *self.lines[1:]])
+        return first
+
+    @property
+    def level(self) -> str | None:
+        h = self.header
+        if h is not None:
+            return h.level
+        return "ERROR" if self.kind == TRACEBACK else None
+
+    @property
+    def outermost(self) -> ExceptionInfo | None:
+        """The exception actually raised last (printed last in a chain)."""
+        return self.exceptions[-1] if self.exceptions else None
+
+    @cached_property
+    def frames(self) -> list[Frame]:
+        out = []
+        for file_line, code in self.frame_lines:
+            m = _FRAME.match(file_line)
+            if m:
+                out.append(Frame(m[1], int(m[2]), m[3] or "", code.strip()))
+        return out
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Stable across timestamps, line numbers and instance-name suffixes.
+
+        Tracebacks: exception types plus the in-app frames' module, function
+        and code line (all frames when none is in-app). Lines: logger, level and
+        the normalised message.
+        """
+        h = hashlib.blake2b(digest_size=8)
+        h.update(FINGERPRINT_VERSION.encode())
+        if self.kind == TRACEBACK:
+            for exc in self.exceptions:
+                h.update(b"\0E" + exc.type.encode())
+            frames = self.frames
+            chosen = [f for f in frames if f.in_app] or frames
+            for f in chosen:
+                module = f.file.rsplit("/", 1)[-1]
+                h.update(f"\0F{module}:{f.function}:{normalise(f.code)}".encode())
+        else:
+            header = self.header
+            if header is not None:
+                h.update(f"\0L{header.logger}:{header.level}:{normalise(header.message)}".encode())
+            else:
+                h.update(b"\0T" + normalise(self.lines[0] if self.lines else "").encode())
+        return f"v{FINGERPRINT_VERSION}:{h.hexdigest()}"

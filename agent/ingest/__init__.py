@@ -1,0 +1,1 @@
+"""Ingest: container log bytes to timestamped lines, per stream."""

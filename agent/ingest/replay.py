@@ -1,0 +1,79 @@
+"""Replay saved ``docker logs`` output (with or without ``-t``) through the assembler.
+
+stdout and stderr are merged in such a file, so the assembler runs in merged
+mode. Positions are 1-based line numbers of the input as given.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+from agent.assemble import Assembler, Item
+from agent.events import Event
+from agent.ingest.split import parse_ts
+
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) ")
+MERGED = "merged"
+BATCH = 4096
+
+
+def detect_timestamps(first_lines: Iterable[str]) -> bool:
+    """True when the output was saved with ``docker logs -t``."""
+    for line in first_lines:
+        if line.strip():
+            return bool(_TS.match(line))
+    return False
+
+
+def replay_lines(lines: Iterable[str], container: str = "replay",
+                 assembler: Assembler | None = None) -> Iterator[Event]:
+    """Events from text lines (newlines stripped or not), in input order of completion."""
+    asm = assembler or Assembler(merged=True)
+    it = iter(lines)
+    head: list[str] = []
+    for line in it:
+        head.append(line)
+        if line.strip():
+            break
+    stamped = detect_timestamps(head)
+    batch: list[Item] = []
+
+    def items() -> Iterator[Item]:
+        for n, raw in enumerate(_chain(head, it), start=1):
+            text = raw.rstrip("\n").rstrip("\r")
+            ts = 0
+            if stamped:
+                m = _TS.match(text)
+                if m:
+                    ts = parse_ts(m[1].encode())
+                    text = text[m.end():]
+            yield n, ts, text
+
+    for item in items():
+        batch.append(item)
+        if len(batch) >= BATCH:
+            yield from asm.feed(container, MERGED, batch)
+            batch = []
+    if batch:
+        yield from asm.feed(container, MERGED, batch)
+    yield from asm.flush(container)
+
+
+def _chain(head: list[str], rest: Iterator[str]) -> Iterator[str]:
+    yield from head
+    yield from rest
+
+
+def open_input(path: str) -> IO[str]:
+    """A file, or ``-`` for stdin; undecodable bytes are replaced, never fatal."""
+    if path == "-":
+        return open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
+    return open(path, encoding="utf-8", errors="replace", newline="")
+
+
+def replay_file(path: str, container: str | None = None) -> Iterator[Event]:
+    with open_input(path) as fh:
+        yield from replay_lines(fh, container or ("stdin" if path == "-" else path))

@@ -1,0 +1,190 @@
+"""Bytes to lines: Docker's multiplexed log stream, TTY streams and timestamps.
+
+Docker (json-file, local, journald drivers) stores a line longer than 16 KiB as
+several partial entries; with ``timestamps=1`` each entry starts with its own
+RFC 3339 timestamp. Partial entries are merged back here, ``\\r\\n`` of TTY
+containers is trimmed, invalid UTF-8 is replaced (never fatal) and a line is
+capped at ``max_line`` bytes with a marker saying how much was cut.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import struct
+import time
+from collections.abc import Callable
+
+STDOUT, STDERR = "stdout", "stderr"
+_STREAMS = {1: STDOUT, 2: STDERR}
+_HEADER = struct.Struct(">BxxxL")
+PARTIAL_SIZE = 16 * 1024  # Docker splits log entries at 16 KiB
+DEFAULT_MAX_LINE = 64 * 1024
+TRUNCATED = " …[truncated {} bytes]"
+
+# (ts_ns, text)
+Line = tuple[int, str]
+Sink = Callable[[str, list[Line]], None]
+
+_ts_cache: dict[bytes, int] = {}
+_TS_RX = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z ")
+
+
+def parse_ts(raw: bytes) -> int:
+    """RFC 3339 UTC timestamp as Docker writes it (``...T01:49:26.373741147Z``) to ns."""
+    head = raw[:19]
+    secs = _ts_cache.get(head)
+    if secs is None:
+        secs = calendar.timegm(time.strptime(head.decode(), "%Y-%m-%dT%H:%M:%S"))
+        if len(_ts_cache) > 4096:
+            _ts_cache.clear()
+        _ts_cache[head] = secs
+    frac = raw[20:-1] if len(raw) > 20 and raw[19:20] == b"." else b""
+    return secs * 1_000_000_000 + (int(frac.ljust(9, b"0")[:9]) if frac else 0)
+
+
+def format_ts(ns: int) -> str:
+    """ns to the form Docker's ``since`` parameter takes: ``seconds.nanoseconds``."""
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+class _Partial:
+    """One stream's unfinished line: its first timestamp, pieces, and bytes cut."""
+
+    __slots__ = ("cut", "parts", "size", "ts")
+
+    def __init__(self) -> None:
+        self.ts = 0
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.cut = 0
+
+
+class LineSplitter:
+    """Turns a Docker log response (timestamps on) into lines per stream.
+
+    ``feed(chunk)`` accepts bytes exactly as read from the socket, in any chunk
+    sizes; complete lines go to ``sink(stream, [(ts_ns, text), ...])`` once per
+    chunk, so downstream work is batched.
+    """
+
+    def __init__(self, sink: Sink, *, tty: bool = False, max_line: int = DEFAULT_MAX_LINE) -> None:
+        self.sink = sink
+        self.tty = tty
+        self.max_line = max_line
+        self._buf = bytearray()
+        self._partial = {STDOUT: _Partial(), STDERR: _Partial()}
+
+    # -- entry points --------------------------------------------------------------
+    def feed(self, chunk: bytes) -> None:
+        if self.tty:
+            self._feed_raw(chunk)
+        else:
+            self._feed_multiplexed(chunk)
+
+    def close(self) -> None:
+        """End of stream: an unfinished line is emitted as it is."""
+        if self.tty and self._buf:
+            self._entries(STDOUT, [bytes(self._buf) + b"\n"])
+            self._buf.clear()
+        for stream, part in self._partial.items():
+            if part.parts:
+                self.sink(stream, [self._finish(part, b"")])
+
+    # -- multiplexed: 8-byte header (stream, size) per entry ------------------------
+    def _feed_multiplexed(self, chunk: bytes) -> None:
+        buf = self._buf
+        buf += chunk
+        pos, end = 0, len(buf)
+        out: dict[str, list[bytes]] = {}
+        while end - pos >= 8:
+            kind, size = _HEADER.unpack_from(buf, pos)
+            if end - pos - 8 < size:
+                break
+            stream = _STREAMS.get(kind)
+            if stream is not None:
+                out.setdefault(stream, []).append(bytes(buf[pos + 8 : pos + 8 + size]))
+            pos += 8 + size
+        del buf[:pos]
+        for stream, entries in out.items():
+            self._entries(stream, entries)
+
+    # -- raw (TTY): entries separated by newlines only ------------------------------
+    def _feed_raw(self, chunk: bytes) -> None:
+        buf = self._buf
+        buf += chunk
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            if len(buf) > self.max_line + PARTIAL_SIZE:  # runaway line with no newline
+                self._entries(STDOUT, [bytes(buf) + b"\n"])
+                buf.clear()
+            return
+        data = bytes(buf[: cut + 1])
+        del buf[: cut + 1]
+        entries = data.splitlines(keepends=True)
+        # A partial entry has no newline, so the next entry's timestamp sits
+        # inside the line at the 16 KiB boundary: take it out.
+        fixed = [self._unsplit_tty(e) if len(e) > PARTIAL_SIZE else e for e in entries]
+        self._entries(STDOUT, fixed)
+
+    @staticmethod
+    def _unsplit_tty(entry: bytes) -> bytes:
+        pos = entry.find(b" ") + 1
+        out = bytearray(entry[:pos])
+        while True:
+            nxt = pos + PARTIAL_SIZE
+            m = _TS_RX.match(entry, nxt) if nxt < len(entry) else None
+            if m is None:
+                out += entry[pos:]
+                return bytes(out)
+            out += entry[pos:nxt]
+            pos = m.end()
+
+    # -- shared -----------------------------------------------------------------------
+    def _entries(self, stream: str, entries: list[bytes]) -> None:
+        lines: list[Line] = []
+        part = self._partial[stream]
+        for entry in entries:
+            sp = entry.find(b" ", 0, 40)
+            if sp < 20 or entry[sp - 1 : sp] != b"Z":  # no timestamp (should not happen)
+                ts, body = 0, entry
+            else:
+                ts, body = parse_ts(entry[:sp]), entry[sp + 1 :]
+            if body.endswith(b"\n"):
+                if part.parts:
+                    lines.append(self._finish(part, body))
+                else:
+                    lines.append((ts, self._text(body)))
+            else:  # partial entry: the line goes on in the next entry
+                if not part.parts:
+                    part.ts = ts
+                self._add(part, body)
+        if lines:
+            self.sink(stream, lines)
+
+    def _add(self, part: _Partial, body: bytes) -> None:
+        room = self.max_line - part.size
+        if room > 0:
+            piece = body[:room]
+            part.parts.append(piece)
+            part.size += len(piece)
+        part.cut += max(0, len(body) - max(room, 0))
+
+    def _finish(self, part: _Partial, body: bytes) -> Line:
+        self._add(part, body[:-1] if body.endswith(b"\n") else body)
+        text = self._text(b"".join(part.parts), extra_cut=part.cut)
+        line = (part.ts, text)
+        part.parts, part.size, part.cut = [], 0, 0
+        return line
+
+    def _text(self, body: bytes, extra_cut: int = 0) -> str:
+        if body.endswith(b"\n"):
+            body = body[:-1]
+        if body.endswith(b"\r"):
+            body = body[:-1]
+        cut = extra_cut
+        if len(body) > self.max_line:
+            cut += len(body) - self.max_line
+            body = body[: self.max_line]
+        text = body.decode("utf-8", "replace")
+        return text + TRUNCATED.format(cut) if cut else text
