@@ -19,6 +19,7 @@ STDOUT, STDERR = "stdout", "stderr"
 _STREAMS = {1: STDOUT, 2: STDERR}
 _HEADER = struct.Struct(">BxxxL")
 PARTIAL_SIZE = 16 * 1024  # Docker splits log entries at 16 KiB
+MAX_FRAME = 1024 * 1024  # no log frame is this big: the stream is not what we think
 DEFAULT_MAX_LINE = 64 * 1024
 TRUNCATED = " …[truncated {} bytes]"
 
@@ -74,6 +75,7 @@ class LineSplitter:
         self.max_line = max_line
         self._buf = bytearray()
         self._partial = {STDOUT: _Partial(), STDERR: _Partial()}
+        self.corrupt = 0
 
     # -- entry points --------------------------------------------------------------
     def feed(self, chunk: bytes) -> None:
@@ -99,6 +101,10 @@ class LineSplitter:
         out: dict[str, list[bytes]] = {}
         while end - pos >= 8:
             kind, size = _HEADER.unpack_from(buf, pos)
+            if size > MAX_FRAME:  # corrupt: drop what is buffered rather than grow
+                self.corrupt += 1
+                pos = end
+                break
             if end - pos - 8 < size:
                 break
             stream = _STREAMS.get(kind)

@@ -1,0 +1,374 @@
+"""Follow containers' logs through the Docker API, for real.
+
+One follower thread per watched container name, plus one thread reading the
+engine's event stream: a container that starts, restarts, is re-created under
+the same name or appears for the first time wakes its follower at once, so the
+log stream is attached again within moments. A log stream that ends is
+inspected, never blindly re-opened. When the engine itself goes away, every
+call is retried with exponential backoff and jitter (tenacity), and that is
+logged once when it happens and once when the engine is back.
+
+Each line gets a position (timestamp in ns, shifted, plus its index among the
+stream's lines of the same ns), so a resumed stream (Docker's ``since`` is
+inclusive) skips exactly what was already handled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import docker
+import requests
+from docker.errors import DockerException, NotFound
+from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
+
+from agent.assemble import Item
+from agent.ingest.split import STDERR, STDOUT, Line, LineSplitter, format_ts
+from agent.store import DUP_BITS, Checkpoint
+
+log = logging.getLogger(__name__)
+
+ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                 DockerException, OSError)
+READ_SIZE = 256 * 1024
+MAX_DUP = (1 << DUP_BITS) - 1
+
+
+class LineSink(Protocol):
+    """Where followers deliver lines (the pipeline)."""
+
+    def lines(self, container: str, container_id: str, stream: str, items: list[Item]) -> None: ...
+
+    def detached(self, container: str, container_id: str) -> None: ...
+
+
+class EngineHealth:
+    """Says once that the engine is unreachable, and once that it is back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.down_since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                log.warning("Docker engine unreachable (%s); retrying with backoff", _short(exc))
+
+    def ok(self) -> None:
+        with self._lock:
+            if self.down_since is not None:
+                log.warning("Docker engine reachable again after %.1f s",
+                            time.monotonic() - self.down_since)
+                self.down_since = None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+@dataclass
+class FollowerStatus:
+    name: str
+    state: str = "starting"  # starting | absent | stopped | attached | engine-down
+    container_id: str | None = None
+    attached_at: float | None = None
+    lines: int = 0
+    last_line_at: float | None = None
+    skipped_old: int = 0
+
+
+class Follower(threading.Thread):
+    """Keeps one container name's log stream attached, across its whole life."""
+
+    def __init__(self, name: str, api: docker.APIClient, sink: LineSink, health: EngineHealth, *,
+                 checkpoint: Checkpoint | None, catchup_window: float, max_line: int,
+                 backoff_max: float = 30.0) -> None:
+        super().__init__(name=f"follow-{name}", daemon=True)
+        self.container = name
+        self.api = api
+        self.sink = sink
+        self.health = health
+        self.catchup_window = catchup_window
+        self.max_line = max_line
+        self.backoff_max = backoff_max
+        self.status = FollowerStatus(name)
+        self.wake = threading.Event()
+        self._stopping = threading.Event()
+        self._response: requests.Response | None = None
+        self._cid: str | None = checkpoint.container_id if checkpoint else None
+        self._resume = {STDOUT: checkpoint.stdout, STDERR: checkpoint.stderr} if checkpoint else None
+        self._from_store = checkpoint is not None
+        self._dup: dict[str, tuple[int, int]] = {}
+
+    # -- control --------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+        self.wake.set()
+        self._close_response()
+
+    def _close_response(self) -> None:
+        resp = self._response
+        if resp is not None:
+            with contextlib.suppress(Exception):
+                sock = resp.raw._fp.fp.raw._sock  # unblock a read in progress
+                sock.shutdown(2)
+            with contextlib.suppress(Exception):
+                resp.close()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        retry = Retrying(
+            retry=retry_if_exception_type(ENGINE_ERRORS),
+            wait=wait_exponential_jitter(multiplier=0.2, max=self.backoff_max, jitter=0.2),
+            sleep=self._sleep,
+            before_sleep=self._engine_failed,
+            stop=lambda _state: self._stopping.is_set(),
+            reraise=True,
+        )
+        while not self._stopping.is_set():
+            try:
+                retry(self._cycle)
+            except ENGINE_ERRORS:
+                if self._stopping.is_set():
+                    break
+            except Exception:  # a bug must not kill the follower silently
+                log.exception("follower for %s failed; restarting it in 1 s", self.container)
+                self._sleep(1.0)
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+    def _engine_failed(self, state) -> None:
+        self.status.state = "engine-down"
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is not None:
+            self.health.failed(exc)
+
+    def _cycle(self) -> None:
+        """Inspect, read or follow the logs, then wait for a reason to look again."""
+        self.wake.clear()
+        try:
+            info = self.api.inspect_container(self.container)
+        except NotFound:
+            info = None
+        self.health.ok()
+        if info is None:
+            self.status.state = "absent"
+            self.wake.wait(30)
+            return
+        cid = info["Id"]
+        running = bool(info["State"].get("Running"))
+        tty = bool(info["Config"].get("Tty"))
+        if cid != self._cid:
+            if self._cid is not None:
+                self._detached()
+            self._cid = cid
+            self._resume = None
+            self._dup.clear()
+        self.status.container_id = cid
+        since = self._since(info)
+        if running:
+            self.status.state = "attached"
+            self.status.attached_at = time.time()
+        started, lines_before = time.monotonic(), self.status.lines
+        self._read(cid, tty, follow=running, since_ns=since)
+        if self._stopping.is_set():
+            return
+        if running and self.status.lines == lines_before and time.monotonic() - started < 0.5:
+            self._sleep(0.5)  # a stream that ends at once, again and again, must not spin
+        # The stream ended: find out why before doing anything else.
+        try:
+            after = self.api.inspect_container(self.container)
+        except NotFound:
+            after = None
+        if after is not None and after["Id"] == cid and after["State"].get("Running") and running:
+            return  # still running: the stream was cut (engine restart?); attach again
+        self._detached()
+        self.status.state = "stopped" if after is not None else "absent"
+        if after is None or not after["State"].get("Running"):
+            self.wake.wait(30)
+
+    def _detached(self) -> None:
+        if self._cid is not None:
+            self.sink.detached(self.container, self._cid)
+
+    def _since(self, info: dict) -> int:
+        """Where to start: the resume point, within the catch-up window."""
+        floor_ns = int((time.time() - self.catchup_window) * 1e9)
+        since = min(self._resume.values()) >> DUP_BITS if self._resume is not None else 0
+        if since < floor_ns and (self._from_store or self._resume is None):
+            if since > 0:
+                self._summarise(info["Id"], since, floor_ns)
+            since = floor_ns
+            self._resume = None
+        self._from_store = False
+        return since
+
+    def _summarise(self, cid: str, since: int, until: int) -> None:
+        """Lines older than the catch-up window are counted, not replayed."""
+        counts = {"lines": 0, "errors": 0}
+
+        def count(_stream: str, lines: list[Line]) -> None:
+            counts["lines"] += len(lines)
+            counts["errors"] += sum(1 for _, t in lines if " - ERROR - " in t or "Traceback" in t)
+
+        resp = self._open(cid, follow=False, since_ns=since, until_ns=until)
+        splitter = LineSplitter(count, tty=False, max_line=self.max_line)
+        try:
+            for chunk in resp.iter_content(READ_SIZE):
+                splitter.feed(chunk)
+        finally:
+            resp.close()
+        self.status.skipped_old += counts["lines"]
+        if counts["lines"]:
+            log.warning("%s: %d lines (%d error lines) written while the agent was away are older "
+                        "than the catch-up window (%.0f s) and were not replayed", self.container,
+                        counts["lines"], counts["errors"], self.catchup_window)
+
+    def _open(self, cid: str, *, follow: bool, since_ns: int, until_ns: int | None = None):
+        params: dict[str, object] = {"stdout": 1, "stderr": 1, "timestamps": 1,
+                                     "follow": int(follow), "tail": "all"}
+        if since_ns:
+            params["since"] = format_ts(since_ns)
+        if until_ns:
+            params["until"] = format_ts(until_ns)
+        resp = self.api._get(self.api._url("/containers/{0}/logs", cid), params=params,
+                             stream=True, timeout=None)
+        self.api._raise_for_status(resp)
+        return resp
+
+    def _read(self, cid: str, tty: bool, *, follow: bool, since_ns: int) -> None:
+        """Read (or follow) the logs from since_ns until the stream ends."""
+        resp = self._open(cid, follow=follow, since_ns=since_ns)
+        self._response = resp
+        self._dup.clear()  # positions are numbered afresh from `since`, as the first time
+        splitter = LineSplitter(self._deliver, tty=tty, max_line=self.max_line)
+        try:
+            raw = resp.raw
+            while not self._stopping.is_set():
+                chunk = raw.read1(READ_SIZE)
+                if not chunk:
+                    break
+                splitter.feed(chunk)
+            splitter.close()
+        except Exception as exc:  # the connection was cut: the caller inspects why
+            log.debug("%s: log stream ended: %r", self.container, exc)
+        finally:
+            self._response = None
+            with contextlib.suppress(Exception):
+                resp.close()
+
+    def _deliver(self, stream: str, lines: list[Line]) -> None:
+        """Number the lines, drop the ones already handled, pass on the rest."""
+        last_ts, dup = self._dup.get(stream, (-1, 0))
+        resume = self._resume[stream] if self._resume is not None else -1
+        items: list[Item] = []
+        for ts, text in lines:
+            if ts == last_ts:
+                dup = min(dup + 1, MAX_DUP)
+            else:
+                last_ts, dup = ts, 0
+            pos = ts << DUP_BITS | dup
+            if pos >= resume:
+                items.append((pos, ts, text))
+        self._dup[stream] = (last_ts, dup)
+        if not items:
+            return
+        if self._resume is None:
+            self._resume = {STDOUT: -1, STDERR: -1}
+        self._resume[stream] = items[-1][0] + 1
+        self.status.lines += len(items)
+        self.status.last_line_at = time.time()
+        self.sink.lines(self.container, self._cid or "", stream, items)
+
+
+class Ingest:
+    """The followers of all watched containers and the engine event watcher."""
+
+    def __init__(self, names: list[str], sink: LineSink, *,
+                 checkpoints: Callable[[str], Checkpoint | None] = lambda _n: None,
+                 client_factory: Callable[[], docker.DockerClient] = docker.from_env,
+                 catchup_window: float = 600.0, max_line: int = 64 * 1024) -> None:
+        self.names = names
+        self.sink = sink
+        self.health = EngineHealth()
+        self._client_factory = client_factory
+        self._client: docker.DockerClient | None = None
+        self._checkpoints = checkpoints
+        self.catchup_window = catchup_window
+        self.max_line = max_line
+        self.followers: dict[str, Follower] = {}
+        self._stopping = threading.Event()
+        self._events_stream = None
+        self._watcher = threading.Thread(target=self._watch, name="docker-events", daemon=True)
+
+    def start(self) -> None:
+        self._client = self._client_factory()
+        for name in self.names:
+            f = Follower(name, self._client.api, self.sink, self.health,
+                         checkpoint=self._checkpoints(name), catchup_window=self.catchup_window,
+                         max_line=self.max_line)
+            self.followers[name] = f
+            f.start()
+        self._watcher.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        stream = self._events_stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+        for f in self.followers.values():
+            f.stop()
+        for f in self.followers.values():
+            f.join(timeout)
+        self._watcher.join(timeout)
+        if self._client is not None:
+            self._client.close()
+
+    def status(self) -> dict[str, FollowerStatus]:
+        return {name: f.status for name, f in self.followers.items()}
+
+    def _watch(self) -> None:
+        """Wake followers on container events; reconnect to the engine with backoff."""
+        retry = Retrying(
+            retry=retry_if_exception_type(ENGINE_ERRORS),
+            wait=wait_exponential_jitter(multiplier=0.2, max=30.0, jitter=0.2),
+            sleep=self._stopping.wait,
+            before_sleep=lambda s: self.health.failed(s.outcome.exception()),
+            stop=lambda _s: self._stopping.is_set(),
+            reraise=True,
+        )
+        while not self._stopping.is_set():
+            with contextlib.suppress(*ENGINE_ERRORS):
+                retry(self._watch_once)
+
+    def _watch_once(self) -> None:
+        assert self._client is not None
+        stream = self._client.events(decode=True, filters={"type": "container"})
+        self._events_stream = stream
+        try:
+            # Anything may have happened while we were not listening.
+            for f in self.followers.values():
+                f.wake.set()
+            for event in stream:
+                attrs = (event.get("Actor") or {}).get("Attributes") or {}
+                follower = self.followers.get(attrs.get("name", ""))
+                if follower is not None and event.get("Action") in (
+                    "create", "start", "restart", "die", "stop", "destroy", "rename", "unpause",
+                ):
+                    follower.wake.set()
+        finally:
+            self._events_stream = None
+            with contextlib.suppress(Exception):
+                stream.close()
+        if not self._stopping.is_set():
+            raise requests.exceptions.ConnectionError("event stream ended")
