@@ -1,0 +1,51 @@
+"""Settings from the environment (prefix ``MEDIC_``), secrets also from /run/secrets.
+
+Validated once at start; a bad value stops the agent with a message naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SECRETS_DIR = "/run/secrets"
+
+
+def default_state_db() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "hb-medic" / "state.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MEDIC_",
+        secrets_dir=SECRETS_DIR if os.path.isdir(SECRETS_DIR) else None,
+        extra="ignore",
+    )
+
+    containers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["hummingbot-api"],
+        description="Container names to follow, comma separated.",
+    )
+    state_db: Path = Field(default_factory=default_state_db, description="SQLite state file.")
+    catchup_window: float = Field(
+        600.0, gt=0, description="Seconds of logs written while the agent was down that are replayed.")
+    max_line_bytes: int = Field(64 * 1024, ge=1024, description="Longer log lines are cut, with a marker.")
+    grace_ms: float = Field(30.0, ge=0, le=1000,
+                            description="How long a finished traceback waits for a chained one.")
+
+    @field_validator("containers", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, list):
+            names = [v for v in value if v]
+            if not names:
+                raise ValueError("at least one container name is needed")
+            return names
+        return value
