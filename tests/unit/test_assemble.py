@@ -294,3 +294,25 @@ def test_random_shuffles_of_real_capture_lines_never_raise():
     for _ in range(50):
         rnd.shuffle(lines)
         list(replay_lines(lines, "c"))
+
+
+def test_replay_without_timestamps_gives_the_same_events(tmp_path):
+    stamped = next(REAL.glob("a_*.log"))
+    plain = tmp_path / "plain.log"
+    plain.write_text("".join(line.split(" ", 1)[1] if " " in line else line
+                             for line in stamped.read_text().splitlines(keepends=True)))
+    a = [(e.kind, e.first_pos, e.last_pos, e.fingerprint) for e in replay_file(str(stamped))]
+    b = [(e.kind, e.first_pos, e.last_pos, e.fingerprint) for e in replay_file(str(plain))]
+    assert a == b
+    assert all(e.ts > 0 for e in replay_file(str(stamped)))
+    assert all(e.ts == 0 for e in replay_file(str(plain)))
+
+
+def test_replay_from_stdin():
+    import subprocess
+    import sys
+    code = ("from agent.ingest.replay import replay_file\n"
+            "print(sum(e.kind == 'traceback' for e in replay_file('-')))")
+    stamped = next(REAL.glob("a_*.log")).read_bytes()
+    out = subprocess.run([sys.executable, "-c", code], input=stamped, capture_output=True, check=True)
+    assert out.stdout.strip() == b"2"
