@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -21,6 +22,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hb-medic {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run the agent (settings from MEDIC_* environment variables)")
+    rules = sub.add_parser("rules", help="check, test and describe rule files").add_subparsers(
+        dest="rules_command", metavar="SUBCOMMAND", required=True)
+    default = os.environ.get("MEDIC_RULES_DIR", "rules")
+    check = rules.add_parser("check", help="validate every rule; errors name file and line")
+    check.add_argument("--rules", default=default, metavar="DIR")
+    test = rules.add_parser("test", help="replay saved `docker logs` output through the rules")
+    test.add_argument("logfiles", nargs="+", metavar="LOGFILE", help="a file, or - for stdin")
+    test.add_argument("--rules", default=default, metavar="DIR")
+    test.add_argument("--json", action="store_true", help="one JSON object a line")
+    test.add_argument("--container", default="hummingbot-api",
+                      help="container the log came from (default hummingbot-api)")
+    rules.add_parser("schema", help="JSON Schema of the rule format")
     return parser
 
 
@@ -56,5 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return cmd_run()
+    if args.command == "rules":
+        from agent import rules_cmd
+
+        if args.rules_command == "check":
+            return rules_cmd.check(args.rules)
+        if args.rules_command == "schema":
+            return rules_cmd.print_schema()
+        return rules_cmd.run_test(args.logfiles, args.rules, args.json, args.container)
     parser.print_help()
     return 2

@@ -1,0 +1,21 @@
+"""What an action gets to work with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import docker
+
+    from agent.hummingbot_api import HummingbotAPI
+
+
+class ActionError(Exception):
+    """An action could not do its job; the message says why, without secrets."""
+
+
+@dataclass
+class ActionContext:
+    docker: docker.DockerClient
+    api: HummingbotAPI

@@ -1,0 +1,22 @@
+"""Typed, validated parameter values shared by actions: nothing free-form reaches Docker or HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, StringConstraints
+
+ContainerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+ProfileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Seconds = Annotated[float, "seconds"]
+
+
+def _api_path(value: str) -> str:
+    if not value.startswith("/") or ".." in value or "//" in value or "\\" in value:
+        raise ValueError("must be an absolute path on hummingbot-api without '..' or '//'")
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise ValueError("must not contain whitespace or control characters")
+    return value
+
+
+ApiPath = Annotated[str, StringConstraints(max_length=512), AfterValidator(_api_path)]

@@ -1,0 +1,42 @@
+"""A small client for hummingbot-api's own API (HTTP Basic), used by actions.
+
+Every request goes to the configured base URL only; paths are validated by
+the callers' parameter types.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class HummingbotAPI:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, auth=(username, password), timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return self._http.request(method, path, **kw)
+
+    def accounts(self) -> list[str]:
+        resp = self.request("GET", "/accounts/")
+        resp.raise_for_status()
+        return list(resp.json())
+
+    def account_credentials(self, account: str) -> list[str] | None:
+        """Connector names of an account; None when its connectors folder is missing (half-made)."""
+        resp = self.request("GET", f"/accounts/{account}/credentials")
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        return list(resp.json())
+
+    def add_account(self, account: str) -> httpx.Response:
+        return self.request("POST", "/accounts/add-account", params={"account_name": account})
+
+    def delete_account(self, account: str) -> httpx.Response:
+        return self.request("POST", "/accounts/delete-account", params={"account_name": account})

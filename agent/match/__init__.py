@@ -1,0 +1,1 @@
+"""Match: rules from rules/*.yml, compiled once, applied to events."""

@@ -1,0 +1,51 @@
+"""Capture values come from text anyone can get into a log: validate before use.
+
+A value that fails its declared type, pattern or length is refused: no action
+runs with it. Types other than ``text`` never admit ``..``, whitespace, control
+characters, shell metacharacters or a leading ``-``, whatever their pattern says.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agent.match.model import Capture
+
+_TYPES = {
+    "name": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"),
+    "file": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"),
+    "image": re.compile(
+        r"^(?:[A-Za-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"),
+}
+_NEVER = re.compile(r"\.\.|[\s;&|$`<>(){}\[\]*?!~'\"\\#%^=,]|[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def check(spec: Capture, value: str, compiled_pattern: re.Pattern | None = None) -> str | None:
+    """None if the value is acceptable, else the reason it is refused."""
+    if len(value) > spec.max_length:
+        return f"longer than {spec.max_length} characters"
+    if spec.type == "text":
+        if _CONTROL.search(value):
+            return "contains control characters"
+    else:
+        if not value:
+            return "is empty"
+        bad = _NEVER.search(value)
+        if bad:
+            what = "'..'" if bad.group() == ".." else repr(bad.group())
+            return f"contains {what}"
+        if value.startswith("-"):
+            return "starts with '-'"
+        if not _TYPES[spec.type].match(value):
+            return f"is not a valid {spec.type}"
+    if compiled_pattern is not None and not compiled_pattern.fullmatch(value):
+        return f"does not match {spec.pattern}"
+    return None
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """A value as it may appear in a refusal message: quoted, escaped, cut."""
+    text = repr(value[:limit])
+    return text + ("…" if len(value) > limit else "")

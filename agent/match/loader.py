@@ -1,0 +1,314 @@
+"""Load rules/*.yml: every mistake is reported with its file and line.
+
+Structure is checked by the pydantic model; what it cannot see (regexes that
+do not compile, captures that are not declared, unknown actions or parameters,
+templates naming captures that do not exist, duplicate ids) is checked here,
+against the paths recorded while reading the YAML, so each error has a line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from agent.match.deploy import FIELDS
+from agent.match.model import Rule
+
+Path_ = tuple[str | int, ...]
+TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
+BUILTINS = {"container", "rule", "severity", "exception", "message", "stream"}
+DEPLOY_FIELDS = set().union(*FIELDS.values())
+
+
+@dataclass
+class RuleError:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+@dataclass
+class LoadResult:
+    rules: list[Rule] = field(default_factory=list)
+    errors: list[RuleError] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+class _Lines:
+    """YAML data plus the line of every key and item, by path."""
+
+    def __init__(self) -> None:
+        self.lines: dict[Path_, int] = {}
+        self.duplicates: list[tuple[Path_, int]] = []
+
+    def walk(self, node: yaml.Node, path: Path_ = ()) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key, value in node.value:
+                k = key.value
+                if k in seen:
+                    self.duplicates.append(((*path, k), key.start_mark.line + 1))
+                seen.add(k)
+                self.lines[(*path, k)] = key.start_mark.line + 1
+                self.walk(value, (*path, k))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.lines[(*path, i)] = item.start_mark.line + 1
+                self.walk(item, (*path, i))
+
+    def line_of(self, path: Path_) -> int:
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            # `match` may be one mapping where the model sees a list of one.
+            if any(isinstance(p, int) for p in path):
+                alt = tuple(p for p in path if not isinstance(p, int))
+                if alt in self.lines:
+                    return self.lines[alt]
+            path = path[:-1]
+        return self.lines.get((), 1)
+
+
+def dotted(path: Path_) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def load_rules(directory: str | Path, actions: dict | None = None) -> LoadResult:
+    """Every *.yml in the folder (samples and other files are ignored)."""
+    from agent.actions import registry
+
+    actions = registry() if actions is None else actions
+    result = LoadResult()
+    folder = Path(directory)
+    if not folder.is_dir():
+        result.errors.append(RuleError(str(folder), 1, "rules folder not found"))
+        return result
+    seen: dict[str, str] = {}
+    for path in sorted(folder.glob("*.yml")):
+        result.files.append(path)
+        rule, errors = load_file(path, actions)
+        result.errors += errors
+        if rule is None:
+            continue
+        if rule.id in seen:
+            result.errors.append(
+                RuleError(str(path), 1, f"duplicate rule id {rule.id!r} (also in {seen[rule.id]})"))
+            continue
+        seen[rule.id] = str(path)
+        result.rules.append(rule)
+    return result
+
+
+def load_file(path: Path, actions: dict) -> tuple[Rule | None, list[RuleError]]:
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [RuleError(name, 1, f"cannot read: {exc}")]
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [RuleError(name, (mark.line + 1) if mark else 1, f"not valid YAML: {problem}")]
+    if not isinstance(data, dict) or node is None:
+        return None, [RuleError(name, 1, "a rule file must be a YAML mapping (id:, match:, ...)")]
+    lines = _Lines()
+    lines.walk(node)
+    errors = [RuleError(name, line, f"{dotted(p)}: key given twice") for p, line in lines.duplicates]
+    try:
+        rule = Rule.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            errors.append(RuleError(name, lines.line_of(loc), _pydantic_message(loc, err)))
+        return None, errors
+    errors += _Semantics(rule, name, lines, actions, path.stem).check()
+    return (None if errors else rule), errors
+
+
+def _pydantic_message(loc: Path_, err: dict) -> str:
+    where = dotted(loc) or "rule"
+    if err["type"] == "extra_forbidden":
+        field_name = str(loc[-1])
+        known = _known_fields(loc[:-1])
+        hint = difflib.get_close_matches(field_name, known, n=1)
+        if hint:
+            extra = f" (did you mean {hint[0]!r}?)"
+        else:
+            extra = f"; known: {', '.join(sorted(known))}" if known else ""
+        return f"{where}: unknown field{extra}"
+    if err["type"] == "missing":
+        return f"{where}: required field missing"
+    return f"{where}: {err['msg']}"
+
+
+def _known_fields(parent: Path_) -> list[str]:
+    from agent.match import model
+
+    classes = {"where": model.Where, "match": model.Match, "frame": model.Frame, "captures": model.Capture,
+               "context": model.Context, "threshold": model.Threshold, "incident": model.Incident,
+               "actions": model.ActionCall, "verify": model.ActionCall, "notify": model.Notify}
+    names = [p for p in parent if isinstance(p, str)]
+    cls = model.Rule
+    if names:
+        last = names[-1]
+        cls = model.Capture if len(names) >= 2 and names[-2] == "captures" else classes.get(last, model.Rule)
+    return list(cls.model_fields)
+
+
+class _Semantics:
+    """What the model alone cannot check."""
+
+    def __init__(self, rule: Rule, file: str, lines: _Lines, actions: dict, stem: str) -> None:
+        self.rule, self.file, self.lines, self.actions, self.stem = rule, file, lines, actions, stem
+        self.errors: list[RuleError] = []
+
+    def err(self, path: Path_, message: str) -> None:
+        self.errors.append(RuleError(self.file, self.lines.line_of(path), message))
+
+    def regex(self, path: Path_, pattern: str | None) -> re.Pattern | None:
+        if pattern is None:
+            return None
+        try:
+            return re.compile(pattern)
+        except re.error as exc:
+            self.err(path, f"{dotted(path)}: bad regular expression: {exc.msg} at position {exc.pos}"
+                           f" in {pattern!r}")
+            return None
+
+    def check(self) -> list[RuleError]:
+        r = self.rule
+        if r.id != self.stem:
+            self.err(("id",), f"id {r.id!r} must match the file name ({self.stem}.yml)")
+        produced: set[str] = set()
+        for i, alt in enumerate(r.match):
+            for key in ("exception_message", "message", "line"):
+                rx = self.regex(("match", i, key), getattr(alt, key))
+                if rx is not None:
+                    produced |= self.groups(("match", i, key), rx)
+            if alt.frame is not None:
+                self.regex(("match", i, "frame", "file"), alt.frame.file)
+            if r.source == "log" and alt.kind == "response":
+                self.err(("match", i, "kind"), "kind response is for rules with source: recorder")
+        context_groups: set[str] = set()
+        for i, ctx in enumerate(r.context):
+            rx = self.regex(("context", i, "message"), ctx.message)
+            groups: set[str] = set()
+            if rx is not None:
+                groups = set(rx.groupindex)
+                if ctx.deploy and "config" not in groups:
+                    self.err(("context", i, "message"), "a deploy context needs a (?P<config>...) group")
+                context_groups |= self.groups(("context", i, "message"), rx, allow={"config"})
+            for cap, target in ctx.correlate.items():
+                if cap not in r.captures:
+                    self.err(("context", i, "correlate", cap),
+                             f"correlate names capture {cap!r}, which is not declared")
+                if ctx.deploy and target not in FIELDS[ctx.deploy] and target not in groups:
+                    self.err(("context", i, "correlate", cap),
+                             f"{target!r} is neither a field of {ctx.deploy} nor a group of this context")
+        for name, spec in r.captures.items():
+            self.regex(("captures", name, "pattern"), spec.pattern)
+            if name not in produced | context_groups:
+                self.err(("captures", name), f"capture {name!r} is declared but no pattern captures it"
+                                             " (add a (?P<" + name + ">...) group)")
+        self.template(("incident", "key"), r.incident.key, for_action=False)
+        for key in ("title", "text", "next_steps"):
+            self.template(("notify", key), getattr(r.notify, key), for_action=False)
+        for group in ("actions", "verify"):
+            for i, call in enumerate(getattr(r, group)):
+                self.action((group, i), call)
+        if r.retry_deploy and r.source == "log" and not r.context and "instance" not in r.captures \
+                and "profile" not in r.captures:
+            self.err(("retry_deploy",), "retry_deploy needs a capture (profile or instance) or a deploy"
+                                        " context to find the failed request")
+        return self.errors
+
+    def groups(self, path: Path_, rx: re.Pattern, allow: set[str] = frozenset()) -> set[str]:
+        names = set(rx.groupindex)
+        for g in sorted(names - set(self.rule.captures) - allow):
+            self.err(path, f"{dotted(path)}: group (?P<{g}>...) is not declared under captures:")
+        return names
+
+    def template(self, path: Path_, text: str | None, for_action: bool) -> None:
+        if not text:
+            return
+        for m in TEMPLATE.finditer(text):
+            ref = m[1]
+            if ref.startswith("deploy."):
+                if ref[7:] not in DEPLOY_FIELDS:
+                    self.err(path, f"{dotted(path)}: {{{ref}}} is not a deploy field; known: "
+                                   f"{', '.join(sorted(DEPLOY_FIELDS))}")
+                continue
+            spec = self.rule.captures.get(ref)
+            if spec is None and (for_action or ref not in BUILTINS):
+                known = sorted(self.rule.captures) + ([] if for_action else sorted(BUILTINS))
+                hint = difflib.get_close_matches(ref, known, n=1)
+                self.err(path, f"{dotted(path)}: template names {{{ref}}}, which is not a capture"
+                               + (f" (did you mean {{{hint[0]}}}?)" if hint else
+                                  f"; captures: {', '.join(sorted(self.rule.captures)) or 'none'}"))
+            elif spec is not None and for_action and spec.type == "text":
+                self.err(path, f"{dotted(path)}: capture {ref!r} is free text and may only be used"
+                               " in messages")
+
+    def action(self, path: Path_, call) -> None:
+        spec = self.actions.get(call.action)
+        if spec is None:
+            hint = difflib.get_close_matches(call.action, list(self.actions), n=1)
+            self.err((*path, "action"), f"unknown action {call.action!r}"
+                     + (f" (did you mean {hint[0]!r}?)" if hint
+                        else f"; actions: {', '.join(sorted(self.actions))}"))
+            return
+        fields = spec.params.model_fields
+        for key, value in call.params.items():
+            p = (*path, "params", key)
+            if key not in fields:
+                hint = difflib.get_close_matches(key, list(fields), n=1)
+                self.err(p, f"action {call.action} has no parameter {key!r}"
+                         + (f" (did you mean {hint[0]!r}?)" if hint else f"; it takes: {', '.join(fields)}"))
+                continue
+            if isinstance(value, str) and TEMPLATE.search(value):
+                self.template(p, value, for_action=True)
+                continue
+            try:
+                TypeAdapter(fields[key].annotation).validate_python(value)
+            except ValidationError as exc:
+                self.err(p, f"action {call.action}, parameter {key}: {exc.errors()[0]['msg']}")
+        for key, info in fields.items():
+            if info.is_required() and key not in call.params:
+                self.err(path, f"action {call.action} needs parameter {key!r}")
+
+
+def render(template: str, values: dict[str, Any]) -> str:
+    """Fill {name} and {deploy.field}; an unknown name renders as (unknown)."""
+    def sub(m: re.Match) -> str:
+        value = values.get(m[1])
+        return "(unknown)" if value is None else str(value)
+    return TEMPLATE.sub(sub, template)
+
+
+def unresolved(template: str, values: dict[str, Any]) -> list[str]:
+    return [m[1] for m in TEMPLATE.finditer(template) if values.get(m[1]) is None]
+
+
+def params_of(call, values: dict[str, Any]) -> dict[str, Any]:
+    return {k: render(v, values) if isinstance(v, str) else v for k, v in call.params.items()}
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and bool(TEMPLATE.search(value))

@@ -1,0 +1,309 @@
+"""Rules compiled once and applied to events.
+
+Cost on the common line that matches nothing: a handful of substring checks
+(the gate literals every line rule needs, such as `` - ERROR - ``); only
+lines that pass the gate, and tracebacks, reach the regexes.
+
+Precedence, when several rules match one event: higher ``priority`` first,
+then the rule with more conditions in its matching alternative (more
+specific), then the rule id in alphabetical order. One event gives at most
+one match.
+"""
+
+from __future__ import annotations
+
+import re
+import re._parser as sre_parse  # the regex parser the re module itself uses
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.events import LINE, TRACEBACK, Event
+from agent.match import captures as capture_check
+from agent.match.deploy import parse_config_repr
+from agent.match.loader import params_of, render, unresolved
+from agent.match.model import Match as MatchSpec
+from agent.match.model import Rule
+
+CONTEXT_KEEP = 256  # recent context lines kept per container
+UNTIMED_WINDOW_LINES = 500  # without timestamps, "within" means this many lines before
+
+
+@dataclass
+class Result:
+    """What a rule made of an event."""
+
+    rule: Rule
+    event: Event
+    captures: dict[str, str]
+    refused: str | None = None
+    deploy: dict[str, Any] | None = None
+    below_threshold: bool = False
+    alternative: int = 0
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actions(self) -> list[str]:
+        """What would run, in order (nothing when refused or below the threshold)."""
+        if self.refused or self.below_threshold:
+            return []
+        names = [c.action for c in self.rule.actions]
+        return [*names, "retry_deploy"] if self.rule.retry_deploy else names
+
+    def action_params(self) -> list[tuple[str, dict[str, Any], list[str]]]:
+        """(action, params with templates filled, names still unknown) for each action."""
+        return [(c.action, params_of(c, self.values),
+                 [n for v in c.params.values() if isinstance(v, str) for n in unresolved(v, self.values)])
+                for c in self.rule.actions]
+
+    def text(self, template: str | None) -> str:
+        return render(template or "", self.values)
+
+
+def required_literal(pattern: str) -> str | None:
+    """The longest literal every match of the regex must contain (top level only)."""
+    try:
+        parsed = sre_parse.parse(pattern)
+    except re.error:
+        return None
+    best, run = "", []
+    for op, arg in parsed:
+        if op is sre_parse.LITERAL:
+            run.append(chr(arg))
+            continue
+        if op not in (sre_parse.AT,):
+            best = max(best, "".join(run), key=len)
+            run = []
+    best = max(best, "".join(run), key=len)
+    return best if len(best) >= 4 else None
+
+
+def _level_literals(levels: list[str]) -> list[str]:
+    return [lit for lvl in levels for lit in (f" - {lvl} - ", f"{lvl}:")]
+
+
+class _Alternative:
+    def __init__(self, spec: MatchSpec) -> None:
+        self.spec = spec
+        self.kind = spec.kind
+        self.exception = spec.exception
+        self.outermost = spec.scope == "outermost"
+        self.exc_message = re.compile(spec.exception_message) if spec.exception_message else None
+        self.frame_file = re.compile(spec.frame.file) if spec.frame and spec.frame.file else None
+        self.frame_func = spec.frame.function if spec.frame else None
+        self.has_frame = spec.frame is not None
+        self.logger = set(spec.logger) if spec.logger else None
+        self.level = set(spec.level) if spec.level else None
+        self.message = re.compile(spec.message) if spec.message else None
+        self.line = re.compile(spec.line) if spec.line else None
+        self.specificity = sum(v is not None for v in (
+            spec.exception, spec.exception_message, spec.frame, spec.logger, spec.level, spec.message,
+            spec.line, spec.route, spec.status)) + (spec.kind != "any")
+        self.gate = self._gate()
+
+    def _gate(self) -> list[str] | None:
+        """Literals one of which a line must contain to be worth this alternative; None: any line."""
+        if self.kind == TRACEBACK:
+            return []
+        s = self.spec
+        if s.level:
+            return _level_literals(s.level)
+        if s.logger:
+            return [f" - {name} - " for name in s.logger] + [f":{name}:" for name in s.logger]
+        for rx in (s.message, s.line):
+            if rx and (lit := required_literal(rx)):
+                return [lit]
+        return None
+
+    def match(self, e: Event) -> dict[str, str] | None:
+        kind = e.kind
+        if self.kind != "any" and self.kind != kind:
+            return None
+        caught: dict[str, str] = {}
+        if self.exception is not None or self.exc_message is not None:
+            if kind != TRACEBACK or not e.exceptions:
+                return None
+            pool = [e.exceptions[-1]] if self.outermost else e.exceptions
+            for exc in reversed(pool):
+                if self.exception is not None and not any(
+                        exc.type == n or exc.type.endswith("." + n) for n in self.exception):
+                    continue
+                if self.exc_message is not None:
+                    m = self.exc_message.search(exc.message)
+                    if m is None:
+                        continue
+                    caught.update({k: v for k, v in m.groupdict().items() if v is not None})
+                break
+            else:
+                return None
+        if self.has_frame and not any((self.frame_file is None or self.frame_file.search(f.file))
+                   and (self.frame_func is None or f.function == self.frame_func) for f in e.frames):
+            return None
+        if self.logger is not None or self.level is not None or self.message is not None:
+            h = e.header
+            if h is None:
+                return None
+            if self.logger is not None and h.logger not in self.logger:
+                return None
+            if self.level is not None and h.level not in self.level:
+                return None
+            if self.message is not None:
+                m = self.message.search(e.message)
+                if m is None:
+                    return None
+                caught.update({k: v for k, v in m.groupdict().items() if v is not None})
+        if self.line is not None:
+            m = self.line.search(e.lines[0] if e.lines else "")
+            if m is None:
+                return None
+            caught.update({k: v for k, v in m.groupdict().items() if v is not None})
+        return caught
+
+
+class _Compiled:
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.alternatives = [_Alternative(spec) for spec in rule.match]
+        self.patterns = {n: re.compile(c.pattern) if c.pattern else None for n, c in rule.captures.items()}
+        self.context = [(c, re.compile(c.message)) for c in rule.context]
+        self.specificity = max(a.specificity for a in self.alternatives)
+        self.containers = set(rule.where.containers) if rule.where.containers else None
+        self.stream = rule.where.stream
+        self.on_lines = any(a.kind in ("any", LINE) for a in self.alternatives)
+        self.on_tracebacks = any(a.kind in ("any", TRACEBACK) for a in self.alternatives)
+        self.hits: dict[str, deque[float]] = {}
+
+
+class Matcher:
+    """All rules of one load, ready to match events of log sources."""
+
+    def __init__(self, rules: list[Rule], *, check_where: bool = True) -> None:
+        compiled = [_Compiled(r) for r in rules if r.source == "log"]
+        compiled.sort(key=lambda c: (-c.rule.priority, -c.specificity, c.rule.id))
+        self.rules = compiled
+        self.check_where = check_where
+        self._line_rules = [c for c in compiled if c.on_lines]
+        self._tb_rules = [c for c in compiled if c.on_tracebacks]
+        gates: set[str] = set()
+        self._ungated = False
+        for c in self._line_rules:
+            for a in c.alternatives:
+                if a.kind == TRACEBACK:
+                    continue
+                if a.gate is None:
+                    self._ungated = True
+                else:
+                    gates.update(a.gate)
+        self._gates = tuple(sorted(gates))
+        ctx: set[str] = set()
+        self._ctx_ungated = False
+        for c in compiled:
+            for spec, _ in c.context:
+                lit = required_literal(spec.message)
+                if lit is None:
+                    self._ctx_ungated = True
+                else:
+                    ctx.add(lit)
+        self._ctx_gates = tuple(sorted(ctx))
+        self._recent: dict[str, deque[Event]] = {}
+
+    # -- the hot path ------------------------------------------------------------------------
+    def match(self, event: Event) -> Result | None:
+        if event.kind == LINE:
+            text = event.lines[0]
+            if (self._ctx_gates and any(g in text for g in self._ctx_gates)) or self._ctx_ungated:
+                self._remember(event)
+            if not self._ungated and not any(g in text for g in self._gates):
+                return None
+            candidates = self._line_rules
+        elif event.kind == TRACEBACK:
+            candidates = self._tb_rules
+        else:
+            return None
+        for c in candidates:
+            if self.check_where and not self._where(c, event):
+                continue
+            for i, alt in enumerate(c.alternatives):
+                caught = alt.match(event)
+                if caught is not None:
+                    return self._result(c, event, caught, i)
+        return None
+
+    def _where(self, c: _Compiled, e: Event) -> bool:
+        if c.containers is not None and e.container not in c.containers:
+            return False
+        return c.stream == "any" or e.stream in (c.stream, "merged")
+
+    def _remember(self, event: Event) -> None:
+        buf = self._recent.get(event.container)
+        if buf is None:
+            buf = self._recent[event.container] = deque(maxlen=CONTEXT_KEEP)
+        buf.append(event)
+
+    # -- after a match ------------------------------------------------------------------------
+    def _result(self, c: _Compiled, event: Event, caught: dict[str, str], alt: int) -> Result:
+        rule = c.rule
+        res = Result(rule, event, dict(caught), alternative=alt)
+        self._add_context(c, res)
+        for name, value in res.captures.items():
+            spec = rule.captures.get(name)
+            if spec is None:
+                continue
+            reason = capture_check.check(spec, value, c.patterns.get(name))
+            if reason:
+                res.refused = f"capture {name}={capture_check.shown(value)} {reason}"
+                break
+        values: dict[str, Any] = {
+            "container": event.container, "rule": rule.id, "severity": rule.severity,
+            "stream": event.stream, "message": event.message[:500],
+            "exception": event.outermost.type if event.outermost else None,
+        }
+        values.update(res.captures)
+        if res.deploy:
+            values.update({f"deploy.{k}": v for k, v in res.deploy["body"].items()})
+        res.values = values
+        if rule.threshold is not None and not res.refused:
+            key = render(rule.incident.key, values)
+            now = event.ts / 1e9 if event.ts else time.monotonic()
+            hits = c.hits.setdefault(key, deque())
+            hits.append(now)
+            while hits and hits[0] < now - rule.threshold.window:
+                hits.popleft()
+            res.below_threshold = len(hits) < rule.threshold.count
+        return res
+
+    def _add_context(self, c: _Compiled, res: Result) -> None:
+        recent = self._recent.get(res.event.container)
+        if not c.context or not recent:
+            return
+        event = res.event
+        for spec, rx in c.context:
+            for prior in reversed(recent):
+                if prior.first_pos >= event.first_pos:
+                    continue
+                if event.ts and prior.ts:
+                    if prior.ts < event.ts - spec.within * 1e9:
+                        break
+                elif event.first_pos - prior.first_pos > UNTIMED_WINDOW_LINES:
+                    break
+                h = prior.header
+                if h is None or (spec.logger and h.logger not in spec.logger) \
+                        or (spec.level and h.level not in spec.level):
+                    continue
+                m = rx.search(prior.message)
+                if m is None:
+                    continue
+                groups = {k: v for k, v in m.groupdict().items() if v is not None}
+                body = parse_config_repr(groups.pop("config", ""), spec.deploy) if spec.deploy else None
+                if spec.deploy and body is None:
+                    continue
+                source = {**groups, **(body or {})}
+                if any(str(source.get(field_)) != res.captures.get(cap)
+                       for cap, field_ in spec.correlate.items()):
+                    continue
+                for k, v in groups.items():
+                    res.captures.setdefault(k, v)
+                if body is not None:
+                    res.deploy = {"route": spec.deploy, "body": body}
+                break

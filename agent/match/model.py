@@ -1,0 +1,131 @@
+"""The rule format: one pydantic model, the single source of truth for validation
+and for the published JSON Schema (``hb-medic rules schema``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Regex = Annotated[str, Field(description="Python regular expression (searched; anchor with ^ and $)")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _listify(value: Any) -> Any:
+    return [value] if isinstance(value, str | int) else value
+
+
+class Where(Strict):
+    """Which events a rule looks at."""
+
+    containers: list[str] | None = Field(None, description="container names (default: every followed one)")
+    labels: dict[str, str] | None = Field(None, description="container labels that must all be present")
+    stream: Literal["any", "stdout", "stderr"] = "any"
+
+
+class Frame(Strict):
+    file: Regex | None = Field(None, description="regex searched in the frame's file path")
+    function: str | None = Field(None, description="the frame's function name, exactly")
+
+
+class Match(Strict):
+    """All conditions given must hold. A rule lists one or more of these: any may match."""
+
+    kind: Literal["any", "traceback", "line", "response"] = "any"
+    exception: list[str] | None = Field(
+        None, description="exception type(s): full dotted name or its last part")
+    scope: Literal["any", "outermost"] = Field(
+        "any", description="match the exception anywhere in the chain/group, or only the outermost")
+    exception_message: Regex | None = Field(None, description="regex on the matched exception's message")
+    frame: Frame | None = Field(None, description="a frame that must be in the traceback")
+    logger: list[str] | None = Field(None, description="logger name(s) of the record, exactly")
+    level: list[Level] | None = Field(None, description="level(s) of the record")
+    message: Regex | None = Field(
+        None, description="regex on the record's message (after its timestamp, logger and level)")
+    line: Regex | None = Field(None, description="regex on the whole first line of the event")
+    route: list[str] | None = Field(None, description="(recorder) deploy route name(s)")
+    status: list[int] | None = Field(None, description="(recorder) HTTP status code(s)")
+
+    _lists = field_validator("exception", "logger", "level", "route", "status", mode="before")(
+        lambda v: _listify(v))
+
+
+class Capture(Strict):
+    type: Literal["name", "file", "image", "text"] = Field(
+        "name", description="name: letters, digits, _ and - (1-64); file: a file name without "
+        "directories; image: a Docker image reference; text: free text, for messages only")
+    pattern: Regex | None = Field(None, description="an extra regex the whole value must match")
+    max_length: int = Field(64, ge=1, le=1024)
+
+
+class Context(Strict):
+    """A line near the event (same container, before it) that adds captures."""
+
+    message: Regex = Field(description="regex on the record's message, with named groups")
+    logger: list[str] | None = None
+    level: list[Level] | None = None
+    within: float = Field(30.0, gt=0, le=3600, description="seconds before the event")
+    deploy: Literal["deploy-v2-script", "deploy-v2-controllers"] | None = Field(
+        None, description="the group `config` holds this deploy request's body (pydantic repr)")
+    correlate: dict[str, str] = Field(
+        default_factory=dict,
+        description="event capture -> field of the context's deploy body (or its capture) that must equal it")
+
+    _lists = field_validator("logger", "level", mode="before")(lambda v: _listify(v))
+
+
+class Threshold(Strict):
+    count: int = Field(ge=2, description="matches needed...")
+    window: float = Field(gt=0, description="...within this many seconds")
+
+
+class Incident(Strict):
+    key: str = Field("", description="template of captures telling incidents of this rule apart")
+    cooldown: float = Field(300, ge=0, description="seconds after an incident ends before acting again")
+    max_attempts: int = Field(3, ge=1, le=20)
+    backoff: float = Field(30, ge=0, description="seconds before a second attempt, doubled each time")
+
+
+class ActionCall(Strict):
+    action: str = Field(description="an action of the registry")
+    params: dict[str, Any] = Field(default_factory=dict, description="values; strings may use {templates}")
+
+
+class Notify(Strict):
+    title: str
+    text: str
+    next_steps: str | None = Field(None, description="what a human still has to do")
+
+
+class Rule(Strict):
+    """One rule: where to look, what to recognise, what to do about it, whom to tell."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$", description="unique; the file is <id>.yml")
+    description: str
+    severity: Literal["critical", "error", "warning", "info"]
+    source: Literal["log", "recorder"] = "log"
+    priority: int = Field(0, description="higher wins when several rules match one event")
+    where: Where = Field(default_factory=Where)
+    match: list[Match] = Field(min_length=1)
+    captures: dict[str, Capture] = Field(default_factory=dict)
+    context: list[Context] = Field(default_factory=list)
+    threshold: Threshold | None = None
+    incident: Incident = Field(default_factory=Incident)
+    actions: list[ActionCall] = Field(default_factory=list)
+    verify: list[ActionCall] = Field(default_factory=list)
+    retry_deploy: bool = Field(False, description="re-send the failed deploy once the fix is verified")
+    observe_only: bool = Field(False, description="report what would be done, never act")
+    notify: Notify
+
+    @field_validator("match", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+
+def schema() -> dict:
+    return Rule.model_json_schema()

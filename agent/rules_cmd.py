@@ -1,0 +1,129 @@
+"""`hb-medic rules check | test | schema`: the tools people use to write rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from typing import TextIO
+
+from agent.events import TRACEBACK, Event
+from agent.ingest.replay import open_input, replay_lines
+from agent.match.loader import load_rules
+from agent.match.matcher import Matcher, Result
+from agent.match.model import schema
+
+DEFAULT_RULES = os.environ.get("MEDIC_RULES_DIR", "rules")
+
+
+def check(rules_dir: str, out: TextIO = sys.stdout) -> int:
+    result = load_rules(rules_dir)
+    for err in result.errors:
+        print(err, file=out)
+    if result.errors:
+        print(f"{len(result.errors)} error(s) in {rules_dir}", file=out)
+        return 1
+    print(f"{len(result.rules)} rules OK in {rules_dir}", file=out)
+    return 0
+
+
+def print_schema(out: TextIO = sys.stdout) -> int:
+    json.dump(schema(), out, indent=2)
+    out.write("\n")
+    return 0
+
+
+def reportable(event: Event, result: Result | None) -> bool:
+    return result is not None or event.kind == TRACEBACK or event.level in ("ERROR", "CRITICAL")
+
+
+def as_json(event: Event, result: Result | None) -> dict:
+    """One line of `rules test --json`, exactly the contract."""
+    return {
+        "rule": result.rule.id if result else None,
+        "captures": dict(result.captures) if result else {},
+        "refused": result.refused if result else None,
+        "exception": event.outermost.type if event.kind == TRACEBACK and event.outermost else None,
+        "exceptions": [e.type for e in event.exceptions],
+        "fingerprint": event.fingerprint,
+        "first_line": event.first_pos,
+        "last_line": event.last_pos,
+        "deploy": result.deploy if result else None,
+        "actions": result.actions if result else [],
+    }
+
+
+class _Style:
+    def __init__(self, enabled: bool) -> None:
+        self.on = enabled
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.on else text
+
+
+def run_test(paths: list[str], rules_dir: str, as_json_lines: bool, container: str,
+             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    loaded = load_rules(rules_dir)
+    if loaded.errors:
+        for e in loaded.errors:
+            print(e, file=err)
+        return 1
+    style = _Style(out.isatty() and not os.environ.get("NO_COLOR"))
+    counts: Counter[str] = Counter()
+    for path in paths:
+        matcher = Matcher(loaded.rules)  # each file is its own log: no state carried over
+        try:
+            fh = open_input(path)
+        except OSError as exc:
+            print(f"hb-medic: cannot read {path}: {exc.strerror}", file=err)
+            return 2
+        if not as_json_lines and len(paths) > 1:
+            print(style(f"== {path}", "1"), file=out)
+        with fh:
+            for event in replay_lines(fh, container):
+                result = matcher.match(event)
+                if not reportable(event, result):
+                    continue
+                counts[result.rule.id if result else "(no rule)"] += 1
+                if as_json_lines:
+                    print(json.dumps(as_json(event, result)), file=out)
+                else:
+                    _human(event, result, style, out)
+    if not as_json_lines:
+        summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing to report"
+        print(style(f"-- {sum(counts.values())} reported events ({summary})", "2"), file=out)
+    return 0
+
+
+def _human(event: Event, r: Result | None, s: _Style, out: TextIO) -> None:
+    span = f"lines {event.first_pos}-{event.last_pos}" if event.last_pos != event.first_pos \
+        else f"line {event.first_pos}"
+    head = event.outermost.type if event.kind == TRACEBACK and event.outermost else event.level
+    key_line = event.lines[-1] if event.kind == TRACEBACK else event.lines[0]
+    print(f"{s(span, '2')}  {event.kind} {s(head or '', '1')}  {s(event.fingerprint, '2')}", file=out)
+    print(f"    {key_line[:200]}", file=out)
+    if r is None:
+        print(f"    rule      {s('none', '33')}", file=out)
+        print(file=out)
+        return
+    colour = "31" if r.rule.severity == "critical" else "33"
+    print(f"    rule      {s(r.rule.id, '1;' + colour)} ({r.rule.severity})", file=out)
+    if r.captures:
+        print("    captures  " + " ".join(f"{k}={v!r}" for k, v in r.captures.items()), file=out)
+    if r.refused:
+        print(f"    refused   {s(r.refused, '1;31')} (no action would run)", file=out)
+    elif r.below_threshold:
+        t = r.rule.threshold
+        print(f"    waiting   below threshold ({t.count} within {t.window:.0f} s): no action yet", file=out)
+    if r.deploy:
+        print(f"    deploy    {r.deploy['route']} {json.dumps(r.deploy['body'])}", file=out)
+    for name, params, missing in (r.action_params() if r.actions else []):
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        note = s(f"  (needs {', '.join(missing)}: from the deploy recorder)", "33") if missing else ""
+        print(f"    action    {name}({shown}){note}", file=out)
+    if "retry_deploy" in r.actions:
+        how = "with the body above" if r.deploy else "with the recorded request (not in this log)"
+        print(f"    action    retry_deploy {how}", file=out)
+    print(f"    notify    {r.text(r.rule.notify.title)}", file=out)
+    print(file=out)

@@ -1,0 +1,74 @@
+"""Every rule's golden samples, in the style of fail2ban's sample logs.
+
+Beside each ``rules/<id>.yml`` lies ``rules/<id>.samples.log``: real-format log
+excerpts, each block headed by ``# expect: {json}``. A block is replayed alone,
+through the real assembler and the whole rule library, and must give:
+
+- ``"rule": id`` — an event matched by that rule, whose other keys (``captures``,
+  ``refused`` (true, false, or null), ``exception``, ``exceptions``, ``deploy``,
+  ``actions``) equal the expectation, as in ``rules test --json``;
+- ``"not": id`` — no event of the block matched by that rule (a near miss).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.ingest.replay import replay_lines
+from agent.match.loader import load_rules
+from agent.match.matcher import Matcher
+from agent.rules_cmd import as_json
+
+RULES = Path(__file__).resolve().parent.parent / "rules"
+LIBRARY = load_rules(RULES)
+
+
+def blocks(path: Path) -> list[tuple[int, dict, list[str]]]:
+    out: list[tuple[int, dict, list[str]]] = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith("# expect: "):
+            out.append((n, json.loads(line[len("# expect: "):]), []))
+        elif line.startswith("# ") or line == "#":
+            continue
+        elif out:
+            out[-1][2].append(line)
+    return out
+
+
+CASES = [pytest.param(path, n, expect, lines, id=f"{path.name.split('.')[0]}:{n}")
+         for path in sorted(RULES.glob("*.samples.log")) for n, expect, lines in blocks(path)]
+
+
+def test_library_loads_clean():
+    assert [str(e) for e in LIBRARY.errors] == []
+
+
+def test_every_rule_has_positive_and_near_miss_samples():
+    for rule in LIBRARY.rules:
+        path = RULES / f"{rule.id}.samples.log"
+        assert path.is_file(), f"{rule.id} has no samples"
+        kinds = [("rule" if e.get("rule") == rule.id else "not" if e.get("not") == rule.id else "")
+                 for _, e, _ in blocks(path)]
+        assert "rule" in kinds and "not" in kinds, f"{rule.id}: needs a match and a near miss"
+
+
+@pytest.mark.parametrize(("path", "line", "expect", "lines"), CASES)
+def test_sample(path, line, expect, lines):
+    matcher = Matcher(LIBRARY.rules)
+    results = [as_json(e, matcher.match(e)) for e in replay_lines(lines, "hummingbot-api")]
+    if "not" in expect:
+        assert all(r["rule"] != expect["not"] for r in results), results
+    if expect.get("rule"):
+        hits = [r for r in results if r["rule"] == expect["rule"]]
+        assert hits, f"{path.name}:{line}: no event matched {expect['rule']}: {results}"
+        got = hits[-1]
+        for key, want in expect.items():
+            if key in ("rule", "not"):
+                continue
+            if key == "refused" and isinstance(want, bool):
+                assert (got["refused"] is not None) == want, got
+            else:
+                assert got[key] == want, f"{key}: {got[key]!r} != {want!r}"
