@@ -54,7 +54,13 @@ def cmd_run() -> int:
             name = "MEDIC_" + "_".join(str(p) for p in err["loc"]).upper()
             print(f"hb-medic: bad setting {name}: {err['msg']}", file=sys.stderr)
         return 2
-    service = Service(settings)
+    from agent.service import RulesError
+
+    try:
+        service = Service(settings)
+    except RulesError as exc:
+        print(f"hb-medic: the rules in {settings.rules_dir} have errors:\n{exc}", file=sys.stderr)
+        return 2
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -1,7 +1,8 @@
-"""The running agent: wires ingest, assemble and what follows, and stops cleanly.
+"""The running agent: wires ingest, assemble and match, and stops cleanly.
 
-Until rules are in place the agent reports what it sees: every traceback and
-every ERROR or CRITICAL record becomes one line in the agent's own log.
+Until remedies are in place the agent reports what it sees: every event a rule
+matches (with its captures, refusal and planned actions), and every traceback
+or ERROR/CRITICAL record no rule knows, becomes one line in the agent's log.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import threading
 from agent.assemble import Assembler
 from agent.events import TRACEBACK, Event
 from agent.ingest.follow import Ingest
+from agent.match.loader import LoadResult, load_rules
+from agent.match.matcher import Matcher, Result
+from agent.match.reload import RulesWatcher
 from agent.pipeline import Pipeline
 from agent.settings import Settings
 from agent.store import Store
@@ -19,8 +23,25 @@ from agent.store import Store
 log = logging.getLogger("agent")
 
 
+class RulesError(Exception):
+    """The rules folder has errors; the agent does not start with it."""
+
+
+def report_match(res: Result) -> None:
+    r = res.rule
+    caps = " ".join(f"{k}={v!r}" for k, v in res.captures.items())
+    if res.refused:
+        state = f"REFUSED ({res.refused})"
+    elif res.below_threshold:
+        state = "below threshold"
+    else:
+        state = "would run: " + (", ".join(res.actions) or "notify only")
+    log.warning("rule %s matched in %s: %s %s [%s]", r.id, res.event.container, caps, state,
+                res.event.fingerprint)
+
+
 def report(event: Event) -> None:
-    """Log an event worth a look: a traceback, or an ERROR/CRITICAL record."""
+    """Log an event no rule knows that is worth a look: a traceback, or an ERROR/CRITICAL record."""
     if event.kind == TRACEBACK:
         exc = event.outermost
         chain = " <- ".join(e.type for e in reversed(event.exceptions))
@@ -35,21 +56,41 @@ def report(event: Event) -> None:
 class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        loaded = load_rules(settings.rules_dir)
+        if loaded.errors:
+            raise RulesError("\n".join(str(e) for e in loaded.errors))
+        self.rules: LoadResult = loaded
+        self.matcher = Matcher(loaded.rules)
+        self.watcher = RulesWatcher(settings.rules_dir, self._swap)
         self.store = Store(settings.state_db)
         self.pipeline = Pipeline(
-            report, store=self.store, assembler=Assembler(grace=settings.grace_ms / 1000))
+            self.handle, store=self.store, assembler=Assembler(grace=settings.grace_ms / 1000))
         self.ingest = Ingest(settings.containers, self.pipeline, checkpoints=self.store.checkpoint,
                              catchup_window=settings.catchup_window, max_line=settings.max_line_bytes)
         self._stopped = threading.Event()
 
+    def _swap(self, matcher: Matcher, loaded: LoadResult) -> None:
+        self.matcher, self.rules = matcher, loaded
+
+    def handle(self, event: Event) -> None:
+        """One event from the pipeline: match it, then report (remedy comes here)."""
+        res = self.matcher.match(event)
+        if res is not None:
+            report_match(res)
+        else:
+            report(event)
+
     def start(self) -> None:
         self.pipeline.start()
         self.ingest.start()
-        log.warning("hb-medic following %s; state in %s", ", ".join(self.settings.containers),
+        self.watcher.start()
+        log.warning("hb-medic following %s; %d rules from %s; state in %s",
+                    ", ".join(self.settings.containers), len(self.rules.rules), self.settings.rules_dir,
                     self.settings.state_db)
 
     def stop(self) -> None:
         """Detach from the engine, finish what is assembled, save the checkpoints."""
+        self.watcher.stop()
         self.ingest.stop()
         self.pipeline.stop()
         self.store.close()

@@ -72,3 +72,67 @@ def test_bad_setting_is_one_clear_message(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "hb-medic: bad setting MEDIC_CATCHUP_WINDOW: Input should be greater than 0"]
+
+
+TICK_RULE = """\
+id: {id}
+description: raiser ticks
+severity: info
+where: {{containers: [{container}]}}
+match:
+  - kind: line
+    logger: services.raiser
+    level: WARNING
+    message: "^tick (?P<boot>[0-9a-f]+) [0-9]+$"
+captures:
+  boot: {{type: name}}
+notify: {{title: "tick {{boot}}", text: tick}}
+"""
+
+
+def test_rules_reload_and_a_broken_file_keeps_the_old_set(docker_client, tmp_path):
+    name = f"medic-reload-{uuid.uuid4().hex[:6]}"
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "tick-a.yml").write_text(TICK_RULE.format(id="tick-a", container=name))
+    env = {"MEDIC_CONTAINERS": name, "MEDIC_STATE_DB": str(tmp_path / "state.db"),
+           "MEDIC_RULES_DIR": str(rules)}
+    log = tmp_path / "agent.log"
+    agent = start_agent(env, log)
+    c = docker_client.containers.run(
+        TOOLS_IMAGE, entrypoint=["python3", "-u", "-m", "tests.raiser"], working_dir="/w",
+        name=name, detach=True, network_mode="none", labels={LABEL: name},
+        volumes={str(REPO): {"bind": "/w", "mode": "ro"}}, environment={"BEAT": "0.02"})
+    try:
+        wait_until(lambda: "rule tick-a matched" in log.read_text(), 20, "tick-a matches")
+        (rules / "broken.yml").write_text("id: broken\nseverity: [\n")
+        wait_until(lambda: "not reloaded" in log.read_text(), 10, "the reload error")
+        text = log.read_text()
+        assert f"rule error: {rules / 'broken.yml'}:3: not valid YAML" in text
+        mark = len(text)
+        wait_until(lambda: "rule tick-a matched" in log.read_text()[mark:], 10, "tick-a still in force")
+        (rules / "broken.yml").unlink()
+        (rules / "tick-a.yml").unlink()
+        (rules / "tick-b.yml").write_text(TICK_RULE.format(id="tick-b", container=name))
+        wait_until(lambda: "rules reloaded" in log.read_text()[mark:], 10, "the reload")
+        mark = len(log.read_text())
+        wait_until(lambda: "rule tick-b matched" in log.read_text()[mark:], 10, "tick-b matches")
+        assert "rule tick-a matched" not in log.read_text()[mark:]
+        stop_agent(agent)
+    finally:
+        c.remove(force=True)
+        if agent.poll() is None:
+            agent.kill()
+
+
+def test_start_refused_with_broken_rules(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "x.yml").write_text("id: x\n")
+    out = subprocess.run([sys.executable, "-m", "agent", "run"], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "MEDIC_RULES_DIR": str(rules),
+                              "MEDIC_STATE_DB": str(tmp_path / "s.db")})
+    assert out.returncode == 2
+    assert f"the rules in {rules} have errors" in out.stderr
+    assert f"{rules / 'x.yml'}:1: id 'x' must match" not in out.stderr  # x is too short an id
+    assert f"{rules / 'x.yml'}:1: id: String should match pattern" in out.stderr

@@ -195,7 +195,8 @@ class _Semantics:
     def check(self) -> list[RuleError]:
         r = self.rule
         if r.id != self.stem:
-            self.err(("id",), f"id {r.id!r} must match the file name ({self.stem}.yml)")
+            self.err(("id",), f"id {r.id!r} must match the file name ({self.stem}.yml);"
+                             " a copied rule needs its own id")
         produced: set[str] = set()
         for i, alt in enumerate(r.match):
             for key in ("exception_message", "message", "line"):
@@ -222,9 +223,10 @@ class _Semantics:
                 if ctx.deploy and target not in FIELDS[ctx.deploy] and target not in groups:
                     self.err(("context", i, "correlate", cap),
                              f"{target!r} is neither a field of {ctx.deploy} nor a group of this context")
+        regex_failed = any("bad regular expression" in e.message for e in self.errors)
         for name, spec in r.captures.items():
             self.regex(("captures", name, "pattern"), spec.pattern)
-            if name not in produced | context_groups:
+            if name not in produced | context_groups and not regex_failed:
                 self.err(("captures", name), f"capture {name!r} is declared but no pattern captures it"
                                              " (add a (?P<" + name + ">...) group)")
         self.template(("incident", "key"), r.incident.key, for_action=False)

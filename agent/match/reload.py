@@ -1,0 +1,66 @@
+"""Reload the rules folder when it changes; a broken file keeps the old set in force."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.match.loader import LoadResult, load_rules
+from agent.match.matcher import Matcher
+
+log = logging.getLogger(__name__)
+
+
+def _signature(folder: Path) -> tuple:
+    out = []
+    for p in sorted(folder.glob("*.yml")):
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        out.append((p.name, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+class RulesWatcher:
+    """Polls the folder (inotify does not reach into every bind mount) and swaps matchers."""
+
+    def __init__(self, folder: str | Path, on_load: Callable[[Matcher, LoadResult], None],
+                 interval: float = 2.0) -> None:
+        self.folder = Path(folder)
+        self.on_load = on_load
+        self.interval = interval
+        self.errors: list[str] = []
+        self._sig = _signature(self.folder)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rules-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            sig = _signature(self.folder)
+            if sig != self._sig:
+                self._sig = sig
+                self.reload()
+
+    def reload(self) -> bool:
+        result = load_rules(self.folder)
+        if result.errors:
+            self.errors = [str(e) for e in result.errors]
+            for e in result.errors:
+                log.error("rule error: %s", e)
+            log.error("rules in %s not reloaded (%d error(s)); the previous set stays in force",
+                      self.folder, len(result.errors))
+            return False
+        self.errors = []
+        self.on_load(Matcher(result.rules), result)
+        log.warning("rules reloaded from %s: %d rules", self.folder, len(result.rules))
+        return True

@@ -1,0 +1,113 @@
+"""Rule files with one mistake each: the error names the file, the line and the fix."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agent.match.loader import load_rules
+from agent.match.model import Rule
+
+GOOD = """\
+id: {id}
+description: a test rule
+severity: warning
+match:
+  - kind: line
+    level: ERROR
+    message: "^Error deploying V2 script: (?P<profile>\\\\S+)$"
+captures:
+  profile: {{type: name}}
+actions:
+  - action: ensure_account
+    params: {{profile: "{{profile}}"}}
+notify:
+  title: "profile {{profile}}"
+  text: something broke
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "my-rule") -> Path:
+    (tmp_path / f"{name}.yml").write_text(textwrap.dedent(text))
+    return tmp_path
+
+
+def errors(tmp_path: Path) -> list[str]:
+    return [str(e) for e in load_rules(tmp_path).errors]
+
+
+def test_good_rule_loads(tmp_path):
+    result = load_rules(write(tmp_path, GOOD.format(id="my-rule")))
+    assert result.errors == [] and [r.id for r in result.rules] == ["my-rule"]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("    level: ERROR\n", "    level: ERROR\n   bad: [\n"), ":7: not valid YAML"),
+    (("    message:", "    mesage:"), ":7: match[0].mesage: unknown field (did you mean 'message'?)"),
+    (("(?P<profile>\\\\S+)$", "(?P<profile>\\\\S+$"),
+     ":7: match[0].message: bad regular expression: missing ), unterminated subpattern at position 28"),
+    (("action: ensure_account", "action: ensure_acount"),
+     ":11: unknown action 'ensure_acount' (did you mean 'ensure_account'?)"),
+    (('params: {profile: "{profile}"}', 'params: {profil: "{profile}"}'),
+     ":12: action ensure_account has no parameter 'profil' (did you mean 'profile'?)"),
+    (('title: "profile {profile}"', 'title: "profile {profle}"'),
+     ":14: notify.title: template names {profle}, which is not a capture (did you mean {profile}?)"),
+    (("(?P<profile>", "(?P<account>"),
+     ":7: match[0].message: group (?P<account>...) is not declared under captures:"),
+    (("severity: warning", "severity: urgent"),
+     ":3: severity: Input should be 'critical', 'error', 'warning' or 'info'"),
+    (("  text: something broke\n", ""), ":13: notify.text: required field missing"),
+    (("captures:\n  profile: {type: name}", "captures:\n  profile: {type: text}"),
+     ":12: actions[0].params.profile: capture 'profile' is free text and may only be used in messages"),
+    (("id: my-rule", "id: other-rule"), ":1: id 'other-rule' must match the file name (my-rule.yml)"),
+])
+def test_each_mistake_names_file_line_and_fix(tmp_path, change, expected):
+    text = GOOD.format(id="my-rule").replace(*change)
+    assert text != GOOD.format(id="my-rule"), "the change did not apply"
+    found = errors(write(tmp_path, text))
+    # The first error is the mistake itself (a consequence may follow it).
+    assert found and expected in found[0] and found[0].startswith(str(tmp_path / "my-rule.yml")), found
+
+
+def test_wrong_parameter_type_and_missing_parameter(tmp_path):
+    text = GOOD.format(id="my-rule").replace(
+        'params: {profile: "{profile}"}', 'params: {}\n  - action: wait_http\n    params: {timeout: soon}')
+    found = errors(write(tmp_path, text))
+    assert any(e.endswith(":11: action ensure_account needs parameter 'profile'") for e in found), found
+    assert any("action wait_http, parameter timeout: Input should be a valid number" in e
+               for e in found), found
+
+
+def test_duplicate_ids_and_key_given_twice(tmp_path):
+    write(tmp_path, GOOD.format(id="my-rule"))
+    dup = GOOD.format(id="my-rule").replace("severity: warning", "severity: warning\nseverity: error")
+    (tmp_path / "zz.yml").write_text(dup)
+    found = errors(tmp_path)
+    assert any(e.endswith(":4: severity: key given twice") for e in found), found
+    # A copy of a rule keeps its id: one rule, one file, one id.
+    assert any("id 'my-rule' must match the file name (zz.yml); a copied rule needs its own id" in e
+               for e in found), found
+
+
+def test_schema_is_the_model_schema():
+    out = subprocess.run([sys.executable, "-m", "agent", "rules", "schema"], capture_output=True,
+                         text=True, check=True)
+    schema = json.loads(out.stdout)
+    assert schema == Rule.model_json_schema()
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) >= {"id", "description", "severity", "match", "notify"}
+
+
+def test_rules_check_exit_codes(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "agent", "rules", "check"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("11 rules OK")
+    write(tmp_path, GOOD.format(id="my-rule").replace("message:", "mesage:"))
+    bad = subprocess.run([sys.executable, "-m", "agent", "rules", "check", "--rules", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "my-rule.yml:7: match[0].mesage: unknown field" in bad.stdout
