@@ -60,14 +60,17 @@ class Service:
         if loaded.errors:
             raise RulesError("\n".join(str(e) for e in loaded.errors))
         self.rules: LoadResult = loaded
-        self.matcher = Matcher(loaded.rules)
-        self.watcher = RulesWatcher(settings.rules_dir, self._swap)
+        self.watcher = RulesWatcher(settings.rules_dir, self._swap, labels=self._labels)
+        self.matcher = Matcher(loaded.rules, labels=self._labels)
         self.store = Store(settings.state_db)
         self.pipeline = Pipeline(
             self.handle, store=self.store, assembler=Assembler(grace=settings.grace_ms / 1000))
         self.ingest = Ingest(settings.containers, self.pipeline, checkpoints=self.store.checkpoint,
                              catchup_window=settings.catchup_window, max_line=settings.max_line_bytes)
         self._stopped = threading.Event()
+
+    def _labels(self, container: str) -> dict[str, str]:
+        return self.ingest.labels(container)
 
     def _swap(self, matcher: Matcher, loaded: LoadResult) -> None:
         self.matcher, self.rules = matcher, loaded

@@ -112,6 +112,7 @@ def test_tracebacks_and_noise_from_a_real_container(docker_client, raiser):
         wait_until(lambda: sum(e.kind == TRACEBACK for e in agent.events) >= 2 * len(RAISERS), 20,
                    "all tracebacks")
         wait_until(lambda: any("tick" in line for line in truth(c, "stderr")), 10, "a tick record")
+        assert agent.ingest.labels(name) == c.labels  # for rules' where.labels
         c.stop(timeout=1)
         complete(agent, c)
     finally:

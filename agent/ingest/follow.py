@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import docker
@@ -79,6 +79,7 @@ class FollowerStatus:
     name: str
     state: str = "starting"  # starting | absent | stopped | attached | engine-down
     container_id: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
     attached_at: float | None = None
     lines: int = 0
     last_line_at: float | None = None
@@ -174,6 +175,7 @@ class Follower(threading.Thread):
             self._resume = None
             self._dup.clear()
         self.status.container_id = cid
+        self.status.labels = dict(info["Config"].get("Labels") or {})
         since = self._since(info)
         if running:
             self.status.state = "attached"
@@ -336,6 +338,11 @@ class Ingest:
 
     def status(self) -> dict[str, FollowerStatus]:
         return {name: f.status for name, f in self.followers.items()}
+
+    def labels(self, name: str) -> dict[str, str]:
+        """Labels of the followed container of that name, as last inspected."""
+        f = self.followers.get(name)
+        return f.status.labels if f is not None else {}
 
     def _watch(self) -> None:
         """Wake followers on container events; reconnect to the engine with backoff."""

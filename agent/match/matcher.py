@@ -16,6 +16,7 @@ import re
 import re._parser as sre_parse  # the regex parser the re module itself uses
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +170,7 @@ class _Compiled:
         self.context = [(c, re.compile(c.message)) for c in rule.context]
         self.specificity = max(a.specificity for a in self.alternatives)
         self.containers = set(rule.where.containers) if rule.where.containers else None
+        self.label_items = tuple(rule.where.labels.items()) if rule.where.labels else ()
         self.stream = rule.where.stream
         self.on_lines = any(a.kind in ("any", LINE) for a in self.alternatives)
         self.on_tracebacks = any(a.kind in ("any", TRACEBACK) for a in self.alternatives)
@@ -178,7 +180,11 @@ class _Compiled:
 class Matcher:
     """All rules of one load, ready to match events of log sources."""
 
-    def __init__(self, rules: list[Rule], *, check_where: bool = True) -> None:
+    def __init__(self, rules: list[Rule], *, check_where: bool = True,
+                 labels: Callable[[str], dict[str, str]] | None = None) -> None:
+        """`labels(container)` gives a container's labels; without it (replay), label
+        conditions are not checked."""
+        self.labels = labels
         compiled = [_Compiled(r) for r in rules if r.source == "log"]
         compiled.sort(key=lambda c: (-c.rule.priority, -c.specificity, c.rule.id))
         self.rules = compiled
@@ -233,6 +239,10 @@ class Matcher:
     def _where(self, c: _Compiled, e: Event) -> bool:
         if c.containers is not None and e.container not in c.containers:
             return False
+        if c.label_items and self.labels is not None:
+            have = self.labels(e.container)
+            if any(have.get(k) != v for k, v in c.label_items):
+                return False
         return c.stream == "any" or e.stream in (c.stream, "merged")
 
     def _remember(self, event: Event) -> None:

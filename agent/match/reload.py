@@ -28,7 +28,8 @@ class RulesWatcher:
     """Polls the folder (inotify does not reach into every bind mount) and swaps matchers."""
 
     def __init__(self, folder: str | Path, on_load: Callable[[Matcher, LoadResult], None],
-                 interval: float = 2.0) -> None:
+                 interval: float = 2.0, labels: Callable[[str], dict[str, str]] | None = None) -> None:
+        self.labels = labels
         self.folder = Path(folder)
         self.on_load = on_load
         self.interval = interval
@@ -61,6 +62,6 @@ class RulesWatcher:
                       self.folder, len(result.errors))
             return False
         self.errors = []
-        self.on_load(Matcher(result.rules), result)
+        self.on_load(Matcher(result.rules, labels=self.labels), result)
         log.warning("rules reloaded from %s: %d rules", self.folder, len(result.rules))
         return True

@@ -148,3 +148,14 @@ def test_rules_test_human_output(tmp_path):
     assert '"credentials_profile": "client_sharp"' in text
     assert "\033[" not in text  # no colour when not a terminal
     assert run_cli("/nonexistent.log").returncode == 2
+
+
+def test_label_conditions_checked_when_labels_are_known():
+    r = rule(where={"labels": {"com.docker.compose.service": "hummingbot-api"}})
+    line = [f"{TS} - root - ERROR - boom"]
+    events = list(replay_lines(line, "api"))
+    right = Matcher([r], labels=lambda _c: {"com.docker.compose.service": "hummingbot-api"})
+    wrong = Matcher([r], labels=lambda _c: {"com.docker.compose.service": "other"})
+    assert right.match(events[0]) is not None
+    assert wrong.match(events[0]) is None
+    assert Matcher([r]).match(events[0]) is not None  # replay: labels unknown, not checked
