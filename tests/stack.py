@@ -241,3 +241,16 @@ def sweep(client: docker.DockerClient) -> None:
     for c in client.containers.list(all=True, filters={"label": LABEL}):
         with contextlib.suppress(DockerException):
             c.remove(force=True)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def start_raiser(client: docker.DockerClient, name: str, label: str, tty: bool = False, **env):
+    """A container running tests/raiser.py (genuine tracebacks, noise, heartbeats)."""
+    return client.containers.run(
+        TOOLS_IMAGE, entrypoint=["python3", "-u", "-m", "tests.raiser"], working_dir="/w",
+        name=name, detach=True, network_mode="none", labels={LABEL: label}, tty=tty,
+        volumes={str(REPO): {"bind": "/w", "mode": "ro"}},
+        environment={k: str(v) for k, v in env.items()},
+    )

@@ -8,7 +8,6 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from pathlib import Path
 
 import docker
 import pytest
@@ -17,13 +16,11 @@ from agent.events import LINE, TRACEBACK
 from agent.ingest.follow import Ingest
 from agent.pipeline import Pipeline
 from agent.store import Store
-from tests.images import TOOLS_IMAGE
 from tests.proxy import EngineProxy
-from tests.stack import LABEL, wait_until
+from tests.stack import LABEL, start_raiser, wait_until
 from tests.tracebacks import RAISERS
 
 pytestmark = pytest.mark.docker
-REPO = Path(__file__).resolve().parent.parent
 REATTACH_LIMIT = 2.0
 
 
@@ -71,12 +68,7 @@ def raiser(docker_client):
     run_id = uuid.uuid4().hex[:8]
 
     def run(name, tty=False, **env):
-        return docker_client.containers.run(
-            TOOLS_IMAGE, entrypoint=["python3", "-u", "-m", "tests.raiser"], working_dir="/w",
-            name=name, detach=True, network_mode="none", labels={LABEL: run_id}, tty=tty,
-            volumes={str(REPO): {"bind": "/w", "mode": "ro"}},
-            environment={k: str(v) for k, v in env.items()},
-        )
+        return start_raiser(docker_client, name, run_id, tty=tty, **env)
 
     yield run
     for c in docker_client.containers.list(all=True, filters={"label": f"{LABEL}={run_id}"}):

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.images import TOOLS_IMAGE
-from tests.stack import LABEL, wait_until
+from tests.stack import start_raiser, wait_until
 from tests.tracebacks import RAISERS
 
 pytestmark = pytest.mark.docker
@@ -39,10 +38,7 @@ def test_run_reports_and_resumes(docker_client, tmp_path):
     env = {"MEDIC_CONTAINERS": name, "MEDIC_STATE_DB": str(tmp_path / "state.db")}
     log = tmp_path / "agent.log"
     first = start_agent(env, log)
-    c = docker_client.containers.run(
-        TOOLS_IMAGE, entrypoint=["python3", "-u", "-m", "tests.raiser"], working_dir="/w",
-        name=name, detach=True, network_mode="none", labels={LABEL: name},
-        volumes={str(REPO): {"bind": "/w", "mode": "ro"}}, environment={"BEAT": "0.05"})
+    c = start_raiser(docker_client, name, name, BEAT=0.05)
     try:
         wait_until(lambda: log.read_text().count("traceback in") >= len(RAISERS), 20, "reports")
         took = stop_agent(first)
@@ -99,10 +95,7 @@ def test_rules_reload_and_a_broken_file_keeps_the_old_set(docker_client, tmp_pat
            "MEDIC_RULES_DIR": str(rules)}
     log = tmp_path / "agent.log"
     agent = start_agent(env, log)
-    c = docker_client.containers.run(
-        TOOLS_IMAGE, entrypoint=["python3", "-u", "-m", "tests.raiser"], working_dir="/w",
-        name=name, detach=True, network_mode="none", labels={LABEL: name},
-        volumes={str(REPO): {"bind": "/w", "mode": "ro"}}, environment={"BEAT": "0.02"})
+    c = start_raiser(docker_client, name, name, BEAT=0.02)
     try:
         wait_until(lambda: "rule tick-a matched" in log.read_text(), 20, "tick-a matches")
         (rules / "broken.yml").write_text("id: broken\nseverity: [\n")
