@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-LINE, TRACEBACK = "line", "traceback"
+LINE, TRACEBACK, RESPONSE = "line", "traceback", "response"
 FINGERPRINT_VERSION = "1"
 
 
@@ -89,7 +89,7 @@ def normalise(text: str) -> str:
 class Event:
     """One line or one traceback from one container (and stream)."""
 
-    __slots__ = ("__dict__", "container", "exceptions", "first_pos", "frame_lines", "kind",
+    __slots__ = ("__dict__", "container", "data", "exceptions", "first_pos", "frame_lines", "kind",
                  "last_pos", "lines", "omitted", "stream", "ts")
 
     def __init__(
@@ -104,6 +104,7 @@ class Event:
         exceptions: list[ExceptionInfo] | None = None,
         frame_lines: list[tuple[str, str]] | None = None,
         omitted: int = 0,
+        data: dict | None = None,
     ) -> None:
         self.container = container
         self.stream = stream
@@ -115,6 +116,7 @@ class Event:
         self.exceptions = exceptions or []
         self.frame_lines = frame_lines or []  # (File line, code line) pairs, parsed on demand
         self.omitted = omitted
+        self.data = data  # a recorded deploy exchange (kind response): route, status, message, request
 
     def __repr__(self) -> str:
         head = self.lines[0][:80] if self.lines else ""
@@ -128,11 +130,15 @@ class Event:
     @cached_property
     def header(self) -> Header | None:
         """The record header of the first line (the introducing line of a traceback)."""
-        return parse_header(self.lines[0]) if self.lines else None
+        if self.kind == RESPONSE or not self.lines:
+            return None
+        return parse_header(self.lines[0])
 
     @property
     def message(self) -> str:
         """The record's message, or the whole line when it has no header."""
+        if self.data is not None:
+            return str(self.data.get("message", ""))
         h = self.header
         first = h.message if h is not None else (self.lines[0] if self.lines else "")
         if self.kind == LINE and len(self.lines) > 1:  # a record whose message goes on

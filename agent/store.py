@@ -7,6 +7,7 @@ WAL so readers never block the writer, and the schema versioned with
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -26,9 +27,51 @@ SCHEMA = [
         updated      REAL NOT NULL
     )
     """,
+    # version 2: deploy exchanges seen by the recorder (never the Authorization header)
+    """
+    CREATE TABLE deploys (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        at            REAL NOT NULL,
+        route         TEXT NOT NULL,
+        path          TEXT NOT NULL,
+        request_body  TEXT NOT NULL,
+        status        INTEGER NOT NULL,
+        response_body TEXT NOT NULL,
+        failed        INTEGER NOT NULL,
+        message       TEXT NOT NULL,
+        profile       TEXT,
+        instance      TEXT
+    )
+    """,
+    "CREATE INDEX deploys_profile ON deploys (profile, at)",
 ]
 
 DUP_BITS = 10  # a line position is ts_ns << DUP_BITS | index among lines of that ns
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """One deploy request and its response, as the recorder saw them."""
+
+    id: int
+    at: float
+    route: str
+    path: str
+    request_body: str
+    status: int
+    response_body: str
+    failed: bool
+    message: str
+    profile: str | None
+    instance: str | None
+
+    def body(self) -> dict | None:
+        """The request body as sent, if it was a JSON object."""
+        try:
+            value = json.loads(self.request_body)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
 
 @dataclass(frozen=True)
@@ -96,3 +139,52 @@ class Store:
             " stderr_dup=excluded.stderr_dup, updated=excluded.updated",
             (cp.container, cp.container_id, cp.stdout >> DUP_BITS, cp.stdout & mask,
              cp.stderr >> DUP_BITS, cp.stderr & mask, time.time()))
+
+    # -- deploys (the recorder) ----------------------------------------------------------------
+    _DEPLOY_COLUMNS = ("id, at, route, path, request_body, status, response_body, failed, message, "
+                       "profile, instance")
+
+    def record_deploy(self, *, route: str, path: str, request_body: str, status: int,
+                      response_body: str, failed: bool, message: str, profile: str | None,
+                      instance: str | None, at: float | None = None) -> int:
+        cur = self._conn().execute(
+            "INSERT INTO deploys (at, route, path, request_body, status, response_body, failed, message,"
+            " profile, instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time() if at is None else at, route, path, request_body, status, response_body,
+             int(failed), message, profile, instance))
+        return int(cur.lastrowid)
+
+    def deploys_after(self, last_id: int, limit: int = 100) -> list[Deploy]:
+        rows = self._conn().execute(
+            f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE id > ? ORDER BY id LIMIT ?",
+            (last_id, limit)).fetchall()
+        return [Deploy(*r[:7], bool(r[7]), *r[8:]) for r in rows]
+
+    def last_deploy_id(self) -> int:
+        return int(self._conn().execute("SELECT COALESCE(MAX(id), 0) FROM deploys").fetchone()[0])
+
+    def find_deploy(self, *, profile: str | None = None, instance: str | None = None,
+                    route: str | None = None, failed: bool | None = True, since: float = 0.0,
+                    until: float | None = None) -> Deploy | None:
+        """The latest recorded deploy that fits: by profile, by instance name (the base name
+        the client sent, or the timestamped one the current generation makes), route and time."""
+        where, args = ["at >= ?"], [since]
+        if until is not None:
+            where.append("at <= ?")
+            args.append(until)
+        if profile is not None:
+            where.append("profile = ?")
+            args.append(profile)
+        if instance is not None:
+            where.append("(instance = ? OR ? LIKE instance || '-________-______')")
+            args += [instance, instance]
+        if route is not None:
+            where.append("route = ?")
+            args.append(route)
+        if failed is not None:
+            where.append("failed = ?")
+            args.append(int(failed))
+        row = self._conn().execute(
+            f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE {' AND '.join(where)}"
+            " ORDER BY at DESC, id DESC LIMIT 1", args).fetchone()
+        return Deploy(*row[:7], bool(row[7]), *row[8:]) if row else None

@@ -8,6 +8,9 @@ through the real assembler and the whole rule library, and must give:
   ``refused`` (true, false, or null), ``exception``, ``exceptions``, ``deploy``,
   ``actions``) equal the expectation, as in ``rules test --json``;
 - ``"not": id`` — no event of the block matched by that rule (a near miss).
+
+Recorder rules see deploy exchanges, not log lines: their samples are
+``RECORDED {json}`` lines (route, status, request body, response message).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pytest
 from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
+from agent.recorder.events import event_from_exchange
 from agent.rules_cmd import as_json
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
@@ -58,7 +62,12 @@ def test_every_rule_has_positive_and_near_miss_samples():
 @pytest.mark.parametrize(("path", "line", "expect", "lines"), CASES)
 def test_sample(path, line, expect, lines):
     matcher = Matcher(LIBRARY.rules)
-    results = [as_json(e, matcher.match(e)) for e in replay_lines(lines, "hummingbot-api")]
+    if all(x.startswith("RECORDED ") for x in lines):
+        events = [event_from_exchange(n=i, **json.loads(x[len("RECORDED "):]))
+                  for i, x in enumerate(lines, 1)]
+    else:
+        events = list(replay_lines(lines, "hummingbot-api"))
+    results = [as_json(e, matcher.match(e)) for e in events]
     if "not" in expect:
         assert all(r["rule"] != expect["not"] for r in results), results
     if expect.get("rule"):

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.actions import action
 from agent.actions.base import ActionContext, ActionError
-from agent.actions.types import ContainerName
+from agent.actions.types import ContainerName, ImageRef
 
 
 class ContainerParams(BaseModel):
@@ -30,6 +30,12 @@ class ExecParams(ContainerParams):
     argv: list[str] = Field(min_length=1, max_length=32, description="program and arguments, no shell")
     user: str = Field("nobody", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
     timeout: float = Field(30, gt=0, le=300)
+
+
+class ImageParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: ImageRef
+    timeout: float = Field(0, ge=0, le=3600, description="keep looking this long (0: look once)")
 
 
 def _get(ctx: ActionContext, name: str):
@@ -81,3 +87,17 @@ def docker_exec(params: ExecParams, ctx: ActionContext) -> str:
     if result.exit_code != 0:
         raise ActionError(f"{params.argv[0]} exited with {result.exit_code}")
     return f"{params.argv[0]} exited 0"
+
+
+@action
+def image_present(params: ImageParams, ctx: ActionContext) -> str:
+    """Check that the image is on the engine (never pulls: a pull is the operator's call)."""
+    deadline = time.monotonic() + params.timeout
+    while True:
+        try:
+            ctx.docker.images.get(params.image)
+            return f"image {params.image} present"
+        except NotFound:
+            if time.monotonic() >= deadline:
+                raise ActionError(f"image {params.image} is not on the engine") from None
+        time.sleep(1.0)

@@ -6,6 +6,12 @@ from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
 
+# A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest]
+IMAGE_PATTERN = (
+    r"^(?:[A-Za-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+ImageRef = Annotated[str, StringConstraints(pattern=IMAGE_PATTERN, max_length=255)]
 ContainerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 ProfileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Seconds = Annotated[float, "seconds"]

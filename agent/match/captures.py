@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import re
 
+from agent.actions.types import IMAGE_PATTERN
 from agent.match.model import Capture
 
 _TYPES = {
     "name": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"),
     "file": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"),
-    "image": re.compile(
-        r"^(?:[A-Za-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"),
+    "image": re.compile(IMAGE_PATTERN),
 }
 _NEVER = re.compile(r"\.\.|[\s;&|$`<>(){}\[\]*?!~'\"\\#%^=,]|[\x00-\x1f\x7f]")
+_SLASH_OK = {"image"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -38,6 +38,8 @@ def check(spec: Capture, value: str, compiled_pattern: re.Pattern | None = None)
             return f"contains {what}"
         if value.startswith("-"):
             return "starts with '-'"
+        if "/" in value and spec.type not in _SLASH_OK:
+            return "contains '/'"
         if not _TYPES[spec.type].match(value):
             return f"is not a valid {spec.type}"
     if compiled_pattern is not None and not compiled_pattern.fullmatch(value):

@@ -205,6 +205,13 @@ class _Semantics:
                     produced |= self.groups(("match", i, key), rx)
             if alt.frame is not None:
                 self.regex(("match", i, "frame", "file"), alt.frame.file)
+            for field_name, pattern in (alt.request or {}).items():
+                rx = self.regex(("match", i, "request", field_name), pattern)
+                if rx is not None:
+                    produced |= self.groups(("match", i, "request", field_name), rx)
+            if r.source == "recorder" and (alt.exception or alt.logger or alt.level or alt.frame):
+                self.err(("match", i), "a recorder rule matches responses: route, status, message,"
+                                       " request, line")
             if r.source == "log" and alt.kind == "response":
                 self.err(("match", i, "kind"), "kind response is for rules with source: recorder")
         context_groups: set[str] = set()

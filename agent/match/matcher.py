@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.events import LINE, TRACEBACK, Event
+from agent.events import LINE, RESPONSE, TRACEBACK, Event
 from agent.match import captures as capture_check
 from agent.match.deploy import parse_config_repr
 from agent.match.loader import params_of, render, unresolved
@@ -98,9 +98,12 @@ class _Alternative:
         self.level = set(spec.level) if spec.level else None
         self.message = re.compile(spec.message) if spec.message else None
         self.line = re.compile(spec.line) if spec.line else None
+        self.route = set(spec.route) if spec.route else None
+        self.status = set(spec.status) if spec.status else None
+        self.request = [(k, re.compile(v)) for k, v in (spec.request or {}).items()]
         self.specificity = sum(v is not None for v in (
             spec.exception, spec.exception_message, spec.frame, spec.logger, spec.level, spec.message,
-            spec.line, spec.route, spec.status)) + (spec.kind != "any")
+            spec.line, spec.route, spec.status, spec.request)) + (spec.kind != "any")
         self.gate = self._gate()
 
     def _gate(self) -> list[str] | None:
@@ -121,6 +124,8 @@ class _Alternative:
         kind = e.kind
         if self.kind != "any" and self.kind != kind:
             return None
+        if kind == RESPONSE:
+            return self._match_response(e)
         caught: dict[str, str] = {}
         if self.exception is not None or self.exc_message is not None:
             if kind != TRACEBACK or not e.exceptions:
@@ -162,6 +167,30 @@ class _Alternative:
         return caught
 
 
+    def _match_response(self, e: Event) -> dict[str, str] | None:
+        """A recorded deploy exchange: route, status, response message, request fields."""
+        data = e.data or {}
+        if self.exception is not None or self.logger is not None or self.level is not None \
+                or self.has_frame:
+            return None
+        if self.route is not None and data.get("route") not in self.route:
+            return None
+        if self.status is not None and data.get("status") not in self.status:
+            return None
+        caught: dict[str, str] = {}
+        checks = [(self.message, str(data.get("message", ""))), (self.line, e.lines[0] if e.lines else "")]
+        request = data.get("request") or {}
+        checks += [(rx, str(request.get(k, ""))) for k, rx in self.request]
+        for rx, text in checks:
+            if rx is None:
+                continue
+            m = rx.search(text)
+            if m is None:
+                return None
+            caught.update({k: v for k, v in m.groupdict().items() if v is not None})
+        return caught
+
+
 class _Compiled:
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -185,9 +214,11 @@ class Matcher:
         """`labels(container)` gives a container's labels; without it (replay), label
         conditions are not checked."""
         self.labels = labels
-        compiled = [_Compiled(r) for r in rules if r.source == "log"]
+        compiled = [_Compiled(r) for r in rules]
         compiled.sort(key=lambda c: (-c.rule.priority, -c.specificity, c.rule.id))
         self.rules = compiled
+        self._response_rules = [c for c in compiled if c.rule.source == "recorder"]
+        compiled = [c for c in compiled if c.rule.source == "log"]
         self.check_where = check_where
         self._line_rules = [c for c in compiled if c.on_lines]
         self._tb_rules = [c for c in compiled if c.on_tracebacks]
@@ -225,6 +256,8 @@ class Matcher:
             candidates = self._line_rules
         elif event.kind == TRACEBACK:
             candidates = self._tb_rules
+        elif event.kind == RESPONSE:
+            candidates = self._response_rules
         else:
             return None
         for c in candidates:
@@ -255,6 +288,8 @@ class Matcher:
     def _result(self, c: _Compiled, event: Event, caught: dict[str, str], alt: int) -> Result:
         rule = c.rule
         res = Result(rule, event, dict(caught), alternative=alt)
+        if event.kind == RESPONSE and event.data:
+            res.deploy = {"route": event.data.get("route"), "body": event.data.get("request") or {}}
         self._add_context(c, res)
         for name, value in res.captures.items():
             spec = rule.captures.get(name)

@@ -49,6 +49,8 @@ class Match(Strict):
     line: Regex | None = Field(None, description="regex on the whole first line of the event")
     route: list[str] | None = Field(None, description="(recorder) deploy route name(s)")
     status: list[int] | None = Field(None, description="(recorder) HTTP status code(s)")
+    request: dict[str, Regex] | None = Field(
+        None, description="(recorder) regexes on fields of the deploy request body, with named groups")
 
     _lists = field_validator("exception", "logger", "level", "route", "status", mode="before")(
         lambda v: _listify(v))

@@ -1,0 +1,1 @@
+"""The deploy recorder: an HTTP pass-through in front of hummingbot-api."""
