@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hb-medic {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run the agent (settings from MEDIC_* environment variables)")
+    sub.add_parser("recorder", help="run the deploy recorder alone (MEDIC_RECORDER_ADDR -> "
+                                    "MEDIC_HUMMINGBOT_URL)")
     rules = sub.add_parser("rules", help="check, test and describe rule files").add_subparsers(
         dest="rules_command", metavar="SUBCOMMAND", required=True)
     default = os.environ.get("MEDIC_RULES_DIR", "rules")
@@ -42,31 +44,66 @@ def _setup_logging() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def cmd_run() -> int:
-    from agent.service import Service
+def _settings():
     from agent.settings import Settings
 
-    _setup_logging()
     try:
-        settings = Settings()
+        return Settings()
     except ValidationError as exc:
         for err in exc.errors():
             name = "MEDIC_" + "_".join(str(p) for p in err["loc"]).upper()
             print(f"hb-medic: bad setting {name}: {err['msg']}", file=sys.stderr)
-        return 2
-    from agent.service import RulesError
+        return None
 
+
+def _wait_for_signal() -> None:
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+
+
+def cmd_run() -> int:
+    from agent.service import RecorderError, RulesError, Service
+
+    _setup_logging()
+    settings = _settings()
+    if settings is None:
+        return 2
     try:
         service = Service(settings)
     except RulesError as exc:
         print(f"hb-medic: the rules in {settings.rules_dir} have errors:\n{exc}", file=sys.stderr)
         return 2
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+    except RecorderError as exc:
+        print(f"hb-medic: {exc}", file=sys.stderr)
+        return 2
     service.start()
-    done.wait()
+    _wait_for_signal()
     service.stop()
+    return 0
+
+
+def cmd_recorder() -> int:
+    from agent.service import RecorderError, start_recorder
+    from agent.store import Store
+
+    _setup_logging()
+    settings = _settings()
+    if settings is None:
+        return 2
+    if not settings.recorder_addr:
+        print("hb-medic: set MEDIC_RECORDER_ADDR (e.g. 0.0.0.0:8001) for the recorder", file=sys.stderr)
+        return 2
+    try:
+        thread = start_recorder(settings, Store(settings.state_db))
+    except RecorderError as exc:
+        print(f"hb-medic: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("agent").warning("deploy recorder on %s -> %s; records in %s",
+                                       settings.recorder_addr, settings.hummingbot_url, settings.state_db)
+    _wait_for_signal()
+    thread.stop()
     return 0
 
 
@@ -75,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return cmd_run()
+    if args.command == "recorder":
+        return cmd_recorder()
     if args.command == "rules":
         from agent import rules_cmd
 

@@ -45,6 +45,10 @@ class Pipeline:
     def detached(self, container: str, container_id: str) -> None:
         self._queue.put((container, container_id, None, None))
 
+    def event(self, event: Event) -> None:
+        """A ready-made event (a recorded deploy exchange) for the same handler."""
+        self._queue.put((None, None, "event", event))
+
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
@@ -72,7 +76,9 @@ class Pipeline:
                 self._emit(asm.flush())
                 self._save(all_done=True)
                 return
-            if msg:
+            if msg and msg[0] is None:
+                self._emit([msg[3]])
+            elif msg:
                 container, cid, stream, items = msg
                 if self._cid.get(container) not in (None, cid):
                     self._emit(asm.flush(container))  # a new container under the same name

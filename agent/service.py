@@ -17,6 +17,8 @@ from agent.match.loader import LoadResult, load_rules
 from agent.match.matcher import Matcher, Result
 from agent.match.reload import RulesWatcher
 from agent.pipeline import Pipeline
+from agent.recorder.feed import DeployFeed
+from agent.recorder.proxy import Recorder, RecorderThread, parse_addr
 from agent.settings import Settings
 from agent.store import Store
 
@@ -67,6 +69,10 @@ class Service:
             self.handle, store=self.store, assembler=Assembler(grace=settings.grace_ms / 1000))
         self.ingest = Ingest(settings.containers, self.pipeline, checkpoints=self.store.checkpoint,
                              catchup_window=settings.catchup_window, max_line=settings.max_line_bytes)
+        self.feed = DeployFeed(self.store, self.pipeline.event, catchup_window=settings.catchup_window)
+        self.recorder: RecorderThread | None = None
+        if settings.recorder_addr:
+            self.recorder = start_recorder(settings, self.store, self.feed.notify)
         self._stopped = threading.Event()
 
     def _labels(self, container: str) -> dict[str, str]:
@@ -86,16 +92,39 @@ class Service:
     def start(self) -> None:
         self.pipeline.start()
         self.ingest.start()
+        self.feed.start()
         self.watcher.start()
         log.warning("hb-medic following %s; %d rules from %s; state in %s",
                     ", ".join(self.settings.containers), len(self.rules.rules), self.settings.rules_dir,
                     self.settings.state_db)
+        if self.recorder is not None:
+            log.warning("deploy recorder on %s -> %s", self.settings.recorder_addr,
+                        self.settings.hummingbot_url)
 
     def stop(self) -> None:
         """Detach from the engine, finish what is assembled, save the checkpoints."""
         self.watcher.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
+        self.feed.stop()
         self.ingest.stop()
         self.pipeline.stop()
         self.store.close()
         self._stopped.set()
         log.warning("hb-medic stopped")
+
+
+class RecorderError(Exception):
+    """The recorder could not listen where it was told to."""
+
+
+def start_recorder(settings: Settings, store: Store, on_record=None) -> RecorderThread:
+    """The recorder in its own thread, listening before this returns."""
+    assert settings.recorder_addr
+    host, port = parse_addr(settings.recorder_addr)
+    thread = RecorderThread(Recorder(settings.hummingbot_url, store, on_record=on_record), host, port)
+    thread.start()
+    thread.ready.wait(10)
+    if thread.error is not None or not thread.ready.is_set():
+        raise RecorderError(f"recorder cannot listen on {settings.recorder_addr}: {thread.error}")
+    return thread

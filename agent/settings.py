@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     catchup_window: float = Field(
         600.0, gt=0, description="Seconds of logs written while the agent was down that are replayed.")
     max_line_bytes: int = Field(64 * 1024, ge=1024, description="Longer log lines are cut, with a marker.")
+    hummingbot_url: str = Field("http://127.0.0.1:8000", pattern=r"^https?://[^\s/]+(/\S*)?$",
+                                description="hummingbot-api's base URL.")
+    recorder_addr: str | None = Field(
+        None, pattern=r"^[^\s:]*:\d{1,5}$",
+        description="host:port for the deploy recorder to listen on (off unless set).")
     grace_ms: float = Field(30.0, ge=0, le=1000,
                             description="How long a finished traceback waits for a chained one.")
 

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parent.parent
 
 
-def start_agent(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+def start_agent(env: dict[str, str], log_path: Path, command: str = "run") -> subprocess.Popen:
     fh = open(log_path, "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "agent", "run"], env={**os.environ, **env},
+    return subprocess.Popen([sys.executable, "-m", "agent", command], env={**os.environ, **env},
                             stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
 
 
@@ -129,3 +129,41 @@ def test_start_refused_with_broken_rules(tmp_path):
     assert f"the rules in {rules} have errors" in out.stderr
     assert f"{rules / 'x.yml'}:1: id 'x' must match" not in out.stderr  # x is too short an id
     assert f"{rules / 'x.yml'}:1: id: String should match pattern" in out.stderr
+
+
+@pytest.mark.parametrize("mode", ["in-process", "own-process"])
+def test_recorded_failures_reach_the_agent(make_stack, tmp_path, mode):
+    import httpx
+
+    from tests.stack import ADMIN, free_port
+
+    stack = make_stack(generation="legacy")
+    stack.http("POST", "/accounts/add-account", params={"account_name": "prof"})
+    port = free_port()
+    env = {"MEDIC_CONTAINERS": stack.api.name, "MEDIC_STATE_DB": str(tmp_path / "state.db"),
+           "MEDIC_HUMMINGBOT_URL": stack.url, "MEDIC_RECORDER_ADDR": f"127.0.0.1:{port}"}
+    log = tmp_path / "agent.log"
+    procs = []
+    if mode == "in-process":
+        procs.append(start_agent(env, log))
+    else:
+        procs.append(start_agent(env, tmp_path / "recorder.log", command="recorder"))
+        procs.append(start_agent({k: v for k, v in env.items() if k != "MEDIC_RECORDER_ADDR"}, log))
+    try:
+        wait_until(lambda: _listening(port), 20, "the recorder")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ADMIN, timeout=60) as c:
+            r = c.post("/bot-orchestration/deploy-v2-script", json={
+                "instance_name": "img-bot", "credentials_profile": "prof",
+                "image": "127.0.0.1:9/nope/hummingbot:latest"})
+        assert r.json()["success"] is False
+        wait_until(lambda: "rule deploy-image-unavailable matched" in log.read_text(), 20, "the match")
+        assert "image='127.0.0.1:9/nope/hummingbot:latest'" in log.read_text()
+    finally:
+        for p in procs:
+            stop_agent(p)
+
+
+def _listening(port: int) -> bool:
+    import socket
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

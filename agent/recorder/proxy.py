@@ -65,6 +65,7 @@ class Recorder:
         self.on_record = on_record
         self.connect_timeout = connect_timeout
         self.session: aiohttp.ClientSession | None = None
+        self._last_warning = -1e9
         self.app = web.Application(client_max_size=0)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.app.on_startup.append(self._open)
@@ -103,7 +104,10 @@ class Recorder:
             reason = f"hummingbot-api unreachable: {type(exc).__name__}"
             if route is not None:
                 self._record(route, request.path, body, 502, reason.encode(), True, reason)
-            log.warning("recorder: %s %s: %s", request.method, request.path, reason)
+            now = asyncio.get_running_loop().time()
+            if now - self._last_warning > 60:  # dashboards poll: say it once a minute
+                self._last_warning = now
+                log.warning("recorder: %s %s: %s (answering 502)", request.method, request.path, reason)
             return web.Response(status=502, text=f"Bad Gateway: {reason}\n")
         async with upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)

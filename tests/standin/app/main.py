@@ -29,7 +29,7 @@ logging.basicConfig(
 )
 
 from database.connection import AsyncDatabaseManager  # noqa: E402
-from routers import accounts, bot_orchestration, docker  # noqa: E402
+from routers import accounts, bot_orchestration, docker, websockets  # noqa: E402
 from services import noise  # noqa: E402
 from services.docker_service import DockerService  # noqa: E402
 from utils.mqtt_manager import MQTTManager  # noqa: E402
@@ -72,6 +72,8 @@ app = FastAPI(title="Hummingbot API", lifespan=lifespan)
 app.include_router(bot_orchestration.router)
 app.include_router(accounts.router)
 app.include_router(docker.router)
+if not config.LEGACY:
+    app.include_router(websockets.router)
 
 
 @app.get("/")

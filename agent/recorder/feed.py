@@ -1,0 +1,59 @@
+"""Recorded failed deploys to the pipeline, whether the recorder runs in this
+process or in its own container writing to the same state file."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from agent.recorder.events import event_from_deploy
+from agent.store import Checkpoint, Store
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "recorder"
+
+
+class DeployFeed(threading.Thread):
+    def __init__(self, store: Store, deliver, *, catchup_window: float, interval: float = 1.0) -> None:
+        super().__init__(name="deploy-feed", daemon=True)
+        self.store, self.deliver = store, deliver
+        self.catchup_window = catchup_window
+        self.interval = interval
+        self.wake = threading.Event()
+        self._stopping = threading.Event()
+        self.delivered = 0
+
+    def notify(self, _deploy_id: int) -> None:
+        """The in-process recorder stored an exchange: look now, not at the next poll."""
+        self.wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.wake.set()
+        self.join(5)
+
+    def run(self) -> None:
+        cp = self.store.checkpoint(CHECKPOINT)
+        last = cp.stdout if cp else self._first_in_window()
+        while not self._stopping.is_set():
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            try:
+                rows = self.store.deploys_after(last)
+            except Exception:
+                log.exception("reading recorded deploys failed")
+                continue
+            for d in rows:
+                if d.failed:
+                    self.deliver(event_from_deploy(d))
+                    self.delivered += 1
+                last = d.id
+            if rows:
+                self.store.save_checkpoint(Checkpoint(CHECKPOINT, "deploys", last, last))
+
+    def _first_in_window(self) -> int:
+        """First start: exchanges older than the catch-up window are history."""
+        since = time.time() - self.catchup_window
+        old = self.store.find_deploy(failed=None, until=since)
+        return old.id if old else 0
