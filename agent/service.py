@@ -8,10 +8,13 @@ or ERROR/CRITICAL record no rule knows, becomes one line in the agent's log.
 from __future__ import annotations
 
 import logging
-import threading
 
+import docker
+
+from agent.actions.base import ActionContext
 from agent.assemble import Assembler
 from agent.events import TRACEBACK, Event
+from agent.hummingbot_api import HummingbotAPI
 from agent.ingest.follow import Ingest
 from agent.match.loader import LoadResult, load_rules
 from agent.match.matcher import Matcher, Result
@@ -19,6 +22,8 @@ from agent.match.reload import RulesWatcher
 from agent.pipeline import Pipeline
 from agent.recorder.feed import DeployFeed
 from agent.recorder.proxy import Recorder, RecorderThread, parse_addr
+from agent.redact import Redactor
+from agent.remedy.engine import Remedy
 from agent.settings import Settings
 from agent.store import Store
 
@@ -70,10 +75,26 @@ class Service:
         self.ingest = Ingest(settings.containers, self.pipeline, checkpoints=self.store.checkpoint,
                              catchup_window=settings.catchup_window, max_line=settings.max_line_bytes)
         self.feed = DeployFeed(self.store, self.pipeline.event, catchup_window=settings.catchup_window)
+        self.redactor = Redactor([settings.hummingbot_password.get_secret_value()])
+        self._context: ActionContext | None = None
+        self.remedy = Remedy(self.store, lambda: {r.id: r for r in self.rules.rules}, self.context,
+                             mode=settings.mode, budget=settings.action_budget,
+                             stale_after=settings.stale_after, bots_dir=settings.bots_dir,
+                             recorder=bool(settings.recorder_addr))
         self.recorder: RecorderThread | None = None
         if settings.recorder_addr:
             self.recorder = start_recorder(settings, self.store, self.feed.notify)
-        self._stopped = threading.Event()
+
+    def context(self) -> ActionContext:
+        """What actions work with, made once, on first use (in the remedy worker)."""
+        if self._context is None:
+            s = self.settings
+            self._context = ActionContext(
+                docker=docker.from_env(),
+                api=HummingbotAPI(s.hummingbot_url, s.hummingbot_username,
+                                  s.hummingbot_password.get_secret_value()),
+                credentials_dir=s.credentials_dir, redactor=self.redactor)
+        return self._context
 
     def _labels(self, container: str) -> dict[str, str]:
         return self.ingest.labels(container)
@@ -86,17 +107,19 @@ class Service:
         res = self.matcher.match(event)
         if res is not None:
             report_match(res)
+            self.remedy.submit(res)
         else:
             report(event)
 
     def start(self) -> None:
+        self.remedy.start()
         self.pipeline.start()
         self.ingest.start()
         self.feed.start()
         self.watcher.start()
-        log.warning("hb-medic following %s; %d rules from %s; state in %s",
+        log.warning("hb-medic following %s; %d rules from %s; mode %s; state in %s",
                     ", ".join(self.settings.containers), len(self.rules.rules), self.settings.rules_dir,
-                    self.settings.state_db)
+                    self.settings.mode, self.settings.state_db)
         if self.recorder is not None:
             log.warning("deploy recorder on %s -> %s", self.settings.recorder_addr,
                         self.settings.hummingbot_url)
@@ -109,8 +132,8 @@ class Service:
         self.feed.stop()
         self.ingest.stop()
         self.pipeline.stop()
+        self.remedy.stop(timeout=2.0)
         self.store.close()
-        self._stopped.set()
         log.warning("hb-medic stopped")
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRETS_DIR = "/run/secrets"
@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     max_line_bytes: int = Field(64 * 1024, ge=1024, description="Longer log lines are cut, with a marker.")
     hummingbot_url: str = Field("http://127.0.0.1:8000", pattern=r"^https?://[^\s/]+(/\S*)?$",
                                 description="hummingbot-api's base URL.")
+    hummingbot_username: str = Field("admin", description="hummingbot-api's USERNAME.")
+    hummingbot_password: SecretStr = Field(SecretStr("admin"), description="hummingbot-api's PASSWORD.")
+    mode: Literal["enforce", "observe"] = Field(
+        "enforce", description="observe: record and notify what would be done, never act.")
+    action_budget: int = Field(20, ge=0, description="Most actions in any hour, all incidents together.")
+    stale_after: float = Field(
+        900.0, gt=0, description="An event older than this many seconds is reported, not acted on.")
+    credentials_dir: Path | None = Field(
+        None, description="Exchange keys to provision: <dir>/<profile>/<connector>.json.")
+    bots_dir: Path | None = Field(
+        None, description="hummingbot-api's bots/ folder, mounted read-only, to rebuild deploys.")
     recorder_addr: str | None = Field(
         None, pattern=r"^[^\s:]*:\d{1,5}$",
         description="host:port for the deploy recorder to listen on (off unless set).")

@@ -11,8 +11,9 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 SCHEMA = [
     # version 1
@@ -44,6 +45,44 @@ SCHEMA = [
     )
     """,
     "CREATE INDEX deploys_profile ON deploys (profile, at)",
+    # version 4: incidents and their audit trail
+    """
+    CREATE TABLE incidents (
+        id            TEXT PRIMARY KEY,
+        rule          TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        severity      TEXT NOT NULL,
+        container     TEXT NOT NULL,
+        summary       TEXT NOT NULL,
+        fingerprint   TEXT NOT NULL,
+        captures      TEXT NOT NULL,
+        deploy        TEXT,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        events        INTEGER NOT NULL DEFAULT 1,
+        next_attempt  REAL NOT NULL DEFAULT 0,
+        detail        TEXT NOT NULL DEFAULT '',
+        created       REAL NOT NULL,
+        updated       REAL NOT NULL,
+        closed        REAL
+    )
+    """,
+    "CREATE INDEX incidents_rule_key ON incidents (rule, key, created)",
+    """
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident    TEXT,
+        at          REAL NOT NULL,
+        kind        TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        params      TEXT NOT NULL DEFAULT '{}',
+        ok          INTEGER,
+        result      TEXT NOT NULL DEFAULT '',
+        duration_ms REAL
+    )
+    """,
+    "CREATE INDEX audit_incident ON audit (incident, id)",
+    "CREATE INDEX audit_at ON audit (kind, at)",
 ]
 
 DUP_BITS = 10  # a line position is ts_ns << DUP_BITS | index among lines of that ns
@@ -109,10 +148,14 @@ class Store:
         conn = self._conn()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, ddl in enumerate(SCHEMA[version:], start=version + 1):
-            with conn:
-                conn.execute("BEGIN")
+            conn.execute("BEGIN")
+            try:
                 conn.execute(ddl)
                 conn.execute(f"PRAGMA user_version = {number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -188,3 +231,106 @@ class Store:
             f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE {' AND '.join(where)}"
             " ORDER BY at DESC, id DESC LIMIT 1", args).fetchone()
         return Deploy(*row[:7], bool(row[7]), *row[8:]) if row else None
+
+    # -- incidents and the audit trail -----------------------------------------------------------
+    def create_incident(self, inc: Incident) -> Incident:
+        self._conn().execute(
+            "INSERT INTO incidents (id, rule, key, state, severity, container, summary, fingerprint,"
+            " captures, deploy, attempts, events, next_attempt, detail, created, updated, closed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inc.row())
+        return inc
+
+    def save_incident(self, inc: Incident) -> None:
+        inc.updated = time.time()
+        self._conn().execute(
+            "UPDATE incidents SET state=?, captures=?, deploy=?, attempts=?, events=?, next_attempt=?,"
+            " detail=?, updated=?, closed=? WHERE id=?",
+            (inc.state, json.dumps(inc.captures), json.dumps(inc.deploy) if inc.deploy else None,
+             inc.attempts, inc.events, inc.next_attempt, inc.detail, inc.updated, inc.closed, inc.id))
+
+    def _incidents(self, where: str, args: tuple, limit: int = 1) -> list[Incident]:
+        rows = self._conn().execute(
+            f"SELECT {Incident.COLUMNS} FROM incidents WHERE {where} ORDER BY created DESC LIMIT ?",
+            (*args, limit)).fetchall()
+        return [Incident.from_row(r) for r in rows]
+
+    def latest_incident(self, rule: str, key: str) -> Incident | None:
+        found = self._incidents("rule = ? AND key = ?", (rule, key))
+        return found[0] if found else None
+
+    def get_incident(self, ident: str) -> Incident | None:
+        """By id, or by a unique prefix of it."""
+        found = self._incidents("id LIKE ?", (ident.replace("%", "") + "%",), limit=2)
+        return found[0] if len(found) == 1 else None
+
+    def incidents(self, limit: int = 50) -> list[Incident]:
+        return self._incidents("1 = 1", (), limit)
+
+    def due_incidents(self, now: float) -> list[Incident]:
+        return self._incidents("state = 'failed' AND next_attempt <= ?", (now,), limit=20)
+
+    def audit(self, incident: str | None, kind: str, name: str, params: dict | None = None,
+              ok: bool | None = None, result: str = "", duration_ms: float | None = None) -> None:
+        self._conn().execute(
+            "INSERT INTO audit (incident, at, kind, name, params, ok, result, duration_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (incident, time.time(), kind, name, json.dumps(params or {}, default=str),
+             None if ok is None else int(ok), result, duration_ms))
+
+    def audit_trail(self, incident: str) -> list[dict]:
+        rows = self._conn().execute(
+            "SELECT at, kind, name, params, ok, result, duration_ms FROM audit WHERE incident = ?"
+            " ORDER BY id", (incident,)).fetchall()
+        return [{"at": r[0], "kind": r[1], "name": r[2], "params": json.loads(r[3]),
+                 "ok": None if r[4] is None else bool(r[4]), "result": r[5], "duration_ms": r[6]}
+                for r in rows]
+
+    def actions_since(self, since: float) -> int:
+        """Actions run (or tried) since then: the global budget counts these."""
+        return int(self._conn().execute(
+            "SELECT COUNT(*) FROM audit WHERE kind IN ('action', 'retry') AND at >= ?",
+            (since,)).fetchone()[0])
+
+
+OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting")
+
+
+@dataclass
+class Incident:
+    """One incident per (rule, key) at a time; its row in the state file."""
+
+    id: str
+    rule: str
+    key: str
+    state: str
+    severity: str
+    container: str
+    summary: str
+    fingerprint: str
+    captures: dict
+    deploy: dict | None = None
+    attempts: int = 0
+    events: int = 1
+    next_attempt: float = 0.0
+    detail: str = ""
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    closed: float | None = None
+
+    COLUMNS: ClassVar[str] = ("id, rule, key, state, severity, container, summary, fingerprint, captures,"
+                              " deploy, attempts, events, next_attempt, detail, created, updated, closed")
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def row(self) -> tuple:
+        return (self.id, self.rule, self.key, self.state, self.severity, self.container, self.summary,
+                self.fingerprint, json.dumps(self.captures),
+                json.dumps(self.deploy) if self.deploy else None, self.attempts, self.events,
+                self.next_attempt, self.detail, self.created, self.updated, self.closed)
+
+    @classmethod
+    def from_row(cls, r: tuple) -> Incident:
+        return cls(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]),
+                   json.loads(r[9]) if r[9] else None, *r[10:])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from agent.redact import Redactor
 
 if TYPE_CHECKING:
     import docker
@@ -19,3 +22,5 @@ class ActionError(Exception):
 class ActionContext:
     docker: docker.DockerClient
     api: HummingbotAPI
+    credentials_dir: Path | None = None
+    redactor: Redactor = field(default_factory=Redactor)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from typing import Any, Literal
 
 import httpx
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.actions import action
@@ -67,3 +71,58 @@ def wait_http(params: WaitHttpParams, ctx: ActionContext) -> str:
             last = type(exc).__name__
         time.sleep(0.5)
     raise ActionError(f"GET {params.path}: {last} after {params.timeout:.0f} s")
+
+
+class HttpParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["GET", "POST", "PUT", "DELETE"] = "GET"
+    path: ApiPath
+    query: dict[str, str] = Field(default_factory=dict)
+    json_body: dict[str, Any] | None = None
+    expect: list[int] = Field(default_factory=lambda: [200])
+
+
+@action
+def http_request(params: HttpParams, ctx: ActionContext) -> str:
+    """One request to hummingbot-api (its configured base URL only; the path is validated)."""
+    resp = ctx.api.request(params.method, params.path, params=params.query or None,
+                           json=params.json_body)
+    if resp.status_code not in params.expect:
+        raise ActionError(f"{params.method} {params.path} answered {resp.status_code}")
+    return f"{params.method} {params.path} answered {resp.status_code}"
+
+
+class CredentialsParams(ProfileParams):
+    required: bool = Field(False, description="fail when no keys were placed for this profile")
+
+
+@action
+def provision_credentials(params: CredentialsParams, ctx: ActionContext) -> str:
+    """Add the exchange keys the operator placed for this profile (one file per connector,
+    `<credentials_dir>/<profile>/<connector>.json` or `.yml`) through add-credential.
+
+    Keys are read here and sent to hummingbot-api only; the result names connectors, never keys.
+    """
+    folder = ctx.credentials_dir / params.profile if ctx.credentials_dir else None
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".yml", ".yaml")) \
+        if folder is not None and folder.is_dir() else []
+    if not files:
+        if params.required:
+            raise ActionError(f"no exchange keys were placed for profile {params.profile}")
+        return f"no exchange keys placed for {params.profile}: the bot cannot trade until they are added"
+    added = []
+    for path in files:
+        connector = path.stem
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", connector):
+            raise ActionError(f"credentials file {path.name}: not a connector name")
+        keys = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+        if not isinstance(keys, dict) or not keys:
+            raise ActionError(f"credentials file {path.name}: expected a mapping of key names to values")
+        for value in keys.values():
+            ctx.redactor.add(str(value))
+        resp = ctx.api.request("POST", f"/accounts/add-credential/{params.profile}/{connector}",
+                               json={k: str(v) for k, v in keys.items()})
+        if resp.status_code != 201:
+            raise ActionError(f"add-credential {params.profile}/{connector} answered {resp.status_code}")
+        added.append(connector)
+    return f"added keys for {params.profile}: {', '.join(added)}"

@@ -1,0 +1,1 @@
+"""Remedy: incidents, actions, verification and the deploy retry."""

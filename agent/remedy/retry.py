@@ -1,0 +1,112 @@
+"""Re-send the failed deploy, once the fix is verified, exactly as it was sent.
+
+Before sending: is it already done? A client that retried by itself must not
+get a second bot, so any bot of the same base name deployed since the failure
+(hummingbot-api's bot status, or a container of that name created since) means
+done. Sending retries connection errors and 5xx with exponential backoff and
+jitter; success means `success: true` and the bot's container running.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import httpx
+from docker.errors import NotFound
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from agent.actions.base import ActionContext, ActionError
+from agent.remedy.intent import STAMP, base_name, check_body
+
+ROUTES = {"deploy-v2-script": "/bot-orchestration/deploy-v2-script",
+          "deploy-v2-controllers": "/bot-orchestration/deploy-v2-controllers"}
+
+
+def _deployed_since(name: str, base: str, since: float) -> bool:
+    if name == base:
+        return True
+    m = STAMP.match(name)
+    if not m or m["base"] != base:
+        return False
+    return datetime.strptime(m["ts"], "%Y%m%d-%H%M%S").timestamp() >= since - 2
+
+
+def already_deployed(ctx: ActionContext, base: str, since: float) -> str | None:
+    """The name of a bot of that base name deployed since `since`, if any."""
+    try:
+        resp = ctx.api.request("GET", "/bot-orchestration/status")
+        if resp.status_code == 200:
+            for name in (resp.json().get("data") or {}):
+                if _deployed_since(name, base, since):
+                    return name
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass
+    for c in ctx.docker.containers.list(all=True, filters={"name": base}):
+        created = c.attrs.get("Created", "")
+        try:
+            at = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00").timestamp()
+        except ValueError:
+            continue
+        if (c.name == base or _deployed_since(c.name, base, since)) and at >= since - 2:
+            return c.name
+    return None
+
+
+class _ServerError(Exception):
+    """A 5xx answer: worth another try, like a connection error."""
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, httpx.TransportError | _ServerError)
+
+
+def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, since: float,
+                 attempts: int = 3, running_timeout: float = 60.0) -> str:
+    """Send it; return what happened, or raise ActionError."""
+    problem = check_body(route, body)
+    if problem:
+        raise ActionError(f"will not re-send this deploy: {problem}")
+    base = base_name(body["instance_name"])
+    done = already_deployed(ctx, base, since)
+    if done:
+        return f"already deployed as {done} (not sent again)"
+
+    def send() -> httpx.Response:
+        resp = ctx.api.request("POST", ROUTES[route], content=raw_body.encode(),
+                               headers={"content-type": "application/json"})
+        if resp.status_code >= 500:
+            raise _ServerError(f"{resp.status_code}: {resp.text[:300]}")
+        return resp
+
+    try:
+        resp = Retrying(retry=retry_if_exception(_transient), stop=stop_after_attempt(attempts),
+                        wait=wait_exponential_jitter(multiplier=0.5, max=10, jitter=0.5),
+                        reraise=False)(send)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        raise ActionError(f"deploy retry failed after {attempts} tries: {last}") from None
+    try:
+        data = resp.json()
+    except ValueError:
+        data = {}
+    if resp.status_code != 200 or not isinstance(data, dict) or data.get("success") is not True:
+        message = data.get("message") or data.get("detail") if isinstance(data, dict) else None
+        raise ActionError(f"deploy retry answered {resp.status_code}: {message or resp.text[:300]}")
+    name = data.get("unique_instance_name") or body["instance_name"]
+    deadline = time.monotonic() + running_timeout
+    while True:
+        try:
+            if ctx.docker.containers.get(name).status == "running":
+                return f"deployed {name}; its container is running"
+        except NotFound:
+            pass
+        if time.monotonic() > deadline:
+            raise ActionError(f"deploy of {name} accepted but its container is not running")
+        time.sleep(0.5)
