@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--container", default="hummingbot-api",
                       help="container the log came from (default hummingbot-api)")
     rules.add_parser("schema", help="JSON Schema of the rule format")
+    incidents = sub.add_parser("incidents", help="incidents and their audit trail")
+    incidents.add_argument("--json", action="store_true", help="one JSON object an incident")
+    incidents.add_argument("--limit", type=int, default=20)
+    retry = sub.add_parser("retry-deploy", help="finish a deploy retry the agent could not reconstruct")
+    retry.add_argument("incident", help="incident id (or a unique prefix)")
+    retry.add_argument("--body", help="the deploy request body, as JSON")
+    retry.add_argument("--route", choices=["deploy-v2-script", "deploy-v2-controllers"])
     return parser
 
 
@@ -107,6 +114,72 @@ def cmd_recorder() -> int:
     return 0
 
 
+def cmd_incidents(as_json: bool, limit: int) -> int:
+    import json
+    import time
+
+    from agent.store import Store
+
+    settings = _settings()
+    if settings is None:
+        return 2
+    store = Store(settings.state_db)
+    for inc in store.incidents(limit):
+        trail = store.audit_trail(inc.id)
+        if as_json:
+            print(json.dumps({**{k: v for k, v in vars(inc).items()}, "audit": trail}, default=str))
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(inc.created))
+        print(f"{inc.id}  {when}  {inc.state:<9} {inc.severity:<8} {inc.rule}  key={inc.key}"
+              f"  events={inc.events} attempts={inc.attempts}")
+        print(f"    {inc.summary}")
+        if inc.detail:
+            print(f"    -> {inc.detail}")
+        for a in trail:
+            at = time.strftime("%H:%M:%S", time.localtime(a["at"]))
+            ok = {True: "ok", False: "FAILED", None: ""}[a["ok"]]
+            params = json.dumps(a["params"]) if a["params"] else ""
+            took = f" {a['duration_ms']:.0f} ms" if a["duration_ms"] is not None else ""
+            print(f"    {at} {a['kind']:<8} {a['name']} {params} {ok}{took} {a['result']}".rstrip())
+        print()
+    return 0
+
+
+def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> int:
+    import json
+
+    from agent.actions.base import ActionError
+    from agent.service import RulesError, Service
+
+    _setup_logging()
+    settings = _settings()
+    if settings is None:
+        return 2
+    body = None
+    if body_text is not None:
+        try:
+            body = json.loads(body_text)
+        except ValueError as exc:
+            print(f"hb-medic: --body is not JSON: {exc}", file=sys.stderr)
+            return 2
+    try:
+        service = Service(settings, listen=False)
+    except RulesError as exc:
+        print(f"hb-medic: the rules have errors:\n{exc}", file=sys.stderr)
+        return 2
+    inc = service.store.get_incident(ident)
+    if inc is None:
+        print(f"hb-medic: no incident {ident!r} (see hb-medic incidents)", file=sys.stderr)
+        return 2
+    try:
+        result = service.remedy.finish(inc, route, body)
+    except ActionError as exc:
+        print(f"hb-medic: {exc}", file=sys.stderr)
+        return 1
+    print(f"{inc.id}: {result}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -114,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run()
     if args.command == "recorder":
         return cmd_recorder()
+    if args.command == "incidents":
+        return cmd_incidents(args.json, args.limit)
+    if args.command == "retry-deploy":
+        return cmd_retry_deploy(args.incident, args.body, args.route)
     if args.command == "rules":
         from agent import rules_cmd
 

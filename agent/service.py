@@ -61,7 +61,8 @@ def report(event: Event) -> None:
 
 
 class Service:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, listen: bool = True) -> None:
+        """`listen=False`: no recorder (for one-off commands beside a running agent)."""
         self.settings = settings
         loaded = load_rules(settings.rules_dir)
         if loaded.errors:
@@ -82,7 +83,7 @@ class Service:
                              stale_after=settings.stale_after, bots_dir=settings.bots_dir,
                              recorder=bool(settings.recorder_addr))
         self.recorder: RecorderThread | None = None
-        if settings.recorder_addr:
+        if settings.recorder_addr and listen:
             self.recorder = start_recorder(settings, self.store, self.feed.notify)
 
     def context(self) -> ActionContext:

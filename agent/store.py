@@ -243,10 +243,15 @@ class Store:
     def save_incident(self, inc: Incident) -> None:
         inc.updated = time.time()
         self._conn().execute(
-            "UPDATE incidents SET state=?, captures=?, deploy=?, attempts=?, events=?, next_attempt=?,"
+            "UPDATE incidents SET state=?, captures=?, deploy=?, attempts=?, next_attempt=?,"
             " detail=?, updated=?, closed=? WHERE id=?",
             (inc.state, json.dumps(inc.captures), json.dumps(inc.deploy) if inc.deploy else None,
-             inc.attempts, inc.events, inc.next_attempt, inc.detail, inc.updated, inc.closed, inc.id))
+             inc.attempts, inc.next_attempt, inc.detail, inc.updated, inc.closed, inc.id))
+
+    def count_event(self, incident: str) -> None:
+        """One more matching event: counted in SQL, so no other writer's save can lose it."""
+        self._conn().execute("UPDATE incidents SET events = events + 1, updated = ? WHERE id = ?",
+                             (time.time(), incident))
 
     def _incidents(self, where: str, args: tuple, limit: int = 1) -> list[Incident]:
         rows = self._conn().execute(

@@ -76,10 +76,12 @@ class Stack:
     mount_socket: bool = True
     env: dict[str, str] = field(default_factory=dict)
     wait_ready: bool = True
+    real_names: bool = False  # hummingbot-api, hummingbot-broker, hummingbot-postgres, as the rules expect
+    postgres_running: bool = True
 
     def __post_init__(self) -> None:
         self.run_id = uuid.uuid4().hex[:8]
-        self.prefix = f"medic-t{self.run_id}-"
+        self.prefix = "" if self.real_names else f"medic-t{self.run_id}-"
         self.root = Path(tempfile.mkdtemp(prefix="medic-bots-"))
         self.bots = self.root / "bots"
         self.api_port = free_port()
@@ -103,6 +105,8 @@ class Stack:
             if listener is not None:
                 wait_until(lambda c=listener: "listener on" in "".join(
                     container_lines(c, stdout=True, stderr=True)), 20, "a listener to start")
+        if self.postgres_container is not None and not self.postgres_running:
+            self.postgres_container.stop(timeout=1)
         self.api = self.client.containers.run(
             STANDIN_IMAGE,
             name=self.prefix + "hummingbot-api",

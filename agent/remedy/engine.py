@@ -89,8 +89,9 @@ class Remedy:
                 self.store.audit(inc.id, "decision", "interrupted", result=inc.detail)
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
 
     # -- from the pipeline: decide, quickly ----------------------------------------------------
     def submit(self, res: Result) -> Incident | None:
@@ -102,13 +103,11 @@ class Remedy:
         with self._lock:
             current = self.store.latest_incident(rule.id, key)
             if current is not None and current.open:
-                current.events += 1
-                self.store.save_incident(current)
+                self.store.count_event(current.id)
                 return current
             if current is not None and current.closed and current.state in ("resolved", "gave-up") \
                     and now - current.closed < rule.incident.cooldown:
-                current.events += 1
-                self.store.save_incident(current)
+                self.store.count_event(current.id)
                 self.store.audit(current.id, "decision", "event during cooldown: no action",
                                  {"fingerprint": event.fingerprint})
                 return current
