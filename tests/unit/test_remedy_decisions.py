@@ -1,0 +1,110 @@
+"""Incident decisions that need no engine: stale events, the budget, cooldown, dedup."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agent.actions.base import ActionContext
+from agent.ingest.replay import replay_lines
+from agent.match.loader import load_rules
+from agent.match.matcher import Matcher
+from agent.remedy.engine import Remedy
+from agent.remedy.intent import base_name, check_body, from_bots_folder
+from agent.store import Store
+from tests.stack import REPO
+
+RULES = {r.id: r for r in load_rules(REPO / "rules").rules}
+LINE = ("{ts} - root - ERROR - Error deploying V2 script: [Errno 2] No such file or directory: "
+        "'bots/credentials/{profile}'")
+
+
+def no_context() -> ActionContext:
+    raise AssertionError("no action may run in these tests")
+
+
+def result(profile="client_sharp", stamp=None):
+    ts = time.strftime("%Y-%m-%d %H:%M:%S,000", time.gmtime(stamp or time.time()))
+    docker_ts = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime(stamp or time.time()))
+    (event,) = list(replay_lines([f"{docker_ts} " + LINE.format(ts=ts, profile=profile)], "hummingbot-api"))
+    return Matcher(list(RULES.values())).match(event)
+
+
+@pytest.fixture
+def remedy(tmp_path):
+    return Remedy(Store(tmp_path / "s.db"), lambda: RULES, no_context, budget=2, stale_after=60)
+
+
+def test_same_failure_is_one_incident_counted(remedy):
+    first = remedy.submit(result())
+    for _ in range(9):
+        assert remedy.submit(result()).id == first.id
+    assert remedy.store.get_incident(first.id).events == 10
+    assert remedy._queue.qsize() == 1  # one attempt queued, not ten
+
+
+def test_stale_event_reported_not_acted_on(remedy):
+    inc = remedy.submit(result(stamp=time.time() - 3600))
+    assert inc.state == "stale" and "reported, not acted on" in inc.detail
+    assert remedy._queue.empty()
+
+
+def test_budget_exhausted_gives_up_without_acting(remedy):
+    inc = remedy.submit(result())
+    for _ in range(2):
+        remedy.store.audit("other", "action", "start_container", ok=True)
+    remedy.attempt(remedy.store.get_incident(inc.id))  # would call no_context() if it acted
+    inc = remedy.store.get_incident(inc.id)
+    assert inc.state == "gave-up" and "action budget exhausted (2 actions in the last hour" in inc.detail
+
+
+def test_cooldown_after_resolution(remedy):
+    inc = remedy.submit(result())
+    inc = remedy.store.get_incident(inc.id)
+    inc.state, inc.closed = "resolved", time.time()
+    remedy.store.save_incident(inc)
+    again = remedy.submit(result())
+    assert again.id == inc.id
+    assert [a["name"] for a in remedy.store.audit_trail(inc.id)][-1] == "event during cooldown: no action"
+
+
+def test_refused_and_observe(tmp_path):
+    r = Remedy(Store(tmp_path / "o.db"), lambda: RULES, no_context, mode="observe")
+    assert r.submit(result(profile="x;reboot")).state == "refused"
+    inc = r.submit(result())
+    assert inc.state == "observed"
+    assert inc.detail == "would have run: ensure_account(profile='client_sharp') -> retry_deploy"
+
+
+def test_restart_resumes_interrupted_attempts(tmp_path):
+    store = Store(tmp_path / "r.db")
+    r = Remedy(store, lambda: RULES, no_context)
+    inc = r.submit(result())
+    inc = store.get_incident(inc.id)
+    inc.state, inc.attempts = "acting", 1
+    store.save_incident(inc)
+    Remedy(store, lambda: RULES, no_context).recover()
+    again = store.get_incident(inc.id)
+    assert again.state == "failed" and again.attempts == 1 and again.next_attempt <= time.time()
+
+
+def test_deploy_body_checks():
+    ok = {"instance_name": "a", "credentials_profile": "b"}
+    assert check_body("deploy-v2-script", ok) is None
+    assert "instance_name" in check_body("deploy-v2-script", {**ok, "instance_name": "a/b"})
+    assert "unknown fields" in check_body("deploy-v2-script", {**ok, "command": "rm"})
+    assert base_name("sharp-bot-20261129-014932") == "sharp-bot" and base_name("sharp-bot") == "sharp-bot"
+
+
+def test_controllers_intent_from_the_bots_folder(tmp_path):
+    bots = tmp_path / "bots"
+    (bots / "instances" / "ctl-20261129-010101" / "data").mkdir(parents=True)
+    (bots / "conf" / "scripts").mkdir(parents=True)
+    (bots / "conf" / "scripts" / "ctl-20261129-010101.yml").write_text(
+        "script_file_name: v2_with_controllers.py\ncontrollers_config: [pmm_a.yml]\n"
+        "max_global_drawdown_quote: 50\n")
+    found = from_bots_folder(bots, profile="client_sharp", at=time.time())
+    assert found["route"] == "deploy-v2-controllers"
+    assert found["body"] == {"instance_name": "ctl", "credentials_profile": "client_sharp",
+                             "controllers_config": ["pmm_a"], "max_global_drawdown_quote": 50}
