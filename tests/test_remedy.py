@@ -80,7 +80,8 @@ def test_seed_incident_fixed_and_deploy_retried_with_the_recorded_body(make_stac
     assert (stack.bots / "credentials" / "client_sharp" / "conf_client.yml").is_file()
     trail = service.store.audit_trail(inc.id)
     steps = [(a["kind"], a["name"], a["ok"]) for a in trail if a["kind"] in ("action", "retry")]
-    assert steps == [("action", "ensure_account", True), ("retry", "retry_deploy", True)]
+    assert steps == [("action", "ensure_account", True), ("action", "provision_credentials", True),
+                     ("retry", "retry_deploy", True)]
     assert next(a for a in trail if a["name"] == "deploy request found")["params"]["source"] == "recorder"
     # From the engine's timestamp of the failure line to the bot container's start.
     stamped = stack.api.logs(timestamps=True, stdout=False).decode().splitlines()
@@ -176,7 +177,7 @@ def test_observe_mode_changes_nothing(make_stack, agent):
     service = agent(stack, mode="observe")
     deploy(via(service), instance_name="sharp-bot", credentials_profile="client_sharp")
     inc = incident(service, "credentials-profile-missing", ("observed",))
-    assert inc.detail == "would have run: ensure_account(profile='client_sharp') -> retry_deploy"
+    assert inc.detail == "would have run: ensure_account(profile='client_sharp') -> provision_credentials(profile='client_sharp') -> retry_deploy"
     time.sleep(1)
     assert sorted(p.name for p in (stack.bots / "credentials").iterdir()) == before
     assert running_bots(stack, "sharp-bot") == []
@@ -238,3 +239,23 @@ def test_incidents_command_json(make_stack, agent, tmp_path):
     assert rows[0]["rule"] == "credentials-profile-missing" and rows[0]["state"] == "observed"
     assert [a["name"] for a in rows[0]["audit"]][:2] == ["detected", "observe"]
     assert Path(tmp_path / "state.db").is_file()
+
+
+def test_keys_provisioned_and_never_shown(make_stack, agent, tmp_path, caplog):
+    canary = "canary-SECRET-key-5521"
+    keys = tmp_path / "keys" / "client_sharp"
+    keys.mkdir(parents=True)
+    (keys / "bitmart.json").write_text(json.dumps(
+        {"bitmart_api_key": "k-123456", "bitmart_secret_key": canary, "bitmart_memo": "m"}))
+    stack = make_stack(real_names=True)
+    service = agent(stack, credentials_dir=tmp_path / "keys")
+    deploy(via(service), instance_name="sharp-bot", credentials_profile="client_sharp")
+    inc = incident(service, "credentials-profile-missing", ("resolved", "gave-up", "waiting", "failed"))
+    assert inc.state == "resolved", inc.detail
+    assert stack.http("GET", "/accounts/client_sharp/credentials").json() == ["bitmart"]
+    provision = next(a for a in service.store.audit_trail(inc.id) if a["name"] == "provision_credentials")
+    assert provision["result"] == "added keys for client_sharp: bitmart"
+    service.store.close()
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
+    assert canary.encode() not in stored and b"k-123456" not in stored
+    assert canary not in caplog.text and "k-123456" not in caplog.text

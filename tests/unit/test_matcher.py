@@ -66,8 +66,9 @@ def test_seed_matches_in_both_generations_and_plans_the_fix():
     (_event, res), = [(e, r) for e, r in results(next(legacy).read_text().splitlines()) if r]
     assert res.rule.id == "credentials-profile-missing"
     assert res.captures == {"profile": "client_sharp"}
-    assert res.actions == ["ensure_account", "retry_deploy"]
-    assert res.action_params() == [("ensure_account", {"profile": "client_sharp"}, [])]
+    assert res.actions == ["ensure_account", "provision_credentials", "retry_deploy"]
+    assert res.action_params() == [("ensure_account", {"profile": "client_sharp"}, []),
+                                   ("provision_credentials", {"profile": "client_sharp"}, [])]
 
 
 def test_incomplete_profile_without_body_leaves_the_profile_unknown():
@@ -120,7 +121,7 @@ def test_rules_test_json_contract_and_crlf_and_stdin():
     assert seed == [{"rule": "credentials-profile-missing", "captures": {"profile": "client_sharp"},
                      "refused": None, "exception": "FileNotFoundError", "exceptions": ["FileNotFoundError"],
                      "fingerprint": seed[0]["fingerprint"], "first_line": 81, "last_line": 164,
-                     "deploy": None, "actions": ["ensure_account", "retry_deploy"]}]
+                     "deploy": None, "actions": ["ensure_account", "provision_credentials", "retry_deploy"]}]
     unmatched = [r for r in rows if r["rule"] is None]
     assert [r["exception"] for r in unmatched] == ["aiohttp.client_exceptions.ClientConnectorDNSError"]
     crlf = path.read_bytes().replace(b"\n", b"\r\n")
