@@ -177,7 +177,8 @@ def test_observe_mode_changes_nothing(make_stack, agent):
     service = agent(stack, mode="observe")
     deploy(via(service), instance_name="sharp-bot", credentials_profile="client_sharp")
     inc = incident(service, "credentials-profile-missing", ("observed",))
-    assert inc.detail == "would have run: ensure_account(profile='client_sharp') -> provision_credentials(profile='client_sharp') -> retry_deploy"
+    assert inc.detail == ("would have run: ensure_account(profile='client_sharp') -> "
+                          "provision_credentials(profile='client_sharp') -> retry_deploy")
     time.sleep(1)
     assert sorted(p.name for p in (stack.bots / "credentials").iterdir()) == before
     assert running_bots(stack, "sharp-bot") == []

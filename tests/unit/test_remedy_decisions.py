@@ -74,7 +74,8 @@ def test_refused_and_observe(tmp_path):
     assert r.submit(result(profile="x;reboot")).state == "refused"
     inc = r.submit(result())
     assert inc.state == "observed"
-    assert inc.detail == "would have run: ensure_account(profile='client_sharp') -> provision_credentials(profile='client_sharp') -> retry_deploy"
+    assert inc.detail == ("would have run: ensure_account(profile='client_sharp') -> "
+                          "provision_credentials(profile='client_sharp') -> retry_deploy")
 
 
 def test_restart_resumes_interrupted_attempts(tmp_path):
