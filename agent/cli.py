@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     incidents = sub.add_parser("incidents", help="incidents and their audit trail")
     incidents.add_argument("--json", action="store_true", help="one JSON object an incident")
     incidents.add_argument("--limit", type=int, default=20)
+    notify = sub.add_parser("notify", help="notifications").add_subparsers(
+        dest="notify_command", metavar="SUBCOMMAND", required=True)
+    ntest = notify.add_parser("test", help="send a sample message to the configured targets")
+    ntest.add_argument("--url", help="one apprise URL instead of the configured targets")
     retry = sub.add_parser("retry-deploy", help="finish a deploy retry the agent could not reconstruct")
     retry.add_argument("incident", help="incident id (or a unique prefix)")
     retry.add_argument("--body", help="the deploy request body, as JSON")
@@ -71,6 +75,7 @@ def _wait_for_signal() -> None:
 
 
 def cmd_run() -> int:
+    from agent.notify.targets import TargetError
     from agent.service import RecorderError, RulesError, Service
 
     _setup_logging()
@@ -82,7 +87,7 @@ def cmd_run() -> int:
     except RulesError as exc:
         print(f"hb-medic: the rules in {settings.rules_dir} have errors:\n{exc}", file=sys.stderr)
         return 2
-    except RecorderError as exc:
+    except (RecorderError, TargetError) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
     service.start()
@@ -180,6 +185,34 @@ def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> in
     return 0
 
 
+def cmd_notify_test(url: str | None) -> int:
+    from agent.notify.notifier import deliver
+    from agent.notify.sample import sample_message
+    from agent.notify.targets import TargetError, parse_urls
+    from agent.redact import Redactor
+    from agent.service import notify_targets
+
+    settings = _settings()
+    if settings is None:
+        return 2
+    redactor = Redactor()
+    try:
+        targets = parse_urls(url) if url else notify_targets(settings, redactor)
+    except TargetError as exc:
+        print(f"hb-medic: {exc}", file=sys.stderr)
+        return 2
+    if not targets:
+        print("hb-medic: no notification target: set MEDIC_NOTIFY_URLS or MEDIC_NOTIFY_CONFIG, or give --url",
+              file=sys.stderr)
+        return 2
+    failed = 0
+    for target in targets:
+        ok, error = deliver(target, sample_message())
+        failed += not ok
+        print(f"{'ok    ' if ok else 'FAILED'}  {target.private}" + (f"  ({error})" if error else ""))
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -187,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run()
     if args.command == "recorder":
         return cmd_recorder()
+    if args.command == "notify":
+        return cmd_notify_test(args.url)
     if args.command == "incidents":
         return cmd_incidents(args.json, args.limit)
     if args.command == "retry-deploy":

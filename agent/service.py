@@ -19,11 +19,13 @@ from agent.ingest.follow import Ingest
 from agent.match.loader import LoadResult, load_rules
 from agent.match.matcher import Matcher, Result
 from agent.match.reload import RulesWatcher
+from agent.notify.notifier import Notifier
+from agent.notify.targets import Target, parse_config, parse_urls
 from agent.pipeline import Pipeline
 from agent.recorder.feed import DeployFeed
 from agent.recorder.proxy import Recorder, RecorderThread, parse_addr
 from agent.redact import Redactor
-from agent.remedy.engine import Remedy
+from agent.remedy.engine import Remedy, log_step
 from agent.settings import Settings
 from agent.store import Store
 
@@ -77,14 +79,24 @@ class Service:
                              catchup_window=settings.catchup_window, max_line=settings.max_line_bytes)
         self.feed = DeployFeed(self.store, self.pipeline.event, catchup_window=settings.catchup_window)
         self.redactor = Redactor([settings.hummingbot_password.get_secret_value()])
+        self.targets = notify_targets(settings, self.redactor)
+        self.notifier = Notifier(self.store, self.targets, rules=self._rules, redactor=self.redactor,
+                                 mode=settings.mode)
         self._context: ActionContext | None = None
-        self.remedy = Remedy(self.store, lambda: {r.id: r for r in self.rules.rules}, self.context,
+        self.remedy = Remedy(self.store, self._rules, self.context, notify=self._notify,
                              mode=settings.mode, budget=settings.action_budget,
                              stale_after=settings.stale_after, bots_dir=settings.bots_dir,
-                             recorder=bool(settings.recorder_addr))
+                             recorder=bool(settings.recorder_addr), redactor=self.redactor)
         self.recorder: RecorderThread | None = None
         if settings.recorder_addr and listen:
             self.recorder = start_recorder(settings, self.store, self.feed.notify)
+
+    def _rules(self) -> dict:
+        return {r.id: r for r in self.rules.rules}
+
+    def _notify(self, inc, step: str, text: str) -> None:
+        log_step(inc, step, self.redactor.text(text))
+        self.notifier.step(inc, step, text)
 
     def context(self) -> ActionContext:
         """What actions work with, made once, on first use (in the remedy worker)."""
@@ -113,6 +125,7 @@ class Service:
             report(event)
 
     def start(self) -> None:
+        self.notifier.start()
         self.remedy.start()
         self.pipeline.start()
         self.ingest.start()
@@ -134,6 +147,7 @@ class Service:
         self.ingest.stop()
         self.pipeline.stop()
         self.remedy.stop(timeout=2.0)
+        self.notifier.stop()
         self.store.close()
         log.warning("hb-medic stopped")
 
@@ -152,3 +166,17 @@ def start_recorder(settings: Settings, store: Store, on_record=None) -> Recorder
     if thread.error is not None or not thread.ready.is_set():
         raise RecorderError(f"recorder cannot listen on {settings.recorder_addr}: {thread.error}")
     return thread
+
+
+def notify_targets(settings: Settings, redactor: Redactor) -> list[Target]:
+    """Targets from MEDIC_NOTIFY_URLS and MEDIC_NOTIFY_CONFIG; their tokens join the redactor."""
+    targets: list[Target] = []
+    if settings.notify_urls is not None:
+        raw = settings.notify_urls.get_secret_value()
+        targets += parse_urls(raw)
+        for part in raw.replace(",", "/").replace("=", "/").replace("@", "/").replace(":", "/").split("/"):
+            if len(part) >= 12:
+                redactor.add(part)
+    if settings.notify_config is not None:
+        targets += parse_config(settings.notify_config)
+    return targets

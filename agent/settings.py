@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         None, description="Exchange keys to provision: <dir>/<profile>/<connector>.json.")
     bots_dir: Path | None = Field(
         None, description="hummingbot-api's bots/ folder, mounted read-only, to rebuild deploys.")
+    notify_urls: SecretStr | None = Field(
+        None, description="apprise URLs, comma separated; `tag1,tag2=URL` routes by severity.")
+    notify_config: Path | None = Field(None, description="An apprise config file (with tags).")
     recorder_addr: str | None = Field(
         None, pattern=r"^[^\s:]*:\d{1,5}$",
         description="host:port for the deploy recorder to listen on (off unless set).")

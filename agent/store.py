@@ -83,6 +83,23 @@ SCHEMA = [
     """,
     "CREATE INDEX audit_incident ON audit (incident, id)",
     "CREATE INDEX audit_at ON audit (kind, at)",
+    # the notification outbox: written before sending, so nothing is lost to an outage or a restart
+    """
+    CREATE TABLE outbox (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident   TEXT,
+        rule       TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        message    TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        created    REAL NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        next_at    REAL NOT NULL,
+        sent_at    REAL,
+        last_error TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    "CREATE INDEX outbox_due ON outbox (status, next_at)",
 ]
 
 DUP_BITS = 10  # a line position is ts_ns << DUP_BITS | index among lines of that ns
@@ -297,6 +314,43 @@ class Store:
             (since,)).fetchone()[0])
 
 
+    # -- the notification outbox -----------------------------------------------------------------
+    _OUTBOX_COLUMNS = ("id, incident, rule, target, message, status, created, attempts, next_at,"
+                       " sent_at, last_error")
+
+    def outbox_enqueue(self, *, incident: str | None, rule: str, target: str, message: str,
+                       status: str = "pending") -> int:
+        now = time.time()
+        cur = self._conn().execute(
+            "INSERT INTO outbox (incident, rule, target, message, status, created, next_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)", (incident, rule, target, message, status, now, now))
+        return int(cur.lastrowid)
+
+    def outbox_due(self, now: float, limit: int = 50) -> list[tuple]:
+        return self._conn().execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_at <= ?"
+            " ORDER BY id LIMIT ?", (now, limit)).fetchall()
+
+    def outbox_mark(self, row_id: int, *, status: str, attempts: int, next_at: float,
+                    error: str = "") -> None:
+        self._conn().execute(
+            "UPDATE outbox SET status = ?, attempts = ?, next_at = ?, last_error = ?,"
+            " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
+            (status, attempts, next_at, error, status, time.time(), row_id))
+
+    def outbox_recent(self, rule: str, since: float) -> int:
+        """Messages of a rule since then (one per step, whatever the number of targets)."""
+        return int(self._conn().execute(
+            "SELECT COUNT(DISTINCT message) FROM outbox WHERE rule = ? AND created >= ?"
+            " AND status != 'held'", (rule, since)).fetchone()[0])
+
+    def outbox_held(self) -> list[tuple]:
+        return self._conn().execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE status = 'held' ORDER BY id").fetchall()
+
+    def outbox_counts(self) -> dict[str, int]:
+        return dict(self._conn().execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
+
 OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting")
 
 
@@ -339,3 +393,4 @@ class Incident:
     def from_row(cls, r: tuple) -> Incident:
         return cls(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]),
                    json.loads(r[9]) if r[9] else None, *r[10:])
+

@@ -30,6 +30,7 @@ from agent.actions.base import ActionContext, ActionError
 from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
 from agent.match.model import Rule
+from agent.redact import Redactor
 from agent.remedy import intent as intents
 from agent.remedy.retry import retry_deploy
 from agent.store import Incident, Store
@@ -57,7 +58,9 @@ class Remedy:
     def __init__(self, store: Store, rules: Callable[[], dict[str, Rule]],
                  context: Callable[[], ActionContext], *, notify: Notify | None = None,
                  mode: str = "enforce", budget: int = 20, stale_after: float = 900.0,
-                 bots_dir: Path | None = None, recorder: bool = False) -> None:
+                 bots_dir: Path | None = None, recorder: bool = False,
+                 redactor: Redactor | None = None) -> None:
+        self.redactor = redactor or Redactor()
         self.store = store
         self.rules = rules
         self.context = context
@@ -113,8 +116,8 @@ class Remedy:
                 return current
             inc = Incident(
                 id=secrets.token_hex(4), rule=rule.id, key=key, state="detected", severity=rule.severity,
-                container=event.container, summary=_summary(res), fingerprint=event.fingerprint,
-                captures=dict(res.captures), deploy=_carried_deploy(res))
+                container=event.container, summary=self.redactor.text(_summary(res)),
+                fingerprint=event.fingerprint, captures=dict(res.captures), deploy=_carried_deploy(res))
             self.store.create_incident(inc)
         self.store.audit(inc.id, "decision", "detected",
                          {"captures": res.captures, "lines": [event.first_pos, event.last_pos]},
@@ -142,6 +145,7 @@ class Remedy:
         return [*steps, "retry_deploy"] if rule.retry_deploy else steps
 
     def _close(self, inc: Incident, state: str, detail: str) -> Incident:
+        detail = self.redactor.text(detail)
         inc.state, inc.detail, inc.closed = state, detail, time.time()
         self.store.save_incident(inc)
         self.store.audit(inc.id, "decision", state, result=detail)
@@ -230,11 +234,7 @@ class Remedy:
         self._close(inc, "resolved", f"fixed in {took:.1f} s")
 
     def _values(self, inc: Incident) -> dict[str, Any]:
-        values: dict[str, Any] = {"container": inc.container, "rule": inc.rule, "severity": inc.severity}
-        values.update(inc.captures)
-        if inc.deploy and inc.deploy.get("body"):
-            values.update({f"deploy.{k}": v for k, v in inc.deploy["body"].items()})
-        return values
+        return values_of(inc)
 
     def _intent(self, inc: Incident) -> dict | None:
         found = intents.resolve(self.store, self.bots_dir, deploy=inc.deploy, captures=inc.captures,
@@ -315,6 +315,15 @@ class Remedy:
         result = self._retry(inc, ctx, {"route": route, "body": body, "raw": raw, "source": "operator"})
         self._close(inc, "resolved", result)
         return result
+
+
+def values_of(inc: Incident) -> dict[str, Any]:
+    """What a rule's templates may name, for this incident."""
+    values: dict[str, Any] = {"container": inc.container, "rule": inc.rule, "severity": inc.severity}
+    values.update(inc.captures)
+    if inc.deploy and inc.deploy.get("body"):
+        values.update({f"deploy.{k}": v for k, v in inc.deploy["body"].items()})
+    return values
 
 
 def half_made_profile(ctx: ActionContext) -> str | None:

@@ -1,0 +1,1 @@
+"""Notify: one message per incident step, through apprise, from a persistent outbox."""

@@ -1,0 +1,179 @@
+"""The outbox worker: every message is stored before it is sent, delivered with
+backoff and jitter, survives restarts, is sent once, and never blocks a fix.
+
+Storm control: past `storm_count` messages for one rule within `storm_window`
+seconds, further messages are held and sent as one digest.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import apprise
+from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
+
+from agent.match.loader import render
+from agent.match.model import Rule
+from agent.notify.message import Message, build
+from agent.notify.render import RENDERERS
+from agent.notify.targets import Target
+from agent.redact import Redactor
+from agent.store import Incident, Store
+
+log = logging.getLogger(__name__)
+TYPES = {"critical": apprise.NotifyType.FAILURE, "error": apprise.NotifyType.FAILURE,
+         "warning": apprise.NotifyType.WARNING, "info": apprise.NotifyType.INFO}
+
+
+def deliver(target: Target, msg: Message, timeout: float = 15.0) -> tuple[bool, str]:
+    """One message to one target; judged by apprise's result status, not truthiness of old APIs."""
+    renderer, fmt = RENDERERS[target.kind]
+    title, body = renderer(msg)
+    a = apprise.Apprise()
+    a.add(target.plugin)
+    kind = apprise.NotifyType.SUCCESS if msg.step == "resolved" else TYPES.get(msg.severity,
+                                                                              apprise.NotifyType.INFO)
+    result = a.notify(body=body, title=title, body_format=fmt, notify_type=kind, timeout=timeout)
+    ok = result.status == apprise.AppriseResultStatus.SUCCESS
+    return ok, "" if ok else f"{result.status.name.lower()}"
+
+
+class Notifier:
+    def __init__(self, store: Store, targets: list[Target], *, rules: Callable[[], dict[str, Rule]],
+                 redactor: Redactor, storm_count: int = 10, storm_window: float = 300.0,
+                 digest_after: float = 60.0, mode: str = "enforce") -> None:
+        self.store = store
+        self.targets = {t.id: t for t in targets}
+        self.rules = rules
+        self.redactor = redactor
+        self.storm_count, self.storm_window, self.digest_after = storm_count, storm_window, digest_after
+        self.mode = mode
+        self.sent = self.failed = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- from the remedy: never raises -----------------------------------------------------------
+    def step(self, inc: Incident, step: str, text: str) -> None:
+        try:
+            msg = self._message(inc, step, text)
+            if msg is not None:
+                self.enqueue(msg)
+        except Exception:
+            log.exception("could not queue the notification of incident %s (%s)", inc.id, step)
+
+    def _message(self, inc: Incident, step: str, text: str) -> Message | None:
+        from agent.remedy.engine import values_of
+
+        rule = self.rules().get(inc.rule)
+        acts = rule is not None and bool(rule.actions or rule.verify or rule.retry_deploy)
+        observing = self.mode == "observe" or (rule is not None and rule.observe_only)
+        if step == "detected" and acts and not observing:
+            return None  # the "detected, fixing" message follows at once
+        if step == "detected" and observing:
+            return None  # the "would have" message says it all
+        if step == "resolved" and text.startswith("notified"):
+            return None
+        values = values_of(inc)
+        n = rule.notify if rule is not None else None
+        return build(inc, step, text, self.store.audit_trail(inc.id),
+                     rule_title=render(n.title, values) if n else "",
+                     rule_text=render(n.text, values) if n else "",
+                     next_steps=render(n.next_steps, values) if n and n.next_steps else "",
+                     redactor=self.redactor)
+
+    def enqueue(self, msg: Message, storm_control: bool = True) -> None:
+        if not self.targets:
+            return
+        held = storm_control and self.store.outbox_recent(
+            msg.rule, time.time() - self.storm_window) >= self.storm_count
+        payload = msg.to_json()
+        for t in self.targets.values():
+            if t.wants(msg.severity):
+                self.store.outbox_enqueue(incident=msg.incident, rule=msg.rule, target=t.id,
+                                          message=payload, status="held" if held else "pending")
+        self._wake.set()
+
+    # -- the worker ----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                self._digest()
+                for row in self.store.outbox_due(time.time()):
+                    if self._stopping.is_set():
+                        return
+                    self._send(row)
+            except Exception:
+                log.exception("notification worker failed; retrying")
+
+    def _send(self, row: tuple) -> None:
+        row_id, _inc, _rule, target_id, payload, _status, _created, attempts, *_ = row
+        target = self.targets.get(target_id)
+        if target is None:
+            self.store.outbox_mark(row_id, status="dropped", attempts=attempts, next_at=0,
+                                   error="target no longer configured")
+            return
+        msg = Message.from_json(payload)
+        try:
+            ok, error = Retrying(stop=stop_after_attempt(2), reraise=True,
+                                 wait=wait_exponential_jitter(multiplier=0.5, max=2, jitter=0.5),
+                                 retry=retry_if_result(lambda r: not r[0]),
+                                 retry_error_callback=lambda s: s.outcome.result())(deliver, target, msg)
+        except Exception as exc:  # a plugin bug must not stop the outbox
+            ok, error = False, type(exc).__name__
+        attempts += 1
+        if ok:
+            self.sent += 1
+            self.store.outbox_mark(row_id, status="sent", attempts=attempts, next_at=0)
+            return
+        self.failed += 1
+        delay = min(600.0, 2.0 * 2 ** min(attempts, 9)) * (0.5 + random.random() / 2)
+        self.store.outbox_mark(row_id, status="pending", attempts=attempts, next_at=time.time() + delay,
+                               error=self.redactor.text(error))
+        if attempts in (1, 5, 10) or attempts % 50 == 0:
+            log.warning("notification to %s failed (%s), attempt %d; next in %.0f s", target.private,
+                        error, attempts, delay)
+
+    def _digest(self) -> None:
+        held = self.store.outbox_held()
+        if not held:
+            return
+        by_rule: dict[str, list[tuple]] = {}
+        for row in held:
+            by_rule.setdefault(row[2], []).append(row)
+        now = time.time()
+        for rule, rows in by_rule.items():
+            if now - min(r[6] for r in rows) < self.digest_after:
+                continue
+            seen, lines = set(), []
+            for r in rows:
+                m = Message.from_json(r[4])
+                if r[4] not in seen:
+                    seen.add(r[4])
+                    lines.append(f"{m.incident} {m.step}: {m.outcome or m.summary}"[:200])
+            first = Message.from_json(rows[0][4])
+            digest = Message(incident="digest", step="digest", severity=first.severity, rule=rule,
+                             container=first.container,
+                             title=f"[{first.severity.upper()}] {len(lines)} more messages: {rule}",
+                             summary=f"{len(lines)} messages for {rule} were grouped to spare your phone.",
+                             actions=lines[:30], outcome="" if len(lines) <= 30 else
+                             f"and {len(lines) - 30} more: see hb-medic incidents")
+            for r in rows:
+                self.store.outbox_mark(r[0], status="digested", attempts=r[7], next_at=0)
+            self.enqueue(digest, storm_control=False)

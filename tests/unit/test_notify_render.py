@@ -1,0 +1,68 @@
+"""Rendering for Telegram and Slack, checked on the rendered text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.notify.message import Message, build
+from agent.notify.render import TELEGRAM_LIMIT, slack, telegram, text
+from agent.redact import Redactor
+from agent.store import Incident
+
+REAL = Path(__file__).resolve().parents[1] / "real_logs"
+
+
+def seed_message(excerpt_lines: int = 20) -> Message:
+    lines = [x.split(" ", 1)[1] for x in next(REAL.glob("a_*.log")).read_text().splitlines()[80:164]]
+    excerpt = "\n".join([*lines[-excerpt_lines:], '  File "<stdin>", line 1, in <module>', "    x < y && z"])
+    return Message(incident="ab12cd34", step="resolved", severity="critical",
+                   rule="credentials-profile-missing", container="hummingbot-api",
+                   title="[CRITICAL] Fixed: profile <client_sharp> & co", summary="Deploy failed: <b>x</b>",
+                   excerpt=excerpt, actions=["ensure_account(profile='client_sharp'): ok"],
+                   outcome="fixed in 0.2 s", next_steps="Add keys with add-credential")
+
+
+def test_telegram_html_is_escaped_and_the_excerpt_in_pre():
+    _, body = telegram(seed_message())
+    assert body.startswith("<b>[CRITICAL] Fixed: profile &lt;client_sharp&gt; &amp; co</b>")
+    assert "&lt;module&gt;" in body and "<module>" not in body
+    assert "x &lt; y &amp;&amp; z" in body
+    assert body.count("<pre>") == 1 and body.count("</pre>") == 1
+    assert "Deploy failed: &lt;b&gt;x&lt;/b&gt;" in body
+    assert ("FileNotFoundError: [Errno 2] No such file or directory: "
+            "&#x27;bots/credentials/client_sharp&#x27;") in body
+
+
+def test_telegram_limit_shortens_the_excerpt_never_the_summary():
+    m = seed_message()
+    m.excerpt = "\n".join(f"  frame line {i} " + "x" * 80 for i in range(500)) + "\nFileNotFoundError: boom"
+    m.summary = "S" * 1500
+    _, body = telegram(m)
+    assert len(body) <= TELEGRAM_LIMIT
+    assert "S" * 1500 in body
+    assert "FileNotFoundError: boom</pre>" in body  # the end of the excerpt is kept
+    assert "<pre>…" in body
+    assert body.endswith("<b>Next:</b> Add keys with add-credential")
+
+
+def test_slack_markdown_code_block_and_plain_text():
+    title, body = slack(seed_message())
+    assert title.startswith("[CRITICAL] Fixed")
+    assert "\n```\n" in body and body.count("```") == 2
+    assert "*Done:*\n• ensure_account(profile='client_sharp'): ok" in body
+    _, t_body = text(seed_message())
+    assert "Done:\n- ensure_account" in t_body and "<" in t_body  # plain text is not escaped
+
+
+def test_build_redacts_and_says_would_have_in_observe():
+    canary = "canary-pass-991"
+    inc = Incident(id="i1", rule="r", key="k", state="observed", severity="warning", container="c",
+                   summary=f"line with {canary}", fingerprint="f", captures={})
+    trail = [{"kind": "action", "name": "http_request", "params": {"password": canary, "path": "/"},
+              "ok": True, "result": f"got {canary}", "at": 0, "duration_ms": 1}]
+    m = build(inc, "failed", f"error {canary}", trail, redactor=Redactor([canary]))
+    assert canary not in m.to_json()
+    assert "***" in m.actions[0] and "***" in m.excerpt and "***" in m.outcome
+    obs = build(inc, "observed", "would have run: ensure_account(profile='x')", [], redactor=Redactor())
+    assert obs.title.startswith("[WARNING] Observe mode: would have acted")
+    assert obs.outcome == "would have run: ensure_account(profile='x')"
