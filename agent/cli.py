@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hb-medic {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run the agent (settings from MEDIC_* environment variables)")
+    sub.add_parser("health", help="exit 0 when the running agent's /healthz says healthy (HEALTHCHECK)")
     sub.add_parser("recorder", help="run the deploy recorder alone (MEDIC_RECORDER_ADDR -> "
                                     "MEDIC_HUMMINGBOT_URL)")
     rules = sub.add_parser("rules", help="check, test and describe rule files").add_subparsers(
@@ -56,14 +57,23 @@ def _setup_logging() -> None:
 
 
 def _settings():
-    from agent.settings import Settings
+    from agent.settings import SECRETS_DIR, Settings
 
+    config = os.environ.get("MEDIC_CONFIG_FILE")
+    if config and not os.path.isfile(config):
+        print(f"hb-medic: MEDIC_CONFIG_FILE {config} does not exist", file=sys.stderr)
+        return None
     try:
         return Settings()
     except ValidationError as exc:
         for err in exc.errors():
-            name = "MEDIC_" + "_".join(str(p) for p in err["loc"]).upper()
-            print(f"hb-medic: bad setting {name}: {err['msg']}", file=sys.stderr)
+            field = "_".join(str(p) for p in err["loc"])
+            name = "MEDIC_" + field.upper()
+            if err["type"] == "missing":
+                print(f"hb-medic: {name} is not set (environment, or the secret file "
+                      f"{SECRETS_DIR}/medic_{field.lower()})", file=sys.stderr)
+            else:
+                print(f"hb-medic: bad setting {name}: {err['msg']}", file=sys.stderr)
         return None
 
 
@@ -75,6 +85,7 @@ def _wait_for_signal() -> None:
 
 
 def cmd_run() -> int:
+    from agent import logs
     from agent.notify.targets import TargetError
     from agent.service import RecorderError, RulesError, Service
 
@@ -84,10 +95,11 @@ def cmd_run() -> int:
         return 2
     try:
         service = Service(settings)
+        logs.setup(settings.log_format, service.redactor)
     except RulesError as exc:
         print(f"hb-medic: the rules in {settings.rules_dir} have errors:\n{exc}", file=sys.stderr)
         return 2
-    except (RecorderError, TargetError) as exc:
+    except (RecorderError, TargetError, OSError) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
     service.start()
@@ -117,6 +129,22 @@ def cmd_recorder() -> int:
     _wait_for_signal()
     thread.stop()
     return 0
+
+
+def cmd_health() -> int:
+    import urllib.request
+
+    addr = os.environ.get("MEDIC_HTTP_ADDR", "127.0.0.1:9108")
+    host, _, port = addr.rpartition(":")
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=3) as resp:
+            print(resp.read().decode())
+            return 0
+    except Exception as exc:  # 503 (unhealthy) and connection errors alike
+        body = exc.read().decode() if hasattr(exc, "read") else str(exc)
+        print(body, file=sys.stderr)
+        return 1
 
 
 def cmd_incidents(as_json: bool, limit: int) -> int:
@@ -220,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run()
     if args.command == "recorder":
         return cmd_recorder()
+    if args.command == "health":
+        return cmd_health()
     if args.command == "notify":
         return cmd_notify_test(args.url)
     if args.command == "incidents":

@@ -11,9 +11,11 @@ import logging
 
 import docker
 
+from agent import __version__
 from agent.actions.base import ActionContext
 from agent.assemble import Assembler
 from agent.events import TRACEBACK, Event
+from agent.http import HealthServer
 from agent.hummingbot_api import HummingbotAPI
 from agent.ingest.follow import Ingest
 from agent.match.loader import LoadResult, load_rules
@@ -79,6 +81,7 @@ class Service:
                              catchup_window=settings.catchup_window, max_line=settings.max_line_bytes)
         self.feed = DeployFeed(self.store, self.pipeline.event, catchup_window=settings.catchup_window)
         self.redactor = Redactor([settings.hummingbot_password.get_secret_value()])
+        self.counts: dict[str, dict[str, int]] = {"events": {}, "matches": {}}
         self.targets = notify_targets(settings, self.redactor)
         self.notifier = Notifier(self.store, self.targets, rules=self._rules, redactor=self.redactor,
                                  mode=settings.mode)
@@ -88,6 +91,10 @@ class Service:
                              stale_after=settings.stale_after, bots_dir=settings.bots_dir,
                              recorder=bool(settings.recorder_addr), redactor=self.redactor)
         self.recorder: RecorderThread | None = None
+        self.http: HealthServer | None = None
+        if listen:
+            host, port = parse_addr(settings.http_addr)
+            self.http = HealthServer(self, host, port)  # binds now: a taken port stops the start
         if settings.recorder_addr and listen:
             self.recorder = start_recorder(settings, self.store, self.feed.notify)
 
@@ -117,30 +124,50 @@ class Service:
 
     def handle(self, event: Event) -> None:
         """One event from the pipeline: match it, then report (remedy comes here)."""
+        events = self.counts["events"]
+        events[event.kind] = events.get(event.kind, 0) + 1
         res = self.matcher.match(event)
         if res is not None:
+            matches = self.counts["matches"]
+            matches[res.rule.id] = matches.get(res.rule.id, 0) + 1
             report_match(res)
             self.remedy.submit(res)
         else:
             report(event)
 
     def start(self) -> None:
+        if self.http is not None:
+            self.http.start()
         self.notifier.start()
         self.remedy.start()
         self.pipeline.start()
         self.ingest.start()
         self.feed.start()
         self.watcher.start()
-        log.warning("hb-medic following %s; %d rules from %s; mode %s; state in %s",
-                    ", ".join(self.settings.containers), len(self.rules.rules), self.settings.rules_dir,
-                    self.settings.mode, self.settings.state_db)
+        for line in self.summary():
+            log.warning("%s", line)
+
+    def summary(self) -> list[str]:
+        """The start-up summary: what is followed, with which rules, told to whom, in which mode."""
+        s = self.settings
+        lines = [f"hb-medic {__version__} in {s.mode} mode",
+                 f"following: {', '.join(s.containers)}",
+                 f"rules: {len(self.rules.rules)} from {s.rules_dir}",
+                 "notify: " + (", ".join(t.private for t in self.targets)
+                               or "nobody (MEDIC_NOTIFY_URLS unset)"),
+                 f"hummingbot-api: {s.hummingbot_url} as {s.hummingbot_username}",
+                 f"state: {s.state_db}"]
+        if self.http is not None:
+            lines.append(f"health and metrics: http://{s.http_addr}/healthz, /metrics")
         if self.recorder is not None:
-            log.warning("deploy recorder on %s -> %s", self.settings.recorder_addr,
-                        self.settings.hummingbot_url)
+            lines.append(f"deploy recorder: {s.recorder_addr} -> {s.hummingbot_url}")
+        return lines
 
     def stop(self) -> None:
         """Detach from the engine, finish what is assembled, save the checkpoints."""
         self.watcher.stop()
+        if self.http is not None:
+            self.http.stop()
         if self.recorder is not None:
             self.recorder.stop()
         self.feed.stop()

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 SECRETS_DIR = "/run/secrets"
 
@@ -39,7 +45,8 @@ class Settings(BaseSettings):
     hummingbot_url: str = Field("http://127.0.0.1:8000", pattern=r"^https?://[^\s/]+(/\S*)?$",
                                 description="hummingbot-api's base URL.")
     hummingbot_username: str = Field("admin", description="hummingbot-api's USERNAME.")
-    hummingbot_password: SecretStr = Field(SecretStr("admin"), description="hummingbot-api's PASSWORD.")
+    hummingbot_password: SecretStr = Field(
+        description="hummingbot-api's PASSWORD (env, or the secret file medic_hummingbot_password).")
     mode: Literal["enforce", "observe"] = Field(
         "enforce", description="observe: record and notify what would be done, never act.")
     action_budget: int = Field(20, ge=0, description="Most actions in any hour, all incidents together.")
@@ -52,11 +59,24 @@ class Settings(BaseSettings):
     notify_urls: SecretStr | None = Field(
         None, description="apprise URLs, comma separated; `tag1,tag2=URL` routes by severity.")
     notify_config: Path | None = Field(None, description="An apprise config file (with tags).")
+    http_addr: str = Field("127.0.0.1:9108", pattern=r"^[^\s:]*:\d{1,5}$",
+                           description="host:port for /healthz and /metrics.")
+    log_format: Literal["text", "json"] = Field("text", description="The agent's own log lines.")
     recorder_addr: str | None = Field(
         None, pattern=r"^[^\s:]*:\d{1,5}$",
         description="host:port for the deploy recorder to listen on (off unless set).")
     grace_ms: float = Field(30.0, ge=0, le=1000,
                             description="How long a finished traceback waits for a chained one.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: arguments, environment, secret files, then the optional config file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, file_secret_settings]
+        config = os.environ.get("MEDIC_CONFIG_FILE")
+        if config:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
+        return tuple(sources)
 
     @field_validator("containers", mode="before")
     @classmethod

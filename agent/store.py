@@ -348,6 +348,22 @@ class Store:
         return self._conn().execute(
             f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE status = 'held' ORDER BY id").fetchall()
 
+    def outbox_oldest_pending(self) -> float | None:
+        row = self._conn().execute("SELECT MIN(created) FROM outbox WHERE status = 'pending'").fetchone()
+        return row[0] if row else None
+
+    def action_counts(self) -> dict[tuple[str, bool], int]:
+        rows = self._conn().execute(
+            "SELECT name, ok, COUNT(*) FROM audit WHERE kind IN ('action', 'verify', 'retry')"
+            " AND ok IS NOT NULL GROUP BY name, ok").fetchall()
+        return {(name, bool(ok)): n for name, ok, n in rows}
+
+    def open_incident_counts(self) -> dict[str, int]:
+        marks = ",".join("?" * len(OPEN_STATES))
+        return dict(self._conn().execute(
+            f"SELECT rule, COUNT(*) FROM incidents WHERE state IN ({marks}) GROUP BY rule",
+            OPEN_STATES).fetchall())
+
     def outbox_counts(self) -> dict[str, int]:
         return dict(self._conn().execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
 

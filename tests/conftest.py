@@ -9,7 +9,15 @@ import pytest
 from docker.errors import DockerException
 
 from tests.images import ensure_images
-from tests.stack import Stack, sweep
+from tests.stack import Stack, free_port, sweep
+
+
+@pytest.fixture(autouse=True)
+def agent_env(monkeypatch):
+    """What every agent started by a test needs: hummingbot-api's password (the stand-in's
+    default) and a health port of its own."""
+    monkeypatch.setenv("MEDIC_HUMMINGBOT_PASSWORD", "admin")
+    monkeypatch.setenv("MEDIC_HTTP_ADDR", f"127.0.0.1:{free_port()}")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,124 @@
+"""Health and metrics on MEDIC_HTTP_ADDR (loopback by default).
+
+`/healthz` is 200 only while every followed stream is attached or its container
+is known to be down, the pipeline's loop is fresh, and the outbox is not stuck.
+`/metrics` is Prometheus text (prometheus-client), read from the agent's state
+at scrape time, so counting costs the hot path almost nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from agent.service import Service
+
+LOOP_STALE = 15.0  # seconds without a pipeline loop
+OUTBOX_STUCK = 1800.0  # oldest undelivered message
+
+
+def health(service: Service) -> tuple[bool, dict]:
+    problems = []
+    streams = {}
+    for name, st in service.ingest.status().items():
+        streams[name] = st.state
+        if st.state not in ("attached", "absent", "stopped"):
+            problems.append(f"{name}: {st.state}")
+    age = time.monotonic() - service.pipeline.last_loop
+    if age > LOOP_STALE:
+        problems.append(f"pipeline loop stalled for {age:.0f} s")
+    oldest = service.store.outbox_oldest_pending()
+    if oldest is not None and time.time() - oldest > OUTBOX_STUCK:
+        problems.append(f"notifications undelivered for {time.time() - oldest:.0f} s")
+    return not problems, {"ok": not problems, "streams": streams, "problems": problems}
+
+
+class _Collector:
+    def __init__(self, service: Service) -> None:
+        self.s = service
+
+    def collect(self):
+        s = self.s
+        lines = CounterMetricFamily("hb_medic_lines", "Log lines read", labels=["container"])
+        attached = GaugeMetricFamily("hb_medic_stream_attached", "1 while the log stream is attached",
+                                     labels=["container", "state"])
+        age = GaugeMetricFamily("hb_medic_last_line_age_seconds", "Seconds since the last line",
+                                labels=["container"])
+        now = time.time()
+        for name, st in s.ingest.status().items():
+            lines.add_metric([name], st.lines)
+            attached.add_metric([name, st.state], 1.0 if st.state == "attached" else 0.0)
+            if st.last_line_at:
+                age.add_metric([name], now - st.last_line_at)
+        yield lines
+        yield attached
+        yield age
+        events = CounterMetricFamily("hb_medic_events", "Events assembled", labels=["kind"])
+        for kind, n in sorted(s.counts["events"].items()):
+            events.add_metric([kind], n)
+        yield events
+        matches = CounterMetricFamily("hb_medic_matches", "Events matched, per rule", labels=["rule"])
+        for rule, n in sorted(s.counts["matches"].items()):
+            matches.add_metric([rule], n)
+        yield matches
+        actions = CounterMetricFamily("hb_medic_actions", "Actions run, by result",
+                                      labels=["action", "result"])
+        for (name, ok), n in sorted(s.store.action_counts().items()):
+            actions.add_metric([name, "ok" if ok else "failed"], n)
+        yield actions
+        notes = GaugeMetricFamily("hb_medic_notifications", "Notification outbox, by status",
+                                  labels=["status"])
+        for status, n in sorted(s.store.outbox_counts().items()):
+            notes.add_metric([status], n)
+        yield notes
+        yield CounterMetricFamily("hb_medic_notifications_failed_attempts",
+                                  "Delivery attempts that failed", value=s.notifier.failed)
+        open_ = GaugeMetricFamily("hb_medic_incidents_open", "Incidents not closed", labels=["rule"])
+        for rule, n in sorted(s.store.open_incident_counts().items()):
+            open_.add_metric([rule], n)
+        yield open_
+
+
+class HealthServer:
+    def __init__(self, service: Service, host: str, port: int) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(service))
+        svc = service
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.split("?")[0] == "/healthz":
+                    ok, detail = health(svc)
+                    self._send(200 if ok else 503, json.dumps(detail).encode(), "application/json")
+                elif self.path.split("?")[0] == "/metrics":
+                    self._send(200, generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _send(self, status: int, body: bytes, ctype: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
