@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # apprise logs URLs as given (tokens and all): its own logs stay quiet; hb-medic reports
+    # delivery itself, with URLs in their privacy form.
+    logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
 
 
 def _settings():
@@ -87,7 +90,7 @@ def _wait_for_signal() -> None:
 def cmd_run() -> int:
     from agent import logs
     from agent.notify.targets import TargetError
-    from agent.service import RecorderError, RulesError, Service
+    from agent.service import RecorderError, RulesError, Service, SettingsError
 
     _setup_logging()
     settings = _settings()
@@ -99,7 +102,7 @@ def cmd_run() -> int:
     except RulesError as exc:
         print(f"hb-medic: the rules in {settings.rules_dir} have errors:\n{exc}", file=sys.stderr)
         return 2
-    except (RecorderError, TargetError, OSError) as exc:
+    except (RecorderError, TargetError, SettingsError, OSError) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
     service.start()
@@ -182,7 +185,7 @@ def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> in
     import json
 
     from agent.actions.base import ActionError
-    from agent.service import RulesError, Service
+    from agent.service import RulesError, Service, SettingsError
 
     _setup_logging()
     settings = _settings()
@@ -200,6 +203,9 @@ def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> in
     except RulesError as exc:
         print(f"hb-medic: the rules have errors:\n{exc}", file=sys.stderr)
         return 2
+    except SettingsError as exc:
+        print(f"hb-medic: {exc}", file=sys.stderr)
+        return 2
     inc = service.store.get_incident(ident)
     if inc is None:
         print(f"hb-medic: no incident {ident!r} (see hb-medic incidents)", file=sys.stderr)
@@ -214,6 +220,7 @@ def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> in
 
 
 def cmd_notify_test(url: str | None) -> int:
+    _setup_logging()
     from agent.notify.notifier import deliver
     from agent.notify.sample import sample_message
     from agent.notify.targets import TargetError, parse_urls

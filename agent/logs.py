@@ -47,4 +47,4 @@ def setup(fmt: str = "text", redactor: Redactor | None = None, level: int = logg
     root.setLevel(level)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("docker").setLevel(logging.WARNING)
-    logging.getLogger("apprise").setLevel(logging.ERROR)
+    logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)  # it logs URLs with their tokens

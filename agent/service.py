@@ -34,6 +34,10 @@ from agent.store import Store
 log = logging.getLogger("agent")
 
 
+class SettingsError(Exception):
+    """A setting the running agent needs is missing."""
+
+
 class RulesError(Exception):
     """The rules folder has errors; the agent does not start with it."""
 
@@ -68,6 +72,9 @@ class Service:
     def __init__(self, settings: Settings, *, listen: bool = True) -> None:
         """`listen=False`: no recorder (for one-off commands beside a running agent)."""
         self.settings = settings
+        if settings.hummingbot_password is None:
+            raise SettingsError("MEDIC_HUMMINGBOT_PASSWORD is not set (environment, or the secret file "
+                                "/run/secrets/medic_hummingbot_password)")
         loaded = load_rules(settings.rules_dir)
         if loaded.errors:
             raise RulesError("\n".join(str(e) for e in loaded.errors))

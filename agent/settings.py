@@ -45,8 +45,9 @@ class Settings(BaseSettings):
     hummingbot_url: str = Field("http://127.0.0.1:8000", pattern=r"^https?://[^\s/]+(/\S*)?$",
                                 description="hummingbot-api's base URL.")
     hummingbot_username: str = Field("admin", description="hummingbot-api's USERNAME.")
-    hummingbot_password: SecretStr = Field(
-        description="hummingbot-api's PASSWORD (env, or the secret file medic_hummingbot_password).")
+    hummingbot_password: SecretStr | None = Field(
+        None, description="hummingbot-api's PASSWORD (env, or the secret file medic_hummingbot_password);"
+                          " needed by the running agent.")
     mode: Literal["enforce", "observe"] = Field(
         "enforce", description="observe: record and notify what would be done, never act.")
     action_budget: int = Field(20, ge=0, description="Most actions in any hour, all incidents together.")

@@ -188,7 +188,10 @@ class Remedy:
         inc.attempts += 1
         inc.state = "acting"
         self.store.save_incident(inc)
-        self.notify(inc, "acting", f"attempt {inc.attempts} of {rule.incident.max_attempts}")
+        steps = [c.action for c in rule.actions] + [f"verify {c.action}" for c in rule.verify]
+        steps += ["retry_deploy"] if rule.retry_deploy else []
+        self.notify(inc, "acting", f"running {' -> '.join(steps)} "
+                                   f"(attempt {inc.attempts} of {rule.incident.max_attempts})")
         ctx = self.context()
         try:
             values = self._values(inc)

@@ -1,0 +1,104 @@
+"""The shipped image: built from the Dockerfile on the local test base, run as a
+container with the Docker socket against the stand-in."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import pytest
+
+from tests.images import BASE_IMAGE
+from tests.stack import ADMIN, LABEL, REPO, free_port, wait_until
+
+pytestmark = pytest.mark.docker
+IMAGE = "medic-test/hb-medic"
+
+
+@pytest.fixture(scope="module")
+def image(docker_client):
+    """Built once per run; Docker's layer cache makes a rebuild quick."""
+    img, _ = docker_client.images.build(path=str(REPO), tag=IMAGE, buildargs={"BASE": BASE_IMAGE},
+                                        network_mode="host", rm=True, forcerm=True)
+    return img
+
+
+def run_agent(client, stack, **env):
+    http_port, rec_port = free_port(), free_port()
+    environment = {"MEDIC_HUMMINGBOT_URL": stack.url, "MEDIC_HUMMINGBOT_PASSWORD": "admin",
+                   "MEDIC_RECORDER_ADDR": f"127.0.0.1:{rec_port}",
+                   "MEDIC_HTTP_ADDR": f"127.0.0.1:{http_port}", **env}
+    c = client.containers.run(
+        IMAGE, detach=True, network_mode="host", labels={LABEL: stack.run_id},
+        name=f"hb-medic-{stack.run_id}",
+        environment=environment, group_add=[str(os.stat("/var/run/docker.sock").st_gid)],
+        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}},
+        healthcheck={"test": ["CMD", "hb-medic", "health"], "interval": 1_000_000_000,
+                     "timeout": 3_000_000_000, "start_period": 1_000_000_000, "retries": 2})
+    return c, http_port, rec_port
+
+
+def test_image_fixes_the_seed_incident_and_stops_cleanly(image, docker_client, make_stack):
+    assert image.attrs["Config"]["Healthcheck"]["Test"] == ["CMD", "hb-medic", "health"]
+    assert image.attrs["Config"]["User"] == "medic"
+    assert image.attrs["Config"]["Entrypoint"] == ["hb-medic"]
+    stack = make_stack(real_names=True)
+    agent, http_port, rec_port = run_agent(docker_client, stack)
+    try:
+        wait_until(lambda: _health(agent) == "healthy", 60, "the health check to pass")
+        resp = httpx.post(f"http://127.0.0.1:{rec_port}/bot-orchestration/deploy-v2-script", auth=ADMIN,
+                          json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"},
+                          timeout=30)
+        assert resp.status_code == 500
+        wait_until(lambda: [c for c in docker_client.containers.list() if c.name.startswith("sharp-bot-")],
+                   60, "the bot deployed by the agent")
+        metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
+        assert 'hb_medic_matches_total{rule="credentials-profile-missing"} 1.0' in metrics
+        assert 'hb_medic_actions_total{action="ensure_account",result="ok"} 1.0' in metrics
+        assert 'hb_medic_actions_total{action="retry_deploy",result="ok"} 1.0' in metrics
+        assert 'hb_medic_stream_attached{container="hummingbot-api",state="attached"} 1.0' in metrics
+        started = time.monotonic()
+        agent.stop(timeout=10)
+        took = time.monotonic() - started
+        logs = agent.logs().decode()
+        assert took < 3, took
+        assert agent.attrs["State"]["ExitCode"] == 0 or agent.wait()["StatusCode"] == 0
+        assert "hb-medic stopped" in logs
+        assert "deploy recorder:" in logs and "in enforce mode" in logs
+    finally:
+        agent.remove(force=True, v=True)
+
+
+def _health(container) -> str:
+    container.reload()
+    return (container.attrs["State"].get("Health") or {}).get("Status", "")
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"MEDIC_NOTIFY_URLS": "nope://x"},
+     "hb-medic: apprise cannot use a nope:// URL (unknown service or malformed)"),
+    ({"MEDIC_HUMMINGBOT_PASSWORD": None},
+     "hb-medic: MEDIC_HUMMINGBOT_PASSWORD is not set (environment, or the secret file "
+     "/run/secrets/medic_hummingbot_password)"),
+    ({"MEDIC_RULES_DIR": "/data/rules"}, "hb-medic: the rules in /data/rules have errors:"),
+])
+def test_bad_settings_stop_the_start_with_one_clear_message(image, docker_client, env, expected):
+    environment = {"MEDIC_HUMMINGBOT_PASSWORD": "admin", **env}
+    environment = {k: v for k, v in environment.items() if v is not None}
+    entry = None
+    if "MEDIC_RULES_DIR" in env:  # a rules folder with a mistake in it
+        entry = ["sh", "-c",
+                 "mkdir -p /data/rules && printf 'id: x\\n' > /data/rules/x.yml && exec hb-medic run"]
+    c = docker_client.containers.run(IMAGE, entrypoint=entry, environment=environment, network_mode="none",
+                                     detach=True)
+    try:
+        assert c.wait(timeout=30)["StatusCode"] == 2
+        err = c.logs(stdout=False, stderr=True).decode().splitlines()
+    finally:
+        c.remove(force=True, v=True)
+    assert err[0] == expected
+    if "rules" in expected:
+        assert err[1].startswith("/data/rules/x.yml:1: id: String should match pattern")
+    else:
+        assert len(err) == 1
