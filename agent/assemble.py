@@ -46,7 +46,7 @@ _FOREIGN = re.compile(
     r'^(?:INFO|WARNING|ERROR):\s+\S+ - "[A-Z]+ \S+ HTTP/[\d.]+" \d{3}'  # uvicorn access
     r"|^\d\d:\d\d:\d\d\.\d{3} (?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS) "  # logfire
 )
-_HOLD_LEVELS = (" - WARNING - ", " - ERROR - ", " - CRITICAL - ")
+_HOLD = re.compile(r" - (?:WARNING|ERROR|CRITICAL) - ")
 _GROUP_LINE = re.compile(r"^\s*[|+]")
 _GROUP_PREFIX = re.compile(r"^(\s*)(?:\| ?|\+[-+]*.*$)")
 
@@ -173,15 +173,14 @@ class Assembler:
         out: list[Event] = []
         append = out.append
         line = self._line
+        hold = _HOLD.search
         for pos, ts, text in items:
             st.last_pos = pos
             if st.builder is None:
                 # The hot path: most lines are plain one-line events.
                 if not text or text.isspace():
                     continue
-                if text[-1] != ":" and not text.startswith("ERROR:") and not any(
-                    lvl in text for lvl in _HOLD_LEVELS
-                ):
+                if text[-1] != ":" and not text.startswith("ERROR:") and not hold(text):
                     if len(text) > self.max_chars:
                         text = _cut(text, self.max_chars)
                     append(Event(container, stream, LINE, [text], pos, pos, ts))
@@ -201,7 +200,7 @@ class Assembler:
             self._start_tb(st, pos, ts, text)
             if self._is_group_start(text):
                 st.builder.state = "group"
-        elif any(lvl in text for lvl in _HOLD_LEVELS) or text.startswith("ERROR:"):
+        elif _HOLD.search(text) or text.startswith("ERROR:"):
             b = st.builder = _Builder(LINE, pos, ts, self.max_lines, self.max_chars)
             b.add(pos, text)
         else:

@@ -40,6 +40,8 @@ def parse_ts(raw: bytes) -> int:
         if len(_ts_cache) > 4096:
             _ts_cache.clear()
         _ts_cache[head] = secs
+    if len(raw) == 30:  # the usual case: nine digits of fraction
+        return secs * 1_000_000_000 + int(raw[20:29])
     frac = raw[20:-1] if len(raw) > 20 and raw[19:20] == b"." else b""
     return secs * 1_000_000_000 + (int(frac.ljust(9, b"0")[:9]) if frac else 0)
 
@@ -95,25 +97,52 @@ class LineSplitter:
 
     # -- multiplexed: 8-byte header (stream, size) per entry ------------------------
     def _feed_multiplexed(self, chunk: bytes) -> None:
-        buf = self._buf
-        buf += chunk
-        pos, end = 0, len(buf)
-        out: dict[str, list[bytes]] = {}
+        """The hot path: one pass over the frames, whole lines decoded straight from the chunk."""
+        if self._buf:
+            data = bytes(self._buf) + chunk
+            self._buf.clear()
+        else:
+            data = chunk
+        pos, end = 0, len(data)
+        out: dict[str, list[Line]] = {STDOUT: [], STDERR: []}
+        unpack = _HEADER.unpack_from
+        cache = _ts_cache
+        partial = self._partial
+        max_line = self.max_line
         while end - pos >= 8:
-            kind, size = _HEADER.unpack_from(buf, pos)
+            kind, size = unpack(data, pos)
             if size > MAX_FRAME:  # corrupt: drop what is buffered rather than grow
                 self.corrupt += 1
                 pos = end
                 break
-            if end - pos - 8 < size:
+            start = pos + 8
+            stop = start + size
+            if stop > end:
                 break
+            pos = stop
             stream = _STREAMS.get(kind)
-            if stream is not None:
-                out.setdefault(stream, []).append(bytes(buf[pos + 8 : pos + 8 + size]))
-            pos += 8 + size
-        del buf[:pos]
-        for stream, entries in out.items():
-            self._entries(stream, entries)
+            if stream is None:
+                continue
+            secs = cache.get(data[start:start + 19])
+            if (secs is not None and data[start + 30:start + 31] == b" " and data[stop - 1] == 10
+                    and not partial[stream].parts and size - 31 <= max_line + 2):
+                # A whole line with the usual nine-digit timestamp: no copies but the text.
+                ts = secs * 1_000_000_000 + int(data[start + 20:start + 29])
+                body_end = stop - 2 if data[stop - 2] == 13 else stop - 1
+                if body_end - start - 31 > max_line:
+                    out[stream].append(self._text_line(ts, data[start + 31:stop]))
+                else:
+                    out[stream].append((ts, data[start + 31:body_end].decode("utf-8", "replace")))
+            else:
+                self._entries(stream, [data[start:stop]], out[stream])
+        if pos < end:
+            self._buf += data[pos:]
+        for stream, lines in out.items():
+            if lines:
+                self.sink(stream, lines)
+
+    def _text_line(self, ts: int, body: bytes) -> Line:
+        return (ts, self._text(body))
 
     # -- raw (TTY): entries separated by newlines only ------------------------------
     def _feed_raw(self, chunk: bytes) -> None:
@@ -147,8 +176,8 @@ class LineSplitter:
             pos = m.end()
 
     # -- shared -----------------------------------------------------------------------
-    def _entries(self, stream: str, entries: list[bytes]) -> None:
-        lines: list[Line] = []
+    def _entries(self, stream: str, entries: list[bytes], into: list[Line] | None = None) -> None:
+        lines: list[Line] = [] if into is None else into
         part = self._partial[stream]
         for entry in entries:
             sp = entry.find(b" ", 0, 40)
@@ -165,7 +194,7 @@ class LineSplitter:
                 if not part.parts:
                     part.ts = ts
                 self._add(part, body)
-        if lines:
+        if lines and into is None:
             self.sink(stream, lines)
 
     def _add(self, part: _Partial, body: bytes) -> None:

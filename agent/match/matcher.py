@@ -221,6 +221,15 @@ class Matcher:
         compiled = [c for c in compiled if c.rule.source == "log"]
         self.check_where = check_where
         self._line_rules = [c for c in compiled if c.on_lines]
+        # Line rules by the logger they need: a line only meets the rules that can match it
+        # (order kept, so precedence is unchanged).
+        loggers = {name for c in self._line_rules for a in c.alternatives if a.logger for name in a.logger}
+        self._any_logger = [c for c in self._line_rules
+                            if any(a.logger is None and a.kind != TRACEBACK for a in c.alternatives)]
+        self._by_logger = {name: [c for c in self._line_rules
+                                  if c in self._any_logger or any(a.logger and name in a.logger
+                                                                  for a in c.alternatives)]
+                           for name in loggers}
         self._tb_rules = [c for c in compiled if c.on_tracebacks]
         gates: set[str] = set()
         self._ungated = False
