@@ -29,7 +29,7 @@ from docker.errors import DockerException, NotFound
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from agent.assemble import Item
-from agent.ingest.split import STDERR, STDOUT, Line, LineSplitter, format_ts
+from agent.ingest.split import STDERR, STDOUT, Dechunker, Line, LineSplitter, format_ts
 from agent.store import DUP_BITS, Checkpoint
 
 log = logging.getLogger(__name__)
@@ -254,12 +254,19 @@ class Follower(threading.Thread):
         self._dup.clear()  # positions are numbered afresh from `since`, as the first time
         splitter = LineSplitter(self._deliver, tty=tty, max_line=self.max_line)
         try:
-            raw = resp.raw
+            fp = resp.raw._fp.fp  # the socket's buffered reader, after the headers
+            dechunk = Dechunker() if "chunked" in resp.headers.get("Transfer-Encoding", "").lower() \
+                else None
             while not self._stopping.is_set():
-                chunk = raw.read1(READ_SIZE)
-                if not chunk:
+                block = fp.read1(READ_SIZE)
+                if not block:
                     break
-                splitter.feed(chunk)
+                if dechunk is not None:
+                    block = dechunk.feed(block)
+                if block:
+                    splitter.feed(block)
+                if dechunk is not None and dechunk.done:
+                    break
             splitter.close()
         except Exception as exc:  # the connection was cut: the caller inspects why
             log.debug("%s: log stream ended: %r", self.container, exc)

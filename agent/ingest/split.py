@@ -223,3 +223,51 @@ class LineSplitter:
             body = body[: self.max_line]
         text = body.decode("utf-8", "replace")
         return text + TRUNCATED.format(cut) if cut else text
+
+
+class Dechunker:
+    """HTTP/1.1 chunked transfer decoding over large reads.
+
+    The engine writes each log entry as its own HTTP chunk; reading chunk by chunk
+    through http.client costs a Python call per line. Reading the socket's buffer in
+    large blocks and decoding the framing here hands the splitter many lines at once.
+    """
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._remaining = 0
+        self._crlf = False
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._tail:
+            data = self._tail + data
+            self._tail = b""
+        out: list[bytes] = []
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._remaining:
+                take = min(self._remaining, n - pos)
+                out.append(data[pos:pos + take])
+                pos += take
+                self._remaining -= take
+                if self._remaining:
+                    break
+                self._crlf = True
+            if self._crlf:
+                if n - pos < 2:
+                    break
+                pos += 2
+                self._crlf = False
+            end = data.find(b"\r\n", pos)
+            if end < 0:
+                break
+            size = int(data[pos:end].split(b";", 1)[0] or b"0", 16)
+            pos = end + 2
+            if size == 0:
+                self.done = True
+                break
+            self._remaining = size
+        if not self.done and pos < n:
+            self._tail = data[pos:]
+        return b"".join(out)

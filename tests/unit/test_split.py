@@ -99,3 +99,19 @@ def test_property_arbitrary_bytes_never_raise(data, tty):
     s = LineSplitter(lambda *_: None, tty=tty)
     s.feed(data)
     s.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=300), max_size=40), st.lists(st.integers(1, 700), max_size=30))
+def test_property_dechunker_any_reads_give_the_body(pieces, cuts):
+    from agent.ingest.split import Dechunker
+
+    wire = b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces) + b"0\r\n\r\n"
+    d, got, pos = Dechunker(), [], 0
+    for cut in [*cuts, len(wire)]:
+        got.append(d.feed(wire[pos:pos + cut]))
+        pos += cut
+        if d.done:
+            break
+    assert b"".join(got) == b"".join(pieces)
+    assert d.done
