@@ -167,3 +167,18 @@ def _listening(port: int) -> bool:
     import socket
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_json_logs_are_redacted(tmp_path):
+    canary = "canary-pw-77121"
+    log = tmp_path / "agent.log"
+    proc = start_agent({"MEDIC_LOG_FORMAT": "json", "MEDIC_HUMMINGBOT_PASSWORD": canary,
+                        "MEDIC_HUMMINGBOT_URL": f"http://{canary}:{canary}@127.0.0.1:1",
+                        "MEDIC_STATE_DB": str(tmp_path / "s.db"), "MEDIC_CONTAINERS": "medic-none"}, log)
+    wait_until(lambda: "health and metrics" in log.read_text(), 20, "the start-up summary")
+    stop_agent(proc)
+    import json
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {"time", "level", "logger", "message"} <= set(rows[0])
+    assert any(r["message"] == "hb-medic stopped" for r in rows)
+    assert canary not in log.read_text()

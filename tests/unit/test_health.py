@@ -1,0 +1,54 @@
+"""/healthz: unhealthy when a stream is detached from a running container, when the
+loop stalls, or when the outbox is stuck; metrics render."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from agent.http import _Collector, health
+from agent.ingest.follow import FollowerStatus
+from agent.service import Service
+from agent.settings import Settings
+from tests.stack import REPO
+
+
+@pytest.fixture
+def service(tmp_path):
+    s = Service(Settings(state_db=tmp_path / "s.db", rules_dir=REPO / "rules", hummingbot_password="x"),
+                listen=False)
+    s.ingest.followers = {"hummingbot-api": SimpleNamespace(status=FollowerStatus("hummingbot-api",
+                                                                                   state="attached"))}
+    return s
+
+
+def test_healthy_then_each_problem(service):
+    assert health(service)[0]
+    service.ingest.followers["hummingbot-api"].status.state = "stopped"  # known to be down: fine
+    assert health(service)[0]
+    service.ingest.followers["hummingbot-api"].status.state = "engine-down"
+    ok, detail = health(service)
+    assert not ok and detail["problems"] == ["hummingbot-api: engine-down"]
+    service.ingest.followers["hummingbot-api"].status.state = "attached"
+    service.pipeline.last_loop = time.monotonic() - 60
+    ok, detail = health(service)
+    assert not ok and detail["problems"][0].startswith("pipeline loop stalled")
+    service.pipeline.last_loop = time.monotonic()
+    row = service.store.outbox_enqueue(incident="i", rule="r", target="t", message="{}")
+    service.store._conn().execute("UPDATE outbox SET created = ? WHERE id = ?", (time.time() - 7200, row))
+    ok, detail = health(service)
+    assert not ok and detail["problems"][0].startswith("notifications undelivered for")
+
+
+def test_metrics_render(service):
+    service.counts["matches"]["credentials-profile-missing"] = 2
+    service.store.audit("i", "action", "ensure_account", ok=True)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(service))
+    text = generate_latest(registry).decode()
+    assert 'hb_medic_matches_total{rule="credentials-profile-missing"} 2.0' in text
+    assert 'hb_medic_actions_total{action="ensure_account",result="ok"} 1.0' in text
+    assert 'hb_medic_stream_attached{container="hummingbot-api",state="attached"} 1.0' in text
