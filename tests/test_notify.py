@@ -64,7 +64,7 @@ def test_lifecycle_payloads(tmp_path):
     assert titles[3].startswith("[CRITICAL] Refused to act:")
     assert titles[4].startswith("[CRITICAL] Fixed, deploy needs you:")
     fixed = rx.messages()[1]
-    assert "incident inc00001 | hummingbot-api | credentials-profile-missing" in fixed
+    assert "incident inc00001 · hummingbot-api · credentials-profile-missing" in fixed
     assert "- ensure_account(profile='client_sharp'): ok added profile client_sharp" in fixed
     assert "Result: fixed in 0.2 s" in fixed
     assert "Next: The new profile client_sharp has no exchange keys" in fixed

@@ -9,6 +9,8 @@ Everything else gets plain text.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from agent.notify.message import Message
 
@@ -27,55 +29,54 @@ def _fit(build, excerpt: str, limit: int) -> str:
     return text[:limit]
 
 
-def telegram(m: Message) -> tuple[str, str]:
-    e = html.escape
+@dataclass(frozen=True)
+class Style:
+    """How one kind of channel marks up the parts of a message."""
+
+    escape: Callable[[str], str]
+    meta: str  # around the incident/container/rule line
+    label: str  # around "Done:", "Result:", "Next:"
+    block: str  # around the excerpt
+    bullet: str
+    sep: str
+    limit: int
+    title_in_body: bool  # Telegram has no separate title
+
+
+TELEGRAM = Style(html.escape, "<i>{}</i>", "<b>{}</b>", "<pre>{}</pre>", "• ", "\n\n", TELEGRAM_LIMIT, True)
+SLACK = Style(lambda t: t, "_{}_", "*{}*", "```\n{}\n```", "• ", "\n", SLACK_LIMIT, False)
+TEXT = Style(lambda t: t, "{}", "{}", "{}", "- ", "\n\n", TEXT_LIMIT, False)
+
+
+def _render(m: Message, st: Style) -> tuple[str, str]:
+    e = st.escape
 
     def body(excerpt: str) -> str:
-        parts = [f"<b>{e(m.title)}</b>", e(m.summary),
-                 f"<i>incident {e(m.incident)} · {e(m.container)} · {e(m.rule)}</i>"]
+        parts = [st.label.format(e(m.title))] if st.title_in_body else []
+        parts += [e(m.summary), st.meta.format(e(f"incident {m.incident} · {m.container} · {m.rule}"))]
         if excerpt:
-            parts.append(f"<pre>{e(excerpt)}</pre>")
+            parts.append(st.block.format(e(excerpt.replace("```", "\'\'\'"))))
         if m.actions:
-            parts.append("<b>Done:</b>\n" + "\n".join(f"• {e(a)}" for a in m.actions))
+            parts.append(st.label.format("Done:") + "\n" + "\n".join(st.bullet + e(a) for a in m.actions))
         if m.outcome:
-            parts.append(f"<b>Result:</b> {e(m.outcome)}")
+            parts.append(f"{st.label.format('Result:')} {e(m.outcome)}")
         if m.next_steps:
-            parts.append(f"<b>Next:</b> {e(m.next_steps)}")
-        return "\n\n".join(parts)
+            parts.append(f"{st.label.format('Next:')} {e(m.next_steps)}")
+        return st.sep.join(parts)
 
-    return "", _fit(body, m.excerpt, TELEGRAM_LIMIT)
+    return ("" if st.title_in_body else m.title), _fit(body, m.excerpt, st.limit)
+
+
+def telegram(m: Message) -> tuple[str, str]:
+    return _render(m, TELEGRAM)
 
 
 def slack(m: Message) -> tuple[str, str]:
-    def body(excerpt: str) -> str:
-        parts = [m.summary, f"_incident {m.incident} · {m.container} · {m.rule}_"]
-        if excerpt:
-            parts.append("```\n" + excerpt.replace("```", "'''") + "\n```")
-        if m.actions:
-            parts.append("*Done:*\n" + "\n".join(f"• {a}" for a in m.actions))
-        if m.outcome:
-            parts.append(f"*Result:* {m.outcome}")
-        if m.next_steps:
-            parts.append(f"*Next:* {m.next_steps}")
-        return "\n".join(parts)
-
-    return m.title, _fit(body, m.excerpt, SLACK_LIMIT)
+    return _render(m, SLACK)
 
 
 def text(m: Message) -> tuple[str, str]:
-    def body(excerpt: str) -> str:
-        parts = [m.summary, f"incident {m.incident} | {m.container} | {m.rule}"]
-        if excerpt:
-            parts.append(excerpt)
-        if m.actions:
-            parts.append("Done:\n" + "\n".join(f"- {a}" for a in m.actions))
-        if m.outcome:
-            parts.append(f"Result: {m.outcome}")
-        if m.next_steps:
-            parts.append(f"Next: {m.next_steps}")
-        return "\n\n".join(parts)
-
-    return m.title, _fit(body, m.excerpt, TEXT_LIMIT)
+    return _render(m, TEXT)
 
 
 RENDERERS = {"telegram": (telegram, "html"), "slack": (slack, "markdown"), "text": (text, "text")}
