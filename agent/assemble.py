@@ -28,7 +28,6 @@ from agent.events import LINE, TRACEBACK, Event, ExceptionInfo
 
 Item = tuple[int, int, str]  # (position, ts_ns, text)
 
-TB_START = "Traceback (most recent call last):"
 GROUP_START = "Exception Group Traceback (most recent call last):"
 CHAIN = (
     "During handling of the above exception, another exception occurred:",
@@ -270,7 +269,7 @@ class Assembler:
                 b.continuation += 1
             else:
                 append(self._close(container, stream, st))
-                self._restart(container, stream, st, pos, ts, text, append)
+                self._line(container, stream, st, pos, ts, text, append)  # a fresh start
             return
 
         if state == "frames":
@@ -305,7 +304,7 @@ class Assembler:
             elif (is_header(text) or _TB_LINE.match(text) or self._is_group_start(text)
                   or b.continuation >= MAX_CONTINUATION):
                 append(self._close(container, stream, st))
-                self._restart(container, stream, st, pos, ts, text, append)
+                self._line(container, stream, st, pos, ts, text, append)  # a fresh start
             else:
                 b.add(pos, text)
                 b.continue_message(text)
@@ -319,7 +318,7 @@ class Assembler:
                 b.add(pos, text)
             else:
                 append(self._close(container, stream, st))
-                self._restart(container, stream, st, pos, ts, text, append)
+                self._line(container, stream, st, pos, ts, text, append)  # a fresh start
             return
 
         if state == "chain":
@@ -338,11 +337,7 @@ class Assembler:
                 b.continuation = 0
             else:
                 append(self._close(container, stream, st))
-                self._restart(container, stream, st, pos, ts, text, append)
-
-    def _restart(self, container, stream, st, pos, ts, text, append) -> None:
-        """Process a line that closed the previous event, as a fresh one."""
-        self._line(container, stream, st, pos, ts, text, append)
+                self._line(container, stream, st, pos, ts, text, append)  # a fresh start
 
     @staticmethod
     def _is_group_start(text: str) -> bool:

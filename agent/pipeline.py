@@ -36,7 +36,6 @@ class Pipeline:
         self._cid: dict[str, str] = {}
         self._dirty: set[str] = set()
         self.last_loop = time.monotonic()
-        self.events = 0
 
     # -- the sink followers call (any thread) ----------------------------------------------
     def lines(self, container: str, container_id: str, stream: str, items: list[Item]) -> None:
@@ -97,7 +96,6 @@ class Pipeline:
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
-            self.events += 1
             try:
                 self.handler(event)
             except Exception:

@@ -14,8 +14,6 @@ from agent.match.loader import load_rules
 from agent.match.matcher import Matcher, Result
 from agent.match.model import schema
 
-DEFAULT_RULES = os.environ.get("MEDIC_RULES_DIR", "rules")
-
 
 def check(rules_dir: str, out: TextIO = sys.stdout) -> int:
     result = load_rules(rules_dir)

@@ -220,9 +220,6 @@ class Store:
             (last_id, limit)).fetchall()
         return [Deploy(*r[:7], bool(r[7]), *r[8:]) for r in rows]
 
-    def last_deploy_id(self) -> int:
-        return int(self._conn().execute("SELECT COALESCE(MAX(id), 0) FROM deploys").fetchone()[0])
-
     def find_deploy(self, *, profile: str | None = None, instance: str | None = None,
                     route: str | None = None, failed: bool | None = True, since: float = 0.0,
                     until: float | None = None) -> Deploy | None:

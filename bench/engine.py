@@ -28,7 +28,6 @@ from tests.images import TOOLS_IMAGE
 from tests.stack import LABEL, Stack, free_port, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-PY = "python3 -u -c"
 
 # A container raising one traceback at a time; its message carries the wall time at which
 # the last line is written (host and container share the clock).

@@ -14,7 +14,6 @@ IMAGE_PATTERN = (
 ImageRef = Annotated[str, StringConstraints(pattern=IMAGE_PATTERN, max_length=255)]
 ContainerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 ProfileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-Seconds = Annotated[float, "seconds"]
 
 
 def _api_path(value: str) -> str:

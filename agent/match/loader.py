@@ -318,6 +318,3 @@ def unresolved(template: str, values: dict[str, Any]) -> list[str]:
 def params_of(call, values: dict[str, Any]) -> dict[str, Any]:
     return {k: render(v, values) if isinstance(v, str) else v for k, v in call.params.items()}
 
-
-def is_template(value: Any) -> bool:
-    return isinstance(value, str) and bool(TEMPLATE.search(value))

@@ -41,7 +41,6 @@ class Result:
     refused: str | None = None
     deploy: dict[str, Any] | None = None
     below_threshold: bool = False
-    alternative: int = 0
     values: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -272,10 +271,10 @@ class Matcher:
         for c in candidates:
             if self.check_where and not self._where(c, event):
                 continue
-            for i, alt in enumerate(c.alternatives):
+            for alt in c.alternatives:
                 caught = alt.match(event)
                 if caught is not None:
-                    return self._result(c, event, caught, i)
+                    return self._result(c, event, caught)
         return None
 
     def _where(self, c: _Compiled, e: Event) -> bool:
@@ -294,9 +293,9 @@ class Matcher:
         buf.append(event)
 
     # -- after a match ------------------------------------------------------------------------
-    def _result(self, c: _Compiled, event: Event, caught: dict[str, str], alt: int) -> Result:
+    def _result(self, c: _Compiled, event: Event, caught: dict[str, str]) -> Result:
         rule = c.rule
-        res = Result(rule, event, dict(caught), alternative=alt)
+        res = Result(rule, event, dict(caught))
         if event.kind == RESPONSE and event.data:
             res.deploy = {"route": event.data.get("route"), "body": event.data.get("request") or {}}
         self._add_context(c, res)

@@ -52,7 +52,7 @@ class Notifier:
         self.redactor = redactor
         self.storm_count, self.storm_window, self.digest_after = storm_count, storm_window, digest_after
         self.mode = mode
-        self.sent = self.failed = 0
+        self.failed = 0  # delivery attempts that failed (a metric)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
@@ -139,7 +139,6 @@ class Notifier:
             ok, error = False, type(exc).__name__
         attempts += 1
         if ok:
-            self.sent += 1
             self.store.outbox_mark(row_id, status="sent", attempts=attempts, next_at=0)
             return
         self.failed += 1

@@ -22,7 +22,6 @@ class DeployFeed(threading.Thread):
         self.interval = interval
         self.wake = threading.Event()
         self._stopping = threading.Event()
-        self.delivered = 0
 
     def notify(self, _deploy_id: int) -> None:
         """The in-process recorder stored an exchange: look now, not at the next poll."""
@@ -47,7 +46,6 @@ class DeployFeed(threading.Thread):
             for d in rows:
                 if d.failed:
                     self.deliver(event_from_deploy(d))
-                    self.delivered += 1
                 last = d.id
             if rows:
                 self.store.save_checkpoint(Checkpoint(CHECKPOINT, "deploys", last, last))

@@ -74,8 +74,6 @@ class Remedy:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="remedy", daemon=True)
         self._lock = threading.Lock()
-        self.idle = threading.Event()
-        self.idle.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -161,7 +159,6 @@ class Remedy:
                 ident = ""
             if ident is None:
                 return
-            self.idle.clear()
             try:
                 due = [ident] if ident else [i.id for i in self.store.due_incidents(time.time())]
                 for inc_id in due:
@@ -170,9 +167,6 @@ class Remedy:
                         self.attempt(inc)
             except Exception:
                 log.exception("remedy worker failed")
-            finally:
-                if self._queue.empty():
-                    self.idle.set()
 
     def attempt(self, inc: Incident) -> None:
         rule = self.rules().get(inc.rule)
