@@ -80,11 +80,15 @@ def _settings():
         return None
 
 
-def _wait_for_signal() -> None:
+def _signals() -> threading.Event:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    return done
+
+
+def _wait_for_signal() -> None:
+    _signals().wait()
 
 
 def cmd_run() -> int:
@@ -92,6 +96,7 @@ def cmd_run() -> int:
     from agent.notify.targets import TargetError
     from agent.service import RecorderError, RulesError, Service, SettingsError
 
+    done = _signals()  # before anything slow: a stop during start-up is honoured
     _setup_logging()
     settings = _settings()
     if settings is None:
@@ -105,8 +110,9 @@ def cmd_run() -> int:
     except (RecorderError, TargetError, SettingsError, OSError) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
-    service.start()
-    _wait_for_signal()
+    if not done.is_set():
+        service.start()
+        done.wait()
     service.stop()
     return 0
 

@@ -31,6 +31,9 @@ def health(service: Service) -> tuple[bool, dict]:
         streams[name] = st.state
         if st.state not in ("attached", "absent", "stopped"):
             problems.append(f"{name}: {st.state}")
+    for name, alive in service.threads_alive().items():
+        if not alive:
+            problems.append(f"{name} thread has stopped")
     age = time.monotonic() - service.pipeline.last_loop
     if age > LOOP_STALE:
         problems.append(f"pipeline loop stalled for {age:.0f} s")

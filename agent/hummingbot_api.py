@@ -6,9 +6,12 @@ the callers' parameter types.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class HummingbotAPI:
@@ -23,9 +26,10 @@ class HummingbotAPI:
         return self._http.request(method, path, **kw)
 
     def accounts(self) -> list[str]:
+        """Account names; anything that is not a plain name is left out (never put in a path)."""
         resp = self.request("GET", "/accounts/")
         resp.raise_for_status()
-        return list(resp.json())
+        return [a for a in resp.json() if isinstance(a, str) and _NAME.match(a)]
 
     def account_credentials(self, account: str) -> list[str] | None:
         """Connector names of an account; None when its connectors folder is missing (half-made)."""

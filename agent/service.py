@@ -154,6 +154,13 @@ class Service:
         for line in self.summary():
             log.warning("%s", line)
 
+    def threads_alive(self) -> dict[str, bool]:
+        """The agent's long-running threads, for /healthz."""
+        threads = {"pipeline": self.pipeline._thread, "remedy": self.remedy._thread,
+                   "notify": self.notifier._thread, "deploy-feed": self.feed,
+                   "docker-events": self.ingest._watcher}
+        return {name: t.is_alive() for name, t in threads.items()}
+
     def summary(self) -> list[str]:
         """The start-up summary: what is followed, with which rules, told to whom, in which mode."""
         s = self.settings
@@ -176,12 +183,14 @@ class Service:
         if self.http is not None:
             self.http.stop()
         if self.recorder is not None:
-            self.recorder.stop()
+            self.recorder.stop(timeout=1.0)
         self.feed.stop()
-        self.ingest.stop()
-        self.pipeline.stop()
-        self.remedy.stop(timeout=2.0)
-        self.notifier.stop()
+        self.ingest.stop(timeout=0.5)
+        self.pipeline.stop(timeout=1.0)
+        # An action in progress is not waited for: its incident is tried again at the next
+        # start (the attempt is counted), so a stop stays within Docker's patience.
+        self.remedy.stop(timeout=0.3)
+        self.notifier.stop(timeout=0.3)
         self.store.close()
         log.warning("hb-medic stopped")
 
@@ -208,9 +217,17 @@ def notify_targets(settings: Settings, redactor: Redactor) -> list[Target]:
     if settings.notify_urls is not None:
         raw = settings.notify_urls.get_secret_value()
         targets += parse_urls(raw)
-        for part in raw.replace(",", "/").replace("=", "/").replace("@", "/").replace(":", "/").split("/"):
-            if len(part) >= 12:
-                redactor.add(part)
+        _add_tokens(redactor, raw)
     if settings.notify_config is not None:
-        targets += parse_config(settings.notify_config)
+        from_file = parse_config(settings.notify_config)
+        for t in from_file:
+            _add_tokens(redactor, t.plugin.url(privacy=False))
+        targets += from_file
     return targets
+
+
+def _add_tokens(redactor: Redactor, url: str) -> None:
+    for part in url.replace(",", "/").replace("=", "/").replace("@", "/").replace(":", "/") \
+            .replace("?", "/").replace("&", "/").split("/"):
+        if len(part) >= 12:
+            redactor.add(part)

@@ -220,11 +220,12 @@ class Store:
             (last_id, limit)).fetchall()
         return [Deploy(*r[:7], bool(r[7]), *r[8:]) for r in rows]
 
-    def find_deploy(self, *, profile: str | None = None, instance: str | None = None,
+    def find_deploy(self, *, profile: str | None = None, instances: tuple[str, ...] = (),
                     route: str | None = None, failed: bool | None = True, since: float = 0.0,
                     until: float | None = None) -> Deploy | None:
-        """The latest recorded deploy that fits: by profile, by instance name (the base name
-        the client sent, or the timestamped one the current generation makes), route and time."""
+        """The latest recorded deploy that fits: by profile, by instance name (exactly one of
+        `instances`: the caller gives the logged name and the base name the client sent),
+        route and time."""
         where, args = ["at >= ?"], [since]
         if until is not None:
             where.append("at <= ?")
@@ -232,9 +233,9 @@ class Store:
         if profile is not None:
             where.append("profile = ?")
             args.append(profile)
-        if instance is not None:
-            where.append("(instance = ? OR ? LIKE instance || '-________-______')")
-            args += [instance, instance]
+        if instances:
+            where.append(f"instance IN ({','.join('?' * len(instances))})")
+            args += list(instances)
         if route is not None:
             where.append("route = ?")
             args.append(route)
@@ -261,6 +262,14 @@ class Store:
             " detail=?, updated=?, closed=? WHERE id=?",
             (inc.state, json.dumps(inc.captures), json.dumps(inc.deploy) if inc.deploy else None,
              inc.attempts, inc.next_attempt, inc.detail, inc.updated, inc.closed, inc.id))
+
+    def claim_incident(self, incident: str, from_states: tuple[str, ...], to_state: str) -> bool:
+        """Move an incident on only if it is still in one of these states: one actor at a time."""
+        marks = ",".join("?" * len(from_states))
+        cur = self._conn().execute(
+            f"UPDATE incidents SET state = ?, updated = ? WHERE id = ? AND state IN ({marks})",
+            (to_state, time.time(), incident, *from_states))
+        return cur.rowcount == 1
 
     def count_event(self, incident: str) -> None:
         """One more matching event: counted in SQL, so no other writer's save can lose it."""

@@ -201,7 +201,10 @@ def test_recorded_body_is_the_one_a_retry_sends(make_stack, recorder):
     assert found.failed and found.message == (
         "[Errno 2] No such file or directory: 'bots/credentials/client_sharp'")
     # The current generation logs the timestamped name; the record is found by it too.
-    assert store.find_deploy(instance="sharp-bot-20261129-014932").id == found.id
+    from agent.remedy.intent import from_recorder
+    via_log_name = from_recorder(store, profile=None, instance="sharp-bot-20261129-014932", at=found.at)
+    assert via_log_name["deploy_id"] == found.id
+    assert from_recorder(store, profile=None, instance="sharp_bot-20261129-014932", at=found.at) is None
     assert event_from_deploy(found).data["request"] == body
 
 

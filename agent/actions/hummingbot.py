@@ -115,7 +115,12 @@ def provision_credentials(params: CredentialsParams, ctx: ActionContext) -> str:
         connector = path.stem
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", connector):
             raise ActionError(f"credentials file {path.name}: not a connector name")
-        keys = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+        try:
+            text = path.read_text()
+            keys = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError):
+            # The parser's message would quote the line, keys and all: never pass it on.
+            raise ActionError(f"credentials file {path.name}: not readable JSON/YAML") from None
         if not isinstance(keys, dict) or not keys:
             raise ActionError(f"credentials file {path.name}: expected a mapping of key names to values")
         for value in keys.values():

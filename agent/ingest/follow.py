@@ -205,7 +205,7 @@ class Follower(threading.Thread):
     def _since(self, info: dict) -> int:
         """Where to start: the resume point, within the catch-up window."""
         floor_ns = int((time.time() - self.catchup_window) * 1e9)
-        since = min(self._resume.values()) >> DUP_BITS if self._resume is not None else 0
+        since = max(0, min(self._resume.values()) >> DUP_BITS) if self._resume is not None else 0
         if since < floor_ns and (self._from_store or self._resume is None):
             if since > 0:
                 self._summarise(info["Id"], since, floor_ns)
@@ -252,6 +252,8 @@ class Follower(threading.Thread):
         resp = self._open(cid, follow=follow, since_ns=since_ns)
         self._response = resp
         self._dup.clear()  # positions are numbered afresh from `since`, as the first time
+        if self._resume is None:  # both streams start where this read starts
+            self._resume = {STDOUT: since_ns << DUP_BITS, STDERR: since_ns << DUP_BITS}
         splitter = LineSplitter(self._deliver, tty=tty, max_line=self.max_line)
         try:
             fp = resp.raw._fp.fp  # the socket's buffered reader, after the headers
@@ -292,7 +294,7 @@ class Follower(threading.Thread):
         if not items:
             return
         if self._resume is None:
-            self._resume = {STDOUT: -1, STDERR: -1}
+            self._resume = {STDOUT: 0, STDERR: 0}
         self._resume[stream] = items[-1][0] + 1
         self.status.lines += len(items)
         self.status.last_line_at = time.time()
@@ -362,8 +364,13 @@ class Ingest:
             reraise=True,
         )
         while not self._stopping.is_set():
-            with contextlib.suppress(*ENGINE_ERRORS):
+            try:
                 retry(self._watch_once)
+            except ENGINE_ERRORS:
+                pass
+            except Exception:  # e.g. a stream cut in the middle of an event's JSON
+                log.exception("docker event watcher failed; reconnecting in 1 s")
+                self._stopping.wait(1.0)
 
     def _watch_once(self) -> None:
         assert self._client is not None

@@ -30,7 +30,8 @@ class DeployFeed(threading.Thread):
     def stop(self) -> None:
         self._stopping.set()
         self.wake.set()
-        self.join(5)
+        if self.is_alive():
+            self.join(1.0)
 
     def run(self) -> None:
         cp = self.store.checkpoint(CHECKPOINT)
@@ -40,15 +41,15 @@ class DeployFeed(threading.Thread):
             self.wake.clear()
             try:
                 rows = self.store.deploys_after(last)
-            except Exception:
-                log.exception("reading recorded deploys failed")
-                continue
-            for d in rows:
-                if d.failed:
-                    self.deliver(event_from_deploy(d))
-                last = d.id
-            if rows:
-                self.store.save_checkpoint(Checkpoint(CHECKPOINT, "deploys", last, last))
+                for d in rows:
+                    if d.failed:
+                        self.deliver(event_from_deploy(d))
+                    last = d.id
+                if rows:
+                    self.store.save_checkpoint(Checkpoint(CHECKPOINT, "deploys", last, last))
+            except Exception:  # one bad row or a locked database must not end the feed
+                log.exception("reading recorded deploys failed; trying again")
+                self._stopping.wait(1.0)
 
     def _first_in_window(self) -> int:
         """First start: exchanges older than the catch-up window are history."""

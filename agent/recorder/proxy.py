@@ -224,7 +224,8 @@ class RecorderThread(threading.Thread):
 
     async def _serve(self) -> None:
         self._stop_event = asyncio.Event()
-        runner = web.AppRunner(self.recorder.app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(self.recorder.app, access_log=None, handle_signals=False,
+                               shutdown_timeout=0.5)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port, reuse_address=True)

@@ -27,9 +27,10 @@ from pydantic import ValidationError
 
 from agent.actions import registry
 from agent.actions.base import ActionContext, ActionError
+from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
-from agent.match.model import Rule
+from agent.match.model import Capture, Rule
 from agent.redact import Redactor
 from agent.remedy import intent as intents
 from agent.remedy.retry import retry_deploy
@@ -37,6 +38,8 @@ from agent.store import Incident, Store
 
 log = logging.getLogger(__name__)
 Notify = Callable[[Incident, str, str], None]
+DEPLOY_VALUE = Capture(type="name", max_length=128)
+WAITING_TTL = 86400.0  # a `waiting` incident nobody finished stops blocking its key after this
 
 
 class _Waiting(Exception):
@@ -103,6 +106,9 @@ class Remedy:
         now = time.time()
         with self._lock:
             current = self.store.latest_incident(rule.id, key)
+            if current is not None and current.state == "waiting" and now - current.updated > WAITING_TTL:
+                self._close(current, "gave-up", "nobody finished the deploy within a day: closed")
+                current = self.store.latest_incident(rule.id, key)
             if current is not None and current.open:
                 self.store.count_event(current.id)
                 return current
@@ -118,7 +124,8 @@ class Remedy:
                 fingerprint=event.fingerprint, captures=dict(res.captures), deploy=_carried_deploy(res))
             self.store.create_incident(inc)
         self.store.audit(inc.id, "decision", "detected",
-                         {"captures": res.captures, "lines": [event.first_pos, event.last_pos]},
+                         self.redactor.data({"captures": res.captures,
+                                             "lines": [event.first_pos, event.last_pos]}),
                          result=inc.summary)
         age = now - event.ts / 1e9 if event.ts else 0.0
         if res.refused:
@@ -179,6 +186,8 @@ class Remedy:
                                         f" limit {self.budget}): not acting; please look")
             return
         started = time.monotonic()
+        if not self.store.claim_incident(inc.id, ("detected", "failed"), "acting"):
+            return  # someone else (hb-medic retry-deploy) took it
         inc.attempts += 1
         inc.state = "acting"
         self.store.save_incident(inc)
@@ -186,8 +195,8 @@ class Remedy:
         steps += ["retry_deploy"] if rule.retry_deploy else []
         self.notify(inc, "acting", f"running {' -> '.join(steps)} "
                                    f"(attempt {inc.attempts} of {rule.incident.max_attempts})")
-        ctx = self.context()
         try:
+            ctx = self.context()
             values = self._values(inc)
             intent = None
             if rule.retry_deploy or any(n.startswith("deploy.") for c in rule.actions
@@ -215,7 +224,7 @@ class Remedy:
             self.notify(inc, "waiting", inc.detail)
             return
         except Exception as exc:  # ActionError, validation, HTTP, Docker: all end the attempt
-            detail = ctx.redactor.text(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ActionError)
+            detail = self.redactor.text(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ActionError)
                                        else str(exc))
             if inc.attempts >= rule.incident.max_attempts:
                 self._close(inc, "gave-up", f"{detail} (after {inc.attempts} attempts)")
@@ -240,8 +249,8 @@ class Remedy:
             inc.deploy = {k: found[k] for k in ("route", "body", "raw", "source", "deploy_id") if k in found}
             self.store.save_incident(inc)
             self.store.audit(inc.id, "decision", "deploy request found",
-                             {"source": found.get("source"), "route": found.get("route"),
-                              "body": found.get("body")})
+                             self.redactor.data({"source": found.get("source"), "route": found.get("route"),
+                                                 "body": found.get("body")}))
         return found
 
     def _run(self, inc: Incident, ctx: ActionContext, kind: str, call, values: dict) -> None:
@@ -258,6 +267,13 @@ class Remedy:
         if missing:
             raise _Waiting(f"{call.action} needs {', '.join(missing)}, which no evidence gives. "
                            "To finish: " + finish_command(inc))
+        for key, raw in call.params.items():
+            # Values from a recorded or logged request body are client text: names only.
+            if isinstance(raw, str) and "{deploy." in raw:
+                reason = capture_check.check(DEPLOY_VALUE, str(params[key]))
+                if reason:
+                    value = capture_check.shown(str(params[key]))
+                    raise ActionError(f"{call.action}: {key}={value} {reason}")
         shown = ctx.redactor.data(params)
         started = time.monotonic()
         try:
@@ -295,6 +311,9 @@ class Remedy:
         rule = self.rules().get(inc.rule)
         if rule is None or not rule.retry_deploy:
             raise ActionError(f"incident {inc.id} ({inc.rule}) has no deploy to retry")
+        if inc.state != "waiting":
+            raise ActionError(f"incident {inc.id} is {inc.state}: retry-deploy finishes only"
+                              " waiting incidents")
         if body is None:
             found = self._intent(inc)
             if found is None:
@@ -307,9 +326,15 @@ class Remedy:
             if problem:
                 raise ActionError(f"will not send this body: {problem}")
             inc.deploy = {"route": route, "body": body, "raw": raw, "source": "operator"}
+        if not self.store.claim_incident(inc.id, ("waiting",), "retrying"):
+            raise ActionError(f"incident {inc.id} is no longer waiting (the agent or another command has it)")
         ctx = self.context()
         self.store.audit(inc.id, "decision", "retry-deploy by hand", {"route": route})
-        result = self._retry(inc, ctx, {"route": route, "body": body, "raw": raw, "source": "operator"})
+        try:
+            result = self._retry(inc, ctx, {"route": route, "body": body, "raw": raw, "source": "operator"})
+        except Exception:
+            self.store.claim_incident(inc.id, ("retrying",), "waiting")
+            raise
         self._close(inc, "resolved", result)
         return result
 

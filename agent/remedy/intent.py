@@ -57,7 +57,8 @@ def from_recorder(store: Store, *, profile: str | None, instance: str | None, at
     elif profile is None and instance is None:
         return None
     else:
-        d = store.find_deploy(profile=profile, instance=instance, since=at - 300, until=at + 60)
+        names = (instance, base_name(instance)) if instance else ()
+        d = store.find_deploy(profile=profile, instances=names, since=at - 300, until=at + 60)
     if d is None or d.body() is None:
         return None
     return {"route": d.route, "body": d.body(), "raw": d.request_body, "source": "recorder",

@@ -9,6 +9,7 @@ jitter; success means `success: true` and the bot's container running.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 
@@ -25,6 +26,7 @@ from tenacity import (
 from agent.actions.base import ActionContext, ActionError
 from agent.remedy.intent import STAMP, base_name, check_body
 
+CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ROUTES = {"deploy-v2-script": "/bot-orchestration/deploy-v2-script",
           "deploy-v2-controllers": "/bot-orchestration/deploy-v2-controllers"}
 
@@ -100,6 +102,8 @@ def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, s
         message = data.get("message") or data.get("detail") if isinstance(data, dict) else None
         raise ActionError(f"deploy retry answered {resp.status_code}: {message or resp.text[:300]}")
     name = data.get("unique_instance_name") or body["instance_name"]
+    if not isinstance(name, str) or not CONTAINER_NAME.match(name):
+        raise ActionError(f"deploy answered success with an unusable instance name {str(name)[:80]!r}")
     deadline = time.monotonic() + running_timeout
     while True:
         try:

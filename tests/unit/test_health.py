@@ -22,6 +22,7 @@ def service(tmp_path):
                 listen=False)
     s.ingest.followers = {"hummingbot-api": SimpleNamespace(status=FollowerStatus("hummingbot-api",
                                                                                    state="attached"))}
+    s.threads_alive = lambda: {"pipeline": True, "remedy": True}  # not started in these tests
     return s
 
 
@@ -41,6 +42,8 @@ def test_healthy_then_each_problem(service):
     service.store._conn().execute("UPDATE outbox SET created = ? WHERE id = ?", (time.time() - 7200, row))
     ok, detail = health(service)
     assert not ok and detail["problems"][0].startswith("notifications undelivered for")
+    service.threads_alive = lambda: {"pipeline": True, "remedy": False}
+    assert "remedy thread has stopped" in health(service)[1]["problems"]
 
 
 def test_metrics_render(service):

@@ -109,3 +109,25 @@ def test_controllers_intent_from_the_bots_folder(tmp_path):
     assert found["route"] == "deploy-v2-controllers"
     assert found["body"] == {"instance_name": "ctl", "credentials_profile": "client_sharp",
                              "controllers_config": ["pmm_a"], "max_global_drawdown_quote": 50}
+
+
+def test_retry_deploy_by_hand_only_for_waiting_incidents(remedy):
+    from agent.actions.base import ActionError
+
+    inc = remedy.store.get_incident(remedy.submit(result()).id)
+    with pytest.raises(ActionError, match="finishes only waiting incidents"):
+        remedy.finish(inc, None, {"instance_name": "a", "credentials_profile": "b"})
+
+
+def test_broken_credentials_file_never_quoted(tmp_path):
+    from agent.actions import registry
+    from agent.actions.base import ActionError
+
+    canary = "canary-secret-66123"
+    (tmp_path / "client_sharp").mkdir()
+    (tmp_path / "client_sharp" / "bitmart.yml").write_text(f'bitmart_secret_key: "{canary}\nbad: [\n')
+    spec = registry()["provision_credentials"]
+    ctx = ActionContext(docker=None, api=None, credentials_dir=tmp_path)
+    with pytest.raises(ActionError) as err:
+        spec.func(spec.params.model_validate({"profile": "client_sharp"}), ctx)
+    assert canary not in str(err.value) and "not readable JSON/YAML" in str(err.value)
