@@ -16,6 +16,7 @@ from agent.events import LINE, TRACEBACK
 from agent.ingest.follow import Ingest
 from agent.pipeline import Pipeline
 from agent.store import Store
+from tests.images import TOOLS_IMAGE as TOOLS
 from tests.proxy import EngineProxy
 from tests.stack import LABEL, start_raiser, wait_until
 from tests.tracebacks import RAISERS
@@ -254,3 +255,30 @@ def test_long_lines_merged_and_tty_line_ends(docker_client, raiser, tty):
     assert not any(t.endswith("\r") for *_, t in agent.received)
     if tty:  # one stream only: stderr is merged into the terminal
         assert {s for _, _, s, _, _ in agent.received} == {"stdout"}
+
+
+def test_reattach_never_replays_lines_older_than_the_first_read(docker_client):
+    """A stream quiet at the first attach must not be re-read from the container's start
+    after a restart (lines older than the catch-up window stay out)."""
+    name = f"medic-quiet-{uuid.uuid4().hex[:6]}"
+    code = ("import sys, time, uuid\nb = uuid.uuid4().hex[:6]\n"
+            "print('old', b, flush=True)\ntime.sleep(2.0)\n"
+            "while True:\n    print('err', b, file=sys.stderr, flush=True)\n    time.sleep(0.1)\n")
+    c = docker_client.containers.run(TOOLS, entrypoint=["python3", "-u", "-c", code], name=name,
+                                     detach=True, network_mode="none", labels={LABEL: name})
+    try:
+        time.sleep(1.5)  # the first boot's stdout line is now older than the window below
+        agent = Agent([name], window=1.0).start()
+        try:
+            wait_until(lambda: any(t.startswith("err") for *_, t in agent.received), 15, "stderr lines")
+            first_boot = agent.received[0][4].split()[1]
+            c.restart(timeout=1)
+            wait_until(lambda: any(t.startswith("err") and t.split()[1] != first_boot
+                                   for *_, t in agent.received), 15, "the second boot")
+        finally:
+            agent.stop()
+        texts = [t for *_, t in agent.received]
+        assert f"old {first_boot}" not in texts
+        assert [t for t in texts if t.startswith("old")] == [f"old {texts[-1].split()[1]}"]  # the new boot's
+    finally:
+        c.remove(force=True)
