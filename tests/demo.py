@@ -55,7 +55,8 @@ def main() -> int:
             for line in stack.lines("stderr")[-1:]:
                 print(f"  {line}")
             say("hb-medic recognises it, adds the profile through the API and re-sends the recorded deploy")
-            wait_until(lambda: len(inbox.accepted) >= 2, 60, "the agent to report the fix")
+            wait_until(lambda: any(m["title"].startswith("[CRITICAL] Fixed") for m in inbox.accepted), 60,
+                       "the agent to report the fix")
             bots = [c.name for c in client.containers.list() if c.name.startswith("sharp-bot")]
             print(f"bot containers running now: {', '.join(bots) or 'none'}")
             say("The incident and its audit trail (hb-medic incidents)")
