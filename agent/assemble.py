@@ -73,6 +73,7 @@ class _Builder:
         "foreign_run",
         "frame_lines",
         "head",
+        "interleaved",
         "kind",
         "last_pos",
         "max_chars",
@@ -98,6 +99,7 @@ class _Builder:
         self.state = "held"  # held | frames | after_exc | blank | chain | group
         self.foreign_run = 0
         self.continuation = 0
+        self.interleaved: list[Event] = []
 
     def add(self, pos: int, text: str) -> None:
         if len(text) > self.max_chars:
@@ -212,7 +214,7 @@ class Assembler:
         out = []
         for (container, stream), st in self._streams.items():
             if st.builder is not None and now >= st.deadline:
-                out.append(self._close(container, stream, st))
+                self._close(container, stream, st, out.append)
         return out
 
     def next_deadline(self) -> float | None:
@@ -224,7 +226,7 @@ class Assembler:
         out = []
         for (c, stream), st in self._streams.items():
             if st.builder is not None and (container is None or c == container):
-                out.append(self._close(c, stream, st))
+                self._close(c, stream, st, out.append)
         return out
 
     def pending_first_pos(self, container: str, stream: str) -> int | None:
@@ -240,11 +242,14 @@ class Assembler:
         b.add(pos, text)
         st.builder = b
 
-    def _close(self, container: str, stream: str, st: _StreamState) -> Event:
+    def _close(self, container: str, stream: str, st: _StreamState, append) -> None:
+        """Emit the event being built, then the records that were interleaved in it."""
         b = st.builder
         st.builder = None
         assert b is not None
-        return b.event(container, stream)
+        append(b.event(container, stream))
+        for event in b.interleaved:
+            append(event)
 
     def _step(self, container, stream, st: _StreamState, pos, ts, text, append) -> None:
         b = st.builder
@@ -254,7 +259,7 @@ class Assembler:
             append(Event(container, stream, LINE, [text], pos, pos, ts))
             b.foreign_run += 1
             if b.foreign_run > MAX_FOREIGN_RUN:
-                append(self._close(container, stream, st))
+                self._close(container, stream, st, append)
             return
         b.foreign_run = 0
 
@@ -268,7 +273,7 @@ class Assembler:
                 b.add(pos, text)  # the record's message goes on
                 b.continuation += 1
             else:
-                append(self._close(container, stream, st))
+                self._close(container, stream, st, append)
                 self._line(container, stream, st, pos, ts, text, append)  # a fresh start
             return
 
@@ -281,8 +286,14 @@ class Assembler:
                 b.add(pos, text)  # "ERROR:    Traceback" after its record: same block
             elif is_header(text) or not _EXC.match(text):
                 # Cannot be this traceback's exception line: another record
-                # interleaved (merged streams) or a cut-off traceback.
-                append(Event(container, stream, LINE, [text], pos, pos, ts))
+                # interleaved (merged streams, another thread) or a cut-off traceback.
+                event = Event(container, stream, LINE, [text], pos, pos, ts)
+                if self.merged or len(b.interleaved) >= MAX_FOREIGN_RUN:
+                    append(event)
+                else:
+                    # Live: held until the traceback closes, so a checkpoint (which resumes
+                    # at the traceback's first line) never re-reads an emitted line.
+                    b.interleaved.append(event)
             else:
                 b.add(pos, text)
                 b.add_exception(text, 0)
@@ -303,7 +314,7 @@ class Assembler:
                 b.state = "blank"
             elif (is_header(text) or _TB_LINE.match(text) or self._is_group_start(text)
                   or b.continuation >= MAX_CONTINUATION):
-                append(self._close(container, stream, st))
+                self._close(container, stream, st, append)
                 self._line(container, stream, st, pos, ts, text, append)  # a fresh start
             else:
                 b.add(pos, text)
@@ -317,7 +328,7 @@ class Assembler:
             elif not text:
                 b.add(pos, text)
             else:
-                append(self._close(container, stream, st))
+                self._close(container, stream, st, append)
                 self._line(container, stream, st, pos, ts, text, append)  # a fresh start
             return
 
@@ -336,7 +347,7 @@ class Assembler:
                 b.state = "after_exc"
                 b.continuation = 0
             else:
-                append(self._close(container, stream, st))
+                self._close(container, stream, st, append)
                 self._line(container, stream, st, pos, ts, text, append)  # a fresh start
 
     @staticmethod

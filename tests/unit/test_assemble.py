@@ -316,3 +316,17 @@ def test_replay_from_stdin():
     stamped = next(REAL.glob("a_*.log")).read_bytes()
     out = subprocess.run([sys.executable, "-c", code], input=stamped, capture_output=True, check=True)
     assert out.stdout.strip() == b"2"
+
+
+def test_live_record_interleaved_in_a_traceback_is_emitted_after_it():
+    """On a live stream, a record from another thread inside a traceback waits for the
+    traceback, so the checkpoint (at the traceback's first line) never re-reads it."""
+    asm = Assembler()
+    lines = tb.record("boom", tb.plain())
+    other = "2026-06-29 14:03:07,516 - services.other - WARNING - meanwhile"
+    mixed = [*lines[:3], other, *lines[3:]]
+    out = asm.feed("c", "stderr", [(i, 0, t) for i, t in enumerate(mixed)], now=1.0)
+    assert out == [] and asm.pending_first_pos("c", "stderr") == 0
+    out = asm.due(2.0)
+    assert [e.kind for e in out] == [TRACEBACK, LINE]
+    assert out[0].lines == lines and out[1].lines == [other]
