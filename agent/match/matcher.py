@@ -257,11 +257,23 @@ class Matcher:
     def match(self, event: Event) -> Result | None:
         if event.kind == LINE:
             text = event.lines[0]
-            if (self._ctx_gates and any(g in text for g in self._ctx_gates)) or self._ctx_ungated:
+            if self._ctx_ungated:
                 self._remember(event)
-            if not self._ungated and not any(g in text for g in self._gates):
-                return None
-            candidates = self._line_rules
+            else:
+                for g in self._ctx_gates:
+                    if g in text:
+                        self._remember(event)
+                        break
+            if not self._ungated:
+                for g in self._gates:
+                    if g in text:
+                        break
+                else:
+                    return None
+            # Only the rules that can match this line's logger (order, hence precedence, kept).
+            header = event.header
+            candidates = (self._by_logger.get(header.logger, self._any_logger) if header is not None
+                          else self._any_logger)
         elif event.kind == TRACEBACK:
             candidates = self._tb_rules
         elif event.kind == RESPONSE:
