@@ -139,10 +139,6 @@ class Checkpoint:
     stdout: int
     stderr: int
 
-    @property
-    def since_ns(self) -> int:
-        return min(self.stdout, self.stderr) >> DUP_BITS
-
 
 class Store:
     def __init__(self, path: str | Path) -> None:

@@ -28,7 +28,6 @@ class ActionSpec:
     name: str
     func: Callable[..., Any]
     params: type[BaseModel]
-    doc: str
 
 
 REGISTRY: dict[str, ActionSpec] = {}
@@ -43,7 +42,7 @@ def action(func: Callable[..., Any]) -> Callable[..., Any]:
         raise TypeError(f"action {func.__name__}: first parameter must be a pydantic model")
     if func.__name__ in REGISTRY:
         raise ValueError(f"action {func.__name__} registered twice")
-    REGISTRY[func.__name__] = ActionSpec(func.__name__, func, model, inspect.getdoc(func) or "")
+    REGISTRY[func.__name__] = ActionSpec(func.__name__, func, model)
     return func
 
 

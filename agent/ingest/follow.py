@@ -48,6 +48,29 @@ class LineSink(Protocol):
     def detached(self, container: str, container_id: str) -> None: ...
 
 
+def keep_running(call: Callable[[], None], stopping: threading.Event, *,
+                 on_engine_failure: Callable, what: str, backoff_max: float = 30.0) -> None:
+    """Call again and again until `stopping` is set. Engine errors are retried with
+    exponential backoff and jitter (tenacity); anything else (a bug, a stream cut in the
+    middle of a JSON event) is logged and tried again after 1 s, never a silent death."""
+    retry = Retrying(
+        retry=retry_if_exception_type(ENGINE_ERRORS),
+        wait=wait_exponential_jitter(multiplier=0.2, max=backoff_max, jitter=0.2),
+        sleep=stopping.wait,
+        before_sleep=on_engine_failure,
+        stop=lambda _state: stopping.is_set(),
+        reraise=True,
+    )
+    while not stopping.is_set():
+        try:
+            retry(call)
+        except ENGINE_ERRORS:
+            pass
+        except Exception:
+            log.exception("%s failed; trying again in 1 s", what)
+            stopping.wait(1.0)
+
+
 class EngineHealth:
     """Says once that the engine is unreachable, and once that it is back."""
 
@@ -80,7 +103,6 @@ class FollowerStatus:
     state: str = "starting"  # starting | absent | stopped | attached | engine-down
     container_id: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    attached_at: float | None = None
     lines: int = 0
     last_line_at: float | None = None
     skipped_old: int = 0
@@ -126,26 +148,8 @@ class Follower(threading.Thread):
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        retry = Retrying(
-            retry=retry_if_exception_type(ENGINE_ERRORS),
-            wait=wait_exponential_jitter(multiplier=0.2, max=self.backoff_max, jitter=0.2),
-            sleep=self._sleep,
-            before_sleep=self._engine_failed,
-            stop=lambda _state: self._stopping.is_set(),
-            reraise=True,
-        )
-        while not self._stopping.is_set():
-            try:
-                retry(self._cycle)
-            except ENGINE_ERRORS:
-                if self._stopping.is_set():
-                    break
-            except Exception:  # a bug must not kill the follower silently
-                log.exception("follower for %s failed; restarting it in 1 s", self.container)
-                self._sleep(1.0)
-
-    def _sleep(self, seconds: float) -> None:
-        self._stopping.wait(seconds)
+        keep_running(self._cycle, self._stopping, on_engine_failure=self._engine_failed,
+                     what=f"follower for {self.container}", backoff_max=self.backoff_max)
 
     def _engine_failed(self, state) -> None:
         self.status.state = "engine-down"
@@ -179,13 +183,12 @@ class Follower(threading.Thread):
         since = self._since(info)
         if running:
             self.status.state = "attached"
-            self.status.attached_at = time.time()
         started, lines_before = time.monotonic(), self.status.lines
         self._read(cid, tty, follow=running, since_ns=since)
         if self._stopping.is_set():
             return
         if running and self.status.lines == lines_before and time.monotonic() - started < 0.5:
-            self._sleep(0.5)  # a stream that ends at once, again and again, must not spin
+            self._stopping.wait(0.5)  # a stream that ends at once, again and again, must not spin
         # The stream ended: find out why before doing anything else.
         try:
             after = self.api.inspect_container(self.container)
@@ -355,22 +358,9 @@ class Ingest:
 
     def _watch(self) -> None:
         """Wake followers on container events; reconnect to the engine with backoff."""
-        retry = Retrying(
-            retry=retry_if_exception_type(ENGINE_ERRORS),
-            wait=wait_exponential_jitter(multiplier=0.2, max=30.0, jitter=0.2),
-            sleep=self._stopping.wait,
-            before_sleep=lambda s: self.health.failed(s.outcome.exception()),
-            stop=lambda _s: self._stopping.is_set(),
-            reraise=True,
-        )
-        while not self._stopping.is_set():
-            try:
-                retry(self._watch_once)
-            except ENGINE_ERRORS:
-                pass
-            except Exception:  # e.g. a stream cut in the middle of an event's JSON
-                log.exception("docker event watcher failed; reconnecting in 1 s")
-                self._stopping.wait(1.0)
+        keep_running(self._watch_once, self._stopping,
+                     on_engine_failure=lambda s: self.health.failed(s.outcome.exception()),
+                     what="docker event watcher")
 
     def _watch_once(self) -> None:
         assert self._client is not None

@@ -10,11 +10,13 @@ capped at ``max_line`` bytes with a marker saying how much was cut.
 from __future__ import annotations
 
 import calendar
+import logging
 import re
 import struct
 import time
 from collections.abc import Callable
 
+log = logging.getLogger(__name__)
 STDOUT, STDERR = "stdout", "stderr"
 _STREAMS = {1: STDOUT, 2: STDERR}
 _HEADER = struct.Struct(">BxxxL")
@@ -77,7 +79,6 @@ class LineSplitter:
         self.max_line = max_line
         self._buf = bytearray()
         self._partial = {STDOUT: _Partial(), STDERR: _Partial()}
-        self.corrupt = 0
 
     # -- entry points --------------------------------------------------------------
     def feed(self, chunk: bytes) -> None:
@@ -112,7 +113,7 @@ class LineSplitter:
         while end - pos >= 8:
             kind, size = unpack(data, pos)
             if size > MAX_FRAME:  # corrupt: drop what is buffered rather than grow
-                self.corrupt += 1
+                log.warning("log stream out of step (a %d-byte frame): %d bytes dropped", size, end - pos)
                 pos = end
                 break
             start = pos + 8

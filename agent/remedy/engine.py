@@ -197,7 +197,7 @@ class Remedy:
                                    f"(attempt {inc.attempts} of {rule.incident.max_attempts})")
         try:
             ctx = self.context()
-            values = self._values(inc)
+            values = values_of(inc)
             intent = None
             if rule.retry_deploy or any(n.startswith("deploy.") for c in rule.actions
                                         for n in _templates(c.params)):
@@ -238,9 +238,6 @@ class Remedy:
             return
         took = time.monotonic() - started
         self._close(inc, "resolved", f"fixed in {took:.1f} s")
-
-    def _values(self, inc: Incident) -> dict[str, Any]:
-        return values_of(inc)
 
     def _intent(self, inc: Incident) -> dict | None:
         found = intents.resolve(self.store, self.bots_dir, deploy=inc.deploy, captures=inc.captures,
