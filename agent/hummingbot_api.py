@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+from agent.actions.types import PROFILE_PATTERN
+
+_NAME = re.compile(PROFILE_PATTERN)
 
 
 class HummingbotAPI:

@@ -12,8 +12,10 @@ IMAGE_PATTERN = (
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
 ImageRef = Annotated[str, StringConstraints(pattern=IMAGE_PATTERN, max_length=255)]
-ContainerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
-ProfileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+CONTAINER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+PROFILE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ContainerName = Annotated[str, StringConstraints(pattern=CONTAINER_NAME_PATTERN)]
+ProfileName = Annotated[str, StringConstraints(pattern=PROFILE_PATTERN)]
 
 
 def _api_path(value: str) -> str:

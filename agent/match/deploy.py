@@ -22,7 +22,7 @@ FIELDS = {
                               "max_global_drawdown_quote", "max_controller_drawdown_quote", "image",
                               "script_config", "headless"},
 }
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+DEPLOY_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # instance and profile names in a body
 
 
 def parse_config_repr(text: str, route: str) -> dict[str, Any] | None:
@@ -38,6 +38,6 @@ def parse_config_repr(text: str, route: str) -> dict[str, Any] | None:
             return None
     for required in ("instance_name", "credentials_profile"):
         value = body.get(required)
-        if not isinstance(value, str) or not _NAME.match(value):
+        if not isinstance(value, str) or not DEPLOY_NAME.match(value):
             return None
     return body

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from agent.match.deploy import FIELDS
+from agent.match.deploy import DEPLOY_NAME, FIELDS
 from agent.store import Store
 
 STAMP = re.compile(r"^(?P<base>.+)-(?P<ts>\d{8}-\d{6})$")
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def base_name(instance: str) -> str:
@@ -42,7 +41,7 @@ def check_body(route: str, body: object) -> str | None:
         return f"unknown fields for {route}: {', '.join(sorted(unknown))}"
     for name in ("instance_name", "credentials_profile"):
         value = body.get(name)
-        if not isinstance(value, str) or not _NAME.match(value):
+        if not isinstance(value, str) or not DEPLOY_NAME.match(value):
             return f"{name} must be letters, digits, _ or - (got {value!r})"
     if route == "deploy-v2-controllers" and not isinstance(body.get("controllers_config"), list):
         return "controllers_config must be a list"

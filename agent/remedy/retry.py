@@ -24,9 +24,10 @@ from tenacity import (
 )
 
 from agent.actions.base import ActionContext, ActionError
+from agent.actions.types import CONTAINER_NAME_PATTERN
 from agent.remedy.intent import STAMP, base_name, check_body
 
-CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+CONTAINER_NAME = re.compile(CONTAINER_NAME_PATTERN)
 ROUTES = {"deploy-v2-script": "/bot-orchestration/deploy-v2-script",
           "deploy-v2-controllers": "/bot-orchestration/deploy-v2-controllers"}
 
