@@ -1,8 +1,9 @@
-"""The running agent: wires ingest, assemble and match, and stops cleanly.
+"""The running agent: ingest, assemble, match, remedy and notify in one process,
+with the recorder and the health server beside them; it stops cleanly.
 
-Until remedies are in place the agent reports what it sees: every event a rule
-matches (with its captures, refusal and planned actions), and every traceback
-or ERROR/CRITICAL record no rule knows, becomes one line in the agent's log.
+Besides acting, it logs what it sees: every event a rule matches (captures,
+refusal, planned actions) and every traceback or ERROR/CRITICAL record no rule
+knows is one line in the agent's log.
 """
 
 from __future__ import annotations
