@@ -5,6 +5,7 @@ engine going away, and the agent restarting from its checkpoint."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -76,9 +77,21 @@ def raiser(docker_client):
         c.remove(force=True)
 
 
+_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z ")
+
+
 def truth(container, stream):
-    raw = container.logs(stdout=stream == "stdout", stderr=stream == "stderr")
-    return raw.decode().replace("\r\n", "\n").splitlines()
+    """The engine's own lines. With timestamps every entry is told apart, also a last line a
+    stopped process never ended with a newline (plain `docker logs` runs it into the next).
+    (The raiser's own lines hold no RFC 3339 timestamp, so each match starts an entry.)"""
+    raw = container.logs(stdout=stream == "stdout", stderr=stream == "stderr", timestamps=True)
+    text = raw.decode().replace("\r\n", "\n")
+    marks = list(_STAMP.finditer(text))
+    lines = []
+    for m, nxt in zip(marks, [*marks[1:], None], strict=False):
+        entry = text[m.end():nxt.start() if nxt else len(text)]
+        lines.append(entry[:-1] if entry.endswith("\n") else entry)
+    return lines
 
 
 def boot_of(container) -> str:

@@ -186,7 +186,10 @@ class LineSplitter:
                 ts, body = 0, entry
             else:
                 ts, body = parse_ts(entry[:sp]), entry[sp + 1 :]
-            if body.endswith(b"\n"):
+            # Only an entry of exactly 16 KiB without a newline is a piece of a longer line;
+            # a shorter one is a last line its process never ended (it exited mid-write),
+            # and must not run into the next start's first line.
+            if body.endswith(b"\n") or len(body) != PARTIAL_SIZE:
                 if part.parts:
                     lines.append(self._finish(part, body))
                 else:

@@ -59,10 +59,17 @@ def test_cap_marker_and_invalid_utf8():
     out = Collect()
     s = LineSplitter(out, max_line=100)
     s.feed(frame(1, entry(b"y" * 150 + b"\n")) + frame(1, entry(b"bad \xff\xfe bytes\n")))
-    s.feed(frame(2, entry(b"z" * 80)) + frame(2, entry(b"z" * 80 + b"\n")))
+    s.feed(frame(2, entry(b"z" * PARTIAL_SIZE)) + frame(2, entry(b"z" * 80 + b"\n")))
     assert out.lines["stdout"][0][1] == "y" * 100 + " …[truncated 50 bytes]"
     assert out.lines["stdout"][1][1] == "bad \ufffd\ufffd bytes"
-    assert out.lines["stderr"][0][1] == "z" * 100 + " …[truncated 60 bytes]"
+    assert out.lines["stderr"][0][1] == "z" * 100 + f" …[truncated {PARTIAL_SIZE - 20} bytes]"
+
+
+def test_a_last_line_without_newline_stays_its_own_line():
+    out = Collect()
+    s = LineSplitter(out)
+    s.feed(frame(1, entry(b"beat 21")) + frame(1, entry(b"boot 90dcc248\n")))
+    assert [t for _, t in out.lines["stdout"]] == ["beat 21", "boot 90dcc248"]
 
 
 def test_tty_raw_stream_crlf_and_partial():
