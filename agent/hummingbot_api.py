@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from agent.actions.types import PROFILE_PATTERN
+from agent.names import PROFILE_PATTERN
 
 _NAME = re.compile(PROFILE_PATTERN)
 

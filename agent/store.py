@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 SCHEMA = [
     # version 1
@@ -400,6 +400,14 @@ class Incident:
     @property
     def open(self) -> bool:
         return self.state in OPEN_STATES
+
+    def values(self) -> dict[str, Any]:
+        """What a rule's templates may name, for this incident (remedy and notify both render them)."""
+        values: dict[str, Any] = {"container": self.container, "rule": self.rule, "severity": self.severity}
+        values.update(self.captures)
+        if self.deploy and self.deploy.get("body"):
+            values.update({f"deploy.{k}": v for k, v in self.deploy["body"].items()})
+        return values
 
     def row(self) -> tuple:
         return (self.id, self.rule, self.key, self.state, self.severity, self.container, self.summary,

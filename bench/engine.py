@@ -25,7 +25,7 @@ from agent.pipeline import Pipeline
 from agent.recorder.proxy import Recorder, RecorderThread
 from agent.store import Store
 from tests.images import TOOLS_IMAGE
-from tests.stack import LABEL, Stack, free_port, wait_until
+from tests.stack import Stack, free_port, labels, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,7 +60,7 @@ import time; time.sleep(3600)
 
 def _run(client, code: str, name: str):
     return client.containers.run(TOOLS_IMAGE, entrypoint=["python3", "-u", "-c", code], name=name,
-                                 detach=True, network_mode="none", labels={LABEL: "bench"})
+                                 detach=True, network_mode="none", labels=labels("bench"))
 
 
 def detect_latency(client, samples: int) -> list[float]:

@@ -17,18 +17,10 @@ from docker.errors import BuildError, ImageNotFound
 
 HERE = pathlib.Path(__file__).resolve().parent
 BASE_IMAGE = "medic-test/python-base"
-STANDIN_IMAGE = "medic-test/hummingbot-api-standin"
-TOOLS_IMAGE = "medic-test/standin-tools"
-
-# image tag -> build context
-IMAGES: dict[str, pathlib.Path] = {
-    STANDIN_IMAGE: HERE / "standin" / "app",
-    TOOLS_IMAGE: HERE / "standin" / "tools",
-}
 
 
-def _digest(context: pathlib.Path, base_id: str) -> str:
-    """Hash of every file in the context (names and bytes) and the base image."""
+def _digest(context: pathlib.Path, base_id: str = "") -> str:
+    """Hash of every file in the context (names and bytes), and of the base image when given."""
     h = hashlib.sha256(base_id.encode())
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
         if "__pycache__" in path.parts:
@@ -36,6 +28,22 @@ def _digest(context: pathlib.Path, base_id: str) -> str:
         h.update(str(path.relative_to(context)).encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def _tagged(repository: str, context: pathlib.Path) -> str:
+    """The tag names the sources, so checkouts with different stand-ins share one engine
+    without rebuilding each other's images under a running test."""
+    return f"{repository}:{_digest(context)}"
+
+
+STANDIN_IMAGE = _tagged("medic-test/hummingbot-api-standin", HERE / "standin" / "app")
+TOOLS_IMAGE = _tagged("medic-test/standin-tools", HERE / "standin" / "tools")
+
+# image tag -> build context
+IMAGES: dict[str, pathlib.Path] = {
+    STANDIN_IMAGE: HERE / "standin" / "app",
+    TOOLS_IMAGE: HERE / "standin" / "tools",
+}
 
 
 def ensure_images(client: docker.DockerClient, log=print) -> None:

@@ -9,6 +9,8 @@ also when a test fails.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import re
 import shutil
 import socket
@@ -26,7 +28,14 @@ from docker.errors import DockerException, NotFound
 from tests.images import STANDIN_IMAGE, TOOLS_IMAGE
 
 LABEL = "medic-test"
+OWNER = "medic-test.owner"  # the pid of the test process that made the container
 ADMIN = ("admin", "admin")
+REAL_NAMES_LOCK = Path(tempfile.gettempdir()) / "medic-test-real-names.lock"
+
+
+def labels(run_id: str) -> dict[str, str]:
+    """The labels of everything a test makes: which run, and which process owns it."""
+    return {LABEL: run_id, OWNER: str(os.getpid())}
 
 TEMPLATE = {
     "conf_client.yml": (
@@ -90,9 +99,17 @@ class Stack:
         self.api = None
         self.broker_container = None
         self.postgres_container = None
+        self._lock = None
+
+    def _take_real_names(self) -> None:
+        """Containers named as in a real stack exist once per engine: one test process at a time."""
+        self._lock = open(REAL_NAMES_LOCK, "w")  # noqa: SIM115 (held until close)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
 
     # --- lifecycle -------------------------------------------------------
     def start(self) -> Stack:
+        if self.real_names:
+            self._take_real_names()
         self._make_bots_folder()
         if self.broker:
             self.broker_container = self._run_tool("hummingbot-broker", "broker", self.broker_port)
@@ -112,7 +129,7 @@ class Stack:
             name=self.prefix + "hummingbot-api",
             detach=True,
             network_mode="host",
-            labels={LABEL: self.run_id},
+            labels=labels(self.run_id),
             volumes=self._api_volumes(),
             environment=self._api_env(),
         )
@@ -135,6 +152,9 @@ class Stack:
                 volumes={str(self.root): {"bind": "/w", "mode": "rw"}}, network_mode="none",
             )
             shutil.rmtree(self.root)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> Stack:
         try:
@@ -159,7 +179,7 @@ class Stack:
         return self.client.containers.run(
             TOOLS_IMAGE, ["listener", mode, str(port)],
             name=self.prefix + name, detach=True, network_mode="host",
-            labels={LABEL: self.run_id}, environment=environment or {},
+            labels=labels(self.run_id), environment=environment or {},
         )
 
     def _api_volumes(self) -> dict:
@@ -181,7 +201,7 @@ class Stack:
             ),
             "STANDIN_GENERATION": self.generation,
             "STANDIN_DEFAULT_IMAGE": TOOLS_IMAGE,
-            "STANDIN_BOT_LABELS": f"{LABEL}={self.run_id}",
+            "STANDIN_BOT_LABELS": ",".join(f"{k}={v}" for k, v in labels(self.run_id).items()),
         }
         if self.log_info:
             env["STANDIN_LOG_INFO"] = "1"
@@ -240,9 +260,22 @@ class Stack:
         return f"{base}-{uuid.uuid4().hex[:6]}"
 
 
+def _alive(pid: str | None) -> bool:
+    try:
+        os.kill(int(pid or ""), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def sweep(client: docker.DockerClient) -> None:
-    """Remove containers left by earlier runs that were killed before cleanup."""
+    """Remove containers left by earlier runs that were killed before cleanup; those of a
+    test process still running (another checkout's run on the same engine) stay."""
     for c in client.containers.list(all=True, filters={"label": LABEL}):
+        if _alive(c.labels.get(OWNER)):
+            continue
         with contextlib.suppress(DockerException):
             c.remove(force=True)
 
@@ -254,7 +287,7 @@ def start_raiser(client: docker.DockerClient, name: str, label: str, tty: bool =
     """A container running tests/raiser.py (genuine tracebacks, noise, heartbeats)."""
     return client.containers.run(
         TOOLS_IMAGE, entrypoint=["python3", "-u", "-m", "tests.raiser"], working_dir="/w",
-        name=name, detach=True, network_mode="none", labels={LABEL: label}, tty=tty,
+        name=name, detach=True, network_mode="none", labels=labels(label), tty=tty,
         volumes={str(REPO): {"bind": "/w", "mode": "ro"}},
         environment={k: str(v) for k, v in env.items()},
     )

@@ -19,7 +19,7 @@ from agent.pipeline import Pipeline
 from agent.store import Store
 from tests.images import TOOLS_IMAGE as TOOLS
 from tests.proxy import EngineProxy
-from tests.stack import LABEL, start_raiser, wait_until
+from tests.stack import LABEL, labels, start_raiser, wait_until
 from tests.tracebacks import RAISERS
 
 pytestmark = pytest.mark.docker
@@ -278,7 +278,7 @@ def test_reattach_never_replays_lines_older_than_the_first_read(docker_client):
             "print('old', b, flush=True)\ntime.sleep(2.0)\n"
             "while True:\n    print('err', b, file=sys.stderr, flush=True)\n    time.sleep(0.1)\n")
     c = docker_client.containers.run(TOOLS, entrypoint=["python3", "-u", "-c", code], name=name,
-                                     detach=True, network_mode="none", labels={LABEL: name})
+                                     detach=True, network_mode="none", labels=labels(name))
     try:
         time.sleep(1.5)  # the first boot's stdout line is now older than the window below
         agent = Agent([name], window=1.0).start()

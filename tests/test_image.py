@@ -3,17 +3,19 @@ container with the Docker socket against the stand-in."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
 import httpx
 import pytest
+from docker.errors import DockerException
 
 from tests.images import BASE_IMAGE
-from tests.stack import ADMIN, LABEL, REPO, free_port, wait_until
+from tests.stack import ADMIN, REPO, free_port, labels, wait_until
 
 pytestmark = pytest.mark.docker
-IMAGE = "medic-test/hb-medic"
+IMAGE = f"medic-test/hb-medic:run-{os.getpid()}"  # this run's build, whatever other checkouts build
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,9 @@ def image(docker_client):
     """Built once per run; Docker's layer cache makes a rebuild quick."""
     img, _ = docker_client.images.build(path=str(REPO), tag=IMAGE, buildargs={"BASE": BASE_IMAGE},
                                         network_mode="host", rm=True, forcerm=True)
-    return img
+    yield img
+    with contextlib.suppress(DockerException):
+        docker_client.images.remove(IMAGE, noprune=True)
 
 
 def run_agent(client, stack, **env):
@@ -30,7 +34,7 @@ def run_agent(client, stack, **env):
                    "MEDIC_RECORDER_ADDR": f"127.0.0.1:{rec_port}",
                    "MEDIC_HTTP_ADDR": f"127.0.0.1:{http_port}", **env}
     c = client.containers.run(
-        IMAGE, detach=True, network_mode="host", labels={LABEL: stack.run_id},
+        IMAGE, detach=True, network_mode="host", labels=labels(stack.run_id),
         name=f"hb-medic-{stack.run_id}",
         environment=environment, group_add=[str(os.stat("/var/run/docker.sock").st_gid)],
         volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}},

@@ -6,14 +6,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
 
-# A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest]
-IMAGE_PATTERN = (
-    r"^(?:[A-Za-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
-)
+from agent.names import CONTAINER_NAME_PATTERN, IMAGE_PATTERN, PROFILE_PATTERN
+
 ImageRef = Annotated[str, StringConstraints(pattern=IMAGE_PATTERN, max_length=255)]
-CONTAINER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-PROFILE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 ContainerName = Annotated[str, StringConstraints(pattern=CONTAINER_NAME_PATTERN)]
 ProfileName = Annotated[str, StringConstraints(pattern=PROFILE_PATTERN)]
 

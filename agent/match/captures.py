@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from agent.actions.types import IMAGE_PATTERN
 from agent.match.model import Capture
+from agent.names import IMAGE_PATTERN
 
 _TYPES = {
     "name": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"),

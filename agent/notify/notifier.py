@@ -77,8 +77,6 @@ class Notifier:
             log.exception("could not queue the notification of incident %s (%s)", inc.id, step)
 
     def _message(self, inc: Incident, step: str, text: str) -> Message | None:
-        from agent.remedy.engine import values_of
-
         rule = self.rules().get(inc.rule)
         acts = rule is not None and bool(rule.actions or rule.verify or rule.retry_deploy)
         observing = self.mode == "observe" or (rule is not None and rule.observe_only)
@@ -88,7 +86,7 @@ class Notifier:
             return None  # the "would have" message says it all
         if step == "resolved" and text.startswith("notified"):
             return None
-        values = values_of(inc)
+        values = inc.values()
         n = rule.notify if rule is not None else None
         return build(inc, step, text, self.store.audit_trail(inc.id),
                      rule_title=render(n.title, values) if n else "",

@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -197,7 +196,7 @@ class Remedy:
                                    f"(attempt {inc.attempts} of {rule.incident.max_attempts})")
         try:
             ctx = self.context()
-            values = values_of(inc)
+            values = inc.values()
             intent = None
             if rule.retry_deploy or any(n.startswith("deploy.") for c in rule.actions
                                         for n in _templates(c.params)):
@@ -334,15 +333,6 @@ class Remedy:
             raise
         self._close(inc, "resolved", result)
         return result
-
-
-def values_of(inc: Incident) -> dict[str, Any]:
-    """What a rule's templates may name, for this incident."""
-    values: dict[str, Any] = {"container": inc.container, "rule": inc.rule, "severity": inc.severity}
-    values.update(inc.captures)
-    if inc.deploy and inc.deploy.get("body"):
-        values.update({f"deploy.{k}": v for k, v in inc.deploy["body"].items()})
-    return values
 
 
 def half_made_profile(ctx: ActionContext) -> str | None:

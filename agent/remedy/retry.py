@@ -24,7 +24,7 @@ from tenacity import (
 )
 
 from agent.actions.base import ActionContext, ActionError
-from agent.actions.types import CONTAINER_NAME_PATTERN
+from agent.names import CONTAINER_NAME_PATTERN
 from agent.remedy.intent import STAMP, base_name, check_body
 
 CONTAINER_NAME = re.compile(CONTAINER_NAME_PATTERN)

@@ -1,0 +1,13 @@
+"""Name patterns shared along the whole flow: what a Docker image reference, a container
+name and a credentials profile name may look like. Kept at the bottom of the package so
+matching, actions and the API client all use one definition without importing each other."""
+
+from __future__ import annotations
+
+# A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest]
+IMAGE_PATTERN = (
+    r"^(?:[A-Za-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+CONTAINER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+PROFILE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
