@@ -204,7 +204,10 @@ def start_recorder(settings: Settings, store: Store, on_record=None) -> Recorder
     """The recorder in its own thread, listening before this returns."""
     assert settings.recorder_addr
     host, port = parse_addr(settings.recorder_addr)
-    thread = RecorderThread(Recorder(settings.hummingbot_url, store, on_record=on_record), host, port)
+    password = settings.hummingbot_password
+    login = (settings.hummingbot_username, password.get_secret_value()) if password is not None else None
+    thread = RecorderThread(Recorder(settings.hummingbot_url, store, on_record=on_record, login=login),
+                            host, port)
     thread.start()
     thread.ready.wait(10)
     if thread.error is not None or not thread.ready.is_set():

@@ -50,9 +50,12 @@ def check_body(route: str, body: object) -> str | None:
 
 def from_recorder(store: Store, *, profile: str | None, instance: str | None, at: float,
                   deploy_id: int | None = None) -> dict | None:
-    """The failed request the recorder saw near `at` for that profile or instance."""
+    """The failed request the recorder saw near `at` for that profile or instance: only one
+    hummingbot-api accepted as authenticated (`Deploy.retryable`)."""
     if deploy_id is not None:
-        d = next((x for x in store.deploys_after(deploy_id - 1, limit=1) if x.id == deploy_id), None)
+        d = store.get_deploy(deploy_id)
+        if d is not None and not d.retryable:
+            return None
     elif profile is None and instance is None:
         return None
     else:
@@ -106,8 +109,9 @@ def resolve(store: Store, bots: Path | None, *, deploy: dict | None, captures: d
     body logged at INFO (source "log"), which the recorder's exact bytes take over.
     """
     if deploy and deploy.get("deploy_id") is not None:
-        return from_recorder(store, profile=None, instance=None, at=at,
-                             deploy_id=deploy["deploy_id"]) or deploy
+        if store.get_deploy(deploy["deploy_id"]) is None:
+            return deploy  # pruned since; the feed carried it from an answered, authenticated record
+        return from_recorder(store, profile=None, instance=None, at=at, deploy_id=deploy["deploy_id"])
     deadline = time.monotonic() + wait
     while True:
         found = from_recorder(store, profile=captures.get("profile"), instance=captures.get("instance"),
