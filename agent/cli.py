@@ -27,12 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "MEDIC_HUMMINGBOT_URL)")
     rules = sub.add_parser("rules", help="check, test and describe rule files").add_subparsers(
         dest="rules_command", metavar="SUBCOMMAND", required=True)
-    default = os.environ.get("MEDIC_RULES_DIR", "rules")
+    default = os.environ.get("MEDIC_RULES_DIR") or None
+    own = "your rules folder, over the shipped rules (default: MEDIC_RULES_DIR)"
     check = rules.add_parser("check", help="validate every rule; errors name file and line")
-    check.add_argument("--rules", default=default, metavar="DIR")
+    check.add_argument("--rules", default=default, metavar="DIR", help=own)
     test = rules.add_parser("test", help="replay saved `docker logs` output through the rules")
     test.add_argument("logfiles", nargs="+", metavar="LOGFILE", help="a file, or - for stdin")
-    test.add_argument("--rules", default=default, metavar="DIR")
+    test.add_argument("--rules", default=default, metavar="DIR", help=own)
     test.add_argument("--json", action="store_true", help="one JSON object a line")
     test.add_argument("--container", default="hummingbot-api",
                       help="container the log came from (default hummingbot-api)")
@@ -105,7 +106,7 @@ def cmd_run() -> int:
         service = Service(settings)
         logs.setup(settings.log_format, service.redactor)
     except RulesError as exc:
-        print(f"hb-medic: the rules in {settings.rules_dir} have errors:\n{exc}", file=sys.stderr)
+        print(f"hb-medic: the rules have errors:\n{exc}", file=sys.stderr)
         return 2
     except (RecorderError, TargetError, SettingsError, OSError) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)

@@ -38,7 +38,8 @@ class Settings(BaseSettings):
         description="Container names to follow, comma separated.",
     )
     state_db: Path = Field(default_factory=default_state_db, description="SQLite state file.")
-    rules_dir: Path = Field(Path("rules"), description="Folder of rule files (*.yml).")
+    rules_dir: Path | None = Field(
+        None, description="Your own rules (*.yml) over the shipped ones; a shipped id is replaced.")
     catchup_window: float = Field(
         600.0, gt=0, description="Seconds of logs written while the agent was down that are replayed.")
     max_line_bytes: int = Field(64 * 1024, ge=1024, description="Longer log lines are cut, with a marker.")
