@@ -9,8 +9,6 @@ import signal
 import sys
 import threading
 
-from pydantic import ValidationError
-
 from agent import __version__
 
 
@@ -60,24 +58,24 @@ def _setup_logging() -> None:
     logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
 
 
-def _settings():
-    from agent.settings import SECRETS_DIR, Settings
+# What each command reads; a bad value of any other setting never stops it.
+RECORDER_NEEDS = {"recorder_addr", "hummingbot_url", "state_db", "log_format"}
+STATE_NEEDS = {"state_db"}
+NOTIFY_NEEDS = {"notify_urls", "notify_config"}
+
+
+def _settings(needs: set[str] | None = None):
+    from agent.settings import BadSettings, load
 
     config = os.environ.get("MEDIC_CONFIG_FILE")
     if config and not os.path.isfile(config):
         print(f"hb-medic: MEDIC_CONFIG_FILE {config} does not exist", file=sys.stderr)
         return None
     try:
-        return Settings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            field = "_".join(str(p) for p in err["loc"])
-            name = "MEDIC_" + field.upper()
-            if err["type"] == "missing":
-                print(f"hb-medic: {name} is not set (environment, or the secret file "
-                      f"{SECRETS_DIR}/medic_{field.lower()})", file=sys.stderr)
-            else:
-                print(f"hb-medic: bad setting {name}: {err['msg']}", file=sys.stderr)
+        return load(needs)
+    except BadSettings as exc:
+        for message in exc.problems.values():
+            print(f"hb-medic: {message}", file=sys.stderr)
         return None
 
 
@@ -123,7 +121,7 @@ def cmd_recorder() -> int:
     from agent.store import Store
 
     _setup_logging()
-    settings = _settings()
+    settings = _settings(RECORDER_NEEDS)
     if settings is None:
         return 2
     if not settings.recorder_addr:
@@ -163,7 +161,7 @@ def cmd_incidents(as_json: bool, limit: int) -> int:
 
     from agent.store import Store
 
-    settings = _settings()
+    settings = _settings(STATE_NEEDS)
     if settings is None:
         return 2
     store = Store(settings.state_db)
@@ -193,9 +191,10 @@ def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> in
 
     from agent.actions.base import ActionError
     from agent.service import RulesError, Service, SettingsError
+    from agent.settings import Settings
 
     _setup_logging()
-    settings = _settings()
+    settings = _settings(set(Settings.model_fields) - {"http_addr"})  # it does not listen
     if settings is None:
         return 2
     body = None
@@ -234,7 +233,7 @@ def cmd_notify_test(url: str | None) -> int:
     from agent.redact import Redactor
     from agent.service import notify_targets
 
-    settings = _settings()
+    settings = _settings(NOTIFY_NEEDS)
     if settings is None:
         return 2
     redactor = Redactor()
