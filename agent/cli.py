@@ -9,8 +9,6 @@ import signal
 import sys
 import threading
 
-from pydantic import ValidationError
-
 from agent import __version__
 
 
@@ -27,12 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "MEDIC_HUMMINGBOT_URL)")
     rules = sub.add_parser("rules", help="check, test and describe rule files").add_subparsers(
         dest="rules_command", metavar="SUBCOMMAND", required=True)
-    default = os.environ.get("MEDIC_RULES_DIR", "rules")
+    default = os.environ.get("MEDIC_RULES_DIR") or None
+    own = "your rules folder, over the shipped rules (default: MEDIC_RULES_DIR)"
     check = rules.add_parser("check", help="validate every rule; errors name file and line")
-    check.add_argument("--rules", default=default, metavar="DIR")
+    check.add_argument("--rules", default=default, metavar="DIR", help=own)
     test = rules.add_parser("test", help="replay saved `docker logs` output through the rules")
     test.add_argument("logfiles", nargs="+", metavar="LOGFILE", help="a file, or - for stdin")
-    test.add_argument("--rules", default=default, metavar="DIR")
+    test.add_argument("--rules", default=default, metavar="DIR", help=own)
     test.add_argument("--json", action="store_true", help="one JSON object a line")
     test.add_argument("--container", default="hummingbot-api",
                       help="container the log came from (default hummingbot-api)")
@@ -59,24 +58,24 @@ def _setup_logging() -> None:
     logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
 
 
-def _settings():
-    from agent.settings import SECRETS_DIR, Settings
+# What each command reads; a bad value of any other setting never stops it.
+RECORDER_NEEDS = {"recorder_addr", "hummingbot_url", "state_db", "log_format"}
+STATE_NEEDS = {"state_db"}
+NOTIFY_NEEDS = {"notify_urls", "notify_config"}
+
+
+def _settings(needs: set[str] | None = None):
+    from agent.settings import BadSettings, load
 
     config = os.environ.get("MEDIC_CONFIG_FILE")
     if config and not os.path.isfile(config):
         print(f"hb-medic: MEDIC_CONFIG_FILE {config} does not exist", file=sys.stderr)
         return None
     try:
-        return Settings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            field = "_".join(str(p) for p in err["loc"])
-            name = "MEDIC_" + field.upper()
-            if err["type"] == "missing":
-                print(f"hb-medic: {name} is not set (environment, or the secret file "
-                      f"{SECRETS_DIR}/medic_{field.lower()})", file=sys.stderr)
-            else:
-                print(f"hb-medic: bad setting {name}: {err['msg']}", file=sys.stderr)
+        return load(needs)
+    except BadSettings as exc:
+        for message in exc.problems.values():
+            print(f"hb-medic: {message}", file=sys.stderr)
         return None
 
 
@@ -105,7 +104,7 @@ def cmd_run() -> int:
         service = Service(settings)
         logs.setup(settings.log_format, service.redactor)
     except RulesError as exc:
-        print(f"hb-medic: the rules in {settings.rules_dir} have errors:\n{exc}", file=sys.stderr)
+        print(f"hb-medic: the rules have errors:\n{exc}", file=sys.stderr)
         return 2
     except (RecorderError, TargetError, SettingsError, OSError) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
@@ -122,7 +121,7 @@ def cmd_recorder() -> int:
     from agent.store import Store
 
     _setup_logging()
-    settings = _settings()
+    settings = _settings(RECORDER_NEEDS)
     if settings is None:
         return 2
     if not settings.recorder_addr:
@@ -162,7 +161,7 @@ def cmd_incidents(as_json: bool, limit: int) -> int:
 
     from agent.store import Store
 
-    settings = _settings()
+    settings = _settings(STATE_NEEDS)
     if settings is None:
         return 2
     store = Store(settings.state_db)
@@ -192,9 +191,10 @@ def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> in
 
     from agent.actions.base import ActionError
     from agent.service import RulesError, Service, SettingsError
+    from agent.settings import Settings
 
     _setup_logging()
-    settings = _settings()
+    settings = _settings(set(Settings.model_fields) - {"http_addr"})  # it does not listen
     if settings is None:
         return 2
     body = None
@@ -233,7 +233,7 @@ def cmd_notify_test(url: str | None) -> int:
     from agent.redact import Redactor
     from agent.service import notify_targets
 
-    settings = _settings()
+    settings = _settings(NOTIFY_NEEDS)
     if settings is None:
         return 2
     redactor = Redactor()

@@ -10,19 +10,23 @@ from typing import TextIO
 
 from agent.events import TRACEBACK, Event
 from agent.ingest.replay import open_input, replay_lines
-from agent.match.loader import load_rules
+from agent.match.library import load_library
 from agent.match.matcher import Matcher, Result
 from agent.match.model import schema
 
 
-def check(rules_dir: str, out: TextIO = sys.stdout) -> int:
-    result = load_rules(rules_dir)
+def check(rules_dir: str | None, out: TextIO = sys.stdout) -> int:
+    """Validate the shipped rules and the user's folder; name the shipped rules it replaces."""
+    result = load_library(rules_dir)
     for err in result.errors:
         print(err, file=out)
     if result.errors:
-        print(f"{len(result.errors)} error(s) in {rules_dir}", file=out)
+        print(f"{len(result.errors)} error(s) in {' and '.join(map(str, result.folders()))}", file=out)
         return 1
-    print(f"{len(result.rules)} rules OK in {rules_dir}", file=out)
+    print(f"{len(result.rules)} rules OK: {result.shipped_count} shipped ({result.shipped})"
+          + (f", {result.user_count} from {result.user}" if result.user is not None else ""), file=out)
+    for rule_id in result.overridden:
+        print(f"{rule_id}: the shipped rule is overridden by {result.user}/{rule_id}.yml", file=out)
     return 0
 
 
@@ -60,9 +64,9 @@ class _Style:
         return f"\033[{code}m{text}\033[0m" if self.on else text
 
 
-def run_test(paths: list[str], rules_dir: str, as_json_lines: bool, container: str,
+def run_test(paths: list[str], rules_dir: str | None, as_json_lines: bool, container: str,
              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    loaded = load_rules(rules_dir)
+    loaded = load_library(rules_dir)
     if loaded.errors:
         for e in loaded.errors:
             print(e, file=err)

@@ -85,7 +85,7 @@ def _health(container) -> str:
     ({"MEDIC_HUMMINGBOT_PASSWORD": None},
      "hb-medic: MEDIC_HUMMINGBOT_PASSWORD is not set (environment, or the secret file "
      "/run/secrets/medic_hummingbot_password)"),
-    ({"MEDIC_RULES_DIR": "/data/rules"}, "hb-medic: the rules in /data/rules have errors:"),
+    ({"MEDIC_RULES_DIR": "/data/rules"}, "hb-medic: the rules have errors:"),
 ])
 def test_bad_settings_stop_the_start_with_one_clear_message(image, docker_client, env, expected):
     environment = {"MEDIC_HUMMINGBOT_PASSWORD": "admin", **env}
