@@ -255,6 +255,19 @@ def cmd_notify_test(url: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; a reader that went away (`| head`, quitting `less`) ends it quietly."""
+    try:
+        code = _dispatch(argv)
+        sys.stdout.flush()  # a broken pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # Nothing more can be written: point stdout at /dev/null so the interpreter's own
+        # final flush stays silent, and exit as a process stopped by SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run":
