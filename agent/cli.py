@@ -53,11 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # apprise logs URLs as given (tokens and all): its own logs stay quiet; hb-medic reports
-    # delivery itself, with URLs in their privacy form.
-    logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
+    """Until the settings are read: the text format, escaped (apprise, which logs URLs with
+    their tokens, stays quiet; hb-medic reports delivery itself, URLs in privacy form)."""
+    from agent import logs
+
+    logs.setup("text")
 
 
 # What each command reads; a bad value of any other setting never stops it.
@@ -126,6 +126,11 @@ def cmd_recorder() -> int:
     settings = _settings(RECORDER_NEEDS)
     if settings is None:
         return 2
+    from agent import logs
+    from agent.redact import Redactor
+
+    password = settings.hummingbot_password
+    logs.setup(settings.log_format, Redactor([password.get_secret_value()] if password else []))
     if not settings.recorder_addr:
         print("hb-medic: set MEDIC_RECORDER_ADDR (e.g. 0.0.0.0:8001) for the recorder", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from agent.events import TRACEBACK, Event
 from agent.ingest.replay import open_input, replay_lines
+from agent.logs import printable
 from agent.match.library import load_library
 from agent.match.matcher import Matcher, Result
 from agent.match.model import schema
@@ -104,7 +105,7 @@ def _human(event: Event, r: Result | None, s: _Style, out: TextIO) -> None:
     head = event.outermost.type if event.kind == TRACEBACK and event.outermost else event.level
     key_line = event.lines[-1] if event.kind == TRACEBACK else event.lines[0]
     print(f"{s(span, '2')}  {event.kind} {s(head or '', '1')}  {s(event.fingerprint, '2')}", file=out)
-    print(f"    {key_line[:200]}", file=out)
+    print(f"    {printable(key_line[:200])}", file=out)
     if r is None:
         print(f"    rule      {s('none', '33')}", file=out)
         print(file=out)
@@ -114,7 +115,7 @@ def _human(event: Event, r: Result | None, s: _Style, out: TextIO) -> None:
     if r.captures:
         print("    captures  " + " ".join(f"{k}={v!r}" for k, v in r.captures.items()), file=out)
     if r.refused:
-        print(f"    refused   {s(r.refused, '1;31')} (no action would run)", file=out)
+        print(f"    refused   {s(printable(r.refused), '1;31')} (no action would run)", file=out)
     elif r.below_threshold:
         t = r.rule.threshold
         print(f"    waiting   below threshold ({t.count} within {t.window:.0f} s): no action yet", file=out)
@@ -127,5 +128,5 @@ def _human(event: Event, r: Result | None, s: _Style, out: TextIO) -> None:
     if "retry_deploy" in r.actions:
         how = "with the body above" if r.deploy else "with the recorded request (not in this log)"
         print(f"    action    retry_deploy {how}", file=out)
-    print(f"    notify    {r.text(r.rule.notify.title)}", file=out)
+    print(f"    notify    {printable(r.text(r.rule.notify.title))}", file=out)
     print(file=out)
