@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="notify_command", metavar="SUBCOMMAND", required=True)
     ntest = notify.add_parser("test", help="send a sample message to the configured targets")
     ntest.add_argument("--url", help="one apprise URL instead of the configured targets")
+    doctor = sub.add_parser("doctor", help="check that the agent can do its job here; each ✗ with its fix")
+    doctor.add_argument("--send", action="store_true", help="also send a test message to every notify target")
     retry = sub.add_parser("retry-deploy", help="finish a deploy retry the agent could not reconstruct")
     retry.add_argument("incident", help="incident id (or a unique prefix)")
     retry.add_argument("--body", help="the deploy request body, as JSON")
@@ -260,6 +262,19 @@ def cmd_notify_test(url: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; a reader that went away (`| head`, quitting `less`) ends it quietly."""
+    try:
+        code = _dispatch(argv)
+        sys.stdout.flush()  # a broken pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # Nothing more can be written: point stdout at /dev/null so the interpreter's own
+        # final flush stays silent, and exit as a process stopped by SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run":
@@ -272,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_notify_test(args.url)
     if args.command == "incidents":
         return cmd_incidents(args.json, args.limit)
+    if args.command == "doctor":
+        from agent import doctor
+
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
+        return doctor.run(send=args.send)
     if args.command == "retry-deploy":
         return cmd_retry_deploy(args.incident, args.body, args.route)
     if args.command == "rules":

@@ -63,3 +63,20 @@ def test_each_command_validates_only_the_settings_it_reads(tmp_path):
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`hb-medic rules test big.log --json | head -1`: no BrokenPipeError traceback."""
+    line = ("2026-06-29 14:03:07,515 - root - ERROR - Error deploying V2 script: [Errno 2] No such file "
+            "or directory: 'bots/credentials/p{n}'\n")
+    big = tmp_path / "big.log"
+    big.write_text("".join(line.format(n=n) for n in range(20000)))
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "rules", "test", "--json", str(big)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert b'"rule": "credentials-profile-missing"' in first
+    assert err == ""
+    assert proc.returncode == 128 + signal.SIGPIPE
