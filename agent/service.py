@@ -20,7 +20,7 @@ from agent.events import Event
 from agent.http import HealthServer
 from agent.hummingbot_api import HummingbotAPI
 from agent.ingest.follow import Ingest
-from agent.match.loader import LoadResult, load_rules
+from agent.match.library import Library, load_library
 from agent.match.matcher import Matcher, Result
 from agent.match.reload import RulesWatcher
 from agent.notify.notifier import Notifier
@@ -67,10 +67,10 @@ class Service:
         if settings.hummingbot_password is None:
             raise SettingsError("MEDIC_HUMMINGBOT_PASSWORD is not set (environment, or the secret file "
                                 "/run/secrets/medic_hummingbot_password)")
-        loaded = load_rules(settings.rules_dir)
+        loaded = load_library(settings.rules_dir)
         if loaded.errors:
             raise RulesError("\n".join(str(e) for e in loaded.errors))
-        self.rules: LoadResult = loaded
+        self.rules: Library = loaded
         self.watcher = RulesWatcher(settings.rules_dir, self._swap, labels=self._labels)
         self.matcher = Matcher(loaded.rules, labels=self._labels)
         self.store = Store(settings.state_db)
@@ -129,7 +129,7 @@ class Service:
     def _labels(self, container: str) -> dict[str, str]:
         return self.ingest.labels(container)
 
-    def _swap(self, matcher: Matcher, loaded: LoadResult) -> None:
+    def _swap(self, matcher: Matcher, loaded: Library) -> None:
         self.matcher, self.rules = matcher, loaded
 
     def handle(self, event: Event) -> None:
@@ -171,7 +171,7 @@ class Service:
         s = self.settings
         lines = [f"hb-medic {__version__} in {s.mode} mode",
                  f"following: {', '.join(s.containers)}",
-                 f"rules: {len(self.rules.rules)} from {s.rules_dir}",
+                 f"rules: {self.rules.describe()}",
                  "notify: " + (", ".join(t.private for t in self.targets)
                                or "nobody (MEDIC_NOTIFY_URLS unset)"),
                  f"hummingbot-api: {s.hummingbot_url} as {s.hummingbot_username}",
