@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections import deque
 
-from agent.events import LINE, TRACEBACK, Event, ExceptionInfo
+from agent.events import LINE, TRACEBACK, Event, ExceptionInfo, Origin
 
 Item = tuple[int, int, str]  # (position, ts_ns, text)
 
@@ -38,8 +38,9 @@ _TB_LINE = re.compile(r"^(?:[A-Z]+:\s+)?Traceback \(most recent call last\):$")
 _EXC = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$", re.S)
 _UVICORN_PREFIX = re.compile(r"^(?:TRACE|DEBUG|INFO|WARNING|ERROR|CRITICAL):\s")
 _APP_RECORD = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "  # hummingbot-api's record format
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "  # hummingbot-api's record format, a bot's log files
     r"|^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:"  # logging's default format
+    r"|^\d\d:\d\d:\d\d - \S+ - "  # a bot's console
 )
 _FOREIGN = re.compile(
     r'^(?:INFO|WARNING|ERROR):\s+\S+ - "[A-Z]+ \S+ HTTP/[\d.]+" \d{3}'  # uvicorn access
@@ -126,7 +127,7 @@ class _Builder:
             if len(last.message) < 8192:
                 self.exceptions[-1] = ExceptionInfo(last.type, f"{last.message}\n{text}")
 
-    def event(self, container: str, stream: str) -> Event:
+    def event(self, container: str, stream: str, origin: Origin | None = None) -> Event:
         lines = self.head
         if self.tail:
             if self.omitted:
@@ -140,20 +141,24 @@ class _Builder:
             if top != len(exceptions) - 1:
                 exceptions = [*exceptions[:top], *exceptions[top + 1:], exceptions[top]]
         return Event(container, stream, self.kind, lines, self.first_pos, self.last_pos, self.ts,
-                     exceptions, self.frame_lines, self.omitted)
+                     exceptions, self.frame_lines, self.omitted, origin=origin)
 
 
 class _StreamState:
-    __slots__ = ("builder", "deadline", "last_pos")
+    __slots__ = ("builder", "container", "deadline", "last_pos", "origin", "stream")
 
-    def __init__(self) -> None:
+    def __init__(self, container: str, stream: str, origin: Origin | None) -> None:
         self.builder: _Builder | None = None
         self.deadline = 0.0
         self.last_pos = -1
+        self.container = container
+        self.stream = stream
+        self.origin = origin
 
 
 class Assembler:
-    """Stateful per (container, stream); feed lines, get events back."""
+    """Stateful per (container, stream), or per origin when one is given (a bot's several log
+    files are apart); feed lines, get events back."""
 
     def __init__(self, *, grace: float = 0.03, merged: bool = False, max_lines: int = 400,
                  max_line_chars: int = 8192, stall: float = 5.0) -> None:
@@ -162,15 +167,16 @@ class Assembler:
         self.max_lines = max_lines
         self.max_chars = max_line_chars
         self.stall = stall
-        self._streams: dict[tuple[str, str], _StreamState] = {}
+        self._streams: dict[tuple[str, str] | Origin, _StreamState] = {}
 
     # -- public ---------------------------------------------------------------------
-    def feed(self, container: str, stream: str, items: list[Item], now: float = 0.0) -> list[Event]:
+    def feed(self, container: str, stream: str, items: list[Item], now: float = 0.0,
+             origin: Origin | None = None) -> list[Event]:
         """Process lines of one stream; return the events they completed."""
-        key = (container, stream)
+        key = origin or (container, stream)
         st = self._streams.get(key)
         if st is None:
-            st = self._streams[key] = _StreamState()
+            st = self._streams[key] = _StreamState(container, stream, origin)
         out: list[Event] = []
         append = out.append
         line = self._line
@@ -184,7 +190,7 @@ class Assembler:
                 if text[-1] != ":" and not text.startswith("ERROR:") and not hold(text):
                     if len(text) > self.max_chars:
                         text = _cut(text, self.max_chars)
-                    append(Event(container, stream, LINE, [text], pos, pos, ts))
+                    append(Event(container, stream, LINE, [text], pos, pos, ts, origin=origin))
                     continue
             line(container, stream, st, pos, ts, text, append)
         if st.builder is not None:
@@ -207,14 +213,14 @@ class Assembler:
         else:
             if len(text) > self.max_chars:
                 text = _cut(text, self.max_chars)
-            append(Event(container, stream, LINE, [text], pos, pos, ts))
+            append(Event(container, stream, LINE, [text], pos, pos, ts, origin=st.origin))
 
     def due(self, now: float) -> list[Event]:
         """Close what waited past its grace (call when the input pauses)."""
         out = []
-        for (container, stream), st in self._streams.items():
+        for st in self._streams.values():
             if st.builder is not None and now >= st.deadline:
-                self._close(container, stream, st, out.append)
+                self._close(st.container, st.stream, st, out.append)
         return out
 
     def next_deadline(self) -> float | None:
@@ -224,14 +230,27 @@ class Assembler:
     def flush(self, container: str | None = None) -> list[Event]:
         """Close everything still open (end of input, shutdown, stream detached)."""
         out = []
-        for (c, stream), st in self._streams.items():
-            if st.builder is not None and (container is None or c == container):
-                self._close(c, stream, st, out.append)
+        for st in self._streams.values():
+            if st.builder is not None and (container is None or st.container == container):
+                self._close(st.container, st.stream, st, out.append)
         return out
 
-    def pending_first_pos(self, container: str, stream: str) -> int | None:
+    def flush_origin(self, origin: Origin) -> list[Event]:
+        """Close what is open of one source (a followed file that was truncated or replaced)."""
+        out: list[Event] = []
+        st = self._streams.get(origin)
+        if st is not None and st.builder is not None:
+            self._close(st.container, st.stream, st, out.append)
+        return out
+
+    def forget(self, container: str) -> None:
+        """Drop the state of a container that is gone for good (a removed bot)."""
+        for key in [k for k, st in self._streams.items() if st.container == container]:
+            del self._streams[key]
+
+    def pending_first_pos(self, container: str, stream: str, origin: Origin | None = None) -> int | None:
         """First position of a line not yet part of an emitted event, if any is held."""
-        st = self._streams.get((container, stream))
+        st = self._streams.get(origin or (container, stream))
         return st.builder.first_pos if st is not None and st.builder is not None else None
 
     # -- the state machine ----------------------------------------------------------
@@ -247,7 +266,7 @@ class Assembler:
         b = st.builder
         st.builder = None
         assert b is not None
-        append(b.event(container, stream))
+        append(b.event(container, stream, st.origin))
         for event in b.interleaved:
             append(event)
 
@@ -256,7 +275,7 @@ class Assembler:
         state = b.state
         if self.merged and _FOREIGN.match(text):
             # A request line of the other stream landed inside: an event of its own.
-            append(Event(container, stream, LINE, [text], pos, pos, ts))
+            append(Event(container, stream, LINE, [text], pos, pos, ts, origin=st.origin))
             b.foreign_run += 1
             if b.foreign_run > MAX_FOREIGN_RUN:
                 self._close(container, stream, st, append)
@@ -287,7 +306,7 @@ class Assembler:
             elif is_header(text) or not _EXC.match(text):
                 # Cannot be this traceback's exception line: another record
                 # interleaved (merged streams, another thread) or a cut-off traceback.
-                event = Event(container, stream, LINE, [text], pos, pos, ts)
+                event = Event(container, stream, LINE, [text], pos, pos, ts, origin=st.origin)
                 if self.merged or len(b.interleaved) >= MAX_FOREIGN_RUN:
                     append(event)
                 else:

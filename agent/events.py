@@ -12,8 +12,32 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-LINE, TRACEBACK, RESPONSE = "line", "traceback", "response"
+LINE, TRACEBACK, RESPONSE, EXIT = "line", "traceback", "response", "exit"
 FINGERPRINT_VERSION = "1"
+
+# Roles of what the agent follows, and the channels lines come through.
+API, BOT, SIBLING = "hummingbot-api", "bot", "sibling"
+CONSOLE, ERRORS, LOG = "console", "errors", "log"
+DEFAULT_STACK = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where lines come from: the stack, the part of it (role), the container and the channel.
+
+    `file` tells apart the files of one channel (a bot writes several `logs_*.log`).
+    """
+
+    container: str
+    channel: str
+    role: str = API
+    stack: str = DEFAULT_STACK
+    file: str = ""
+
+
+def role_of(container: str) -> str:
+    """The role of a followed container that is not a bot: hummingbot-api or a sibling."""
+    return API if container.endswith("hummingbot-api") else SIBLING
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,26 +63,38 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """The parsed head of a log record line."""
+    """The parsed head of a log record line (a bot's console has no level: None)."""
 
     timestamp: str | None
     logger: str
-    level: str
+    level: str | None
     message: str
 
 
 _APP = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - (\S+) - (DEBUG|INFO|WARNING|ERROR|CRITICAL) - (.*)$", re.S
 )
+# A bot's log files: the same with the process id after the time.
+_BOT_FILE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - \d+ - (\S+) - (DEBUG|INFO|WARNING|ERROR|CRITICAL) - (.*)$",
+    re.S,
+)
+# A bot's console: time, short logger name, message.
+_CONSOLE = re.compile(r"^(\d\d:\d\d:\d\d) - (\S+) - (.*)$", re.S)
 _UVICORN = re.compile(r"^(TRACE|DEBUG|INFO|WARNING|ERROR|CRITICAL):\s+(.*)$", re.S)
 _LOGFIRE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) ((?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS) .*)$", re.S)
 _STDLIB = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):([\w.]+):(.*)$", re.S)
 
 
 def parse_header(line: str) -> Header | None:
-    """Header of hummingbot-api's record formats: app records, uvicorn, logfire, stdlib."""
+    """Header of the record formats: hummingbot-api's records, uvicorn, logfire, stdlib, and a
+    bot's log files and console."""
     if m := _APP.match(line):
         return Header(m[1], m[2], m[3], m[4])
+    if m := _BOT_FILE.match(line):
+        return Header(m[1], m[2], m[3], m[4])
+    if m := _CONSOLE.match(line):
+        return Header(m[1], m[2], None, m[3])
     if m := _STDLIB.match(line):
         return Header(None, m[2], m[1], m[3])
     if m := _UVICORN.match(line):
@@ -87,10 +123,13 @@ def normalise(text: str) -> str:
 
 
 class Event:
-    """One line or one traceback from one container (and stream)."""
+    """One line or one traceback from one container (and stream, the channel it came through).
+
+    `origin` says where it came from (stack, role, channel); without one it is hummingbot-api's.
+    """
 
     __slots__ = ("__dict__", "container", "data", "exceptions", "first_pos", "frame_lines", "kind",
-                 "last_pos", "lines", "omitted", "stream", "ts")
+                 "last_pos", "lines", "omitted", "origin", "stream", "ts")
 
     def __init__(
         self,
@@ -105,6 +144,7 @@ class Event:
         frame_lines: list[tuple[str, str]] | None = None,
         omitted: int = 0,
         data: dict | None = None,
+        origin: Origin | None = None,
     ) -> None:
         self.container = container
         self.stream = stream
@@ -116,7 +156,20 @@ class Event:
         self.exceptions = exceptions or []
         self.frame_lines = frame_lines or []  # (File line, code line) pairs, parsed on demand
         self.omitted = omitted
-        self.data = data  # a recorded deploy exchange (kind response): route, status, message, request
+        self.data = data  # kind response: a recorded deploy exchange; kind exit: the bot's death
+        self.origin = origin
+
+    @property
+    def channel(self) -> str:
+        return self.stream
+
+    @property
+    def role(self) -> str:
+        return self.origin.role if self.origin is not None else API
+
+    @property
+    def stack(self) -> str:
+        return self.origin.stack if self.origin is not None else DEFAULT_STACK
 
     def __repr__(self) -> str:
         head = self.lines[0][:80] if self.lines else ""
@@ -130,7 +183,7 @@ class Event:
     @cached_property
     def header(self) -> Header | None:
         """The record header of the first line (the introducing line of a traceback)."""
-        if self.kind == RESPONSE or not self.lines:
+        if self.kind in (RESPONSE, EXIT) or not self.lines:
             return None
         return parse_header(self.lines[0])
 

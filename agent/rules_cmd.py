@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from typing import TextIO
 
-from agent.events import TRACEBACK, Event
+from agent.events import BOT, TRACEBACK, Event, Origin
 from agent.ingest.replay import open_input, replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher, Result
@@ -60,7 +60,15 @@ class _Style:
         return f"\033[{code}m{text}\033[0m" if self.on else text
 
 
-def run_test(paths: list[str], rules_dir: str, as_json_lines: bool, container: str,
+def origin_for(role: str, channel: str | None, container: str | None) -> Origin | None:
+    """Where a replayed file came from; None for hummingbot-api's `docker logs` (merged streams)."""
+    if channel is None and role == "hummingbot-api":
+        return None if container in (None, "hummingbot-api") else Origin(container, "merged", role)
+    name = container or ("bot" if role == BOT else role)
+    return Origin(name, channel or "merged", role)
+
+
+def run_test(paths: list[str], rules_dir: str, as_json_lines: bool, origin: Origin | None = None,
              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     loaded = load_rules(rules_dir)
     if loaded.errors:
@@ -79,7 +87,8 @@ def run_test(paths: list[str], rules_dir: str, as_json_lines: bool, container: s
         if not as_json_lines and len(paths) > 1:
             print(style(f"== {path}", "1"), file=out)
         with fh:
-            for event in replay_lines(fh, container):
+            container = origin.container if origin is not None else "hummingbot-api"
+            for event in replay_lines(fh, container, origin=origin):
                 result = matcher.match(event)
                 if not reportable(event, result):
                     continue

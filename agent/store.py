@@ -100,6 +100,19 @@ SCHEMA = [
     )
     """,
     "CREATE INDEX outbox_due ON outbox (status, next_at)",
+    # followed files (a bot's logs): where to resume, while the file is the same one (device, inode)
+    """
+    CREATE TABLE file_checkpoints (
+        path      TEXT PRIMARY KEY,
+        container TEXT NOT NULL,
+        dev       INTEGER NOT NULL,
+        ino       INTEGER NOT NULL,
+        offset    INTEGER NOT NULL,
+        updated   REAL NOT NULL
+    )
+    """,
+    # small named positions: the engine's life events resume from the last one handled
+    "CREATE TABLE marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL, updated REAL NOT NULL)",
 ]
 
 DUP_BITS = 10  # a line position is ts_ns << DUP_BITS | index among lines of that ns
@@ -138,6 +151,17 @@ class Checkpoint:
     container_id: str
     stdout: int
     stderr: int
+
+
+@dataclass(frozen=True)
+class FileCheckpoint:
+    """A followed file: the offset of the first line not yet handled, in this very file."""
+
+    path: str
+    container: str
+    dev: int
+    ino: int
+    offset: int
 
 
 class Store:
@@ -195,6 +219,26 @@ class Store:
             " stderr_dup=excluded.stderr_dup, updated=excluded.updated",
             (cp.container, cp.container_id, cp.stdout >> DUP_BITS, cp.stdout & mask,
              cp.stderr >> DUP_BITS, cp.stderr & mask, time.time()))
+
+    def file_checkpoint(self, path: str) -> FileCheckpoint | None:
+        row = self._conn().execute(
+            "SELECT container, dev, ino, offset FROM file_checkpoints WHERE path = ?", (path,)).fetchone()
+        return FileCheckpoint(path, *row) if row else None
+
+    def save_file_checkpoint(self, cp: FileCheckpoint) -> None:
+        self._conn().execute(
+            "INSERT INTO file_checkpoints VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET"
+            " container=excluded.container, dev=excluded.dev, ino=excluded.ino, offset=excluded.offset,"
+            " updated=excluded.updated", (cp.path, cp.container, cp.dev, cp.ino, cp.offset, time.time()))
+
+    def mark(self, name: str) -> int | None:
+        row = self._conn().execute("SELECT value FROM marks WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else None
+
+    def set_mark(self, name: str, value: int) -> None:
+        self._conn().execute(
+            "INSERT INTO marks VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value,"
+            " updated=excluded.updated", (name, value, time.time()))
 
     # -- deploys (the recorder) ----------------------------------------------------------------
     _DEPLOY_COLUMNS = ("id, at, route, path, request_body, status, response_body, failed, message, "

@@ -200,6 +200,10 @@ class _Compiled:
         self.containers = set(rule.where.containers) if rule.where.containers else None
         self.label_items = tuple(rule.where.labels.items()) if rule.where.labels else ()
         self.stream = rule.where.stream
+        self.roles = set(rule.where.roles) if rule.where.roles else None
+        self.channels = set(rule.where.channels) if rule.where.channels else None
+        # Replayed `docker logs` output has stdout and stderr merged.
+        self.merged_ok = self.channels is None or bool(self.channels & {"stdout", "stderr"})
         self.on_lines = any(a.kind in ("any", LINE) for a in self.alternatives)
         self.on_tracebacks = any(a.kind in ("any", TRACEBACK) for a in self.alternatives)
         self.hits: dict[str, deque[float]] = {}
@@ -291,6 +295,11 @@ class Matcher:
 
     def _where(self, c: _Compiled, e: Event) -> bool:
         if c.containers is not None and e.container not in c.containers:
+            return False
+        if c.roles is not None and e.role not in c.roles:
+            return False
+        if c.channels is not None and e.stream not in c.channels and not (e.stream == "merged"
+                                                                          and c.merged_ok):
             return False
         if c.label_items and self.labels is not None:
             have = self.labels(e.container)

@@ -19,12 +19,23 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, str | int) else value
 
 
+Role = Literal["hummingbot-api", "bot", "sibling"]
+Channel = Literal["stdout", "stderr", "console", "errors", "log", "recorder", "engine"]
+
+
 class Where(Strict):
     """Which events a rule looks at."""
 
     containers: list[str] | None = Field(None, description="container names (default: every followed one)")
     labels: dict[str, str] | None = Field(None, description="container labels that must all be present")
     stream: Literal["any", "stdout", "stderr"] = "any"
+    roles: list[Role] | None = Field(
+        None, description="what the container is: hummingbot-api, bot (a bot it deployed), sibling")
+    channels: list[Channel] | None = Field(
+        None, description="where the lines come from: stdout, stderr, console (a bot's TTY), errors (a "
+                          "bot's logs/errors.log), log (its logs_*.log), recorder, engine (life events)")
+
+    _lists = field_validator("roles", "channels", mode="before")(lambda v: _listify(v))
 
 
 class Frame(Strict):
