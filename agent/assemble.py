@@ -46,7 +46,7 @@ _FOREIGN = re.compile(
     r'^(?:INFO|WARNING|ERROR):\s+\S+ - "[A-Z]+ \S+ HTTP/[\d.]+" \d{3}'  # uvicorn access
     r"|^\d\d:\d\d:\d\d\.\d{3} (?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS) "  # logfire
 )
-_HOLD = re.compile(r" - (?:WARNING|ERROR|CRITICAL) - ")
+_HOLD = re.compile(r" - (?:WARNING|ERROR|CRITICAL|NETWORK) - ")
 _GROUP_LINE = re.compile(r"^\s*[|+]")
 _GROUP_PREFIX = re.compile(r"^(\s*)(?:\| ?|\+[-+]*.*$)")
 

@@ -74,10 +74,11 @@ class Header:
 _APP = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - (\S+) - (DEBUG|INFO|WARNING|ERROR|CRITICAL) - (.*)$", re.S
 )
-# A bot's log files: the same with the process id after the time.
+# A bot's log files: the same with the process id after the time (and Hummingbot's own
+# NETWORK level, for connection trouble).
 _BOT_FILE = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - \d+ - (\S+) - (DEBUG|INFO|WARNING|ERROR|CRITICAL) - (.*)$",
-    re.S,
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - \d+ - (\S+) - (DEBUG|INFO|NETWORK|WARNING|ERROR|CRITICAL)"
+    r" - (.*)$", re.S,
 )
 # A bot's console: time, short logger name, message.
 _CONSOLE = re.compile(r"^(\d\d:\d\d:\d\d) - (\S+) - (.*)$", re.S)
@@ -244,3 +245,22 @@ class Event:
             else:
                 h.update(b"\0T" + normalise(self.lines[0] if self.lines else "").encode())
         return f"v{FINGERPRINT_VERSION}:{h.hexdigest()}"
+
+
+def describe_exit(exit_code: int, lived: float | None, oom_killed: bool = False) -> str:
+    """How a bot ended, as the messages say it ("exited by itself with code 1 after 7.5 s")."""
+    after = f" after {lived:.1f} s" if lived is not None else ""
+    if oom_killed:
+        return f"was killed by the kernel for lack of memory (exit code {exit_code}){after}"
+    return f"exited by itself with code {exit_code}{after}"
+
+
+def exit_event(container: str, *, exit_code: int, ts: int, lived: float | None = None,
+               oom_killed: bool = False, stack: str = DEFAULT_STACK, **data) -> Event:
+    """A bot that died by itself (not stopped by a person or hummingbot-api), from the engine's
+    life events: kind exit, channel engine; the pipeline adds the bot's last lines."""
+    fate = describe_exit(exit_code, lived, oom_killed)
+    info = {"exit_code": exit_code, "oom_killed": oom_killed, "lived_s": lived, "fate": fate,
+            "message": f"{container} {fate}", **data}
+    origin = Origin(container, "engine", BOT, stack)
+    return Event(container, "engine", EXIT, [f"{container} {fate}"], ts, ts, ts, data=info, origin=origin)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from agent.names import base_name
+
 SCHEMA = [
     # version 1
     """
@@ -447,7 +449,8 @@ class Incident:
 
     def values(self) -> dict[str, Any]:
         """What a rule's templates may name, for this incident (remedy and notify both render them)."""
-        values: dict[str, Any] = {"container": self.container, "rule": self.rule, "severity": self.severity}
+        values: dict[str, Any] = {"container": self.container, "rule": self.rule, "severity": self.severity,
+                                  "bot": base_name(self.container)}
         values.update(self.captures)
         if self.deploy and self.deploy.get("body"):
             values.update({f"deploy.{k}": v for k, v in self.deploy["body"].items()})

@@ -11,6 +11,8 @@ through the real assembler and the whole rule library, and must give:
 
 Recorder rules see deploy exchanges, not log lines: their samples are
 ``RECORDED {json}`` lines (route, status, request body, response message).
+Rules about a bot's death see exit events: ``EXITED {json}`` lines (exit_code,
+lived, oom_killed, and the bot's last lines: last_console, last_errors).
 
 A bot's output comes through other channels: a ``# replay: {"role": "bot",
 "channel": "errors"}`` line says where the blocks after it come from (as
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.events import Origin
+from agent.events import Origin, exit_event
 from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
@@ -73,6 +75,9 @@ def test_sample(path, line, expect, lines):
     source = expect.pop("_source")
     if all(x.startswith("RECORDED ") for x in lines):
         events = [event_from_exchange(n=i, **json.loads(x[len("RECORDED "):]))
+                  for i, x in enumerate(lines, 1)]
+    elif all(x.startswith("EXITED ") for x in lines):
+        events = [exit_event("rb_x-20261129-073004", ts=i, **json.loads(x[len("EXITED "):]))
                   for i, x in enumerate(lines, 1)]
     elif source:
         origin = Origin(source.get("container", "rb_a-20261129-072744"), source["channel"], source["role"])
