@@ -80,7 +80,8 @@ def test_rules_test_replays_a_bots_errors_log(tmp_path):
     sample = (REPO / "rules" / "bot-password-file-missing.samples.log").read_text().splitlines()
     tb = sample[sample.index("Traceback (most recent call last):"):]
     path = tmp_path / "errors.log"
-    path.write_text("\n".join(tb[:tb.index(next(x for x in tb if x.startswith("FileNotFoundError"))) + 1]) + "\n")
+    last = tb.index(next(x for x in tb if x.startswith("FileNotFoundError")))
+    path.write_text("\n".join(tb[:last + 1]) + "\n")
     out, err = io.StringIO(), io.StringIO()
     assert run_test([str(path)], str(REPO / "rules"), True, origin_for("bot", "errors", None), out, err) == 0
     rows = [json.loads(x) for x in out.getvalue().splitlines()]
