@@ -7,6 +7,7 @@ FROM ${BASE} AS build
 RUN python3 -m venv /opt/hb-medic
 COPY pyproject.toml README.md /src/
 COPY agent /src/agent
+COPY rules /src/rules
 RUN /opt/hb-medic/bin/pip install --no-cache-dir --disable-pip-version-check /src \
  && find /opt/hb-medic -name '__pycache__' -prune -exec rm -rf {} +
 
@@ -17,10 +18,9 @@ RUN (getent group medic || groupadd --system --gid 10001 medic) \
  && useradd --system --uid 10001 --gid medic --home-dir /data --shell /usr/sbin/nologin medic \
  && mkdir -p /data && chown medic:medic /data
 COPY --from=build /opt/hb-medic /opt/hb-medic
-COPY rules /app/rules
+# The shipped rules are inside the package; your own go in a folder named by MEDIC_RULES_DIR.
 ENV PATH=/opt/hb-medic/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    MEDIC_RULES_DIR=/app/rules \
     MEDIC_STATE_DB=/data/state.db \
     MEDIC_HTTP_ADDR=0.0.0.0:9108
 VOLUME ["/data"]

@@ -9,8 +9,6 @@ import signal
 import sys
 import threading
 
-from pydantic import ValidationError
-
 from agent import __version__
 
 
@@ -27,12 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "MEDIC_HUMMINGBOT_URL)")
     rules = sub.add_parser("rules", help="check, test and describe rule files").add_subparsers(
         dest="rules_command", metavar="SUBCOMMAND", required=True)
-    default = os.environ.get("MEDIC_RULES_DIR", "rules")
+    default = os.environ.get("MEDIC_RULES_DIR") or None
+    own = "your rules folder, over the shipped rules (default: MEDIC_RULES_DIR)"
     check = rules.add_parser("check", help="validate every rule; errors name file and line")
-    check.add_argument("--rules", default=default, metavar="DIR")
+    check.add_argument("--rules", default=default, metavar="DIR", help=own)
     test = rules.add_parser("test", help="replay saved `docker logs` output through the rules")
     test.add_argument("logfiles", nargs="+", metavar="LOGFILE", help="a file, or - for stdin")
-    test.add_argument("--rules", default=default, metavar="DIR")
+    test.add_argument("--rules", default=default, metavar="DIR", help=own)
     test.add_argument("--json", action="store_true", help="one JSON object a line")
     test.add_argument("--container", default=None,
                       help="container the log came from (default hummingbot-api, or bot for --role bot)")
@@ -49,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="notify_command", metavar="SUBCOMMAND", required=True)
     ntest = notify.add_parser("test", help="send a sample message to the configured targets")
     ntest.add_argument("--url", help="one apprise URL instead of the configured targets")
+    doctor = sub.add_parser("doctor", help="check that the agent can do its job here; each ✗ with its fix")
+    doctor.add_argument("--send", action="store_true", help="also send a test message to every notify target")
     retry = sub.add_parser("retry-deploy", help="finish a deploy retry the agent could not reconstruct")
     retry.add_argument("incident", help="incident id (or a unique prefix)")
     retry.add_argument("--body", help="the deploy request body, as JSON")
@@ -57,31 +58,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # apprise logs URLs as given (tokens and all): its own logs stay quiet; hb-medic reports
-    # delivery itself, with URLs in their privacy form.
-    logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
+    """Until the settings are read: the text format, escaped (apprise, which logs URLs with
+    their tokens, stays quiet; hb-medic reports delivery itself, URLs in privacy form)."""
+    from agent import logs
+
+    logs.setup("text")
 
 
-def _settings():
-    from agent.settings import SECRETS_DIR, Settings
+# What each command reads; a bad value of any other setting never stops it.
+RECORDER_NEEDS = {"recorder_addr", "hummingbot_url", "state_db", "log_format"}
+STATE_NEEDS = {"state_db"}
+NOTIFY_NEEDS = {"notify_urls", "notify_config"}
+
+
+def _settings(needs: set[str] | None = None):
+    from agent.settings import BadSettings, load
 
     config = os.environ.get("MEDIC_CONFIG_FILE")
     if config and not os.path.isfile(config):
         print(f"hb-medic: MEDIC_CONFIG_FILE {config} does not exist", file=sys.stderr)
         return None
     try:
-        return Settings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            field = "_".join(str(p) for p in err["loc"])
-            name = "MEDIC_" + field.upper()
-            if err["type"] == "missing":
-                print(f"hb-medic: {name} is not set (environment, or the secret file "
-                      f"{SECRETS_DIR}/medic_{field.lower()})", file=sys.stderr)
-            else:
-                print(f"hb-medic: bad setting {name}: {err['msg']}", file=sys.stderr)
+        return load(needs)
+    except BadSettings as exc:
+        for message in exc.problems.values():
+            print(f"hb-medic: {message}", file=sys.stderr)
         return None
 
 
@@ -110,7 +111,7 @@ def cmd_run() -> int:
         service = Service(settings)
         logs.setup(settings.log_format, service.redactor)
     except RulesError as exc:
-        print(f"hb-medic: the rules in {settings.rules_dir} have errors:\n{exc}", file=sys.stderr)
+        print(f"hb-medic: the rules have errors:\n{exc}", file=sys.stderr)
         return 2
     except (RecorderError, TargetError, SettingsError, OSError) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
@@ -127,9 +128,14 @@ def cmd_recorder() -> int:
     from agent.store import Store
 
     _setup_logging()
-    settings = _settings()
+    settings = _settings(RECORDER_NEEDS)
     if settings is None:
         return 2
+    from agent import logs
+    from agent.redact import Redactor
+
+    password = settings.hummingbot_password
+    logs.setup(settings.log_format, Redactor([password.get_secret_value()] if password else []))
     if not settings.recorder_addr:
         print("hb-medic: set MEDIC_RECORDER_ADDR (e.g. 0.0.0.0:8001) for the recorder", file=sys.stderr)
         return 2
@@ -167,7 +173,7 @@ def cmd_incidents(as_json: bool, limit: int) -> int:
 
     from agent.store import Store
 
-    settings = _settings()
+    settings = _settings(STATE_NEEDS)
     if settings is None:
         return 2
     store = Store(settings.state_db)
@@ -197,9 +203,10 @@ def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> in
 
     from agent.actions.base import ActionError
     from agent.service import RulesError, Service, SettingsError
+    from agent.settings import Settings
 
     _setup_logging()
-    settings = _settings()
+    settings = _settings(set(Settings.model_fields) - {"http_addr"})  # it does not listen
     if settings is None:
         return 2
     body = None
@@ -238,7 +245,7 @@ def cmd_notify_test(url: str | None) -> int:
     from agent.redact import Redactor
     from agent.service import notify_targets
 
-    settings = _settings()
+    settings = _settings(NOTIFY_NEEDS)
     if settings is None:
         return 2
     redactor = Redactor()
@@ -260,6 +267,19 @@ def cmd_notify_test(url: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; a reader that went away (`| head`, quitting `less`) ends it quietly."""
+    try:
+        code = _dispatch(argv)
+        sys.stdout.flush()  # a broken pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # Nothing more can be written: point stdout at /dev/null so the interpreter's own
+        # final flush stays silent, and exit as a process stopped by SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run":
@@ -272,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_notify_test(args.url)
     if args.command == "incidents":
         return cmd_incidents(args.json, args.limit)
+    if args.command == "doctor":
+        from agent import doctor
+
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
+        return doctor.run(send=args.send)
     if args.command == "retry-deploy":
         return cmd_retry_deploy(args.incident, args.body, args.route)
     if args.command == "rules":

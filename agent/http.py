@@ -40,7 +40,8 @@ def health(service: Service) -> tuple[bool, dict]:
     oldest = service.store.outbox_oldest_pending()
     if oldest is not None and time.time() - oldest > OUTBOX_STUCK:
         problems.append(f"notifications undelivered for {time.time() - oldest:.0f} s")
-    return not problems, {"ok": not problems, "streams": streams, "problems": problems}
+    recorder = service.settings.recorder_addr if service.recorder is not None else None
+    return not problems, {"ok": not problems, "streams": streams, "problems": problems, "recorder": recorder}
 
 
 class _Collector:

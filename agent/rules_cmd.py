@@ -10,19 +10,24 @@ from typing import TextIO
 
 from agent.events import BOT, TRACEBACK, Event, Origin
 from agent.ingest.replay import open_input, replay_lines
-from agent.match.loader import load_rules
+from agent.logs import printable
+from agent.match.library import load_library
 from agent.match.matcher import Matcher, Result
 from agent.match.model import schema
 
 
-def check(rules_dir: str, out: TextIO = sys.stdout) -> int:
-    result = load_rules(rules_dir)
+def check(rules_dir: str | None, out: TextIO = sys.stdout) -> int:
+    """Validate the shipped rules and the user's folder; name the shipped rules it replaces."""
+    result = load_library(rules_dir)
     for err in result.errors:
         print(err, file=out)
     if result.errors:
-        print(f"{len(result.errors)} error(s) in {rules_dir}", file=out)
+        print(f"{len(result.errors)} error(s) in {' and '.join(map(str, result.folders()))}", file=out)
         return 1
-    print(f"{len(result.rules)} rules OK in {rules_dir}", file=out)
+    print(f"{len(result.rules)} rules OK: {result.shipped_count} shipped ({result.shipped})"
+          + (f", {result.user_count} from {result.user}" if result.user is not None else ""), file=out)
+    for rule_id in result.overridden:
+        print(f"{rule_id}: the shipped rule is overridden by {result.user}/{rule_id}.yml", file=out)
     return 0
 
 
@@ -68,9 +73,12 @@ def origin_for(role: str, channel: str | None, container: str | None) -> Origin 
     return Origin(name, channel or "merged", role)
 
 
-def run_test(paths: list[str], rules_dir: str, as_json_lines: bool, origin: Origin | None = None,
-             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    loaded = load_rules(rules_dir)
+def run_test(paths: list[str], rules_dir: str | None, as_json_lines: bool,
+             origin: Origin | str | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """`origin`: where the files came from (a container name alone: hummingbot-api's streams)."""
+    if isinstance(origin, str):
+        origin = origin_for("hummingbot-api", None, origin)
+    loaded = load_library(rules_dir)
     if loaded.errors:
         for e in loaded.errors:
             print(e, file=err)
@@ -109,7 +117,7 @@ def _human(event: Event, r: Result | None, s: _Style, out: TextIO) -> None:
     head = event.outermost.type if event.kind == TRACEBACK and event.outermost else event.level
     key_line = event.lines[-1] if event.kind == TRACEBACK else event.lines[0]
     print(f"{s(span, '2')}  {event.kind} {s(head or '', '1')}  {s(event.fingerprint, '2')}", file=out)
-    print(f"    {key_line[:200]}", file=out)
+    print(f"    {printable(key_line[:200])}", file=out)
     if r is None:
         print(f"    rule      {s('none', '33')}", file=out)
         print(file=out)
@@ -119,7 +127,7 @@ def _human(event: Event, r: Result | None, s: _Style, out: TextIO) -> None:
     if r.captures:
         print("    captures  " + " ".join(f"{k}={v!r}" for k, v in r.captures.items()), file=out)
     if r.refused:
-        print(f"    refused   {s(r.refused, '1;31')} (no action would run)", file=out)
+        print(f"    refused   {s(printable(r.refused), '1;31')} (no action would run)", file=out)
     elif r.below_threshold:
         t = r.rule.threshold
         print(f"    waiting   below threshold ({t.count} within {t.window:.0f} s): no action yet", file=out)
@@ -132,5 +140,5 @@ def _human(event: Event, r: Result | None, s: _Style, out: TextIO) -> None:
     if "retry_deploy" in r.actions:
         how = "with the body above" if r.deploy else "with the recorded request (not in this log)"
         print(f"    action    retry_deploy {how}", file=out)
-    print(f"    notify    {r.text(r.rule.notify.title)}", file=out)
+    print(f"    notify    {printable(r.text(r.rule.notify.title))}", file=out)
     print(file=out)

@@ -2,8 +2,9 @@
 with the recorder and the health server beside them; it stops cleanly.
 
 Besides acting, it logs what it sees: every event a rule matches (captures,
-refusal, planned actions) and every traceback or ERROR/CRITICAL record no rule
-knows is one line in the agent's log.
+refusal, planned actions) is one line in the agent's log; every traceback or
+ERROR/CRITICAL record no rule knows is counted by fingerprint (agent.unknown),
+logged the first time and then at most once an hour.
 """
 
 from __future__ import annotations
@@ -15,22 +16,25 @@ import docker
 from agent import __version__
 from agent.actions.base import ActionContext
 from agent.assemble import Assembler
-from agent.events import TRACEBACK, Event
+from agent.events import Event
 from agent.http import HealthServer
 from agent.hummingbot_api import HummingbotAPI
 from agent.ingest.follow import Ingest
-from agent.match.loader import LoadResult, load_rules
+from agent.match.library import Library, load_library
 from agent.match.matcher import Matcher, Result
 from agent.match.reload import RulesWatcher
 from agent.notify.notifier import Notifier
 from agent.notify.targets import Target, parse_config, parse_urls
+from agent.notify.unknown import burst_message, digest_message
 from agent.pipeline import Pipeline
 from agent.recorder.feed import DeployFeed
 from agent.recorder.proxy import Recorder, RecorderThread, parse_addr
 from agent.redact import Redactor
 from agent.remedy.engine import Remedy, log_step
 from agent.settings import Settings
-from agent.store import Store
+from agent.store import Store, Unknown
+from agent.unknown.digest import DigestSchedule
+from agent.unknown.tracker import UnknownTracker
 
 log = logging.getLogger("agent")
 
@@ -56,19 +60,6 @@ def report_match(res: Result) -> None:
                 res.event.fingerprint)
 
 
-def report(event: Event) -> None:
-    """Log an event no rule knows that is worth a look: a traceback, or an ERROR/CRITICAL record."""
-    if event.kind == TRACEBACK:
-        exc = event.outermost
-        chain = " <- ".join(e.type for e in reversed(event.exceptions))
-        log.warning("traceback in %s (%s): %s: %s [%s] %s", event.container, event.stream,
-                    exc.type if exc else "?", (exc.message if exc else "")[:300], chain,
-                    event.fingerprint)
-    elif event.level in ("ERROR", "CRITICAL"):
-        log.warning("%s in %s (%s): %s %s", event.level, event.container, event.stream,
-                    event.message[:300], event.fingerprint)
-
-
 class Service:
     def __init__(self, settings: Settings, *, listen: bool = True) -> None:
         """`listen=False`: no recorder (for one-off commands beside a running agent)."""
@@ -76,10 +67,10 @@ class Service:
         if settings.hummingbot_password is None:
             raise SettingsError("MEDIC_HUMMINGBOT_PASSWORD is not set (environment, or the secret file "
                                 "/run/secrets/medic_hummingbot_password)")
-        loaded = load_rules(settings.rules_dir)
+        loaded = load_library(settings.rules_dir)
         if loaded.errors:
             raise RulesError("\n".join(str(e) for e in loaded.errors))
-        self.rules: LoadResult = loaded
+        self.rules: Library = loaded
         self.watcher = RulesWatcher(settings.rules_dir, self._swap, labels=self._labels)
         self.matcher = Matcher(loaded.rules, labels=self._labels)
         self.store = Store(settings.state_db)
@@ -98,6 +89,11 @@ class Service:
                              mode=settings.mode, budget=settings.action_budget,
                              stale_after=settings.stale_after, bots_dir=settings.bots_dir,
                              recorder=bool(settings.recorder_addr), redactor=self.redactor)
+        self.unknown = UnknownTracker(
+            self.store, self.redactor, burst_count=settings.unknown_burst_count,
+            burst_window=settings.unknown_burst_minutes * 60, on_burst=self._unknown_burst,
+            on_digest=self._unknown_digest,
+            digest=DigestSchedule.parse(settings.unknown_digest_time) if settings.unknown_digest else None)
         self.recorder: RecorderThread | None = None
         self.http: HealthServer | None = None
         if listen:
@@ -113,6 +109,12 @@ class Service:
         log_step(inc, step, self.redactor.text(text))
         self.notifier.step(inc, step, text)
 
+    def _unknown_burst(self, entry: Unknown, count: int, window: float) -> None:
+        self.notifier.enqueue(burst_message(entry, count, window, self.redactor), storm_control=False)
+
+    def _unknown_digest(self, entries: list[Unknown], since: float, now: float) -> None:
+        self.notifier.enqueue(digest_message(entries, since, now, self.redactor), storm_control=False)
+
     def context(self) -> ActionContext:
         """What actions work with, made once, on first use (in the remedy worker)."""
         if self._context is None:
@@ -127,7 +129,7 @@ class Service:
     def _labels(self, container: str) -> dict[str, str]:
         return self.ingest.labels(container)
 
-    def _swap(self, matcher: Matcher, loaded: LoadResult) -> None:
+    def _swap(self, matcher: Matcher, loaded: Library) -> None:
         self.matcher, self.rules = matcher, loaded
 
     def handle(self, event: Event) -> None:
@@ -141,13 +143,14 @@ class Service:
             report_match(res)
             self.remedy.submit(res)
         else:
-            report(event)
+            self.unknown.observe(event)
 
     def start(self) -> None:
         if self.http is not None:
             self.http.start()
         self.notifier.start()
         self.remedy.start()
+        self.unknown.start()
         self.pipeline.start()
         self.ingest.start()
         self.feed.start()
@@ -159,6 +162,7 @@ class Service:
         """The agent's long-running threads, for /healthz."""
         threads = {"pipeline": self.pipeline._thread, "remedy": self.remedy._thread,
                    "notify": self.notifier._thread, "deploy-feed": self.feed,
+                   "unknown": self.unknown._thread,
                    "docker-events": self.ingest._watcher}
         return {name: t.is_alive() for name, t in threads.items()}
 
@@ -167,11 +171,15 @@ class Service:
         s = self.settings
         lines = [f"hb-medic {__version__} in {s.mode} mode",
                  f"following: {', '.join(s.containers)}",
-                 f"rules: {len(self.rules.rules)} from {s.rules_dir}",
+                 f"rules: {self.rules.describe()}",
                  "notify: " + (", ".join(t.private for t in self.targets)
                                or "nobody (MEDIC_NOTIFY_URLS unset)"),
                  f"hummingbot-api: {s.hummingbot_url} as {s.hummingbot_username}",
                  f"state: {s.state_db}"]
+        lines.append("errors no rule knows: counted (hb-medic unknown); digest "
+                     + (f"daily at {s.unknown_digest_time}" if s.unknown_digest else "off")
+                     + f"; a new one repeating more than {s.unknown_burst_count} times within"
+                       f" {s.unknown_burst_minutes:g} min is told at once")
         if self.http is not None:
             lines.append(f"health and metrics: http://{s.http_addr}/healthz, /metrics")
         if self.recorder is not None:
@@ -188,6 +196,7 @@ class Service:
         self.feed.stop()
         self.ingest.stop(timeout=0.5)
         self.pipeline.stop(timeout=1.0)
+        self.unknown.stop(timeout=0.5)  # after the pipeline: its last counts are written
         # An action in progress is not waited for: its incident is tried again at the next
         # start (the attempt is counted), so a stop stays within Docker's patience.
         self.remedy.stop(timeout=0.3)

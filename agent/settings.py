@@ -6,10 +6,11 @@ Validated once at start; a bad value stops the agent with a message naming it.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -38,7 +39,8 @@ class Settings(BaseSettings):
         description="Container names to follow, comma separated.",
     )
     state_db: Path = Field(default_factory=default_state_db, description="SQLite state file.")
-    rules_dir: Path = Field(Path("rules"), description="Folder of rule files (*.yml).")
+    rules_dir: Path | None = Field(
+        None, description="Your own rules (*.yml) over the shipped ones; a shipped id is replaced.")
     catchup_window: float = Field(
         600.0, gt=0, description="Seconds of logs written while the agent was down that are replayed.")
     max_line_bytes: int = Field(64 * 1024, ge=1024, description="Longer log lines are cut, with a marker.")
@@ -50,7 +52,9 @@ class Settings(BaseSettings):
                           " needed by the running agent.")
     mode: Literal["enforce", "observe"] = Field(
         "enforce", description="observe: record and notify what would be done, never act.")
-    action_budget: int = Field(20, ge=0, description="Most actions in any hour, all incidents together.")
+    action_budget: int = Field(
+        100, ge=0, description="Most fix attempts in any hour, all incidents together (one attempt, whatever"
+                               " its number of steps, is one unit): a circuit breaker.")
     stale_after: float = Field(
         900.0, gt=0, description="An event older than this many seconds is reported, not acted on.")
     credentials_dir: Path | None = Field(
@@ -68,6 +72,14 @@ class Settings(BaseSettings):
         description="host:port for the deploy recorder to listen on (off unless set).")
     grace_ms: float = Field(30.0, ge=0, le=1000,
                             description="How long a finished traceback waits for a chained one.")
+    unknown_digest: bool = Field(True, description="Send the daily digest of errors no rule knows.")
+    unknown_digest_time: str = Field(
+        "09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$",
+        description="When the daily digest goes out: HH:MM in the agent's time zone (TZ).")
+    unknown_burst_count: int = Field(
+        20, ge=1, description="A new error no rule knows that repeats more than this many times...")
+    unknown_burst_minutes: float = Field(
+        10.0, gt=0, le=1440, description="...within this many minutes gets its own message at once.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -90,3 +102,44 @@ class Settings(BaseSettings):
                 raise ValueError("at least one container name is needed")
             return names
         return value
+
+
+
+class BadSettings(Exception):
+    """Settings a command needs are missing or wrong; one line each, naming the setting."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__("\n".join(problems.values()))
+        self.problems = problems  # field name -> message
+
+
+def problems(exc: ValidationError) -> dict[str, str]:
+    """Field name -> a message naming the environment variable (and the secret file)."""
+    out: dict[str, str] = {}
+    for err in exc.errors():
+        field_name = "_".join(str(p) for p in err["loc"]) or "settings"
+        name = "MEDIC_" + field_name.upper()
+        if err["type"] == "missing":
+            message = (f"{name} is not set (environment, or the secret file "
+                       f"{SECRETS_DIR}/medic_{field_name.lower()})")
+        else:
+            message = f"bad setting {name}: {err['msg']}"
+        out.setdefault(str(err["loc"][0]) if err["loc"] else field_name, message)
+    return out
+
+
+def load(needs: Collection[str] | None = None) -> Settings:
+    """Settings for a command that reads only `needs` (None: all of them).
+
+    A bad value of a setting the command never reads does not stop it: that setting
+    keeps its default. Raises BadSettings naming only the settings it needs.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        bad = problems(exc)
+    needed = {k: v for k, v in bad.items() if needs is None or k in needs}
+    if needed:
+        raise BadSettings(needed)
+    return Settings(**{name: Settings.model_fields[name].get_default(call_default_factory=True)
+                       for name in bad})

@@ -4,6 +4,7 @@ container with the Docker socket against the stand-in."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 
@@ -57,6 +58,13 @@ def test_image_fixes_the_seed_incident_and_stops_cleanly(image, docker_client, m
         assert resp.status_code == 500
         wait_until(lambda: [c for c in docker_client.containers.list() if c.name.startswith("sharp-bot-")],
                    60, "the bot deployed by the agent")
+        # The README's second Deploy command, inside the running agent's container.
+        code, out = agent.exec_run(["hb-medic", "doctor"])
+        text = out.decode()
+        assert code == 0, text
+        assert f"✓ deploy recorder: 127.0.0.1:{rec_port} is the running agent's" in text
+        assert f"✓ health and metrics: 127.0.0.1:{http_port} is the running agent's" in text
+        assert "✓ container hummingbot-api: running" in text
         metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
         assert 'hb_medic_matches_total{rule="credentials-profile-missing"} 1.0' in metrics
         assert 'hb_medic_actions_total{action="ensure_account",result="ok"} 1.0' in metrics
@@ -85,7 +93,7 @@ def _health(container) -> str:
     ({"MEDIC_HUMMINGBOT_PASSWORD": None},
      "hb-medic: MEDIC_HUMMINGBOT_PASSWORD is not set (environment, or the secret file "
      "/run/secrets/medic_hummingbot_password)"),
-    ({"MEDIC_RULES_DIR": "/data/rules"}, "hb-medic: the rules in /data/rules have errors:"),
+    ({"MEDIC_RULES_DIR": "/data/rules"}, "hb-medic: the rules have errors:"),
 ])
 def test_bad_settings_stop_the_start_with_one_clear_message(image, docker_client, env, expected):
     environment = {"MEDIC_HUMMINGBOT_PASSWORD": "admin", **env}
@@ -106,3 +114,14 @@ def test_bad_settings_stop_the_start_with_one_clear_message(image, docker_client
         assert err[1].startswith("/data/rules/x.yml:1: id: String should match pattern")
     else:
         assert len(err) == 1
+
+
+def test_the_installed_package_carries_its_rules(image, docker_client, tmp_path):
+    """A fresh `pip install .` (the image's) replays a saved log from an empty folder, with no
+    rules folder anywhere but inside the package."""
+    log = REPO / "tests" / "real_logs" / "b_current_ee7ce5c_deploy_missing_profile.log"
+    out = docker_client.containers.run(
+        IMAGE, ["rules", "test", "--json", "/logs/saved.log"], remove=True, network_mode="none",
+        volumes={str(log): {"bind": "/logs/saved.log", "mode": "ro"}}, labels=labels("image"))
+    rules = [json.loads(line)["rule"] for line in out.decode().splitlines()]
+    assert "credentials-profile-missing" in rules

@@ -126,7 +126,7 @@ def test_start_refused_with_broken_rules(tmp_path):
                          env={**os.environ, "MEDIC_RULES_DIR": str(rules),
                               "MEDIC_STATE_DB": str(tmp_path / "s.db")})
     assert out.returncode == 2
-    assert f"the rules in {rules} have errors" in out.stderr
+    assert "the rules have errors" in out.stderr
     assert f"{rules / 'x.yml'}:1: id 'x' must match" not in out.stderr  # x is too short an id
     assert f"{rules / 'x.yml'}:1: id: String should match pattern" in out.stderr
 

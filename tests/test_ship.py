@@ -54,4 +54,5 @@ def test_dockerfile_contract():
     assert "ARG BASE=python:3.12-slim" in text
     assert 'ENTRYPOINT ["hb-medic"]' in text and "USER medic" in text
     assert 'HEALTHCHECK' in text and 'CMD ["hb-medic", "health"]' in text
-    assert "COPY rules /app/rules" in text and 'VOLUME ["/data"]' in text
+    assert "COPY rules /src/rules" in text and 'VOLUME ["/data"]' in text  # rules ship in the package
+    assert "MEDIC_RULES_DIR" not in text.replace("named by MEDIC_RULES_DIR", "")

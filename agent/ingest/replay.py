@@ -51,9 +51,9 @@ def replay_lines(lines: Iterable[str], container: str = "replay",
             ts = 0
             if stamped:
                 m = _TS.match(text)
-                if m:
-                    ts = parse_ts(m[1].encode())
-                    text = text[m.end():]
+                stamp = parse_ts(m[1].encode()) if m else None
+                if stamp is not None:  # an impossible one leaves the line as it is
+                    ts, text = stamp, text[m.end():]
             if terminal:
                 text = clean_terminal(text)
             yield n, ts, text

@@ -58,19 +58,25 @@ _ts_cache: dict[bytes, int] = {}
 _TS_RX = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z ")
 
 
-def parse_ts(raw: bytes) -> int:
-    """RFC 3339 UTC timestamp as Docker writes it (``...T01:49:26.373741147Z``) to ns."""
+def parse_ts(raw: bytes) -> int | None:
+    """RFC 3339 UTC timestamp as Docker writes it (``...T01:49:26.373741147Z``) to ns;
+    None when it is not a real instant (``2026-02-30T25:61:61Z``): such a line has no timestamp."""
     head = raw[:19]
     secs = _ts_cache.get(head)
-    if secs is None:
-        secs = calendar.timegm(time.strptime(head.decode(), "%Y-%m-%dT%H:%M:%S"))
-        if len(_ts_cache) > 4096:
-            _ts_cache.clear()
-        _ts_cache[head] = secs
-    if len(raw) == 30:  # the usual case: nine digits of fraction
-        return secs * 1_000_000_000 + int(raw[20:29])
-    frac = raw[20:-1] if len(raw) > 20 and raw[19:20] == b"." else b""
-    return secs * 1_000_000_000 + (int(frac.ljust(9, b"0")[:9]) if frac else 0)
+    try:
+        if secs is None:
+            secs = calendar.timegm(time.strptime(head.decode("ascii"), "%Y-%m-%dT%H:%M:%S"))
+            if len(_ts_cache) > 4096:
+                _ts_cache.clear()
+            _ts_cache[head] = secs
+        if len(raw) == 30 and raw[19:20] == b".":  # the usual case: nine digits of fraction
+            return secs * 1_000_000_000 + int(raw[20:29])
+        frac = raw[20:-1] if len(raw) > 20 and raw[19:20] == b"." else b""
+        if (frac and not frac.isdigit()) or raw[-1:] != b"Z":
+            return None
+        return secs * 1_000_000_000 + (int(frac.ljust(9, b"0")[:9]) if frac else 0)
+    except (ValueError, OverflowError, UnicodeDecodeError):
+        return None
 
 
 def format_ts(ns: int) -> str:
@@ -208,10 +214,11 @@ class LineSplitter:
         part = self._partial[stream]
         for entry in entries:
             sp = entry.find(b" ", 0, 40)
-            if sp < 20 or entry[sp - 1 : sp] != b"Z":  # no timestamp (should not happen)
+            stamp = parse_ts(entry[:sp]) if sp >= 20 and entry[sp - 1 : sp] == b"Z" else None
+            if stamp is None:  # no timestamp (should not happen): the entry is all text
                 ts, body = 0, entry
             else:
-                ts, body = parse_ts(entry[:sp]), entry[sp + 1 :]
+                ts, body = stamp, entry[sp + 1 :]
             # Only an entry of exactly 16 KiB without a newline is a piece of a longer line;
             # a shorter one is a last line its process never ended (it exited mid-write),
             # and must not run into the next start's first line.

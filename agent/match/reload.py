@@ -1,4 +1,4 @@
-"""Reload the rules folder when it changes; a broken file keeps the old set in force."""
+"""Reload the rules when a folder changes; a broken file keeps the old set in force."""
 
 from __future__ import annotations
 
@@ -7,34 +7,36 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.match.loader import LoadResult, load_rules
+from agent.match.library import Library, load_library, shipped_dir
 from agent.match.matcher import Matcher
 
 log = logging.getLogger(__name__)
 
 
-def _signature(folder: Path) -> tuple:
+def _signature(folders: list[Path]) -> tuple:
     out = []
-    for p in sorted(folder.glob("*.yml")):
+    for p in sorted(p for folder in folders for p in folder.glob("*.yml")):
         try:
             st = p.stat()
         except FileNotFoundError:
             continue
-        out.append((p.name, st.st_mtime_ns, st.st_size))
+        out.append((str(p), st.st_mtime_ns, st.st_size))
     return tuple(out)
 
 
 class RulesWatcher:
-    """Polls the folder (inotify does not reach into every bind mount) and swaps matchers."""
+    """Polls the shipped and the user's folder (inotify does not reach into every bind mount)
+    and swaps matchers."""
 
-    def __init__(self, folder: str | Path, on_load: Callable[[Matcher, LoadResult], None],
+    def __init__(self, user: Path | None, on_load: Callable[[Matcher, Library], None],
                  interval: float = 2.0, labels: Callable[[str], dict[str, str]] | None = None) -> None:
         self.labels = labels
-        self.folder = Path(folder)
+        self.user = user
+        self.folders = [shipped_dir()] + ([Path(user)] if user is not None else [])
         self.on_load = on_load
         self.interval = interval
         self.errors: list[str] = []
-        self._sig = _signature(self.folder)
+        self._sig = _signature(self.folders)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rules-watch", daemon=True)
 
@@ -47,21 +49,21 @@ class RulesWatcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            sig = _signature(self.folder)
+            sig = _signature(self.folders)
             if sig != self._sig:
                 self._sig = sig
                 self.reload()
 
     def reload(self) -> bool:
-        result = load_rules(self.folder)
+        result = load_library(self.user)
         if result.errors:
             self.errors = [str(e) for e in result.errors]
             for e in result.errors:
                 log.error("rule error: %s", e)
-            log.error("rules in %s not reloaded (%d error(s)); the previous set stays in force",
-                      self.folder, len(result.errors))
+            log.error("rules not reloaded (%d error(s)); the previous set stays in force",
+                      len(result.errors))
             return False
         self.errors = []
         self.on_load(Matcher(result.rules, labels=self.labels), result)
-        log.warning("rules reloaded from %s: %d rules", self.folder, len(result.rules))
+        log.warning("rules reloaded: %s", result.describe())
         return True
