@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -86,11 +87,18 @@ def normalise(text: str) -> str:
     return text
 
 
+def stamp(ts_ns: int) -> str:
+    """Nanoseconds since the epoch as `docker logs -t` prints them (RFC 3339, trailing zeros of
+    the fraction dropped): 2026-06-29T14:03:07.51501234Z."""
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}".rstrip("0.") + "Z"
+
+
 class Event:
     """One line or one traceback from one container (and stream)."""
 
     __slots__ = ("__dict__", "container", "data", "exceptions", "first_pos", "frame_lines", "kind",
-                 "last_pos", "lines", "omitted", "stream", "ts")
+                 "last_pos", "last_ts", "lines", "omitted", "stream", "ts")
 
     def __init__(
         self,
@@ -105,6 +113,7 @@ class Event:
         frame_lines: list[tuple[str, str]] | None = None,
         omitted: int = 0,
         data: dict | None = None,
+        last_ts: int = 0,
     ) -> None:
         self.container = container
         self.stream = stream
@@ -117,11 +126,22 @@ class Event:
         self.frame_lines = frame_lines or []  # (File line, code line) pairs, parsed on demand
         self.omitted = omitted
         self.data = data  # a recorded deploy exchange (kind response): route, status, message, request
+        self.last_ts = last_ts or ts  # the engine's timestamp of the last line (ns; 0: not known)
 
     def __repr__(self) -> str:
         head = self.lines[0][:80] if self.lines else ""
         span = f"{self.first_pos}-{self.last_pos}"
         return f"Event({self.kind}, {self.container}/{self.stream}, {span}, {head!r})"
+
+    def where(self) -> dict:
+        """Where a person finds the event: container, stream, and the log timestamps of its first
+        and last line as `docker logs -t` prints them (positions are internal)."""
+        out: dict = {"container": self.container, "stream": self.stream}
+        if self.ts:
+            out["first"], out["last"] = stamp(self.ts), stamp(self.last_ts)
+        if self.data is not None and "deploy_id" in self.data:
+            out["deploy_id"] = self.data["deploy_id"]  # the recorder's record of the exchange
+        return out
 
     @property
     def text(self) -> str:
