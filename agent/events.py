@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 LINE, TRACEBACK, RESPONSE = "line", "traceback", "response"
-FINGERPRINT_VERSION = "1"
+FINGERPRINT_VERSION = "2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +72,18 @@ def parse_header(line: str) -> Header | None:
 _FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+)(?:, in (.*))?$')
 
 # Normalisation for fingerprints: values that change between occurrences of the
-# same failure (timestamps, instance-name suffixes, numbers, hex ids, addresses).
+# same failure. Order matters: the specific forms first, bare numbers last.
 _NORMALISE = [
-    (re.compile(r"-\d{8}-\d{6}\b"), "-<ts>"),
-    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
-    (re.compile(r"\b[0-9a-f]{12,64}\b"), "<id>"),
-    (re.compile(r"\d+"), "<n>"),
+    (re.compile(r"-\d{8}-\d{6}\b"), "-<ts>"),  # hummingbot-api's instance-name stamp
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),  # addresses: <object at 0x7f...>
+    # ids: hex of 12+ characters, or 8+ with both a digit and a letter (container ids, hashes)
+    (re.compile(r"\b(?:[0-9a-f]{12,}|(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,})\b", re.I), "<id>"),
+    # long tokens mixing letters and digits (order ids, tokens)
+    (re.compile(r"\b(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{16,}\b"), "<id>"),
+    (re.compile(r"\d+"), "<n>"),  # everything else numeric: timestamps, ports, counts, line numbers
 ]
+_TOP_TRACEBACK = re.compile(r"^(?:[A-Z]+:\s+)?Traceback \(most recent call last\):$")
 
 
 def normalise(text: str) -> str:
@@ -188,26 +193,50 @@ class Event:
 
     @cached_property
     def fingerprint(self) -> str:
-        """Stable across timestamps, line numbers and instance-name suffixes.
+        """One recurring problem, one fingerprint: stable across timestamps, line numbers,
+        ports, ids, hex addresses, instance-name stamps and other numbers.
 
-        Tracebacks: exception types plus the in-app frames' module, function
-        and code line (all frames when none is in-app). Lines: logger, level and
-        the normalised message.
+        Tracebacks: the record's logger, the exception types, and where it was raised:
+        the in-app frames (module, function, code line), or when every frame is a
+        library's, the frames of the outermost traceback only, so the varying depth of
+        a library's internals in the causes (a shared DNS lookup awaited by a second
+        caller) does not split one problem in two. Lines: logger, level and the
+        normalised message. Recorded deploy responses: route, status, normalised message.
         """
         h = hashlib.blake2b(digest_size=8)
         h.update(FINGERPRINT_VERSION.encode())
+        header = self.header
         if self.kind == TRACEBACK:
+            if header is not None:
+                h.update(f"\0H{header.logger}:{header.level}".encode())
             for exc in self.exceptions:
                 h.update(b"\0E" + exc.type.encode())
-            frames = self.frames
-            chosen = [f for f in frames if f.in_app] or frames
+            chosen = [f for f in self.frames if f.in_app] or self.outer_frames
             for f in chosen:
                 module = f.file.rsplit("/", 1)[-1]
                 h.update(f"\0F{module}:{f.function}:{normalise(f.code)}".encode())
+            if not chosen and self.outermost is not None:
+                h.update(b"\0M" + normalise(self.outermost.message).encode())
+        elif self.kind == RESPONSE and self.data is not None:
+            d = self.data
+            h.update(f"\0R{d.get('route')}:{d.get('status')}:{normalise(str(d.get('message', '')))}".encode())
+        elif header is not None:
+            h.update(f"\0L{header.logger}:{header.level}:{normalise(header.message)}".encode())
         else:
-            header = self.header
-            if header is not None:
-                h.update(f"\0L{header.logger}:{header.level}:{normalise(header.message)}".encode())
-            else:
-                h.update(b"\0T" + normalise(self.lines[0] if self.lines else "").encode())
+            h.update(b"\0T" + normalise(self.lines[0] if self.lines else "").encode())
         return f"v{FINGERPRINT_VERSION}:{h.hexdigest()}"
+
+    @property
+    def outer_frames(self) -> list[Frame]:
+        """The frames of the last top-level traceback (the outermost exception's)."""
+        start = 0
+        for i, line in enumerate(self.lines):
+            if _TOP_TRACEBACK.match(line):
+                start = i
+        out = []
+        for line in self.lines[start:]:
+            m = _FRAME.match(line)
+            if m and not line.lstrip().startswith("|"):
+                out.append(m)
+        codes = {fl: code for fl, code in self.frame_lines}
+        return [Frame(m[1], int(m[2]), m[3] or "", codes.get(m.string, "").strip()) for m in out]

@@ -2,8 +2,9 @@
 with the recorder and the health server beside them; it stops cleanly.
 
 Besides acting, it logs what it sees: every event a rule matches (captures,
-refusal, planned actions) and every traceback or ERROR/CRITICAL record no rule
-knows is one line in the agent's log.
+refusal, planned actions) is one line in the agent's log; every traceback or
+ERROR/CRITICAL record no rule knows is counted by fingerprint (agent.unknown),
+logged the first time and then at most once an hour.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import docker
 from agent import __version__
 from agent.actions.base import ActionContext
 from agent.assemble import Assembler
-from agent.events import TRACEBACK, Event
+from agent.events import Event
 from agent.http import HealthServer
 from agent.hummingbot_api import HummingbotAPI
 from agent.ingest.follow import Ingest
@@ -24,13 +25,16 @@ from agent.match.matcher import Matcher, Result
 from agent.match.reload import RulesWatcher
 from agent.notify.notifier import Notifier
 from agent.notify.targets import Target, parse_config, parse_urls
+from agent.notify.unknown import burst_message, digest_message
 from agent.pipeline import Pipeline
 from agent.recorder.feed import DeployFeed
 from agent.recorder.proxy import Recorder, RecorderThread, parse_addr
 from agent.redact import Redactor
 from agent.remedy.engine import Remedy, log_step
 from agent.settings import Settings
-from agent.store import Store
+from agent.store import Store, Unknown
+from agent.unknown.digest import DigestSchedule
+from agent.unknown.tracker import UnknownTracker
 
 log = logging.getLogger("agent")
 
@@ -54,19 +58,6 @@ def report_match(res: Result) -> None:
         state = "would run: " + (", ".join(res.actions) or "notify only")
     log.warning("rule %s matched in %s: %s %s [%s]", r.id, res.event.container, caps, state,
                 res.event.fingerprint)
-
-
-def report(event: Event) -> None:
-    """Log an event no rule knows that is worth a look: a traceback, or an ERROR/CRITICAL record."""
-    if event.kind == TRACEBACK:
-        exc = event.outermost
-        chain = " <- ".join(e.type for e in reversed(event.exceptions))
-        log.warning("traceback in %s (%s): %s: %s [%s] %s", event.container, event.stream,
-                    exc.type if exc else "?", (exc.message if exc else "")[:300], chain,
-                    event.fingerprint)
-    elif event.level in ("ERROR", "CRITICAL"):
-        log.warning("%s in %s (%s): %s %s", event.level, event.container, event.stream,
-                    event.message[:300], event.fingerprint)
 
 
 class Service:
@@ -99,6 +90,11 @@ class Service:
                              mode=settings.mode, budget=settings.action_budget,
                              stale_after=settings.stale_after, bots_dir=settings.bots_dir,
                              recorder=bool(settings.recorder_addr), redactor=self.redactor)
+        self.unknown = UnknownTracker(
+            self.store, self.redactor, burst_count=settings.unknown_burst_count,
+            burst_window=settings.unknown_burst_minutes * 60, on_burst=self._unknown_burst,
+            on_digest=self._unknown_digest,
+            digest=DigestSchedule.parse(settings.unknown_digest_time) if settings.unknown_digest else None)
         self.recorder: RecorderThread | None = None
         self.http: HealthServer | None = None
         if listen:
@@ -113,6 +109,12 @@ class Service:
     def _notify(self, inc, step: str, text: str) -> None:
         log_step(inc, step, self.redactor.text(text))
         self.notifier.step(inc, step, text)
+
+    def _unknown_burst(self, entry: Unknown, count: int, window: float) -> None:
+        self.notifier.enqueue(burst_message(entry, count, window, self.redactor), storm_control=False)
+
+    def _unknown_digest(self, entries: list[Unknown], since: float, now: float) -> None:
+        self.notifier.enqueue(digest_message(entries, since, now, self.redactor), storm_control=False)
 
     def context(self) -> ActionContext:
         """What actions work with, made once, on first use (in the remedy worker)."""
@@ -142,13 +144,14 @@ class Service:
             report_match(res)
             self.remedy.submit(res)
         else:
-            report(event)
+            self.unknown.observe(event)
 
     def start(self) -> None:
         if self.http is not None:
             self.http.start()
         self.notifier.start()
         self.remedy.start()
+        self.unknown.start()
         self.pipeline.start()
         self.ingest.start()
         self.feed.start()
@@ -160,6 +163,7 @@ class Service:
         """The agent's long-running threads, for /healthz."""
         threads = {"pipeline": self.pipeline._thread, "remedy": self.remedy._thread,
                    "notify": self.notifier._thread, "deploy-feed": self.feed,
+                   "unknown": self.unknown._thread,
                    "docker-events": self.ingest._watcher}
         return {name: t.is_alive() for name, t in threads.items()}
 
@@ -173,6 +177,10 @@ class Service:
                                or "nobody (MEDIC_NOTIFY_URLS unset)"),
                  f"hummingbot-api: {s.hummingbot_url} as {s.hummingbot_username}",
                  f"state: {s.state_db}"]
+        lines.append("errors no rule knows: counted (hb-medic unknown); digest "
+                     + (f"daily at {s.unknown_digest_time}" if s.unknown_digest else "off")
+                     + f"; a new one repeating more than {s.unknown_burst_count} times within"
+                       f" {s.unknown_burst_minutes:g} min is told at once")
         if self.http is not None:
             lines.append(f"health and metrics: http://{s.http_addr}/healthz, /metrics")
         if self.recorder is not None:
@@ -189,6 +197,7 @@ class Service:
         self.feed.stop()
         self.ingest.stop(timeout=0.5)
         self.pipeline.stop(timeout=1.0)
+        self.unknown.stop(timeout=0.5)  # after the pipeline: its last counts are written
         # An action in progress is not waited for: its incident is tried again at the next
         # start (the attempt is counted), so a stop stays within Docker's patience.
         self.remedy.stop(timeout=0.3)

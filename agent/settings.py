@@ -70,6 +70,14 @@ class Settings(BaseSettings):
         description="host:port for the deploy recorder to listen on (off unless set).")
     grace_ms: float = Field(30.0, ge=0, le=1000,
                             description="How long a finished traceback waits for a chained one.")
+    unknown_digest: bool = Field(True, description="Send the daily digest of errors no rule knows.")
+    unknown_digest_time: str = Field(
+        "09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$",
+        description="When the daily digest goes out: HH:MM in the agent's time zone (TZ).")
+    unknown_burst_count: int = Field(
+        20, ge=1, description="A new error no rule knows that repeats more than this many times...")
+    unknown_burst_minutes: float = Field(
+        10.0, gt=0, le=1440, description="...within this many minutes gets its own message at once.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -100,6 +100,30 @@ SCHEMA = [
     )
     """,
     "CREATE INDEX outbox_due ON outbox (status, next_at)",
+    # errors no rule knows, one row per (stack, fingerprint); bounded, least recently seen dropped
+    """
+    CREATE TABLE unknown (
+        stack       TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        container   TEXT NOT NULL,
+        containers  TEXT NOT NULL DEFAULT '[]',
+        stream      TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        logger      TEXT,
+        level       TEXT,
+        exceptions  TEXT NOT NULL DEFAULT '[]',
+        summary     TEXT NOT NULL,
+        count       INTEGER NOT NULL,
+        first_seen  REAL NOT NULL,
+        last_seen   REAL NOT NULL,
+        samples     TEXT NOT NULL DEFAULT '[]',
+        digested    INTEGER NOT NULL DEFAULT 0,
+        burst_at    REAL,
+        PRIMARY KEY (stack, fingerprint)
+    )
+    """,
+    "CREATE INDEX unknown_last_seen ON unknown (last_seen)",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
 
 DUP_BITS = 10  # a line position is ts_ns << DUP_BITS | index among lines of that ns
@@ -368,6 +392,108 @@ class Store:
 
     def outbox_counts(self) -> dict[str, int]:
         return dict(self._conn().execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
+
+    # -- errors no rule knows -------------------------------------------------------------------
+    def unknown_get(self, stack: str, fingerprint: str) -> Unknown | None:
+        row = self._conn().execute(
+            f"SELECT {Unknown.COLUMNS} FROM unknown WHERE stack = ? AND fingerprint = ?",
+            (stack, fingerprint)).fetchone()
+        return Unknown.from_row(row) if row else None
+
+    def unknown_find(self, fingerprint: str) -> list[Unknown]:
+        """By fingerprint, or a unique prefix of it (in any stack), most recently seen first."""
+        rows = self._conn().execute(
+            f"SELECT {Unknown.COLUMNS} FROM unknown WHERE fingerprint = ? ORDER BY last_seen DESC",
+            (fingerprint,)).fetchall()
+        if not rows:
+            rows = self._conn().execute(
+                f"SELECT {Unknown.COLUMNS} FROM unknown WHERE fingerprint LIKE ? ESCAPE '\\'"
+                " ORDER BY last_seen DESC", (_like_prefix(fingerprint),)).fetchall()
+            if len({r[1] for r in rows}) > 1:
+                return []
+        return [Unknown.from_row(r) for r in rows]
+
+    def unknown_list(self, since: float = 0.0, limit: int = 1000) -> list[Unknown]:
+        """Seen since then, most frequent first."""
+        rows = self._conn().execute(
+            f"SELECT {Unknown.COLUMNS} FROM unknown WHERE last_seen >= ?"
+            " ORDER BY count DESC, last_seen DESC LIMIT ?", (since, limit)).fetchall()
+        return [Unknown.from_row(r) for r in rows]
+
+    def unknown_save(self, entries: list[Unknown], keep: int) -> int:
+        """Write entries whole (the agent is their only writer); then drop the least recently
+        seen beyond `keep`. Returns how many were dropped."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(
+                f"INSERT OR REPLACE INTO unknown ({Unknown.COLUMNS}) VALUES"
+                f" ({','.join('?' * len(Unknown.COLUMNS.split(',')))})", [e.row() for e in entries])
+            dropped = conn.execute(
+                "DELETE FROM unknown WHERE rowid IN (SELECT rowid FROM unknown ORDER BY last_seen DESC"
+                " LIMIT -1 OFFSET ?)", (keep,)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return dropped
+
+    def unknown_mark_digested(self, keys: list[tuple[str, str, int]]) -> None:
+        """(stack, fingerprint, count) included in a digest: later digests count from there."""
+        self._conn().executemany("UPDATE unknown SET digested = ? WHERE stack = ? AND fingerprint = ?",
+                                 [(n, stack, fp) for stack, fp, n in keys])
+
+    def unknown_count(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM unknown").fetchone()[0])
+
+    def meta_get(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def meta_set(self, key: str, value: str) -> None:
+        self._conn().execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+@dataclass
+class Unknown:
+    """One error no rule knows, as stored: counted by fingerprint, with up to 3 samples
+    (redacted and size-capped: the first, one in between, the latest)."""
+
+    stack: str
+    fingerprint: str
+    container: str  # where it was seen last
+    containers: list[str]  # every container it was seen in (the latest first, a few at most)
+    stream: str
+    kind: str  # line | traceback | response
+    logger: str | None
+    level: str | None
+    exceptions: list[str]  # the chain, the outermost last
+    summary: str  # one line: the outermost exception, or the record's message
+    count: int
+    first_seen: float
+    last_seen: float
+    samples: list[dict] = field(default_factory=list)  # {"at", "container", "stream", "text"}
+    digested: int = 0  # the count when it was last in a digest
+    burst_at: float | None = None  # when its burst message went out
+
+    COLUMNS: ClassVar[str] = ("stack, fingerprint, container, containers, stream, kind, logger, level,"
+                              " exceptions, summary, count, first_seen, last_seen, samples, digested,"
+                              " burst_at")
+
+    def row(self) -> tuple:
+        return (self.stack, self.fingerprint, self.container, json.dumps(self.containers), self.stream,
+                self.kind, self.logger, self.level, json.dumps(self.exceptions), self.summary, self.count,
+                self.first_seen, self.last_seen, json.dumps(self.samples), self.digested, self.burst_at)
+
+    @classmethod
+    def from_row(cls, r: tuple) -> Unknown:
+        return cls(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], json.loads(r[8]), r[9],
+                   r[10], r[11], r[12], json.loads(r[13]), r[14], r[15])
+
 
 OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting")
 

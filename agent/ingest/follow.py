@@ -72,24 +72,46 @@ def keep_running(call: Callable[[], None], stopping: threading.Event, *,
 
 
 class EngineHealth:
-    """Says once that the engine is unreachable, and once that it is back."""
+    """Says once that the engine is unreachable, and once that it is back.
 
-    def __init__(self) -> None:
+    A restarting engine answers, drops and answers again; that is one outage. So a
+    success counts as "back" only when no failure follows within `settle` seconds, and
+    the outage is then reported as lasting from its first failure to that success.
+    """
+
+    def __init__(self, settle: float = 5.0) -> None:
+        self.settle = settle
         self._lock = threading.Lock()
         self.down_since: float | None = None
+        self._back_at: float | None = None
+        self._timer: threading.Timer | None = None
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException | None) -> None:
         with self._lock:
+            self._back_at = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self.down_since is None:
                 self.down_since = time.monotonic()
-                log.warning("Docker engine unreachable (%s); retrying with backoff", _short(exc))
+                log.warning("Docker engine unreachable (%s); retrying with backoff",
+                            _short(exc) if exc is not None else "no answer")
 
     def ok(self) -> None:
         with self._lock:
-            if self.down_since is not None:
-                log.warning("Docker engine reachable again after %.1f s",
-                            time.monotonic() - self.down_since)
-                self.down_since = None
+            if self.down_since is None or self._back_at is not None:
+                return
+            back_at = self._back_at = time.monotonic()
+            self._timer = threading.Timer(self.settle, self._settled, args=(back_at,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _settled(self, back_at: float) -> None:
+        with self._lock:
+            if self._back_at != back_at or self.down_since is None:
+                return  # it failed again meanwhile: the same outage goes on
+            log.warning("Docker engine reachable again after %.1f s", back_at - self.down_since)
+            self.down_since = self._back_at = self._timer = None
 
 
 def _short(exc: BaseException) -> str:
@@ -365,6 +387,7 @@ class Ingest:
     def _watch_once(self) -> None:
         assert self._client is not None
         stream = self._client.events(decode=True, filters={"type": "container"})
+        self.health.ok()
         self._events_stream = stream
         try:
             # Anything may have happened while we were not listening.

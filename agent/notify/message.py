@@ -26,6 +26,8 @@ HEADLINES = {
     "observed": "Observe mode: would have acted",
     "stale": "Old event, not acted on",
     "digest": "Many incidents",
+    "unknown-digest": "Errors no rule knows",
+    "unknown-burst": "New error no rule knows",
     "test": "Test message",
 }
 

@@ -53,7 +53,9 @@ def _render(m: Message, st: Style) -> tuple[str, str]:
 
     def body(excerpt: str) -> str:
         parts = [st.label.format(e(m.title))] if st.title_in_body else []
-        parts += [e(m.summary), st.meta.format(e(f"incident {m.incident} · {m.container} · {m.rule}"))]
+        incident = f"incident {m.incident}" if m.incident else ""
+        meta = " · ".join(p for p in (incident, m.container, m.rule) if p)
+        parts += [e(m.summary), st.meta.format(e(meta))]
         if excerpt:
             parts.append(st.block.format(e(excerpt.replace("```", "\'\'\'"))))
         if m.actions:

@@ -226,7 +226,7 @@ def test_fingerprint_stable_across_line_numbers_and_suffixes():
     two = events_of(["2026-07-01 09:00:00,001 - root - ERROR - Error deploying V2 script: YAML file "
                      "'instances/half-bot-20261201-101010/conf/conf_client.yml' not found"])[0]
     assert one.fingerprint == two.fingerprint
-    assert one.fingerprint.startswith("v1:")
+    assert one.fingerprint.startswith("v2:")
 
 
 def test_one_line_event_headers():

@@ -1,0 +1,84 @@
+"""Messages about errors no rule knows: the daily digest and a new error's burst.
+
+Both are `info`/`warning` messages of their own kind through the same outbox as
+incident steps. Everything taken from a log (summaries, sample lines) goes in the
+excerpt, which every channel shows as code; titles and summaries carry only
+counts, container names and fingerprints.
+"""
+
+from __future__ import annotations
+
+import time
+
+from agent.notify.message import Message
+from agent.redact import Redactor
+from agent.store import Unknown
+
+RULE = "unknown-errors"  # the outbox's rule column for these messages
+DIGEST_BUDGET = 2800  # characters of entries: the whole digest stays within Telegram's 4096
+SAMPLE_LINE = 160
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)) + " UTC"
+
+
+def key_line(e: Unknown) -> str:
+    """The line a person recognises: the outermost exception, or the record's message."""
+    return e.summary if len(e.summary) <= SAMPLE_LINE else e.summary[:SAMPLE_LINE - 1] + "…"
+
+
+def suggest_command(e: Unknown) -> str:
+    return f"hb-medic rules suggest {e.fingerprint}"
+
+
+def digest_message(entries: list[Unknown], since: float, now: float,
+                   redactor: Redactor | None = None) -> Message:
+    """The errors no rule knew since the last digest, newest first, each with its count
+    (since that digest), container, one line of sample and the command to draft a rule."""
+    r = redactor or Redactor()
+    total = sum(e.count - e.digested for e in entries)
+    blocks: list[str] = []
+    used = 0
+    for e in entries:
+        what = e.exceptions[-1] if e.exceptions else (f"{e.logger} {e.level}" if e.logger else e.kind)
+        block = "\n".join([
+            f"{e.count - e.digested:,} times in {', '.join(e.containers[:3]) or e.container}"
+            f" · last {time.strftime('%H:%M', time.gmtime(e.last_seen))} UTC · {what}",
+            f"  {key_line(e)}",
+            f"  {suggest_command(e)}"])
+        if used + len(block) > DIGEST_BUDGET and blocks:
+            break
+        blocks.append(block)
+        used += len(block) + 2
+    rest = len(entries) - len(blocks)
+    summary = (f"{len(entries)} kind{'s' if len(entries) != 1 else ''} of error that no rule recognises,"
+               f" {total:,} occurrence{'s' if total != 1 else ''} since {_clock(since)}, newest first."
+               " Each is noise or the next incident: draft a rule for it with the command under it.")
+    if rest:
+        hours = max(1, round((now - since) / 3600))
+        summary += f" {rest} more are not shown: hb-medic unknown --since {hours}h"
+    containers = sorted({c for e in entries for c in e.containers[:1]})
+    return Message(
+        incident="", step="unknown-digest", severity="info", rule=RULE,
+        container=", ".join(containers[:3]) + (f" (+{len(containers) - 3})" if len(containers) > 3 else ""),
+        title=f"[INFO] Errors no rule knows: {len(entries)} since {_clock(since)}",
+        summary=summary, excerpt=r.text("\n\n".join(blocks)),
+        next_steps="Review a draft before you use it: it is written with observe_only: true."
+                   " Keep the ones that are real failures in your rules folder.")
+
+
+def burst_message(e: Unknown, count: int, window: float, redactor: Redactor | None = None) -> Message:
+    """A new error no rule knows that repeats fast: told at once, once a day at most."""
+    r = redactor or Redactor()
+    sample = e.samples[0]["text"] if e.samples else e.summary
+    minutes = max(1, round(window / 60))
+    return Message(
+        incident="", step="unknown-burst", severity="warning", rule=RULE, container=e.container,
+        title=f"[WARNING] New error no rule knows: {count} times within {minutes} min in {e.container}",
+        summary=(f"An error no rule recognises, first seen {_clock(e.first_seen)}, repeated {count} times"
+                 f" within {minutes} minutes in {e.container} ({e.fingerprint}). This message is sent"
+                 " once; from now on it is counted and in the daily digest."),
+        excerpt=r.text(sample),
+        next_steps=f"If hb-medic should know it: {suggest_command(e)} (writes a draft rule and its samples"
+                   " to review), or see every error no rule knows with: hb-medic unknown")

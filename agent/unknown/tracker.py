@@ -1,0 +1,318 @@
+"""Every event no rule matched that is worth a look (a traceback, an ERROR or CRITICAL
+record, a failed deploy the recorder saw) is counted by fingerprint in the state file.
+
+The pipeline thread only counts in memory; a small thread writes the counts and up
+to three redacted, size-capped samples (the first, one in between, the latest) to
+the store every few seconds, logs each fingerprint the first time and then at most
+once an hour with the count since, sends a burst message for a new error that
+repeats fast (once a day at most), and sends the daily digest when it is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.events import LINE, RESPONSE, TRACEBACK, Event
+from agent.redact import Redactor
+from agent.store import Store, Unknown
+from agent.unknown.digest import DigestSchedule
+
+log = logging.getLogger("agent")
+
+MAX_ENTRIES = 1000  # fingerprints kept in the state file, least recently seen dropped first
+SAMPLE_CHARS = 8000  # a sample longer than this keeps its record line and its end
+LINE_CHARS = 1000  # a sample's line longer than this is cut
+SUMMARY_CHARS = 300
+DAY = 86400.0
+_WORTH = (" - ERROR - ", " - CRITICAL - ", "ERROR:", "CRITICAL:")
+
+Burst = Callable[[Unknown, int, float], None]  # entry (with its latest sample), count, window seconds
+Digest = Callable[[list[Unknown], float, float], None]  # entries, since, now
+
+
+def worth_a_look(event: Event) -> bool:
+    """A traceback, an ERROR or CRITICAL record, or a failed deploy response."""
+    if event.kind == TRACEBACK or event.kind == RESPONSE:
+        return True
+    if event.kind != LINE or not event.lines:
+        return False
+    first = event.lines[0]
+    return any(w in first for w in _WORTH) and event.level in ("ERROR", "CRITICAL")
+
+
+def summary_of(event: Event) -> str:
+    if event.kind == TRACEBACK and event.outermost is not None:
+        exc = event.outermost
+        text = f"{exc.type}: {exc.message}" if exc.message else exc.type
+    else:
+        text = event.message
+    return text.split("\n", 1)[0][:SUMMARY_CHARS]
+
+
+def sample_text(event: Event, redactor: Redactor) -> str:
+    """The event's lines, redacted; a line past LINE_CHARS is cut, and a sample past
+    SAMPLE_CHARS keeps its record line and as much of its end (the outermost traceback,
+    from a frame on, and the exception) as fits, so it still reads as the same event."""
+    lines = [redactor.text(x if len(x) <= LINE_CHARS else x[:LINE_CHARS] + " …[cut]") for x in event.lines]
+    if event.kind == RESPONSE and event.data is not None:
+        return redactor.text(_recorded(event))
+    if sum(len(x) + 1 for x in lines) <= SAMPLE_CHARS:
+        return "\n".join(lines)
+    head = lines[:1]
+    if event.kind == TRACEBACK and len(lines) > 1 and "Traceback (most recent call last):" not in lines[0]:
+        head.append("Traceback (most recent call last):")
+    budget = SAMPLE_CHARS - sum(len(x) + 1 for x in head)
+    tail: list[str] = []
+    for line in reversed(lines[1:]):
+        if budget - len(line) - 1 < 0:
+            break
+        tail.append(line)
+        budget -= len(line) + 1
+    tail.reverse()
+    if event.kind == TRACEBACK:  # start at a frame, so the kept part is a traceback of its own
+        while tail and not tail[0].lstrip().startswith('File "'):
+            tail.pop(0)
+    return "\n".join(head + tail)
+
+
+def _recorded(event: Event) -> str:
+    """A recorded deploy exchange in the golden samples' `RECORDED {json}` form."""
+    import json
+
+    d = event.data or {}
+    return "RECORDED " + json.dumps({"route": d.get("route"), "status": d.get("status"),
+                                     "request": d.get("request") or {}, "message": d.get("message", "")})
+
+
+@dataclass
+class _Live:
+    """What the agent knows of one fingerprint while it runs."""
+
+    entry: Unknown
+    known_before: bool  # it was in the state file before this run saw it
+    first: Event | None = None  # samples not yet written
+    middle: Event | None = None
+    latest: Event | None = None
+    dirty: bool = False
+    logged_at: float | None = None
+    since_logged: int = 0
+    window: deque = field(default_factory=deque)
+
+
+class UnknownTracker:
+    def __init__(self, store: Store, redactor: Redactor, *, burst_count: int = 20,
+                 burst_window: float = 600.0, log_every: float = 3600.0, max_entries: int = MAX_ENTRIES,
+                 on_burst: Burst | None = None, on_digest: Digest | None = None,
+                 digest: DigestSchedule | None = None, tick_every: float = 2.0) -> None:
+        self.store = store
+        self.redactor = redactor
+        self.burst_count, self.burst_window = burst_count, burst_window
+        self.log_every = log_every
+        self.max_entries = max_entries
+        self.on_burst, self.on_digest = on_burst, on_digest
+        self.digest = digest
+        self.tick_every = tick_every
+        self.seen = 0  # events counted (a metric)
+        self._live: dict[tuple[str, str], _Live] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="unknown", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.tick_every):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("counting errors no rule knows failed; retrying")
+
+    # -- from the pipeline: cheap --------------------------------------------------------------
+    def observe(self, event: Event) -> bool:
+        """Count an event no rule matched; False when it is not worth a look."""
+        if not worth_a_look(event):
+            return False
+        at = event.ts / 1e9 if event.ts else time.time()
+        stack = getattr(event, "stack", None) or "default"
+        key = (stack, event.fingerprint)
+        burst: tuple[Unknown, int] | None = None
+        with self._lock:
+            self.seen += 1
+            live = self._live.get(key)
+            if live is None:
+                live = self._load(key, event, at)
+            e = live.entry
+            e.count += 1
+            e.last_seen = max(e.last_seen, at)
+            if e.container != event.container:
+                e.container = event.container
+                e.containers = [event.container, *[c for c in e.containers if c != event.container][:4]]
+            if e.count == 1:
+                live.first = event
+            elif e.count & (e.count - 1) == 0:  # 2, 4, 8...: one sample from in between
+                live.middle = event
+            live.latest = event
+            live.dirty = True
+            if live.logged_at is None:
+                self._log_first(live, event)
+                live.logged_at = at
+            else:
+                live.since_logged += 1
+                if at - live.logged_at >= self.log_every:
+                    self._log_again(live, at)
+            burst = self._burst(live, at, event)
+        if burst is not None and self.on_burst is not None:
+            try:
+                self.on_burst(burst[0], burst[1], self.burst_window)
+            except Exception:
+                log.exception("could not send the burst message of %s", key[1])
+        return True
+
+    def _load(self, key: tuple[str, str], event: Event, at: float) -> _Live:
+        stored = self.store.unknown_get(*key)
+        if stored is not None:
+            live = _Live(stored, known_before=True)
+        else:
+            header = event.header
+            live = _Live(Unknown(
+                stack=key[0], fingerprint=key[1], container=event.container, containers=[event.container],
+                stream=event.stream, kind=event.kind, logger=header.logger if header else None,
+                level=event.level or ("ERROR" if event.kind == RESPONSE else None),
+                exceptions=[x.type for x in event.exceptions],
+                summary=self.redactor.text(summary_of(event)), count=0, first_seen=at, last_seen=at),
+                known_before=False)
+        if len(self._live) >= self.max_entries:  # forget the least recently seen (it is stored)
+            oldest = min(self._live, key=lambda k: self._live[k].entry.last_seen)
+            if self._live[oldest].dirty:
+                self._write([self._live[oldest]])
+            del self._live[oldest]
+        self._live[key] = live
+        return live
+
+    def _burst(self, live: _Live, at: float, event: Event) -> tuple[Unknown, int] | None:
+        """More than burst_count within burst_window of an error first seen within a day."""
+        e = live.entry
+        w = live.window
+        w.append(at)
+        while len(w) > self.burst_count + 1 or (w and w[0] < at - self.burst_window):
+            w.popleft()
+        if len(w) <= self.burst_count or at - e.first_seen > DAY:
+            return None
+        if e.burst_at is not None and at - e.burst_at < DAY:
+            return None
+        e.burst_at = at
+        snapshot = Unknown(**{**e.__dict__, "samples": [self._sample(event)],
+                              "containers": list(e.containers), "exceptions": list(e.exceptions)})
+        return snapshot, len(w)
+
+    # -- the agent's own log: first time, then hourly -------------------------------------------
+    def _log_first(self, live: _Live, event: Event) -> None:
+        e = live.entry
+        if live.known_before:
+            known = (f"known: seen {e.count - 1:,} times since "
+                     f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(e.first_seen))} UTC")
+        else:
+            known = "new"
+        tail = f"({known}; counted from now on, logged again at most once an hour: hb-medic unknown)"
+        if event.kind == TRACEBACK:
+            chain = " <- ".join(x.type for x in reversed(event.exceptions))
+            log.warning("traceback in %s (%s): %s [%s] %s %s", event.container, event.stream, e.summary,
+                        chain, e.fingerprint, tail)
+        else:
+            log.warning("%s in %s (%s): %s %s %s", e.level or event.kind, event.container, event.stream,
+                        e.summary, e.fingerprint, tail)
+
+    def _log_again(self, live: _Live, now: float) -> None:
+        e = live.entry
+        span = now - (live.logged_at or now)
+        when = ("in the last hour" if span < 2 * self.log_every else
+                f"since {time.strftime('%Y-%m-%d %H:%M', time.gmtime(live.logged_at or now))} UTC")
+        log.warning("%s in %s seen %s more %s %s: %s", e.fingerprint, e.container, f"{live.since_logged:,}",
+                    "time" if live.since_logged == 1 else "times", when, e.summary)
+        live.logged_at, live.since_logged = now, 0
+
+    # -- the thread: write, log hourly, digest ---------------------------------------------------
+    def tick(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            for live in self._live.values():
+                due = live.logged_at is not None and now - live.logged_at >= self.log_every
+                if live.since_logged and due:
+                    self._log_again(live, now)
+        self.flush()
+        if self.digest is not None and self.on_digest is not None:
+            self._maybe_digest(now)
+
+    def flush(self) -> None:
+        """Write what changed: counts, times and new samples (redacted, capped)."""
+        with self._lock:
+            dirty = [live for live in self._live.values() if live.dirty]
+            if not dirty:
+                return
+            self._write(dirty)
+
+    def _write(self, dirty: list[_Live]) -> None:
+        entries = []
+        for live in dirty:
+            e = live.entry
+            stored = self.store.unknown_get(e.stack, e.fingerprint) if live.known_before else None
+            samples = list(stored.samples if stored is not None else e.samples)
+            first = samples[:1] or ([self._sample(live.first)] if live.first else [])
+            middle = ([self._sample(live.middle)] if live.middle is not None else samples[1:2])
+            latest = [self._sample(live.latest)] if live.latest is not None else samples[2:3]
+            chosen: list[dict] = []
+            for s in first + middle + latest:
+                if all(s["text"] != c["text"] for c in chosen):
+                    chosen.append(s)
+            e.samples = chosen[:3]
+            entries.append(e)
+            live.first = live.middle = live.latest = None
+            live.dirty = False
+            live.known_before = True
+        dropped = self.store.unknown_save(entries, keep=self.max_entries)
+        for e in entries:
+            e.samples = []  # kept in the state file, not in memory
+        if dropped:
+            log.info("%d unknown error fingerprints dropped (least recently seen; at most %d are kept)",
+                     dropped, self.max_entries)
+
+    def _sample(self, event: Event) -> dict:
+        at = event.ts / 1e9 if event.ts else time.time()
+        return {"at": at, "container": event.container, "stream": event.stream,
+                "text": sample_text(event, self.redactor)}
+
+    def _maybe_digest(self, now: float) -> None:
+        assert self.digest is not None and self.on_digest is not None
+        last_text = self.store.meta_get("unknown_digest_at")
+        if last_text is None:  # the first start: the first digest covers from now on
+            self.store.meta_set("unknown_digest_at", repr(now))
+            return
+        last = float(last_text)
+        if not self.digest.due(last, now):
+            return
+        entries = [e for e in self.store.unknown_list(since=last) if e.count > e.digested]
+        entries.sort(key=lambda e: e.last_seen, reverse=True)
+        if entries:
+            self.on_digest(entries, last, now)
+            self.store.unknown_mark_digested([(e.stack, e.fingerprint, e.count) for e in entries])
+            with self._lock:  # the rows are written whole: the live entries must agree
+                for e in entries:
+                    live = self._live.get((e.stack, e.fingerprint))
+                    if live is not None:
+                        live.entry.digested = max(live.entry.digested, e.count)
+        log.info("daily digest of errors no rule knows: %d fingerprint(s) since %s UTC", len(entries),
+                 time.strftime("%Y-%m-%d %H:%M", time.gmtime(last)))
+        self.store.meta_set("unknown_digest_at", repr(now))

@@ -1,0 +1,36 @@
+""""Docker engine unreachable / reachable again" is said once each way per outage, even
+when a restarting engine answers, drops and answers again."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from agent.ingest.follow import EngineHealth
+from tests.stack import wait_until
+
+ERR = ConnectionError("connection refused")
+
+
+def said(caplog) -> list[str]:
+    return [r.getMessage().split(" (")[0].split(" after")[0] for r in caplog.records
+            if r.getMessage().startswith("Docker engine")]
+
+
+def test_flapping_engine_is_one_outage(caplog):
+    caplog.set_level(logging.WARNING)
+    health = EngineHealth(settle=0.3)
+    health.ok()  # up from the start: nothing to say
+    for _ in range(3):  # a restart: several callers fail, one gets an answer, then it drops again
+        health.failed(ERR)
+        health.failed(ERR)
+        health.ok()
+        health.ok()
+    wait_until(lambda: len(said(caplog)) >= 2, 10, "the engine to be reported back")
+    time.sleep(0.5)
+    assert said(caplog) == ["Docker engine unreachable", "Docker engine reachable again"]
+    # a second, separate outage is reported again, once each way
+    health.failed(ERR)
+    health.ok()
+    wait_until(lambda: len(said(caplog)) >= 4, 10, "the second outage to end")
+    assert said(caplog)[2:] == ["Docker engine unreachable", "Docker engine reachable again"]
