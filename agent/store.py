@@ -333,11 +333,11 @@ class Store:
                  "ok": None if r[4] is None else bool(r[4]), "result": r[5], "duration_ms": r[6]}
                 for r in rows]
 
-    def actions_since(self, since: float) -> int:
-        """Actions run (or tried) since then: the global budget counts these."""
+    def attempts_since(self, since: float) -> int:
+        """Fix attempts started since then, all incidents together: the global budget counts
+        these (one attempt is one unit, whatever the number of its steps)."""
         return int(self._conn().execute(
-            "SELECT COUNT(*) FROM audit WHERE kind IN ('action', 'retry') AND at >= ?",
-            (since,)).fetchone()[0])
+            "SELECT COUNT(*) FROM audit WHERE kind = 'attempt' AND at >= ?", (since,)).fetchone()[0])
 
 
     # -- the notification outbox -----------------------------------------------------------------
