@@ -77,6 +77,7 @@ class _Builder:
         "interleaved",
         "kind",
         "last_pos",
+        "last_ts",
         "max_chars",
         "max_lines",
         "omitted",
@@ -88,7 +89,7 @@ class _Builder:
     def __init__(self, kind: str, pos: int, ts: int, max_lines: int, max_chars: int) -> None:
         self.kind = kind
         self.first_pos = self.last_pos = pos
-        self.ts = ts
+        self.ts = self.last_ts = ts
         self.head: list[str] = []
         self.tail: deque[str] = deque(maxlen=max_lines - max_lines // 2)
         self.max_lines = max_lines
@@ -102,10 +103,10 @@ class _Builder:
         self.continuation = 0
         self.interleaved: list[Event] = []
 
-    def add(self, pos: int, text: str) -> None:
+    def add(self, pos: int, ts: int, text: str) -> None:
         if len(text) > self.max_chars:
             text = _cut(text, self.max_chars)
-        self.last_pos = pos
+        self.last_pos, self.last_ts = pos, ts
         if len(self.head) < self.max_lines // 2:
             self.head.append(text)
         else:
@@ -141,7 +142,7 @@ class _Builder:
             if top != len(exceptions) - 1:
                 exceptions = [*exceptions[:top], *exceptions[top + 1:], exceptions[top]]
         return Event(container, stream, self.kind, lines, self.first_pos, self.last_pos, self.ts,
-                     exceptions, self.frame_lines, self.omitted, origin=origin)
+                     exceptions, self.frame_lines, self.omitted, last_ts=self.last_ts, origin=origin)
 
 
 class _StreamState:
@@ -209,7 +210,7 @@ class Assembler:
                 st.builder.state = "group"
         elif _HOLD.search(text) or text.startswith("ERROR:"):
             b = st.builder = _Builder(LINE, pos, ts, self.max_lines, self.max_chars)
-            b.add(pos, text)
+            b.add(pos, ts, text)
         else:
             if len(text) > self.max_chars:
                 text = _cut(text, self.max_chars)
@@ -258,7 +259,7 @@ class Assembler:
         b = header or _Builder(TRACEBACK, pos, ts, self.max_lines, self.max_chars)
         b.kind = TRACEBACK
         b.state = "frames"
-        b.add(pos, text)
+        b.add(pos, ts, text)
         st.builder = b
 
     def _close(self, container: str, stream: str, st: _StreamState, append) -> None:
@@ -289,7 +290,7 @@ class Assembler:
                 self._start_tb(st, pos, ts, text, header=b)
                 b.state = "group"
             elif text and not text.isspace() and not is_header(text) and b.continuation < MAX_CONTINUATION:
-                b.add(pos, text)  # the record's message goes on
+                b.add(pos, ts, text)  # the record's message goes on
                 b.continuation += 1
             else:
                 self._close(container, stream, st, append)
@@ -298,11 +299,11 @@ class Assembler:
 
         if state == "frames":
             if text.startswith(" "):
-                self._frame_line(b, pos, text)
+                self._frame_line(b, pos, ts, text)
             elif not text:
-                b.add(pos, text)
+                b.add(pos, ts, text)
             elif _TB_LINE.match(text) and not b.frame_lines and len(b.head) <= 2:
-                b.add(pos, text)  # "ERROR:    Traceback" after its record: same block
+                b.add(pos, ts, text)  # "ERROR:    Traceback" after its record: same block
             elif is_header(text) or not _EXC.match(text):
                 # Cannot be this traceback's exception line: another record
                 # interleaved (merged streams, another thread) or a cut-off traceback.
@@ -314,7 +315,7 @@ class Assembler:
                     # at the traceback's first line) never re-reads an emitted line.
                     b.interleaved.append(event)
             else:
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.add_exception(text, 0)
                 b.state = "after_exc"
                 b.continuation = 0
@@ -322,30 +323,30 @@ class Assembler:
 
         if state == "group":
             if _GROUP_LINE.match(text) and not self._is_group_start(text):
-                self._group_line(b, pos, text)
+                self._group_line(b, pos, ts, text)
                 return
             state = "after_exc"  # the group block ended; what follows is like after an exception
             b.state = state
 
         if state == "after_exc":
             if not text:
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.state = "blank"
             elif (is_header(text) or _TB_LINE.match(text) or self._is_group_start(text)
                   or b.continuation >= MAX_CONTINUATION):
                 self._close(container, stream, st, append)
                 self._line(container, stream, st, pos, ts, text, append)  # a fresh start
             else:
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.continue_message(text)
             return
 
         if state == "blank":
             if text in CHAIN:
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.state = "chain"
             elif not text:
-                b.add(pos, text)
+                b.add(pos, ts, text)
             else:
                 self._close(container, stream, st, append)
                 self._line(container, stream, st, pos, ts, text, append)  # a fresh start
@@ -353,15 +354,15 @@ class Assembler:
 
         if state == "chain":
             if not text:
-                b.add(pos, text)
+                b.add(pos, ts, text)
             elif _TB_LINE.match(text):
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.state = "frames"
             elif self._is_group_start(text):
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.state = "group"
             elif _EXC.match(text) and not is_header(text):
-                b.add(pos, text)  # a chained exception with no frames
+                b.add(pos, ts, text)  # a chained exception with no frames
                 b.add_exception(text, 0)
                 b.state = "after_exc"
                 b.continuation = 0
@@ -374,12 +375,12 @@ class Assembler:
         return text.endswith(GROUP_START) and text.lstrip().startswith("+ ")
 
     @staticmethod
-    def _frame_line(b: _Builder, pos: int, text: str) -> None:
-        b.add(pos, text)
+    def _frame_line(b: _Builder, pos: int, ts: int, text: str) -> None:
+        b.add(pos, ts, text)
         _record_frame(b, text)
 
-    def _group_line(self, b: _Builder, pos: int, text: str) -> None:
-        b.add(pos, text)
+    def _group_line(self, b: _Builder, pos: int, ts: int, text: str) -> None:
+        b.add(pos, ts, text)
         m = _GROUP_PREFIX.match(text)
         if m is None or text.lstrip().startswith("+"):
             return  # a separator such as "+-+---- 1 ----"

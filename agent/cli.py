@@ -135,7 +135,8 @@ def cmd_recorder() -> int:
     from agent.redact import Redactor
 
     password = settings.hummingbot_password
-    logs.setup(settings.log_format, Redactor([password.get_secret_value()] if password else []))
+    logs.setup(settings.log_format, Redactor([password.get_secret_value()] if password else [],
+                                             public=[settings.hummingbot_username]))
     if not settings.recorder_addr:
         print("hb-medic: set MEDIC_RECORDER_ADDR (e.g. 0.0.0.0:8001) for the recorder", file=sys.stderr)
         return 2

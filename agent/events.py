@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -128,6 +129,13 @@ def normalise(text: str) -> str:
     return text
 
 
+def stamp(ts_ns: int) -> str:
+    """Nanoseconds since the epoch as `docker logs -t` prints them (RFC 3339, trailing zeros of
+    the fraction dropped): 2026-06-29T14:03:07.51501234Z."""
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}".rstrip("0.") + "Z"
+
+
 class Event:
     """One line or one traceback from one container (and stream, the channel it came through).
 
@@ -135,7 +143,7 @@ class Event:
     """
 
     __slots__ = ("__dict__", "container", "data", "exceptions", "first_pos", "frame_lines", "kind",
-                 "last_pos", "lines", "omitted", "origin", "stream", "ts")
+                 "last_pos", "last_ts", "lines", "omitted", "origin", "stream", "ts")
 
     def __init__(
         self,
@@ -150,6 +158,7 @@ class Event:
         frame_lines: list[tuple[str, str]] | None = None,
         omitted: int = 0,
         data: dict | None = None,
+        last_ts: int = 0,
         origin: Origin | None = None,
     ) -> None:
         self.container = container
@@ -163,6 +172,7 @@ class Event:
         self.frame_lines = frame_lines or []  # (File line, code line) pairs, parsed on demand
         self.omitted = omitted
         self.data = data  # kind response: a recorded deploy exchange; kind exit: the bot's death
+        self.last_ts = last_ts or ts  # the engine's timestamp of the last line (ns; 0: not known)
         self.origin = origin
 
     @property
@@ -181,6 +191,16 @@ class Event:
         head = self.lines[0][:80] if self.lines else ""
         span = f"{self.first_pos}-{self.last_pos}"
         return f"Event({self.kind}, {self.container}/{self.stream}, {span}, {head!r})"
+
+    def where(self) -> dict:
+        """Where a person finds the event: container, stream, and the log timestamps of its first
+        and last line as `docker logs -t` prints them (positions are internal)."""
+        out: dict = {"container": self.container, "stream": self.stream}
+        if self.ts:
+            out["first"], out["last"] = stamp(self.ts), stamp(self.last_ts)
+        if self.data is not None and "deploy_id" in self.data:
+            out["deploy_id"] = self.data["deploy_id"]  # the recorder's record of the exchange
+        return out
 
     @property
     def text(self) -> str:
