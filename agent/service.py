@@ -79,7 +79,8 @@ class Service:
         self.ingest = Ingest(settings.containers, self.pipeline, checkpoints=self.store.checkpoint,
                              catchup_window=settings.catchup_window, max_line=settings.max_line_bytes)
         self.feed = DeployFeed(self.store, self.pipeline.event, catchup_window=settings.catchup_window)
-        self.redactor = Redactor([settings.hummingbot_password.get_secret_value()])
+        self.redactor = Redactor([settings.hummingbot_password.get_secret_value()],
+                                 public=[settings.hummingbot_username])
         self.counts: dict[str, dict[str, int]] = {"events": {}, "matches": {}}
         self.targets = notify_targets(settings, self.redactor)
         self.notifier = Notifier(self.store, self.targets, rules=self._rules, redactor=self.redactor,

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from agent.names import base_name
+
 SCHEMA = [
     # version 1
     """
@@ -124,6 +126,17 @@ SCHEMA = [
     """,
     "CREATE INDEX unknown_last_seen ON unknown (last_seen)",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # followed files (a bot's logs): where to resume, while the file is the same one (device, inode)
+    """
+    CREATE TABLE file_checkpoints (
+        path      TEXT PRIMARY KEY,
+        container TEXT NOT NULL,
+        dev       INTEGER NOT NULL,
+        ino       INTEGER NOT NULL,
+        offset    INTEGER NOT NULL,
+        updated   REAL NOT NULL
+    )
+    """,
     # Deploys are written ahead (state 'pending' until hummingbot-api answers) and kept only
     # when the answer came from hummingbot-api and proves the request was authenticated.
     "ALTER TABLE deploys ADD COLUMN state TEXT NOT NULL DEFAULT 'answered'",
@@ -190,6 +203,17 @@ class Checkpoint:
     stderr: int
 
 
+@dataclass(frozen=True)
+class FileCheckpoint:
+    """A followed file: the offset of the first line not yet handled, in this very file."""
+
+    path: str
+    container: str
+    dev: int
+    ino: int
+    offset: int
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -245,6 +269,17 @@ class Store:
             " stderr_dup=excluded.stderr_dup, updated=excluded.updated",
             (cp.container, cp.container_id, cp.stdout >> DUP_BITS, cp.stdout & mask,
              cp.stderr >> DUP_BITS, cp.stderr & mask, time.time()))
+
+    def file_checkpoint(self, path: str) -> FileCheckpoint | None:
+        row = self._conn().execute(
+            "SELECT container, dev, ino, offset FROM file_checkpoints WHERE path = ?", (path,)).fetchone()
+        return FileCheckpoint(path, *row) if row else None
+
+    def save_file_checkpoint(self, cp: FileCheckpoint) -> None:
+        self._conn().execute(
+            "INSERT INTO file_checkpoints VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET"
+            " container=excluded.container, dev=excluded.dev, ino=excluded.ino, offset=excluded.offset,"
+            " updated=excluded.updated", (cp.path, cp.container, cp.dev, cp.ino, cp.offset, time.time()))
 
     # -- deploys (the recorder) ----------------------------------------------------------------
     _DEPLOY_COLUMNS = ("id, at, route, path, request_body, status, response_body, failed, message, "
@@ -615,7 +650,8 @@ class Incident:
 
     def values(self) -> dict[str, Any]:
         """What a rule's templates may name, for this incident (remedy and notify both render them)."""
-        values: dict[str, Any] = {"container": self.container, "rule": self.rule, "severity": self.severity}
+        values: dict[str, Any] = {"container": self.container, "rule": self.rule, "severity": self.severity,
+                                  "bot": base_name(self.container)}
         values.update(self.captures)
         if self.deploy and self.deploy.get("body"):
             values.update({f"deploy.{k}": v for k, v in self.deploy["body"].items()})

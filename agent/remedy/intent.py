@@ -12,22 +12,14 @@ says how to finish with `hb-medic retry-deploy`.
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
 import yaml
 
 from agent.match.deploy import DEPLOY_NAME, FIELDS
+from agent.names import base_name
 from agent.store import Store
-
-STAMP = re.compile(r"^(?P<base>.+)-(?P<ts>\d{8}-\d{6})$")
-
-
-def base_name(instance: str) -> str:
-    """The name the client sent: the current generation appends -YYYYmmdd-HHMMSS."""
-    m = STAMP.match(instance)
-    return m["base"] if m else instance
 
 
 def check_body(route: str, body: object) -> str | None:
