@@ -261,12 +261,20 @@ def cmd_notify_test(url: str | None) -> int:
     return 1 if failed else 0
 
 
+STATE_FILE_UNUSABLE = 3  # exit status: the state file cannot be used (see the message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a reader that went away (`| head`, quitting `less`) ends it quietly."""
+    from agent.store import StateFileError
+
     try:
         code = _dispatch(argv)
         sys.stdout.flush()  # a broken pipe shows here, not at interpreter exit
         return code
+    except StateFileError as exc:  # one message, its own exit status (a restart policy shows it)
+        print(f"hb-medic: {exc}", file=sys.stderr)
+        return STATE_FILE_UNUSABLE
     except BrokenPipeError:
         # Nothing more can be written: point stdout at /dev/null so the interpreter's own
         # final flush stays silent, and exit as a process stopped by SIGPIPE would.

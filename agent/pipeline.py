@@ -12,15 +12,18 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from agent.assemble import Assembler, Item
 from agent.events import Event
 from agent.ingest.split import STDERR, STDOUT
-from agent.store import Checkpoint, Store
+from agent.store import Checkpoint, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
 EventHandler = Callable[[Event], None]
+UNSAVED_MAX = 10_000
+PROBE_EVERY = 10.0  # seconds between checks that the state file can still be written
 
 
 class Pipeline:
@@ -35,6 +38,9 @@ class Pipeline:
         self._next: dict[str, dict[str, int]] = {}  # container -> stream -> last position + 1
         self._cid: dict[str, str] = {}
         self._dirty: set[str] = set()
+        # Events whose handling found the state file unwritable, in order, until it can be written.
+        self._unsaved: deque[Event] = deque(maxlen=UNSAVED_MAX)
+        self.dropped = 0  # events that did not fit there (a long outage of the state file)
         self.last_loop = time.monotonic()
 
     # -- the sink followers call (any thread) ----------------------------------------------
@@ -60,7 +66,7 @@ class Pipeline:
     # -- the loop ------------------------------------------------------------------------------
     def _run(self) -> None:
         asm = self.assembler
-        last_save = time.monotonic()
+        last_save = last_probe = time.monotonic()
         while True:
             now = time.monotonic()
             self.last_loop = now
@@ -73,7 +79,8 @@ class Pipeline:
             now = time.monotonic()
             if msg is None:
                 self._emit(asm.flush())
-                self._save(all_done=True)
+                if not self._unsaved:
+                    self._save(all_done=True)
                 return
             if msg and msg[0] is None:
                 self._emit([msg[3]])
@@ -91,15 +98,47 @@ class Pipeline:
                 self._dirty.add(container)
             self._emit(asm.due(now))
             if now - last_save >= self.checkpoint_interval:
-                self._save()
+                if self.store is not None and (self.store.write_problem is not None
+                                               or now - last_probe >= PROBE_EVERY):
+                    # Even a quiet agent notices a state file it cannot write, and one that healed.
+                    self.store.probe_write()
+                    last_probe = now
+                if self._unsaved:
+                    self._handle_unsaved()
+                if not self._unsaved:  # never a checkpoint past an event not yet handled
+                    self._save()
                 last_save = now
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
+            if self._unsaved:  # keep their order: behind the ones waiting for the state file
+                self._keep(event)
+                continue
             try:
                 self.handler(event)
+            except StateUnwritable:
+                self._keep(event)  # the store said so once; handled when it can be written
             except Exception:
                 log.exception("event handler failed on %r", event)
+
+    def _keep(self, event: Event) -> None:
+        if len(self._unsaved) == self._unsaved.maxlen:
+            self.dropped += 1
+        self._unsaved.append(event)
+
+    def _handle_unsaved(self) -> None:
+        """The state file could not be written: try the waiting events again, in order."""
+        if self.store is not None and self.store.write_problem is not None:
+            return
+        while self._unsaved:
+            event = self._unsaved[0]
+            try:
+                self.handler(event)
+            except StateUnwritable:
+                return
+            except Exception:
+                log.exception("event handler failed on %r", event)
+            self._unsaved.popleft()
 
     def _save(self, all_done: bool = False) -> None:
         if self.store is None:
@@ -119,6 +158,8 @@ class Pipeline:
                             resume[STDOUT] or top, resume[STDERR] or top)
             try:
                 self.store.save_checkpoint(cp)
+            except StateUnwritable:
+                return  # said once by the store; the checkpoints stay dirty and are saved later
             except Exception:
                 log.exception("saving the checkpoint of %s failed", container)
         self._dirty.clear()

@@ -11,6 +11,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import apprise
@@ -22,7 +23,7 @@ from agent.notify.message import Message, build
 from agent.notify.render import RENDERERS
 from agent.notify.targets import Target
 from agent.redact import Redactor
-from agent.store import Incident, Store
+from agent.store import Incident, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
 TYPES = {"critical": apprise.NotifyType.FAILURE, "error": apprise.NotifyType.FAILURE,
@@ -53,6 +54,7 @@ class Notifier:
         self.storm_count, self.storm_window, self.digest_after = storm_count, storm_window, digest_after
         self.mode = mode
         self.failed = 0  # delivery attempts that failed (a metric)
+        self._unstored: deque[tuple[str, str, str]] = deque(maxlen=1000)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
@@ -73,6 +75,8 @@ class Notifier:
             msg = self._message(inc, step, text)
             if msg is not None:
                 self.enqueue(msg)
+        except StateUnwritable:
+            self._unstored.append((inc.id, step, text))  # queued when the state file heals
         except Exception:
             log.exception("could not queue the notification of incident %s (%s)", inc.id, step)
 
@@ -112,13 +116,28 @@ class Notifier:
             self._wake.wait(1.0)
             self._wake.clear()
             try:
+                if self._unstored and self.store.write_problem is None:
+                    self._store_waiting()
                 self._digest()
                 for row in self.store.outbox_due(time.time()):
                     if self._stopping.is_set():
                         return
                     self._send(row)
+            except StateUnwritable:
+                pass  # the store said so once; /healthz shows it
             except Exception:
                 log.exception("notification worker failed; retrying")
+
+    def _store_waiting(self) -> None:
+        """Messages of steps taken while the state file could not be written, in order."""
+        while self._unstored:
+            inc_id, step, text = self._unstored[0]
+            inc = self.store.get_incident(inc_id)
+            if inc is not None:
+                msg = self._message(inc, step, text)
+                if msg is not None:
+                    self.enqueue(msg)
+            self._unstored.popleft()
 
     def _send(self, row: tuple) -> None:
         row_id, _inc, _rule, target_id, payload, _status, _created, attempts, *_ = row
