@@ -11,6 +11,12 @@ through the real assembler and the whole rule library, and must give:
 
 Recorder rules see deploy exchanges, not log lines: their samples are
 ``RECORDED {json}`` lines (route, status, request body, response message).
+Rules about a bot's death see exit events: ``EXITED {json}`` lines (exit_code,
+lived, oom_killed, and the bot's last lines: last_console, last_errors).
+
+A bot's output comes through other channels: a ``# replay: {"role": "bot",
+"channel": "errors"}`` line says where the blocks after it come from (as
+``rules test --role bot --channel errors`` would replay them).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.events import Origin, exit_event
 from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
@@ -32,9 +39,12 @@ LIBRARY = load_rules(RULES)
 
 def blocks(path: Path) -> list[tuple[int, dict, list[str]]]:
     out: list[tuple[int, dict, list[str]]] = []
+    source: dict = {}
     for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.startswith("# expect: "):
-            out.append((n, json.loads(line[len("# expect: "):]), []))
+        if line.startswith("# replay: "):
+            source = json.loads(line[len("# replay: "):])
+        elif line.startswith("# expect: "):
+            out.append((n, {**json.loads(line[len("# expect: "):]), "_source": source}, []))
         elif line.startswith("# ") or line == "#":
             continue
         elif out:
@@ -62,9 +72,16 @@ def test_every_rule_has_positive_and_near_miss_samples():
 @pytest.mark.parametrize(("path", "line", "expect", "lines"), CASES)
 def test_sample(path, line, expect, lines):
     matcher = Matcher(LIBRARY.rules)
+    source = expect.pop("_source")
     if all(x.startswith("RECORDED ") for x in lines):
         events = [event_from_exchange(n=i, **json.loads(x[len("RECORDED "):]))
                   for i, x in enumerate(lines, 1)]
+    elif all(x.startswith("EXITED ") for x in lines):
+        events = [exit_event("rb_x-20261129-073004", ts=i, **json.loads(x[len("EXITED "):]))
+                  for i, x in enumerate(lines, 1)]
+    elif source:
+        origin = Origin(source.get("container", "rb_a-20261129-072744"), source["channel"], source["role"])
+        events = list(replay_lines(lines, origin.container, origin=origin))
     else:
         events = list(replay_lines(lines, "hummingbot-api"))
     results = [as_json(e, matcher.match(e)) for e in events]

@@ -126,8 +126,7 @@ class Remedy:
                 fingerprint=event.fingerprint, captures=dict(res.captures), deploy=_carried_deploy(res))
             self.store.create_incident(inc)
         self.store.audit(inc.id, "decision", "detected",
-                         self.redactor.data({"captures": res.captures,
-                                             "lines": [event.first_pos, event.last_pos]}),
+                         self.redactor.data({"captures": res.captures, **event.where()}),
                          result=inc.summary)
         age = now - event.ts / 1e9 if event.ts else 0.0
         if res.refused:
