@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections import deque
 
-from agent.events import LINE, TRACEBACK, Event, ExceptionInfo
+from agent.events import LINE, TRACEBACK, Event, ExceptionInfo, Origin
 
 Item = tuple[int, int, str]  # (position, ts_ns, text)
 
@@ -38,14 +38,15 @@ _TB_LINE = re.compile(r"^(?:[A-Z]+:\s+)?Traceback \(most recent call last\):$")
 _EXC = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$", re.S)
 _UVICORN_PREFIX = re.compile(r"^(?:TRACE|DEBUG|INFO|WARNING|ERROR|CRITICAL):\s")
 _APP_RECORD = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "  # hummingbot-api's record format
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "  # hummingbot-api's record format, a bot's log files
     r"|^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:"  # logging's default format
+    r"|^\d\d:\d\d:\d\d - \S+ - "  # a bot's console
 )
 _FOREIGN = re.compile(
     r'^(?:INFO|WARNING|ERROR):\s+\S+ - "[A-Z]+ \S+ HTTP/[\d.]+" \d{3}'  # uvicorn access
     r"|^\d\d:\d\d:\d\d\.\d{3} (?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS) "  # logfire
 )
-_HOLD = re.compile(r" - (?:WARNING|ERROR|CRITICAL) - ")
+_HOLD = re.compile(r" - (?:WARNING|ERROR|CRITICAL|NETWORK) - ")
 _GROUP_LINE = re.compile(r"^\s*[|+]")
 _GROUP_PREFIX = re.compile(r"^(\s*)(?:\| ?|\+[-+]*.*$)")
 
@@ -76,6 +77,7 @@ class _Builder:
         "interleaved",
         "kind",
         "last_pos",
+        "last_ts",
         "max_chars",
         "max_lines",
         "omitted",
@@ -87,7 +89,7 @@ class _Builder:
     def __init__(self, kind: str, pos: int, ts: int, max_lines: int, max_chars: int) -> None:
         self.kind = kind
         self.first_pos = self.last_pos = pos
-        self.ts = ts
+        self.ts = self.last_ts = ts
         self.head: list[str] = []
         self.tail: deque[str] = deque(maxlen=max_lines - max_lines // 2)
         self.max_lines = max_lines
@@ -101,10 +103,10 @@ class _Builder:
         self.continuation = 0
         self.interleaved: list[Event] = []
 
-    def add(self, pos: int, text: str) -> None:
+    def add(self, pos: int, ts: int, text: str) -> None:
         if len(text) > self.max_chars:
             text = _cut(text, self.max_chars)
-        self.last_pos = pos
+        self.last_pos, self.last_ts = pos, ts
         if len(self.head) < self.max_lines // 2:
             self.head.append(text)
         else:
@@ -126,7 +128,7 @@ class _Builder:
             if len(last.message) < 8192:
                 self.exceptions[-1] = ExceptionInfo(last.type, f"{last.message}\n{text}")
 
-    def event(self, container: str, stream: str) -> Event:
+    def event(self, container: str, stream: str, origin: Origin | None = None) -> Event:
         lines = self.head
         if self.tail:
             if self.omitted:
@@ -140,20 +142,24 @@ class _Builder:
             if top != len(exceptions) - 1:
                 exceptions = [*exceptions[:top], *exceptions[top + 1:], exceptions[top]]
         return Event(container, stream, self.kind, lines, self.first_pos, self.last_pos, self.ts,
-                     exceptions, self.frame_lines, self.omitted)
+                     exceptions, self.frame_lines, self.omitted, last_ts=self.last_ts, origin=origin)
 
 
 class _StreamState:
-    __slots__ = ("builder", "deadline", "last_pos")
+    __slots__ = ("builder", "container", "deadline", "last_pos", "origin", "stream")
 
-    def __init__(self) -> None:
+    def __init__(self, container: str, stream: str, origin: Origin | None) -> None:
         self.builder: _Builder | None = None
         self.deadline = 0.0
         self.last_pos = -1
+        self.container = container
+        self.stream = stream
+        self.origin = origin
 
 
 class Assembler:
-    """Stateful per (container, stream); feed lines, get events back."""
+    """Stateful per (container, stream), or per origin when one is given (a bot's several log
+    files are apart); feed lines, get events back."""
 
     def __init__(self, *, grace: float = 0.03, merged: bool = False, max_lines: int = 400,
                  max_line_chars: int = 8192, stall: float = 5.0) -> None:
@@ -162,15 +168,16 @@ class Assembler:
         self.max_lines = max_lines
         self.max_chars = max_line_chars
         self.stall = stall
-        self._streams: dict[tuple[str, str], _StreamState] = {}
+        self._streams: dict[tuple[str, str] | Origin, _StreamState] = {}
 
     # -- public ---------------------------------------------------------------------
-    def feed(self, container: str, stream: str, items: list[Item], now: float = 0.0) -> list[Event]:
+    def feed(self, container: str, stream: str, items: list[Item], now: float = 0.0,
+             origin: Origin | None = None) -> list[Event]:
         """Process lines of one stream; return the events they completed."""
-        key = (container, stream)
+        key = origin or (container, stream)
         st = self._streams.get(key)
         if st is None:
-            st = self._streams[key] = _StreamState()
+            st = self._streams[key] = _StreamState(container, stream, origin)
         out: list[Event] = []
         append = out.append
         line = self._line
@@ -184,7 +191,7 @@ class Assembler:
                 if text[-1] != ":" and not text.startswith("ERROR:") and not hold(text):
                     if len(text) > self.max_chars:
                         text = _cut(text, self.max_chars)
-                    append(Event(container, stream, LINE, [text], pos, pos, ts))
+                    append(Event(container, stream, LINE, [text], pos, pos, ts, origin=origin))
                     continue
             line(container, stream, st, pos, ts, text, append)
         if st.builder is not None:
@@ -203,18 +210,18 @@ class Assembler:
                 st.builder.state = "group"
         elif _HOLD.search(text) or text.startswith("ERROR:"):
             b = st.builder = _Builder(LINE, pos, ts, self.max_lines, self.max_chars)
-            b.add(pos, text)
+            b.add(pos, ts, text)
         else:
             if len(text) > self.max_chars:
                 text = _cut(text, self.max_chars)
-            append(Event(container, stream, LINE, [text], pos, pos, ts))
+            append(Event(container, stream, LINE, [text], pos, pos, ts, origin=st.origin))
 
     def due(self, now: float) -> list[Event]:
         """Close what waited past its grace (call when the input pauses)."""
         out = []
-        for (container, stream), st in self._streams.items():
+        for st in self._streams.values():
             if st.builder is not None and now >= st.deadline:
-                self._close(container, stream, st, out.append)
+                self._close(st.container, st.stream, st, out.append)
         return out
 
     def next_deadline(self) -> float | None:
@@ -224,14 +231,27 @@ class Assembler:
     def flush(self, container: str | None = None) -> list[Event]:
         """Close everything still open (end of input, shutdown, stream detached)."""
         out = []
-        for (c, stream), st in self._streams.items():
-            if st.builder is not None and (container is None or c == container):
-                self._close(c, stream, st, out.append)
+        for st in self._streams.values():
+            if st.builder is not None and (container is None or st.container == container):
+                self._close(st.container, st.stream, st, out.append)
         return out
 
-    def pending_first_pos(self, container: str, stream: str) -> int | None:
+    def flush_origin(self, origin: Origin) -> list[Event]:
+        """Close what is open of one source (a followed file that was truncated or replaced)."""
+        out: list[Event] = []
+        st = self._streams.get(origin)
+        if st is not None and st.builder is not None:
+            self._close(st.container, st.stream, st, out.append)
+        return out
+
+    def forget(self, container: str) -> None:
+        """Drop the state of a container that is gone for good (a removed bot)."""
+        for key in [k for k, st in self._streams.items() if st.container == container]:
+            del self._streams[key]
+
+    def pending_first_pos(self, container: str, stream: str, origin: Origin | None = None) -> int | None:
         """First position of a line not yet part of an emitted event, if any is held."""
-        st = self._streams.get((container, stream))
+        st = self._streams.get(origin or (container, stream))
         return st.builder.first_pos if st is not None and st.builder is not None else None
 
     # -- the state machine ----------------------------------------------------------
@@ -239,7 +259,7 @@ class Assembler:
         b = header or _Builder(TRACEBACK, pos, ts, self.max_lines, self.max_chars)
         b.kind = TRACEBACK
         b.state = "frames"
-        b.add(pos, text)
+        b.add(pos, ts, text)
         st.builder = b
 
     def _close(self, container: str, stream: str, st: _StreamState, append) -> None:
@@ -247,7 +267,7 @@ class Assembler:
         b = st.builder
         st.builder = None
         assert b is not None
-        append(b.event(container, stream))
+        append(b.event(container, stream, st.origin))
         for event in b.interleaved:
             append(event)
 
@@ -256,7 +276,7 @@ class Assembler:
         state = b.state
         if self.merged and _FOREIGN.match(text):
             # A request line of the other stream landed inside: an event of its own.
-            append(Event(container, stream, LINE, [text], pos, pos, ts))
+            append(Event(container, stream, LINE, [text], pos, pos, ts, origin=st.origin))
             b.foreign_run += 1
             if b.foreign_run > MAX_FOREIGN_RUN:
                 self._close(container, stream, st, append)
@@ -270,7 +290,7 @@ class Assembler:
                 self._start_tb(st, pos, ts, text, header=b)
                 b.state = "group"
             elif text and not text.isspace() and not is_header(text) and b.continuation < MAX_CONTINUATION:
-                b.add(pos, text)  # the record's message goes on
+                b.add(pos, ts, text)  # the record's message goes on
                 b.continuation += 1
             else:
                 self._close(container, stream, st, append)
@@ -279,15 +299,15 @@ class Assembler:
 
         if state == "frames":
             if text.startswith(" "):
-                self._frame_line(b, pos, text)
+                self._frame_line(b, pos, ts, text)
             elif not text:
-                b.add(pos, text)
+                b.add(pos, ts, text)
             elif _TB_LINE.match(text) and not b.frame_lines and len(b.head) <= 2:
-                b.add(pos, text)  # "ERROR:    Traceback" after its record: same block
+                b.add(pos, ts, text)  # "ERROR:    Traceback" after its record: same block
             elif is_header(text) or not _EXC.match(text):
                 # Cannot be this traceback's exception line: another record
                 # interleaved (merged streams, another thread) or a cut-off traceback.
-                event = Event(container, stream, LINE, [text], pos, pos, ts)
+                event = Event(container, stream, LINE, [text], pos, pos, ts, origin=st.origin)
                 if self.merged or len(b.interleaved) >= MAX_FOREIGN_RUN:
                     append(event)
                 else:
@@ -295,7 +315,7 @@ class Assembler:
                     # at the traceback's first line) never re-reads an emitted line.
                     b.interleaved.append(event)
             else:
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.add_exception(text, 0)
                 b.state = "after_exc"
                 b.continuation = 0
@@ -303,30 +323,30 @@ class Assembler:
 
         if state == "group":
             if _GROUP_LINE.match(text) and not self._is_group_start(text):
-                self._group_line(b, pos, text)
+                self._group_line(b, pos, ts, text)
                 return
             state = "after_exc"  # the group block ended; what follows is like after an exception
             b.state = state
 
         if state == "after_exc":
             if not text:
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.state = "blank"
             elif (is_header(text) or _TB_LINE.match(text) or self._is_group_start(text)
                   or b.continuation >= MAX_CONTINUATION):
                 self._close(container, stream, st, append)
                 self._line(container, stream, st, pos, ts, text, append)  # a fresh start
             else:
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.continue_message(text)
             return
 
         if state == "blank":
             if text in CHAIN:
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.state = "chain"
             elif not text:
-                b.add(pos, text)
+                b.add(pos, ts, text)
             else:
                 self._close(container, stream, st, append)
                 self._line(container, stream, st, pos, ts, text, append)  # a fresh start
@@ -334,15 +354,15 @@ class Assembler:
 
         if state == "chain":
             if not text:
-                b.add(pos, text)
+                b.add(pos, ts, text)
             elif _TB_LINE.match(text):
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.state = "frames"
             elif self._is_group_start(text):
-                b.add(pos, text)
+                b.add(pos, ts, text)
                 b.state = "group"
             elif _EXC.match(text) and not is_header(text):
-                b.add(pos, text)  # a chained exception with no frames
+                b.add(pos, ts, text)  # a chained exception with no frames
                 b.add_exception(text, 0)
                 b.state = "after_exc"
                 b.continuation = 0
@@ -355,12 +375,12 @@ class Assembler:
         return text.endswith(GROUP_START) and text.lstrip().startswith("+ ")
 
     @staticmethod
-    def _frame_line(b: _Builder, pos: int, text: str) -> None:
-        b.add(pos, text)
+    def _frame_line(b: _Builder, pos: int, ts: int, text: str) -> None:
+        b.add(pos, ts, text)
         _record_frame(b, text)
 
-    def _group_line(self, b: _Builder, pos: int, text: str) -> None:
-        b.add(pos, text)
+    def _group_line(self, b: _Builder, pos: int, ts: int, text: str) -> None:
+        b.add(pos, ts, text)
         m = _GROUP_PREFIX.match(text)
         if m is None or text.lstrip().startswith("+"):
             return  # a separator such as "+-+---- 1 ----"

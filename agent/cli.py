@@ -33,8 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("logfiles", nargs="+", metavar="LOGFILE", help="a file, or - for stdin")
     test.add_argument("--rules", default=default, metavar="DIR", help=own)
     test.add_argument("--json", action="store_true", help="one JSON object a line")
-    test.add_argument("--container", default="hummingbot-api",
-                      help="container the log came from (default hummingbot-api)")
+    test.add_argument("--container", default=None,
+                      help="container the log came from (default hummingbot-api, or bot for --role bot)")
+    test.add_argument("--role", choices=["hummingbot-api", "bot", "sibling"], default="hummingbot-api",
+                      help="what wrote the log (default hummingbot-api)")
+    test.add_argument("--channel", choices=["console", "errors", "log"],
+                      help="for --role bot: a saved console (docker logs, -t or not), logs/errors.log, or a "
+                           "logs/logs_*.log file")
     rules.add_parser("schema", help="JSON Schema of the rule format")
     suggest = rules.add_parser("suggest", help="draft a rule (and its samples) from an error no rule knows")
     suggest.add_argument("fingerprint", nargs="?",
@@ -146,7 +151,8 @@ def cmd_recorder() -> int:
     from agent.redact import Redactor
 
     password = settings.hummingbot_password
-    logs.setup(settings.log_format, Redactor([password.get_secret_value()] if password else []))
+    logs.setup(settings.log_format, Redactor([password.get_secret_value()] if password else [],
+                                             public=[settings.hummingbot_username]))
     if not settings.recorder_addr:
         print("hb-medic: set MEDIC_RECORDER_ADDR (e.g. 0.0.0.0:8001) for the recorder", file=sys.stderr)
         return 2
@@ -363,6 +369,9 @@ def _dispatch(argv: list[str] | None) -> int:
             return rules_cmd.print_schema()
         if args.rules_command == "suggest":
             return cmd_suggest(args)
-        return rules_cmd.run_test(args.logfiles, args.rules, args.json, args.container)
+        if (args.role == "bot") != (args.channel is not None):
+            parser.error("--role bot needs --channel console|errors|log (and --channel needs --role bot)")
+        origin = rules_cmd.origin_for(args.role, args.channel, args.container)
+        return rules_cmd.run_test(args.logfiles, args.rules, args.json, origin)
     parser.print_help()
     return 2

@@ -332,8 +332,8 @@ def mode(d: Doctor) -> Iterator[Finding]:
                             " nothing (MEDIC_MODE=enforce to let it act)")
     else:
         yield Finding(True, f"mode: enforce: the agent repairs what a rule knows (at most {s.action_budget}"
-                            " actions an hour) and re-sends the failed deploy (MEDIC_MODE=observe to only"
-                            " report)")
+                            " fix attempts an hour) and re-sends the failed deploy"
+                            " (MEDIC_MODE=observe to only report)")
 
 
 # -- the command ----------------------------------------------------------------------------------

@@ -9,11 +9,36 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
-LINE, TRACEBACK, RESPONSE = "line", "traceback", "response"
+LINE, TRACEBACK, RESPONSE, EXIT = "line", "traceback", "response", "exit"
 FINGERPRINT_VERSION = "2"
+
+# Roles of what the agent follows, and the channels lines come through.
+API, BOT, SIBLING = "hummingbot-api", "bot", "sibling"
+CONSOLE, ERRORS, LOG = "console", "errors", "log"
+DEFAULT_STACK = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where lines come from: the stack, the part of it (role), the container and the channel.
+
+    `file` tells apart the files of one channel (a bot writes several `logs_*.log`).
+    """
+
+    container: str
+    channel: str
+    role: str = API
+    stack: str = DEFAULT_STACK
+    file: str = ""
+
+
+def role_of(container: str) -> str:
+    """The role of a followed container that is not a bot: hummingbot-api or a sibling."""
+    return API if container.endswith("hummingbot-api") else SIBLING
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,26 +64,39 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """The parsed head of a log record line."""
+    """The parsed head of a log record line (a bot's console has no level: None)."""
 
     timestamp: str | None
     logger: str
-    level: str
+    level: str | None
     message: str
 
 
 _APP = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - (\S+) - (DEBUG|INFO|WARNING|ERROR|CRITICAL) - (.*)$", re.S
 )
+# A bot's log files: the same with the process id after the time (and Hummingbot's own
+# NETWORK level, for connection trouble).
+_BOT_FILE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - \d+ - (\S+) - (DEBUG|INFO|NETWORK|WARNING|ERROR|CRITICAL)"
+    r" - (.*)$", re.S,
+)
+# A bot's console: time, short logger name, message.
+_CONSOLE = re.compile(r"^(\d\d:\d\d:\d\d) - (\S+) - (.*)$", re.S)
 _UVICORN = re.compile(r"^(TRACE|DEBUG|INFO|WARNING|ERROR|CRITICAL):\s+(.*)$", re.S)
 _LOGFIRE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) ((?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS) .*)$", re.S)
 _STDLIB = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):([\w.]+):(.*)$", re.S)
 
 
 def parse_header(line: str) -> Header | None:
-    """Header of hummingbot-api's record formats: app records, uvicorn, logfire, stdlib."""
+    """Header of the record formats: hummingbot-api's records, uvicorn, logfire, stdlib, and a
+    bot's log files and console."""
     if m := _APP.match(line):
         return Header(m[1], m[2], m[3], m[4])
+    if m := _BOT_FILE.match(line):
+        return Header(m[1], m[2], m[3], m[4])
+    if m := _CONSOLE.match(line):
+        return Header(m[1], m[2], None, m[3])
     if m := _STDLIB.match(line):
         return Header(None, m[2], m[1], m[3])
     if m := _UVICORN.match(line):
@@ -91,11 +129,21 @@ def normalise(text: str) -> str:
     return text
 
 
+def stamp(ts_ns: int) -> str:
+    """Nanoseconds since the epoch as `docker logs -t` prints them (RFC 3339, trailing zeros of
+    the fraction dropped): 2026-06-29T14:03:07.51501234Z."""
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}".rstrip("0.") + "Z"
+
+
 class Event:
-    """One line or one traceback from one container (and stream)."""
+    """One line or one traceback from one container (and stream, the channel it came through).
+
+    `origin` says where it came from (stack, role, channel); without one it is hummingbot-api's.
+    """
 
     __slots__ = ("__dict__", "container", "data", "exceptions", "first_pos", "frame_lines", "kind",
-                 "last_pos", "lines", "omitted", "stream", "ts")
+                 "last_pos", "last_ts", "lines", "omitted", "origin", "stream", "ts")
 
     def __init__(
         self,
@@ -110,6 +158,8 @@ class Event:
         frame_lines: list[tuple[str, str]] | None = None,
         omitted: int = 0,
         data: dict | None = None,
+        last_ts: int = 0,
+        origin: Origin | None = None,
     ) -> None:
         self.container = container
         self.stream = stream
@@ -121,12 +171,36 @@ class Event:
         self.exceptions = exceptions or []
         self.frame_lines = frame_lines or []  # (File line, code line) pairs, parsed on demand
         self.omitted = omitted
-        self.data = data  # a recorded deploy exchange (kind response): route, status, message, request
+        self.data = data  # kind response: a recorded deploy exchange; kind exit: the bot's death
+        self.last_ts = last_ts or ts  # the engine's timestamp of the last line (ns; 0: not known)
+        self.origin = origin
+
+    @property
+    def channel(self) -> str:
+        return self.stream
+
+    @property
+    def role(self) -> str:
+        return self.origin.role if self.origin is not None else API
+
+    @property
+    def stack(self) -> str:
+        return self.origin.stack if self.origin is not None else DEFAULT_STACK
 
     def __repr__(self) -> str:
         head = self.lines[0][:80] if self.lines else ""
         span = f"{self.first_pos}-{self.last_pos}"
         return f"Event({self.kind}, {self.container}/{self.stream}, {span}, {head!r})"
+
+    def where(self) -> dict:
+        """Where a person finds the event: container, stream, and the log timestamps of its first
+        and last line as `docker logs -t` prints them (positions are internal)."""
+        out: dict = {"container": self.container, "stream": self.stream}
+        if self.ts:
+            out["first"], out["last"] = stamp(self.ts), stamp(self.last_ts)
+        if self.data is not None and "deploy_id" in self.data:
+            out["deploy_id"] = self.data["deploy_id"]  # the recorder's record of the exchange
+        return out
 
     @property
     def text(self) -> str:
@@ -135,7 +209,7 @@ class Event:
     @cached_property
     def header(self) -> Header | None:
         """The record header of the first line (the introducing line of a traceback)."""
-        if self.kind == RESPONSE or not self.lines:
+        if self.kind in (RESPONSE, EXIT) or not self.lines:
             return None
         return parse_header(self.lines[0])
 
@@ -220,3 +294,22 @@ class Event:
                 out.append(m)
         codes = {fl: code for fl, code in self.frame_lines}
         return [Frame(m[1], int(m[2]), m[3] or "", codes.get(m.string, "").strip()) for m in out]
+
+
+def describe_exit(exit_code: int, lived: float | None, oom_killed: bool = False) -> str:
+    """How a bot ended, as the messages say it ("exited by itself with code 1 after 7.5 s")."""
+    after = f" after {lived:.1f} s" if lived is not None else ""
+    if oom_killed:
+        return f"was killed by the kernel for lack of memory (exit code {exit_code}){after}"
+    return f"exited by itself with code {exit_code}{after}"
+
+
+def exit_event(container: str, *, exit_code: int, ts: int, lived: float | None = None,
+               oom_killed: bool = False, stack: str = DEFAULT_STACK, **data) -> Event:
+    """A bot that died by itself (not stopped by a person or hummingbot-api), from the engine's
+    life events: kind exit, channel engine; the pipeline adds the bot's last lines."""
+    fate = describe_exit(exit_code, lived, oom_killed)
+    info = {"exit_code": exit_code, "oom_killed": oom_killed, "lived_s": lived, "fate": fate,
+            "message": f"{container} {fate}", **data}
+    origin = Origin(container, "engine", BOT, stack)
+    return Event(container, "engine", EXIT, [f"{container} {fate}"], ts, ts, ts, data=info, origin=origin)

@@ -4,6 +4,8 @@ matching, actions and the API client all use one definition without importing ea
 
 from __future__ import annotations
 
+import re
+
 # A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest]
 IMAGE_PATTERN = (
     r"^(?:[A-Za-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
@@ -11,3 +13,12 @@ IMAGE_PATTERN = (
 )
 CONTAINER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 PROFILE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+# The current generation of hummingbot-api names an instance <name>-YYYYmmdd-HHMMSS.
+STAMP = re.compile(r"^(?P<base>.+)-(?P<ts>\d{8}-\d{6})$")
+
+
+def base_name(instance: str) -> str:
+    """The name the client sent: the current generation appends -YYYYmmdd-HHMMSS."""
+    m = STAMP.match(instance)
+    return m["base"] if m else instance

@@ -1,9 +1,14 @@
-"""The one consumer thread: lines from the followers to the assembler, events on.
+"""The one consumer thread: lines from every source to the assembler, events on.
 
 It owns the assembler (no locks on the hot path), closes what waited past its
-grace when input pauses, and writes each container's checkpoint: per stream,
-the first position not yet part of an emitted event, so a restart neither
-repeats a handled line nor loses one that was still being assembled.
+grace when input pauses, and writes each source's checkpoint: per container
+stream, or per followed file, the first position not yet part of an emitted
+event, so a restart neither repeats a handled line nor loses one that was still
+being assembled.
+
+A bot's death (an exit event from the engine's life events) is handled after
+every line the bot wrote before it: the bot's open events are closed first,
+and the event carries the bot's last lines of each channel.
 """
 
 from __future__ import annotations
@@ -12,41 +17,69 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from agent.assemble import Assembler, Item
-from agent.events import Event
+from agent.events import BOT, CONSOLE, ERRORS, LOG, Event, Origin
 from agent.ingest.split import STDERR, STDOUT
-from agent.store import Checkpoint, Store
+from agent.store import Checkpoint, FileCheckpoint, Store
 
 log = logging.getLogger(__name__)
 EventHandler = Callable[[Event], None]
+TAIL_LINES = 12  # a bot's last lines kept per channel, for the message about its death
+TAIL_CHARS = 400
 
 
 class Pipeline:
     def __init__(self, handler: EventHandler, *, store: Store | None = None,
-                 assembler: Assembler | None = None, checkpoint_interval: float = 1.0) -> None:
+                 assembler: Assembler | None = None, checkpoint_interval: float = 1.0,
+                 tick: Callable[[float], None] | None = None) -> None:
         self.handler = handler
         self.store = store
         self.assembler = assembler or Assembler()
         self.checkpoint_interval = checkpoint_interval
+        self.tick = tick
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
         self._next: dict[str, dict[str, int]] = {}  # container -> stream -> last position + 1
         self._cid: dict[str, str] = {}
+        self._origin: dict[str, Origin | None] = {}
         self._dirty: set[str] = set()
+        self._files: dict[Origin, list] = {}  # origin -> [path, dev, ino, next offset]
+        self._dirty_files: set[Origin] = set()
+        self._tails: dict[tuple[str, str], deque[str]] = {}
         self.last_loop = time.monotonic()
 
-    # -- the sink followers call (any thread) ----------------------------------------------
-    def lines(self, container: str, container_id: str, stream: str, items: list[Item]) -> None:
-        self._queue.put((container, container_id, stream, items))
+    # -- the sink sources call (any thread) --------------------------------------------------
+    def lines(self, container: str, container_id: str, stream: str, items: list[Item],
+              origin: Origin | None = None) -> None:
+        self._queue.put(("lines", container, container_id, stream, items, origin))
 
     def detached(self, container: str, container_id: str) -> None:
-        self._queue.put((container, container_id, None, None))
+        self._queue.put(("lines", container, container_id, None, None, None))
 
     def event(self, event: Event) -> None:
         """A ready-made event (a recorded deploy exchange) for the same handler."""
-        self._queue.put((None, None, "event", event))
+        self._queue.put(("event", event))
+
+    def file_lines(self, origin: Origin, path: str, dev: int, ino: int, items: list[Item],
+                   next_offset: int) -> None:
+        """Lines of a followed file; positions are byte offsets of the lines' starts, and
+        `next_offset` is where the next line starts."""
+        self._queue.put(("file", origin, path, dev, ino, items, next_offset))
+
+    def file_reset(self, origin: Origin) -> None:
+        """The file was truncated or replaced: what was open of it is closed as it is."""
+        self._queue.put(("reset", origin))
+
+    def exit(self, event: Event) -> None:
+        """A bot's death, after every line it wrote before it (queued before this)."""
+        self._queue.put(("exit", event))
+
+    def forget(self, container: str) -> None:
+        """A bot that is gone for good: its state goes too."""
+        self._queue.put(("forget", container))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -75,24 +108,86 @@ class Pipeline:
                 self._emit(asm.flush())
                 self._save(all_done=True)
                 return
-            if msg and msg[0] is None:
-                self._emit([msg[3]])
-            elif msg:
-                container, cid, stream, items = msg
-                if self._cid.get(container) not in (None, cid):
-                    self._emit(asm.flush(container))  # a new container under the same name
-                    self._next.pop(container, None)
-                self._cid[container] = cid
-                if stream is None:
-                    self._emit(asm.flush(container))
-                else:
-                    self._emit(asm.feed(container, stream, items, now))
-                    self._next.setdefault(container, {})[stream] = items[-1][0] + 1
-                self._dirty.add(container)
+            if msg:
+                try:
+                    self._message(msg, now)
+                except Exception:
+                    log.exception("pipeline failed on a %s message", msg[0])
             self._emit(asm.due(now))
+            if self.tick is not None:
+                try:
+                    self.tick(now)
+                except Exception:
+                    log.exception("pipeline tick failed")
             if now - last_save >= self.checkpoint_interval:
                 self._save()
                 last_save = now
+
+    def _message(self, msg: tuple, now: float) -> None:
+        asm = self.assembler
+        kind = msg[0]
+        if kind == "event":
+            self._emit([msg[1]])
+        elif kind == "lines":
+            _, container, cid, stream, items, origin = msg
+            if self._cid.get(container) not in (None, cid):
+                self._emit(asm.flush(container))  # a new container under the same name
+                self._next.pop(container, None)
+            self._cid[container] = cid
+            self._origin.setdefault(container, origin)
+            if stream is None:
+                self._emit(asm.flush(container))
+            else:
+                channel = origin.channel if origin is not None else stream
+                self._emit(asm.feed(container, channel, items, now, origin))
+                self._next.setdefault(container, {})[stream] = items[-1][0] + 1
+                if origin is not None and origin.role == BOT:
+                    self._keep_tail(container, channel, items)
+            self._dirty.add(container)
+        elif kind == "file":
+            _, origin, path, dev, ino, items, next_offset = msg
+            self._emit(asm.feed(origin.container, origin.channel, items, now, origin))
+            self._files[origin] = [path, dev, ino, next_offset]
+            self._dirty_files.add(origin)
+            if origin.role == BOT:
+                self._keep_tail(origin.container, origin.channel, items)
+        elif kind == "reset":
+            self._emit(asm.flush_origin(msg[1]))
+        elif kind == "exit":
+            event: Event = msg[1]
+            self._emit(asm.flush(event.container))
+            self._emit([self._with_tails(event)])
+        elif kind == "forget":
+            container = msg[1]
+            self._emit(asm.flush(container))
+            asm.forget(container)
+            for key in [k for k in self._tails if k[0] == container]:
+                del self._tails[key]
+            for origin in [o for o in self._files if o.container == container]:
+                del self._files[origin]
+                self._dirty_files.discard(origin)
+            self._origin.pop(container, None)
+
+    def _keep_tail(self, container: str, channel: str, items: list[Item]) -> None:
+        tail = self._tails.get((container, channel))
+        if tail is None:
+            tail = self._tails[(container, channel)] = deque(maxlen=TAIL_LINES)
+        for _, _, text in items[-TAIL_LINES:]:
+            if text and not text.isspace():
+                tail.append(text[:TAIL_CHARS])
+
+    def _with_tails(self, event: Event) -> Event:
+        """The death's event, with the last lines of each channel of the bot."""
+        data = event.data if event.data is not None else {}
+        sections = []
+        for channel, title in ((CONSOLE, "console"), (ERRORS, "logs/errors.log"), (LOG, "logs/logs_*.log")):
+            lines = list(self._tails.get((event.container, channel), ()))
+            data[f"last_{channel}"] = lines
+            if lines:
+                sections += [f"-- last lines of its {title}:", *lines]
+        event.data = data
+        event.lines = [*event.lines[:1], *sections]
+        return event
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
@@ -104,12 +199,13 @@ class Pipeline:
     def _save(self, all_done: bool = False) -> None:
         if self.store is None:
             self._dirty.clear()
+            self._dirty_files.clear()
             return
         for container in self._dirty:
             nxt = self._next.get(container, {})
             resume = {}
             for stream in (STDOUT, STDERR):
-                pending = None if all_done else self.assembler.pending_first_pos(container, stream)
+                pending = None if all_done else self._pending(container, stream)
                 resume[stream] = pending if pending is not None else nxt.get(stream, 0)
             if not any(resume.values()):
                 continue
@@ -122,3 +218,21 @@ class Pipeline:
             except Exception:
                 log.exception("saving the checkpoint of %s failed", container)
         self._dirty.clear()
+        for origin in self._dirty_files:
+            path, dev, ino, nxt = self._files[origin]
+            pending = None if all_done else self.assembler.pending_first_pos(
+                origin.container, origin.channel, origin)
+            try:
+                self.store.save_file_checkpoint(FileCheckpoint(
+                    path, origin.container, dev, ino, pending if pending is not None else nxt))
+            except Exception:
+                log.exception("saving the checkpoint of %s failed", path)
+        self._dirty_files.clear()
+
+    def _pending(self, container: str, stream: str) -> int | None:
+        """A container stream's held lines (a bot's console is assembled under its origin)."""
+        origin = self._origin.get(container)
+        if origin is not None:
+            return self.assembler.pending_first_pos(container, origin.channel, origin) \
+                if stream == STDOUT else None
+        return self.assembler.pending_first_pos(container, stream)

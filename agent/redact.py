@@ -2,7 +2,8 @@
 
 Applied to everything the agent writes about what it did: the values of every
 secret setting, passwords and tokens in URLs, and fields whose names say they
-hold a secret (password, secret, token, api key...).
+hold a secret (password, secret, token, api key...). What is not a secret stays
+readable: profile and user names, the deploy body that will be re-sent.
 """
 
 from __future__ import annotations
@@ -11,20 +12,38 @@ import re
 from typing import Any
 
 MASK = "***"
-_SECRET_NAME = re.compile(r"pass(word)?|secret|token|api[_-]?key|private[_-]?key|passphrase|"
-                          r"authorization|credential", re.I)
+# A field is secret by the last word of its name: `config_password`, `binance_api_secret`,
+# `access_token`, `api_key` are; `credentials_profile`, `token_url`, `key` (an incident's) are not.
+_SECRET_LAST = {"pass", "passwd", "password", "pwd", "secret", "token", "passphrase", "authorization",
+                "apikey", "credential", "credentials"}
+_SECRET_BEFORE_KEY = {"api", "secret", "private", "access", "signing", "encryption"}
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+# hummingbot-api's published default login: masking it would hide every "admin" and protect nothing.
+PUBLIC_DEFAULTS = frozenset({"admin"})
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<pw>[^/\s@]+)@", re.I)
 
 
+def secret_name(name: str) -> bool:
+    """Does a field of this name hold a secret?"""
+    words = [w.lower() for w in _WORDS.findall(name)]
+    if not words:
+        return False
+    last = words[-1]
+    return last in _SECRET_LAST or (last == "key" and len(words) > 1 and words[-2] in _SECRET_BEFORE_KEY)
+
+
 class Redactor:
-    def __init__(self, secrets: list[str] | None = None) -> None:
+    def __init__(self, secrets: list[str] | None = None, public: list[str] | None = None) -> None:
+        """`public`: values shown as they are even when a secret has the same value (a user name
+        that equals the password: masking it everywhere would hide the name and protect nothing)."""
+        self.public = PUBLIC_DEFAULTS | {p for p in public or [] if p}
         self.secrets: list[str] = []
         for s in secrets or []:
             self.add(s)
 
     def add(self, secret: str | None) -> None:
-        """Register a value that must never be shown (short values are ignored: too common)."""
-        if secret and len(secret) >= 4 and secret not in self.secrets:
+        """Register a value that must never be shown (short or public values are ignored)."""
+        if secret and len(secret) >= 4 and secret not in self.secrets and secret not in self.public:
             self.secrets.append(secret)
             self.secrets.sort(key=len, reverse=True)
 
@@ -38,7 +57,7 @@ class Redactor:
     def data(self, value: Any) -> Any:
         """A copy of dicts/lists/strings with secrets masked (by name or by value)."""
         if isinstance(value, dict):
-            return {k: MASK if isinstance(k, str) and _SECRET_NAME.search(k) and v not in (None, "")
+            return {k: MASK if isinstance(k, str) and secret_name(k) and v not in (None, "")
                     else self.data(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.data(v) for v in value]

@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from typing import TextIO
 
-from agent.events import TRACEBACK, Event
+from agent.events import BOT, TRACEBACK, Event, Origin
 from agent.ingest.replay import open_input, replay_lines
 from agent.logs import printable
 from agent.match.library import load_library
@@ -50,8 +50,19 @@ class _Style:
         return f"\033[{code}m{text}\033[0m" if self.on else text
 
 
-def run_test(paths: list[str], rules_dir: str | None, as_json_lines: bool, container: str,
-             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def origin_for(role: str, channel: str | None, container: str | None) -> Origin | None:
+    """Where a replayed file came from; None for hummingbot-api's `docker logs` (merged streams)."""
+    if channel is None and role == "hummingbot-api":
+        return None if container in (None, "hummingbot-api") else Origin(container, "merged", role)
+    name = container or ("bot" if role == BOT else role)
+    return Origin(name, channel or "merged", role)
+
+
+def run_test(paths: list[str], rules_dir: str | None, as_json_lines: bool,
+             origin: Origin | str | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """`origin`: where the files came from (a container name alone: hummingbot-api's streams)."""
+    if isinstance(origin, str):
+        origin = origin_for("hummingbot-api", None, origin)
     loaded = load_library(rules_dir)
     if loaded.errors:
         for e in loaded.errors:
@@ -69,7 +80,8 @@ def run_test(paths: list[str], rules_dir: str | None, as_json_lines: bool, conta
         if not as_json_lines and len(paths) > 1:
             print(style(f"== {path}", "1"), file=out)
         with fh:
-            for event in replay_lines(fh, container):
+            container = origin.container if origin is not None else "hummingbot-api"
+            for event in replay_lines(fh, container, origin=origin):
                 result = matcher.match(event)
                 if not reportable(event, result):
                     continue

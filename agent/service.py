@@ -79,7 +79,8 @@ class Service:
         self.ingest = Ingest(settings.containers, self.pipeline, checkpoints=self.store.checkpoint,
                              catchup_window=settings.catchup_window, max_line=settings.max_line_bytes)
         self.feed = DeployFeed(self.store, self.pipeline.event, catchup_window=settings.catchup_window)
-        self.redactor = Redactor([settings.hummingbot_password.get_secret_value()])
+        self.redactor = Redactor([settings.hummingbot_password.get_secret_value()],
+                                 public=[settings.hummingbot_username])
         self.counts: dict[str, dict[str, int]] = {"events": {}, "matches": {}}
         self.targets = notify_targets(settings, self.redactor)
         self.notifier = Notifier(self.store, self.targets, rules=self._rules, redactor=self.redactor,
@@ -213,7 +214,10 @@ def start_recorder(settings: Settings, store: Store, on_record=None) -> Recorder
     """The recorder in its own thread, listening before this returns."""
     assert settings.recorder_addr
     host, port = parse_addr(settings.recorder_addr)
-    thread = RecorderThread(Recorder(settings.hummingbot_url, store, on_record=on_record), host, port)
+    password = settings.hummingbot_password
+    login = (settings.hummingbot_username, password.get_secret_value()) if password is not None else None
+    thread = RecorderThread(Recorder(settings.hummingbot_url, store, on_record=on_record, login=login),
+                            host, port)
     thread.start()
     thread.ready.wait(10)
     if thread.error is not None or not thread.ready.is_set():

@@ -52,7 +52,9 @@ class Settings(BaseSettings):
                           " needed by the running agent.")
     mode: Literal["enforce", "observe"] = Field(
         "enforce", description="observe: record and notify what would be done, never act.")
-    action_budget: int = Field(20, ge=0, description="Most actions in any hour, all incidents together.")
+    action_budget: int = Field(
+        100, ge=0, description="Most fix attempts in any hour, all incidents together (one attempt, whatever"
+                               " its number of steps, is one unit): a circuit breaker.")
     stale_after: float = Field(
         900.0, gt=0, description="An event older than this many seconds is reported, not acted on.")
     credentials_dir: Path | None = Field(

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from agent.names import base_name
+
 SCHEMA = [
     # version 1
     """
@@ -124,14 +126,43 @@ SCHEMA = [
     """,
     "CREATE INDEX unknown_last_seen ON unknown (last_seen)",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # followed files (a bot's logs): where to resume, while the file is the same one (device, inode)
+    """
+    CREATE TABLE file_checkpoints (
+        path      TEXT PRIMARY KEY,
+        container TEXT NOT NULL,
+        dev       INTEGER NOT NULL,
+        ino       INTEGER NOT NULL,
+        offset    INTEGER NOT NULL,
+        updated   REAL NOT NULL
+    )
+    """,
+    # Deploys are written ahead (state 'pending' until hummingbot-api answers) and kept only
+    # when the answer came from hummingbot-api and proves the request was authenticated.
+    "ALTER TABLE deploys ADD COLUMN state TEXT NOT NULL DEFAULT 'answered'",
+    "ALTER TABLE deploys ADD COLUMN authenticated INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE deploys ADD COLUMN seq INTEGER",
+    # earlier records: only what the deploy handler answered (2xx, 500) proves a login
+    "DELETE FROM deploys WHERE NOT (status BETWEEN 200 AND 299 OR status = 500)",
+    "UPDATE deploys SET authenticated = 1, seq = id",
+    "CREATE INDEX deploys_seq ON deploys (seq)",
+    "CREATE INDEX deploys_instance ON deploys (instance, state)",
 ]
 
 DUP_BITS = 10  # a line position is ts_ns << DUP_BITS | index among lines of that ns
 
 
+PENDING, ANSWERED, LOST = "pending", "answered", "lost"
+
+
 @dataclass(frozen=True)
 class Deploy:
-    """One deploy request and its response, as the recorder saw them."""
+    """One deploy request and, once it came, hummingbot-api's answer, as the recorder saw them.
+
+    `state`: pending (forwarded, no answer yet), answered, or lost (the recorder stopped
+    before the answer came). `authenticated`: the request carried hummingbot-api's login
+    (checked by the recorder) or its answer proves it did (the deploy handler ran).
+    """
 
     id: int
     at: float
@@ -144,6 +175,8 @@ class Deploy:
     message: str
     profile: str | None
     instance: str | None
+    state: str = ANSWERED
+    authenticated: bool = True
 
     def body(self) -> dict | None:
         """The request body as sent, if it was a JSON object."""
@@ -152,6 +185,12 @@ class Deploy:
         except ValueError:
             return None
         return value if isinstance(value, dict) else None
+
+    @property
+    def retryable(self) -> bool:
+        """May a retry re-send it? Only an authenticated request that failed, or whose answer
+        was lost with the recorder (the failure then shows in hummingbot-api's log)."""
+        return self.authenticated and (self.state == LOST or (self.state == ANSWERED and self.failed))
 
 
 @dataclass(frozen=True)
@@ -162,6 +201,17 @@ class Checkpoint:
     container_id: str
     stdout: int
     stderr: int
+
+
+@dataclass(frozen=True)
+class FileCheckpoint:
+    """A followed file: the offset of the first line not yet handled, in this very file."""
+
+    path: str
+    container: str
+    dev: int
+    ino: int
+    offset: int
 
 
 class Store:
@@ -220,33 +270,96 @@ class Store:
             (cp.container, cp.container_id, cp.stdout >> DUP_BITS, cp.stdout & mask,
              cp.stderr >> DUP_BITS, cp.stderr & mask, time.time()))
 
+    def file_checkpoint(self, path: str) -> FileCheckpoint | None:
+        row = self._conn().execute(
+            "SELECT container, dev, ino, offset FROM file_checkpoints WHERE path = ?", (path,)).fetchone()
+        return FileCheckpoint(path, *row) if row else None
+
+    def save_file_checkpoint(self, cp: FileCheckpoint) -> None:
+        self._conn().execute(
+            "INSERT INTO file_checkpoints VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET"
+            " container=excluded.container, dev=excluded.dev, ino=excluded.ino, offset=excluded.offset,"
+            " updated=excluded.updated", (cp.path, cp.container, cp.dev, cp.ino, cp.offset, time.time()))
+
     # -- deploys (the recorder) ----------------------------------------------------------------
     _DEPLOY_COLUMNS = ("id, at, route, path, request_body, status, response_body, failed, message, "
-                       "profile, instance")
+                       "profile, instance, state, authenticated")
+
+    @staticmethod
+    def _deploy(row: tuple) -> Deploy:
+        return Deploy(*row[:7], bool(row[7]), *row[8:12], bool(row[12]))
+
+    def deploy_requested(self, *, route: str, path: str, request_body: str, profile: str | None,
+                         instance: str | None, authenticated: bool, at: float | None = None) -> int:
+        """Write ahead: the request is stored before it is forwarded, so a crash before the
+        answer never loses it. Returns the record id."""
+        cur = self._conn().execute(
+            "INSERT INTO deploys (at, route, path, request_body, status, response_body, failed, message,"
+            " profile, instance, state, authenticated) VALUES (?, ?, ?, ?, 0, '', 0, '', ?, ?, ?, ?)",
+            (time.time() if at is None else at, route, path, request_body, profile, instance, PENDING,
+             int(authenticated)))
+        return int(cur.lastrowid)
+
+    def deploy_answered(self, deploy_id: int, *, status: int, response_body: str, failed: bool,
+                        message: str) -> None:
+        """hummingbot-api's answer, which proves the request authenticated (the handler ran).
+        Answered records get the next `seq`, the order in which the feed reads them."""
+        self._conn().execute(
+            "UPDATE deploys SET status = ?, response_body = ?, failed = ?, message = ?, state = ?,"
+            " authenticated = 1, seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM deploys) WHERE id = ?",
+            (status, response_body, int(failed), message, ANSWERED, deploy_id))
+
+    def deploy_dropped(self, deploy_id: int) -> None:
+        """Not a deploy to keep: refused (401/403, 422...), or hummingbot-api never answered."""
+        self._conn().execute("DELETE FROM deploys WHERE id = ?", (deploy_id,))
+
+    def deploys_lost(self) -> int:
+        """At a recorder's start: requests of a previous run whose answers will never come."""
+        return self._conn().execute("UPDATE deploys SET state = ? WHERE state = ?", (LOST, PENDING)).rowcount
 
     def record_deploy(self, *, route: str, path: str, request_body: str, status: int,
                       response_body: str, failed: bool, message: str, profile: str | None,
                       instance: str | None, at: float | None = None) -> int:
-        cur = self._conn().execute(
-            "INSERT INTO deploys (at, route, path, request_body, status, response_body, failed, message,"
-            " profile, instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (time.time() if at is None else at, route, path, request_body, status, response_body,
-             int(failed), message, profile, instance))
-        return int(cur.lastrowid)
+        """A whole answered exchange at once (tests, golden samples)."""
+        deploy_id = self.deploy_requested(route=route, path=path, request_body=request_body, profile=profile,
+                                          instance=instance, authenticated=True, at=at)
+        self.deploy_answered(deploy_id, status=status, response_body=response_body, failed=failed,
+                             message=message)
+        return deploy_id
 
-    def deploys_after(self, last_id: int, limit: int = 100) -> list[Deploy]:
+    def get_deploy(self, deploy_id: int) -> Deploy | None:
+        row = self._conn().execute(f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE id = ?",
+                                   (deploy_id,)).fetchone()
+        return self._deploy(row) if row else None
+
+    def deploys_in_flight(self, instance: str, *, within: float = 600.0) -> list[Deploy]:
+        """Deploys of this instance base name (as the client sent it) forwarded in the last
+        `within` seconds and not answered yet, oldest first. Poll `get_deploy(id)` for the answer."""
         rows = self._conn().execute(
-            f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE id > ? ORDER BY id LIMIT ?",
-            (last_id, limit)).fetchall()
-        return [Deploy(*r[:7], bool(r[7]), *r[8:]) for r in rows]
+            f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE instance = ? AND state = ? AND at >= ?"
+            " ORDER BY id", (instance, PENDING, time.time() - within)).fetchall()
+        return [self._deploy(r) for r in rows]
+
+    def deploys_after(self, last_seq: int, limit: int = 100) -> list[tuple[int, Deploy]]:
+        """Answered deploys in the order their answers came, after `last_seq`: (seq, deploy)."""
+        rows = self._conn().execute(
+            f"SELECT seq, {self._DEPLOY_COLUMNS} FROM deploys WHERE seq > ? ORDER BY seq LIMIT ?",
+            (last_seq, limit)).fetchall()
+        return [(r[0], self._deploy(r[1:])) for r in rows]
+
+    def deploy_seq_until(self, until: float) -> int:
+        """The last `seq` of deploys requested before then (the feed's first start skips them)."""
+        row = self._conn().execute("SELECT MAX(seq) FROM deploys WHERE at <= ?", (until,)).fetchone()
+        return int(row[0] or 0)
 
     def find_deploy(self, *, profile: str | None = None, instances: tuple[str, ...] = (),
-                    route: str | None = None, failed: bool | None = True, since: float = 0.0,
+                    route: str | None = None, since: float = 0.0,
                     until: float | None = None) -> Deploy | None:
-        """The latest recorded deploy that fits: by profile, by instance name (exactly one of
-        `instances`: the caller gives the logged name and the base name the client sent),
-        route and time."""
-        where, args = ["at >= ?"], [since]
+        """The latest deploy a retry may re-send (see `Deploy.retryable`) that fits: by profile, by
+        instance name (exactly one of `instances`: the caller gives the logged name and the base
+        name the client sent), route and time."""
+        where = ["at >= ?", "authenticated = 1", "(state = ? OR (state = ? AND failed = 1))"]
+        args: list = [since, LOST, ANSWERED]
         if until is not None:
             where.append("at <= ?")
             args.append(until)
@@ -259,13 +372,21 @@ class Store:
         if route is not None:
             where.append("route = ?")
             args.append(route)
-        if failed is not None:
-            where.append("failed = ?")
-            args.append(int(failed))
         row = self._conn().execute(
             f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE {' AND '.join(where)}"
             " ORDER BY at DESC, id DESC LIMIT 1", args).fetchone()
-        return Deploy(*row[:7], bool(row[7]), *row[8:]) if row else None
+        return self._deploy(row) if row else None
+
+    def prune_deploys(self, *, max_age: float, max_count: int) -> int:
+        """Retention: drop deploys older than `max_age` seconds, and all but the newest
+        `max_count` (requests still pending are kept)."""
+        conn = self._conn()
+        n = conn.execute("DELETE FROM deploys WHERE at < ? AND state != ?",
+                         (time.time() - max_age, PENDING)).rowcount
+        n += conn.execute(
+            "DELETE FROM deploys WHERE state != ? AND id <= (SELECT id FROM deploys WHERE state != ?"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?)", (PENDING, PENDING, max_count)).rowcount
+        return n
 
     # -- incidents and the audit trail -----------------------------------------------------------
     def create_incident(self, inc: Incident) -> Incident:
@@ -333,11 +454,11 @@ class Store:
                  "ok": None if r[4] is None else bool(r[4]), "result": r[5], "duration_ms": r[6]}
                 for r in rows]
 
-    def actions_since(self, since: float) -> int:
-        """Actions run (or tried) since then: the global budget counts these."""
+    def attempts_since(self, since: float) -> int:
+        """Fix attempts started since then, all incidents together: the global budget counts
+        these (one attempt is one unit, whatever the number of its steps)."""
         return int(self._conn().execute(
-            "SELECT COUNT(*) FROM audit WHERE kind IN ('action', 'retry') AND at >= ?",
-            (since,)).fetchone()[0])
+            "SELECT COUNT(*) FROM audit WHERE kind = 'attempt' AND at >= ?", (since,)).fetchone()[0])
 
 
     # -- the notification outbox -----------------------------------------------------------------
@@ -529,7 +650,8 @@ class Incident:
 
     def values(self) -> dict[str, Any]:
         """What a rule's templates may name, for this incident (remedy and notify both render them)."""
-        values: dict[str, Any] = {"container": self.container, "rule": self.rule, "severity": self.severity}
+        values: dict[str, Any] = {"container": self.container, "rule": self.rule, "severity": self.severity,
+                                  "bot": base_name(self.container)}
         values.update(self.captures)
         if self.deploy and self.deploy.get("body"):
             values.update({f"deploy.{k}": v for k, v in self.deploy["body"].items()})

@@ -192,3 +192,28 @@ def test_seed_incident_messages_in_order(make_stack, tmp_path):
     assert canary not in str(rx.accepted)
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
     assert canary.encode() not in raw
+
+
+def test_a_notify_only_rule_says_so_and_gives_the_next_step(tmp_path):
+    store = Store(tmp_path / "s.db")
+    rule = RULES["config-password-mismatch"]
+    assert not (rule.actions or rule.verify or rule.retry_deploy)
+    with Receiver() as rx:
+        n = notifier(store, rx.url)
+        try:
+            inc = store.create_incident(Incident(
+                id="inc00009", rule=rule.id, key="client_sharp", state="detected", severity=rule.severity,
+                container="hummingbot-api", fingerprint="v1:x", captures={"account": "client_sharp"},
+                summary="2026-06-29 14:03:07,515 - root - ERROR - Failed to authenticate for client_sharp"))
+            n.step(inc, "detected", inc.summary)
+            n.step(inc, "resolved", "notified; this rule runs no action")  # it closes: no second message
+            assert store.outbox_recent(rule.id, 0) == 1
+            wait_until(lambda: rx.accepted, 15, "the message")
+        finally:
+            n.stop()
+    assert len(rx.accepted) == 1
+    text = rx.messages()[0]
+    assert "Failed to authenticate for client_sharp" in text  # the trigger, as the excerpt
+    assert "Result: notified; nothing to fix automatically" in text
+    assert "Next: Set CONFIG_PASSWORD back to the one used when the keys were added" in text
+    assert text.count("Failed to authenticate for client_sharp") == 1  # not repeated as the result

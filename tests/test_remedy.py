@@ -83,10 +83,21 @@ def test_seed_incident_fixed_and_deploy_retried_with_the_recorded_body(make_stac
     assert steps == [("action", "ensure_account", True), ("action", "provision_credentials", True),
                      ("retry", "retry_deploy", True)]
     assert next(a for a in trail if a["name"] == "deploy request found")["params"]["source"] == "recorder"
-    # From the engine's timestamp of the failure line to the bot container's start.
+    # What a person reads in the trail: the body that was re-sent (a profile name is no secret)...
+    retry = next(a for a in trail if a["name"] == "retry_deploy")
+    assert retry["params"]["body"] == body
+    # ...and where the failure is in the log: container, stream, `docker logs -t` timestamps.
     stamped = stack.api.logs(timestamps=True, stdout=False).decode().splitlines()
     mark = "Error deploying V2 script" if generation == "current" else "FileNotFoundError: [Errno 2]"
-    failed_at = _ts(next(x for x in stamped if mark in x).split(" ", 1)[0])
+    last = next(x for x in stamped if mark in x).split(" ", 1)[0]
+    first = last if generation == "current" else next(
+        x for x in stamped if "Exception in ASGI application" in x).split(" ", 1)[0]
+    detected = next(a for a in trail if a["name"] == "detected")["params"]
+    assert detected == {"captures": {"profile": "client_sharp"}, "container": "hummingbot-api",
+                        "stream": "stderr", "first": first, "last": last}
+    assert "hummingbot-api: " in "\n".join(service.summary()) and " as admin" in "\n".join(service.summary())
+    # From the engine's timestamp of the failure line to the bot container's start.
+    failed_at = _ts(last)
     running_at = _ts(bots[0].attrs["State"]["StartedAt"])
     print(f"\n{generation}: failure line -> bot running in {running_at - failed_at:.2f} s")
     assert 0 < running_at - failed_at < 30

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from agent.redact import Redactor
 
@@ -18,9 +18,27 @@ class ActionError(Exception):
     """An action could not do its job; the message says why, without secrets."""
 
 
+class NeedsHuman(ActionError):
+    """The fix cannot go on without a person (trying again would not help); the message says
+    exactly what to do."""
+
+
+class BotWatch(Protocol):
+    """What the agent saw of its bots lately: rule matches and deaths, per container."""
+
+    def matches_since(self, container: str, since: float, rule: str | None = None) -> list[str]:
+        """Summaries of the bot rules matched on the container since then (wall clock)."""
+
+    def death(self, container: str) -> dict | None:
+        """How the container died by itself, if it did: exit code, life, the rule that knows why."""
+
+
 @dataclass
 class ActionContext:
     docker: docker.DockerClient
     api: HummingbotAPI
     credentials_dir: Path | None = None
     redactor: Redactor = field(default_factory=Redactor)
+    bots_dir: Path | None = None  # hummingbot-api's bots/ folder, read-only
+    watch: BotWatch | None = None
+    settle: float = 30.0  # how long a (re)deployed bot must live before it counts as fixed

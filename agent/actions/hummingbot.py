@@ -12,13 +12,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.actions import action
-from agent.actions.base import ActionContext, ActionError
-from agent.actions.types import ApiPath, ProfileName
+from agent.actions.base import ActionContext, ActionError, NeedsHuman
+from agent.actions.types import ApiPath, ConnectorName, ProfileName
+
+KEY_SUFFIXES = (".json", ".yml", ".yaml")
 
 
 class ProfileParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     profile: ProfileName
+
+
+class AccountParams(ProfileParams):
+    password_verification: bool = Field(
+        False, description="also rebuild a profile whose .password_verification is missing (a bot said "
+                           "so; checked on disk when the bots folder is mounted)")
 
 
 class WaitHttpParams(BaseModel):
@@ -28,24 +36,45 @@ class WaitHttpParams(BaseModel):
     status: int = Field(200, ge=100, le=599)
 
 
+def placed_keys(ctx: ActionContext, profile: str) -> dict[str, object]:
+    """Connector -> key file the operator placed for this profile (MEDIC_CREDENTIALS_DIR)."""
+    folder = ctx.credentials_dir / profile if ctx.credentials_dir else None
+    if folder is None or not folder.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix in KEY_SUFFIXES}
+
+
 @action
-def ensure_account(params: ProfileParams, ctx: ActionContext) -> str:
+def ensure_account(params: AccountParams, ctx: ActionContext) -> str:
     """Make the credentials profile exist, through add-account (never by copying files).
 
     A half-made profile (listed, but with no connectors folder) is deleted and
-    added again. Verified by listing it afterwards.
+    added again. With `password_verification`, so is a profile whose
+    .password_verification is missing, unless that would drop exchange keys the
+    operator did not place for hb-medic to add back. Verified by listing it afterwards.
     """
     name = params.profile
     if name == "master_account":
         raise ActionError("refusing to touch master_account")
     accounts = ctx.api.accounts()
     if name in accounts:
-        if ctx.api.account_credentials(name) is not None:
+        connectors = ctx.api.account_credentials(name)
+        if connectors is not None and not (params.password_verification and _no_verification(ctx, name)):
             return f"profile {name} already complete"
+        if connectors:
+            lost = sorted(set(connectors) - set(placed_keys(ctx, name)))
+            if lost:
+                raise NeedsHuman(
+                    f"profile {name} has no .password_verification but holds keys for {', '.join(lost)}:"
+                    " rebuilding it (delete-account, add-account) would drop them. Copy"
+                    f" bots/credentials/master_account/.password_verification into bots/credentials/{name}/,"
+                    f" or place the keys in MEDIC_CREDENTIALS_DIR/{name}/<connector>.json so hb-medic can"
+                    " add them back, and deploy the bot again")
         resp = ctx.api.delete_account(name)
         if resp.status_code != 200:
             raise ActionError(f"delete-account {name} answered {resp.status_code}")
-        done = f"repaired half-made profile {name}"
+        done = (f"repaired half-made profile {name}" if connectors is None
+                else f"rebuilt profile {name}, which had no .password_verification")
     else:
         done = f"added profile {name}"
     resp = ctx.api.add_account(name)
@@ -53,7 +82,18 @@ def ensure_account(params: ProfileParams, ctx: ActionContext) -> str:
         raise ActionError(f"add-account {name} answered {resp.status_code}: {resp.text[:200]}")
     if name not in ctx.api.accounts() or ctx.api.account_credentials(name) is None:
         raise ActionError(f"profile {name} still missing or incomplete after add-account")
+    if params.password_verification and ctx.bots_dir is not None and _no_verification(ctx, name):
+        raise ActionError(f"profile {name} still has no .password_verification after add-account"
+                          " (is bots/credentials/master_account complete?)")
     return done
+
+
+def _no_verification(ctx: ActionContext, profile: str) -> bool:
+    """The profile has no .password_verification: seen on disk when the bots folder is mounted,
+    otherwise taken from the bot that said so."""
+    if ctx.bots_dir is None:
+        return True
+    return not (ctx.bots_dir / "credentials" / profile / ".password_verification").is_file()
 
 
 @action
@@ -94,6 +134,9 @@ def http_request(params: HttpParams, ctx: ActionContext) -> str:
 
 class CredentialsParams(ProfileParams):
     required: bool = Field(False, description="fail when no keys were placed for this profile")
+    connector: ConnectorName | None = Field(
+        None, description="only this connector's keys, which must have been placed (else a person is"
+                          " told the exact add-credential call)")
 
 
 @action
@@ -103,9 +146,16 @@ def provision_credentials(params: CredentialsParams, ctx: ActionContext) -> str:
 
     Keys are read here and sent to hummingbot-api only; the result names connectors, never keys.
     """
-    folder = ctx.credentials_dir / params.profile if ctx.credentials_dir else None
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".yml", ".yaml")) \
-        if folder is not None and folder.is_dir() else []
+    placed = placed_keys(ctx, params.profile)
+    if params.connector is not None:
+        if params.connector not in placed:
+            raise NeedsHuman(
+                f"no keys were placed for {params.connector} of profile {params.profile}: add them with"
+                f" POST /accounts/add-credential/{params.profile}/{params.connector} and the body"
+                f" {_key_fields(ctx, params.connector)} (or place them in MEDIC_CREDENTIALS_DIR/"
+                f"{params.profile}/{params.connector}.json for hb-medic), then deploy the bot again")
+        placed = {params.connector: placed[params.connector]}
+    files = list(placed.values())
     if not files:
         if params.required:
             raise ActionError(f"no exchange keys were placed for profile {params.profile}")
@@ -131,3 +181,16 @@ def provision_credentials(params: CredentialsParams, ctx: ActionContext) -> str:
             raise ActionError(f"add-credential {params.profile}/{connector} answered {resp.status_code}")
         added.append(connector)
     return f"added keys for {params.profile}: {', '.join(added)}"
+
+
+def _key_fields(ctx: ActionContext, connector: str) -> str:
+    """The JSON body add-credential wants for this connector, with placeholders for the values."""
+    try:
+        resp = ctx.api.request("GET", f"/connectors/{connector}/config-map")
+        fields = [k for k in resp.json() if isinstance(k, str) and re.fullmatch(r"\w{1,64}", k)] \
+            if resp.status_code == 200 and isinstance(resp.json(), dict) else []
+    except (httpx.HTTPError, ValueError):
+        fields = []
+    if not fields:
+        return "{<the connector's key fields>: ...}"
+    return json.dumps({k: "..." for k in fields})

@@ -11,6 +11,7 @@ from agent.names import CONTAINER_NAME_PATTERN, IMAGE_PATTERN, PROFILE_PATTERN
 ImageRef = Annotated[str, StringConstraints(pattern=IMAGE_PATTERN, max_length=255)]
 ContainerName = Annotated[str, StringConstraints(pattern=CONTAINER_NAME_PATTERN)]
 ProfileName = Annotated[str, StringConstraints(pattern=PROFILE_PATTERN)]
+ConnectorName = Annotated[str, StringConstraints(pattern=PROFILE_PATTERN)]  # binance, kucoin_perpetual
 
 
 def _api_path(value: str) -> str:

@@ -1,7 +1,9 @@
 """Replay saved ``docker logs`` output (with or without ``-t``) through the assembler.
 
 stdout and stderr are merged in such a file, so the assembler runs in merged
-mode. Positions are 1-based line numbers of the input as given.
+mode. Positions are 1-based line numbers of the input as given. A bot's output
+is replayed with its origin (role bot, channel console, errors or log); a
+console was a terminal, so its escape sequences are taken out as when followed.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from typing import IO
 
 from agent.assemble import Assembler, Item
-from agent.events import Event
-from agent.ingest.split import parse_ts
+from agent.events import CONSOLE, Event, Origin
+from agent.ingest.split import clean_terminal, parse_ts
 
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) ")
 MERGED = "merged"
@@ -29,9 +31,11 @@ def detect_timestamps(first_lines: Iterable[str]) -> bool:
 
 
 def replay_lines(lines: Iterable[str], container: str = "replay",
-                 assembler: Assembler | None = None) -> Iterator[Event]:
+                 assembler: Assembler | None = None, origin: Origin | None = None) -> Iterator[Event]:
     """Events from text lines (newlines stripped or not), in input order of completion."""
     asm = assembler or Assembler(merged=True)
+    stream = origin.channel if origin is not None else MERGED
+    terminal = stream == CONSOLE
     it = iter(lines)
     head: list[str] = []
     for line in it:
@@ -50,15 +54,17 @@ def replay_lines(lines: Iterable[str], container: str = "replay",
                 stamp = parse_ts(m[1].encode()) if m else None
                 if stamp is not None:  # an impossible one leaves the line as it is
                     ts, text = stamp, text[m.end():]
+            if terminal:
+                text = clean_terminal(text)
             yield n, ts, text
 
     for item in items():
         batch.append(item)
         if len(batch) >= BATCH:
-            yield from asm.feed(container, MERGED, batch)
+            yield from asm.feed(container, stream, batch, origin=origin)
             batch = []
     if batch:
-        yield from asm.feed(container, MERGED, batch)
+        yield from asm.feed(container, stream, batch, origin=origin)
     yield from asm.flush(container)
 
 
@@ -74,6 +80,6 @@ def open_input(path: str) -> IO[str]:
     return open(path, encoding="utf-8", errors="replace", newline="")
 
 
-def replay_file(path: str, container: str | None = None) -> Iterator[Event]:
+def replay_file(path: str, container: str | None = None, origin: Origin | None = None) -> Iterator[Event]:
     with open_input(path) as fh:
-        yield from replay_lines(fh, container or ("stdin" if path == "-" else path))
+        yield from replay_lines(fh, container or ("stdin" if path == "-" else path), origin=origin)

@@ -5,6 +5,10 @@ several partial entries; with ``timestamps=1`` each entry starts with its own
 RFC 3339 timestamp. Partial entries are merged back here, ``\\r\\n`` of TTY
 containers is trimmed, invalid UTF-8 is replaced (never fatal) and a line is
 capped at ``max_line`` bytes with a marker saying how much was cut.
+
+A TTY is a terminal: programs that think they draw on one (a legacy bot's
+full-screen text UI) write escape sequences and carriage returns. Those are
+taken out of TTY lines before anything matches them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,27 @@ TRUNCATED = " …[truncated {} bytes]"
 # (ts_ns, text)
 Line = tuple[int, str]
 Sink = Callable[[str, list[Line]], None]
+
+# ECMA-48 escape sequences: CSI (colours, cursor moves, modes), OSC (titles), the string
+# commands (DCS, SOS, PM, APC) and the two-byte forms.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[PX^_][^\x1b]*(?:\x1b\\)?"
+                     r"|[ -/]*[0-~])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_terminal(text: str) -> str:
+    """What a terminal would show of one line: escape sequences and other control characters
+    out, and text after a carriage return written over the start of the line."""
+    if "\x1b" in text:
+        text = _ESCAPE.sub("", text)
+    text = text.rstrip("\r")
+    if "\r" in text:
+        shown = ""
+        for part in text.split("\r"):
+            shown = part + shown[len(part):]
+        text = shown
+    return _CONTROL.sub("", text)
+
 
 _ts_cache: dict[bytes, int] = {}
 _TS_RX = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z ")
@@ -163,7 +188,8 @@ class LineSplitter:
             return
         data = bytes(buf[: cut + 1])
         del buf[: cut + 1]
-        entries = data.splitlines(keepends=True)
+        # Newlines only: a carriage return inside a terminal line does not end the entry.
+        entries = [e + b"\n" for e in data[:-1].split(b"\n")]
         # A partial entry has no newline, so the next entry's timestamp sits
         # inside the line at the 16 KiB boundary: take it out.
         fixed = [self._unsplit_tty(e) if len(e) > PARTIAL_SIZE else e for e in entries]
@@ -233,6 +259,8 @@ class LineSplitter:
             cut += len(body) - self.max_line
             body = body[: self.max_line]
         text = body.decode("utf-8", "replace")
+        if self.tty and ("\x1b" in text or "\r" in text or not text.isprintable()):
+            text = clean_terminal(text)
         return text + TRUNCATED.format(cut) if cut else text
 
 

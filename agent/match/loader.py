@@ -22,7 +22,13 @@ from agent.match.model import Rule
 
 Path_ = tuple[str | int, ...]
 TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
-BUILTINS = {"container", "rule", "severity", "exception", "message", "stream"}
+# `[[ ... ]]`: a part of a message shown only when every value it names is known.
+OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.S)
+# bot: a bot's instance name as the client sent it (without the -YYYYmmdd-HHMMSS suffix);
+# fate and exit_code: how a bot ended (rules about a bot's death, or fatal rules).
+BUILTINS = {"container", "rule", "severity", "exception", "message", "stream", "bot", "fate", "exit_code"}
+# Values an action may take: the engine's names for the container, never text from a log line.
+ACTION_BUILTINS = {"container", "bot"}
 DEPLOY_FIELDS = set().union(*FIELDS.values())
 
 
@@ -214,15 +220,20 @@ class _Semantics:
                                        " request, line")
             if r.source == "log" and alt.kind == "response":
                 self.err(("match", i, "kind"), "kind response is for rules with source: recorder")
+            if (alt.exit_code is not None or alt.oom_killed is not None) and alt.kind != "exit":
+                self.err(("match", i), "exit_code and oom_killed are conditions of kind: exit")
+        if r.fatal and r.where.roles != ["bot"]:
+            self.err(("fatal",), "fatal is for rules about bots (where: {roles: [bot]})")
         context_groups: set[str] = set()
         for i, ctx in enumerate(r.context):
-            rx = self.regex(("context", i, "message"), ctx.message)
+            key = "message" if ctx.message is not None else "traceback"
+            rx = self.regex(("context", i, key), ctx.message or ctx.traceback)
             groups: set[str] = set()
             if rx is not None:
                 groups = set(rx.groupindex)
                 if ctx.deploy and "config" not in groups:
                     self.err(("context", i, "message"), "a deploy context needs a (?P<config>...) group")
-                context_groups |= self.groups(("context", i, "message"), rx, allow={"config"})
+                context_groups |= self.groups(("context", i, key), rx, allow={"config"})
             for cap, target in ctx.correlate.items():
                 if cap not in r.captures:
                     self.err(("context", i, "correlate", cap),
@@ -242,8 +253,9 @@ class _Semantics:
         for group in ("actions", "verify"):
             for i, call in enumerate(getattr(r, group)):
                 self.action((group, i), call)
+        bot_only = r.where.roles == ["bot"]  # a bot's own deploy is the one to send again
         if r.retry_deploy and r.source == "log" and not r.context and "instance" not in r.captures \
-                and "profile" not in r.captures:
+                and "profile" not in r.captures and not bot_only:
             self.err(("retry_deploy",), "retry_deploy needs a capture (profile or instance) or a deploy"
                                         " context to find the failed request")
         return self.errors
@@ -265,8 +277,9 @@ class _Semantics:
                                    f"{', '.join(sorted(DEPLOY_FIELDS))}")
                 continue
             spec = self.rule.captures.get(ref)
-            if spec is None and (for_action or ref not in BUILTINS):
-                known = sorted(self.rule.captures) + ([] if for_action else sorted(BUILTINS))
+            allowed = ACTION_BUILTINS if for_action else BUILTINS
+            if spec is None and ref not in allowed:
+                known = sorted(self.rule.captures) + sorted(allowed)
                 hint = difflib.get_close_matches(ref, known, n=1)
                 self.err(path, f"{dotted(path)}: template names {{{ref}}}, which is not a capture"
                                + (f" (did you mean {{{hint[0]}}}?)" if hint else
@@ -304,15 +317,19 @@ class _Semantics:
 
 
 def render(template: str, values: dict[str, Any]) -> str:
-    """Fill {name} and {deploy.field}; an unknown name renders as (unknown)."""
+    """Fill {name} and {deploy.field}; an unknown name renders as (unknown), and a
+    `[[ ... ]]` part naming an unknown value is left out."""
     def sub(m: re.Match) -> str:
         value = values.get(m[1])
         return "(unknown)" if value is None else str(value)
-    return TEMPLATE.sub(sub, template)
+
+    def part(m: re.Match) -> str:
+        return "" if unresolved(m[1], values) else TEMPLATE.sub(sub, m[1])
+    return TEMPLATE.sub(sub, OPTIONAL.sub(part, template))
 
 
 def unresolved(template: str, values: dict[str, Any]) -> list[str]:
-    return [m[1] for m in TEMPLATE.finditer(template) if values.get(m[1]) is None]
+    return [m[1] for m in TEMPLATE.finditer(template) if values.get(m[1]) in (None, "")]
 
 
 def params_of(call, values: dict[str, Any]) -> dict[str, Any]:

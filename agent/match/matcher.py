@@ -20,12 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.events import LINE, RESPONSE, TRACEBACK, Event
+from agent.events import BOT, EXIT, LINE, RESPONSE, TRACEBACK, Event
 from agent.match import captures as capture_check
 from agent.match.deploy import parse_config_repr
 from agent.match.loader import params_of, render, unresolved
 from agent.match.model import Match as MatchSpec
 from agent.match.model import Rule
+from agent.names import base_name
 
 CONTEXT_KEEP = 256  # recent context lines kept per container
 UNTIMED_WINDOW_LINES = 500  # without timestamps, "within" means this many lines before
@@ -100,9 +101,12 @@ class _Alternative:
         self.route = set(spec.route) if spec.route else None
         self.status = set(spec.status) if spec.status else None
         self.request = [(k, re.compile(v)) for k, v in (spec.request or {}).items()]
+        self.exit_code = set(spec.exit_code) if spec.exit_code else None
+        self.oom_killed = spec.oom_killed
         self.specificity = sum(v is not None for v in (
             spec.exception, spec.exception_message, spec.frame, spec.logger, spec.level, spec.message,
-            spec.line, spec.route, spec.status, spec.request)) + (spec.kind != "any")
+            spec.line, spec.route, spec.status, spec.request, spec.exit_code, spec.oom_killed)) \
+            + (spec.kind != "any")
         self.gate = self._gate()
 
     def _gate(self) -> list[str] | None:
@@ -125,6 +129,10 @@ class _Alternative:
             return None
         if kind == RESPONSE:
             return self._match_response(e)
+        if kind == EXIT:
+            return self._match_exit(e)
+        if self.exit_code is not None or self.oom_killed is not None:
+            return None
         caught: dict[str, str] = {}
         if self.exception is not None or self.exc_message is not None:
             if kind != TRACEBACK or not e.exceptions:
@@ -166,6 +174,27 @@ class _Alternative:
         return caught
 
 
+    def _match_exit(self, e: Event) -> dict[str, str] | None:
+        """A bot that died by itself: exit code, the out-of-memory kill, its last lines."""
+        data = e.data or {}
+        if self.exception is not None or self.logger is not None or self.level is not None \
+                or self.has_frame or self.route is not None or self.status is not None:
+            return None
+        if self.exit_code is not None and data.get("exit_code") not in self.exit_code:
+            return None
+        if self.oom_killed is not None and bool(data.get("oom_killed")) != self.oom_killed:
+            return None
+        caught: dict[str, str] = {}
+        last = "\n".join(data.get("last_console", []) + data.get("last_errors", []))
+        for rx, text in ((self.message, last), (self.line, e.lines[0] if e.lines else "")):
+            if rx is None:
+                continue
+            m = rx.search(text)
+            if m is None:
+                return None
+            caught.update({k: v for k, v in m.groupdict().items() if v is not None})
+        return caught
+
     def _match_response(self, e: Event) -> dict[str, str] | None:
         """A recorded deploy exchange: route, status, response message, request fields."""
         data = e.data or {}
@@ -195,13 +224,18 @@ class _Compiled:
         self.rule = rule
         self.alternatives = [_Alternative(spec) for spec in rule.match]
         self.patterns = {n: re.compile(c.pattern) if c.pattern else None for n, c in rule.captures.items()}
-        self.context = [(c, re.compile(c.message)) for c in rule.context]
+        self.context = [(c, re.compile(c.message or c.traceback or "")) for c in rule.context]
         self.specificity = max(a.specificity for a in self.alternatives)
         self.containers = set(rule.where.containers) if rule.where.containers else None
         self.label_items = tuple(rule.where.labels.items()) if rule.where.labels else ()
         self.stream = rule.where.stream
+        self.roles = set(rule.where.roles) if rule.where.roles else None
+        self.channels = set(rule.where.channels) if rule.where.channels else None
+        # Replayed `docker logs` output has stdout and stderr merged.
+        self.merged_ok = self.channels is None or bool(self.channels & {"stdout", "stderr"})
         self.on_lines = any(a.kind in ("any", LINE) for a in self.alternatives)
         self.on_tracebacks = any(a.kind in ("any", TRACEBACK) for a in self.alternatives)
+        self.on_exits = any(a.kind == EXIT for a in self.alternatives)
         self.hits: dict[str, deque[float]] = {}
 
 
@@ -230,6 +264,7 @@ class Matcher:
                                                                   for a in c.alternatives)]
                            for name in loggers}
         self._tb_rules = [c for c in compiled if c.on_tracebacks]
+        self._exit_rules = [c for c in compiled if c.on_exits]
         gates: set[str] = set()
         self._ungated = False
         for c in self._line_rules:
@@ -243,8 +278,11 @@ class Matcher:
         self._gates = tuple(sorted(gates))
         ctx: set[str] = set()
         self._ctx_ungated = False
+        self._ctx_tracebacks = any(spec.traceback for c in compiled for spec, _ in c.context)
         for c in compiled:
             for spec, _ in c.context:
+                if spec.message is None:
+                    continue
                 lit = required_literal(spec.message)
                 if lit is None:
                     self._ctx_ungated = True
@@ -275,9 +313,13 @@ class Matcher:
             candidates = (self._by_logger.get(header.logger, self._any_logger) if header is not None
                           else self._any_logger)
         elif event.kind == TRACEBACK:
+            if self._ctx_tracebacks:
+                self._remember(event)
             candidates = self._tb_rules
         elif event.kind == RESPONSE:
             candidates = self._response_rules
+        elif event.kind == EXIT:
+            candidates = self._exit_rules
         else:
             return None
         for c in candidates:
@@ -291,6 +333,11 @@ class Matcher:
 
     def _where(self, c: _Compiled, e: Event) -> bool:
         if c.containers is not None and e.container not in c.containers:
+            return False
+        if c.roles is not None and e.role not in c.roles:
+            return False
+        if c.channels is not None and e.stream not in c.channels and not (e.stream == "merged"
+                                                                          and c.merged_ok):
             return False
         if c.label_items and self.labels is not None:
             have = self.labels(e.container)
@@ -324,6 +371,11 @@ class Matcher:
             "stream": event.stream, "message": event.message[:500],
             "exception": event.outermost.type if event.outermost else None,
         }
+        if event.role == BOT:
+            values["bot"] = base_name(event.container)
+        if event.kind == EXIT and event.data:
+            values["fate"] = event.data.get("fate")
+            values["exit_code"] = event.data.get("exit_code")
         values.update(res.captures)
         if res.deploy:
             values.update({f"deploy.{k}": v for k, v in res.deploy["body"].items()})
@@ -345,13 +397,26 @@ class Matcher:
         event = res.event
         for spec, rx in c.context:
             for prior in reversed(recent):
-                if prior.first_pos >= event.first_pos:
+                if prior is event:
+                    continue
+                same_source = prior.stream == event.stream and prior.origin == event.origin
+                if same_source and prior.first_pos >= event.first_pos:
                     continue
                 if event.ts and prior.ts:
                     if prior.ts < event.ts - spec.within * 1e9:
                         break
-                elif event.first_pos - prior.first_pos > UNTIMED_WINDOW_LINES:
+                elif not same_source or event.first_pos - prior.first_pos > UNTIMED_WINDOW_LINES:
                     break
+                if spec.traceback is not None:
+                    # Another channel of the same container (a bot's log file): its traceback.
+                    exc = prior.outermost if prior.kind == TRACEBACK else None
+                    m = rx.search(f"{exc.type}: {exc.message}") if exc is not None else None
+                    if m is not None:
+                        for k, v in m.groupdict().items():
+                            if v is not None:
+                                res.captures.setdefault(k, v)
+                        break
+                    continue
                 h = prior.header
                 if h is None or (spec.logger and h.logger not in spec.logger) \
                         or (spec.level and h.level not in spec.level):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Level = Literal["DEBUG", "INFO", "NETWORK", "WARNING", "ERROR", "CRITICAL"]  # NETWORK: Hummingbot's own
 Regex = Annotated[str, Field(description="Python regular expression (searched; anchor with ^ and $)")]
 
 
@@ -19,12 +19,23 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, str | int) else value
 
 
+Role = Literal["hummingbot-api", "bot", "sibling"]
+Channel = Literal["stdout", "stderr", "console", "errors", "log", "recorder", "engine"]
+
+
 class Where(Strict):
     """Which events a rule looks at."""
 
     containers: list[str] | None = Field(None, description="container names (default: every followed one)")
     labels: dict[str, str] | None = Field(None, description="container labels that must all be present")
     stream: Literal["any", "stdout", "stderr"] = "any"
+    roles: list[Role] | None = Field(
+        None, description="what the container is: hummingbot-api, bot (a bot it deployed), sibling")
+    channels: list[Channel] | None = Field(
+        None, description="where the lines come from: stdout, stderr, console (a bot's TTY), errors (a "
+                          "bot's logs/errors.log), log (its logs_*.log), recorder, engine (life events)")
+
+    _lists = field_validator("roles", "channels", mode="before")(lambda v: _listify(v))
 
 
 class Frame(Strict):
@@ -35,7 +46,8 @@ class Frame(Strict):
 class Match(Strict):
     """All conditions given must hold. A rule lists one or more of these: any may match."""
 
-    kind: Literal["any", "traceback", "line", "response"] = "any"
+    kind: Literal["any", "traceback", "line", "response", "exit"] = Field(
+        "any", description="traceback, line, response (recorder), exit (a bot that died by itself)")
     exception: list[str] | None = Field(
         None, description="exception type(s): full dotted name or its last part")
     scope: Literal["any", "outermost"] = Field(
@@ -51,9 +63,12 @@ class Match(Strict):
     status: list[int] | None = Field(None, description="(recorder) HTTP status code(s)")
     request: dict[str, Regex] | None = Field(
         None, description="(recorder) regexes on fields of the deploy request body, with named groups")
+    exit_code: list[int] | None = Field(None, description="(exit) the bot's exit code(s)")
+    oom_killed: bool | None = Field(
+        None, description="(exit) whether the kernel's out-of-memory killer ended it (engine event oom)")
 
-    _lists = field_validator("exception", "logger", "level", "route", "status", mode="before")(
-        lambda v: _listify(v))
+    _lists = field_validator("exception", "logger", "level", "route", "status", "exit_code",
+                             mode="before")(lambda v: _listify(v))
 
 
 class Capture(Strict):
@@ -65,9 +80,13 @@ class Capture(Strict):
 
 
 class Context(Strict):
-    """A line near the event (same container, before it) that adds captures."""
+    """A line near the event (same container, before it) that adds captures; or, with
+    `traceback`, a traceback of the same container nearby (another channel: a bot's log file)."""
 
-    message: Regex = Field(description="regex on the record's message, with named groups")
+    message: Regex | None = Field(None, description="regex on the record's message, with named groups")
+    traceback: Regex | None = Field(
+        None, description="regex on the outermost exception (`Type: message`) of a traceback of the same"
+                          " container within the window, with named groups")
     logger: list[str] | None = None
     level: list[Level] | None = None
     within: float = Field(30.0, gt=0, le=3600, description="seconds before the event")
@@ -78,6 +97,14 @@ class Context(Strict):
         description="event capture -> field of the context's deploy body (or its capture) that must equal it")
 
     _lists = field_validator("logger", "level", mode="before")(lambda v: _listify(v))
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Context:
+        if (self.message is None) == (self.traceback is None):
+            raise ValueError("a context needs exactly one of message or traceback")
+        if self.traceback is not None and self.deploy is not None:
+            raise ValueError("deploy is for message contexts")
+        return self
 
 
 class Threshold(Strict):
@@ -121,6 +148,9 @@ class Rule(Strict):
     verify: list[ActionCall] = Field(default_factory=list)
     retry_deploy: bool = Field(False, description="re-send the failed deploy once the fix is verified")
     observe_only: bool = Field(False, description="report what would be done, never act")
+    fatal: bool = Field(
+        False, description="(bot rules) the bot exits after this: its death is waited for "
+                           "(MEDIC_BOT_EXIT_WAIT seconds) and reported with it; {fate} says how it ended")
     notify: Notify
 
     @field_validator("match", mode="before")

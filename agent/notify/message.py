@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from agent.redact import Redactor
 from agent.store import Incident
 
+NOTIFY_ONLY = "notified; nothing to fix automatically"  # the result of a rule that only tells
+
 HEADLINES = {
     "detected": "Detected",
     "acting": "Detected, fixing",

@@ -18,7 +18,7 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponen
 
 from agent.match.loader import render
 from agent.match.model import Rule
-from agent.notify.message import Message, build
+from agent.notify.message import NOTIFY_ONLY, Message, build
 from agent.notify.render import RENDERERS
 from agent.notify.targets import Target
 from agent.redact import Redactor
@@ -88,11 +88,15 @@ class Notifier:
             return None
         values = inc.values()
         n = rule.notify if rule is not None else None
+        next_steps = render(n.next_steps, values) if n and n.next_steps else ""
+        if step == "detected" and not acts:  # a rule that only tells: say so, and what to do
+            text = NOTIFY_ONLY
+            next_steps = next_steps or (f"Look at {inc.container}'s log around it"
+                                        f" (docker logs -t --since 15m {inc.container}).")
         return build(inc, step, text, self.store.audit_trail(inc.id),
                      rule_title=render(n.title, values) if n else "",
                      rule_text=render(n.text, values) if n else "",
-                     next_steps=render(n.next_steps, values) if n and n.next_steps else "",
-                     redactor=self.redactor)
+                     next_steps=next_steps, redactor=self.redactor)
 
     def enqueue(self, msg: Message, storm_control: bool = True) -> None:
         if not self.targets:

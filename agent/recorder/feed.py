@@ -1,5 +1,9 @@
 """Recorded failed deploys to the pipeline, whether the recorder runs in this
-process or in its own container writing to the same state file."""
+process or in its own container writing to the same state file.
+
+Deploys are read in the order their answers came (`seq`), not the order they were
+requested: a slow deploy still in flight never holds back, or hides, the others.
+"""
 
 from __future__ import annotations
 
@@ -41,10 +45,10 @@ class DeployFeed(threading.Thread):
             self.wake.clear()
             try:
                 rows = self.store.deploys_after(last)
-                for d in rows:
+                for seq, d in rows:
                     if d.failed:
                         self.deliver(event_from_deploy(d))
-                    last = d.id
+                    last = seq
                 if rows:
                     self.store.save_checkpoint(Checkpoint(CHECKPOINT, "deploys", last, last))
             except Exception:  # one bad row or a locked database must not end the feed
@@ -53,6 +57,4 @@ class DeployFeed(threading.Thread):
 
     def _first_in_window(self) -> int:
         """First start: exchanges older than the catch-up window are history."""
-        since = time.time() - self.catchup_window
-        old = self.store.find_deploy(failed=None, until=since)
-        return old.id if old else 0
+        return self.store.deploy_seq_until(time.time() - self.catchup_window)

@@ -3,7 +3,7 @@
 One incident per (rule, key) at a time. A new match of an open incident only
 counts; a failed attempt is tried again after a growing backoff, up to the
 rule's attempt limit; a closed one is left alone for the rule's cooldown. A
-global budget of actions per hour stops everything (a circuit breaker). In
+global budget of fix attempts per hour stops everything (a circuit breaker). In
 observe mode (global or per rule) the agent records and reports what it would
 have done. An event from long ago (replayed after downtime) is reported, not
 acted on. Every decision and every action goes to the audit trail, with
@@ -62,7 +62,7 @@ def finish_command(inc: Incident) -> str:
 class Remedy:
     def __init__(self, store: Store, rules: Callable[[], dict[str, Rule]],
                  context: Callable[[], ActionContext], *, notify: Notify | None = None,
-                 mode: str = "enforce", budget: int = 20, stale_after: float = 900.0,
+                 mode: str = "enforce", budget: int = 100, stale_after: float = 900.0,
                  bots_dir: Path | None = None, recorder: bool = False,
                  redactor: Redactor | None = None) -> None:
         self.redactor = redactor or Redactor()
@@ -126,8 +126,7 @@ class Remedy:
                 fingerprint=event.fingerprint, captures=dict(res.captures), deploy=_carried_deploy(res))
             self.store.create_incident(inc)
         self.store.audit(inc.id, "decision", "detected",
-                         self.redactor.data({"captures": res.captures,
-                                             "lines": [event.first_pos, event.last_pos]}),
+                         self.redactor.data({"captures": res.captures, **event.where()}),
                          result=inc.summary)
         age = now - event.ts / 1e9 if event.ts else 0.0
         if res.refused:
@@ -182,9 +181,9 @@ class Remedy:
         if rule is None:
             self._close(inc, "gave-up", f"rule {inc.rule} is no longer loaded")
             return
-        used = self.store.actions_since(time.time() - 3600)
+        used = self.store.attempts_since(time.time() - 3600)
         if used >= self.budget:
-            self._close(inc, "gave-up", f"action budget exhausted ({used} actions in the last hour,"
+            self._close(inc, "gave-up", f"action budget exhausted ({used} fix attempts in the last hour,"
                                         f" limit {self.budget}): not acting; please look")
             return
         started = time.monotonic()
@@ -193,6 +192,7 @@ class Remedy:
         inc.attempts += 1
         inc.state = "acting"
         self.store.save_incident(inc)
+        self.store.audit(inc.id, "attempt", f"attempt {inc.attempts} of {rule.incident.max_attempts}")
         steps = [c.action for c in rule.actions] + [f"verify {c.action}" for c in rule.verify]
         steps += ["retry_deploy"] if rule.retry_deploy else []
         self.notify(inc, "acting", f"running {' -> '.join(steps)} "

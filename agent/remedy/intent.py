@@ -12,22 +12,14 @@ says how to finish with `hb-medic retry-deploy`.
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
 import yaml
 
 from agent.match.deploy import DEPLOY_NAME, FIELDS
+from agent.names import base_name
 from agent.store import Store
-
-STAMP = re.compile(r"^(?P<base>.+)-(?P<ts>\d{8}-\d{6})$")
-
-
-def base_name(instance: str) -> str:
-    """The name the client sent: the current generation appends -YYYYmmdd-HHMMSS."""
-    m = STAMP.match(instance)
-    return m["base"] if m else instance
 
 
 def check_body(route: str, body: object) -> str | None:
@@ -50,9 +42,12 @@ def check_body(route: str, body: object) -> str | None:
 
 def from_recorder(store: Store, *, profile: str | None, instance: str | None, at: float,
                   deploy_id: int | None = None) -> dict | None:
-    """The failed request the recorder saw near `at` for that profile or instance."""
+    """The failed request the recorder saw near `at` for that profile or instance: only one
+    hummingbot-api accepted as authenticated (`Deploy.retryable`)."""
     if deploy_id is not None:
-        d = next((x for x in store.deploys_after(deploy_id - 1, limit=1) if x.id == deploy_id), None)
+        d = store.get_deploy(deploy_id)
+        if d is not None and not d.retryable:
+            return None
     elif profile is None and instance is None:
         return None
     else:
@@ -106,8 +101,9 @@ def resolve(store: Store, bots: Path | None, *, deploy: dict | None, captures: d
     body logged at INFO (source "log"), which the recorder's exact bytes take over.
     """
     if deploy and deploy.get("deploy_id") is not None:
-        return from_recorder(store, profile=None, instance=None, at=at,
-                             deploy_id=deploy["deploy_id"]) or deploy
+        if store.get_deploy(deploy["deploy_id"]) is None:
+            return deploy  # pruned since; the feed carried it from an answered, authenticated record
+        return from_recorder(store, profile=None, instance=None, at=at, deploy_id=deploy["deploy_id"])
     deadline = time.monotonic() + wait
     while True:
         found = from_recorder(store, profile=captures.get("profile"), instance=captures.get("instance"),

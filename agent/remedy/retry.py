@@ -24,8 +24,8 @@ from tenacity import (
 )
 
 from agent.actions.base import ActionContext, ActionError
-from agent.names import CONTAINER_NAME_PATTERN
-from agent.remedy.intent import STAMP, base_name, check_body
+from agent.names import CONTAINER_NAME_PATTERN, STAMP, base_name
+from agent.remedy.intent import check_body
 
 CONTAINER_NAME = re.compile(CONTAINER_NAME_PATTERN)
 ROUTES = {"deploy-v2-script": "/bot-orchestration/deploy-v2-script",

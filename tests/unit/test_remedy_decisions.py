@@ -52,11 +52,11 @@ def test_stale_event_reported_not_acted_on(remedy):
 
 def test_budget_exhausted_gives_up_without_acting(remedy):
     inc = remedy.submit(result())
-    for _ in range(2):
-        remedy.store.audit("other", "action", "start_container", ok=True)
+    for n in range(2):
+        remedy.store.audit(f"other{n}", "attempt", "attempt 1 of 3")
     remedy.attempt(remedy.store.get_incident(inc.id))  # would call no_context() if it acted
     inc = remedy.store.get_incident(inc.id)
-    assert inc.state == "gave-up" and "action budget exhausted (2 actions in the last hour" in inc.detail
+    assert inc.state == "gave-up" and "budget exhausted (2 fix attempts in the last hour" in inc.detail
 
 
 def test_cooldown_after_resolution(remedy):
