@@ -38,6 +38,9 @@ from agent.store import Incident, StateUnwritable, Store
 log = logging.getLogger(__name__)
 Notify = Callable[[Incident, str, str], None]
 DEPLOY_VALUE = Capture(type="name", max_length=128)
+# Closed incidents whose key then rests for the rule's cooldown: an observed one too, or an
+# observe-only rule would open (and tell) a new incident for every repeat of its error.
+COOLING = ("resolved", "gave-up", "observed")
 WAITING_TTL = 86400.0  # a `waiting` incident nobody finished stops blocking its key after this
 
 
@@ -114,7 +117,7 @@ class Remedy:
             if current is not None and current.open:
                 self.store.count_event(current.id)
                 return current
-            if current is not None and current.closed and current.state in ("resolved", "gave-up") \
+            if current is not None and current.closed and current.state in COOLING \
                     and now - current.closed < rule.incident.cooldown:
                 self.store.count_event(current.id)
                 self.store.audit(current.id, "decision", "event during cooldown: no action",
