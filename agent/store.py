@@ -156,6 +156,8 @@ SCHEMA = [
     "UPDATE deploys SET authenticated = 1, seq = id",
     "CREATE INDEX deploys_seq ON deploys (seq)",
     "CREATE INDEX deploys_instance ON deploys (instance, state)",
+    # an incident's messages go out in order: the first pending one per incident and target
+    "CREATE INDEX outbox_order ON outbox (target, incident, status, id)",
 ]
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -660,9 +662,18 @@ class Store:
         return int(cur.lastrowid)
 
     def outbox_due(self, now: float, limit: int = 50) -> list[tuple]:
+        """Messages to send now, oldest first: only the first pending one of each incident and
+        target, so an incident's messages arrive in the order of its steps."""
         return self._conn().execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_at <= ?"
+            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox AS o WHERE status = 'pending' AND next_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.status = 'pending' AND e.target = o.target"
+            " AND e.incident IS o.incident AND e.id < o.id)"
             " ORDER BY id LIMIT ?", (now, limit)).fetchall()
+
+    def outbox_retry_now(self, target: str) -> None:
+        """A target answers again: everything waiting for it is due now (its backoff is over)."""
+        self._conn().execute("UPDATE outbox SET next_at = 0 WHERE target = ? AND status = 'pending'"
+                             " AND next_at > 0", (target,))
 
     def outbox_mark(self, row_id: int, *, status: str, attempts: int, next_at: float,
                     error: str = "") -> None:
