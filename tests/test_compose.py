@@ -54,6 +54,14 @@ def test_compose_yaml_fixes_the_seed_incident(agent_image, docker_client, make_s
             assert code == 0 and "resolved" in out.decode() and "credentials-profile-missing" in out.decode()
             assert agent.attrs["Config"]["User"] == "medic"
         finally:
+            _show_logs(docker_client, "hb-medic")  # pytest shows it when the test failed
             compose.close()
     assert not docker_client.containers.list(all=True, filters={"name": "^hb-medic$"})
     assert not docker_client.volumes.list(filters={"name": f"medic-t{stack.run_id}-state"})
+
+
+def _show_logs(client, name: str) -> None:
+    try:
+        print(client.containers.get(name).logs(tail=60).decode(errors="replace"))
+    except Exception as exc:
+        print(f"no logs of {name}: {exc}")
