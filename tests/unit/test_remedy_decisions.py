@@ -131,3 +131,23 @@ def test_broken_credentials_file_never_quoted(tmp_path):
     with pytest.raises(ActionError) as err:
         spec.func(spec.params.model_validate({"profile": "client_sharp"}), ctx)
     assert canary not in str(err.value) and "not readable JSON/YAML" in str(err.value)
+
+
+def test_observe_only_rule_repeating_is_one_incident_within_its_cooldown(tmp_path):
+    """An observed incident closes at once; the same error 2 s later is counted, not observed
+    (and told) again, until the rule's cooldown has passed."""
+    rules = {rid: r.model_copy(update={"observe_only": True}) for rid, r in RULES.items()}
+    steps = []
+    remedy = Remedy(Store(tmp_path / "s.db"), lambda: rules, no_context,
+                    notify=lambda inc, step, text: steps.append(step))
+    observing = Matcher(list(rules.values()))
+
+    def observed():
+        return observing.match(result().event)
+
+    first = remedy.submit(observed())
+    for _ in range(5):
+        assert remedy.submit(observed()).id == first.id
+    inc = remedy.store.get_incident(first.id)
+    assert inc.state == "observed" and inc.events == 6
+    assert steps == ["detected", "observed"]
