@@ -106,6 +106,27 @@ def _settings(needs: set[str] | None = None):
         return None
 
 
+def _engine_problem(done: threading.Event, patience: float = 10.0) -> str | None:
+    """None when the Docker engine answers (within a few seconds: a socket proxy started beside
+    the agent may still be coming up); else one line with the fix, instead of a traceback."""
+    import time
+
+    import docker
+    from docker.errors import DockerException
+
+    from agent.doctor import docker_fix
+
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            docker.from_env(timeout=10).close()
+            return None
+        except DockerException as exc:
+            if time.monotonic() > deadline or done.wait(1.0):
+                host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+                return f"the Docker engine at {host} does not answer: {exc}\n    fix: {docker_fix(host)}"
+
+
 def _signals() -> threading.Event:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -135,6 +156,10 @@ def cmd_run() -> int:
         return 2
     except (RecorderError, TargetError, SettingsError, OSError) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
+        return 2
+    problem = _engine_problem(done)
+    if problem:  # nothing has started yet: the process ends here
+        print(f"hb-medic: {problem}", file=sys.stderr)
         return 2
     if not done.is_set():
         service.start()
@@ -334,12 +359,20 @@ def cmd_notify_test(url: str | None) -> int:
     return 1 if failed else 0
 
 
+STATE_FILE_UNUSABLE = 3  # exit status: the state file cannot be used (see the message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a reader that went away (`| head`, quitting `less`) ends it quietly."""
+    from agent.store import StateFileError
+
     try:
         code = _dispatch(argv)
         sys.stdout.flush()  # a broken pipe shows here, not at interpreter exit
         return code
+    except StateFileError as exc:  # one message, its own exit status (a restart policy shows it)
+        print(f"hb-medic: {exc}", file=sys.stderr)
+        return STATE_FILE_UNUSABLE
     except BrokenPipeError:
         # Nothing more can be written: point stdout at /dev/null so the interpreter's own
         # final flush stays silent, and exit as a process stopped by SIGPIPE would.

@@ -47,6 +47,8 @@ def health(service: Service) -> tuple[bool, dict]:
     age = time.monotonic() - service.pipeline.last_loop
     if age > LOOP_STALE:
         problems.append(f"pipeline loop stalled for {age:.0f} s")
+    if service.store.write_problem is not None:
+        problems.append(f"state file {service.store.path} cannot be written: {service.store.write_problem}")
     oldest = service.store.outbox_oldest_pending()
     if oldest is not None and time.time() - oldest > OUTBOX_STUCK:
         problems.append(f"notifications undelivered for {time.time() - oldest:.0f} s")

@@ -1,13 +1,20 @@
-"""The agent's state in one SQLite file: checkpoints now, incidents and the rest later.
+"""The agent's state in one SQLite file: checkpoints, recorded deploys, incidents and their
+audit trail, the notification outbox, errors no rule knows.
 
 One connection per thread (sqlite3 objects are not shared across threads),
 WAL so readers never block the writer, and the schema versioned with
-``PRAGMA user_version``.
+``PRAGMA user_version``. A file that cannot be used (not a database, damaged,
+empty, a directory, read-only) stops the start with one message naming it and
+what to do, and is never modified; only a missing file is new, and it is
+created whole. A write that fails while running is logged once, shown on
+/healthz, and raised as StateUnwritable so callers can wait for it quietly.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -16,6 +23,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agent.names import base_name
+
+log = logging.getLogger(__name__)
 
 SCHEMA = [
     # version 1
@@ -147,9 +156,25 @@ SCHEMA = [
     "UPDATE deploys SET authenticated = 1, seq = id",
     "CREATE INDEX deploys_seq ON deploys (seq)",
     "CREATE INDEX deploys_instance ON deploys (instance, state)",
+    # an incident's messages go out in order: the first pending one per incident and target
+    "CREATE INDEX outbox_order ON outbox (target, incident, status, id)",
     # an error no rule knows also says what wrote it (a bot's errors tell apart by role and channel)
     "ALTER TABLE unknown ADD COLUMN role TEXT NOT NULL DEFAULT 'hummingbot-api'",
 ]
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to date, one version a transaction."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, ddl in enumerate(SCHEMA[version:], start=version + 1):
+        conn.execute("BEGIN")
+        try:
+            conn.execute(ddl)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
 
 DUP_BITS = 10  # a line position is ts_ns << DUP_BITS | index among lines of that ns
 
@@ -205,6 +230,53 @@ class Checkpoint:
     stderr: int
 
 
+class StateFileError(Exception):
+    """The state file cannot be used at all; the agent does not start (exit code 3) and
+    leaves the file as it is."""
+
+    def __init__(self, path: str | Path, problem: str, fix: str) -> None:
+        super().__init__(f"the state file {path} {problem}; it was left untouched. {fix}")
+        self.path, self.problem, self.fix = str(path), problem, fix
+
+
+class StateUnwritable(sqlite3.OperationalError):
+    """A write to the state file failed while running (read-only, disk full, I/O error, locked
+    too long). The store has said so once in the log, and /healthz says so until it heals."""
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC", "COMMIT")
+
+
+class _Connection(sqlite3.Connection):
+    """Reports write failures (and the first write that works again) to its store, whoever
+    the writer is, so "cannot be written" is logged once and shown on /healthz."""
+
+    store: Store
+
+    def execute(self, sql: str, parameters=(), /) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            cur = super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            if sql.lstrip()[:6].upper() in _WRITES:
+                raise self.store._write_failed(exc) from exc
+            raise
+        if self.store.write_problem is not None and sql.lstrip()[:6].upper() in _WRITES:
+            self.store._write_ok()
+        return cur
+
+    def executemany(self, sql: str, seq, /) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            cur = super().executemany(sql, seq)
+        except sqlite3.DatabaseError as exc:
+            raise self.store._write_failed(exc) from exc
+        if self.store.write_problem is not None:
+            self.store._write_ok()
+        return cur
+
+
+def _move_aside(path: Path) -> str:
+    return (f"If its content is not needed, move it aside (mv {path} {path}.bad) and hb-medic starts with"
+            " empty state; otherwise restore it from a backup.")
 @dataclass(frozen=True)
 class FileCheckpoint:
     """A followed file: the offset of the first line not yet handled, in this very file."""
@@ -218,33 +290,149 @@ class FileCheckpoint:
 
 class Store:
     def __init__(self, path: str | Path) -> None:
+        """Opens (or creates) the state file; a file that is not usable raises StateFileError."""
         self.path = str(path)
         self._local = threading.local()
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._migrate()
+        self._lock = threading.Lock()
+        self.write_problem: str | None = None  # why the last write failed, until one works
+        self._problem_since = 0.0
+        try:
+            if self.path != ":memory:" and self._check_file(Path(self.path)):
+                self._check_content()
+            self._migrate()
+            if self.path != ":memory:":
+                self._check_writable()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise self._unusable(exc) from None
+
+    # -- opening ---------------------------------------------------------------------------
+    def _check_file(self, path: Path) -> bool:
+        """What can be known before SQLite opens it; a missing file is created whole (and
+        False returned: nothing more to check)."""
+        if path.is_dir():
+            raise StateFileError(path, "is a directory",
+                                 f"Set MEDIC_STATE_DB to a file, for example {path / 'state.db'}.")
+        if not path.exists():
+            self._create(path)
+            return False
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise StateFileError(path, f"cannot be read ({exc.strerror})",
+                                 "Give the user hb-medic runs as read and write access to it and its"
+                                 " folder.") from None
+        if not head:
+            raise StateFileError(path, "is empty (0 bytes): not a state file hb-medic wrote (it creates"
+                                       " its file whole)",
+                                 f"If a new state file was meant, remove it (rm {path}) and hb-medic creates"
+                                 " one; if it should hold state, restore it from a backup.")
+        if head != b"SQLite format 3\x00":
+            raise StateFileError(path, "is not a SQLite database", _move_aside(path))
+        return True
+
+    def _create(self, path: Path) -> None:
+        """Built under a temporary name and linked into place, so a kill never leaves a
+        half-made (or 0-byte) state file behind."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.new-{os.getpid()}-{threading.get_ident()}")
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                _migrate(conn)
+            finally:
+                conn.close()
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it meanwhile: use theirs
+            finally:
+                tmp.unlink()
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StateFileError(path, f"cannot be created ({reason})",
+                                 "Make its folder writable for the user hb-medic runs as.") from None
+
+    def _check_content(self) -> None:
+        """Read-only, before anything is written: whose file, which version, is it whole."""
+        path = Path(self.path)
+        conn = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True, isolation_level=None)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0 and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                raise StateFileError(path, "is a SQLite database of another program",
+                                     "Set MEDIC_STATE_DB to a file of hb-medic's own.")
+            if version > len(SCHEMA):
+                raise StateFileError(path, f"was written by a newer hb-medic (schema {version}, this one"
+                                           f" knows {len(SCHEMA)})",
+                                     "Run that version of hb-medic. " + _move_aside(path))
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StateFileError(path, f"is damaged ({check})", _move_aside(path))
+        finally:
+            conn.close()
+
+    def _check_writable(self) -> None:
+        try:  # rewrites the header's version with its own value
+            self._conn().execute("PRAGMA user_version = "
+                                 f"{int(self._conn().execute('PRAGMA user_version').fetchone()[0])}")
+        except sqlite3.OperationalError as exc:
+            raise StateFileError(self.path, f"cannot be written ({exc})",
+                                 "Make it, and its folder, writable for the user hb-medic runs as.") from None
+
+    def _unusable(self, exc: sqlite3.DatabaseError) -> StateFileError:
+        text = str(exc)
+        if "readonly" in text or "unable to open" in text:
+            return StateFileError(self.path, f"cannot be opened for writing ({text})",
+                                  "Make it, and its folder, writable for the user hb-medic runs as.")
+        return StateFileError(self.path, f"is damaged ({text})", _move_aside(Path(self.path)))
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, factory=_Connection)
+            conn.store = self
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
 
     def _migrate(self) -> None:
-        conn = self._conn()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, ddl in enumerate(SCHEMA[version:], start=version + 1):
-            conn.execute("BEGIN")
-            try:
-                conn.execute(ddl)
-                conn.execute(f"PRAGMA user_version = {number}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        _migrate(self._conn())
+
+    # -- writes that fail while running ------------------------------------------------------
+    def _write_failed(self, exc: sqlite3.DatabaseError) -> StateUnwritable:
+        # SQLite may keep treating this connection as read-only: the next use opens a new one.
+        self.close()
+        with self._lock:
+            if self.write_problem is None:
+                self.write_problem = str(exc)
+                self._problem_since = time.monotonic()
+                log.error("state file %s cannot be written (%s): nothing new is saved (incidents,"
+                          " checkpoints, notifications) until it can; /healthz says so", self.path, exc)
+        return StateUnwritable(str(exc))
+
+    def probe_write(self) -> bool:
+        """One small write (the header's own version again): True when the file can be
+        written, which also ends a reported problem."""
+        try:
+            conn = self._conn()
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+        except sqlite3.DatabaseError as exc:
+            self._write_failed(exc)
+            return False
+        self._write_ok()
+        return True
+
+    def _write_ok(self) -> None:
+        with self._lock:
+            if self.write_problem is not None:
+                log.warning("state file %s can be written again (after %.0f s)", self.path,
+                            time.monotonic() - self._problem_since)
+                self.write_problem = None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -476,9 +664,18 @@ class Store:
         return int(cur.lastrowid)
 
     def outbox_due(self, now: float, limit: int = 50) -> list[tuple]:
+        """Messages to send now, oldest first: only the first pending one of each incident and
+        target, so an incident's messages arrive in the order of its steps."""
         return self._conn().execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_at <= ?"
+            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox AS o WHERE status = 'pending' AND next_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.status = 'pending' AND e.target = o.target"
+            " AND e.incident IS o.incident AND e.id < o.id)"
             " ORDER BY id LIMIT ?", (now, limit)).fetchall()
+
+    def outbox_retry_now(self, target: str) -> None:
+        """A target answers again: everything waiting for it is due now (its backoff is over)."""
+        self._conn().execute("UPDATE outbox SET next_at = 0 WHERE target = ? AND status = 'pending'"
+                             " AND next_at > 0", (target,))
 
     def outbox_mark(self, row_id: int, *, status: str, attempts: int, next_at: float,
                     error: str = "") -> None:

@@ -273,13 +273,18 @@ def _alive(pid: str | None) -> bool:
 
 
 def sweep(client: docker.DockerClient) -> None:
-    """Remove containers left by earlier runs that were killed before cleanup; those of a
-    test process still running (another checkout's run on the same engine) stay."""
+    """Remove containers (and compose volumes) left by earlier runs that were killed before
+    cleanup; those of a test process still running (another checkout's run) stay."""
     for c in client.containers.list(all=True, filters={"label": LABEL}):
         if _alive(c.labels.get(OWNER)):
             continue
         with contextlib.suppress(DockerException):
             c.remove(force=True)
+    for v in client.volumes.list(filters={"label": LABEL}):
+        if _alive((v.attrs.get("Labels") or {}).get(OWNER)):
+            continue
+        with contextlib.suppress(DockerException):
+            v.remove(force=True)
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -33,7 +33,7 @@ from agent.match.model import Capture, Rule
 from agent.redact import Redactor
 from agent.remedy import intent as intents
 from agent.remedy.retry import retry_deploy
-from agent.store import Incident, Store
+from agent.store import Incident, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
 Notify = Callable[[Incident, str, str], None]
@@ -79,6 +79,7 @@ class Remedy:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="remedy", daemon=True)
         self._lock = threading.Lock()
+        self._cut_short: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -89,10 +90,12 @@ class Remedy:
         """Attempts cut short by a stop are tried again (the attempt already counted)."""
         for inc in self.store.incidents(limit=200):
             if inc.state in ("detected", "acting", "verifying", "retrying"):
-                inc.state, inc.next_attempt = "failed", time.time()
-                inc.detail = "interrupted by a restart of the agent"
-                self.store.save_incident(inc)
-                self.store.audit(inc.id, "decision", "interrupted", result=inc.detail)
+                self._interrupted(inc, "interrupted by a restart of the agent")
+
+    def _interrupted(self, inc: Incident, why: str) -> None:
+        inc.state, inc.next_attempt, inc.detail = "failed", time.time(), why
+        self.store.save_incident(inc)
+        self.store.audit(inc.id, "decision", "interrupted", result=why)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread.is_alive():
@@ -168,13 +171,29 @@ class Remedy:
             if ident is None:
                 return
             try:
+                if self._cut_short and self.store.write_problem is None:
+                    self._resume_cut_short()
                 due = [ident] if ident else [i.id for i in self.store.due_incidents(time.time())]
                 for inc_id in due:
                     inc = self.store.get_incident(inc_id)
                     if inc is not None and inc.state in ("detected", "failed"):
-                        self.attempt(inc)
+                        try:
+                            self.attempt(inc)
+                        except StateUnwritable:
+                            self._cut_short.add(inc_id)  # the store said so once; resumed later
+                            break
+            except StateUnwritable:
+                pass
             except Exception:
                 log.exception("remedy worker failed")
+
+    def _resume_cut_short(self) -> None:
+        """Attempts cut short by an unwritable state file are tried again once it heals."""
+        for inc_id in sorted(self._cut_short):
+            inc = self.store.get_incident(inc_id)
+            if inc is not None and inc.state in ("detected", "acting", "verifying", "retrying"):
+                self._interrupted(inc, "cut short: the state file could not be written")
+            self._cut_short.discard(inc_id)
 
     def attempt(self, inc: Incident) -> None:
         rule = self.rules().get(inc.rule)
@@ -219,6 +238,8 @@ class Remedy:
                 inc.state = "retrying"
                 self.store.save_incident(inc)
                 self._retry(inc, ctx, intent)
+        except StateUnwritable:
+            raise
         except _Waiting as waiting:
             inc.state, inc.detail = "waiting", str(waiting)
             self.store.save_incident(inc)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from agent.events import LINE, RESPONSE, TRACEBACK, Event
 from agent.redact import Redactor
-from agent.store import Store, Unknown
+from agent.store import StateUnwritable, Store, Unknown
 from agent.unknown.digest import DigestSchedule
 
 log = logging.getLogger("agent")
@@ -137,6 +137,8 @@ class UnknownTracker:
         while not self._stopping.wait(self.tick_every):
             try:
                 self.tick()
+            except StateUnwritable:
+                pass  # the store said so once; counted again when it can be written
             except Exception:
                 log.exception("counting errors no rule knows failed; retrying")
 
