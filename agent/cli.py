@@ -86,7 +86,7 @@ def _setup_logging() -> None:
 
 
 # What each command reads; a bad value of any other setting never stops it.
-RECORDER_NEEDS = {"recorder_addr", "hummingbot_url", "state_db", "log_format"}
+RECORDER_NEEDS = {"recorder_addr", "hummingbot_url", "state_db", "log_format", "log_level"}
 STATE_NEEDS = {"state_db"}
 NOTIFY_NEEDS = {"notify_urls", "notify_config"}
 
@@ -150,7 +150,7 @@ def cmd_run() -> int:
         return 2
     try:
         service = Service(settings)
-        logs.setup(settings.log_format, service.redactor)
+        logs.setup(settings.log_format, service.redactor, level=settings.log_level)
     except RulesError as exc:
         print(f"hb-medic: the rules have errors:\n{exc}", file=sys.stderr)
         return 2
@@ -181,7 +181,8 @@ def cmd_recorder() -> int:
 
     password = settings.hummingbot_password
     logs.setup(settings.log_format, Redactor([password.get_secret_value()] if password else [],
-                                             public=[settings.hummingbot_username]))
+                                             public=[settings.hummingbot_username]),
+               level=settings.log_level)
     if not settings.recorder_addr:
         print("hb-medic: set MEDIC_RECORDER_ADDR (e.g. 0.0.0.0:8001) for the recorder", file=sys.stderr)
         return 2
@@ -190,7 +191,7 @@ def cmd_recorder() -> int:
     except RecorderError as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger("agent").warning("deploy recorder on %s -> %s; records in %s",
+    logging.getLogger("agent").info("deploy recorder on %s -> %s; records in %s",
                                        settings.recorder_addr, settings.hummingbot_url, settings.state_db)
     _wait_for_signal()
     thread.stop()
