@@ -52,8 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--out", default="drafts", metavar="DIR", help="where to write (default: drafts)")
     where.add_argument("--stdout", action="store_true", help="print the draft instead of writing it")
     suggest.add_argument("--rules", default=default, metavar="DIR", help=own)
-    suggest.add_argument("--container", default="hummingbot-api",
+    suggest.add_argument("--container", default=None,
                          help="with --from: the container the log came from (default hummingbot-api)")
+    suggest.add_argument("--role", choices=["hummingbot-api", "bot", "sibling"], default="hummingbot-api",
+                         help="with --from: what wrote the log (default hummingbot-api)")
+    suggest.add_argument("--channel", choices=["console", "errors", "log"],
+                         help="with --from and --role bot: a console, logs/errors.log or logs_*.log file")
     unknown = sub.add_parser("unknown", help="errors no rule knows, most frequent first")
     unknown.add_argument("--json", action="store_true", help="one JSON object a fingerprint")
     unknown.add_argument("--since", metavar="DURATION", help="only those seen within, e.g. 30m, 6h, 2d")
@@ -259,8 +263,13 @@ def cmd_unknown(as_json: bool, since_text: str | None) -> int:
 
 
 def cmd_suggest(args) -> int:
+    from agent.rules_cmd import origin_for
     from agent.unknown.suggest import SuggestError, suggest
 
+    if (args.role == "bot") != (args.channel is not None):
+        print("hb-medic: --role bot needs --channel console|errors|log (and --channel needs --role bot)",
+              file=sys.stderr)
+        return 2
     if args.fingerprint is None and args.from_file is None:
         print("hb-medic: rules suggest needs a FINGERPRINT (from hb-medic unknown) or --from LOGFILE",
               file=sys.stderr)
@@ -276,7 +285,8 @@ def cmd_suggest(args) -> int:
     try:
         return suggest(fingerprint=args.fingerprint, from_file=args.from_file, store=store,
                        rule_id=args.rule_id, out_dir=None if args.stdout else args.out,
-                       rules_dir=args.rules, container=args.container)
+                       rules_dir=args.rules, container=args.container or "hummingbot-api",
+                       origin=origin_for(args.role, args.channel, args.container))
     except SuggestError as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 1

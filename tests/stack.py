@@ -78,6 +78,7 @@ class Stack:
     generation: str = "current"
     log_info: bool = False
     noise_interval: float = 0
+    gateway_ping: float = 0  # the current generation's gateway-ping traceback every N s (0: quiet)
     broker: bool = True
     postgres: bool = True
     postgres_password: str = "hummingbot-api"
@@ -207,6 +208,7 @@ class Stack:
             env["STANDIN_LOG_INFO"] = "1"
         if self.noise_interval:
             env["STANDIN_NOISE_INTERVAL"] = str(self.noise_interval)
+        env["STANDIN_GATEWAY_PING"] = str(self.gateway_ping)
         env.update(self.env)
         return env
 
