@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     http_addr: str = Field("127.0.0.1:9108", pattern=r"^[^\s:]*:\d{1,5}$",
                            description="host:port for /healthz and /metrics.")
     log_format: Literal["text", "json"] = Field("text", description="The agent's own log lines.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="INFO: normal operation; WARNING: what needs a look; ERROR: what failed.")
     recorder_addr: str | None = Field(
         None, pattern=r"^[^\s:]*:\d{1,5}$",
         description="host:port for the deploy recorder to listen on (off unless set).")
@@ -109,6 +111,11 @@ class Settings(BaseSettings):
                 if not isinstance(ref, str) or not re.match(IMAGE_PATTERN, ref):
                     raise ValueError(f"{str(v)[:80]!r} is not an image reference (or repo:*)")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("containers", mode="before")
     @classmethod

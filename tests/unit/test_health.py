@@ -55,3 +55,16 @@ def test_metrics_render(service):
     assert 'hb_medic_matches_total{rule="credentials-profile-missing"} 2.0' in text
     assert 'hb_medic_actions_total{action="ensure_account",result="ok"} 1.0' in text
     assert 'hb_medic_stream_attached{container="hummingbot-api",state="attached"} 1.0' in text
+
+
+def test_incident_steps_are_logged_at_their_level(caplog):
+    import logging
+
+    from agent.service import log_step
+
+    inc = type("Inc", (), {"id": "inc1", "rule": "r"})()
+    caplog.set_level(logging.DEBUG, logger="agent")
+    for step in ("detected", "acting", "resolved", "observed", "failed", "waiting", "refused", "stale",
+                 "gave-up"):
+        log_step(inc, step, "text")
+    assert [r.levelname for r in caplog.records] == ["INFO"] * 4 + ["WARNING"] * 4 + ["ERROR"]
