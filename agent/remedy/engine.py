@@ -115,7 +115,7 @@ class Remedy:
         if res.below_threshold:
             return None
         rule, event = res.rule, res.event
-        key = res.text(rule.incident.key) or rule.id
+        key = self.redactor.text(res.text(rule.incident.key)) or rule.id
         now = time.time()
         with self._lock:
             current = self.store.latest_incident(rule.id, key)
@@ -134,7 +134,8 @@ class Remedy:
             inc = Incident(
                 id=secrets.token_hex(4), rule=rule.id, key=key, state="detected", severity=rule.severity,
                 container=event.container, summary=self.redactor.text(_summary(res)),
-                fingerprint=event.fingerprint, captures=dict(res.captures), deploy=_carried_deploy(res))
+                fingerprint=event.fingerprint, captures=_stored(res, self.redactor),
+                deploy=_carried_deploy(res))
             self.store.create_incident(inc)
         self.store.audit(inc.id, "decision", "detected",
                          self.redactor.data({"captures": res.captures, **event.where()}),
@@ -386,6 +387,15 @@ def _summary(res: Result) -> str:
     e = res.event
     line = e.lines[-1] if e.kind == "traceback" and e.lines else (e.lines[0] if e.lines else "")
     return f"{res.rule.id} in {e.container}: {line[:300]}"
+
+
+def _stored(res: Result, redactor: Redactor) -> dict:
+    """Captures as kept in the state file: free text, and anything refused, redacted (no action
+    ever takes them); names stay exact, as actions need them."""
+    if res.refused:
+        return redactor.data(dict(res.captures))
+    return {k: redactor.text(v) if (spec := res.rule.captures.get(k)) is not None and spec.type == "text"
+            else v for k, v in res.captures.items()}
 
 
 def _carried_deploy(res: Result) -> dict | None:
