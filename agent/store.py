@@ -158,6 +158,8 @@ SCHEMA = [
     "CREATE INDEX deploys_instance ON deploys (instance, state)",
     # an incident's messages go out in order: the first pending one per incident and target
     "CREATE INDEX outbox_order ON outbox (target, incident, status, id)",
+    # an error no rule knows also says what wrote it (a bot's errors tell apart by role and channel)
+    "ALTER TABLE unknown ADD COLUMN role TEXT NOT NULL DEFAULT 'hummingbot-api'",
     # events an incident was opened or counted for: a replay after a restart joins it, never
     # opens a second one (keys: container/stream/position/timestamp, and fingerprint@timestamp)
     """
@@ -915,20 +917,22 @@ class Unknown:
     samples: list[dict] = field(default_factory=list)  # {"at", "container", "stream", "text"}
     digested: int = 0  # the count when it was last in a digest
     burst_at: float | None = None  # when its burst message went out
+    role: str = "hummingbot-api"  # what wrote it: hummingbot-api, bot, sibling, recorder
 
     COLUMNS: ClassVar[str] = ("stack, fingerprint, container, containers, stream, kind, logger, level,"
                               " exceptions, summary, count, first_seen, last_seen, samples, digested,"
-                              " burst_at")
+                              " burst_at, role")
 
     def row(self) -> tuple:
         return (self.stack, self.fingerprint, self.container, json.dumps(self.containers), self.stream,
                 self.kind, self.logger, self.level, json.dumps(self.exceptions), self.summary, self.count,
-                self.first_seen, self.last_seen, json.dumps(self.samples), self.digested, self.burst_at)
+                self.first_seen, self.last_seen, json.dumps(self.samples), self.digested, self.burst_at,
+                self.role)
 
     @classmethod
     def from_row(cls, r: tuple) -> Unknown:
         return cls(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], json.loads(r[8]), r[9],
-                   r[10], r[11], r[12], json.loads(r[13]), r[14], r[15])
+                   r[10], r[11], r[12], json.loads(r[13]), r[14], r[15], r[16])
 
 
 OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting", "outage")

@@ -78,6 +78,7 @@ class Stack:
     generation: str = "current"
     log_info: bool = False
     noise_interval: float = 0
+    gateway_ping: float = 0  # the current generation's gateway-ping traceback every N s (0: quiet)
     broker: bool = True
     postgres: bool = True
     postgres_password: str = "hummingbot-api"
@@ -207,6 +208,7 @@ class Stack:
             env["STANDIN_LOG_INFO"] = "1"
         if self.noise_interval:
             env["STANDIN_NOISE_INTERVAL"] = str(self.noise_interval)
+        env["STANDIN_GATEWAY_PING"] = str(self.gateway_ping)
         env.update(self.env)
         return env
 
@@ -271,13 +273,18 @@ def _alive(pid: str | None) -> bool:
 
 
 def sweep(client: docker.DockerClient) -> None:
-    """Remove containers left by earlier runs that were killed before cleanup; those of a
-    test process still running (another checkout's run on the same engine) stay."""
+    """Remove containers (and compose volumes) left by earlier runs that were killed before
+    cleanup; those of a test process still running (another checkout's run) stay."""
     for c in client.containers.list(all=True, filters={"label": LABEL}):
         if _alive(c.labels.get(OWNER)):
             continue
         with contextlib.suppress(DockerException):
             c.remove(force=True)
+    for v in client.volumes.list(filters={"label": LABEL}):
+        if _alive((v.attrs.get("Labels") or {}).get(OWNER)):
+            continue
+        with contextlib.suppress(DockerException):
+            v.remove(force=True)
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -72,6 +72,14 @@ def finish_command(inc: Incident) -> str:
     return f"hb-medic retry-deploy {inc.id} --body '{json.dumps(body)}'"
 
 
+def unconfirmed(inc: Incident, intent: dict) -> str:
+    """A body read from log text is never re-sent by itself: anyone who reaches hummingbot-api can
+    print a line, so a person looks at it first."""
+    return ("fixed, but the failed deploy's request was read from hummingbot-api's log, which proves"
+            " nothing about who sent it, so it was not re-sent. If it is yours: hb-medic retry-deploy"
+            f" {inc.id} (sends {json.dumps(intent['body'], sort_keys=True)})")
+
+
 class Remedy:
     def __init__(self, store: Store, rules: Callable[[], dict[str, Rule]],
                  context: Callable[[], ActionContext], *, notify: Notify | None = None,
@@ -306,6 +314,9 @@ class Remedy:
                     raise _Waiting(
                         "fixed, but the failed deploy's request is not known (no recorder record, no"
                         " logged body), so it was not guessed. To finish: " + finish_command(inc))
+                from_log = next((t for t in todo if t.get("source") == "log"), None)
+                if from_log is not None:
+                    raise _Waiting(unconfirmed(inc, from_log))
                 inc.state = "retrying"
                 self.store.save_incident(inc)
                 self._retry_all(inc, ctx, todo)
@@ -549,7 +560,7 @@ class Remedy:
         else:
             route = route or (inc.deploy or {}).get("route") or "deploy-v2-script"
             raw = json.dumps(body)
-            problem = intents.check_body(route, body)
+            problem = intents.check_body(route, body, self.context().allowed_images)
             if problem:
                 raise ActionError(f"will not send this body: {problem}")
             inc.deploy = {"route": route, "body": body, "raw": raw, "source": "operator"}

@@ -25,7 +25,7 @@ from typing import TextIO
 
 import yaml
 
-from agent.events import LINE, RESPONSE, TRACEBACK, Event, normalise
+from agent.events import BOT, LINE, RESPONSE, TRACEBACK, Event, Origin, normalise
 from agent.ingest.replay import open_input, replay_lines
 from agent.match.library import load_library
 from agent.match.loader import load_rules
@@ -63,10 +63,21 @@ def _events_of(entry: Unknown) -> list[Event]:
 
             out.append(event_from_exchange(**json.loads(text[len("RECORDED "):])))
             continue
-        evs = [e for e in replay_lines(text.splitlines(), s.get("container") or entry.container)
+        container = s.get("container") or entry.container
+        evs = [e for e in replay_lines(text.splitlines(), container, origin=_origin(entry, container))
                if worth_a_look(e)]
         out += evs[:1]
     return out
+
+
+def _origin(entry: Unknown, container: str) -> Origin | None:
+    """How a sample is replayed: a bot's lines through their channel, hummingbot-api's merged."""
+    return Origin(container, entry.stream, BOT, entry.stack) if entry.role == BOT else None
+
+
+def _source(entry: Unknown) -> dict:
+    """The samples file's `# replay:` line for a bot's samples."""
+    return {"role": BOT, "channel": entry.stream} if entry.role == BOT else {}
 
 
 # -- where the families come from ---------------------------------------------------------------
@@ -83,8 +94,9 @@ def from_store(store: Store, fingerprint: str) -> tuple[Family, list[Family]]:
     return Family(entry, _events_of(entry)), others
 
 
-def from_log(path: str, container: str, rules_dir: str | None) -> list[Family]:
-    """Every error no rule knows in a saved `docker logs` output, by fingerprint."""
+def from_log(path: str, container: str, rules_dir: str | None, origin: Origin | None = None) -> list[Family]:
+    """Every error no rule knows in a saved `docker logs` output (or a bot's log file, with
+    its origin), by fingerprint."""
     library = _library(rules_dir)
     matcher = Matcher(library.rules)
     redactor = Redactor()
@@ -94,7 +106,7 @@ def from_log(path: str, container: str, rules_dir: str | None) -> list[Family]:
     except OSError as exc:
         raise SuggestError(f"cannot read {path}: {exc.strerror}") from exc
     with fh:
-        for event in replay_lines(fh, container):
+        for event in replay_lines(fh, container, origin=origin):
             if not worth_a_look(event) or matcher.match(event) is not None:
                 continue
             fam = families.get(event.fingerprint)
@@ -106,7 +118,8 @@ def from_log(path: str, container: str, rules_dir: str | None) -> list[Family]:
                     containers=[container],
                     stream=event.stream, kind=event.kind, logger=header.logger if header else None,
                     level=event.level, exceptions=[x.type for x in event.exceptions],
-                    summary=redactor.text(summary_of(event)), count=0, first_seen=at, last_seen=at))
+                    summary=redactor.text(summary_of(event)), count=0, first_seen=at, last_seen=at,
+                    role=event.role))
             fam.entry.count += 1
             fam.entry.last_seen = at
             n = fam.entry.count
@@ -212,6 +225,8 @@ def build(fam: Family, rule_id: str, literal_values: bool = False) -> dict:
                   "severity": severity}
     if e.kind == RESPONSE:
         rule["source"] = "recorder"
+    elif e.role == BOT:  # bots are named by their deploy (and stamped): by role and channel
+        rule["where"] = {"roles": [BOT], "channels": [e.stream]}
     else:
         where: dict = {"containers": list(dict.fromkeys(e.containers or [e.container]))}
         if (stream := _stream(fam)) is not None:
@@ -303,11 +318,11 @@ def _made_near_miss(fam: Family, text: str) -> tuple[str, str] | None:
     return None
 
 
-def _hostile(rule: dict, matcher: Matcher, events: list[Event], texts: list[str], container: str
+def _hostile(rule: dict, matcher: Matcher, fam: Family, texts: list[str], container: str
              ) -> list[tuple[str, dict, str]]:
     """The first sample with each capture's value replaced by a hostile one."""
     out: list[tuple[str, dict, str]] = []
-    first, text = events[0], texts[0]
+    first, text = fam.events[0], texts[0]
     res = matcher.match(first)
     if res is None or res.rule.id != rule["id"]:
         return out
@@ -326,7 +341,7 @@ def _hostile(rule: dict, matcher: Matcher, events: list[Event], texts: list[str]
         if at < 0:
             continue
         sample = text[:at] + changed + text[at + len(source):]
-        replayed = [x for x in replay_lines(sample.splitlines(), container)] if kind != "response" else []
+        replayed = list(replay_lines(sample.splitlines(), container, origin=_origin(fam.entry, container)))
         hit = next((r for x in replayed if (r := matcher.match(x)) is not None), None)
         if hit is not None and hit.rule.id == rule["id"]:
             out.append((f"hostile value in capture {name}: matched, and refused", {"rule": rule["id"],
@@ -356,7 +371,7 @@ def draft(fam: Family, others: list[Family], rule_id: str, rules_dir: str | None
 
 
 def _checked(rule: dict, fam: Family, others: list[Family], library) -> Draft:
-    container = (rule.get("where") or {}).get("containers", ["hummingbot-api"])[0]
+    container = ((rule.get("where") or {}).get("containers") or [fam.entry.container])[0]
     yaml_text = _yaml(rule, fam)
     with tempfile.TemporaryDirectory(prefix="hb-medic-draft-") as tmp:
         path = Path(tmp) / f"{rule['id']}.yml"
@@ -370,8 +385,12 @@ def _checked(rule: dict, fam: Family, others: list[Family], library) -> Draft:
     parts = [f"# Golden samples of the DRAFT {rule['id']} (hb-medic rules suggest, from"
              f" {fam.entry.fingerprint}): its stored samples, the nearest other errors no rule knows,",
              "# and hostile values in its captures."]
+    if source := _source(fam.entry):
+        parts.append("# replay: " + json.dumps(source))
+    origin = _origin(fam.entry, container)
     for i, text in enumerate(texts, 1):
-        events = list(replay_lines(text.splitlines(), container)) if not text.startswith("RECORDED ") else []
+        events = (list(replay_lines(text.splitlines(), container, origin=origin))
+                  if not text.startswith("RECORDED ") else [])
         res = next((r for x in events if (r := Matcher(rules).match(x)) is not None), None)
         expect: dict = {"rule": rule["id"]}
         if res is not None and res.rule.id == rule["id"] and res.captures:
@@ -383,7 +402,7 @@ def _checked(rule: dict, fam: Family, others: list[Family], library) -> Draft:
     for why, text in misses:
         parts += [f"# {why}", _expect({"not": rule["id"]}), text]
     if fam.entry.kind != RESPONSE:
-        for why, expect, text in _hostile(rule, Matcher(rules), fam.events, texts, container):
+        for why, expect, text in _hostile(rule, Matcher(rules), fam, texts, container):
             parts += [f"# {why}", _expect(expect), text]
     samples_text = "\n".join(parts) + "\n"
     failures = []
@@ -403,10 +422,10 @@ def _checked(rule: dict, fam: Family, others: list[Family], library) -> Draft:
 # -- the command ----------------------------------------------------------------------------------
 def suggest(*, fingerprint: str | None, from_file: str | None, store: Store | None, rule_id: str | None,
             out_dir: str | None, rules_dir: str | None, container: str = "hummingbot-api",
-            out: TextIO | None = None) -> int:
+            origin: Origin | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if from_file is not None:
-        families = from_log(from_file, container, rules_dir)
+        families = from_log(from_file, origin.container if origin else container, rules_dir, origin)
         if fingerprint is not None:
             chosen = [f for f in families if f.entry.fingerprint.startswith(fingerprint)]
             if len(chosen) != 1:

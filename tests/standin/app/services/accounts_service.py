@@ -7,12 +7,17 @@ template raises mid-way and leaves the half-made folder, as the real one does.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 
 import yaml
 
+import config
+from services.connector_settings import AllConnectorSettings
 from utils import file_system as fs
+
+log = logging.getLogger("services.accounts_service")
 
 TEMPLATE_FILES = ("conf_client.yml", "conf_fee_overrides.yml", "hummingbot_logs.yml",
                   ".password_verification")
@@ -45,10 +50,21 @@ def list_credentials(name: str) -> list[str]:
 
 
 def add_credentials(name: str, connector: str, keys: dict) -> None:
-    """Store keys as the real app does in spirit: never in clear text."""
+    """Store keys as the real app does in spirit: never in clear text. Any failure is logged
+    (current generation) as one ERROR line without a traceback, then answered 400."""
+    try:
+        _add_credentials(name, connector, keys)
+    except Exception as e:
+        if not config.LEGACY:
+            log.error(f"Error adding connector credentials for account {name}: {e}")
+        raise
+
+
+def _add_credentials(name: str, connector: str, keys: dict) -> None:
     path = os.path.join(fs.BASE, "credentials", name, "connectors", f"{connector}.yml")
     if not os.path.isdir(os.path.dirname(path)):
         raise FileNotFoundError(f"Directory 'credentials/{name}/connectors' not found")
+    AllConnectorSettings.get_connector_config_keys(connector)  # an unknown connector: KeyError
     sealed = {k: base64.b64encode(str(v).encode()).decode() for k, v in keys.items()}
     with open(path, "w") as fh:
         yaml.safe_dump({"connector": connector, "encrypted": sealed}, fh)
