@@ -161,9 +161,11 @@ def cmd_run() -> int:
     if problem:  # nothing has started yet: the process ends here
         print(f"hb-medic: {problem}", file=sys.stderr)
         return 2
-    if not done.is_set():
-        service.start()
-        done.wait()
+    if done.is_set():  # stopped while starting: nothing runs yet, so nothing to stop
+        service.store.close()
+        return 0
+    service.start()
+    done.wait()
     service.stop()
     return 0
 

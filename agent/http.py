@@ -96,6 +96,10 @@ class _Collector:
         yield notes
         yield CounterMetricFamily("hb_medic_notifications_failed_attempts",
                                   "Delivery attempts that failed", value=s.notifier.failed)
+        yield CounterMetricFamily("hb_medic_unknown_events", "Errors no rule knows, counted",
+                                  value=s.unknown.seen)
+        yield GaugeMetricFamily("hb_medic_unknown_fingerprints", "Errors no rule knows, by fingerprint,"
+                                " in the state file", value=s.store.unknown_count())
         open_ = GaugeMetricFamily("hb_medic_incidents_open", "Incidents not closed", labels=["rule"])
         for rule, n in sorted(s.store.open_incident_counts().items()):
             open_.add_metric([rule], n)

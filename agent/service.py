@@ -134,7 +134,8 @@ class Service:
                 docker=docker.from_env(),
                 api=HummingbotAPI(s.hummingbot_url, s.hummingbot_username,
                                   s.hummingbot_password.get_secret_value()),
-                credentials_dir=s.credentials_dir, redactor=self.redactor)
+                credentials_dir=s.credentials_dir, redactor=self.redactor,
+                allowed_images=tuple(s.allowed_images))
         return self._context
 
     def _labels(self, container: str) -> dict[str, str]:

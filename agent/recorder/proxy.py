@@ -353,6 +353,11 @@ class RecorderThread(threading.Thread):
             self.error = exc
             self.ready.set()
         finally:
+            left = asyncio.all_tasks(loop)  # connections the shutdown cut short
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(_settle(left))
             loop.close()
 
     async def _serve(self) -> None:
@@ -379,6 +384,10 @@ class RecorderThread(threading.Thread):
         if self._loop is not None and self._stop_event is not None:
             self._loop.call_soon_threadsafe(self._stop_event.set)
         self.join(timeout)
+
+
+async def _settle(tasks) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _text(value: object) -> str | None:

@@ -243,7 +243,7 @@ class UnknownTracker:
         span = now - (live.logged_at or now)
         when = ("in the last hour" if span < 2 * self.log_every else
                 f"since {time.strftime('%Y-%m-%d %H:%M', time.gmtime(live.logged_at or now))} UTC")
-        log.warning("%s in %s seen %s more %s %s: %s", e.fingerprint, e.container, f"{live.since_logged:,}",
+        log.info("%s in %s seen %s more %s %s: %s", e.fingerprint, e.container, f"{live.since_logged:,}",
                     "time" if live.since_logged == 1 else "times", when, e.summary)
         live.logged_at, live.since_logged = now, 0
 
