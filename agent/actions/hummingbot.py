@@ -50,8 +50,6 @@ def ensure_account(params: AccountParams, ctx: ActionContext) -> str:
     operator did not place for hb-medic to add back. Verified by listing it afterwards.
     """
     name = params.profile
-    if name == "master_account":
-        raise ActionError("refusing to touch master_account")
     accounts = ctx.api.accounts()
     if name in accounts:
         connectors = ctx.api.account_credentials(name)

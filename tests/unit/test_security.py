@@ -101,3 +101,17 @@ def test_controllers_and_the_image_allow_list():
 ])
 def test_secrets_in_key_value_form_are_masked_whoever_they_belong_to(text, shown):
     assert Redactor().text(text) == (text if shown is None else shown)
+
+
+@pytest.mark.parametrize("name", ["master_account", "Master_Account", "MASTER_ACCOUNT"])
+def test_the_template_profile_is_never_an_action_parameter(name):
+    """Refused at capture time by the rules (see the golden samples), and by every action
+    that takes a profile, whatever its case."""
+    from pydantic import ValidationError
+
+    from agent.actions import registry
+
+    for action in ("ensure_account", "provision_credentials"):
+        with pytest.raises(ValidationError, match="protected profile"):
+            registry()[action].params.model_validate({"profile": name})
+    assert registry()["ensure_account"].params.model_validate({"profile": "client_sharp"})
