@@ -605,8 +605,7 @@ def _templates(params: dict) -> list[str]:
 
 def _summary(res: Result) -> str:
     e = res.event
-    line = e.lines[-1] if e.kind == "traceback" and e.lines else (e.lines[0] if e.lines else "")
-    return f"{res.rule.id} in {e.container}: {line[:300]}"
+    return f"{res.rule.id} in {e.container}: {e.key_line[:300]}"
 
 
 def _stored(res: Result, redactor: Redactor) -> dict:
