@@ -119,6 +119,7 @@ class UnknownTracker:
         self.tick_every = tick_every
         self.seen = 0  # events counted (a metric)
         self._live: dict[tuple[str, str], _Live] = {}
+        self._digest_last: float | None = None  # when the last digest went out (from the state file)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="unknown", daemon=True)
@@ -299,11 +300,12 @@ class UnknownTracker:
 
     def _maybe_digest(self, now: float) -> None:
         assert self.digest is not None and self.on_digest is not None
-        last_text = self.store.meta_get("unknown_digest_at")
-        if last_text is None:  # the first start: the first digest covers from now on
-            self.store.meta_set("unknown_digest_at", repr(now))
-            return
-        last = float(last_text)
+        if self._digest_last is None:
+            last_text = self.store.meta_get("unknown_digest_at")
+            if last_text is None:  # the first start: the first digest is at the next scheduled time
+                self.store.meta_set("unknown_digest_at", repr(now))
+            self._digest_last = now if last_text is None else float(last_text)
+        last = self._digest_last
         if not self.digest.due(last, now):
             return
         # Whatever happened since it was last in a digest (or ever, if it never was).
@@ -321,3 +323,4 @@ class UnknownTracker:
         log.info("daily digest of errors no rule knows: %d fingerprint(s) since %s UTC", len(entries),
                  time.strftime("%Y-%m-%d %H:%M", time.gmtime(since)))
         self.store.meta_set("unknown_digest_at", repr(now))
+        self._digest_last = now
