@@ -64,9 +64,10 @@ class Pipeline:
     def detached(self, container: str, container_id: str) -> None:
         self._queue.put(("lines", container, container_id, None, None, None))
 
-    def event(self, event: Event) -> None:
-        """A ready-made event (a recorded deploy exchange) for the same handler."""
-        self._queue.put(("event", event))
+    def event(self, event: Event, on_handled: Callable[[], None] | None = None) -> None:
+        """A ready-made event (a recorded deploy exchange) for the same handler; `on_handled` is
+        called once it was (so its source may move its checkpoint past it)."""
+        self._queue.put(("event", event, on_handled))
 
     def file_lines(self, origin: Origin, path: str, dev: int, ino: int, items: list[Item],
                    next_offset: int) -> None:
@@ -142,6 +143,8 @@ class Pipeline:
         kind = msg[0]
         if kind == "event":
             self._emit([msg[1]])
+            if msg[2] is not None:
+                msg[2]()
         elif kind == "lines":
             _, container, cid, stream, items, origin = msg
             if self._cid.get(container) not in (None, cid):

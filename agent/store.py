@@ -160,6 +160,34 @@ SCHEMA = [
     "CREATE INDEX outbox_order ON outbox (target, incident, status, id)",
     # an error no rule knows also says what wrote it (a bot's errors tell apart by role and channel)
     "ALTER TABLE unknown ADD COLUMN role TEXT NOT NULL DEFAULT 'hummingbot-api'",
+    # events an incident was opened or counted for: a replay after a restart joins it, never
+    # opens a second one (keys: container/stream/position/timestamp, and fingerprint@timestamp)
+    """
+    CREATE TABLE incident_events (
+        key      TEXT PRIMARY KEY,
+        incident TEXT NOT NULL,
+        at       REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX incident_events_at ON incident_events (at)",
+    # every failed deploy an incident retries, with its outcome (one incident may own several);
+    # deploy_id is the recorder's record, 0 for a request known otherwise (log, bots folder, person)
+    """
+    CREATE TABLE incident_deploys (
+        incident  TEXT NOT NULL,
+        deploy_id INTEGER NOT NULL,
+        base      TEXT NOT NULL,
+        state     TEXT NOT NULL,
+        result    TEXT NOT NULL DEFAULT '',
+        sent_at   REAL,
+        updated   REAL NOT NULL,
+        PRIMARY KEY (incident, deploy_id, base)
+    )
+    """,
+    "CREATE INDEX incident_deploys_deploy ON incident_deploys (deploy_id, state)",
+    # an incident waiting for hummingbot-api or the Docker engine to answer again
+    "ALTER TABLE incidents ADD COLUMN outage TEXT",
+    "ALTER TABLE incidents ADD COLUMN outage_since REAL",
 ]
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -244,7 +272,7 @@ class StateUnwritable(sqlite3.OperationalError):
     too long). The store has said so once in the log, and /healthz says so until it heals."""
 
 
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC", "COMMIT")
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "COMMIT", "BEGIN")
 
 
 class _Connection(sqlite3.Connection):
@@ -257,10 +285,10 @@ class _Connection(sqlite3.Connection):
         try:
             cur = super().execute(sql, parameters)
         except sqlite3.DatabaseError as exc:
-            if sql.lstrip()[:6].upper() in _WRITES:
+            if sql.lstrip()[:7].upper().startswith(_WRITES):
                 raise self.store._write_failed(exc) from exc
             raise
-        if self.store.write_problem is not None and sql.lstrip()[:6].upper() in _WRITES:
+        if self.store.write_problem is not None and sql.lstrip()[:7].upper().startswith(_WRITES):
             self.store._write_ok()
         return cur
 
@@ -567,6 +595,28 @@ class Store:
             " ORDER BY at DESC, id DESC LIMIT 1", args).fetchone()
         return self._deploy(row) if row else None
 
+    def deploys_of(self, *, profile: str | None = None, instances: tuple[str, ...] = (), since: float,
+                   until: float | None = None) -> list[Deploy]:
+        """Every authenticated deploy request of this profile (or instance names) in the window,
+        answered or not, oldest first: an incident retries each one that failed (and waits for
+        the answers still to come)."""
+        if profile is None and not instances:
+            return []
+        where, args = ["at >= ?", "authenticated = 1"], [since]
+        if until is not None:
+            where.append("at <= ?")
+            args.append(until)
+        if profile is not None:
+            where.append("profile = ?")
+            args.append(profile)
+        if instances:
+            where.append(f"instance IN ({','.join('?' * len(instances))})")
+            args += list(instances)
+        rows = self._conn().execute(
+            f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE {' AND '.join(where)} ORDER BY id LIMIT 500",
+            args).fetchall()
+        return [self._deploy(r) for r in rows]
+
     def prune_deploys(self, *, max_age: float, max_count: int) -> int:
         """Retention: drop deploys older than `max_age` seconds, and all but the newest
         `max_count` (requests still pending are kept)."""
@@ -579,20 +629,77 @@ class Store:
         return n
 
     # -- incidents and the audit trail -----------------------------------------------------------
-    def create_incident(self, inc: Incident) -> Incident:
-        self._conn().execute(
-            "INSERT INTO incidents (id, rule, key, state, severity, container, summary, fingerprint,"
-            " captures, deploy, attempts, events, next_attempt, detail, created, updated, closed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inc.row())
+    def create_incident(self, inc: Incident, events: tuple[str, ...] = ()) -> Incident:
+        """The incident and the keys of the event that opened it, in one transaction: a replay
+        of that event after a kill finds it, whenever the kill came."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                f"INSERT INTO incidents ({Incident.COLUMNS}) VALUES ({','.join('?' * len(inc.row()))})",
+                inc.row())
+            self._remember_events(conn, inc.id, events)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         return inc
 
     def save_incident(self, inc: Incident) -> None:
         inc.updated = time.time()
         self._conn().execute(
             "UPDATE incidents SET state=?, captures=?, deploy=?, attempts=?, next_attempt=?,"
-            " detail=?, updated=?, closed=? WHERE id=?",
+            " detail=?, updated=?, closed=?, outage=?, outage_since=? WHERE id=?",
             (inc.state, json.dumps(inc.captures), json.dumps(inc.deploy) if inc.deploy else None,
-             inc.attempts, inc.next_attempt, inc.detail, inc.updated, inc.closed, inc.id))
+             inc.attempts, inc.next_attempt, inc.detail, inc.updated, inc.closed, inc.outage,
+             inc.outage_since, inc.id))
+
+    @staticmethod
+    def _remember_events(conn: sqlite3.Connection, incident: str, events: tuple[str, ...]) -> None:
+        now = time.time()
+        for key in events:
+            conn.execute("INSERT OR IGNORE INTO incident_events (key, incident, at) VALUES (?, ?, ?)",
+                         (key, incident, now))
+
+    def incident_of_event(self, events: tuple[str, ...]) -> str | None:
+        """The incident an event was already handled by (opened or counted), if any."""
+        if not events:
+            return None
+        row = self._conn().execute(
+            f"SELECT incident FROM incident_events WHERE key IN ({','.join('?' * len(events))}) LIMIT 1",
+            events).fetchone()
+        return row[0] if row else None
+
+    def forget_events(self, before: float) -> int:
+        """Keys of events handled long ago (no replay reaches back that far)."""
+        return self._conn().execute("DELETE FROM incident_events WHERE at < ?", (before,)).rowcount
+
+    # -- the deploys an incident retries -----------------------------------------------------------
+    def incident_deploys(self, incident: str) -> list[dict]:
+        rows = self._conn().execute(
+            "SELECT deploy_id, base, state, result, sent_at, updated FROM incident_deploys WHERE incident = ?"
+            " ORDER BY updated, deploy_id", (incident,)).fetchall()
+        return [{"deploy_id": r[0], "base": r[1], "state": r[2], "result": r[3], "sent_at": r[4],
+                 "updated": r[5]} for r in rows]
+
+    def mark_incident_deploy(self, incident: str, deploy_id: int, base: str, state: str, result: str = "",
+                             sent_at: float | None = None) -> None:
+        """`state`: sending (written before the request goes out), done, failed."""
+        self._conn().execute(
+            "INSERT INTO incident_deploys (incident, deploy_id, base, state, result, sent_at, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident, deploy_id, base) DO UPDATE SET"
+            " state = excluded.state, result = excluded.result,"
+            " sent_at = COALESCE(excluded.sent_at, incident_deploys.sent_at), updated = excluded.updated",
+            (incident, deploy_id, base, state, result, sent_at, time.time()))
+
+    def deploys_done(self, deploy_ids: list[int]) -> set[int]:
+        """Which of these recorded deploys some incident already retried successfully."""
+        if not deploy_ids:
+            return set()
+        rows = self._conn().execute(
+            f"SELECT deploy_id FROM incident_deploys WHERE state = 'done' AND deploy_id IN"
+            f" ({','.join('?' * len(deploy_ids))})", deploy_ids).fetchall()
+        return {r[0] for r in rows}
 
     def claim_incident(self, incident: str, from_states: tuple[str, ...], to_state: str) -> bool:
         """Move an incident on only if it is still in one of these states: one actor at a time."""
@@ -602,10 +709,19 @@ class Store:
             (to_state, time.time(), incident, *from_states))
         return cur.rowcount == 1
 
-    def count_event(self, incident: str) -> None:
-        """One more matching event: counted in SQL, so no other writer's save can lose it."""
-        self._conn().execute("UPDATE incidents SET events = events + 1, updated = ? WHERE id = ?",
-                             (time.time(), incident))
+    def count_event(self, incident: str, events: tuple[str, ...] = ()) -> None:
+        """One more matching event: counted in SQL, so no other writer's save can lose it; its keys
+        are kept, so its replay is not counted again."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("UPDATE incidents SET events = events + 1, updated = ? WHERE id = ?",
+                         (time.time(), incident))
+            self._remember_events(conn, incident, events)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _incidents(self, where: str, args: tuple, limit: int = 1) -> list[Incident]:
         rows = self._conn().execute(
@@ -626,7 +742,9 @@ class Store:
         return self._incidents("1 = 1", (), limit)
 
     def due_incidents(self, now: float) -> list[Incident]:
-        return self._incidents("state = 'failed' AND next_attempt <= ?", (now,), limit=20)
+        """Failed attempts whose backoff is over, and incidents waiting out an outage whose next
+        look is due."""
+        return self._incidents("state IN ('failed', 'outage') AND next_attempt <= ?", (now,), limit=20)
 
     def audit(self, incident: str | None, kind: str, name: str, params: dict | None = None,
               ok: bool | None = None, result: str = "", duration_ms: float | None = None) -> None:
@@ -817,7 +935,7 @@ class Unknown:
                    r[10], r[11], r[12], json.loads(r[13]), r[14], r[15], r[16])
 
 
-OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting")
+OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting", "outage")
 
 
 @dataclass
@@ -841,9 +959,12 @@ class Incident:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     closed: float | None = None
+    outage: str | None = None  # what it waits for: "hummingbot-api" or "the Docker engine"
+    outage_since: float | None = None
 
     COLUMNS: ClassVar[str] = ("id, rule, key, state, severity, container, summary, fingerprint, captures,"
-                              " deploy, attempts, events, next_attempt, detail, created, updated, closed")
+                              " deploy, attempts, events, next_attempt, detail, created, updated, closed,"
+                              " outage, outage_since")
 
     @property
     def open(self) -> bool:
@@ -862,7 +983,8 @@ class Incident:
         return (self.id, self.rule, self.key, self.state, self.severity, self.container, self.summary,
                 self.fingerprint, json.dumps(self.captures),
                 json.dumps(self.deploy) if self.deploy else None, self.attempts, self.events,
-                self.next_attempt, self.detail, self.created, self.updated, self.closed)
+                self.next_attempt, self.detail, self.created, self.updated, self.closed, self.outage,
+                self.outage_since)
 
     @classmethod
     def from_row(cls, r: tuple) -> Incident:

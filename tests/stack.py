@@ -298,3 +298,28 @@ def start_raiser(client: docker.DockerClient, name: str, label: str, tty: bool =
         volumes={str(REPO): {"bind": "/w", "mode": "ro"}},
         environment={k: str(v) for k, v in env.items()},
     )
+
+
+SIBLINGS = ("hummingbot-api", "hummingbot-broker", "hummingbot-postgres")
+
+
+def prefixed_rules(prefix: str, folder: Path) -> Path:
+    """The shipped rules, watching (and acting on) this stack's prefixed container names, as a
+    user folder (it replaces the shipped rules by id), so a test needs no real-names lock."""
+    import yaml
+
+    def rename(value):
+        if isinstance(value, dict):
+            return {k: rename(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        return prefix + value if isinstance(value, str) and value in SIBLINGS else value
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for rule in sorted((REPO / "rules").glob("*.yml")):
+        doc = yaml.safe_load(rule.read_text())
+        for key in ("where", "actions", "verify", "incident"):
+            if key in doc:
+                doc[key] = rename(doc[key])
+        (folder / rule.name).write_text(yaml.safe_dump(doc, sort_keys=False))
+    return folder

@@ -173,7 +173,8 @@ def test_silent_docker_failures_become_matched_events(make_stack, recorder):
     assert not [x for x in stack.lines("stderr") if " - ERROR - " in x or "Traceback" in x]
 
     events = []
-    feed = DeployFeed(store, events.append, catchup_window=600, interval=0.1)
+    feed = DeployFeed(store, lambda event, handled: (events.append(event), handled()),
+                      catchup_window=600, interval=0.1)
     feed.start()
     try:
         wait_until(lambda: len(events) >= 2, 10, "two failed deploys as events")

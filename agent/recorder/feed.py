@@ -10,16 +10,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
+from agent.events import Event
 from agent.recorder.events import event_from_deploy
 from agent.store import Checkpoint, Store
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "recorder"
+HANDLED_WAIT = 30.0  # seconds the feed waits for the pipeline to handle what it delivered
 
 
 class DeployFeed(threading.Thread):
-    def __init__(self, store: Store, deliver, *, catchup_window: float, interval: float = 1.0) -> None:
+    def __init__(self, store: Store, deliver: Callable[[Event, Callable[[], None]], None], *,
+                 catchup_window: float, interval: float = 1.0) -> None:
+        """`deliver(event, handled)`: hands a failed exchange on; `handled()` once it was."""
         super().__init__(name="deploy-feed", daemon=True)
         self.store, self.deliver = store, deliver
         self.catchup_window = catchup_window
@@ -45,11 +50,15 @@ class DeployFeed(threading.Thread):
             self.wake.clear()
             try:
                 rows = self.store.deploys_after(last)
+                handled: list[threading.Event] = []
                 for seq, d in rows:
                     if d.failed:
-                        self.deliver(event_from_deploy(d))
+                        handled.append(threading.Event())
+                        self.deliver(event_from_deploy(d), handled[-1].set)
                     last = seq
-                if rows:
+                # The checkpoint moves only past what the pipeline handled: a kill in between
+                # delivers it again (and an incident that has it already takes the replay).
+                if rows and all(h.wait(HANDLED_WAIT) for h in handled):
                     self.store.save_checkpoint(Checkpoint(CHECKPOINT, "deploys", last, last))
             except Exception:  # one bad row or a locked database must not end the feed
                 log.exception("reading recorded deploys failed; trying again")
