@@ -76,8 +76,9 @@ def test_http_actions_against_the_standin(ctx):
         run("http_request", ctx, path="/accounts/ghost/credentials")
     assert run("ensure_account", ctx, profile="fresh") == "added profile fresh"
     assert run("ensure_account", ctx, profile="fresh") == "profile fresh already complete"
-    with pytest.raises(ActionError, match="master_account"):
-        run("ensure_account", ctx, profile="master_account")
+    for template in ("master_account", "Master_Account"):  # refused before anything is called
+        with pytest.raises(ValidationError, match="protected profile"):
+            run("ensure_account", ctx, profile=template)
     with pytest.raises(ActionError, match="is not on the engine"):
         run("image_present", ctx, image="127.0.0.1:9/nope:latest")
 
