@@ -213,3 +213,11 @@ def test_failed_deploys_the_recorder_saw_are_one_entry_and_draft_a_recorder_rule
     assert rule.match[0].route == ["deploy-v2-script"] and rule.observe_only
     for line, expect, lines in blocks((out / "mount-denied.samples.log").read_text()):
         assert check(Matcher([*LIBRARY, rule]), expect, lines) is None, line
+
+
+def test_no_draft_for_an_error_a_rule_now_knows(noisy_store, tmp_path, capsys):
+    (ping,) = [e for e in noisy_store.unknown_list() if e.exceptions == ["AttributeError"]]
+    assert main(["rules", "suggest", ping.fingerprint, "--out", str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    assert main(["rules", "suggest", ping.fingerprint, "--rules", str(tmp_path / "d"), "--stdout"]) == 1
+    assert "is recognised by the rule gateway-http-client-attribute-error now" in capsys.readouterr().err
