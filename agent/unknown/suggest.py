@@ -356,7 +356,7 @@ def draft(fam: Family, others: list[Family], rule_id: str, rules_dir: str | None
     if not fam.events:
         raise SuggestError(f"{fam.entry.fingerprint} has no sample to draft from")
     library = _library(rules_dir)
-    known = Matcher(library.rules, check_where=False)
+    known = Matcher(library.rules)
     for event in fam.events:
         res = known.match(event)
         if res is not None:
