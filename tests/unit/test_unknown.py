@@ -255,3 +255,20 @@ def test_counts_wait_in_memory_while_the_state_file_cannot_be_written(store, mon
     (entry,) = store.unknown_list()
     assert entry.count == 5 and len(entry.samples) == 3
     assert entry.samples[0]["text"] == lines[0].split(" ", 1)[1]
+
+
+def test_a_long_digest_fits_telegram_and_points_to_the_rest():
+    from agent.notify.render import telegram
+    from agent.notify.unknown import digest_message
+    from agent.store import Unknown
+
+    now = 1_800_000_000.0
+    entries = [Unknown("default", f"v2:{n:016x}", "hummingbot-api", ["hummingbot-api"], "stderr", "line",
+                       f"services.module_{n}", "ERROR", [], f"something failed number {n} " + "x" * 150,
+                       n + 1, now - 3600, now - n) for n in range(60)]
+    msg = digest_message(entries, now - 86400, now)
+    _title, body = telegram(msg)
+    assert len(body) <= 4096
+    shown = body.count("hb-medic rules suggest v2:")
+    assert 5 <= shown < 60 and f"{60 - shown} more are not shown: hb-medic unknown --since 24h" in body
+    assert "v2:0000000000000000" in body  # the newest first
