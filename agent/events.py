@@ -232,6 +232,16 @@ class Event:
         return "ERROR" if self.kind == TRACEBACK else None
 
     @property
+    def key_line(self) -> str:
+        """The line that says what happened, never blank: a traceback's outermost exception as
+        printed (`Type: message`, its first line), else the record line."""
+        exc = self.outermost if self.kind == TRACEBACK else None
+        if exc is not None:
+            first = exc.message.split("\n", 1)[0]
+            return f"{exc.type}: {first}" if first else exc.type
+        return next((line for line in self.lines if line.strip()), "")
+
+    @property
     def outermost(self) -> ExceptionInfo | None:
         """The exception actually raised last (printed last in a chain)."""
         return self.exceptions[-1] if self.exceptions else None
