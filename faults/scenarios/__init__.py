@@ -1,0 +1,31 @@
+"""The scenarios: each a module with `run(quick) -> dict` and its target; limits in seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+
+
+@dataclass(frozen=True)
+class Scenario:
+    module: str
+    quick_limit: float
+    full_limit: float
+    full_only: bool = False
+
+    @property
+    def target(self) -> str:
+        return import_module(f"faults.scenarios.{self.module}").TARGET
+
+    @property
+    def run(self) -> Callable[[bool], dict]:
+        return import_module(f"faults.scenarios.{self.module}").run
+
+    def limit(self, quick: bool) -> float:
+        return self.quick_limit if quick else self.full_limit
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "kill-storm": Scenario("kill_storm", 150, 900),
+}
