@@ -28,4 +28,6 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {
     "kill-storm": Scenario("kill_storm", 150, 900),
+    "kill-after-fix": Scenario("kill_after_fix", 120, 600),
+    "receiver-outage": Scenario("receiver_outage", 150, 600),
 }
