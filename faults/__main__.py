@@ -62,8 +62,10 @@ def main() -> int:
                 result.setdefault("error", f"overran its limit of {SCENARIOS[name].limit(args.quick):.0f} s")
             results.append(result)
             print(json.dumps(result), flush=True)
-    with contextlib.suppress(Exception), docker.from_env() as client:
+    with contextlib.suppress(Exception):
+        client = docker.from_env()
         sweep(client)  # what a stopped scenario could not remove
+        client.close()
     took = time.monotonic() - started
     print(table(results, took, mode), flush=True)
     return 0 if results and all(r.get("pass") for r in results) else 1

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -49,11 +50,15 @@ class SecondEngine:
         raise RuntimeError(f"the suite's dockerd did not answer within {timeout:.0f} s")
 
     def answers(self) -> bool:
+        client = None
         try:
-            with docker.DockerClient(base_url=self.url, timeout=5) as client:
-                return bool(client.ping())
+            client = docker.DockerClient(base_url=self.url, timeout=5)
+            return bool(client.ping())
         except (DockerException, OSError):
             return False
+        finally:
+            if client is not None:
+                client.close()
 
     def stop(self) -> None:
         """SIGTERM to our dockerd, as a service manager stops it (its containers stop with it)."""
@@ -72,13 +77,19 @@ class SecondEngine:
         self.restarts += 1
         return time.monotonic()
 
-    def client(self) -> docker.DockerClient:
-        return docker.DockerClient(base_url=self.url, timeout=120)
+    @contextlib.contextmanager
+    def client(self) -> Iterator[docker.DockerClient]:
+        client = docker.DockerClient(base_url=self.url, timeout=120)
+        try:
+            yield client
+        finally:
+            client.close()
 
     def load_image(self, shared: docker.DockerClient, image: str) -> None:
         """Nothing can be pulled here: the image comes from the shared engine."""
         with self.client() as mine:
-            mine.images.load(shared.images.get(image).save(chunk_size=1 << 20))
+            mine.images.load(shared.images.get(image).save(chunk_size=1 << 20, named=image))
+            mine.images.get(image)  # there under its name: running it never tries a registry
 
     def close(self) -> None:
         with contextlib.suppress(Exception), self.client() as mine:

@@ -30,4 +30,5 @@ SCENARIOS: dict[str, Scenario] = {
     "kill-storm": Scenario("kill_storm", 150, 900),
     "kill-after-fix": Scenario("kill_after_fix", 120, 600),
     "receiver-outage": Scenario("receiver_outage", 150, 600),
+    "engine-restart": Scenario("engine_restart", 150, 600),
 }
