@@ -26,10 +26,12 @@ def _die_with_parent() -> None:
 
 
 class Agent:
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], command: str = "run") -> None:
+        """`command`: run (the agent), or recorder (the deploy recorder alone, sharing the state)."""
         self.workdir = workdir
+        self.command = command
         self.state_db = workdir / "state.db"
-        self.log = workdir / "agent.log"
+        self.log = workdir / f"{command}.log"
         self.http_port = free_port()
         self.env = {**os.environ, "MEDIC_STATE_DB": str(self.state_db), "MEDIC_HUMMINGBOT_PASSWORD": "admin",
                     "MEDIC_HTTP_ADDR": f"127.0.0.1:{self.http_port}", "MEDIC_LOG_LEVEL": "INFO", **env}
@@ -40,8 +42,9 @@ class Agent:
     def start(self, wait: bool = True) -> Agent:
         fh = self.log.open("ab")
         try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "agent", "run"], env=self.env, cwd=REPO,
-                                         stdout=fh, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen([sys.executable, "-m", "agent", self.command], env=self.env,
+                                         cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)
         finally:
             fh.close()
         self.starts += 1
@@ -55,11 +58,12 @@ class Agent:
         recorder = self.env.get("MEDIC_RECORDER_ADDR")
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"hb-medic run exited with {self.proc.returncode}:\n{self.tail()}")
-            if self.health()[0] and (not recorder or _listening(recorder)):
+                raise RuntimeError(f"hb-medic {self.command} exited ({self.proc.returncode}):\n{self.tail()}")
+            up = self.command != "run" or self.health()[0]
+            if up and (not recorder or _listening(recorder)):
                 return
             time.sleep(0.05)
-        raise RuntimeError(f"hb-medic run not ready after {timeout:.0f} s:\n{self.tail()}")
+        raise RuntimeError(f"hb-medic {self.command} not ready after {timeout:.0f} s:\n{self.tail()}")
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -68,15 +68,17 @@ class Bed:
     def api_container(self) -> str:
         return self.stack.prefix + "hummingbot-api"
 
-    def agent(self, *, recorder: bool = True, folder: str = "agent", **env: str) -> Agent:
-        """An agent (not started) following this stand-in with the suite's rules."""
+    def agent(self, *, recorder: bool = True, folder: str = "agent", command: str = "run",
+              **env: str) -> Agent:
+        """An agent (not started) following this stand-in with the suite's rules (or, with
+        command="recorder", the recorder alone in its own process)."""
         work = self.work / folder
         work.mkdir(exist_ok=True)
         settings = {"MEDIC_CONTAINERS": self.api_container, "MEDIC_RULES_DIR": str(self.rules),
                     "MEDIC_HUMMINGBOT_URL": self.stack.url, "MEDIC_CATCHUP_WINDOW": "900"}
         if recorder:
             settings["MEDIC_RECORDER_ADDR"] = f"127.0.0.1:{free_port()}"
-        agent = Agent(work, {**settings, **env})
+        agent = Agent(work, {**settings, **env}, command)
         self.agents.append(agent)
         return agent
 

@@ -13,6 +13,7 @@ class Scenario:
     quick_limit: float
     full_limit: float
     full_only: bool = False
+    function: str = "run"
 
     @property
     def target(self) -> str:
@@ -20,7 +21,7 @@ class Scenario:
 
     @property
     def run(self) -> Callable[[bool], dict]:
-        return import_module(f"faults.scenarios.{self.module}").run
+        return getattr(import_module(f"faults.scenarios.{self.module}"), self.function)
 
     def limit(self, quick: bool) -> float:
         return self.quick_limit if quick else self.full_limit
@@ -31,4 +32,6 @@ SCENARIOS: dict[str, Scenario] = {
     "kill-after-fix": Scenario("kill_after_fix", 120, 600),
     "receiver-outage": Scenario("receiver_outage", 150, 600),
     "engine-restart": Scenario("engine_restart", 150, 600),
+    "api-outage-60s": Scenario("api_outage", 150, 400),
+    "api-outage-10min": Scenario("api_outage", 0, 1000, full_only=True, function="run_long"),
 }
