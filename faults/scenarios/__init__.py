@@ -34,4 +34,5 @@ SCENARIOS: dict[str, Scenario] = {
     "engine-restart": Scenario("engine_restart", 150, 600),
     "api-outage-60s": Scenario("api_outage", 150, 400),
     "api-outage-10min": Scenario("api_outage", 0, 1000, full_only=True, function="run_long"),
+    "hostile-bytes": Scenario("hostile_bytes", 150, 600),
 }
