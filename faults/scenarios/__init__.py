@@ -35,4 +35,6 @@ SCENARIOS: dict[str, Scenario] = {
     "api-outage-60s": Scenario("api_outage", 150, 400),
     "api-outage-10min": Scenario("api_outage", 0, 1000, full_only=True, function="run_long"),
     "hostile-bytes": Scenario("hostile_bytes", 150, 600),
+    "state-file": Scenario("state_file", 150, 400),
+    "fuzz": Scenario("fuzz", 150, 900),
 }
