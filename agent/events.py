@@ -130,10 +130,10 @@ def normalise(text: str) -> str:
 
 
 def stamp(ts_ns: int) -> str:
-    """Nanoseconds since the epoch as `docker logs -t` prints them (RFC 3339, trailing zeros of
-    the fraction dropped): 2026-06-29T14:03:07.51501234Z."""
+    """Nanoseconds since the epoch as `docker logs -t` prints them (RFC 3339 with all nine digits
+    of the fraction): 2026-06-29T14:03:07.515012340Z."""
     seconds, nanos = divmod(ts_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}".rstrip("0.") + "Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
 
 
 class Event:
@@ -232,6 +232,16 @@ class Event:
         return "ERROR" if self.kind == TRACEBACK else None
 
     @property
+    def key_line(self) -> str:
+        """The line that says what happened, never blank: a traceback's outermost exception as
+        printed (`Type: message`, its first line), else the record line."""
+        exc = self.outermost if self.kind == TRACEBACK else None
+        if exc is not None:
+            first = exc.message.split("\n", 1)[0]
+            return f"{exc.type}: {first}" if first else exc.type
+        return next((line for line in self.lines if line.strip()), "")
+
+    @property
     def outermost(self) -> ExceptionInfo | None:
         """The exception actually raised last (printed last in a chain)."""
         return self.exceptions[-1] if self.exceptions else None
@@ -255,7 +265,8 @@ class Event:
         library's, the frames of the outermost traceback only, so the varying depth of
         a library's internals in the causes (a shared DNS lookup awaited by a second
         caller) does not split one problem in two. Lines: logger, level and the
-        normalised message. Recorded deploy responses: route, status, normalised message.
+        normalised message. Recorded deploy responses: route, status, and the message with
+        the request's own values (instance name, profile...) and numbers normalised.
         """
         h = hashlib.blake2b(digest_size=8)
         h.update(FINGERPRINT_VERSION.encode())
@@ -273,7 +284,13 @@ class Event:
                 h.update(b"\0M" + normalise(self.outermost.message).encode())
         elif self.kind == RESPONSE and self.data is not None:
             d = self.data
-            h.update(f"\0R{d.get('route')}:{d.get('status')}:{normalise(str(d.get('message', '')))}".encode())
+            message = str(d.get("message", ""))
+            # The names the client chose (instance, profile, config) are not the problem.
+            request = d.get("request") or {}
+            for value in sorted((v for v in request.values() if isinstance(v, str) and len(v) >= 3),
+                                key=len, reverse=True):
+                message = message.replace(value, "<value>")
+            h.update(f"\0R{d.get('route')}:{d.get('status')}:{normalise(message)}".encode())
         elif header is not None:
             h.update(f"\0L{header.logger}:{header.level}:{normalise(header.message)}".encode())
         else:

@@ -36,7 +36,7 @@ from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
 from agent.match.model import Capture, Rule
-from agent.names import base_name
+from agent.names import base_name, protected_profile
 from agent.redact import Redactor
 from agent.remedy import intent as intents
 from agent.remedy.outage import outage_of, reachable
@@ -46,6 +46,7 @@ from agent.store import PENDING, Deploy, Incident, StateUnwritable, Store
 log = logging.getLogger(__name__)
 Notify = Callable[[Incident, str, str], None]
 DEPLOY_VALUE = Capture(type="name", max_length=128)
+DEPLOY_PROFILE = Capture(type="profile", max_length=64)
 # Closed incidents whose key then rests for the rule's cooldown: an observed one too, or an
 # observe-only rule would open (and tell) a new incident for every repeat of its error.
 COOLING = ("resolved", "gave-up", "observed")
@@ -56,6 +57,10 @@ EVENTS_KEPT = 2 * 86400.0  # how long a handled event is remembered (no replay r
 CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that name to be answered
 OWN_SEND_WAIT = 20.0  # after a re-send cut off by a kill, how long its bot may take to show
 MAX_INTERRUPTED = 5  # restarts during an incident's attempts before it gives up
+
+
+class _Refused(Exception):
+    """A value from evidence the agent must never act on (a protected profile): no attempt helps."""
 
 
 class _Waiting(Exception):
@@ -139,7 +144,7 @@ class Remedy:
         if res.below_threshold:
             return None
         rule, event = res.rule, res.event
-        key = res.text(rule.incident.key) or rule.id
+        key = self.redactor.text(res.text(rule.incident.key)) or rule.id
         keys = event_keys(event)
         now = time.time()
         with self._lock:
@@ -169,7 +174,8 @@ class Remedy:
             inc = Incident(
                 id=secrets.token_hex(4), rule=rule.id, key=key, state="detected", severity=rule.severity,
                 container=event.container, summary=self.redactor.text(_summary(res)),
-                fingerprint=event.fingerprint, captures=dict(res.captures), deploy=_carried_deploy(res))
+                fingerprint=event.fingerprint, captures=_stored(res, self.redactor),
+                deploy=_carried_deploy(res))
             self.store.create_incident(inc, keys)
         self.store.audit(inc.id, "decision", "detected",
                          self.redactor.data({"captures": res.captures, **event.where()}),
@@ -332,6 +338,9 @@ class Remedy:
                 self._retry_all(inc, ctx, todo)
         except StateUnwritable:
             raise
+        except _Refused as refused:
+            self._close(inc, "refused", str(refused))
+            return
         except _Waiting as waiting:
             inc.state, inc.detail = "waiting", str(waiting)
             self.store.save_incident(inc)
@@ -478,12 +487,14 @@ class Remedy:
             raise _Waiting(f"{call.action} needs {', '.join(missing)}, which no evidence gives. "
                            "To finish: " + finish_command(inc))
         for key, raw in call.params.items():
-            # Values from a recorded or logged request body are client text: names only.
+            # Values from a recorded or logged request body are client text: names only, and never
+            # a protected profile. Trying again would not change them: the incident is refused.
             if isinstance(raw, str) and "{deploy." in raw:
-                reason = capture_check.check(DEPLOY_VALUE, str(params[key]))
+                reason = capture_check.check(DEPLOY_PROFILE if key == "profile" else DEPLOY_VALUE,
+                                             str(params[key]))
                 if reason:
                     value = capture_check.shown(str(params[key]))
-                    raise ActionError(f"{call.action}: {key}={value} {reason}")
+                    raise _Refused(f"not acting: {call.action}: {key}={value} {reason}")
         shown = ctx.redactor.data(params)
         started = time.monotonic()
         try:
@@ -593,7 +604,7 @@ class Remedy:
 def half_made_profile(ctx: ActionContext) -> str | None:
     """The only listed profile whose credentials folder is missing, if exactly one is."""
     found = [a for a in ctx.api.accounts()
-             if a != "master_account" and ctx.api.account_credentials(a) is None]
+             if not protected_profile(a) and ctx.api.account_credentials(a) is None]
     return found[0] if len(found) == 1 else None
 
 
@@ -605,8 +616,16 @@ def _templates(params: dict) -> list[str]:
 
 def _summary(res: Result) -> str:
     e = res.event
-    line = e.lines[-1] if e.kind == "traceback" and e.lines else (e.lines[0] if e.lines else "")
-    return f"{res.rule.id} in {e.container}: {line[:300]}"
+    return f"{res.rule.id} in {e.container}: {e.key_line[:300]}"
+
+
+def _stored(res: Result, redactor: Redactor) -> dict:
+    """Captures as kept in the state file: free text, and anything refused, redacted (no action
+    ever takes them); names stay exact, as actions need them."""
+    if res.refused:
+        return redactor.data(dict(res.captures))
+    return {k: redactor.text(v) if (spec := res.rule.captures.get(k)) is not None and spec.type == "text"
+            else v for k, v in res.captures.items()}
 
 
 def _carried_deploy(res: Result) -> dict | None:

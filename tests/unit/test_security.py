@@ -9,6 +9,7 @@ import pytest
 from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
+from agent.redact import Redactor
 from agent.remedy.intent import check_body, image_allowed
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -82,3 +83,55 @@ def test_controllers_and_the_image_allow_list():
     assert check_body("deploy-v2-script", mine, ("registry.local:5000/me/hummingbot:*",)) is None
     assert not image_allowed("registry.local:5000/me/other:v2", ("registry.local:5000/me/hummingbot:*",))
     assert not image_allowed("hummingbot/hummingbot:latest@sha256:" + "0" * 64, ())
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("CONFIG_PASSWORD=CfgPw-1 starting", "CONFIG_PASSWORD=*** starting"),
+    ("password: hunter2", "password: ***"),
+    ('{"binance_api_secret": "s e c", "binance_api_key": "K1"}',
+     '{"binance_api_secret": "***", "binance_api_key": "***"}'),
+    ("secret_key='xyz'", "secret_key='***'"),
+    ("GET /x?access_token=abc&page=2", "GET /x?access_token=***&page=2"),
+    ("Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic ***"),
+    ("Invalid credentials_profile: 'x CONFIG_PASSWORD=CfgPw-1'",
+     "Invalid credentials_profile: 'x CONFIG_PASSWORD=***'"),
+    ("CONFIG_PASSWORD=''", "CONFIG_PASSWORD=''"),  # empty is news, not a secret
+    ("credentials_profile: client_sharp key=abc token_url=http://x", None),  # names are not secrets
+    ("07:00:00 password authentication failed for user", None),
+])
+def test_secrets_in_key_value_form_are_masked_whoever_they_belong_to(text, shown):
+    assert Redactor().text(text) == (text if shown is None else shown)
+
+
+@pytest.mark.parametrize("name", ["master_account", "Master_Account", "MASTER_ACCOUNT"])
+def test_the_template_profile_is_never_an_action_parameter(name):
+    """Refused at capture time by the rules (see the golden samples), and by every action
+    that takes a profile, whatever its case."""
+    from pydantic import ValidationError
+
+    from agent.actions import registry
+
+    for action in ("ensure_account", "provision_credentials"):
+        with pytest.raises(ValidationError, match="protected profile"):
+            registry()[action].params.model_validate({"profile": name})
+    assert registry()["ensure_account"].params.model_validate({"profile": "client_sharp"})
+
+
+def test_no_event_ends_on_a_blank_line_and_every_key_line_says_something():
+    """Over every golden sample (real captures and their shapes): the real postgres-down traceback
+    ended on the blank line after its exception, and its message read `database-unavailable in
+    hummingbot-api: ` with nothing after it."""
+    from agent.remedy.engine import _summary
+
+    for sample in sorted((REPO / "rules").glob("*.samples.log")):
+        lines = [x for x in sample.read_text().splitlines() if not x.startswith("#")]
+        for event in replay_lines(lines, "hummingbot-api"):
+            assert event.lines[-1].strip(), (sample.name, event)
+            assert event.key_line.strip(), (sample.name, event)
+    text = [x for x in (REPO / "rules" / "database-unavailable.samples.log").read_text().splitlines()
+            if not x.startswith("#")]
+    matcher = Matcher(LIBRARY)
+    res = next(r for e in replay_lines(text, "hummingbot-api")
+               if (r := matcher.match(e)) and r.rule.id == "database-unavailable")
+    assert _summary(res) == ("database-unavailable in hummingbot-api: ConnectionRefusedError: [Errno 111]"
+                             " Connect call failed ('127.0.0.1', 48807)")
