@@ -27,13 +27,14 @@ class Scenario:
         return self.quick_limit if quick else self.full_limit
 
 
+# In the order they start: the longest first, so a run side by side ends soonest.
 SCENARIOS: dict[str, Scenario] = {
-    "kill-storm": Scenario("kill_storm", 150, 900),
-    "kill-after-fix": Scenario("kill_after_fix", 120, 600),
-    "receiver-outage": Scenario("receiver_outage", 150, 600),
     "engine-restart": Scenario("engine_restart", 150, 600),
+    "kill-storm": Scenario("kill_storm", 150, 900),
+    "receiver-outage": Scenario("receiver_outage", 150, 600),
     "api-outage-60s": Scenario("api_outage", 150, 400),
     "api-outage-10min": Scenario("api_outage", 0, 1000, full_only=True, function="run_long"),
+    "kill-after-fix": Scenario("kill_after_fix", 120, 900),
     "hostile-bytes": Scenario("hostile_bytes", 150, 600),
     "state-file": Scenario("state_file", 150, 400),
     "fuzz": Scenario("fuzz", 150, 900),

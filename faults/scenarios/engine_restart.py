@@ -76,7 +76,7 @@ def run(quick: bool) -> dict:
         settle(lambda: len(SEEN.findall(agent.text())) > 20, 60)
         reconnects, first_lines = [], []
         for n in range(restarts):
-            time.sleep(3)
+            time.sleep(2)
             boots = {b for _, b in SEEN.findall(agent.text())}
             back = engine.restart()
             attached = settle(lambda: agent.health()[1].get("streams", {}).get(name) == "attached", 60, 0.05)
@@ -86,7 +86,7 @@ def run(quick: bool) -> dict:
             first_lines.append(round(time.monotonic() - back, 2) if flowing else None)
             log(f"restart {n + 1}/{restarts}: reattached {reconnects[-1]} s, first new line"
                 f" {first_lines[-1]} s after the engine answered")
-        time.sleep(8)  # after the last restart: lines keep coming, and "reachable again" settles (5 s)
+        time.sleep(6)  # after the last restart: lines keep coming, and "reachable again" settles (5 s)
         until = datetime.now(UTC).timestamp() - 3
         with engine.client() as mine:
             raw = mine.containers.get(name).logs(stdout=False, stderr=True, timestamps=True,
