@@ -38,11 +38,14 @@ def _tagged(repository: str, context: pathlib.Path) -> str:
 
 STANDIN_IMAGE = _tagged("medic-test/hummingbot-api-standin", HERE / "standin" / "app")
 TOOLS_IMAGE = _tagged("medic-test/standin-tools", HERE / "standin" / "tools")
+# The hardened compose's Docker socket proxy, as shipped (Debian's haproxy on the local base).
+PROXY_IMAGE = _tagged("medic-test/docker-proxy", HERE.parent / "docker-proxy")
 
 # image tag -> build context
 IMAGES: dict[str, pathlib.Path] = {
     STANDIN_IMAGE: HERE / "standin" / "app",
     TOOLS_IMAGE: HERE / "standin" / "tools",
+    PROXY_IMAGE: HERE.parent / "docker-proxy",
 }
 
 
