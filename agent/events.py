@@ -180,6 +180,17 @@ class Event:
         return self.stream
 
     @property
+    def excerpt(self) -> str:
+        """What a person reads of it: a traceback's last line, a record's line, or a bot's death
+        with its last lines."""
+        if self.kind == EXIT:
+            text = "\n".join(self.lines)
+            return text if len(text) <= 1500 else "…" + text[-1500:]
+        if not self.lines:
+            return ""
+        return (self.lines[-1] if self.kind == TRACEBACK else self.lines[0])[:300]
+
+    @property
     def role(self) -> str:
         return self.origin.role if self.origin is not None else API
 

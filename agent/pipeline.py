@@ -44,7 +44,7 @@ class Pipeline:
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
         self._next: dict[str, dict[str, int]] = {}  # container -> stream -> last position + 1
         self._cid: dict[str, str] = {}
-        self._origin: dict[str, Origin | None] = {}
+        self._origin: dict[tuple[str, str], Origin | None] = {}
         self._dirty: set[str] = set()
         self._files: dict[Origin, list] = {}  # origin -> [path, dev, ino, next offset]
         self._dirty_files: set[Origin] = set()
@@ -134,11 +134,11 @@ class Pipeline:
                 self._emit(asm.flush(container))  # a new container under the same name
                 self._next.pop(container, None)
             self._cid[container] = cid
-            self._origin.setdefault(container, origin)
             if stream is None:
                 self._emit(asm.flush(container))
             else:
                 channel = origin.channel if origin is not None else stream
+                self._origin[(container, stream)] = origin
                 self._emit(asm.feed(container, channel, items, now, origin))
                 self._next.setdefault(container, {})[stream] = items[-1][0] + 1
                 if origin is not None and origin.role == BOT:
@@ -166,7 +166,8 @@ class Pipeline:
             for origin in [o for o in self._files if o.container == container]:
                 del self._files[origin]
                 self._dirty_files.discard(origin)
-            self._origin.pop(container, None)
+            for key in [k for k in self._origin if k[0] == container]:
+                del self._origin[key]
 
     def _keep_tail(self, container: str, channel: str, items: list[Item]) -> None:
         tail = self._tails.get((container, channel))
@@ -230,9 +231,7 @@ class Pipeline:
         self._dirty_files.clear()
 
     def _pending(self, container: str, stream: str) -> int | None:
-        """A container stream's held lines (a bot's console is assembled under its origin)."""
-        origin = self._origin.get(container)
-        if origin is not None:
-            return self.assembler.pending_first_pos(container, origin.channel, origin) \
-                if stream == STDOUT else None
-        return self.assembler.pending_first_pos(container, stream)
+        """A container stream's held lines (assembled under its origin, when it has one)."""
+        origin = self._origin.get((container, stream))
+        channel = origin.channel if origin is not None else stream
+        return self.assembler.pending_first_pos(container, channel, origin)

@@ -38,11 +38,14 @@ def _tagged(repository: str, context: pathlib.Path) -> str:
 
 STANDIN_IMAGE = _tagged("medic-test/hummingbot-api-standin", HERE / "standin" / "app")
 TOOLS_IMAGE = _tagged("medic-test/standin-tools", HERE / "standin" / "tools")
+# Named <owner>/hummingbot:<tag>, as hummingbot-api's status route wants a bot's image.
+BOT_IMAGE = _tagged("medic-test/hummingbot", HERE / "standin" / "bot")
 
 # image tag -> build context
 IMAGES: dict[str, pathlib.Path] = {
     STANDIN_IMAGE: HERE / "standin" / "app",
     TOOLS_IMAGE: HERE / "standin" / "tools",
+    BOT_IMAGE: HERE / "standin" / "bot",
 }
 
 

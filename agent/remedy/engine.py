@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from agent.actions import registry
-from agent.actions.base import ActionContext, ActionError
+from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
@@ -225,7 +225,9 @@ class Remedy:
         except Exception as exc:  # ActionError, validation, HTTP, Docker: all end the attempt
             detail = self.redactor.text(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ActionError)
                                        else str(exc))
-            if inc.attempts >= rule.incident.max_attempts:
+            if isinstance(exc, NeedsHuman):  # another attempt would not help: say what to do
+                self._close(inc, "gave-up", detail)
+            elif inc.attempts >= rule.incident.max_attempts:
                 self._close(inc, "gave-up", f"{detail} (after {inc.attempts} attempts)")
             else:
                 inc.state, inc.detail = "failed", detail
@@ -350,8 +352,7 @@ def _templates(params: dict) -> list[str]:
 
 def _summary(res: Result) -> str:
     e = res.event
-    line = e.lines[-1] if e.kind == "traceback" and e.lines else (e.lines[0] if e.lines else "")
-    return f"{res.rule.id} in {e.container}: {line[:300]}"
+    return f"{res.rule.id} in {e.container}: {e.excerpt}"
 
 
 def _carried_deploy(res: Result) -> dict | None:

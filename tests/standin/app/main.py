@@ -29,7 +29,7 @@ logging.basicConfig(
 )
 
 from database.connection import AsyncDatabaseManager  # noqa: E402
-from routers import accounts, bot_orchestration, docker, websockets  # noqa: E402
+from routers import accounts, bot_orchestration, connectors, docker, websockets  # noqa: E402
 from services import noise  # noqa: E402
 from services.docker_service import DockerService  # noqa: E402
 from utils.mqtt_manager import MQTTManager  # noqa: E402
@@ -57,7 +57,7 @@ async def lifespan(app: FastAPI):
         warn_if_insecure_security_defaults()
         await AsyncDatabaseManager().create_tables()
         app.state.docker_manager = DockerService()
-    mqtt = MQTTManager()
+    mqtt = app.state.mqtt = MQTTManager()
     await mqtt.start()
     if config.NOISE_INTERVAL > 0:
         tasks.append(asyncio.create_task(noise.run(config.NOISE_INTERVAL)))
@@ -72,6 +72,7 @@ app = FastAPI(title="Hummingbot API", lifespan=lifespan)
 app.include_router(bot_orchestration.router)
 app.include_router(accounts.router)
 app.include_router(docker.router)
+app.include_router(connectors.router)
 if not config.LEGACY:
     app.include_router(websockets.router)
 

@@ -7,11 +7,13 @@ template raises mid-way and leaves the half-made folder, as the real one does.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import shutil
 
 import yaml
 
+import config
 from utils import file_system as fs
 
 TEMPLATE_FILES = ("conf_client.yml", "conf_fee_overrides.yml", "hummingbot_logs.yml",
@@ -45,10 +47,12 @@ def list_credentials(name: str) -> list[str]:
 
 
 def add_credentials(name: str, connector: str, keys: dict) -> None:
-    """Store keys as the real app does in spirit: never in clear text."""
+    """Store keys as the real app does in spirit: never in clear text, and sealed with
+    CONFIG_PASSWORD (the stand-in bot says MAC mismatch when its password differs)."""
     path = os.path.join(fs.BASE, "credentials", name, "connectors", f"{connector}.yml")
     if not os.path.isdir(os.path.dirname(path)):
         raise FileNotFoundError(f"Directory 'credentials/{name}/connectors' not found")
     sealed = {k: base64.b64encode(str(v).encode()).decode() for k, v in keys.items()}
+    password = hashlib.sha256(config.CONFIG_PASSWORD.encode()).hexdigest()
     with open(path, "w") as fh:
-        yaml.safe_dump({"connector": connector, "encrypted": sealed}, fh)
+        yaml.safe_dump({"connector": connector, "encrypted": sealed, "password_sha256": password}, fh)
