@@ -149,7 +149,6 @@ class Service:
         if event.kind == EXIT:  # a bot's end: with what it said before, if a rule knew it
             self.fate.exited(event, res)
         elif res is not None:
-            report_match(res)
             self.fate.matched(res)
         else:
             self.unknown.observe(event)
@@ -158,8 +157,7 @@ class Service:
         """A match, ready for the remedy (a bot's failure together with how it ended)."""
         matches = self.counts["matches"]
         matches[res.rule.id] = matches.get(res.rule.id, 0) + 1
-        if res.event.kind == EXIT or res.captures.get("fate"):
-            report_match(res)
+        report_match(res)
         self.remedy.submit(res)
 
     def start(self) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
     def __init__(self) -> None:
         self.accepted: list[dict] = []
+        self.at: list[float] = []  # when each was accepted (wall clock)
         self.refused = 0
         self.failing = False
         self._lock = threading.Lock()
@@ -25,6 +27,7 @@ class Receiver:
                         status = 500
                     else:
                         outer.accepted.append(json.loads(body))
+                        outer.at.append(time.time())
                         status = 200
                 self.send_response(status)
                 self.end_headers()
@@ -55,3 +58,8 @@ class Receiver:
     def titles(self) -> list[str]:
         with self._lock:
             return [m.get("title", "") for m in self.accepted]
+
+    def timed(self) -> list[tuple[float, str]]:
+        """(when, message) of each accepted message."""
+        with self._lock:
+            return [(t, m.get("message", "")) for t, m in zip(self.at, self.accepted, strict=True)]

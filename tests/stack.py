@@ -275,11 +275,12 @@ def _alive(pid: str | None) -> bool:
 def sweep(client: docker.DockerClient) -> None:
     """Remove containers left by earlier runs that were killed before cleanup; those of a
     test process still running (another checkout's run on the same engine) stay."""
-    for c in client.containers.list(all=True, filters={"label": LABEL}):
-        if _alive(c.labels.get(OWNER)):
+    # One listing (docker-py's list inspects each container, which races with other runs' removals).
+    for c in client.api.containers(all=True, filters={"label": LABEL}):
+        if _alive((c.get("Labels") or {}).get(OWNER)):
             continue
         with contextlib.suppress(DockerException):
-            c.remove(force=True)
+            client.api.remove_container(c["Id"], force=True)
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -117,13 +117,17 @@ class LogFiles(threading.Thread):
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> None:
         while not self._stopping.wait(self.interval):
-            now = time.monotonic()
-            with self._lock:
-                for b in list(self._bots.values()):
-                    try:
-                        self._poll(b, now, scan=now - b.scanned >= self.scan_every)
-                    except Exception:
-                        log.exception("following the log files of %s failed", b.name)
+            self.poll_once()
+
+    def poll_once(self) -> None:
+        """Read what is new in every followed file (and look for new files when it is time)."""
+        now = time.monotonic()
+        with self._lock:
+            for b in list(self._bots.values()):
+                try:
+                    self._poll(b, now, scan=now - b.scanned >= self.scan_every)
+                except Exception:
+                    log.exception("following the log files of %s failed", b.name)
 
     def _poll(self, b: _Bot, now: float, *, scan: bool, final: bool = False) -> None:
         if scan:

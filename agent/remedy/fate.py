@@ -69,8 +69,12 @@ class Fate:
         event = res.event
         if event.role == BOT:
             self._note(event.container, res.rule.id, _summary(res))
-            if res.rule.fatal and not res.refused and event.container not in self._held:
-                self._held[event.container] = _Held(res, time.monotonic() + self.exit_wait)
+            if res.rule.fatal and not res.refused:
+                held = self._held.get(event.container)
+                if held is None:
+                    self._held[event.container] = _Held(res, time.monotonic() + self.exit_wait)
+                elif res.rule.priority > held.res.rule.priority:
+                    held.res = res  # the same failure seen again (console and log file), or a better reason
                 return
         self.submit(res)
 
@@ -92,8 +96,7 @@ class Fate:
         if chosen is None:
             log.warning("bot %s %s and no rule matched its death", name, data.get("fate"))
             return
-        if chosen is reason:
-            chosen = _with_fate(chosen, data)
+        chosen = _with_fate(chosen, data)
         self._with_deploy(chosen, data.get("created"))
         with self._lock:
             seen.death["reason"] = f"{chosen.rule.id}: {_summary(chosen)}"

@@ -53,14 +53,12 @@ def already_deployed(ctx: ActionContext, base: str, since: float) -> str | None:
                     return name
     except (httpx.HTTPError, ValueError, AttributeError):
         pass
-    for c in ctx.docker.containers.list(filters={"name": base}):
-        created = c.attrs.get("Created", "")
-        try:
-            at = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00").timestamp()
-        except ValueError:
-            continue
-        if (c.name == base or _deployed_since(c.name, base, since)) and at >= since - 2:
-            return c.name
+    # One listing of the running ones (inspecting each would race with containers going away).
+    for c in ctx.docker.api.containers(filters={"name": base}):
+        name = (c.get("Names") or ["/"])[0].lstrip("/")
+        at = float(c.get("Created") or 0)
+        if (name == base or _deployed_since(name, base, since)) and at >= since - 2:
+            return name
     return None
 
 

@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 
-
 CLIENTS: set[asyncio.StreamWriter] = set()
 
 

@@ -115,12 +115,9 @@ class DockerService:
     def running_bots(self) -> list[str]:
         """Running containers whose image is named like `<owner>/hummingbot:<tag>`: all the real
         orchestrator looks at (a dead bot is simply not there)."""
-        names = []
-        for c in self.client.containers.list():
-            image = c.attrs.get("Config", {}).get("Image", "")
-            if BOT_IMAGE.match(image):
-                names.append(c.name)
-        return names
+        # One listing (no inspect of each container, which races with containers going away).
+        return [(c.get("Names") or ["/"])[0].lstrip("/") for c in self.client.api.containers()
+                if BOT_IMAGE.match(c.get("Image") or "")]
 
     def bot_status(self, mqtt) -> dict:
         """Every running bot reads "stopped" (nothing trades here); `recently_active` is its
