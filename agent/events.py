@@ -183,9 +183,9 @@ class Event:
     def excerpt(self) -> str:
         """What a person reads of it: a traceback's last line, a record's line, or a bot's death
         with its last lines."""
-        if self.kind == EXIT:
+        if self.kind == EXIT:  # the headline, then the last lines (shortened from the end)
             text = "\n".join(self.lines)
-            return text if len(text) <= 1500 else "…" + text[-1500:]
+            return text if len(text) <= 2000 else text[:2000] + "…"
         if not self.lines:
             return ""
         return (self.lines[-1] if self.kind == TRACEBACK else self.lines[0])[:300]

@@ -27,7 +27,8 @@ from agent.store import Checkpoint, FileCheckpoint, Store
 
 log = logging.getLogger(__name__)
 EventHandler = Callable[[Event], None]
-TAIL_LINES = 12  # a bot's last lines kept per channel, for the message about its death
+TAIL_LINES = 40  # a bot's last lines kept per channel: its death is matched with them
+SHOWN_LINES = 6  # ... and the message shows the last few of each
 TAIL_CHARS = 400
 
 
@@ -181,11 +182,11 @@ class Pipeline:
         """The death's event, with the last lines of each channel of the bot."""
         data = event.data if event.data is not None else {}
         sections = []
-        for channel, title in ((CONSOLE, "console"), (ERRORS, "logs/errors.log"), (LOG, "logs/logs_*.log")):
+        for channel, title in ((ERRORS, "logs/errors.log"), (CONSOLE, "console"), (LOG, "logs/logs_*.log")):
             lines = list(self._tails.get((event.container, channel), ()))
             data[f"last_{channel}"] = lines
             if lines:
-                sections += [f"-- last lines of its {title}:", *lines]
+                sections += [f"-- the end of its {title}:", *(x[:200] for x in lines[-SHOWN_LINES:])]
         event.data = data
         event.lines = [*event.lines[:1], *sections]
         return event
