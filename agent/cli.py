@@ -41,6 +41,26 @@ def build_parser() -> argparse.ArgumentParser:
                       help="for --role bot: a saved console (docker logs, -t or not), logs/errors.log, or a "
                            "logs/logs_*.log file")
     rules.add_parser("schema", help="JSON Schema of the rule format")
+    suggest = rules.add_parser("suggest", help="draft a rule (and its samples) from an error no rule knows")
+    suggest.add_argument("fingerprint", nargs="?",
+                         help="a fingerprint from hb-medic unknown (or a unique prefix)")
+    suggest.add_argument("--from", dest="from_file", metavar="LOGFILE",
+                         help="saved `docker logs` output instead of the state file: a draft for each"
+                              " recurring error no rule knows (- for stdin)")
+    suggest.add_argument("--id", dest="rule_id", help="the draft's rule id (default: made from the error)")
+    where = suggest.add_mutually_exclusive_group()
+    where.add_argument("--out", default="drafts", metavar="DIR", help="where to write (default: drafts)")
+    where.add_argument("--stdout", action="store_true", help="print the draft instead of writing it")
+    suggest.add_argument("--rules", default=default, metavar="DIR", help=own)
+    suggest.add_argument("--container", default=None,
+                         help="with --from: the container the log came from (default hummingbot-api)")
+    suggest.add_argument("--role", choices=["hummingbot-api", "bot", "sibling"], default="hummingbot-api",
+                         help="with --from: what wrote the log (default hummingbot-api)")
+    suggest.add_argument("--channel", choices=["console", "errors", "log"],
+                         help="with --from and --role bot: a console, logs/errors.log or logs_*.log file")
+    unknown = sub.add_parser("unknown", help="errors no rule knows, most frequent first")
+    unknown.add_argument("--json", action="store_true", help="one JSON object a fingerprint")
+    unknown.add_argument("--since", metavar="DURATION", help="only those seen within, e.g. 30m, 6h, 2d")
     incidents = sub.add_parser("incidents", help="incidents and their audit trail")
     incidents.add_argument("--json", action="store_true", help="one JSON object an incident")
     incidents.add_argument("--limit", type=int, default=20)
@@ -66,7 +86,7 @@ def _setup_logging() -> None:
 
 
 # What each command reads; a bad value of any other setting never stops it.
-RECORDER_NEEDS = {"recorder_addr", "hummingbot_url", "state_db", "log_format"}
+RECORDER_NEEDS = {"recorder_addr", "hummingbot_url", "state_db", "log_format", "log_level"}
 STATE_NEEDS = {"state_db"}
 NOTIFY_NEEDS = {"notify_urls", "notify_config"}
 
@@ -84,6 +104,27 @@ def _settings(needs: set[str] | None = None):
         for message in exc.problems.values():
             print(f"hb-medic: {message}", file=sys.stderr)
         return None
+
+
+def _engine_problem(done: threading.Event, patience: float = 10.0) -> str | None:
+    """None when the Docker engine answers (within a few seconds: a socket proxy started beside
+    the agent may still be coming up); else one line with the fix, instead of a traceback."""
+    import time
+
+    import docker
+    from docker.errors import DockerException
+
+    from agent.doctor import docker_fix
+
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            docker.from_env(timeout=10).close()
+            return None
+        except DockerException as exc:
+            if time.monotonic() > deadline or done.wait(1.0):
+                host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+                return f"the Docker engine at {host} does not answer: {exc}\n    fix: {docker_fix(host)}"
 
 
 def _signals() -> threading.Event:
@@ -109,16 +150,22 @@ def cmd_run() -> int:
         return 2
     try:
         service = Service(settings)
-        logs.setup(settings.log_format, service.redactor)
+        logs.setup(settings.log_format, service.redactor, level=settings.log_level)
     except RulesError as exc:
         print(f"hb-medic: the rules have errors:\n{exc}", file=sys.stderr)
         return 2
     except (RecorderError, TargetError, SettingsError, OSError) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
-    if not done.is_set():
-        service.start()
-        done.wait()
+    problem = _engine_problem(done)
+    if problem:  # nothing has started yet: the process ends here
+        print(f"hb-medic: {problem}", file=sys.stderr)
+        return 2
+    if done.is_set():  # stopped while starting: nothing runs yet, so nothing to stop
+        service.store.close()
+        return 0
+    service.start()
+    done.wait()
     service.stop()
     return 0
 
@@ -136,7 +183,8 @@ def cmd_recorder() -> int:
 
     password = settings.hummingbot_password
     logs.setup(settings.log_format, Redactor([password.get_secret_value()] if password else [],
-                                             public=[settings.hummingbot_username]))
+                                             public=[settings.hummingbot_username]),
+               level=settings.log_level)
     if not settings.recorder_addr:
         print("hb-medic: set MEDIC_RECORDER_ADDR (e.g. 0.0.0.0:8001) for the recorder", file=sys.stderr)
         return 2
@@ -145,7 +193,7 @@ def cmd_recorder() -> int:
     except RecorderError as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger("agent").warning("deploy recorder on %s -> %s; records in %s",
+    logging.getLogger("agent").info("deploy recorder on %s -> %s; records in %s",
                                        settings.recorder_addr, settings.hummingbot_url, settings.state_db)
     _wait_for_signal()
     thread.stop()
@@ -197,6 +245,53 @@ def cmd_incidents(as_json: bool, limit: int) -> int:
             print(f"    {at} {a['kind']:<8} {a['name']} {params} {ok}{took} {a['result']}".rstrip())
         print()
     return 0
+
+
+def cmd_unknown(as_json: bool, since_text: str | None) -> int:
+    from agent.store import Store
+    from agent.unknown.report import parse_duration, show
+
+    since = None
+    if since_text is not None:
+        try:
+            since = parse_duration(since_text)
+        except ValueError as exc:
+            print(f"hb-medic: --since: {exc}", file=sys.stderr)
+            return 2
+    settings = _settings(STATE_NEEDS)
+    if settings is None:
+        return 2
+    return show(Store(settings.state_db), since, as_json)
+
+
+def cmd_suggest(args) -> int:
+    from agent.rules_cmd import origin_for
+    from agent.unknown.suggest import SuggestError, suggest
+
+    if (args.role == "bot") != (args.channel is not None):
+        print("hb-medic: --role bot needs --channel console|errors|log (and --channel needs --role bot)",
+              file=sys.stderr)
+        return 2
+    if args.fingerprint is None and args.from_file is None:
+        print("hb-medic: rules suggest needs a FINGERPRINT (from hb-medic unknown) or --from LOGFILE",
+              file=sys.stderr)
+        return 2
+    store = None
+    if args.from_file is None:
+        from agent.store import Store
+
+        settings = _settings(STATE_NEEDS)
+        if settings is None:
+            return 2
+        store = Store(settings.state_db)
+    try:
+        return suggest(fingerprint=args.fingerprint, from_file=args.from_file, store=store,
+                       rule_id=args.rule_id, out_dir=None if args.stdout else args.out,
+                       rules_dir=args.rules, container=args.container or "hummingbot-api",
+                       origin=origin_for(args.role, args.channel, args.container))
+    except SuggestError as exc:
+        print(f"hb-medic: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> int:
@@ -267,12 +362,20 @@ def cmd_notify_test(url: str | None) -> int:
     return 1 if failed else 0
 
 
+STATE_FILE_UNUSABLE = 3  # exit status: the state file cannot be used (see the message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a reader that went away (`| head`, quitting `less`) ends it quietly."""
+    from agent.store import StateFileError
+
     try:
         code = _dispatch(argv)
         sys.stdout.flush()  # a broken pipe shows here, not at interpreter exit
         return code
+    except StateFileError as exc:  # one message, its own exit status (a restart policy shows it)
+        print(f"hb-medic: {exc}", file=sys.stderr)
+        return STATE_FILE_UNUSABLE
     except BrokenPipeError:
         # Nothing more can be written: point stdout at /dev/null so the interpreter's own
         # final flush stays silent, and exit as a process stopped by SIGPIPE would.
@@ -293,6 +396,8 @@ def _dispatch(argv: list[str] | None) -> int:
         return cmd_notify_test(args.url)
     if args.command == "incidents":
         return cmd_incidents(args.json, args.limit)
+    if args.command == "unknown":
+        return cmd_unknown(args.json, args.since)
     if args.command == "doctor":
         from agent import doctor
 
@@ -308,6 +413,8 @@ def _dispatch(argv: list[str] | None) -> int:
             return rules_cmd.check(args.rules)
         if args.rules_command == "schema":
             return rules_cmd.print_schema()
+        if args.rules_command == "suggest":
+            return cmd_suggest(args)
         if (args.role == "bot") != (args.channel is not None):
             parser.error("--role bot needs --channel console|errors|log (and --channel needs --role bot)")
         origin = rules_cmd.origin_for(args.role, args.channel, args.container)

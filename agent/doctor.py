@@ -108,14 +108,15 @@ def docker_engine(d: Doctor) -> Iterator[Finding]:
     host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     client = d.docker()
     if client is None:
-        yield Finding(False, f"Docker engine at {host} does not answer: {d.docker_error}", _docker_fix(host))
+        yield Finding(False, f"Docker engine at {host} does not answer: {d.docker_error}", docker_fix(host))
         return
     v = client.version()
     yield Finding(True, f"Docker engine {v.get('Version', '?')} (API {v.get('ApiVersion', '?')}, "
                         f"{v.get('Os', '?')}/{v.get('Arch', '?')}) at {host}")
 
 
-def _docker_fix(host: str) -> str:
+def docker_fix(host: str) -> str:
+    """The fix for an engine that does not answer, by how it is reached."""
     if host.startswith("unix://"):
         path = host[len("unix://"):]
         if not os.path.exists(path):

@@ -130,10 +130,10 @@ def normalise(text: str) -> str:
 
 
 def stamp(ts_ns: int) -> str:
-    """Nanoseconds since the epoch as `docker logs -t` prints them (RFC 3339, trailing zeros of
-    the fraction dropped): 2026-06-29T14:03:07.51501234Z."""
+    """Nanoseconds since the epoch as `docker logs -t` prints them (RFC 3339 with all nine digits
+    of the fraction): 2026-06-29T14:03:07.515012340Z."""
     seconds, nanos = divmod(ts_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}".rstrip("0.") + "Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
 
 
 class Event:

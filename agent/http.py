@@ -4,11 +4,18 @@
 is known to be down, the pipeline's loop is fresh, and the outbox is not stuck.
 `/metrics` is Prometheus text (prometheus-client), read from the agent's state
 at scrape time, so counting costs the hot path almost nothing.
+
+The server may listen beyond loopback (the image binds 0.0.0.0), so a client
+gets at most `DEADLINE` seconds for its whole exchange and at most
+`MAX_CONNECTIONS` are served at once (more get a 503 and are closed): slow or
+many clients cannot hold the agent's threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +29,9 @@ if TYPE_CHECKING:
 
 LOOP_STALE = 15.0  # seconds without a pipeline loop
 OUTBOX_STUCK = 1800.0  # oldest undelivered message
+DEADLINE = 5.0  # seconds a client has for its whole request and answer
+MAX_CONNECTIONS = 16
+BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 def health(service: Service) -> tuple[bool, dict]:
@@ -37,6 +47,8 @@ def health(service: Service) -> tuple[bool, dict]:
     age = time.monotonic() - service.pipeline.last_loop
     if age > LOOP_STALE:
         problems.append(f"pipeline loop stalled for {age:.0f} s")
+    if service.store.write_problem is not None:
+        problems.append(f"state file {service.store.path} cannot be written: {service.store.write_problem}")
     oldest = service.store.outbox_oldest_pending()
     if oldest is not None and time.time() - oldest > OUTBOX_STUCK:
         problems.append(f"notifications undelivered for {time.time() - oldest:.0f} s")
@@ -84,14 +96,59 @@ class _Collector:
         yield notes
         yield CounterMetricFamily("hb_medic_notifications_failed_attempts",
                                   "Delivery attempts that failed", value=s.notifier.failed)
+        yield CounterMetricFamily("hb_medic_unknown_events", "Errors no rule knows, counted",
+                                  value=s.unknown.seen)
+        yield GaugeMetricFamily("hb_medic_unknown_fingerprints", "Errors no rule knows, by fingerprint,"
+                                " in the state file", value=s.store.unknown_count())
         open_ = GaugeMetricFamily("hb_medic_incidents_open", "Incidents not closed", labels=["rule"])
         for rule, n in sorted(s.store.open_incident_counts().items()):
             open_.add_metric([rule], n)
         yield open_
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, but a bounded number of them, each with a deadline."""
+
+    daemon_threads = True
+
+    def __init__(self, addr, handler, *, max_connections: int, deadline: float) -> None:
+        super().__init__(addr, handler)
+        self.deadline = deadline
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        request.settimeout(self.deadline)  # each read and write
+        cut = threading.Timer(self.deadline, _cut, (request,))  # and the exchange as a whole
+        cut.daemon = True
+        cut.start()
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            cut.cancel()
+            self._slots.release()
+
+
+def _cut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 class HealthServer:
-    def __init__(self, service: Service, host: str, port: int) -> None:
+    def __init__(self, service: Service, host: str, port: int, *, max_connections: int = MAX_CONNECTIONS,
+                 deadline: float = DEADLINE) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Collector(service))
         svc = service
@@ -116,8 +173,8 @@ class HealthServer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = _BoundedServer((host, port), Handler, max_connections=max_connections,
+                                     deadline=deadline)
         self._thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
 
     def start(self) -> None:

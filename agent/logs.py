@@ -65,7 +65,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def setup(fmt: str = "text", redactor: Redactor | None = None, level: int = logging.INFO,
+def setup(fmt: str = "text", redactor: Redactor | None = None, level: int | str = logging.INFO,
           stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":

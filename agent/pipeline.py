@@ -23,13 +23,15 @@ from collections.abc import Callable
 from agent.assemble import Assembler, Item
 from agent.events import BOT, CONSOLE, ERRORS, LOG, Event, Origin
 from agent.ingest.split import STDERR, STDOUT
-from agent.store import Checkpoint, FileCheckpoint, Store
+from agent.store import Checkpoint, FileCheckpoint, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
 EventHandler = Callable[[Event], None]
 TAIL_LINES = 40  # a bot's last lines kept per channel: its death is matched with them
 SHOWN_LINES = 6  # ... and the message shows the last few of each
 TAIL_CHARS = 400
+UNSAVED_MAX = 10_000
+PROBE_EVERY = 10.0  # seconds between checks that the state file can still be written
 
 
 class Pipeline:
@@ -50,6 +52,9 @@ class Pipeline:
         self._files: dict[Origin, list] = {}  # origin -> [path, dev, ino, next offset]
         self._dirty_files: set[Origin] = set()
         self._tails: dict[tuple[str, str], deque[str]] = {}
+        # Events whose handling found the state file unwritable, in order, until it can be written.
+        self._unsaved: deque[Event] = deque(maxlen=UNSAVED_MAX)
+        self.dropped = 0  # events that did not fit there (a long outage of the state file)
         self.last_loop = time.monotonic()
 
     # -- the sink sources call (any thread) --------------------------------------------------
@@ -60,9 +65,10 @@ class Pipeline:
     def detached(self, container: str, container_id: str) -> None:
         self._queue.put(("lines", container, container_id, None, None, None))
 
-    def event(self, event: Event) -> None:
-        """A ready-made event (a recorded deploy exchange) for the same handler."""
-        self._queue.put(("event", event))
+    def event(self, event: Event, on_handled: Callable[[], None] | None = None) -> None:
+        """A ready-made event (a recorded deploy exchange) for the same handler; `on_handled` is
+        called once it was (so its source may move its checkpoint past it)."""
+        self._queue.put(("event", event, on_handled))
 
     def file_lines(self, origin: Origin, path: str, dev: int, ino: int, items: list[Item],
                    next_offset: int) -> None:
@@ -94,7 +100,7 @@ class Pipeline:
     # -- the loop ------------------------------------------------------------------------------
     def _run(self) -> None:
         asm = self.assembler
-        last_save = time.monotonic()
+        last_save = last_probe = time.monotonic()
         while True:
             now = time.monotonic()
             self.last_loop = now
@@ -107,7 +113,8 @@ class Pipeline:
             now = time.monotonic()
             if msg is None:
                 self._emit(asm.flush())
-                self._save(all_done=True)
+                if not self._unsaved:
+                    self._save(all_done=True)
                 return
             if msg:
                 try:
@@ -121,7 +128,15 @@ class Pipeline:
                 except Exception:
                     log.exception("pipeline tick failed")
             if now - last_save >= self.checkpoint_interval:
-                self._save()
+                if self.store is not None and (self.store.write_problem is not None
+                                               or now - last_probe >= PROBE_EVERY):
+                    # Even a quiet agent notices a state file it cannot write, and one that healed.
+                    self.store.probe_write()
+                    last_probe = now
+                if self._unsaved:
+                    self._handle_unsaved()
+                if not self._unsaved:  # never a checkpoint past an event not yet handled
+                    self._save()
                 last_save = now
 
     def _message(self, msg: tuple, now: float) -> None:
@@ -129,6 +144,8 @@ class Pipeline:
         kind = msg[0]
         if kind == "event":
             self._emit([msg[1]])
+            if msg[2] is not None:
+                msg[2]()
         elif kind == "lines":
             _, container, cid, stream, items, origin = msg
             if self._cid.get(container) not in (None, cid):
@@ -193,10 +210,34 @@ class Pipeline:
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
+            if self._unsaved:  # keep their order: behind the ones waiting for the state file
+                self._keep(event)
+                continue
             try:
                 self.handler(event)
+            except StateUnwritable:
+                self._keep(event)  # the store said so once; handled when it can be written
             except Exception:
                 log.exception("event handler failed on %r", event)
+
+    def _keep(self, event: Event) -> None:
+        if len(self._unsaved) == self._unsaved.maxlen:
+            self.dropped += 1
+        self._unsaved.append(event)
+
+    def _handle_unsaved(self) -> None:
+        """The state file could not be written: try the waiting events again, in order."""
+        if self.store is not None and self.store.write_problem is not None:
+            return
+        while self._unsaved:
+            event = self._unsaved[0]
+            try:
+                self.handler(event)
+            except StateUnwritable:
+                return
+            except Exception:
+                log.exception("event handler failed on %r", event)
+            self._unsaved.popleft()
 
     def _save(self, all_done: bool = False) -> None:
         if self.store is None:
@@ -217,6 +258,8 @@ class Pipeline:
                             resume[STDOUT] or top, resume[STDERR] or top)
             try:
                 self.store.save_checkpoint(cp)
+            except StateUnwritable:
+                return  # said once by the store; the checkpoints stay dirty and are saved later
             except Exception:
                 log.exception("saving the checkpoint of %s failed", container)
         self._dirty.clear()
@@ -227,6 +270,8 @@ class Pipeline:
             try:
                 self.store.save_file_checkpoint(FileCheckpoint(
                     path, origin.container, dev, ino, pending if pending is not None else nxt))
+            except StateUnwritable:
+                return  # said once by the store; saved later
             except Exception:
                 log.exception("saving the checkpoint of %s failed", path)
         self._dirty_files.clear()

@@ -14,6 +14,7 @@ from agent.logs import printable
 from agent.match.library import load_library
 from agent.match.matcher import Matcher, Result
 from agent.match.model import schema
+from agent.match.samples import as_json
 
 
 def check(rules_dir: str | None, out: TextIO = sys.stdout) -> int:
@@ -39,22 +40,6 @@ def print_schema(out: TextIO = sys.stdout) -> int:
 
 def reportable(event: Event, result: Result | None) -> bool:
     return result is not None or event.kind == TRACEBACK or event.level in ("ERROR", "CRITICAL")
-
-
-def as_json(event: Event, result: Result | None) -> dict:
-    """One line of `rules test --json`, exactly the contract."""
-    return {
-        "rule": result.rule.id if result else None,
-        "captures": dict(result.captures) if result else {},
-        "refused": result.refused if result else None,
-        "exception": event.outermost.type if event.kind == TRACEBACK and event.outermost else None,
-        "exceptions": [e.type for e in event.exceptions],
-        "fingerprint": event.fingerprint,
-        "first_line": event.first_pos,
-        "last_line": event.last_pos,
-        "deploy": result.deploy if result else None,
-        "actions": result.actions if result else [],
-    }
 
 
 class _Style:

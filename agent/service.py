@@ -31,7 +31,7 @@ from agent.pipeline import Pipeline
 from agent.recorder.feed import DeployFeed
 from agent.recorder.proxy import Recorder, RecorderThread, parse_addr
 from agent.redact import Redactor
-from agent.remedy.engine import Remedy, log_step
+from agent.remedy.engine import Remedy
 from agent.remedy.fate import Fate
 from agent.settings import Settings
 from agent.store import Store, Unknown
@@ -58,8 +58,18 @@ def report_match(res: Result) -> None:
         state = "below threshold"
     else:
         state = "would run: " + (", ".join(res.actions) or "notify only")
-    log.warning("rule %s matched in %s: %s %s [%s]", r.id, res.event.container, caps, state,
-                res.event.fingerprint)
+    log.log(logging.WARNING if res.refused else logging.INFO, "rule %s matched in %s: %s %s [%s]", r.id,
+            res.event.container, caps, state, res.event.fingerprint)
+
+
+# An incident step's log level: INFO while things go as they should, WARNING where a person
+# should look, ERROR where the agent failed.
+STEP_LEVELS = {"failed": logging.WARNING, "refused": logging.WARNING, "stale": logging.WARNING,
+               "waiting": logging.WARNING, "gave-up": logging.ERROR}
+
+
+def log_step(inc, step: str, text: str) -> None:
+    log.log(STEP_LEVELS.get(step, logging.INFO), "incident %s [%s] %s: %s", inc.id, inc.rule, step, text)
 
 
 class Service:
@@ -132,7 +142,7 @@ class Service:
                 api=HummingbotAPI(s.hummingbot_url, s.hummingbot_username,
                                   s.hummingbot_password.get_secret_value()),
                 credentials_dir=s.credentials_dir, redactor=self.redactor, bots_dir=s.bots_dir,
-                watch=self.fate, settle=s.bot_settle)
+                watch=self.fate, settle=s.bot_settle, allowed_images=tuple(s.allowed_images))
         return self._context
 
     def _labels(self, container: str) -> dict[str, str]:
@@ -171,7 +181,7 @@ class Service:
         self.feed.start()
         self.watcher.start()
         for line in self.summary():
-            log.warning("%s", line)
+            log.info("%s", line)
 
     def threads_alive(self) -> dict[str, bool]:
         """The agent's long-running threads, for /healthz."""
@@ -221,7 +231,7 @@ class Service:
         self.remedy.stop(timeout=0.3)
         self.notifier.stop(timeout=0.3)
         self.store.close()
-        log.warning("hb-medic stopped")
+        log.info("hb-medic stopped")
 
 
 class RecorderError(Exception):
@@ -232,7 +242,10 @@ def start_recorder(settings: Settings, store: Store, on_record=None) -> Recorder
     """The recorder in its own thread, listening before this returns."""
     assert settings.recorder_addr
     host, port = parse_addr(settings.recorder_addr)
-    thread = RecorderThread(Recorder(settings.hummingbot_url, store, on_record=on_record), host, port)
+    password = settings.hummingbot_password
+    login = (settings.hummingbot_username, password.get_secret_value()) if password is not None else None
+    thread = RecorderThread(Recorder(settings.hummingbot_url, store, on_record=on_record, login=login),
+                            host, port)
     thread.start()
     thread.ready.wait(10)
     if thread.error is not None or not thread.ready.is_set():

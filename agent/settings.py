@@ -6,6 +6,7 @@ Validated once at start; a bad value stops the agent with a message naming it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,6 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from agent.names import IMAGE_PATTERN
 
 SECRETS_DIR = "/run/secrets"
 
@@ -78,11 +81,17 @@ class Settings(BaseSettings):
     http_addr: str = Field("127.0.0.1:9108", pattern=r"^[^\s:]*:\d{1,5}$",
                            description="host:port for /healthz and /metrics.")
     log_format: Literal["text", "json"] = Field("text", description="The agent's own log lines.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="INFO: normal operation; WARNING: what needs a look; ERROR: what failed.")
     recorder_addr: str | None = Field(
         None, pattern=r"^[^\s:]*:\d{1,5}$",
         description="host:port for the deploy recorder to listen on (off unless set).")
     grace_ms: float = Field(30.0, ge=0, le=1000,
                             description="How long a finished traceback waits for a chained one.")
+    allowed_images: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Images a deploy retry may name besides hummingbot/hummingbot:latest, comma separated:"
+                    " exact references, or repo:* for any tag.")
     unknown_digest: bool = Field(True, description="Send the daily digest of errors no rule knows.")
     unknown_digest_time: str = Field(
         "09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$",
@@ -101,6 +110,23 @@ class Settings(BaseSettings):
         if config:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
         return tuple(sources)
+
+    @field_validator("allowed_images", mode="before")
+    @classmethod
+    def _images(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for v in value:
+                ref = v[:-2] + ":x" if isinstance(v, str) and v.endswith(":*") else v
+                if not isinstance(ref, str) or not re.match(IMAGE_PATTERN, ref):
+                    raise ValueError(f"{str(v)[:80]!r} is not an image reference (or repo:*)")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("containers", mode="before")
     @classmethod

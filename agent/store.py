@@ -1,13 +1,20 @@
-"""The agent's state in one SQLite file: checkpoints now, incidents and the rest later.
+"""The agent's state in one SQLite file: checkpoints, recorded deploys, incidents and their
+audit trail, the notification outbox, errors no rule knows.
 
 One connection per thread (sqlite3 objects are not shared across threads),
 WAL so readers never block the writer, and the schema versioned with
-``PRAGMA user_version``.
+``PRAGMA user_version``. A file that cannot be used (not a database, damaged,
+empty, a directory, read-only) stops the start with one message naming it and
+what to do, and is never modified; only a missing file is new, and it is
+created whole. A write that fails while running is logged once, shown on
+/healthz, and raised as StateUnwritable so callers can wait for it quietly.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -16,6 +23,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agent.names import base_name
+
+log = logging.getLogger(__name__)
 
 SCHEMA = [
     # version 1
@@ -137,14 +146,78 @@ SCHEMA = [
         updated   REAL NOT NULL
     )
     """,
+    # Deploys are written ahead (state 'pending' until hummingbot-api answers) and kept only
+    # when the answer came from hummingbot-api and proves the request was authenticated.
+    "ALTER TABLE deploys ADD COLUMN state TEXT NOT NULL DEFAULT 'answered'",
+    "ALTER TABLE deploys ADD COLUMN authenticated INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE deploys ADD COLUMN seq INTEGER",
+    # earlier records: only what the deploy handler answered (2xx, 500) proves a login
+    "DELETE FROM deploys WHERE NOT (status BETWEEN 200 AND 299 OR status = 500)",
+    "UPDATE deploys SET authenticated = 1, seq = id",
+    "CREATE INDEX deploys_seq ON deploys (seq)",
+    "CREATE INDEX deploys_instance ON deploys (instance, state)",
+    # an incident's messages go out in order: the first pending one per incident and target
+    "CREATE INDEX outbox_order ON outbox (target, incident, status, id)",
+    # an error no rule knows also says what wrote it (a bot's errors tell apart by role and channel)
+    "ALTER TABLE unknown ADD COLUMN role TEXT NOT NULL DEFAULT 'hummingbot-api'",
+    # events an incident was opened or counted for: a replay after a restart joins it, never
+    # opens a second one (keys: container/stream/position/timestamp, and fingerprint@timestamp)
+    """
+    CREATE TABLE incident_events (
+        key      TEXT PRIMARY KEY,
+        incident TEXT NOT NULL,
+        at       REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX incident_events_at ON incident_events (at)",
+    # every failed deploy an incident retries, with its outcome (one incident may own several);
+    # deploy_id is the recorder's record, 0 for a request known otherwise (log, bots folder, person)
+    """
+    CREATE TABLE incident_deploys (
+        incident  TEXT NOT NULL,
+        deploy_id INTEGER NOT NULL,
+        base      TEXT NOT NULL,
+        state     TEXT NOT NULL,
+        result    TEXT NOT NULL DEFAULT '',
+        sent_at   REAL,
+        updated   REAL NOT NULL,
+        PRIMARY KEY (incident, deploy_id, base)
+    )
+    """,
+    "CREATE INDEX incident_deploys_deploy ON incident_deploys (deploy_id, state)",
+    # an incident waiting for hummingbot-api or the Docker engine to answer again
+    "ALTER TABLE incidents ADD COLUMN outage TEXT",
+    "ALTER TABLE incidents ADD COLUMN outage_since REAL",
 ]
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to date, one version a transaction."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, ddl in enumerate(SCHEMA[version:], start=version + 1):
+        conn.execute("BEGIN")
+        try:
+            conn.execute(ddl)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
 
 DUP_BITS = 10  # a line position is ts_ns << DUP_BITS | index among lines of that ns
 
 
+PENDING, ANSWERED, LOST = "pending", "answered", "lost"
+
+
 @dataclass(frozen=True)
 class Deploy:
-    """One deploy request and its response, as the recorder saw them."""
+    """One deploy request and, once it came, hummingbot-api's answer, as the recorder saw them.
+
+    `state`: pending (forwarded, no answer yet), answered, or lost (the recorder stopped
+    before the answer came). `authenticated`: the request carried hummingbot-api's login
+    (checked by the recorder) or its answer proves it did (the deploy handler ran).
+    """
 
     id: int
     at: float
@@ -157,6 +230,8 @@ class Deploy:
     message: str
     profile: str | None
     instance: str | None
+    state: str = ANSWERED
+    authenticated: bool = True
 
     def body(self) -> dict | None:
         """The request body as sent, if it was a JSON object."""
@@ -165,6 +240,12 @@ class Deploy:
         except ValueError:
             return None
         return value if isinstance(value, dict) else None
+
+    @property
+    def retryable(self) -> bool:
+        """May a retry re-send it? Only an authenticated request that failed, or whose answer
+        was lost with the recorder (the failure then shows in hummingbot-api's log)."""
+        return self.authenticated and (self.state == LOST or (self.state == ANSWERED and self.failed))
 
 
 @dataclass(frozen=True)
@@ -177,6 +258,53 @@ class Checkpoint:
     stderr: int
 
 
+class StateFileError(Exception):
+    """The state file cannot be used at all; the agent does not start (exit code 3) and
+    leaves the file as it is."""
+
+    def __init__(self, path: str | Path, problem: str, fix: str) -> None:
+        super().__init__(f"the state file {path} {problem}; it was left untouched. {fix}")
+        self.path, self.problem, self.fix = str(path), problem, fix
+
+
+class StateUnwritable(sqlite3.OperationalError):
+    """A write to the state file failed while running (read-only, disk full, I/O error, locked
+    too long). The store has said so once in the log, and /healthz says so until it heals."""
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "COMMIT", "BEGIN")
+
+
+class _Connection(sqlite3.Connection):
+    """Reports write failures (and the first write that works again) to its store, whoever
+    the writer is, so "cannot be written" is logged once and shown on /healthz."""
+
+    store: Store
+
+    def execute(self, sql: str, parameters=(), /) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            cur = super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            if sql.lstrip()[:7].upper().startswith(_WRITES):
+                raise self.store._write_failed(exc) from exc
+            raise
+        if self.store.write_problem is not None and sql.lstrip()[:7].upper().startswith(_WRITES):
+            self.store._write_ok()
+        return cur
+
+    def executemany(self, sql: str, seq, /) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            cur = super().executemany(sql, seq)
+        except sqlite3.DatabaseError as exc:
+            raise self.store._write_failed(exc) from exc
+        if self.store.write_problem is not None:
+            self.store._write_ok()
+        return cur
+
+
+def _move_aside(path: Path) -> str:
+    return (f"If its content is not needed, move it aside (mv {path} {path}.bad) and hb-medic starts with"
+            " empty state; otherwise restore it from a backup.")
 @dataclass(frozen=True)
 class FileCheckpoint:
     """A followed file: the offset of the first line not yet handled, in this very file."""
@@ -190,33 +318,149 @@ class FileCheckpoint:
 
 class Store:
     def __init__(self, path: str | Path) -> None:
+        """Opens (or creates) the state file; a file that is not usable raises StateFileError."""
         self.path = str(path)
         self._local = threading.local()
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._migrate()
+        self._lock = threading.Lock()
+        self.write_problem: str | None = None  # why the last write failed, until one works
+        self._problem_since = 0.0
+        try:
+            if self.path != ":memory:" and self._check_file(Path(self.path)):
+                self._check_content()
+            self._migrate()
+            if self.path != ":memory:":
+                self._check_writable()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise self._unusable(exc) from None
+
+    # -- opening ---------------------------------------------------------------------------
+    def _check_file(self, path: Path) -> bool:
+        """What can be known before SQLite opens it; a missing file is created whole (and
+        False returned: nothing more to check)."""
+        if path.is_dir():
+            raise StateFileError(path, "is a directory",
+                                 f"Set MEDIC_STATE_DB to a file, for example {path / 'state.db'}.")
+        if not path.exists():
+            self._create(path)
+            return False
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise StateFileError(path, f"cannot be read ({exc.strerror})",
+                                 "Give the user hb-medic runs as read and write access to it and its"
+                                 " folder.") from None
+        if not head:
+            raise StateFileError(path, "is empty (0 bytes): not a state file hb-medic wrote (it creates"
+                                       " its file whole)",
+                                 f"If a new state file was meant, remove it (rm {path}) and hb-medic creates"
+                                 " one; if it should hold state, restore it from a backup.")
+        if head != b"SQLite format 3\x00":
+            raise StateFileError(path, "is not a SQLite database", _move_aside(path))
+        return True
+
+    def _create(self, path: Path) -> None:
+        """Built under a temporary name and linked into place, so a kill never leaves a
+        half-made (or 0-byte) state file behind."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.new-{os.getpid()}-{threading.get_ident()}")
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                _migrate(conn)
+            finally:
+                conn.close()
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it meanwhile: use theirs
+            finally:
+                tmp.unlink()
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StateFileError(path, f"cannot be created ({reason})",
+                                 "Make its folder writable for the user hb-medic runs as.") from None
+
+    def _check_content(self) -> None:
+        """Read-only, before anything is written: whose file, which version, is it whole."""
+        path = Path(self.path)
+        conn = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True, isolation_level=None)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0 and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                raise StateFileError(path, "is a SQLite database of another program",
+                                     "Set MEDIC_STATE_DB to a file of hb-medic's own.")
+            if version > len(SCHEMA):
+                raise StateFileError(path, f"was written by a newer hb-medic (schema {version}, this one"
+                                           f" knows {len(SCHEMA)})",
+                                     "Run that version of hb-medic. " + _move_aside(path))
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StateFileError(path, f"is damaged ({check})", _move_aside(path))
+        finally:
+            conn.close()
+
+    def _check_writable(self) -> None:
+        try:  # rewrites the header's version with its own value
+            self._conn().execute("PRAGMA user_version = "
+                                 f"{int(self._conn().execute('PRAGMA user_version').fetchone()[0])}")
+        except sqlite3.OperationalError as exc:
+            raise StateFileError(self.path, f"cannot be written ({exc})",
+                                 "Make it, and its folder, writable for the user hb-medic runs as.") from None
+
+    def _unusable(self, exc: sqlite3.DatabaseError) -> StateFileError:
+        text = str(exc)
+        if "readonly" in text or "unable to open" in text:
+            return StateFileError(self.path, f"cannot be opened for writing ({text})",
+                                  "Make it, and its folder, writable for the user hb-medic runs as.")
+        return StateFileError(self.path, f"is damaged ({text})", _move_aside(Path(self.path)))
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, factory=_Connection)
+            conn.store = self
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
 
     def _migrate(self) -> None:
-        conn = self._conn()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, ddl in enumerate(SCHEMA[version:], start=version + 1):
-            conn.execute("BEGIN")
-            try:
-                conn.execute(ddl)
-                conn.execute(f"PRAGMA user_version = {number}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        _migrate(self._conn())
+
+    # -- writes that fail while running ------------------------------------------------------
+    def _write_failed(self, exc: sqlite3.DatabaseError) -> StateUnwritable:
+        # SQLite may keep treating this connection as read-only: the next use opens a new one.
+        self.close()
+        with self._lock:
+            if self.write_problem is None:
+                self.write_problem = str(exc)
+                self._problem_since = time.monotonic()
+                log.error("state file %s cannot be written (%s): nothing new is saved (incidents,"
+                          " checkpoints, notifications) until it can; /healthz says so", self.path, exc)
+        return StateUnwritable(str(exc))
+
+    def probe_write(self) -> bool:
+        """One small write (the header's own version again): True when the file can be
+        written, which also ends a reported problem."""
+        try:
+            conn = self._conn()
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+        except sqlite3.DatabaseError as exc:
+            self._write_failed(exc)
+            return False
+        self._write_ok()
+        return True
+
+    def _write_ok(self) -> None:
+        with self._lock:
+            if self.write_problem is not None:
+                log.warning("state file %s can be written again (after %.0f s)", self.path,
+                            time.monotonic() - self._problem_since)
+                self.write_problem = None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -257,31 +501,83 @@ class Store:
 
     # -- deploys (the recorder) ----------------------------------------------------------------
     _DEPLOY_COLUMNS = ("id, at, route, path, request_body, status, response_body, failed, message, "
-                       "profile, instance")
+                       "profile, instance, state, authenticated")
+
+    @staticmethod
+    def _deploy(row: tuple) -> Deploy:
+        return Deploy(*row[:7], bool(row[7]), *row[8:12], bool(row[12]))
+
+    def deploy_requested(self, *, route: str, path: str, request_body: str, profile: str | None,
+                         instance: str | None, authenticated: bool, at: float | None = None) -> int:
+        """Write ahead: the request is stored before it is forwarded, so a crash before the
+        answer never loses it. Returns the record id."""
+        cur = self._conn().execute(
+            "INSERT INTO deploys (at, route, path, request_body, status, response_body, failed, message,"
+            " profile, instance, state, authenticated) VALUES (?, ?, ?, ?, 0, '', 0, '', ?, ?, ?, ?)",
+            (time.time() if at is None else at, route, path, request_body, profile, instance, PENDING,
+             int(authenticated)))
+        return int(cur.lastrowid)
+
+    def deploy_answered(self, deploy_id: int, *, status: int, response_body: str, failed: bool,
+                        message: str) -> None:
+        """hummingbot-api's answer, which proves the request authenticated (the handler ran).
+        Answered records get the next `seq`, the order in which the feed reads them."""
+        self._conn().execute(
+            "UPDATE deploys SET status = ?, response_body = ?, failed = ?, message = ?, state = ?,"
+            " authenticated = 1, seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM deploys) WHERE id = ?",
+            (status, response_body, int(failed), message, ANSWERED, deploy_id))
+
+    def deploy_dropped(self, deploy_id: int) -> None:
+        """Not a deploy to keep: refused (401/403, 422...), or hummingbot-api never answered."""
+        self._conn().execute("DELETE FROM deploys WHERE id = ?", (deploy_id,))
+
+    def deploys_lost(self) -> int:
+        """At a recorder's start: requests of a previous run whose answers will never come."""
+        return self._conn().execute("UPDATE deploys SET state = ? WHERE state = ?", (LOST, PENDING)).rowcount
 
     def record_deploy(self, *, route: str, path: str, request_body: str, status: int,
                       response_body: str, failed: bool, message: str, profile: str | None,
                       instance: str | None, at: float | None = None) -> int:
-        cur = self._conn().execute(
-            "INSERT INTO deploys (at, route, path, request_body, status, response_body, failed, message,"
-            " profile, instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (time.time() if at is None else at, route, path, request_body, status, response_body,
-             int(failed), message, profile, instance))
-        return int(cur.lastrowid)
+        """A whole answered exchange at once (tests, golden samples)."""
+        deploy_id = self.deploy_requested(route=route, path=path, request_body=request_body, profile=profile,
+                                          instance=instance, authenticated=True, at=at)
+        self.deploy_answered(deploy_id, status=status, response_body=response_body, failed=failed,
+                             message=message)
+        return deploy_id
 
-    def deploys_after(self, last_id: int, limit: int = 100) -> list[Deploy]:
+    def get_deploy(self, deploy_id: int) -> Deploy | None:
+        row = self._conn().execute(f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE id = ?",
+                                   (deploy_id,)).fetchone()
+        return self._deploy(row) if row else None
+
+    def deploys_in_flight(self, instance: str, *, within: float = 600.0) -> list[Deploy]:
+        """Deploys of this instance base name (as the client sent it) forwarded in the last
+        `within` seconds and not answered yet, oldest first. Poll `get_deploy(id)` for the answer."""
         rows = self._conn().execute(
-            f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE id > ? ORDER BY id LIMIT ?",
-            (last_id, limit)).fetchall()
-        return [Deploy(*r[:7], bool(r[7]), *r[8:]) for r in rows]
+            f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE instance = ? AND state = ? AND at >= ?"
+            " ORDER BY id", (instance, PENDING, time.time() - within)).fetchall()
+        return [self._deploy(r) for r in rows]
+
+    def deploys_after(self, last_seq: int, limit: int = 100) -> list[tuple[int, Deploy]]:
+        """Answered deploys in the order their answers came, after `last_seq`: (seq, deploy)."""
+        rows = self._conn().execute(
+            f"SELECT seq, {self._DEPLOY_COLUMNS} FROM deploys WHERE seq > ? ORDER BY seq LIMIT ?",
+            (last_seq, limit)).fetchall()
+        return [(r[0], self._deploy(r[1:])) for r in rows]
+
+    def deploy_seq_until(self, until: float) -> int:
+        """The last `seq` of deploys requested before then (the feed's first start skips them)."""
+        row = self._conn().execute("SELECT MAX(seq) FROM deploys WHERE at <= ?", (until,)).fetchone()
+        return int(row[0] or 0)
 
     def find_deploy(self, *, profile: str | None = None, instances: tuple[str, ...] = (),
-                    route: str | None = None, failed: bool | None = True, since: float = 0.0,
+                    route: str | None = None, since: float = 0.0,
                     until: float | None = None) -> Deploy | None:
-        """The latest recorded deploy that fits: by profile, by instance name (exactly one of
-        `instances`: the caller gives the logged name and the base name the client sent),
-        route and time."""
-        where, args = ["at >= ?"], [since]
+        """The latest deploy a retry may re-send (see `Deploy.retryable`) that fits: by profile, by
+        instance name (exactly one of `instances`: the caller gives the logged name and the base
+        name the client sent), route and time."""
+        where = ["at >= ?", "authenticated = 1", "(state = ? OR (state = ? AND failed = 1))"]
+        args: list = [since, LOST, ANSWERED]
         if until is not None:
             where.append("at <= ?")
             args.append(until)
@@ -294,29 +590,116 @@ class Store:
         if route is not None:
             where.append("route = ?")
             args.append(route)
-        if failed is not None:
-            where.append("failed = ?")
-            args.append(int(failed))
         row = self._conn().execute(
             f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE {' AND '.join(where)}"
             " ORDER BY at DESC, id DESC LIMIT 1", args).fetchone()
-        return Deploy(*row[:7], bool(row[7]), *row[8:]) if row else None
+        return self._deploy(row) if row else None
+
+    def deploys_of(self, *, profile: str | None = None, instances: tuple[str, ...] = (), since: float,
+                   until: float | None = None) -> list[Deploy]:
+        """Every authenticated deploy request of this profile (or instance names) in the window,
+        answered or not, oldest first: an incident retries each one that failed (and waits for
+        the answers still to come)."""
+        if profile is None and not instances:
+            return []
+        where, args = ["at >= ?", "authenticated = 1"], [since]
+        if until is not None:
+            where.append("at <= ?")
+            args.append(until)
+        if profile is not None:
+            where.append("profile = ?")
+            args.append(profile)
+        if instances:
+            where.append(f"instance IN ({','.join('?' * len(instances))})")
+            args += list(instances)
+        rows = self._conn().execute(
+            f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE {' AND '.join(where)} ORDER BY id LIMIT 500",
+            args).fetchall()
+        return [self._deploy(r) for r in rows]
+
+    def prune_deploys(self, *, max_age: float, max_count: int) -> int:
+        """Retention: drop deploys older than `max_age` seconds, and all but the newest
+        `max_count` (requests still pending are kept)."""
+        conn = self._conn()
+        n = conn.execute("DELETE FROM deploys WHERE at < ? AND state != ?",
+                         (time.time() - max_age, PENDING)).rowcount
+        n += conn.execute(
+            "DELETE FROM deploys WHERE state != ? AND id <= (SELECT id FROM deploys WHERE state != ?"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?)", (PENDING, PENDING, max_count)).rowcount
+        return n
 
     # -- incidents and the audit trail -----------------------------------------------------------
-    def create_incident(self, inc: Incident) -> Incident:
-        self._conn().execute(
-            "INSERT INTO incidents (id, rule, key, state, severity, container, summary, fingerprint,"
-            " captures, deploy, attempts, events, next_attempt, detail, created, updated, closed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inc.row())
+    def create_incident(self, inc: Incident, events: tuple[str, ...] = ()) -> Incident:
+        """The incident and the keys of the event that opened it, in one transaction: a replay
+        of that event after a kill finds it, whenever the kill came."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                f"INSERT INTO incidents ({Incident.COLUMNS}) VALUES ({','.join('?' * len(inc.row()))})",
+                inc.row())
+            self._remember_events(conn, inc.id, events)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         return inc
 
     def save_incident(self, inc: Incident) -> None:
         inc.updated = time.time()
         self._conn().execute(
             "UPDATE incidents SET state=?, captures=?, deploy=?, attempts=?, next_attempt=?,"
-            " detail=?, updated=?, closed=? WHERE id=?",
+            " detail=?, updated=?, closed=?, outage=?, outage_since=? WHERE id=?",
             (inc.state, json.dumps(inc.captures), json.dumps(inc.deploy) if inc.deploy else None,
-             inc.attempts, inc.next_attempt, inc.detail, inc.updated, inc.closed, inc.id))
+             inc.attempts, inc.next_attempt, inc.detail, inc.updated, inc.closed, inc.outage,
+             inc.outage_since, inc.id))
+
+    @staticmethod
+    def _remember_events(conn: sqlite3.Connection, incident: str, events: tuple[str, ...]) -> None:
+        now = time.time()
+        for key in events:
+            conn.execute("INSERT OR IGNORE INTO incident_events (key, incident, at) VALUES (?, ?, ?)",
+                         (key, incident, now))
+
+    def incident_of_event(self, events: tuple[str, ...]) -> str | None:
+        """The incident an event was already handled by (opened or counted), if any."""
+        if not events:
+            return None
+        row = self._conn().execute(
+            f"SELECT incident FROM incident_events WHERE key IN ({','.join('?' * len(events))}) LIMIT 1",
+            events).fetchone()
+        return row[0] if row else None
+
+    def forget_events(self, before: float) -> int:
+        """Keys of events handled long ago (no replay reaches back that far)."""
+        return self._conn().execute("DELETE FROM incident_events WHERE at < ?", (before,)).rowcount
+
+    # -- the deploys an incident retries -----------------------------------------------------------
+    def incident_deploys(self, incident: str) -> list[dict]:
+        rows = self._conn().execute(
+            "SELECT deploy_id, base, state, result, sent_at, updated FROM incident_deploys WHERE incident = ?"
+            " ORDER BY updated, deploy_id", (incident,)).fetchall()
+        return [{"deploy_id": r[0], "base": r[1], "state": r[2], "result": r[3], "sent_at": r[4],
+                 "updated": r[5]} for r in rows]
+
+    def mark_incident_deploy(self, incident: str, deploy_id: int, base: str, state: str, result: str = "",
+                             sent_at: float | None = None) -> None:
+        """`state`: sending (written before the request goes out), done, failed."""
+        self._conn().execute(
+            "INSERT INTO incident_deploys (incident, deploy_id, base, state, result, sent_at, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident, deploy_id, base) DO UPDATE SET"
+            " state = excluded.state, result = excluded.result,"
+            " sent_at = COALESCE(excluded.sent_at, incident_deploys.sent_at), updated = excluded.updated",
+            (incident, deploy_id, base, state, result, sent_at, time.time()))
+
+    def deploys_done(self, deploy_ids: list[int]) -> set[int]:
+        """Which of these recorded deploys some incident already retried successfully."""
+        if not deploy_ids:
+            return set()
+        rows = self._conn().execute(
+            f"SELECT deploy_id FROM incident_deploys WHERE state = 'done' AND deploy_id IN"
+            f" ({','.join('?' * len(deploy_ids))})", deploy_ids).fetchall()
+        return {r[0] for r in rows}
 
     def claim_incident(self, incident: str, from_states: tuple[str, ...], to_state: str) -> bool:
         """Move an incident on only if it is still in one of these states: one actor at a time."""
@@ -326,10 +709,19 @@ class Store:
             (to_state, time.time(), incident, *from_states))
         return cur.rowcount == 1
 
-    def count_event(self, incident: str) -> None:
-        """One more matching event: counted in SQL, so no other writer's save can lose it."""
-        self._conn().execute("UPDATE incidents SET events = events + 1, updated = ? WHERE id = ?",
-                             (time.time(), incident))
+    def count_event(self, incident: str, events: tuple[str, ...] = ()) -> None:
+        """One more matching event: counted in SQL, so no other writer's save can lose it; its keys
+        are kept, so its replay is not counted again."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("UPDATE incidents SET events = events + 1, updated = ? WHERE id = ?",
+                         (time.time(), incident))
+            self._remember_events(conn, incident, events)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _incidents(self, where: str, args: tuple, limit: int = 1) -> list[Incident]:
         rows = self._conn().execute(
@@ -350,7 +742,9 @@ class Store:
         return self._incidents("1 = 1", (), limit)
 
     def due_incidents(self, now: float) -> list[Incident]:
-        return self._incidents("state = 'failed' AND next_attempt <= ?", (now,), limit=20)
+        """Failed attempts whose backoff is over, and incidents waiting out an outage whose next
+        look is due."""
+        return self._incidents("state IN ('failed', 'outage') AND next_attempt <= ?", (now,), limit=20)
 
     def audit(self, incident: str | None, kind: str, name: str, params: dict | None = None,
               ok: bool | None = None, result: str = "", duration_ms: float | None = None) -> None:
@@ -388,9 +782,18 @@ class Store:
         return int(cur.lastrowid)
 
     def outbox_due(self, now: float, limit: int = 50) -> list[tuple]:
+        """Messages to send now, oldest first: only the first pending one of each incident and
+        target, so an incident's messages arrive in the order of its steps."""
         return self._conn().execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending' AND next_at <= ?"
+            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox AS o WHERE status = 'pending' AND next_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.status = 'pending' AND e.target = o.target"
+            " AND e.incident IS o.incident AND e.id < o.id)"
             " ORDER BY id LIMIT ?", (now, limit)).fetchall()
+
+    def outbox_retry_now(self, target: str) -> None:
+        """A target answers again: everything waiting for it is due now (its backoff is over)."""
+        self._conn().execute("UPDATE outbox SET next_at = 0 WHERE target = ? AND status = 'pending'"
+                             " AND next_at > 0", (target,))
 
     def outbox_mark(self, row_id: int, *, status: str, attempts: int, next_at: float,
                     error: str = "") -> None:
@@ -514,23 +917,25 @@ class Unknown:
     samples: list[dict] = field(default_factory=list)  # {"at", "container", "stream", "text"}
     digested: int = 0  # the count when it was last in a digest
     burst_at: float | None = None  # when its burst message went out
+    role: str = "hummingbot-api"  # what wrote it: hummingbot-api, bot, sibling, recorder
 
     COLUMNS: ClassVar[str] = ("stack, fingerprint, container, containers, stream, kind, logger, level,"
                               " exceptions, summary, count, first_seen, last_seen, samples, digested,"
-                              " burst_at")
+                              " burst_at, role")
 
     def row(self) -> tuple:
         return (self.stack, self.fingerprint, self.container, json.dumps(self.containers), self.stream,
                 self.kind, self.logger, self.level, json.dumps(self.exceptions), self.summary, self.count,
-                self.first_seen, self.last_seen, json.dumps(self.samples), self.digested, self.burst_at)
+                self.first_seen, self.last_seen, json.dumps(self.samples), self.digested, self.burst_at,
+                self.role)
 
     @classmethod
     def from_row(cls, r: tuple) -> Unknown:
         return cls(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], json.loads(r[8]), r[9],
-                   r[10], r[11], r[12], json.loads(r[13]), r[14], r[15])
+                   r[10], r[11], r[12], json.loads(r[13]), r[14], r[15], r[16])
 
 
-OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting")
+OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting", "outage")
 
 
 @dataclass
@@ -554,9 +959,12 @@ class Incident:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     closed: float | None = None
+    outage: str | None = None  # what it waits for: "hummingbot-api" or "the Docker engine"
+    outage_since: float | None = None
 
     COLUMNS: ClassVar[str] = ("id, rule, key, state, severity, container, summary, fingerprint, captures,"
-                              " deploy, attempts, events, next_attempt, detail, created, updated, closed")
+                              " deploy, attempts, events, next_attempt, detail, created, updated, closed,"
+                              " outage, outage_since")
 
     @property
     def open(self) -> bool:
@@ -575,7 +983,8 @@ class Incident:
         return (self.id, self.rule, self.key, self.state, self.severity, self.container, self.summary,
                 self.fingerprint, json.dumps(self.captures),
                 json.dumps(self.deploy) if self.deploy else None, self.attempts, self.events,
-                self.next_attempt, self.detail, self.created, self.updated, self.closed)
+                self.next_attempt, self.detail, self.created, self.updated, self.closed, self.outage,
+                self.outage_since)
 
     @classmethod
     def from_row(cls, r: tuple) -> Incident:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import docker
 import pytest
 from docker.errors import DockerException
 
-from tests.images import ensure_images
-from tests.stack import Stack, free_port, sweep
+from tests.images import BASE_IMAGE, ensure_images
+from tests.stack import REPO, Stack, free_port, sweep
+
+AGENT_IMAGE = f"medic-test/hb-medic:run-{os.getpid()}"  # this run's build, whatever other checkouts build
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +37,17 @@ def docker_client():
     sweep(client)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def agent_image(docker_client):
+    """The shipped image, built from the Dockerfile on the local base once per run (Docker's
+    layer cache makes a rebuild quick); removed at the end."""
+    img, _ = docker_client.images.build(path=str(REPO), tag=AGENT_IMAGE, buildargs={"BASE": BASE_IMAGE},
+                                        network_mode="host", rm=True, forcerm=True)
+    yield img
+    with contextlib.suppress(DockerException):
+        docker_client.images.remove(AGENT_IMAGE, noprune=True)
 
 
 @pytest.fixture

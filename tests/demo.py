@@ -16,7 +16,7 @@ from agent import logs
 from agent.service import Service
 from agent.settings import Settings
 from tests.receiver import Receiver
-from tests.stack import ADMIN, REPO, Stack, free_port, wait_until
+from tests.stack import ADMIN, LABEL, REPO, Stack, free_port, wait_until
 
 BOLD, DIM, END = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
 
@@ -27,8 +27,10 @@ def say(text: str) -> None:
 
 def main() -> int:
     client = docker.from_env()
+    # A test bed's containers (labelled) are another run's: the stack waits for its lock.
     taken = [n for n in ("hummingbot-api", "hummingbot-broker", "hummingbot-postgres")
-             if client.containers.list(all=True, filters={"name": f"^{n}$"})]
+             if any(LABEL not in c.labels
+                    for c in client.containers.list(all=True, filters={"name": f"^{n}$"}))]
     if taken:
         print(f"containers named {', '.join(taken)} exist on this engine: the demo will not touch a real "
               "deployment. Run it where hummingbot-api is not deployed.", file=sys.stderr)

@@ -78,6 +78,7 @@ class Stack:
     generation: str = "current"
     log_info: bool = False
     noise_interval: float = 0
+    gateway_ping: float = 0  # the current generation's gateway-ping traceback every N s (0: quiet)
     broker: bool = True
     postgres: bool = True
     postgres_password: str = "hummingbot-api"
@@ -209,6 +210,7 @@ class Stack:
             env["STANDIN_LOG_INFO"] = "1"
         if self.noise_interval:
             env["STANDIN_NOISE_INTERVAL"] = str(self.noise_interval)
+        env["STANDIN_GATEWAY_PING"] = str(self.gateway_ping)
         env.update(self.env)
         return env
 
@@ -273,14 +275,19 @@ def _alive(pid: str | None) -> bool:
 
 
 def sweep(client: docker.DockerClient) -> None:
-    """Remove containers left by earlier runs that were killed before cleanup; those of a
-    test process still running (another checkout's run on the same engine) stay."""
+    """Remove containers (and compose volumes) left by earlier runs that were killed before
+    cleanup; those of a test process still running (another checkout's run) stay."""
     # One listing (docker-py's list inspects each container, which races with other runs' removals).
     for c in client.api.containers(all=True, filters={"label": LABEL}):
         if _alive((c.get("Labels") or {}).get(OWNER)):
             continue
         with contextlib.suppress(DockerException):
             client.api.remove_container(c["Id"], force=True)
+    for v in client.volumes.list(filters={"label": LABEL}):
+        if _alive((v.attrs.get("Labels") or {}).get(OWNER)):
+            continue
+        with contextlib.suppress(DockerException):
+            v.remove(force=True)
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -294,3 +301,28 @@ def start_raiser(client: docker.DockerClient, name: str, label: str, tty: bool =
         volumes={str(REPO): {"bind": "/w", "mode": "ro"}},
         environment={k: str(v) for k, v in env.items()},
     )
+
+
+SIBLINGS = ("hummingbot-api", "hummingbot-broker", "hummingbot-postgres")
+
+
+def prefixed_rules(prefix: str, folder: Path) -> Path:
+    """The shipped rules, watching (and acting on) this stack's prefixed container names, as a
+    user folder (it replaces the shipped rules by id), so a test needs no real-names lock."""
+    import yaml
+
+    def rename(value):
+        if isinstance(value, dict):
+            return {k: rename(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        return prefix + value if isinstance(value, str) and value in SIBLINGS else value
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for rule in sorted((REPO / "rules").glob("*.yml")):
+        doc = yaml.safe_load(rule.read_text())
+        for key in ("where", "actions", "verify", "incident"):
+            if key in doc:
+                doc[key] = rename(doc[key])
+        (folder / rule.name).write_text(yaml.safe_dump(doc, sort_keys=False))
+    return folder

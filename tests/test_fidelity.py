@@ -8,8 +8,10 @@ same scenario, and every line the stand-in prints must occur in some capture.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -93,7 +95,7 @@ def test_e_current_broker_outage(make_stack):
 
 
 def test_j_current_healthy_baseline(make_stack):
-    stack = noisy(make_stack)
+    stack = noisy(make_stack, gateway_ping=2)  # with the newer library's ping: nothing unreal either
     profile = stack.bots / "credentials" / "client_sharp"
     (profile / "connectors").mkdir(parents=True)
     for path in ("/", "/accounts/", "/docker/running", "/docker/active-containers",
@@ -102,3 +104,17 @@ def test_j_current_healthy_baseline(make_stack):
     wait_until(lambda: len([x for x in stack.lines("stdout") if "200 OK" in x]) == 5, 10,
                "five access lines")
     compare(stack, "j")
+
+
+def test_k_current_gateway_ping_every_2_s(make_stack):
+    """The newer library's gateway ping: the same record, traceback and exception as the real
+    one, from start, every 2 s (never faster)."""
+    stack = make_stack(gateway_ping=2)
+    stack.wait_line("stderr", "Failed to ping gateway", count=4, timeout=30)
+    ping = [x for x in real("k") if "ping gateway" in x or x.startswith(("Traceback", "AttributeError"))]
+    ours = skeleton(stack.lines("stderr"))
+    assert set(ping) <= ours and len(ping) == 3, ping
+    stamps = [datetime.strptime(x[:23], "%Y-%m-%d %H:%M:%S,%f") for x in stack.lines("stderr")
+              if "Failed to ping gateway" in x]
+    gaps = sorted((b - a).total_seconds() for a, b in itertools.pairwise(stamps))
+    assert 1.9 <= gaps[len(gaps) // 2] <= 6, gaps

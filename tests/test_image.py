@@ -3,30 +3,22 @@ container with the Docker socket against the stand-in."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
 
 import httpx
 import pytest
-from docker.errors import DockerException
 
-from tests.images import BASE_IMAGE
+from tests.conftest import AGENT_IMAGE as IMAGE
 from tests.stack import ADMIN, REPO, free_port, labels, wait_until
 
 pytestmark = pytest.mark.docker
-IMAGE = f"medic-test/hb-medic:run-{os.getpid()}"  # this run's build, whatever other checkouts build
 
 
 @pytest.fixture(scope="module")
-def image(docker_client):
-    """Built once per run; Docker's layer cache makes a rebuild quick."""
-    img, _ = docker_client.images.build(path=str(REPO), tag=IMAGE, buildargs={"BASE": BASE_IMAGE},
-                                        network_mode="host", rm=True, forcerm=True)
-    yield img
-    with contextlib.suppress(DockerException):
-        docker_client.images.remove(IMAGE, noprune=True)
+def image(agent_image):
+    return agent_image
 
 
 def run_agent(client, stack, **env):
@@ -114,6 +106,29 @@ def test_bad_settings_stop_the_start_with_one_clear_message(image, docker_client
         assert err[1].startswith("/data/rules/x.yml:1: id: String should match pattern")
     else:
         assert len(err) == 1
+
+
+@pytest.mark.parametrize("mount", [False, True])
+def test_an_engine_it_cannot_use_stops_the_start_with_the_fix(image, docker_client, mount):
+    """No socket mounted, or mounted without the socket's group: one message and the fix,
+    not a traceback in a restart loop."""
+    volumes = {"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}} if mount else {}
+    c = docker_client.containers.run(IMAGE, environment={"MEDIC_HUMMINGBOT_PASSWORD": "admin"},
+                                     network_mode="none", detach=True, volumes=volumes,
+                                     labels=labels("image"))
+    try:
+        assert c.wait(timeout=60)["StatusCode"] == 2
+        err = c.logs(stdout=False, stderr=True).decode().splitlines()
+    finally:
+        c.remove(force=True, v=True)
+    assert len(err) == 2, err
+    assert err[0].startswith("hb-medic: the Docker engine at unix:///var/run/docker.sock does not answer: ")
+    gid = os.stat("/var/run/docker.sock").st_gid
+    assert err[1] == (f"    fix: user 10001 may not use /var/run/docker.sock (group {gid}): add that group to"
+                      f" the container (compose: DOCKER_GID={gid}, group_add)" if mount else
+                      "    fix: mount the Docker socket into the container (/var/run/docker.sock:"
+                      "/var/run/docker.sock), or set DOCKER_HOST to the engine (the hardened compose: its"
+                      " socket proxy)")
 
 
 def test_the_installed_package_carries_its_rules(image, docker_client, tmp_path):

@@ -97,6 +97,36 @@ def test_outage_then_recovery_across_a_restart_delivers_each_once(tmp_path):
     assert store.outbox_counts() == {"sent": 3}
 
 
+def test_an_incidents_messages_arrive_in_order_and_the_outbox_drains_after_an_outage(tmp_path):
+    """Receiver refusing, then accepting and hanging up: nothing lost or doubled, each incident's
+    "Detected, fixing" before its "Fixed", everything delivered soon after the receiver is back."""
+    store = Store(tmp_path / "s.db")
+    with Receiver() as rx:
+        n = notifier(store, rx.url)
+        try:
+            rx.mode = "refuse"
+            incs = [incident(store, f"ord{i:05d}", attempts=1) for i in range(3)]
+            for inc in incs:
+                n.step(inc, "acting", "attempt 1 of 3")
+            wait_until(lambda: n.failed >= 2, 60, "failed deliveries while refused")
+            rx.mode = "close"
+            wait_until(lambda: rx.refused >= 1, 60, "a delivery cut off by the receiver")
+            rx.mode = "ok"
+            back = time.time()
+            for inc in incs:  # fixed just as the receiver came back
+                n.step(inc, "resolved", "fixed in 0.2 s")
+            wait_until(lambda: len(rx.accepted) >= 6, 60, "all six messages")
+            time.sleep(1)
+        finally:
+            n.stop()
+    assert len(rx.accepted) == 6
+    for inc in incs:
+        mine = [m["title"].split(":")[0] for m in rx.accepted if f"incident {inc.id}" in m["message"]]
+        assert mine == ["[CRITICAL] Detected, fixing", "[CRITICAL] Fixed"], mine
+    assert max(rx.accepted_at) - back < 30
+    assert store.outbox_counts() == {"sent": 6}
+
+
 def test_storm_is_digested(tmp_path):
     store = Store(tmp_path / "s.db")
     with Receiver() as rx:

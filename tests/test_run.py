@@ -182,3 +182,33 @@ def test_json_logs_are_redacted(tmp_path):
     assert {"time", "level", "logger", "message"} <= set(rows[0])
     assert any(r["message"] == "hb-medic stopped" for r in rows)
     assert canary not in log.read_text()
+
+
+@pytest.mark.parametrize("level", [None, "warning"])
+def test_log_levels(tmp_path, level):
+    """INFO is normal operation (the start-up summary, the stop); MEDIC_LOG_LEVEL=warning keeps
+    only what needs a look."""
+    import json
+    log = tmp_path / "agent.log"
+    env = {"MEDIC_LOG_FORMAT": "json", "MEDIC_STATE_DB": str(tmp_path / "s.db"),
+           "MEDIC_CONTAINERS": "medic-none", **({"MEDIC_LOG_LEVEL": level} if level else {})}
+    proc = start_agent(env, log)
+    if level is None:
+        wait_until(lambda: "health and metrics" in log.read_text(), 20, "the start-up summary")
+    else:
+        wait_until(lambda: _agent_listening(proc, env), 20, "the agent to start")
+    stop_agent(proc)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    levels = {r["message"]: r["level"] for r in rows}
+    if level is None:
+        assert levels["hb-medic stopped"] == "INFO"
+        assert [r["level"] for r in rows if r["message"].startswith("hb-medic 0")] == ["INFO"]
+    else:
+        assert "hb-medic stopped" not in levels and not [r for r in rows if r["level"] == "INFO"]
+
+
+def _agent_listening(proc: subprocess.Popen, env: dict[str, str]) -> bool:
+    import socket
+    host, _, port = os.environ["MEDIC_HTTP_ADDR"].rpartition(":")
+    with socket.socket() as s:
+        return proc.poll() is not None or s.connect_ex((host, int(port))) == 0

@@ -301,6 +301,35 @@ def test_account_errors_and_add_credential(stack):
     assert not only(stack.lines("all"), secret)
 
 
+def test_add_credential_failures_are_one_error_line_and_config_map_of_an_unknown_connector_is_a_500(
+        stack):
+    """As the real current generation: every add-credential failure is one ERROR record (no
+    traceback) and a 400 with str(e); an unknown connector's config map is an unhandled
+    KeyError (500, uvicorn's traceback)."""
+    profile = stack.unique("client")
+    stack.http("POST", "/accounts/add-account", params={"account_name": profile})
+    resp = stack.http("POST", f"/accounts/add-credential/{profile}/rc_no_such_exchange", json={"k": "v"})
+    assert (resp.status_code, resp.json()) == (400, {"detail": "'rc_no_such_exchange'"})
+    stack.wait_line("stderr", record("services.accounts_service", "ERROR",
+                                     f"Error adding connector credentials for account {profile}:"
+                                     " 'rc_no_such_exchange'"))
+    resp = stack.http("POST", "/accounts/add-credential/nobody/binance", json={"k": "v"})
+    assert resp.json() == {"detail": "Directory 'credentials/nobody/connectors' not found"}
+    stack.wait_line("stderr", record("services.accounts_service", "ERROR",
+                                     "Error adding connector credentials for account nobody: Directory"
+                                     " 'credentials/nobody/connectors' not found"))
+    known = stack.http("GET", "/connectors/binance/config-map")
+    assert known.json() == {"binance_api_key": {"type": "SecretStr", "required": True},
+                            "binance_api_secret": {"type": "SecretStr", "required": True}}
+    unknown = stack.http("GET", "/connectors/rc_no_such_exchange/config-map")
+    assert (unknown.status_code, unknown.text) == (500, "Internal Server Error")
+    stack.wait_line("stderr", "^KeyError: 'rc_no_such_exchange'$")
+    err = stack.lines("stderr")
+    start = err.index("ERROR:    Exception in ASGI application")
+    assert err[start + 1] == "Traceback (most recent call last):"
+    assert "in get_connector_config_keys" in "\n".join(err[start:])
+
+
 # --- validation -------------------------------------------------------------------------
 
 def test_invalid_name_is_422_with_warning_line(stack):

@@ -40,5 +40,6 @@ class ActionContext:
     credentials_dir: Path | None = None
     redactor: Redactor = field(default_factory=Redactor)
     bots_dir: Path | None = None  # hummingbot-api's bots/ folder, read-only
+    allowed_images: tuple[str, ...] = ()  # images a deploy retry may name besides the default
     watch: BotWatch | None = None
     settle: float = 30.0  # how long a (re)deployed bot must live before it counts as fixed

@@ -219,20 +219,36 @@ class _Alternative:
         return caught
 
 
+class _Streams:
+    """Which streams (channels) a rule, or one of its contexts, reads: a line printed anywhere
+    else is never taken, whatever it says (hummingbot-api prints request paths on stdout)."""
+
+    def __init__(self, stream: str, channels: list[str] | None) -> None:
+        self.stream = stream
+        self.channels = set(channels) if channels else None
+        # Replayed `docker logs` output has stdout and stderr merged.
+        self.merged_ok = self.channels is None or bool(self.channels & {"stdout", "stderr"})
+
+    def accepts(self, stream: str) -> bool:
+        if stream == "merged":
+            return self.merged_ok
+        if self.channels is not None and stream not in self.channels:
+            return False
+        return self.stream == "any" or stream == self.stream
+
+
 class _Compiled:
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.alternatives = [_Alternative(spec) for spec in rule.match]
         self.patterns = {n: re.compile(c.pattern) if c.pattern else None for n, c in rule.captures.items()}
-        self.context = [(c, re.compile(c.message or c.traceback or "")) for c in rule.context]
+        self.context = [(c, re.compile(c.message or c.traceback or ""),
+                         _Streams("any", c.channels) if c.channels else None) for c in rule.context]
         self.specificity = max(a.specificity for a in self.alternatives)
         self.containers = set(rule.where.containers) if rule.where.containers else None
         self.label_items = tuple(rule.where.labels.items()) if rule.where.labels else ()
-        self.stream = rule.where.stream
+        self.streams = _Streams(rule.where.stream, rule.where.channels)
         self.roles = set(rule.where.roles) if rule.where.roles else None
-        self.channels = set(rule.where.channels) if rule.where.channels else None
-        # Replayed `docker logs` output has stdout and stderr merged.
-        self.merged_ok = self.channels is None or bool(self.channels & {"stdout", "stderr"})
         self.on_lines = any(a.kind in ("any", LINE) for a in self.alternatives)
         self.on_tracebacks = any(a.kind in ("any", TRACEBACK) for a in self.alternatives)
         self.on_exits = any(a.kind == EXIT for a in self.alternatives)
@@ -278,9 +294,9 @@ class Matcher:
         self._gates = tuple(sorted(gates))
         ctx: set[str] = set()
         self._ctx_ungated = False
-        self._ctx_tracebacks = any(spec.traceback for c in compiled for spec, _ in c.context)
+        self._ctx_tracebacks = any(spec.traceback for c in compiled for spec, _, _ in c.context)
         for c in compiled:
-            for spec, _ in c.context:
+            for spec, _, _ in c.context:
                 if spec.message is None:
                     continue
                 lit = required_literal(spec.message)
@@ -336,14 +352,13 @@ class Matcher:
             return False
         if c.roles is not None and e.role not in c.roles:
             return False
-        if c.channels is not None and e.stream not in c.channels and not (e.stream == "merged"
-                                                                          and c.merged_ok):
+        if not c.streams.accepts(e.stream):
             return False
         if c.label_items and self.labels is not None:
             have = self.labels(e.container)
             if any(have.get(k) != v for k, v in c.label_items):
                 return False
-        return c.stream == "any" or e.stream in (c.stream, "merged")
+        return True
 
     def _remember(self, event: Event) -> None:
         buf = self._recent.get(event.container)
@@ -395,9 +410,10 @@ class Matcher:
         if not c.context or not recent:
             return
         event = res.event
-        for spec, rx in c.context:
+        for spec, rx, streams in c.context:
+            streams = streams or c.streams
             for prior in reversed(recent):
-                if prior is event:
+                if prior is event or not streams.accepts(prior.stream):
                     continue
                 same_source = prior.stream == event.stream and prior.origin == event.origin
                 if same_source and prior.first_pos >= event.first_pos:

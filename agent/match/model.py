@@ -95,8 +95,11 @@ class Context(Strict):
     correlate: dict[str, str] = Field(
         default_factory=dict,
         description="event capture -> field of the context's deploy body (or its capture) that must equal it")
+    channels: list[Channel] | None = Field(
+        None, description="where the context line may come from (default: the rule's own stream and "
+                          "channels; a line from anywhere else is never taken, whatever it says)")
 
-    _lists = field_validator("logger", "level", mode="before")(lambda v: _listify(v))
+    _lists = field_validator("logger", "level", "channels", mode="before")(lambda v: _listify(v))
 
     @model_validator(mode="after")
     def _one_kind(self) -> Context:

@@ -65,5 +65,5 @@ class RulesWatcher:
             return False
         self.errors = []
         self.on_load(Matcher(result.rules, labels=self.labels), result)
-        log.warning("rules reloaded: %s", result.describe())
+        log.info("rules reloaded: %s", result.describe())
         return True

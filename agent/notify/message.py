@@ -23,6 +23,7 @@ HEADLINES = {
     "gave-up": "Gave up: a human is needed",
     "refused": "Refused to act",
     "waiting": "Fixed, deploy needs you",
+    "outage": "Paused until it answers",
     "observed": "Observe mode: would have acted",
     "stale": "Old event, not acted on",
     "digest": "Many incidents",
@@ -60,6 +61,8 @@ def build(inc: Incident, step: str, text: str, trail: list[dict], *, rule_title:
     headline = HEADLINES.get(step, step)
     if step == "acting" and inc.attempts > 1:
         headline = f"Fixing again (attempt {inc.attempts})"
+    elif step == "outage" and inc.outage:
+        headline = f"Paused until {inc.outage} answers"
     actions = []
     for a in trail:
         if a["kind"] not in ("action", "verify", "retry"):

@@ -1,6 +1,12 @@
 """The outbox worker: every message is stored before it is sent, delivered with
 backoff and jitter, survives restarts, is sent once, and never blocks a fix.
 
+Order and outages: one incident's messages go to a target in the order of its
+steps (a later one waits for the earlier one). A target that fails is tried
+again after a backoff that grows to at most PROBE_MAX seconds, whatever the
+number of messages waiting; its first success ends the backoff of everything
+waiting for it, so the whole outbox drains within moments of its return.
+
 Storm control: past `storm_count` messages for one rule within `storm_window`
 seconds, further messages are held and sent as one digest.
 """
@@ -11,6 +17,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import apprise
@@ -22,9 +29,10 @@ from agent.notify.message import NOTIFY_ONLY, Message, build
 from agent.notify.render import RENDERERS
 from agent.notify.targets import Target
 from agent.redact import Redactor
-from agent.store import Incident, Store
+from agent.store import Incident, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
+PROBE_MAX = 20.0  # longest wait between two tries of a target that is down
 TYPES = {"critical": apprise.NotifyType.FAILURE, "error": apprise.NotifyType.FAILURE,
          "warning": apprise.NotifyType.WARNING, "info": apprise.NotifyType.INFO}
 
@@ -53,6 +61,8 @@ class Notifier:
         self.storm_count, self.storm_window, self.digest_after = storm_count, storm_window, digest_after
         self.mode = mode
         self.failed = 0  # delivery attempts that failed (a metric)
+        self._unstored: deque[tuple[str, str, str]] = deque(maxlen=1000)
+        self._down: dict[str, tuple[int, float]] = {}  # target -> (failures in a row, next try)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
@@ -73,6 +83,8 @@ class Notifier:
             msg = self._message(inc, step, text)
             if msg is not None:
                 self.enqueue(msg)
+        except StateUnwritable:
+            self._unstored.append((inc.id, step, text))  # queued when the state file heals
         except Exception:
             log.exception("could not queue the notification of incident %s (%s)", inc.id, step)
 
@@ -116,21 +128,50 @@ class Notifier:
             self._wake.wait(1.0)
             self._wake.clear()
             try:
+                if self._unstored and self.store.write_problem is None:
+                    self._store_waiting()
                 self._digest()
-                for row in self.store.outbox_due(time.time()):
-                    if self._stopping.is_set():
-                        return
-                    self._send(row)
+                self._deliver_due()
+            except StateUnwritable:
+                pass  # the store said so once; /healthz shows it
             except Exception:
                 log.exception("notification worker failed; retrying")
 
-    def _send(self, row: tuple) -> None:
+    def _store_waiting(self) -> None:
+        """Messages of steps taken while the state file could not be written, in order."""
+        while self._unstored:
+            inc_id, step, text = self._unstored[0]
+            inc = self.store.get_incident(inc_id)
+            if inc is not None:
+                msg = self._message(inc, step, text)
+                if msg is not None:
+                    self.enqueue(msg)
+            self._unstored.popleft()
+
+    def _deliver_due(self) -> None:
+        """Send what is due, oldest first, until nothing more can go now. After each delivery
+        the next due message is looked up again: it may be that incident's next step."""
+        while not self._stopping.is_set():
+            now = time.time()
+            for row in self.store.outbox_due(now):
+                if self._stopping.is_set():
+                    return
+                down = self._down.get(row[3])
+                if down is not None and now < down[1]:
+                    continue  # this target failed a moment ago: wait for its next try
+                if self._send(row):
+                    break
+            else:
+                return
+
+    def _send(self, row: tuple) -> bool:
+        """One message to its target; True when it was delivered (or dropped)."""
         row_id, _inc, _rule, target_id, payload, _status, _created, attempts, *_ = row
         target = self.targets.get(target_id)
         if target is None:
             self.store.outbox_mark(row_id, status="dropped", attempts=attempts, next_at=0,
                                    error="target no longer configured")
-            return
+            return True
         msg = Message.from_json(payload)
         try:
             ok, error = Retrying(stop=stop_after_attempt(2), reraise=True,
@@ -142,14 +183,20 @@ class Notifier:
         attempts += 1
         if ok:
             self.store.outbox_mark(row_id, status="sent", attempts=attempts, next_at=0)
-            return
+            if self._down.pop(target_id, None) is not None:
+                self.store.outbox_retry_now(target_id)  # back: the rest goes now, not after its backoff
+                log.warning("notifications to %s are delivered again", target.private)
+            return True
         self.failed += 1
-        delay = min(600.0, 2.0 * 2 ** min(attempts, 9)) * (0.5 + random.random() / 2)
+        failures = self._down.get(target_id, (0, 0.0))[0] + 1
+        delay = min(PROBE_MAX, 2.0 * 2 ** min(failures - 1, 8)) * (0.5 + random.random() / 2)
+        self._down[target_id] = (failures, time.time() + delay)
         self.store.outbox_mark(row_id, status="pending", attempts=attempts, next_at=time.time() + delay,
                                error=self.redactor.text(error))
-        if attempts in (1, 5, 10) or attempts % 50 == 0:
-            log.warning("notification to %s failed (%s), attempt %d; next in %.0f s", target.private,
-                        error, attempts, delay)
+        if failures in (1, 10) or failures % 100 == 0:
+            log.warning("notification to %s failed (%s), %d tries so far; trying again every %.0f s at"
+                        " most", target.private, error, failures, PROBE_MAX)
+        return False
 
     def _digest(self) -> None:
         held = self.store.outbox_held()

@@ -41,9 +41,10 @@ def digest_message(entries: list[Unknown], since: float, now: float,
     blocks: list[str] = []
     used = 0
     for e in entries:
-        what = e.exceptions[-1] if e.exceptions else (f"{e.logger} {e.level}" if e.logger else e.kind)
+        what = f"{e.logger or e.container} {'traceback' if e.kind == 'traceback' else e.level or e.kind}"
+        n = e.count - e.digested
         block = "\n".join([
-            f"{e.count - e.digested:,} times in {', '.join(e.containers[:3]) or e.container}"
+            f"{n:,} time{'s' if n != 1 else ''} in {', '.join(e.containers[:3]) or e.container}"
             f" · last {time.strftime('%H:%M', time.gmtime(e.last_seen))} UTC · {what}",
             f"  {key_line(e)}",
             f"  {suggest_command(e)}"])

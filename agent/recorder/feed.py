@@ -1,21 +1,30 @@
 """Recorded failed deploys to the pipeline, whether the recorder runs in this
-process or in its own container writing to the same state file."""
+process or in its own container writing to the same state file.
+
+Deploys are read in the order their answers came (`seq`), not the order they were
+requested: a slow deploy still in flight never holds back, or hides, the others.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 
+from agent.events import Event
 from agent.recorder.events import event_from_deploy
 from agent.store import Checkpoint, Store
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "recorder"
+HANDLED_WAIT = 30.0  # seconds the feed waits for the pipeline to handle what it delivered
 
 
 class DeployFeed(threading.Thread):
-    def __init__(self, store: Store, deliver, *, catchup_window: float, interval: float = 1.0) -> None:
+    def __init__(self, store: Store, deliver: Callable[[Event, Callable[[], None]], None], *,
+                 catchup_window: float, interval: float = 1.0) -> None:
+        """`deliver(event, handled)`: hands a failed exchange on; `handled()` once it was."""
         super().__init__(name="deploy-feed", daemon=True)
         self.store, self.deliver = store, deliver
         self.catchup_window = catchup_window
@@ -41,11 +50,15 @@ class DeployFeed(threading.Thread):
             self.wake.clear()
             try:
                 rows = self.store.deploys_after(last)
-                for d in rows:
+                handled: list[threading.Event] = []
+                for seq, d in rows:
                     if d.failed:
-                        self.deliver(event_from_deploy(d))
-                    last = d.id
-                if rows:
+                        handled.append(threading.Event())
+                        self.deliver(event_from_deploy(d), handled[-1].set)
+                    last = seq
+                # The checkpoint moves only past what the pipeline handled: a kill in between
+                # delivers it again (and an incident that has it already takes the replay).
+                if rows and all(h.wait(HANDLED_WAIT) for h in handled):
                     self.store.save_checkpoint(Checkpoint(CHECKPOINT, "deploys", last, last))
             except Exception:  # one bad row or a locked database must not end the feed
                 log.exception("reading recorded deploys failed; trying again")
@@ -53,6 +66,4 @@ class DeployFeed(threading.Thread):
 
     def _first_in_window(self) -> int:
         """First start: exchanges older than the catch-up window are history."""
-        since = time.time() - self.catchup_window
-        old = self.store.find_deploy(failed=None, until=since)
-        return old.id if old else 0
+        return self.store.deploy_seq_until(time.time() - self.catchup_window)

@@ -3,26 +3,38 @@
 Clients point at it instead of hummingbot-api. Every method, path, query,
 header and body goes upstream unchanged and hummingbot-api's status, headers
 and body come back unchanged; bodies stream, except those of the two deploy
-routes, which are small and read whole so they can be recorded. The record is
-written after the response is sent, so it adds no latency. The Authorization
-header is never stored. When hummingbot-api cannot be reached, the client gets
-a 502 with a short reason, as from any reverse proxy, and that is recorded too.
+routes, which are read whole (at most 1 MiB: larger ones are answered 413 and
+never forwarded) so they can be recorded.
+
+A deploy request is written to the state file before it is forwarded (a crash
+before the answer never loses it) when it carries hummingbot-api's login, as
+far as the recorder knows it; the answer completes the record. Only exchanges
+that hummingbot-api answered and whose answer proves the request was
+authenticated (the deploy handler ran: 2xx or 500) are kept; a 401/403 (or any
+other refusal) and an exchange hummingbot-api never answered (the recorder's
+own 502) leave nothing behind. The Authorization header is never stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import hmac
 import json
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from agent.recorder.guard import ConnectionGuard
 from agent.store import Store
 
 log = logging.getLogger(__name__)
@@ -34,6 +46,15 @@ DEPLOY_ROUTES = {
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade"}
 CHUNK = 64 * 1024
+MAX_DEPLOY_BODY = 1024 * 1024  # a deploy body is a few hundred bytes; more is never forwarded
+BODY_TIMEOUT = 30.0  # seconds to send a deploy body
+HEADER_TIMEOUT = 10.0  # seconds from connecting to a request's complete headers
+KEEPALIVE = 30.0  # an idle connection between requests is closed after this
+MAX_CONNECTIONS = 256
+KEEP_BODY = 64 * 1024  # longer request bodies are not stored (so never re-sent); responses are cut
+KEEP_DAYS = 30  # retention of deploy records, by age ...
+KEEP_COUNT = 1000  # ... and by count
+PRUNE_EVERY = 100  # records between two prunes
 
 
 def _forward_headers(headers) -> CIMultiDict:
@@ -57,16 +78,32 @@ def outcome(status: int, body: bytes) -> tuple[bool, str]:
     return status >= 500, text[:2000]
 
 
+def proves_login(status: int) -> bool:
+    """Only the deploy handler itself answers 2xx or 500; hummingbot-api checks the login before
+    it runs (a refused login is 401, a body it cannot parse is 422 whatever the login)."""
+    return 200 <= status < 300 or status == 500
+
+
 class Recorder:
     def __init__(self, upstream: str, store: Store, *, on_record: Callable[[int], None] | None = None,
-                 connect_timeout: float = 5.0) -> None:
+                 login: tuple[str, str] | None = None, connect_timeout: float = 5.0,
+                 max_connections: int = MAX_CONNECTIONS, header_timeout: float = HEADER_TIMEOUT,
+                 body_timeout: float = BODY_TIMEOUT) -> None:
+        """`login`: hummingbot-api's username and password, when known: a deploy carrying them is
+        written ahead as authenticated; one without them is stored only if the answer proves a
+        login after all."""
         self.upstream = URL(upstream.rstrip("/"))
         self.store = store
         self.on_record = on_record
+        self.login = f"{login[0]}:{login[1]}".encode() if login else None
         self.connect_timeout = connect_timeout
+        self.body_timeout = body_timeout
         self.session: aiohttp.ClientSession | None = None
         self._last_warning = -1e9
-        self.app = web.Application(client_max_size=0)
+        self._writes = 0
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="recorder-db")  # one writer, in order
+        self.guard = ConnectionGuard(max_connections=max_connections, header_timeout=header_timeout)
+        self.app = web.Application(client_max_size=0, middlewares=[self.guard.middleware])
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.app.on_startup.append(self._open)
         self.app.on_cleanup.append(self._close)
@@ -78,10 +115,19 @@ class Recorder:
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
+        lost = await self._in_db(self.store.deploys_lost)
+        if lost:
+            log.warning("recorder: %d deploy(s) forwarded before the last stop never got their answer"
+                        " recorded; a retry may use them if hummingbot-api's log shows they failed", lost)
+        await self._in_db(self._prune)
 
     async def _close(self, _app) -> None:
         if self.session is not None:
             await self.session.close()
+        self._db.shutdown(wait=True)  # writes still queued land before the stop
+
+    async def _in_db(self, func, *args, **kw):
+        return await asyncio.get_running_loop().run_in_executor(self._db, partial(func, *args, **kw))
 
     # -- HTTP -----------------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -91,68 +137,155 @@ class Recorder:
         route = DEPLOY_ROUTES.get(request.path) if request.method == "POST" else None
         headers = _forward_headers(request.headers)
         if route is not None:
-            body: object = await request.read()
-        elif request.body_exists:
-            body = request.content.iter_chunked(CHUNK)
-        else:
-            body = None
+            return await self._deploy(request, route, url, headers)
+        body = request.content.iter_chunked(CHUNK) if request.body_exists else None
         assert self.session is not None
         try:
             upstream = await self.session.request(request.method, url, headers=headers, data=body,
                                                   allow_redirects=False)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            reason = f"hummingbot-api unreachable: {type(exc).__name__}"
-            if route is not None:
-                self._record(route, request.path, body, 502, reason.encode(), True, reason)
-            now = asyncio.get_running_loop().time()
-            if now - self._last_warning > 60:  # dashboards poll: say it once a minute
-                self._last_warning = now
-                log.warning("recorder: %s %s: %s (answering 502)", request.method, request.path, reason)
-            return web.Response(status=502, text=f"Bad Gateway: {reason}\n")
+            return self._unreachable(request, exc)
         async with upstream:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for k, v in upstream.headers.items():
-                if k.lower() not in HOP_BY_HOP:
-                    response.headers.add(k, v)
-            if route is not None:
-                data = await upstream.read()
-                await response.prepare(request)
-                await response.write(data)
-                await response.write_eof()
-                failed, message = outcome(upstream.status, data)
-                self._record(route, request.path, body, upstream.status, data, failed, message)
-                return response
+            response = self._response(upstream)
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
             await response.write_eof()
             return response
 
-    def _record(self, route: str, path: str, body, status: int, data: bytes, failed: bool,
-                message: str) -> None:
-        raw = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else ""
+    def _response(self, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for k, v in upstream.headers.items():
+            if k.lower() not in HOP_BY_HOP:
+                response.headers.add(k, v)
+        return response
+
+    def _unreachable(self, request: web.Request, exc: BaseException) -> web.Response:
+        reason = f"hummingbot-api unreachable: {type(exc).__name__}"
+        now = asyncio.get_running_loop().time()
+        if now - self._last_warning > 60:  # dashboards poll: say it once a minute
+            self._last_warning = now
+            log.warning("recorder: %s %s: %s (answering 502)", request.method, request.path, reason)
+        return web.Response(status=502, text=f"Bad Gateway: {reason}\n")
+
+    async def _read_deploy_body(self, request: web.Request) -> bytes | web.Response:
+        """The whole body, or the answer that refuses it (too large, too slow)."""
+        refused: web.Response | None = None
+        if request.content_length is not None and request.content_length > MAX_DEPLOY_BODY:
+            refused = web.Response(status=413, text="Payload Too Large: a deploy body is at most 1 MiB\n")
+        else:
+            buf = bytearray()
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    async for chunk in request.content.iter_chunked(CHUNK):
+                        buf += chunk
+                        if len(buf) > MAX_DEPLOY_BODY:
+                            refused = web.Response(
+                                status=413, text="Payload Too Large: a deploy body is at most 1 MiB\n")
+                            break
+            except TimeoutError:
+                refused = web.Response(status=408, text="Request Timeout: the deploy body came too slowly\n")
+            if refused is None:
+                return bytes(buf)
+        refused.force_close()  # the rest of the body is not read
+        return refused
+
+    def _carries_login(self, header: str | None) -> bool:
+        if self.login is None or not header:
+            return False
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
         try:
-            parsed = json.loads(raw)
+            given = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(given, self.login)
+
+    async def _deploy(self, request: web.Request, route: str, url: URL, headers) -> web.StreamResponse:
+        body = await self._read_deploy_body(request)
+        if isinstance(body, web.Response):
+            return body
+        text = body.decode("utf-8", "replace")
+        try:
+            parsed = json.loads(text)
         except ValueError:
             parsed = None
         fields = parsed if isinstance(parsed, dict) else {}
-        profile = fields.get("credentials_profile")
-        instance = fields.get("instance_name")
-        loop = asyncio.get_running_loop()
-        loop.run_in_executor(None, self._write, dict(
-            route=route, path=path, request_body=raw[:65536], status=status,
-            response_body=data.decode("utf-8", "replace")[:65536], failed=failed, message=message,
-            profile=profile if isinstance(profile, str) else None,
-            instance=instance if isinstance(instance, str) else None))
-
-    def _write(self, row: dict) -> None:
+        row = dict(route=route, path=request.path, request_body=text if len(body) <= KEEP_BODY else "",
+                   profile=_text(fields.get("credentials_profile")),
+                   instance=_text(fields.get("instance_name")))
+        deploy_id = None
+        if self.login is None or self._carries_login(request.headers.get("Authorization")):
+            try:  # written ahead: awaited, so the record exists before hummingbot-api sees the request
+                deploy_id = await self._in_db(self.store.deploy_requested, **row,
+                                              authenticated=self.login is not None)
+            except Exception:
+                log.exception("recorder: could not store a deploy request (forwarding it anyway)")
+        assert self.session is not None
+        settled = False  # the record's fate is decided
         try:
-            deploy_id = self.store.record_deploy(**row)
-        except Exception:
-            log.exception("recorder: could not store a deploy exchange")
+            try:
+                upstream = await self.session.request("POST", url, headers=headers, data=body,
+                                                      allow_redirects=False)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                return self._unreachable(request, exc)
+            async with upstream:
+                try:
+                    data = await upstream.read()
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    return self._unreachable(request, exc)
+                settled = True
+                self._answered(deploy_id, row, upstream.status, data)
+                response = self._response(upstream)
+                await response.prepare(request)
+                await response.write(data)
+                await response.write_eof()
+                return response
+        except asyncio.CancelledError:
+            settled = True  # a stop: the request stays pending, marked lost at the next start
+            raise
+        finally:
+            if not settled and deploy_id is not None:
+                self._submit(self.store.deploy_dropped, deploy_id)
+
+    def _answered(self, deploy_id: int | None, row: dict, status: int, data: bytes) -> None:
+        """Complete the record (in the background: the client's answer never waits for it)."""
+        if not proves_login(status):
+            if deploy_id is not None:
+                self._submit(self.store.deploy_dropped, deploy_id)
             return
+        failed, message = outcome(status, data)
+        answer = dict(status=status, response_body=data.decode("utf-8", "replace")[:8192], failed=failed,
+                      message=message)
+        self._submit(self._write_answer, deploy_id, row, answer)
+
+    def _write_answer(self, deploy_id: int | None, row: dict, answer: dict) -> None:
+        if deploy_id is None:  # not written ahead (no login the recorder knew): the answer proves one
+            deploy_id = self.store.deploy_requested(**row, authenticated=True)
+        self.store.deploy_answered(deploy_id, **answer)
+        self._writes += 1
+        if self._writes % PRUNE_EVERY == 0:
+            self._prune()
         if self.on_record is not None:
             self.on_record(deploy_id)
+
+    def _prune(self) -> None:
+        n = self.store.prune_deploys(max_age=KEEP_DAYS * 86400, max_count=KEEP_COUNT)
+        if n:
+            log.info("recorder: %d deploy record(s) past retention removed", n)
+
+    def _submit(self, func, *args) -> None:
+        def run() -> None:
+            try:
+                func(*args)
+            except Exception:
+                log.exception("recorder: could not store a deploy exchange")
+
+        try:
+            self._db.submit(run)
+        except RuntimeError:  # the executor is shut down: the process is stopping
+            log.warning("recorder: stopping; a deploy exchange was not stored")
 
     # -- websockets ---------------------------------------------------------------------------
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
@@ -220,25 +353,45 @@ class RecorderThread(threading.Thread):
             self.error = exc
             self.ready.set()
         finally:
+            left = asyncio.all_tasks(loop)  # connections the shutdown cut short
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(_settle(left))
             loop.close()
 
     async def _serve(self) -> None:
         self._stop_event = asyncio.Event()
         runner = web.AppRunner(self.recorder.app, access_log=None, handle_signals=False,
-                               shutdown_timeout=0.5)
+                               shutdown_timeout=0.5, keepalive_timeout=KEEPALIVE)
         await runner.setup()
+        guard = self.recorder.guard
+        guard.attach(runner.server)
+        server = None
+        sweeper = asyncio.create_task(guard.sweep())
         try:
-            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-            await site.start()
+            server = await asyncio.get_running_loop().create_server(
+                guard.protocol, self.host, self.port, reuse_address=True)
             self.ready.set()
             await self._stop_event.wait()
         finally:
+            sweeper.cancel()
+            if server is not None:
+                server.close()
             await runner.cleanup()
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._loop is not None and self._stop_event is not None:
             self._loop.call_soon_threadsafe(self._stop_event.set)
         self.join(timeout)
+
+
+async def _settle(tasks) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def parse_addr(addr: str) -> tuple[str, int]:

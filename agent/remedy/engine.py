@@ -1,14 +1,19 @@
 """Incidents: from a match to a fix, verified, with the deploy retried; never a loop.
 
 One incident per (rule, key) at a time. A new match of an open incident only
-counts; a failed attempt is tried again after a growing backoff, up to the
-rule's attempt limit; a closed one is left alone for the rule's cooldown. A
-global budget of fix attempts per hour stops everything (a circuit breaker). In
-observe mode (global or per rule) the agent records and reports what it would
-have done. An event from long ago (replayed after downtime) is reported, not
-acted on. Every decision and every action goes to the audit trail, with
-secrets masked. Actions run on one worker thread, one incident at a time, so
-the pipeline is never blocked by a slow fix.
+counts; an event already handled (replayed after a restart) joins its incident
+and never opens another, whatever the cooldown. A failed attempt is tried again
+after a growing backoff, up to the rule's attempt limit; a closed one is left
+alone for the rule's cooldown, unless a different deploy failed since. An
+attempt that cannot reach hummingbot-api or the Docker engine is not a failed
+attempt: the incident waits for it (up to a day) and goes on when it answers.
+One incident retries every failed deploy it owns (each recorded failure of its
+profile), each once. A global budget of fix attempts per hour stops everything
+(a circuit breaker). In observe mode (global or per rule) the agent records and
+reports what it would have done. An event from long ago (replayed after
+downtime) is reported, not acted on. Every decision and every action goes to
+the audit trail, with secrets masked. Actions run on one worker thread, one
+incident at a time, so the pipeline is never blocked by a slow fix.
 """
 
 from __future__ import annotations
@@ -26,19 +31,30 @@ from pydantic import ValidationError
 
 from agent.actions import registry
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
+from agent.events import Event
 from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
 from agent.match.model import Capture, Rule
+from agent.names import base_name
 from agent.redact import Redactor
 from agent.remedy import intent as intents
-from agent.remedy.retry import retry_deploy
-from agent.store import Incident, Store
+from agent.remedy.outage import outage_of, reachable
+from agent.remedy.retry import already_deployed, retry_deploy
+from agent.store import PENDING, Deploy, Incident, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
 Notify = Callable[[Incident, str, str], None]
 DEPLOY_VALUE = Capture(type="name", max_length=128)
+# Closed incidents whose key then rests for the rule's cooldown: an observed one too, or an
+# observe-only rule would open (and tell) a new incident for every repeat of its error.
+COOLING = ("resolved", "gave-up", "observed")
 WAITING_TTL = 86400.0  # a `waiting` incident nobody finished stops blocking its key after this
+OUTAGE_MAX = 86400.0  # how long an incident waits for hummingbot-api or the engine to answer
+OUTAGE_LOOK = 3.0  # seconds between two looks at something that does not answer
+EVENTS_KEPT = 2 * 86400.0  # how long a handled event is remembered (no replay reaches back further)
+CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that name to be answered
+OWN_SEND_WAIT = 60.0  # how long a retry cut off by a kill waits for its bot to show before sending again
 
 
 class _Waiting(Exception):
@@ -54,6 +70,14 @@ def finish_command(inc: Incident) -> str:
     profile = inc.captures.get("profile", "<profile>")
     body = {"instance_name": inc.captures.get("instance", "<instance name>"), "credentials_profile": profile}
     return f"hb-medic retry-deploy {inc.id} --body '{json.dumps(body)}'"
+
+
+def unconfirmed(inc: Incident, intent: dict) -> str:
+    """A body read from log text is never re-sent by itself: anyone who reaches hummingbot-api can
+    print a line, so a person looks at it first."""
+    return ("fixed, but the failed deploy's request was read from hummingbot-api's log, which proves"
+            " nothing about who sent it, so it was not re-sent. If it is yours: hb-medic retry-deploy"
+            f" {inc.id} (sends {json.dumps(intent['body'], sort_keys=True)})")
 
 
 class Remedy:
@@ -76,6 +100,8 @@ class Remedy:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="remedy", daemon=True)
         self._lock = threading.Lock()
+        self._cut_short: set[str] = set()
+        self._forgot = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -86,10 +112,12 @@ class Remedy:
         """Attempts cut short by a stop are tried again (the attempt already counted)."""
         for inc in self.store.incidents(limit=200):
             if inc.state in ("detected", "acting", "verifying", "retrying"):
-                inc.state, inc.next_attempt = "failed", time.time()
-                inc.detail = "interrupted by a restart of the agent"
-                self.store.save_incident(inc)
-                self.store.audit(inc.id, "decision", "interrupted", result=inc.detail)
+                self._interrupted(inc, "interrupted by a restart of the agent")
+
+    def _interrupted(self, inc: Incident, why: str) -> None:
+        inc.state, inc.next_attempt, inc.detail = "failed", time.time(), why
+        self.store.save_incident(inc)
+        self.store.audit(inc.id, "decision", "interrupted", result=why)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread.is_alive():
@@ -102,26 +130,37 @@ class Remedy:
             return None
         rule, event = res.rule, res.event
         key = res.text(rule.incident.key) or rule.id
+        keys = event_keys(event)
         now = time.time()
         with self._lock:
+            self._forget_old_events(now)
+            handled = self.store.incident_of_event(keys)
+            if handled is not None:  # replayed after a restart: that incident has it already
+                self.store.audit(handled, "decision", "replayed event already handled: no action",
+                                 event.where())
+                return self.store.get_incident(handled)
             current = self.store.latest_incident(rule.id, key)
             if current is not None and current.state == "waiting" and now - current.updated > WAITING_TTL:
                 self._close(current, "gave-up", "nobody finished the deploy within a day: closed")
                 current = self.store.latest_incident(rule.id, key)
             if current is not None and current.open:
-                self.store.count_event(current.id)
+                self.store.count_event(current.id, keys)
                 return current
-            if current is not None and current.closed and current.state in ("resolved", "gave-up") \
+            if current is not None and current.closed and current.state in COOLING \
                     and now - current.closed < rule.incident.cooldown:
-                self.store.count_event(current.id)
-                self.store.audit(current.id, "decision", "event during cooldown: no action",
-                                 {"fingerprint": event.fingerprint})
-                return current
+                fresh = self._new_failed_deploy(current) if rule.retry_deploy else None
+                if fresh is None:
+                    self.store.count_event(current.id, keys)
+                    self.store.audit(current.id, "decision", "event during cooldown: no action",
+                                     {"fingerprint": event.fingerprint})
+                    return current
+                log.info("incident %s is closed, but deploy %s failed since: a new incident", current.id,
+                         fresh)
             inc = Incident(
                 id=secrets.token_hex(4), rule=rule.id, key=key, state="detected", severity=rule.severity,
                 container=event.container, summary=self.redactor.text(_summary(res)),
                 fingerprint=event.fingerprint, captures=dict(res.captures), deploy=_carried_deploy(res))
-            self.store.create_incident(inc)
+            self.store.create_incident(inc, keys)
         self.store.audit(inc.id, "decision", "detected",
                          self.redactor.data({"captures": res.captures, **event.where()}),
                          result=inc.summary)
@@ -140,6 +179,28 @@ class Remedy:
             return self._close(inc, "resolved", "notified; this rule runs no action")
         self._queue.put(inc.id)
         return inc
+
+    def _forget_old_events(self, now: float) -> None:
+        if now - self._forgot > 3600:
+            self._forgot = now
+            self.store.forget_events(now - EVENTS_KEPT)
+
+    def _new_failed_deploy(self, closed: Incident) -> str | None:
+        """A deploy of the closed incident's profile (or instance) that failed, or is still
+        waiting for its answer, since it closed, and that no incident retried: a new failure,
+        which the cooldown must not hide. Its instance name, if there is one."""
+        since = (closed.closed or closed.updated) - 2
+        mine = {r["deploy_id"] for r in self.store.incident_deploys(closed.id)}
+        found = [d for d in self._recorded(closed, since)
+                 if (d.retryable or d.state == PENDING) and d.id not in mine]
+        done = self.store.deploys_done([d.id for d in found])
+        fresh = [d for d in found if d.id not in done]
+        return (fresh[0].instance or f"record {fresh[0].id}") if fresh else None
+
+    def _recorded(self, inc: Incident, since: float) -> list[Deploy]:
+        instance = inc.captures.get("instance")
+        names = tuple({instance, base_name(instance)}) if instance else ()
+        return self.store.deploys_of(profile=inc.captures.get("profile"), instances=names, since=since)
 
     def _plan(self, rule: Rule, res: Result) -> list[str]:
         steps = [f"{name}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
@@ -165,13 +226,51 @@ class Remedy:
             if ident is None:
                 return
             try:
+                if self._cut_short and self.store.write_problem is None:
+                    self._resume_cut_short()
                 due = [ident] if ident else [i.id for i in self.store.due_incidents(time.time())]
                 for inc_id in due:
                     inc = self.store.get_incident(inc_id)
-                    if inc is not None and inc.state in ("detected", "failed"):
-                        self.attempt(inc)
+                    if inc is None:
+                        continue
+                    try:
+                        if inc.state == "outage":
+                            self._look_again(inc)
+                        elif inc.state in ("detected", "failed"):
+                            self.attempt(inc)
+                    except StateUnwritable:
+                        self._cut_short.add(inc_id)  # the store said so once; resumed later
+                        break
+            except StateUnwritable:
+                pass
             except Exception:
                 log.exception("remedy worker failed")
+
+    def _resume_cut_short(self) -> None:
+        """Attempts cut short by an unwritable state file are tried again once it heals."""
+        for inc_id in sorted(self._cut_short):
+            inc = self.store.get_incident(inc_id)
+            if inc is not None and inc.state in ("detected", "acting", "verifying", "retrying"):
+                self._interrupted(inc, "cut short: the state file could not be written")
+            self._cut_short.discard(inc_id)
+
+    def _look_again(self, inc: Incident) -> None:
+        """An incident waiting out an outage: go on if what it waits for answers again."""
+        now = time.time()
+        if now - (inc.outage_since or now) > OUTAGE_MAX:
+            self._close(inc, "gave-up", f"{inc.outage} did not answer for a day: gave up; please look")
+            return
+        try:
+            back = reachable(self.context(), inc.outage or "")
+        except Exception as exc:  # the context itself may need the engine
+            back = outage_of(exc) is None and not isinstance(exc, StateUnwritable)
+        if not back:
+            inc.next_attempt = now + OUTAGE_LOOK
+            self.store.save_incident(inc)
+            return
+        self.store.audit(inc.id, "decision", f"{inc.outage} answers again",
+                         result=f"after {now - (inc.outage_since or now):.0f} s: going on")
+        self.attempt(inc)
 
     def attempt(self, inc: Incident) -> None:
         rule = self.rules().get(inc.rule)
@@ -184,24 +283,26 @@ class Remedy:
                                         f" limit {self.budget}): not acting; please look")
             return
         started = time.monotonic()
-        if not self.store.claim_incident(inc.id, ("detected", "failed"), "acting"):
+        if not self.store.claim_incident(inc.id, ("detected", "failed", "outage"), "acting"):
             return  # someone else (hb-medic retry-deploy) took it
+        resumed = inc.outage is not None
         inc.attempts += 1
-        inc.state = "acting"
+        inc.state, inc.outage, inc.outage_since = "acting", None, None
         self.store.save_incident(inc)
         self.store.audit(inc.id, "attempt", f"attempt {inc.attempts} of {rule.incident.max_attempts}")
         steps = [c.action for c in rule.actions] + [f"verify {c.action}" for c in rule.verify]
         steps += ["retry_deploy"] if rule.retry_deploy else []
-        self.notify(inc, "acting", f"running {' -> '.join(steps)} "
-                                   f"(attempt {inc.attempts} of {rule.incident.max_attempts})")
+        if not resumed:  # after an outage the "waiting" message said it would go on
+            self.notify(inc, "acting", f"running {' -> '.join(steps)} "
+                                       f"(attempt {inc.attempts} of {rule.incident.max_attempts})")
         try:
             ctx = self.context()
             values = inc.values()
-            intent = None
+            todo: list[dict] = []
             if rule.retry_deploy or any(n.startswith("deploy.") for c in rule.actions
                                         for n in _templates(c.params)):
-                intent = self._intent(inc)
-                values.update({f"deploy.{k}": v for k, v in (intent or {}).get("body", {}).items()})
+                todo = self._deploys_to_retry(inc)
+                values.update({f"deploy.{k}": v for k, v in (todo[0]["body"] if todo else {}).items()})
             for call in rule.actions:
                 self._run(inc, ctx, "action", call, values)
             inc.state = "verifying"
@@ -209,13 +310,18 @@ class Remedy:
             for call in rule.verify:
                 self._run(inc, ctx, "verify", call, values)
             if rule.retry_deploy:
-                if intent is None:
+                if not todo and not self._owned(inc):
                     raise _Waiting(
                         "fixed, but the failed deploy's request is not known (no recorder record, no"
                         " logged body), so it was not guessed. To finish: " + finish_command(inc))
+                from_log = next((t for t in todo if t.get("source") == "log"), None)
+                if from_log is not None:
+                    raise _Waiting(unconfirmed(inc, from_log))
                 inc.state = "retrying"
                 self.store.save_incident(inc)
-                self._retry(inc, ctx, intent)
+                self._retry_all(inc, ctx, todo)
+        except StateUnwritable:
+            raise
         except _Waiting as waiting:
             inc.state, inc.detail = "waiting", str(waiting)
             self.store.save_incident(inc)
@@ -223,6 +329,10 @@ class Remedy:
             self.notify(inc, "waiting", inc.detail)
             return
         except Exception as exc:  # ActionError, validation, HTTP, Docker: all end the attempt
+            what = outage_of(exc)
+            if what is not None:
+                self._outage(inc, what, exc)
+                return
             detail = self.redactor.text(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ActionError)
                                        else str(exc))
             if isinstance(exc, NeedsHuman):  # another attempt would not help: say what to do
@@ -240,7 +350,70 @@ class Remedy:
         took = time.monotonic() - started
         self._close(inc, "resolved", f"fixed in {took:.1f} s")
 
+    def _outage(self, inc: Incident, what: str, exc: BaseException) -> None:
+        """Nothing could be done because `what` does not answer: wait for it, attempt not used up."""
+        now = time.time()
+        first = inc.outage is None
+        inc.attempts -= 1
+        inc.outage, inc.outage_since = what, inc.outage_since or now
+        inc.state, inc.next_attempt = "outage", now + OUTAGE_LOOK
+        inc.detail = self.redactor.text(
+            f"{what} does not answer ({_short(exc)}): waiting for it, up to a day, then going on; this"
+            " does not use up an attempt")
+        self.store.save_incident(inc)
+        self.store.audit(inc.id, "decision", f"waiting for {what}", result=inc.detail)
+        if first:
+            self.notify(inc, "outage", inc.detail)
+
+    # -- the deploys an incident retries ---------------------------------------------------------
+    def _deploys_to_retry(self, inc: Incident, *, wait: bool = True) -> list[dict]:
+        """Every failed deploy this incident owns and has not retried yet, one per instance name
+        (its latest request): the recorder's records of its profile or instance from a while
+        before it opened until now, waiting a moment for answers still on their way; without
+        such records, the one request the event carried or the log or bots folder gave."""
+        if inc.deploy and inc.deploy.get("deploy_id") is not None and inc.deploy.get("source") == "recorder" \
+                and not inc.captures.get("profile") and not inc.captures.get("instance"):
+            found = self._intent(inc)  # a recorder rule's own exchange (e.g. an image to pull)
+            return [self._one(found, inc)] if found and not self._owned(inc, done_only=True) else []
+        since = inc.created - 300
+        deadline = time.monotonic() + (5.0 if wait and self.recorder else 0.0)
+        while True:
+            records = self._recorded(inc, since)
+            if not any(d.state == PENDING and d.at >= inc.created - 60 for d in records) \
+                    or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        failed = [d for d in records if d.retryable and d.body() is not None]
+        if not failed:
+            if self._owned(inc):
+                return []
+            found = self._intent(inc) if wait else None
+            return [self._one(found, inc)] if found else []
+        done = self.store.deploys_done([d.id for d in failed])
+        groups: dict[str, list[Deploy]] = {}
+        for d in failed:
+            groups.setdefault(base_name(d.instance or d.body().get("instance_name", "")), []).append(d)
+        todo = []
+        for base, group in groups.items():
+            if all(d.id in done for d in group):
+                continue
+            latest = group[-1]
+            todo.append({"route": latest.route, "body": latest.body(), "raw": latest.request_body,
+                         "source": "recorder", "deploy_id": latest.id, "base": base,
+                         "ids": [d.id for d in group], "at": group[0].at})
+        if todo and wait:
+            inc.deploy = {k: todo[0][k] for k in ("route", "body", "raw", "source", "deploy_id")}
+            self.store.save_incident(inc)
+            self.store.audit(inc.id, "decision", "deploy requests found" if len(todo) > 1
+                             else "deploy request found",
+                             self.redactor.data({"source": "recorder", "route": todo[0]["route"],
+                                                 "instances": [t["base"] for t in todo],
+                                                 "body": todo[0]["body"]}))
+        return todo
+
     def _intent(self, inc: Incident) -> dict | None:
+        """The one request the event carried, a log or the bots folder gave (or the recorder's
+        latest record): the evidence when there is no list of recorded failures."""
         found = intents.resolve(self.store, self.bots_dir, deploy=inc.deploy, captures=inc.captures,
                                 at=inc.created, wait=3.0 if self.recorder else 0.0)
         if found is not None:
@@ -250,6 +423,37 @@ class Remedy:
                              self.redactor.data({"source": found.get("source"), "route": found.get("route"),
                                                  "body": found.get("body")}))
         return found
+
+    def _one(self, found: dict, inc: Incident) -> dict:
+        body = found["body"]
+        deploy_id = found.get("deploy_id") or 0
+        return {**found, "base": base_name(str(body.get("instance_name", ""))),
+                "ids": [deploy_id], "at": inc.created}
+
+    def _owned(self, inc: Incident, done_only: bool = False) -> bool:
+        """Has this incident retried deploys already (so none left is not "unknown")?"""
+        return any(not done_only or r["state"] == "done" for r in self.store.incident_deploys(inc.id))
+
+    def _retry_all(self, inc: Incident, ctx: ActionContext, todo: list[dict]) -> None:
+        """Re-send each; deploys that fail meanwhile (sent before the fix took) are taken too."""
+        failures: list[str] = []
+        tried: set[str] = set()
+        for _round in range(5):
+            for intent in todo:
+                tried.add(intent["base"])
+                try:
+                    self._retry(inc, ctx, intent)
+                except StateUnwritable:
+                    raise
+                except Exception as exc:
+                    if outage_of(exc) is not None:
+                        raise
+                    failures.append(f"{intent['base']}: {exc}" if len(todo) > 1 else str(exc))
+            todo = [t for t in self._deploys_to_retry(inc, wait=False) if t["base"] not in tried]
+            if not todo:
+                break
+        if failures:
+            raise ActionError("; ".join(failures))
 
     def _run(self, inc: Incident, ctx: ActionContext, kind: str, call, values: dict) -> None:
         spec = self.actions[call.action]
@@ -290,18 +494,56 @@ class Remedy:
 
     def _retry(self, inc: Incident, ctx: ActionContext, intent: dict) -> str:
         started = time.monotonic()
-        body = intent["body"]
+        body, base, ids = intent["body"], intent.get("base") or base_name(intent["body"]["instance_name"]), \
+            intent.get("ids") or [0]
         raw = intent.get("raw") or json.dumps(body)
+        since = intent.get("at") or inc.created
         params = {"route": intent["route"], "body": ctx.redactor.data(body), "source": intent.get("source")}
         try:
-            result = retry_deploy(ctx, intent["route"], raw, body, since=inc.created)
+            self._wait_for_earlier_sends(inc, ctx, base, since)
+            self._wait_for_clients(base, exclude=set(ids))
+            for deploy_id in ids:  # written ahead: a kill while it is out never sends a second one
+                self.store.mark_incident_deploy(inc.id, deploy_id, base, "sending", sent_at=time.time())
+            result = retry_deploy(ctx, intent["route"], raw, body, since=since)
+        except StateUnwritable:
+            raise
         except Exception as exc:
-            self.store.audit(inc.id, "retry", "retry_deploy", params, False, ctx.redactor.text(str(exc)),
+            reason = ctx.redactor.text(str(exc))
+            for deploy_id in ids:
+                self.store.mark_incident_deploy(inc.id, deploy_id, base, "failed", reason)
+            self.store.audit(inc.id, "retry", "retry_deploy", params, False, reason,
                              (time.monotonic() - started) * 1000)
             raise
+        for deploy_id in ids:
+            self.store.mark_incident_deploy(inc.id, deploy_id, base, "done", result)
         self.store.audit(inc.id, "retry", "retry_deploy", params, True, result,
                          (time.monotonic() - started) * 1000)
         return result
+
+    def _wait_for_earlier_sends(self, inc: Incident, ctx: ActionContext, base: str, since: float) -> None:
+        """This incident sent it before and was cut off (a kill) before it knew the answer: give
+        the bot time to show up before sending again."""
+        mine = self.store.incident_deploys(inc.id)
+        if not any(r["base"] == base and r["state"] == "sending" for r in mine):
+            return
+        deadline = time.monotonic() + OWN_SEND_WAIT
+        while time.monotonic() < deadline:
+            if already_deployed(ctx, base, since):
+                return  # retry_deploy sees it too and does not send again
+            time.sleep(1.0)
+
+    def _wait_for_clients(self, base: str, exclude: set[int]) -> None:
+        """A client's own deploy of this name still on its way through the recorder: wait for
+        hummingbot-api's answer (if it deployed the bot, the retry sees it and sends nothing)."""
+        deadline = time.monotonic() + CLIENT_WAIT
+        while True:
+            flying = [d for d in self.store.deploys_in_flight(base) if d.id not in exclude]
+            if not flying:
+                return
+            if time.monotonic() >= deadline:
+                raise ActionError(f"a deploy of {base} from a client is still waiting for hummingbot-api's"
+                                  " answer: not sending a second one now")
+            time.sleep(0.2)
 
     # -- `hb-medic retry-deploy` ---------------------------------------------------------------------
     def finish(self, inc: Incident, route: str | None, body: dict | None) -> str:
@@ -320,7 +562,7 @@ class Remedy:
         else:
             route = route or (inc.deploy or {}).get("route") or "deploy-v2-script"
             raw = json.dumps(body)
-            problem = intents.check_body(route, body)
+            problem = intents.check_body(route, body, self.context().allowed_images)
             if problem:
                 raise ActionError(f"will not send this body: {problem}")
             inc.deploy = {"route": route, "body": body, "raw": raw, "source": "operator"}
@@ -329,7 +571,9 @@ class Remedy:
         ctx = self.context()
         self.store.audit(inc.id, "decision", "retry-deploy by hand", {"route": route})
         try:
-            result = self._retry(inc, ctx, {"route": route, "body": body, "raw": raw, "source": "operator"})
+            result = self._retry(inc, ctx, {"route": route, "body": body, "raw": raw, "source": "operator",
+                                            "ids": [0], "at": inc.created,
+                                            "base": base_name(str(body.get("instance_name", "")))})
         except Exception:
             self.store.claim_incident(inc.id, ("retrying",), "waiting")
             raise
@@ -362,3 +606,16 @@ def _carried_deploy(res: Result) -> dict | None:
     if data.get("deploy_id") is not None:
         return {**res.deploy, "deploy_id": data["deploy_id"], "source": "recorder"}
     return {**res.deploy, "source": "log"}
+
+
+def event_keys(e: Event) -> tuple[str, ...]:
+    """What identifies an event across re-reads: where it is, and what it is when. Events
+    without a timestamp have no identity to trust (they are never deduplicated)."""
+    if not e.ts:
+        return ()
+    return (f"at:{e.container}/{e.stream}/{e.first_pos}@{e.ts}", f"fp:{e.container}/{e.fingerprint}@{e.ts}")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]

@@ -17,13 +17,30 @@ from pathlib import Path
 
 import yaml
 
+from agent.match import captures as capture_check
 from agent.match.deploy import DEPLOY_NAME, FIELDS
+from agent.match.model import Capture
 from agent.names import base_name
 from agent.store import Store
 
+DEFAULT_IMAGE = "hummingbot/hummingbot:latest"  # what hummingbot-api deploys when no image is given
+FILE_NAME = Capture(type="file", max_length=128)
 
-def check_body(route: str, body: object) -> str | None:
-    """None when the body is a deploy request hb-medic may re-send, else why not."""
+
+def image_allowed(image: str, allowed: tuple[str, ...] = ()) -> bool:
+    """The default image, or one on MEDIC_ALLOWED_IMAGES: an exact reference, or `repo:*` for
+    any tag of that repository."""
+    if image == DEFAULT_IMAGE or image in allowed:
+        return True
+    repo, sep, _tag = image.rpartition(":")
+    return bool(sep) and "/" not in _tag and f"{repo}:*" in allowed
+
+
+def check_body(route: str, body: object, allowed_images: tuple[str, ...] = ()) -> str | None:
+    """None when the body is a deploy request hb-medic may re-send, else why not.
+
+    hb-medic sends it with its own login and hummingbot-api runs it with the Docker socket,
+    the profile's keys and CONFIG_PASSWORD: every field is checked, not only the names."""
     if route not in FIELDS:
         return f"unknown deploy route {route!r}"
     if not isinstance(body, dict):
@@ -34,17 +51,40 @@ def check_body(route: str, body: object) -> str | None:
     for name in ("instance_name", "credentials_profile"):
         value = body.get(name)
         if not isinstance(value, str) or not DEPLOY_NAME.match(value):
-            return f"{name} must be letters, digits, _ or - (got {value!r})"
-    if route == "deploy-v2-controllers" and not isinstance(body.get("controllers_config"), list):
-        return "controllers_config must be a list"
+            return f"{name} must be letters, digits, _ or - (got {capture_check.shown(str(value))})"
+    image = body.get("image")
+    if image is not None and (not isinstance(image, str) or not image_allowed(image, allowed_images)):
+        return (f"image {capture_check.shown(str(image))} is neither {DEFAULT_IMAGE} nor on"
+                " MEDIC_ALLOWED_IMAGES (add it there to let hb-medic re-send deploys of it)")
+    files = [("script", body.get("script")), ("script_config", body.get("script_config"))]
+    if route == "deploy-v2-controllers":
+        controllers = body.get("controllers_config")
+        if not isinstance(controllers, list):
+            return "controllers_config must be a list"
+        files += [("controllers_config", c) for c in controllers]
+    for name, value in files:
+        if value is None and name != "controllers_config":
+            continue
+        reason = "is not text" if not isinstance(value, str) else capture_check.check(FILE_NAME, value)
+        if reason:
+            return f"{name} must be a plain file name: {capture_check.shown(str(value))} {reason}"
+    if not isinstance(body.get("headless", False), bool):
+        return "headless must be true or false"
+    for name in ("max_global_drawdown_quote", "max_controller_drawdown_quote"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"{name} must be a number"
     return None
 
 
 def from_recorder(store: Store, *, profile: str | None, instance: str | None, at: float,
                   deploy_id: int | None = None) -> dict | None:
-    """The failed request the recorder saw near `at` for that profile or instance."""
+    """The failed request the recorder saw near `at` for that profile or instance: only one
+    hummingbot-api accepted as authenticated (`Deploy.retryable`)."""
     if deploy_id is not None:
-        d = next((x for x in store.deploys_after(deploy_id - 1, limit=1) if x.id == deploy_id), None)
+        d = store.get_deploy(deploy_id)
+        if d is not None and not d.retryable:
+            return None
     elif profile is None and instance is None:
         return None
     else:
@@ -98,8 +138,9 @@ def resolve(store: Store, bots: Path | None, *, deploy: dict | None, captures: d
     body logged at INFO (source "log"), which the recorder's exact bytes take over.
     """
     if deploy and deploy.get("deploy_id") is not None:
-        return from_recorder(store, profile=None, instance=None, at=at,
-                             deploy_id=deploy["deploy_id"]) or deploy
+        if store.get_deploy(deploy["deploy_id"]) is None:
+            return deploy  # pruned since; the feed carried it from an answered, authenticated record
+        return from_recorder(store, profile=None, instance=None, at=at, deploy_id=deploy["deploy_id"])
     deadline = time.monotonic() + wait
     while True:
         found = from_recorder(store, profile=captures.get("profile"), instance=captures.get("instance"),

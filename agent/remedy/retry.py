@@ -73,7 +73,7 @@ def _transient(exc: BaseException) -> bool:
 def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, since: float,
                  attempts: int = 3) -> str:
     """Send it; return what happened, or raise ActionError."""
-    problem = check_body(route, body)
+    problem = check_body(route, body, ctx.allowed_images)
     if problem:
         raise ActionError(f"will not re-send this deploy: {problem}")
     base = base_name(body["instance_name"])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from agent.events import LINE, RESPONSE, TRACEBACK, Event
 from agent.redact import Redactor
-from agent.store import Store, Unknown
+from agent.store import StateUnwritable, Store, Unknown
 from agent.unknown.digest import DigestSchedule
 
 log = logging.getLogger("agent")
@@ -137,6 +137,8 @@ class UnknownTracker:
         while not self._stopping.wait(self.tick_every):
             try:
                 self.tick()
+            except StateUnwritable:
+                pass  # the store said so once; counted again when it can be written
             except Exception:
                 log.exception("counting errors no rule knows failed; retrying")
 
@@ -192,7 +194,8 @@ class UnknownTracker:
                 stream=event.stream, kind=event.kind, logger=header.logger if header else None,
                 level=event.level or ("ERROR" if event.kind == RESPONSE else None),
                 exceptions=[x.type for x in event.exceptions],
-                summary=self.redactor.text(summary_of(event)), count=0, first_seen=at, last_seen=at),
+                summary=self.redactor.text(summary_of(event)), count=0, first_seen=at, last_seen=at,
+                role=event.role),
                 known_before=False)
         if len(self._live) >= self.max_entries:  # forget the least recently seen (it is stored)
             oldest = min(self._live, key=lambda k: self._live[k].entry.last_seen)
@@ -240,7 +243,7 @@ class UnknownTracker:
         span = now - (live.logged_at or now)
         when = ("in the last hour" if span < 2 * self.log_every else
                 f"since {time.strftime('%Y-%m-%d %H:%M', time.gmtime(live.logged_at or now))} UTC")
-        log.warning("%s in %s seen %s more %s %s: %s", e.fingerprint, e.container, f"{live.since_logged:,}",
+        log.info("%s in %s seen %s more %s %s: %s", e.fingerprint, e.container, f"{live.since_logged:,}",
                     "time" if live.since_logged == 1 else "times", when, e.summary)
         live.logged_at, live.since_logged = now, 0
 
@@ -303,10 +306,12 @@ class UnknownTracker:
         last = float(last_text)
         if not self.digest.due(last, now):
             return
-        entries = [e for e in self.store.unknown_list(since=last) if e.count > e.digested]
+        # Whatever happened since it was last in a digest (or ever, if it never was).
+        entries = [e for e in self.store.unknown_list() if e.count > e.digested]
         entries.sort(key=lambda e: e.last_seen, reverse=True)
+        since = min([last, *(e.first_seen for e in entries if not e.digested)])
         if entries:
-            self.on_digest(entries, last, now)
+            self.on_digest(entries, since, now)
             self.store.unknown_mark_digested([(e.stack, e.fingerprint, e.count) for e in entries])
             with self._lock:  # the rows are written whole: the live entries must agree
                 for e in entries:
@@ -314,5 +319,5 @@ class UnknownTracker:
                     if live is not None:
                         live.entry.digested = max(live.entry.digested, e.count)
         log.info("daily digest of errors no rule knows: %d fingerprint(s) since %s UTC", len(entries),
-                 time.strftime("%Y-%m-%d %H:%M", time.gmtime(last)))
+                 time.strftime("%Y-%m-%d %H:%M", time.gmtime(since)))
         self.store.meta_set("unknown_digest_at", repr(now))

@@ -47,7 +47,12 @@ def test_healthy_then_each_problem(service):
 
 
 def test_metrics_render(service):
+    from agent.events import Event
     service.counts["matches"]["credentials-profile-missing"] = 2
+    for n in range(3):
+        service.unknown.observe(Event("hummingbot-api", "stderr", "line",
+                                      [f"2026-11-29 07:27:4{n},788 - services.x - ERROR - broke"], n, n))
+    service.unknown.flush()
     service.store.audit("i", "action", "ensure_account", ok=True)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(service))
@@ -55,3 +60,17 @@ def test_metrics_render(service):
     assert 'hb_medic_matches_total{rule="credentials-profile-missing"} 2.0' in text
     assert 'hb_medic_actions_total{action="ensure_account",result="ok"} 1.0' in text
     assert 'hb_medic_stream_attached{container="hummingbot-api",state="attached"} 1.0' in text
+    assert "hb_medic_unknown_events_total 3.0" in text and "hb_medic_unknown_fingerprints 1.0" in text
+
+
+def test_incident_steps_are_logged_at_their_level(caplog):
+    import logging
+
+    from agent.service import log_step
+
+    inc = type("Inc", (), {"id": "inc1", "rule": "r"})()
+    caplog.set_level(logging.DEBUG, logger="agent")
+    for step in ("detected", "acting", "resolved", "observed", "failed", "waiting", "refused", "stale",
+                 "gave-up"):
+        log_step(inc, step, "text")
+    assert [r.levelname for r in caplog.records] == ["INFO"] * 4 + ["WARNING"] * 4 + ["ERROR"]

@@ -39,6 +39,6 @@ def test_where_an_event_is_in_the_log():
     ev = Event("hummingbot-api", "stderr", "traceback", ["a", "b"], 5 << 10, 9 << 10,
                ts=1_782_741_787_515_012_340, last_ts=1_782_741_787_600_000_000)
     assert ev.where() == {"container": "hummingbot-api", "stream": "stderr",
-                          "first": "2026-06-29T14:03:07.51501234Z", "last": "2026-06-29T14:03:07.6Z"}
-    assert stamp(1_782_741_787_000_000_000) == "2026-06-29T14:03:07Z"
+                          "first": "2026-06-29T14:03:07.515012340Z", "last": "2026-06-29T14:03:07.600000000Z"}
+    assert stamp(1_782_741_787_000_000_000) == "2026-06-29T14:03:07.000000000Z"  # as docker logs -t
     assert Event("x", "stdout", "line", ["a"], 1, 1).where() == {"container": "x", "stream": "stdout"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -24,9 +25,14 @@ def no_context() -> ActionContext:
     raise AssertionError("no action may run in these tests")
 
 
+_LINE_NO = itertools.count(1)
+
+
 def result(profile="client_sharp", stamp=None):
+    """A new failure line each call (its own engine timestamp: a repeat, not a replay)."""
     ts = time.strftime("%Y-%m-%d %H:%M:%S,000", time.gmtime(stamp or time.time()))
-    docker_ts = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime(stamp or time.time()))
+    when = time.gmtime(stamp or time.time())
+    docker_ts = time.strftime("%Y-%m-%dT%H:%M:%S", when) + f".{next(_LINE_NO):09d}Z"
     (event,) = list(replay_lines([f"{docker_ts} " + LINE.format(ts=ts, profile=profile)], "hummingbot-api"))
     return Matcher(list(RULES.values())).match(event)
 
@@ -131,3 +137,48 @@ def test_broken_credentials_file_never_quoted(tmp_path):
     with pytest.raises(ActionError) as err:
         spec.func(spec.params.model_validate({"profile": "client_sharp"}), ctx)
     assert canary not in str(err.value) and "not readable JSON/YAML" in str(err.value)
+
+
+def test_observe_only_rule_repeating_is_one_incident_within_its_cooldown(tmp_path):
+    """An observed incident closes at once; the same error 2 s later is counted, not observed
+    (and told) again, until the rule's cooldown has passed."""
+    rules = {rid: r.model_copy(update={"observe_only": True}) for rid, r in RULES.items()}
+    steps = []
+    remedy = Remedy(Store(tmp_path / "s.db"), lambda: rules, no_context,
+                    notify=lambda inc, step, text: steps.append(step))
+    observing = Matcher(list(rules.values()))
+
+    def observed():
+        return observing.match(result().event)
+
+    first = remedy.submit(observed())
+    for _ in range(5):
+        assert remedy.submit(observed()).id == first.id
+    inc = remedy.store.get_incident(first.id)
+    assert inc.state == "observed" and inc.events == 6
+    assert steps == ["detected", "observed"]
+
+
+def test_a_replayed_event_joins_its_incident_whatever_the_cooldown(tmp_path):
+    """A kill right after a fix, a restart long after the cooldown: the failure line, read again
+    from before the checkpoint, is the same event and opens no second incident."""
+    store = Store(tmp_path / "k.db")
+    line = "2026-11-29T01:49:32.002000001Z " + LINE.format(ts="2026-11-29 01:49:32,002", profile="client_k")
+    matcher = Matcher(list(RULES.values()))
+
+    def read():  # the same line as the engine gives it again
+        (event,) = list(replay_lines([line], "hummingbot-api"))
+        return matcher.match(event)
+
+    first = Remedy(store, lambda: RULES, no_context, stale_after=10**10).submit(read())
+    inc = store.get_incident(first.id)
+    inc.state, inc.closed = "resolved", time.time() - 3600  # fixed an hour ago: its cooldown is over
+    store.save_incident(inc)
+    restarted = Remedy(store, lambda: RULES, no_context, stale_after=10**10)
+    again = restarted.submit(read())
+    assert again.id == first.id and restarted._queue.empty()
+    assert [i.id for i in store.incidents()] == [first.id]
+    assert store.get_incident(first.id).events == 1
+    assert store.audit_trail(first.id)[-1]["name"] == "replayed event already handled: no action"
+    # A new line of the same failure, after the cooldown, is a new incident.
+    assert restarted.submit(result(profile="client_k")).id != first.id

@@ -44,7 +44,7 @@ def store(tmp_path):
 def test_hours_of_real_noise_are_one_entry_each_and_one_log_line_an_hour(store, caplog):
     lines = hours_of(GATEWAY_PING, 3)
     tracker = UnknownTracker(store, Redactor())
-    with caplog.at_level(logging.WARNING, logger="agent"):
+    with caplog.at_level(logging.INFO, logger="agent"):
         replay(tracker, lines)
     entries = {e.summary: e for e in store.unknown_list()}
     pings = sum(1 for x in lines if PING in x)

@@ -44,6 +44,9 @@ DB_PORT = _db.port or 5432
 
 # Background noise of a real deployment without exchange access (0 = off).
 NOISE_INTERVAL = float(os.environ.get("STANDIN_NOISE_INTERVAL", "0"))
+# The current generation (with a newer hummingbot library) pings a gateway every 2 s and logs
+# the failure with its traceback; seconds between pings, 0 = off.
+GATEWAY_PING = float(os.environ.get("STANDIN_GATEWAY_PING", "0" if LEGACY else "2"))
 
 # Test-bed aids, invisible in the logs: the image a deploy uses when the body
 # names none (so nothing is ever pulled), and labels put on bot containers so

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import shutil
 
 import yaml
 
 import config
+from services.connector_settings import AllConnectorSettings
 from utils import file_system as fs
+
+log = logging.getLogger("services.accounts_service")
 
 TEMPLATE_FILES = ("conf_client.yml", "conf_fee_overrides.yml", "hummingbot_logs.yml",
                   ".password_verification")
@@ -48,10 +52,21 @@ def list_credentials(name: str) -> list[str]:
 
 def add_credentials(name: str, connector: str, keys: dict) -> None:
     """Store keys as the real app does in spirit: never in clear text, and sealed with
-    CONFIG_PASSWORD (the stand-in bot says MAC mismatch when its password differs)."""
+    CONFIG_PASSWORD (the stand-in bot says MAC mismatch when its password differs). Any failure is
+    logged (current generation) as one ERROR line without a traceback, then answered 400."""
+    try:
+        _add_credentials(name, connector, keys)
+    except Exception as e:
+        if not config.LEGACY:
+            log.error(f"Error adding connector credentials for account {name}: {e}")
+        raise
+
+
+def _add_credentials(name: str, connector: str, keys: dict) -> None:
     path = os.path.join(fs.BASE, "credentials", name, "connectors", f"{connector}.yml")
     if not os.path.isdir(os.path.dirname(path)):
         raise FileNotFoundError(f"Directory 'credentials/{name}/connectors' not found")
+    AllConnectorSettings.get_connector_config_keys(connector)  # an unknown connector: KeyError
     sealed = {k: base64.b64encode(str(v).encode()).decode() for k, v in keys.items()}
     password = hashlib.sha256(config.CONFIG_PASSWORD.encode()).hexdigest()
     with open(path, "w") as fh:

@@ -1,0 +1,67 @@
+"""compose.yaml brought up for real beside the stand-in named hummingbot-api: secrets as files,
+the seed incident fixed through the recorder, `hb-medic doctor` inside the container."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.compose import ComposeUp, port_or_free
+from tests.conftest import AGENT_IMAGE
+from tests.receiver import Receiver
+from tests.stack import ADMIN, wait_until
+
+pytestmark = pytest.mark.docker
+
+
+def _health(client, name: str) -> str:
+    c = client.containers.get(name)
+    return (c.attrs["State"].get("Health") or {}).get("Status", "")
+
+
+def test_compose_yaml_fixes_the_seed_incident(agent_image, docker_client, make_stack):
+    stack = make_stack(real_names=True)
+    recorder, http = port_or_free(8001), port_or_free(9108)
+    with Receiver() as receiver:
+        compose = ComposeUp("compose.yaml", stack.run_id, override={
+            "services": {"hb-medic": {
+                "image": AGENT_IMAGE,
+                "environment": {"MEDIC_HUMMINGBOT_URL": stack.url,
+                                "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
+                                "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
+                "volumes": [f"{stack.bots}:/bots:ro"]}},
+            "volumes": {"hb-medic-state": {"name": f"medic-t{stack.run_id}-state"}},
+        }, secrets={"hummingbot_password": "admin", "notify_urls": receiver.url})
+        try:
+            svc = compose.config["services"]["hb-medic"]
+            assert "MEDIC_HUMMINGBOT_PASSWORD" not in svc["environment"]  # from the secret file only
+            compose.up()
+            wait_until(lambda: _health(docker_client, "hb-medic") == "healthy", 90, "hb-medic healthy")
+            resp = httpx.post(f"http://127.0.0.1:{recorder}/bot-orchestration/deploy-v2-script", auth=ADMIN,
+                              json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"},
+                              timeout=60)
+            assert resp.status_code == 500
+            wait_until(lambda: [c for c in docker_client.containers.list()
+                                if c.name.startswith("sharp-bot-")], 90, "the bot the agent deployed")
+            wait_until(lambda: any("Fixed" in t for t in receiver.titles()), 60, "the 'fixed' message")
+            agent = docker_client.containers.get("hb-medic")
+            code, out = agent.exec_run(["hb-medic", "doctor"])
+            assert code == 0, out.decode()
+            assert "✓ container hummingbot-api: running" in out.decode()
+            assert f"✓ deploy recorder: 127.0.0.1:{recorder} is the running agent's" in out.decode()
+            assert "✓ notify target json://127.0.0.1:" in out.decode()
+            code, out = agent.exec_run(["hb-medic", "incidents"])
+            assert code == 0 and "resolved" in out.decode() and "credentials-profile-missing" in out.decode()
+            assert agent.attrs["Config"]["User"] == "medic"
+        finally:
+            _show_logs(docker_client, "hb-medic")  # pytest shows it when the test failed
+            compose.close()
+    assert not docker_client.containers.list(all=True, filters={"name": "^hb-medic$"})
+    assert not docker_client.volumes.list(filters={"name": f"medic-t{stack.run_id}-state"})
+
+
+def _show_logs(client, name: str) -> None:
+    try:
+        print(client.containers.get(name).logs(tail=60).decode(errors="replace"))
+    except Exception as exc:
+        print(f"no logs of {name}: {exc}")

@@ -1,0 +1,292 @@
+"""The recorder as something to trust: a deploy is written ahead (visible in flight,
+never lost to a kill), only what hummingbot-api answered for an authenticated
+request is kept and retried, bodies are bounded, records expire, and slow or many
+clients cannot hold the recorder or the health server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+
+from agent.http import HealthServer
+from agent.recorder.proxy import Recorder, RecorderThread
+from agent.remedy.intent import from_recorder
+from agent.store import Store
+from tests.stack import ADMIN, REPO, free_port, wait_until
+from tests.upstream import HeldUpstream
+
+DEPLOY = "/bot-orchestration/deploy-v2-script"
+
+
+@contextlib.contextmanager
+def running_recorder(upstream: str, store: Store, **kw):
+    port = free_port()
+    thread = RecorderThread(Recorder(upstream, store, **kw), "127.0.0.1", port)
+    thread.start()
+    assert thread.ready.wait(10) and thread.error is None, thread.error
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        thread.stop()
+
+
+def post(base: str, content: str, auth=ADMIN, timeout: float = 60) -> httpx.Response:
+    with httpx.Client(base_url=base, timeout=timeout) as c:
+        return c.post(DEPLOY, content=content, auth=auth, headers={"content-type": "application/json"})
+
+
+def body(instance: str, profile: str, **extra) -> str:
+    return json.dumps({"instance_name": instance, "credentials_profile": profile, **extra},
+                      separators=(",", ":"))
+
+
+def test_deploy_is_written_ahead_and_visible_while_in_flight(tmp_path):
+    store = Store(tmp_path / "state.db")
+    with HeldUpstream() as up, running_recorder(up.url, store, login=ADMIN) as via:
+        up.hold.set()
+        sent = body("wa-bot", "wa_prof", headless=True)
+        answers: list[httpx.Response] = []
+        client = threading.Thread(target=lambda: answers.append(post(via, sent)))
+        client.start()
+        wait_until(lambda: up.received, 20, "the deploy to reach hummingbot-api")
+        # Stored before hummingbot-api saw it, exact bytes, pending, not yet something to retry.
+        flight = store.deploys_in_flight("wa-bot")
+        assert len(flight) == 1
+        pending = flight[0]
+        assert (pending.state, pending.authenticated, pending.request_body) == ("pending", True, sent)
+        assert not pending.retryable and store.find_deploy(profile="wa_prof") is None
+        # The same name without the login, at the same time: refused, and never written.
+        refused = post(via, body("wa-bot", "wa_prof", image="evil/x:1"), auth=("admin", "nope"))
+        assert refused.status_code == 401
+        assert [d.id for d in store.deploys_in_flight("wa-bot")] == [pending.id]
+        up.release()
+        client.join(30)
+        assert answers[0].status_code == 500
+        done = wait_until(lambda: (d := store.get_deploy(pending.id)) is not None and d.state == "answered"
+                          and d, 10, "the answer to complete the record")
+        assert done.failed and done.retryable and done.status == 500
+        assert store.deploys_in_flight("wa-bot") == []
+        assert [d.id for _, d in store.deploys_after(0)] == [pending.id]  # the 401 left nothing
+
+
+def test_a_kill_between_forward_and_answer_loses_nothing(tmp_path):
+    db = tmp_path / "state.db"
+    port = free_port()
+    with HeldUpstream() as up:
+        env = {**os.environ, "MEDIC_RECORDER_ADDR": f"127.0.0.1:{port}", "MEDIC_HUMMINGBOT_URL": up.url,
+               "MEDIC_STATE_DB": str(db), "MEDIC_HUMMINGBOT_PASSWORD": "admin"}
+        with open(tmp_path / "recorder.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "agent", "recorder"], env=env, cwd=REPO,
+                                    stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: _listening(port), 30, "the recorder to listen")
+            up.hold.set()
+            sent = body("kill-bot", "kill_prof")
+            threading.Thread(target=lambda: _ignore(post, f"http://127.0.0.1:{port}", sent),
+                             daemon=True).start()
+            wait_until(lambda: up.received, 20, "the deploy to reach hummingbot-api")
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    store = Store(db)
+    [pending] = store.deploys_in_flight("kill-bot")
+    assert pending.request_body == sent and pending.authenticated
+    # The next recorder knows the answer will never come; hummingbot-api's log tells a
+    # failure, and the retry finds the exact request it was sent.
+    with running_recorder(f"http://127.0.0.1:{free_port()}", store, login=ADMIN):
+        pass
+    assert store.get_deploy(pending.id).state == "lost" and store.deploys_in_flight("kill-bot") == []
+    found = from_recorder(store, profile="kill_prof", instance=None, at=time.time())
+    assert found is not None and found["raw"] == sent and found["deploy_id"] == pending.id
+
+
+def test_without_a_known_login_only_authenticated_answers_are_kept(tmp_path):
+    store = Store(tmp_path / "state.db")
+    with HeldUpstream() as up, running_recorder(up.url, store) as via:  # `hb-medic recorder` without it
+        assert post(via, body("anon-bot", "anon_prof"), auth=("admin", "nope")).status_code == 401
+        assert post(via, body("auth-bot", "auth_prof")).status_code == 500
+        wait_until(lambda: store.deploys_after(0), 10, "the authenticated record")
+        rows = [d for _, d in store.deploys_after(0)]
+        assert [(d.instance, d.authenticated, d.retryable) for d in rows] == [("auth-bot", True, True)]
+        wait_until(lambda: store.find_deploy(profile="anon_prof") is None
+                   and not store.deploys_in_flight("anon-bot"), 10, "the refused request to be dropped")
+        # Not even a trace of the refused one on disk.
+        assert store.get_deploy(1) is None
+
+
+def test_deploy_bodies_are_bounded(tmp_path):
+    store = Store(tmp_path / "state.db")
+    with HeldUpstream() as up, running_recorder(up.url, store, login=ADMIN, body_timeout=2) as via:
+        port = int(via.rsplit(":", 1)[1])
+        # A declared 1 GiB body: refused at once, nothing forwarded.
+        head = (f"POST {DEPLOY} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {1 << 30}\r\n\r\n").encode()
+        status, _ = _raw_exchange(port, head, b"{" * 65536)
+        assert status == 413
+        # A chunked body that never ends: refused after 1 MiB, the rest never read.
+        head = (f"POST {DEPLOY} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n").encode()
+        chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
+        status, sent = _raw_exchange(port, head, chunk, total=1 << 30)
+        assert status == 413 and sent < 32 << 20, sent
+        # A body that trickles: refused after the body timeout.
+        status, _ = _raw_exchange(port, head, b"1\r\n \r\n", total=64, pause=0.5)
+        assert status == 408
+        # Exactly 1 MiB is still a deploy hummingbot-api gets to answer.
+        big = body("big-bot", "big_prof", script_config="x" * 100)
+        big = big[:-1] + " " * ((1 << 20) - len(big)) + "}"
+        assert post(via, big).status_code == 500
+        assert [p for p, _ in up.received] == [DEPLOY]
+        # The refused ones were never written; the big one is kept without its body (too large
+        # to keep, so never re-sent).
+        rows = wait_until(lambda: store.deploys_after(0), 10, "the record")
+        assert [(d.instance, d.request_body) for _, d in rows] == [("big-bot", "")]
+
+
+def test_records_are_kept_within_their_retention(tmp_path):
+    store = Store(tmp_path / "state.db")
+    old = time.time() - 40 * 86400
+    for i in range(5):
+        store.record_deploy(route="deploy-v2-script", path=DEPLOY, request_body=body(f"b{i}", "p"),
+                            status=500, response_body="", failed=True, message="", profile="p",
+                            instance=f"b{i}", at=old if i == 0 else None)
+    pending = store.deploy_requested(route="deploy-v2-script", path=DEPLOY, request_body=body("p", "p"),
+                                     profile="p", instance="p", authenticated=True, at=old)
+    assert store.prune_deploys(max_age=30 * 86400, max_count=2) == 3  # one by age, two by count
+    assert [d.instance for _, d in store.deploys_after(0)] == ["b3", "b4"]
+    assert store.get_deploy(pending) is not None  # a request still in flight is never pruned
+    # The recorder applies it when it starts (and every hundred records).
+    for _ in range(1200):
+        store.record_deploy(route="deploy-v2-script", path=DEPLOY, request_body="{}", status=200,
+                            response_body="", failed=False, message="", profile=None, instance=None)
+    with running_recorder(f"http://127.0.0.1:{free_port()}", store):
+        pass
+    assert len(store.deploys_after(0, limit=5000)) == 1000
+
+
+def test_slow_and_many_clients_cannot_hold_the_recorder(tmp_path):
+    store = Store(tmp_path / "state.db")
+    with HeldUpstream() as up, running_recorder(up.url, store, header_timeout=1.0) as via:
+        port = int(via.rsplit(":", 1)[1])
+        # Headers sent a little at a time, never finished: closed after the header timeout.
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"POST /accounts/ HTTP/1.1\r\nHost: x\r\n")
+        slow.settimeout(20)
+        started = time.monotonic()
+        assert slow.recv(1024) == b""
+        assert time.monotonic() - started < 15
+        slow.close()
+    with HeldUpstream() as up, running_recorder(up.url, store, max_connections=4) as via:
+        port = int(via.rsplit(":", 1)[1])
+        # Four idle connections take every place: the fifth gets a 503 and is closed.
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        wait_until(lambda: _status_of_new_connection(port) == 503, 10, "a 503 for one connection too many")
+        for s in idle:
+            s.close()
+        # Places come back as connections close.
+        wait_until(lambda: _get(via, "/accounts/") == 200, 10, "the recorder to serve again")
+
+
+def test_slow_and_many_clients_cannot_hold_the_health_server():
+    port = free_port()
+    server = HealthServer(None, "127.0.0.1", port, max_connections=3, deadline=1.0)  # type: ignore[arg-type]
+    server.start()
+    try:
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+        slow.settimeout(20)
+        started = time.monotonic()
+        assert slow.recv(1024) == b""
+        assert time.monotonic() - started < 15
+        slow.close()
+        # A client trickling one byte at a time still gets no more than the deadline.
+        trickle = socket.create_connection(("127.0.0.1", port))
+        trickle.settimeout(20)
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            for _ in range(100):
+                trickle.sendall(b"X")
+                time.sleep(0.2)
+        assert time.monotonic() - started < 15
+        trickle.close()
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        wait_until(lambda: _status_of_new_connection(port) == 503, 10, "a 503 for one connection too many")
+        for s in idle:
+            s.close()
+        wait_until(lambda: _get(f"http://127.0.0.1:{port}", "/nowhere") == 404, 10,
+                   "the server to serve again")
+    finally:
+        server.stop()
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _ignore(func, *args) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        func(*args)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _get(base: str, path: str) -> int | None:
+    try:
+        with httpx.Client(base_url=base, timeout=5, auth=ADMIN) as c:
+            return c.get(path).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def _status_of_new_connection(port: int) -> int | None:
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(5)
+        try:
+            head = s.recv(64)
+        except TimeoutError:
+            return None
+    return int(head.split()[1]) if head.startswith(b"HTTP/") else None
+
+
+def _raw_exchange(port: int, head: bytes, piece: bytes, *, total: int = 0,
+                  pause: float = 0.0) -> tuple[int | None, int]:
+    """Send headers, then `piece` again and again (up to `total` bytes) until the server answers;
+    return the answer's status and how many body bytes went out."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(head)
+        s.setblocking(False)
+        answer = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                answer += s.recv(4096)
+                if answer:
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+            if sent < max(total, len(piece)):
+                try:
+                    sent += s.send(piece)
+                except BlockingIOError:
+                    time.sleep(0.01)
+                except OSError:
+                    pass
+            if pause:
+                time.sleep(pause)
+    return (int(answer.split()[1]) if answer.startswith(b"HTTP/") else None), sent
+

@@ -1,0 +1,149 @@
+"""The incident logic under faults, end to end against the stand-in: every failed deploy of a
+profile is retried (not one per profile); a client's own deploy still in flight through the
+recorder gets no duplicate bot; an outage of hummingbot-api waits instead of burning attempts,
+and a new failure of a different deploy after it is not hidden by the cooldown."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from agent.service import Service
+from agent.settings import Settings
+from tests.stack import ADMIN, free_port, prefixed_rules, wait_until
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def agent(tmp_path):
+    made: list[Service] = []
+
+    def start(stack, *, drive: bool = True, **extra) -> Service:
+        """`drive`: the test runs attempts itself (no remedy worker)."""
+        settings = Settings(
+            containers=[stack.prefix + "hummingbot-api"], state_db=tmp_path / "state.db",
+            rules_dir=prefixed_rules(stack.prefix, tmp_path / "rules"), hummingbot_url=stack.url,
+            catchup_window=120, recorder_addr=f"127.0.0.1:{free_port()}", **extra)
+        service = Service(settings)
+        if drive:
+            service.remedy.start = lambda: None
+        service.start()
+        made.append(service)
+        return service
+
+    yield start
+    for s in made:
+        s.stop()
+
+
+def deploy(service: Service, **body) -> httpx.Response:
+    with httpx.Client(base_url=f"http://{service.settings.recorder_addr}", auth=ADMIN, timeout=60) as c:
+        return c.post("/bot-orchestration/deploy-v2-script", json=body)
+
+
+def incidents(service: Service, rule: str = "credentials-profile-missing") -> list:
+    return [i for i in service.store.incidents(50) if i.rule == rule]
+
+
+def one_incident(service: Service, states: tuple[str, ...], timeout: float = 60):
+    def found():
+        got = [i for i in incidents(service) if i.state in states]
+        return got[0] if got else None
+    return wait_until(found, timeout, f"an incident in {states}")
+
+
+def bots(stack, base: str) -> list:
+    return [c for c in stack.client.containers.list(all=True, filters={"label": f"medic-test={stack.run_id}"})
+            if c.name == base or c.name.startswith(base + "-")]
+
+
+def add_accounts(stack) -> list[str]:
+    return [x for x in stack.lines("stdout") if "POST /accounts/add-account" in x and "HTTP/1.1" in x]
+
+
+def answers(stack) -> bool:
+    try:
+        return stack.http("GET", "/").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_every_failed_deploy_of_a_profile_is_retried(make_stack, agent):
+    stack = make_stack()
+    service = agent(stack)
+    a, b = stack.unique("alpha"), stack.unique("beta")
+    for name in (a, a, b):  # the same profile, two instance names, one of them sent twice
+        assert deploy(service, instance_name=name, credentials_profile="client_two").status_code == 500
+    inc = one_incident(service, ("detected",))
+    wait_until(lambda: service.store.get_incident(inc.id).events >= 3, 30, "three failures counted")
+    service.remedy.attempt(service.store.get_incident(inc.id))
+    inc = service.store.get_incident(inc.id)
+    assert inc.state == "resolved", inc.detail
+    assert len(incidents(service)) == 1
+    assert [c.status for c in bots(stack, a)] == ["running"]
+    assert [c.status for c in bots(stack, b)] == ["running"]
+    assert len(add_accounts(stack)) == 1
+    retries = [r for r in service.store.audit_trail(inc.id) if r["name"] == "retry_deploy"]
+    assert len(retries) == 2 and all(r["ok"] for r in retries)
+
+
+def test_a_clients_own_deploy_in_flight_gets_no_duplicate_bot(make_stack, agent):
+    stack = make_stack()
+    service = agent(stack)
+    name = stack.unique("race")
+    assert deploy(service, instance_name=name, credentials_profile="client_race").status_code == 500
+    inc = one_incident(service, ("detected",))
+    # The client sends the same deploy again; it is on its way through the recorder (written
+    # ahead, no answer yet) when the agent is about to re-send its failed one.
+    flying = service.store.deploy_requested(
+        route="deploy-v2-script", path="/bot-orchestration/deploy-v2-script",
+        request_body=f'{{"instance_name": "{name}", "credentials_profile": "client_race"}}',
+        profile="client_race", instance=name, authenticated=True)
+    worker = threading.Thread(target=service.remedy.attempt, args=(service.store.get_incident(inc.id),))
+    worker.start()
+    wait_until(lambda: stack.http("GET", "/accounts/").json().count("client_race"), 30, "the account fixed")
+    time.sleep(1.0)
+    assert bots(stack, name) == []  # the agent waits for the client's answer
+    resp = stack.deploy(instance_name=name, credentials_profile="client_race")  # the client's lands
+    assert resp.json()["success"] is True
+    service.store.deploy_answered(flying, status=200, response_body=resp.text, failed=False, message="")
+    worker.join(90)
+    inc = service.store.get_incident(inc.id)
+    assert inc.state == "resolved", inc.detail
+    assert len(bots(stack, name)) == 1
+    retry = next(r for r in service.store.audit_trail(inc.id) if r["name"] == "retry_deploy")
+    assert retry["result"].startswith("already deployed as ")
+
+
+def test_hummingbot_api_outage_waits_then_finishes(make_stack, agent):
+    stack = make_stack()
+    service = agent(stack)
+    name = stack.unique("outage")
+    assert deploy(service, instance_name=name, credentials_profile="client_out").status_code == 500
+    inc = one_incident(service, ("detected",))
+    stack.api.stop(timeout=2)  # hummingbot-api goes down right after the failure
+    for _ in range(5):  # however often the agent tries, nothing is used up
+        service.remedy.attempt(service.store.get_incident(inc.id)) if service.store.get_incident(
+            inc.id).state != "outage" else service.remedy._look_again(service.store.get_incident(inc.id))
+    waiting = service.store.get_incident(inc.id)
+    assert waiting.state == "outage" and waiting.attempts == 0, (waiting.state, waiting.detail)
+    assert waiting.detail.startswith("hummingbot-api does not answer") and "up to a day" in waiting.detail
+    stack.api.start()
+    wait_until(lambda: answers(stack), 60, "hummingbot-api back")
+    back = time.monotonic()
+    service.remedy._thread.start()  # the worker looks again by itself
+    inc = one_incident(service, ("resolved", "gave-up", "failed", "waiting"), timeout=60)
+    assert inc.state == "resolved", inc.detail
+    assert time.monotonic() - back < 30
+    assert inc.attempts == 1
+    assert [c.status for c in bots(stack, name)] == ["running"]
+    # A different deploy failing after that is a new failure, not hidden by the cooldown.
+    stack.http("POST", "/accounts/delete-account", params={"account_name": "client_out"})
+    other = stack.unique("after")
+    assert deploy(service, instance_name=other, credentials_profile="client_out").status_code == 500
+    wait_until(lambda: len(incidents(service)) == 2, 30, "a second incident")
+    wait_until(lambda: [c.status for c in bots(stack, other)] == ["running"], 60, "the other deploy retried")

@@ -1,0 +1,85 @@
+"""Attacks end to end, against the real agent (in this process) and the stand-in
+hummingbot-api under its real names: nobody without the login steers a fix."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.images import TOOLS_IMAGE
+from tests.test_remedy import agent, deploy, incident, running_bots, via  # noqa: F401 (the agent fixture)
+
+pytestmark = pytest.mark.docker
+
+
+def test_an_unauthenticated_deploy_is_never_retried(make_stack, agent):  # noqa: F811
+    """The attacker's deploy reaches the recorder while hummingbot-api is down (the recorder
+    answers 502), then the operator's own deploy of that profile fails: the agent fixes the
+    profile but re-sends nothing it cannot prove the operator sent."""
+    stack = make_stack(real_names=True)
+    service = agent(stack)
+    stack.api.stop(timeout=2)
+    attack = {"instance_name": "pwned-bot", "credentials_profile": "client_victim"}
+    with httpx.Client(base_url=via(service), timeout=60) as c:
+        assert c.post("/bot-orchestration/deploy-v2-script", json=attack).status_code == 502
+        assert c.post("/bot-orchestration/deploy-v2-script", json=attack,
+                      auth=("admin", "wrong")).status_code == 502
+    stack.api.start()
+    stack.wait_line("stderr", "Uvicorn running on", count=2, timeout=60)
+    # Refused logins are not deploys either.
+    with httpx.Client(base_url=via(service), timeout=60) as c:
+        assert c.post("/bot-orchestration/deploy-v2-script", json=attack,
+                      auth=("admin", "wrong")).status_code == 401
+    # The operator deploys straight to hummingbot-api (not through the recorder): it fails.
+    own = deploy(stack.url, instance_name="victim-bot", credentials_profile="client_victim")
+    assert own.status_code == 500
+    inc = incident(service, "credentials-profile-missing", ("resolved", "waiting", "gave-up", "failed"))
+    assert inc.state == "waiting", (inc.state, inc.detail)
+    assert (stack.bots / "credentials" / "client_victim").is_dir()  # the fix itself ran
+    names = [c.name for c in stack.client.containers.list(all=True) if "pwned" in c.name]
+    assert names == []
+    assert service.store.find_deploy(profile="client_victim") is None
+
+
+def _forge(base: str, instance: str, profile: str) -> None:
+    """The request of the attack: its path, decoded, is a record line on hummingbot-api's stdout."""
+    line = (f"{time.strftime('%Y-%m-%d %H:%M:%S')},000 - root - INFO - Creating hummingbot instance with"
+            f" config: instance_name='{instance}' credentials_profile='{profile}' image='evil/miner:latest'"
+            " script='steal.py' script_config=None headless=False")
+    with httpx.Client(base_url=base, timeout=30) as c:
+        assert c.get("/x%0A" + quote(line)).status_code == 404
+
+
+def test_a_forged_log_line_is_never_acted_on(make_stack, agent):  # noqa: F811
+    stack = make_stack(real_names=True)
+    service = agent(stack, recorder=False)
+    _forge(stack.url, "pwned-bot", "client_sharp")
+    stack.wait_line("stdout", r"^\d{4}-\d\d-\d\d [\d:,]+ - root - INFO - Creating hummingbot instance with"
+                              r" config: instance_name='pwned-bot'")
+    assert deploy(stack.url, instance_name="sharp-bot", credentials_profile="client_sharp").status_code == 500
+    inc = incident(service, "credentials-profile-missing", ("resolved", "waiting", "gave-up", "failed"))
+    assert inc.state == "waiting" and inc.deploy is None, (inc.state, inc.deploy)
+    assert "pwned" not in inc.detail
+    assert [c.name for c in stack.client.containers.list(all=True) if "pwned" in c.name] == []
+
+
+def test_a_body_read_from_the_log_waits_for_a_person(make_stack, agent):  # noqa: F811
+    """A build that logs INFO prints the operator's own body on stderr: it is shown, not sent,
+    until a person says so; the forged one on stdout is never even shown."""
+    stack = make_stack(generation="legacy", log_info=True, real_names=True)
+    # The stand-in names its own default image in the body it logs: the operator allows it.
+    service = agent(stack, recorder=False, allowed_images=[TOOLS_IMAGE])
+    _forge(stack.url, "pwned-bot", "client_sharp")
+    assert deploy(stack.url, instance_name="sharp-bot", credentials_profile="client_sharp").status_code == 500
+    inc = incident(service, "credentials-profile-missing", ("resolved", "waiting", "gave-up", "failed"))
+    assert inc.state == "waiting", (inc.state, inc.detail)
+    assert inc.deploy["source"] == "log" and inc.deploy["body"]["instance_name"] == "sharp-bot"
+    assert '"instance_name": "sharp-bot"' in inc.detail and "pwned" not in inc.detail
+    assert running_bots(stack, "sharp-bot") == []
+    # The person's word: the same checks, then the deploy.
+    result = service.remedy.finish(service.store.get_incident(inc.id), None, None)
+    assert "sharp-bot" in result
+    assert [c.name for c in stack.client.containers.list(all=True) if "pwned" in c.name] == []

@@ -1,0 +1,150 @@
+"""State file faults: an unusable file stops the start with one message naming it and what
+to do, a distinct exit status (3), and the file untouched; a 0-byte file is not "new". A
+file that cannot be written while the agent runs turns /healthz 503 with the reason, is
+logged once, and the agent recovers when it can write again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from agent.store import Store
+from tests.stack import REPO, free_port, wait_until
+
+EXIT_STATE_FILE = 3
+
+
+def _good(path: Path) -> None:
+    store = Store(path)
+    for n in range(2000):
+        store.audit(None, "decision", f"filler {n}", {"pad": "x" * 200})
+    store.close()
+
+
+def _make(kind: str, path: Path) -> None:
+    if kind == "garbage":
+        path.write_bytes(os.urandom(3000))
+    elif kind == "half":
+        _good(path)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "foreign":
+        import sqlite3
+
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE notes (x)")
+        conn.commit()
+        conn.close()
+
+
+def _digest(path: Path) -> str:
+    if path.is_dir():
+        return "dir:" + ",".join(sorted(os.listdir(path)))
+    return hashlib.sha256(path.read_bytes()).hexdigest() + f":{path.stat().st_mtime_ns}"
+
+
+def _run(state: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MEDIC_STATE_DB": str(state), "MEDIC_CONTAINERS": "medic-none-such",
+           "MEDIC_RULES_DIR": str(REPO / "rules")}
+    return subprocess.run([sys.executable, "-m", "agent", "run"], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize(("kind", "says"), [
+    ("garbage", "is not a SQLite database"),
+    ("half", "is damaged"),
+    ("directory", "is a directory"),
+    ("empty", "is empty (0 bytes)"),
+    ("foreign", "is a SQLite database of another program"),
+])
+def test_unusable_state_file_stops_the_start_with_one_message(tmp_path, kind, says):
+    state = tmp_path / "state.db"
+    _make(kind, state)
+    before = _digest(state)
+    out = _run(state)
+    assert out.returncode == EXIT_STATE_FILE, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"hb-medic: the state file {state} {says}") and "left untouched" in lines[0]
+    assert "Traceback" not in out.stderr
+    assert _digest(state) == before
+
+
+def test_read_only_state_file_stops_the_start(tmp_path):
+    state = tmp_path / "state.db"
+    _good(state)
+    before = _digest(state)
+    if subprocess.run(["chattr", "+i", str(state)], capture_output=True).returncode != 0:
+        pytest.fail("chattr +i is needed to make a file read-only for root")
+    try:
+        out = _run(state)
+    finally:
+        subprocess.run(["chattr", "-i", str(state)], check=True)
+    assert out.returncode == EXIT_STATE_FILE, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"hb-medic: the state file {state} cannot be written (attempt to write a readonly database); it was"
+        " left untouched. Make it, and its folder, writable for the user hb-medic runs as."]
+    assert _digest(state) == before
+
+
+def test_missing_state_file_is_created_whole(tmp_path):
+    state = tmp_path / "sub" / "state.db"
+    Store(state).close()
+    assert state.stat().st_size > 0
+    assert [p.name for p in state.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def _health(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except OSError:
+        return 0, {}
+
+
+@pytest.mark.docker
+def test_unwritable_while_running_is_503_and_logged_once(docker_client, tmp_path):
+    if shutil.which("chattr") is None:
+        pytest.fail("chattr is needed to make the state file unwritable under a running agent")
+    state = tmp_path / "state.db"
+    port = free_port()
+    log = tmp_path / "agent.log"
+    env = {**os.environ, "MEDIC_STATE_DB": str(state), "MEDIC_CONTAINERS": "medic-none-such",
+           "MEDIC_RULES_DIR": str(REPO / "rules"), "MEDIC_HTTP_ADDR": f"127.0.0.1:{port}"}
+    with log.open("wb") as fh:
+        agent = subprocess.Popen([sys.executable, "-m", "agent", "run"], env=env, stdout=fh,
+                                 stderr=subprocess.STDOUT)
+    files = [state, state.with_name("state.db-wal")]
+    try:
+        wait_until(lambda: _health(port)[0] == 200, 60, "the agent to be healthy")
+        for f in files:
+            subprocess.run(["chattr", "+i", str(f)], check=True)
+        _status, body = wait_until(lambda: (h := _health(port))[0] == 503 and h, 60, "/healthz to say 503")
+        assert any(p.startswith(f"state file {state} cannot be written") for p in body["problems"]), body
+        for f in files:
+            subprocess.run(["chattr", "-i", str(f)], check=True)
+        wait_until(lambda: _health(port)[0] == 200, 60, "/healthz to be 200 again")
+        text = log.read_text()
+        assert text.count("cannot be written") == 1, text
+        assert text.count("can be written again") == 1, text
+        assert "Traceback" not in text, text
+    finally:
+        for f in files:
+            subprocess.run(["chattr", "-i", str(f)], capture_output=True)
+        agent.terminate()
+        agent.wait(30)

@@ -1,0 +1,84 @@
+"""What text from logs and clients may steer, checked without a Docker engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.ingest.replay import replay_lines
+from agent.match.loader import load_rules
+from agent.match.matcher import Matcher
+from agent.remedy.intent import check_body, image_allowed
+
+REPO = Path(__file__).resolve().parent.parent.parent
+LIBRARY = load_rules(REPO / "rules").rules
+TS = "2026-11-29 07:00:00,000"
+FORGED = (f"{TS} - root - INFO - Creating hummingbot instance with config: instance_name='pwned-bot'"
+          " credentials_profile='client_sharp' image='evil/miner:latest' script='steal.py'"
+          " script_config=None headless=False")
+FAILURE = (f"{TS} - root - ERROR - Error deploying V2 script: [Errno 2] No such file or directory:"
+           " 'bots/credentials/client_sharp'")
+
+
+def test_no_shipped_rule_reads_hummingbot_api_stdout():
+    """Request paths (decoded) are printed on stdout: a forged record line lands there."""
+    readers = []
+    for c in Matcher(LIBRARY).rules:
+        where = c.rule.where
+        if c.rule.source != "log" or (where.containers and "hummingbot-api" not in where.containers) \
+                or (where.roles and "hummingbot-api" not in where.roles):
+            continue
+        if c.streams.accepts("stdout"):
+            readers.append(c.rule.id)
+        readers += [f"{c.rule.id} (context)" for _, _, s in c.context if (s or c.streams).accepts("stdout")]
+    assert readers == []
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_record_line_counts_only_on_its_own_stream(stream):
+    """The forged INFO line on stdout is no deploy context; the same line on stderr (a build that
+    logs INFO) is, and the failure itself counts only on stderr."""
+    events = list(replay_lines([FORGED, FAILURE], "hummingbot-api"))
+    events[0].stream, events[1].stream = stream, "stderr"
+    matcher = Matcher(LIBRARY)
+    assert matcher.match(events[0]) is None
+    res = matcher.match(events[1])
+    assert res.rule.id == "credentials-profile-missing"
+    assert (res.deploy is not None) == (stream == "stderr")
+    events = list(replay_lines([FAILURE], "hummingbot-api"))
+    events[0].stream = "stdout"
+    assert Matcher(LIBRARY).match(events[0]) is None
+
+
+OK = {"instance_name": "sharp-bot", "credentials_profile": "client_sharp"}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("image", "evil/miner:latest"), ("image", "hummingbot/hummingbot:latest; rm -rf /"), ("image", 7),
+    ("script", "../../../etc/passwd"), ("script", "/abs/steal.py"), ("script", "-x.py"),
+    ("script_config", "conf/../../x.yml"), ("script_config", "a b.yml"), ("script", ["a.py"]),
+    ("headless", "yes"),
+])
+def test_a_deploy_body_names_only_the_default_or_allowed_image_and_plain_file_names(field, value):
+    assert check_body("deploy-v2-script", OK) is None
+    assert check_body("deploy-v2-script", {**OK, "image": "hummingbot/hummingbot:latest",
+                                           "script": "v2_with_controllers.py", "script_config": "conf_1.yml",
+                                           "headless": True}) is None
+    problem = check_body("deploy-v2-script", {**OK, field: value})
+    assert problem and field in problem
+
+
+def test_controllers_and_the_image_allow_list():
+    body = {**OK, "controllers_config": ["pmm_1", "dman.yml"], "max_global_drawdown_quote": 10}
+    assert check_body("deploy-v2-controllers", body) is None
+    assert "controllers_config" in check_body("deploy-v2-controllers",
+                                              {**body, "controllers_config": ["ok", "../x"]})
+    assert "max_global_drawdown_quote" in check_body("deploy-v2-controllers",
+                                                     {**body, "max_global_drawdown_quote": "1e9"})
+    mine = {**OK, "image": "registry.local:5000/me/hummingbot:v2"}
+    assert "MEDIC_ALLOWED_IMAGES" in check_body("deploy-v2-script", mine)
+    assert check_body("deploy-v2-script", mine, ("registry.local:5000/me/hummingbot:v2",)) is None
+    assert check_body("deploy-v2-script", mine, ("registry.local:5000/me/hummingbot:*",)) is None
+    assert not image_allowed("registry.local:5000/me/other:v2", ("registry.local:5000/me/hummingbot:*",))
+    assert not image_allowed("hummingbot/hummingbot:latest@sha256:" + "0" * 64, ())
