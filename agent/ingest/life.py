@@ -41,7 +41,8 @@ class LifeEvents(threading.Thread):
         self._keep_running = keep_running
         self._stopping = threading.Event()
         self._stream = None
-        self._last = 0  # ns of the last event handled
+        self._last = 0  # ns of the latest event handled
+        self._handled_before = 0  # events up to this were handled before (the replay repeats them)
         self._saved_at = 0.0
         self._killed: dict[str, int] = {}  # container id -> ns of the last kill since its start
         self._oom: set[str] = set()
@@ -64,6 +65,7 @@ class LifeEvents(threading.Thread):
         if not self._last and self.store is not None:
             with contextlib.suppress(ValueError, TypeError):
                 self._last = int(self.store.meta_get(MARK) or 0)
+        self._handled_before = self._last
         return format_ts(max(self._last, floor))
 
     def _once(self) -> None:
@@ -85,8 +87,8 @@ class LifeEvents(threading.Thread):
 
     def _handle(self, event: dict) -> None:
         at = int(event.get("timeNano") or 0)
-        if at and at <= self._last:
-            return  # replayed: handled before
+        if at and at <= self._handled_before:
+            return  # replayed: handled before (live events may come a little out of time order)
         action = event.get("Action") or ""
         cid = event.get("id") or (event.get("Actor") or {}).get("ID") or ""
         attrs = (event.get("Actor") or {}).get("Attributes") or {}
@@ -109,7 +111,7 @@ class LifeEvents(threading.Thread):
             self._killed.pop(cid, None)
             self._oom.discard(cid)
             self.ingest.removed(cid, name)
-        if at:
+        if at > self._last:
             self._last = at
             self._save()
 

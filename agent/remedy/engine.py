@@ -371,9 +371,10 @@ class Remedy:
         (its latest request): the recorder's records of its profile or instance from a while
         before it opened until now, waiting a moment for answers still on their way; without
         such records, the one request the event carried or the log or bots folder gave."""
-        if inc.deploy and inc.deploy.get("deploy_id") is not None and inc.deploy.get("source") == "recorder" \
-                and not inc.captures.get("profile") and not inc.captures.get("instance"):
-            found = self._intent(inc)  # a recorder rule's own exchange (e.g. an image to pull)
+        if inc.deploy and inc.deploy.get("deploy_id") is not None and inc.deploy.get("source") in (
+                "recorder", "bot") and not inc.captures.get("profile") and not inc.captures.get("instance"):
+            # A recorder rule's own exchange (e.g. an image to pull), or the deploy of a bot that died.
+            found = self._intent(inc)
             return [self._one(found, inc)] if found and not self._owned(inc, done_only=True) else []
         since = inc.created - 300
         deadline = time.monotonic() + (5.0 if wait and self.recorder else 0.0)
@@ -602,6 +603,8 @@ def _summary(res: Result) -> str:
 def _carried_deploy(res: Result) -> dict | None:
     if not res.deploy:
         return None
+    if res.deploy.get("source") == "bot":  # the request that created a bot that died (see fate)
+        return dict(res.deploy)
     data = res.event.data or {}
     if data.get("deploy_id") is not None:
         return {**res.deploy, "deploy_id": data["deploy_id"], "source": "recorder"}

@@ -31,7 +31,7 @@ from agent.events import BOT, CONSOLE, ERRORS, EXIT, LOG, Event, Origin
 from agent.ingest.replay import replay_lines
 from agent.match.matcher import Matcher, Result
 from agent.match.model import Rule
-from agent.names import base_name
+from agent.remedy import intent as intents
 from agent.store import Store
 
 log = logging.getLogger(__name__)
@@ -155,13 +155,10 @@ class Fate:
         """The deploy that created the bot, as the recorder saw it (its exact request)."""
         if self.store is None or res.deploy is not None:
             return
-        name = res.event.container
-        at = created or time.time()
-        d = self.store.find_deploy(instances=(name, base_name(name)), failed=False,
-                                   since=at - 600, until=at + 60)
-        if d is None or d.body() is None:
+        d = intents.creator_of(self.store, res.event.container, created)
+        if d is None:
             return
-        res.deploy = {"route": d.route, "body": d.body(), "deploy_id": d.id}
+        res.deploy = {"route": d.route, "body": d.body(), "deploy_id": d.id, "source": "bot"}
         res.values.update({f"deploy.{k}": v for k, v in d.body().items()})
 
 
