@@ -266,7 +266,8 @@ class Event:
         library's, the frames of the outermost traceback only, so the varying depth of
         a library's internals in the causes (a shared DNS lookup awaited by a second
         caller) does not split one problem in two. Lines: logger, level and the
-        normalised message. Recorded deploy responses: route, status, normalised message.
+        normalised message. Recorded deploy responses: route, status, and the message with
+        the request's own values (instance name, profile...) and numbers normalised.
         """
         h = hashlib.blake2b(digest_size=8)
         h.update(FINGERPRINT_VERSION.encode())
@@ -284,7 +285,13 @@ class Event:
                 h.update(b"\0M" + normalise(self.outermost.message).encode())
         elif self.kind == RESPONSE and self.data is not None:
             d = self.data
-            h.update(f"\0R{d.get('route')}:{d.get('status')}:{normalise(str(d.get('message', '')))}".encode())
+            message = str(d.get("message", ""))
+            # The names the client chose (instance, profile, config) are not the problem.
+            request = d.get("request") or {}
+            for value in sorted((v for v in request.values() if isinstance(v, str) and len(v) >= 3),
+                                key=len, reverse=True):
+                message = message.replace(value, "<value>")
+            h.update(f"\0R{d.get('route')}:{d.get('status')}:{normalise(message)}".encode())
         elif header is not None:
             h.update(f"\0L{header.logger}:{header.level}:{normalise(header.message)}".encode())
         else:

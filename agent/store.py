@@ -12,6 +12,7 @@ created whole. A write that fails while running is logged once, shown on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -872,7 +873,8 @@ class Store:
                 " LIMIT -1 OFFSET ?)", (keep,)).rowcount
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # a failed write has closed the connection
+                conn.execute("ROLLBACK")
             raise
         return dropped
 

@@ -3,6 +3,10 @@ hummingbot-api under its real names: nobody without the login steers a fix."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from urllib.parse import quote
 
@@ -10,7 +14,10 @@ import httpx
 import pytest
 
 from tests.images import TOOLS_IMAGE
+from tests.receiver import Receiver
+from tests.stack import REPO, free_port, wait_until
 from tests.test_remedy import agent, deploy, incident, running_bots, via  # noqa: F401 (the agent fixture)
+from tests.test_run import start_agent, stop_agent
 
 pytestmark = pytest.mark.docker
 
@@ -83,3 +90,36 @@ def test_a_body_read_from_the_log_waits_for_a_person(make_stack, agent):  # noqa
     result = service.remedy.finish(service.store.get_incident(inc.id), None, None)
     assert "sharp-bot" in result
     assert [c.name for c in stack.client.containers.list(all=True) if "pwned" in c.name] == []
+
+
+def test_a_secret_in_a_log_line_goes_nowhere(make_stack, tmp_path):
+    """A canary `CONFIG_PASSWORD=...` that a client got into hummingbot-api's log (an invalid
+    profile name it echoes) through a whole incident: match, incident, audit trail, the
+    notification, the agent's log, `hb-medic incidents`: masked everywhere."""
+    canary = "CfgPw-canary-5521"
+    stack = make_stack(real_names=True)
+    rx = Receiver()
+    port = free_port()
+    db, log = tmp_path / "state.db", tmp_path / "agent.log"
+    env = {"MEDIC_STATE_DB": str(db), "MEDIC_HUMMINGBOT_URL": stack.url,
+           "MEDIC_RECORDER_ADDR": f"127.0.0.1:{port}", "MEDIC_NOTIFY_URLS": f"json://127.0.0.1:{rx.port}/"}
+    proc = start_agent(env, log)
+    try:
+        wait_until(lambda: "deploy recorder" in log.read_text(), 30, "the agent to start")
+        resp = deploy(f"http://127.0.0.1:{port}", instance_name="c-bot",
+                      credentials_profile=f"x CONFIG_PASSWORD={canary}")
+        assert resp.status_code == 422
+        wait_until(lambda: any("invalid" in m.get("title", "").lower() for m in rx.accepted), 60,
+                   "the notification")
+    finally:
+        stop_agent(proc)
+        rx.server.shutdown()
+    incidents = subprocess.run([sys.executable, "-m", "agent", "incidents", "--json"], cwd=REPO,
+                               env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert incidents.returncode == 0, incidents.stderr
+    state = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
+    sent = json.dumps(rx.accepted)
+    for where, text in (("notification", sent), ("agent log", log.read_text()),
+                        ("incidents", incidents.stdout), ("state file", state.decode("latin-1"))):
+        assert canary not in text, where
+    assert "CONFIG_PASSWORD=***" in sent and "CONFIG_PASSWORD=***" in incidents.stdout

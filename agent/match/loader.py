@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -316,12 +317,15 @@ class _Semantics:
                 self.err(path, f"action {call.action} needs parameter {key!r}")
 
 
-def render(template: str, values: dict[str, Any]) -> str:
+def render(template: str, values: dict[str, Any], wrap: Callable[[str], str] | None = None) -> str:
     """Fill {name} and {deploy.field}; an unknown name renders as (unknown), and a
-    `[[ ... ]]` part naming an unknown value is left out."""
+    `[[ ... ]]` part naming an unknown value is left out. `wrap` marks each value filled in
+    (notifications show values, which come from logs, as code)."""
     def sub(m: re.Match) -> str:
         value = values.get(m[1])
-        return "(unknown)" if value is None else str(value)
+        if value is None:
+            return "(unknown)"
+        return wrap(str(value)) if wrap is not None else str(value)
 
     def part(m: re.Match) -> str:
         return "" if unresolved(m[1], values) else TEMPLATE.sub(sub, m[1])

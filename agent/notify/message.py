@@ -2,11 +2,17 @@
 
 A message is built from the incident, its audit trail and its rule, with every
 value passed through the redactor before it is stored or sent.
+
+Text that came from logs, requests or answers (template values, the actions and
+their results, details of failures and refusals) is marked as code: every channel
+shows it as code, so nothing a log line says can become a mention, a link or
+markup on someone's phone. Only the agent's own words are plain text.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 from agent.redact import Redactor
@@ -33,6 +39,45 @@ HEADLINES = {
 }
 
 
+CODE_OPEN, CODE_CLOSE = "\ue000", "\ue001"  # private-use characters: never text of their own
+_MARKS = str.maketrans("", "", CODE_OPEN + CODE_CLOSE)
+# Words of the agent's own that need no marking: nothing a markup language reads as markup.
+_PLAIN = re.compile(r"^[A-Za-z0-9 .,:;()'\"=/+%-]*$")
+
+
+def code(text: str) -> str:
+    """Mark text as code (empty stays empty)."""
+    text = text.translate(_MARKS)
+    return f"{CODE_OPEN}{text}{CODE_CLOSE}" if text else ""
+
+
+def plain(text: str) -> str:
+    """The text without its marks (a title, a plain-text channel)."""
+    return text.translate(_MARKS)
+
+
+def segments(text: str) -> list[tuple[bool, str]]:
+    """(is code, text) pieces of a marked text, in order."""
+    out: list[tuple[bool, str]] = []
+    rest = text
+    while rest:
+        start = rest.find(CODE_OPEN)
+        if start < 0:
+            out.append((False, rest))
+            break
+        if start:
+            out.append((False, rest[:start]))
+        end = rest.find(CODE_CLOSE, start)
+        end = len(rest) if end < 0 else end
+        out.append((True, rest[start + 1:end]))
+        rest = rest[end + 1:]
+    return [(c, t.translate(_MARKS)) for c, t in out if t]
+
+
+def code_unless_plain(text: str) -> str:
+    return text if _PLAIN.match(text) else code(text)
+
+
 @dataclass
 class Message:
     incident: str
@@ -57,6 +102,8 @@ class Message:
 
 def build(inc: Incident, step: str, text: str, trail: list[dict], *, rule_title: str = "",
           rule_text: str = "", next_steps: str = "", redactor: Redactor | None = None) -> Message:
+    """`rule_title` is plain (values that are not safe names already left out), `rule_text` and
+    `next_steps` have their values marked as code; `text` is the step's detail."""
     r = redactor or Redactor()
     headline = HEADLINES.get(step, step)
     if step == "acting" and inc.attempts > 1:
@@ -69,18 +116,22 @@ def build(inc: Incident, step: str, text: str, trail: list[dict], *, rule_title:
             continue
         params = ", ".join(f"{k}={v!r}" for k, v in (a["params"] or {}).items() if k != "body")
         mark = {True: "ok", False: "FAILED", None: "..."}[a["ok"]]
-        actions.append(r.text(f"{a['name']}({params}): {mark} {a['result']}".strip()))
+        actions.append(code(r.text(f"{a['name']}({params}): {mark} {a['result']}".strip())))
     if step == "observed":
         actions = []
-    steps = next_steps
+    # A step's detail tells about values from logs (a refused capture, a logged body, an error
+    # hummingbot-api or Docker gave): shown as code, whatever it looks like.
+    detail = code(r.text(text)) if step in UNTRUSTED_DETAIL else code_unless_plain(r.text(text))
+    steps = r.text(next_steps)
     if step == "waiting":
-        steps = text
-    elif step == "resolved" and next_steps:
-        steps = next_steps
-    summary = rule_text or inc.summary
+        steps = detail
+    summary = r.text(rule_text) if rule_text else code(r.text(inc.summary))
     return Message(
         incident=inc.id, step=step, severity=inc.severity, rule=inc.rule, container=inc.container,
-        title=r.text(f"[{inc.severity.upper()}] {headline}: {rule_title or inc.rule}"),
-        summary=r.text(summary), excerpt=r.text(inc.summary), actions=actions,
-        outcome=r.text(text if step != "waiting" else "The account is fixed; the deploy was not re-sent."),
-        next_steps=r.text(steps or ""))
+        title=plain(r.text(f"[{inc.severity.upper()}] {headline}: {rule_title or inc.rule}")),
+        summary=summary, excerpt=plain(r.text(inc.summary)), actions=actions,
+        outcome=detail if step != "waiting" else "The account is fixed; the deploy was not re-sent.",
+        next_steps=steps or "")
+
+
+UNTRUSTED_DETAIL = {"refused", "waiting", "failed", "gave-up", "observed"}

@@ -23,15 +23,17 @@ from collections.abc import Callable
 import apprise
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
+from agent.match import captures as capture_check
 from agent.match.loader import render
-from agent.match.model import Rule
-from agent.notify.message import NOTIFY_ONLY, Message, build
+from agent.match.model import Capture, Rule
+from agent.notify.message import NOTIFY_ONLY, Message, build, code
 from agent.notify.render import RENDERERS
 from agent.notify.targets import Target
 from agent.redact import Redactor
 from agent.store import Incident, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
+DEPLOY_VALUE = Capture(type="name", max_length=128)
 PROBE_MAX = 20.0  # longest wait between two tries of a target that is down
 TYPES = {"critical": apprise.NotifyType.FAILURE, "error": apprise.NotifyType.FAILURE,
          "warning": apprise.NotifyType.WARNING, "info": apprise.NotifyType.INFO}
@@ -48,6 +50,21 @@ def deliver(target: Target, msg: Message, timeout: float = 15.0) -> tuple[bool, 
     result = a.notify(body=body, title=title, body_format=fmt, notify_type=kind, timeout=timeout)
     ok = result.status == apprise.AppriseResultStatus.SUCCESS
     return ok, "" if ok else f"{result.status.name.lower()}"
+
+
+def title_values(rule: Rule, values: dict) -> dict:
+    """A title is plain text everywhere (Slack's cannot hold code): only captures that pass
+    their check as a name, file or image appear in it; free text and refused values are
+    shown in the message body, as code."""
+    safe = dict(values)
+    for name, spec in rule.captures.items():
+        value = values.get(name)
+        if value is not None and (spec.type == "text" or capture_check.check(spec, str(value))):
+            safe[name] = "(see below)"
+    for key in [k for k in safe if k.startswith("deploy.")]:
+        if capture_check.check(DEPLOY_VALUE, str(safe[key])):
+            safe[key] = "(see below)"
+    return safe
 
 
 class Notifier:
@@ -100,14 +117,14 @@ class Notifier:
             return None
         values = inc.values()
         n = rule.notify if rule is not None else None
-        next_steps = render(n.next_steps, values) if n and n.next_steps else ""
+        next_steps = render(n.next_steps, values, code) if n and n.next_steps else ""
         if step == "detected" and not acts:  # a rule that only tells: say so, and what to do
             text = NOTIFY_ONLY
             next_steps = next_steps or (f"Look at {inc.container}'s log around it"
                                         f" (docker logs -t --since 15m {inc.container}).")
         return build(inc, step, text, self.store.audit_trail(inc.id),
-                     rule_title=render(n.title, values) if n else "",
-                     rule_text=render(n.text, values) if n else "",
+                     rule_title=render(n.title, title_values(rule, values)) if n else "",
+                     rule_text=render(n.text, values, code) if n else "",
                      next_steps=next_steps, redactor=self.redactor)
 
     def enqueue(self, msg: Message, storm_control: bool = True) -> None:

@@ -1,22 +1,40 @@
 """One message, rendered for each kind of channel.
 
-Telegram gets HTML (the excerpt in <pre>, everything escaped, so a `<module>`
-in a traceback cannot break it) within its 4096 characters: the excerpt is
-shortened, never the summary. Slack gets its markdown with a code block.
-Everything else gets plain text.
+Telegram gets HTML (the excerpt in <pre>, text marked as code in <code>, everything
+escaped, so a `<module>` in a traceback cannot break it) within its 4096
+characters: the excerpt is shortened, never the summary. Slack gets markdown that
+apprise turns into Slack's own: plain text is escaped so `&`, `<` and `>` reach
+Slack as entities (no `<!channel>`, no `<https://...|link>`) and no markup applies,
+code goes in code spans and blocks. Everything else gets plain text.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.notify.message import Message
+from agent.notify.message import Message, segments
 
 TELEGRAM_LIMIT = 4096
 SLACK_LIMIT = 35000
 TEXT_LIMIT = 32000
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>~|!#])")
+_TICKS = re.compile(r"`+")
+
+
+def slack_escape(text: str) -> str:
+    """Plain text for apprise's markdown-to-Slack conversion: markup characters escaped, so
+    `<` and `>` arrive as `&lt;` and `&gt;` (apprise writes `&` as `&amp;` itself)."""
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
+def slack_code(text: str) -> str:
+    """A code span that no backtick inside it can close (apprise escapes its content)."""
+    fence = "`" * (max((len(t) for t in _TICKS.findall(text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _fit(build, excerpt: str, limit: int) -> str:
@@ -33,7 +51,9 @@ def _fit(build, excerpt: str, limit: int) -> str:
 class Style:
     """How one kind of channel marks up the parts of a message."""
 
-    escape: Callable[[str], str]
+    escape: Callable[[str], str]  # plain text
+    code: Callable[[str], str]  # text marked as code
+    block_escape: Callable[[str], str]  # the excerpt, inside `block`
     meta: str  # around the incident/container/rule line
     label: str  # around "Done:", "Result:", "Next:"
     block: str  # around the excerpt
@@ -43,13 +63,20 @@ class Style:
     title_in_body: bool  # Telegram has no separate title
 
 
-TELEGRAM = Style(html.escape, "<i>{}</i>", "<b>{}</b>", "<pre>{}</pre>", "• ", "\n\n", TELEGRAM_LIMIT, True)
-SLACK = Style(lambda t: t, "_{}_", "*{}*", "```\n{}\n```", "• ", "\n", SLACK_LIMIT, False)
-TEXT = Style(lambda t: t, "{}", "{}", "{}", "- ", "\n\n", TEXT_LIMIT, False)
+def _same(text: str) -> str:
+    return text
+
+
+TELEGRAM = Style(html.escape, lambda t: f"<code>{html.escape(t)}</code>", html.escape, "<i>{}</i>",
+                 "<b>{}</b>", "<pre>{}</pre>", "• ", "\n\n", TELEGRAM_LIMIT, True)
+SLACK = Style(slack_escape, slack_code, _same, "_{}_", "**{}**", "```\n{}\n```", "• ", "\n", SLACK_LIMIT,
+              False)
+TEXT = Style(_same, _same, _same, "{}", "{}", "{}", "- ", "\n\n", TEXT_LIMIT, False)
 
 
 def _render(m: Message, st: Style) -> tuple[str, str]:
-    e = st.escape
+    def e(text: str) -> str:
+        return "".join(st.code(t) if is_code else st.escape(t) for is_code, t in segments(text))
 
     def body(excerpt: str) -> str:
         parts = [st.label.format(e(m.title))] if st.title_in_body else []
@@ -57,7 +84,7 @@ def _render(m: Message, st: Style) -> tuple[str, str]:
         meta = " · ".join(p for p in (incident, m.container, m.rule) if p)
         parts += [e(m.summary), st.meta.format(e(meta))]
         if excerpt:
-            parts.append(st.block.format(e(excerpt.replace("```", "\'\'\'"))))
+            parts.append(st.block.format(st.block_escape(excerpt.replace("```", "\'\'\'"))))
         if m.actions:
             parts.append(st.label.format("Done:") + "\n" + "\n".join(st.bullet + e(a) for a in m.actions))
         if m.outcome:
@@ -66,7 +93,8 @@ def _render(m: Message, st: Style) -> tuple[str, str]:
             parts.append(f"{st.label.format('Next:')} {e(m.next_steps)}")
         return st.sep.join(parts)
 
-    return ("" if st.title_in_body else m.title), _fit(body, m.excerpt, st.limit)
+    return ("" if st.title_in_body else "".join(t for _, t in segments(m.title))), _fit(body, m.excerpt,
+                                                                                       st.limit)
 
 
 def telegram(m: Message) -> tuple[str, str]:

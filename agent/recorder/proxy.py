@@ -35,6 +35,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from agent.recorder.guard import ConnectionGuard
+from agent.redact import mask_assignments
 from agent.store import Store
 
 log = logging.getLogger(__name__)
@@ -256,8 +257,8 @@ class Recorder:
                 self._submit(self.store.deploy_dropped, deploy_id)
             return
         failed, message = outcome(status, data)
-        answer = dict(status=status, response_body=data.decode("utf-8", "replace")[:8192], failed=failed,
-                      message=message)
+        answer = dict(status=status, response_body=mask_assignments(data.decode("utf-8", "replace")[:8192]),
+                      failed=failed, message=mask_assignments(message))
         self._submit(self._write_answer, deploy_id, row, answer)
 
     def _write_answer(self, deploy_id: int | None, row: dict, answer: dict) -> None:

@@ -129,7 +129,7 @@ class Remedy:
         if res.below_threshold:
             return None
         rule, event = res.rule, res.event
-        key = res.text(rule.incident.key) or rule.id
+        key = self.redactor.text(res.text(rule.incident.key)) or rule.id
         keys = event_keys(event)
         now = time.time()
         with self._lock:
@@ -159,7 +159,8 @@ class Remedy:
             inc = Incident(
                 id=secrets.token_hex(4), rule=rule.id, key=key, state="detected", severity=rule.severity,
                 container=event.container, summary=self.redactor.text(_summary(res)),
-                fingerprint=event.fingerprint, captures=dict(res.captures), deploy=_carried_deploy(res))
+                fingerprint=event.fingerprint, captures=_stored(res, self.redactor),
+                deploy=_carried_deploy(res))
             self.store.create_incident(inc, keys)
         self.store.audit(inc.id, "decision", "detected",
                          self.redactor.data({"captures": res.captures, **event.where()}),
@@ -598,6 +599,15 @@ def _templates(params: dict) -> list[str]:
 def _summary(res: Result) -> str:
     e = res.event
     return f"{res.rule.id} in {e.container}: {e.excerpt}"
+
+
+def _stored(res: Result, redactor: Redactor) -> dict:
+    """Captures as kept in the state file: free text, and anything refused, redacted (no action
+    ever takes them); names stay exact, as actions need them."""
+    if res.refused:
+        return redactor.data(dict(res.captures))
+    return {k: redactor.text(v) if (spec := res.rule.captures.get(k)) is not None and spec.type == "text"
+            else v for k, v in res.captures.items()}
 
 
 def _carried_deploy(res: Result) -> dict | None:

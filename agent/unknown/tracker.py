@@ -10,6 +10,7 @@ repeats fast (once a day at most), and sends the daily digest when it is due.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -119,6 +120,7 @@ class UnknownTracker:
         self.tick_every = tick_every
         self.seen = 0  # events counted (a metric)
         self._live: dict[tuple[str, str], _Live] = {}
+        self._digest_last: float | None = None  # when the last digest went out (from the state file)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="unknown", daemon=True)
@@ -200,7 +202,8 @@ class UnknownTracker:
         if len(self._live) >= self.max_entries:  # forget the least recently seen (it is stored)
             oldest = min(self._live, key=lambda k: self._live[k].entry.last_seen)
             if self._live[oldest].dirty:
-                self._write([self._live[oldest]])
+                with contextlib.suppress(StateUnwritable):  # then its last counts are lost
+                    self._write([self._live[oldest]])
             del self._live[oldest]
         self._live[key] = live
         return live
@@ -268,6 +271,7 @@ class UnknownTracker:
             self._write(dirty)
 
     def _write(self, dirty: list[_Live]) -> None:
+        """Write these entries whole; on failure nothing is forgotten (tried again next tick)."""
         entries = []
         for live in dirty:
             e = live.entry
@@ -280,14 +284,13 @@ class UnknownTracker:
             for s in first + middle + latest:
                 if all(s["text"] != c["text"] for c in chosen):
                     chosen.append(s)
-            e.samples = chosen[:3]
-            entries.append(e)
+            entries.append(Unknown(**{**e.__dict__, "samples": chosen[:3]}))
+        dropped = self.store.unknown_save(entries, keep=self.max_entries)
+        for live in dirty:
             live.first = live.middle = live.latest = None
             live.dirty = False
             live.known_before = True
-        dropped = self.store.unknown_save(entries, keep=self.max_entries)
-        for e in entries:
-            e.samples = []  # kept in the state file, not in memory
+            live.entry.samples = []  # kept in the state file, not in memory
         if dropped:
             log.info("%d unknown error fingerprints dropped (least recently seen; at most %d are kept)",
                      dropped, self.max_entries)
@@ -299,11 +302,14 @@ class UnknownTracker:
 
     def _maybe_digest(self, now: float) -> None:
         assert self.digest is not None and self.on_digest is not None
-        last_text = self.store.meta_get("unknown_digest_at")
-        if last_text is None:  # the first start: the first digest covers from now on
-            self.store.meta_set("unknown_digest_at", repr(now))
-            return
-        last = float(last_text)
+        if self.store.write_problem is not None:
+            return  # sent once the state file can record that it was sent
+        if self._digest_last is None:
+            last_text = self.store.meta_get("unknown_digest_at")
+            if last_text is None:  # the first start: the first digest is at the next scheduled time
+                self.store.meta_set("unknown_digest_at", repr(now))
+            self._digest_last = now if last_text is None else float(last_text)
+        last = self._digest_last
         if not self.digest.due(last, now):
             return
         # Whatever happened since it was last in a digest (or ever, if it never was).
@@ -321,3 +327,4 @@ class UnknownTracker:
         log.info("daily digest of errors no rule knows: %d fingerprint(s) since %s UTC", len(entries),
                  time.strftime("%Y-%m-%d %H:%M", time.gmtime(since)))
         self.store.meta_set("unknown_digest_at", repr(now))
+        self._digest_last = now

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.notify.message import Message, build
+from agent.notify.message import Message, build, code, plain
 from agent.notify.render import TELEGRAM_LIMIT, slack, telegram, text
 from agent.redact import Redactor
 from agent.store import Incident
@@ -18,7 +18,7 @@ def seed_message(excerpt_lines: int = 20) -> Message:
     return Message(incident="ab12cd34", step="resolved", severity="critical",
                    rule="credentials-profile-missing", container="hummingbot-api",
                    title="[CRITICAL] Fixed: profile <client_sharp> & co", summary="Deploy failed: <b>x</b>",
-                   excerpt=excerpt, actions=["ensure_account(profile='client_sharp'): ok"],
+                   excerpt=excerpt, actions=[code("ensure_account(profile='client_sharp'): ok")],
                    outcome="fixed in 0.2 s", next_steps="Add keys with add-credential")
 
 
@@ -49,7 +49,7 @@ def test_slack_markdown_code_block_and_plain_text():
     title, body = slack(seed_message())
     assert title.startswith("[CRITICAL] Fixed")
     assert "\n```\n" in body and body.count("```") == 2
-    assert "*Done:*\n• ensure_account(profile='client_sharp'): ok" in body
+    assert "**Done:**\n• `ensure_account(profile='client_sharp'): ok`" in body
     _, t_body = text(seed_message())
     assert "Done:\n- ensure_account" in t_body and "<" in t_body  # plain text is not escaped
 
@@ -65,4 +65,4 @@ def test_build_redacts_and_says_would_have_in_observe():
     assert "***" in m.actions[0] and "***" in m.excerpt and "***" in m.outcome
     obs = build(inc, "observed", "would have run: ensure_account(profile='x')", [], redactor=Redactor())
     assert obs.title.startswith("[WARNING] Observe mode: would have acted")
-    assert obs.outcome == "would have run: ensure_account(profile='x')"
+    assert plain(obs.outcome) == "would have run: ensure_account(profile='x')"

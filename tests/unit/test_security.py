@@ -9,6 +9,7 @@ import pytest
 from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
+from agent.redact import Redactor
 from agent.remedy.intent import check_body, image_allowed
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -82,3 +83,21 @@ def test_controllers_and_the_image_allow_list():
     assert check_body("deploy-v2-script", mine, ("registry.local:5000/me/hummingbot:*",)) is None
     assert not image_allowed("registry.local:5000/me/other:v2", ("registry.local:5000/me/hummingbot:*",))
     assert not image_allowed("hummingbot/hummingbot:latest@sha256:" + "0" * 64, ())
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("CONFIG_PASSWORD=CfgPw-1 starting", "CONFIG_PASSWORD=*** starting"),
+    ("password: hunter2", "password: ***"),
+    ('{"binance_api_secret": "s e c", "binance_api_key": "K1"}',
+     '{"binance_api_secret": "***", "binance_api_key": "***"}'),
+    ("secret_key='xyz'", "secret_key='***'"),
+    ("GET /x?access_token=abc&page=2", "GET /x?access_token=***&page=2"),
+    ("Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic ***"),
+    ("Invalid credentials_profile: 'x CONFIG_PASSWORD=CfgPw-1'",
+     "Invalid credentials_profile: 'x CONFIG_PASSWORD=***'"),
+    ("CONFIG_PASSWORD=''", "CONFIG_PASSWORD=''"),  # empty is news, not a secret
+    ("credentials_profile: client_sharp key=abc token_url=http://x", None),  # names are not secrets
+    ("07:00:00 password authentication failed for user", None),
+])
+def test_secrets_in_key_value_form_are_masked_whoever_they_belong_to(text, shown):
+    assert Redactor().text(text) == (text if shown is None else shown)

@@ -185,3 +185,31 @@ def test_suggest_from_the_state_file_writes_a_checked_draft(noisy_store, tmp_pat
     printed = capsys.readouterr().out
     assert printed.startswith("# ---- gateway-ping.yml\n# DRAFT")
     assert "# ---- gateway-ping.samples.log" in printed
+
+
+def test_failed_deploys_the_recorder_saw_are_one_entry_and_draft_a_recorder_rule(tmp_path, capsys):
+    """Each deploy names its own bot: the names the client chose are not the problem."""
+    from agent.recorder.events import event_from_exchange
+    from agent.unknown.suggest import suggest
+
+    store = Store(tmp_path / "s.db")
+    tracker = UnknownTracker(store, Redactor())
+    for n, name in enumerate(["bot-a", "bot-b", "bot-c"], 1):
+        tracker.observe(event_from_exchange(
+            route="deploy-v2-script", status=200, n=n,
+            request={"instance_name": name, "credentials_profile": "client_sharp"},
+            message=f"Error creating container {name}: 500 Server Error for http+docker://localhost/v1.47/"
+                    f"containers/create?name={name}-2026112{n}-07274{n}: Internal Server Error"
+                    " (\"mount denied\")"))
+    tracker.flush()
+    (entry,) = store.unknown_list()
+    assert entry.count == 3 and entry.kind == "response"
+    assert entry.samples[0]["text"].startswith('RECORDED {"route": "deploy-v2-script", "status": 200')
+    out = tmp_path / "drafts"
+    assert suggest(fingerprint=entry.fingerprint, from_file=None, store=store, rule_id="mount-denied",
+                   out_dir=str(out), rules_dir=None) == 0
+    (rule,) = load_rules(out).rules
+    assert rule.source == "recorder" and rule.match[0].kind == "response"
+    assert rule.match[0].route == ["deploy-v2-script"] and rule.observe_only
+    for line, expect, lines in blocks((out / "mount-denied.samples.log").read_text()):
+        assert check(Matcher([*LIBRARY, rule]), expect, lines) is None, line

@@ -228,3 +228,47 @@ def test_digest_and_burst_reach_a_receiver_through_the_outbox(store):
     assert body.index(newest_first[0].fingerprint) < body.index(newest_first[1].fingerprint)
     assert body.count("hb-medic rules suggest v2:") == 2
     assert paging.accepted == []  # info and warning: not for the pager
+
+
+def test_counts_wait_in_memory_while_the_state_file_cannot_be_written(store, monkeypatch):
+    from agent.store import StateUnwritable
+
+    tracker = UnknownTracker(store, Redactor(), digest=DigestSchedule.parse("09:00"),
+                             on_digest=lambda *a: pytest.fail("no digest while nothing can be recorded"))
+    save = store.unknown_save
+
+    def full(*args, **kw):
+        store.write_problem = "database or disk is full"
+        raise StateUnwritable("database or disk is full")
+
+    monkeypatch.setattr(store, "unknown_save", full)
+    lines = ping_lines(5, 1_800_000_000.0)
+    matcher = Matcher(RULES)
+    for e in replay_lines(lines, "hummingbot-api"):
+        assert matcher.match(e) is None and tracker.observe(e)
+    with pytest.raises(StateUnwritable):
+        tracker.flush()
+    tracker._maybe_digest(1_800_100_000.0)  # not sent: it could not be recorded as sent
+    monkeypatch.setattr(store, "unknown_save", save)
+    store.write_problem = None
+    tracker.flush()
+    (entry,) = store.unknown_list()
+    assert entry.count == 5 and len(entry.samples) == 3
+    assert entry.samples[0]["text"] == lines[0].split(" ", 1)[1]
+
+
+def test_a_long_digest_fits_telegram_and_points_to_the_rest():
+    from agent.notify.render import telegram
+    from agent.notify.unknown import digest_message
+    from agent.store import Unknown
+
+    now = 1_800_000_000.0
+    entries = [Unknown("default", f"v2:{n:016x}", "hummingbot-api", ["hummingbot-api"], "stderr", "line",
+                       f"services.module_{n}", "ERROR", [], f"something failed number {n} " + "x" * 150,
+                       n + 1, now - 3600, now - n) for n in range(60)]
+    msg = digest_message(entries, now - 86400, now)
+    _title, body = telegram(msg)
+    assert len(body) <= 4096
+    shown = body.count("hb-medic rules suggest v2:")
+    assert 5 <= shown < 60 and f"{60 - shown} more are not shown: hb-medic unknown --since 24h" in body
+    assert "v2:0000000000000000" in body  # the newest first
