@@ -71,6 +71,14 @@ def recognise(info: dict) -> BotInfo | None:
                    bool((info.get("Config") or {}).get("Tty")))
 
 
+def maybe_bot(listed: dict) -> bool:
+    """From the engine's container listing (its mounts and image): could it be a bot?"""
+    if _IMAGE.match(listed.get("Image") or ""):
+        return True
+    return any(m.get("Destination") in (CONF_MOUNT, LOGS_MOUNT) and _INSTANCE.search(m.get("Source") or "")
+               for m in listed.get("Mounts") or [])
+
+
 def logs_folder(bots_dir: Path | None, bot: BotInfo) -> Path | None:
     """Where its logs/ are as the agent sees hummingbot-api's bots/ folder (MEDIC_BOTS_DIR)."""
     if bots_dir is None:

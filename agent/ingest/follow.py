@@ -32,7 +32,7 @@ from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from agent.assemble import Item
 from agent.events import API, BOT, CONSOLE, DEFAULT_STACK, Origin, exit_event, role_of
-from agent.ingest.bots import BotInfo, BotSelection, logs_folder, recognise
+from agent.ingest.bots import BotInfo, BotSelection, logs_folder, maybe_bot, recognise
 from agent.ingest.files import LogFiles
 from agent.ingest.life import LifeEvents
 from agent.ingest.split import STDERR, STDOUT, Dechunker, Line, LineSplitter, format_ts
@@ -406,6 +406,8 @@ class Ingest:
         self._watcher.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop every source; `timeout` bounds the whole wait, however many bots are followed."""
+        deadline = time.monotonic() + timeout
         self._stopping.set()
         self._watcher.stop()
         with self._lock:
@@ -413,10 +415,10 @@ class Ingest:
         for f in followers:
             f.stop()
         for f in followers:
-            f.join(timeout)
+            f.join(max(0.0, deadline - time.monotonic()))
         if self.files is not None:
-            self.files.stop()
-        self._watcher.join(timeout)
+            self.files.stop(max(0.0, deadline - time.monotonic()))
+        self._watcher.join(max(0.0, deadline - time.monotonic()))
         if self._client is not None:
             self._client.close()
 
@@ -458,6 +460,9 @@ class Ingest:
         for c in self.client.api.containers(all=True):
             name = (c.get("Names") or ["/"])[0].lstrip("/")
             if name in self._bots or c["Id"] in self._not_bots:
+                continue
+            if not maybe_bot(c):  # the listing says enough: no need to inspect it
+                self._not_bots.add(c["Id"])
                 continue
             running = c.get("State") == "running"
             if not running and c.get("Created", 0) < floor and not self._recently_exited(c["Id"], floor):
