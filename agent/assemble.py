@@ -106,7 +106,8 @@ class _Builder:
     def add(self, pos: int, ts: int, text: str) -> None:
         if len(text) > self.max_chars:
             text = _cut(text, self.max_chars)
-        self.last_pos, self.last_ts = pos, ts
+        if text.strip():  # an event ends on its last line with text (a lone blank line is no event)
+            self.last_pos, self.last_ts = pos, ts
         if len(self.head) < self.max_lines // 2:
             self.head.append(text)
         else:
@@ -134,6 +135,10 @@ class _Builder:
             if self.omitted:
                 lines = [*lines, f"…[{self.omitted} lines omitted]…"]
             lines = [*lines, *self.tail]
+        end = len(lines)
+        while end > 1 and not lines[end - 1].strip():
+            end -= 1  # the blank line a chained exception would have followed
+        lines = lines[:end]
         exceptions = self.exceptions
         if self.kind == TRACEBACK and exceptions:
             # Outermost: the last one printed at the top level (depth 0, or the

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 import docker
@@ -290,8 +291,26 @@ def folders(d: Doctor) -> Iterator[Finding]:
                                                      for sub in ("instances", "credentials")):
             yield Finding(False, f"{setting} {path}: not hummingbot-api's bots/ folder (no instances/ or"
                                  " credentials/ in it)", f"mount {what} there (compose: {mount})")
+        elif setting == "MEDIC_CREDENTIALS_DIR" and (unsafe := _unsafe_keys(path)):
+            yield Finding(False, f"{setting}: {unsafe}", "keys are read only from regular files that only"
+                                                         " their owner may change: copy, chmod go-w")
         else:
             yield Finding(True, f"{setting} {path}: readable")
+
+
+def _unsafe_keys(root: Path) -> str | None:
+    """Why provisioning would refuse a key file under the folder (links, writable by others)."""
+    from agent.actions.base import ActionError
+    from agent.actions.keyfiles import placed_keys
+
+    try:
+        for profile in sorted(p.name for p in root.iterdir()):
+            placed_keys(root, profile)
+    except ActionError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot read {root}: {exc.strerror}"
+    return None
 
 
 @check

@@ -181,14 +181,11 @@ class Event:
 
     @property
     def excerpt(self) -> str:
-        """What a person reads of it: a traceback's last line, a record's line, or a bot's death
-        with its last lines."""
+        """What a person reads of it: its key line, or a bot's death with its last lines."""
         if self.kind == EXIT:  # the headline, then the last lines (shortened from the end)
             text = "\n".join(self.lines)
             return text if len(text) <= 2000 else text[:2000] + "…"
-        if not self.lines:
-            return ""
-        return (self.lines[-1] if self.kind == TRACEBACK else self.lines[0])[:300]
+        return self.key_line[:300]
 
     @property
     def role(self) -> str:
@@ -241,6 +238,16 @@ class Event:
         if h is not None:
             return h.level
         return "ERROR" if self.kind == TRACEBACK else None
+
+    @property
+    def key_line(self) -> str:
+        """The line that says what happened, never blank: a traceback's outermost exception as
+        printed (`Type: message`, its first line), else the record line."""
+        exc = self.outermost if self.kind == TRACEBACK else None
+        if exc is not None:
+            first = exc.message.split("\n", 1)[0]
+            return f"{exc.type}: {first}" if first else exc.type
+        return next((line for line in self.lines if line.strip()), "")
 
     @property
     def outermost(self) -> ExceptionInfo | None:

@@ -22,3 +22,11 @@ def base_name(instance: str) -> str:
     """The name the client sent: the current generation appends -YYYYmmdd-HHMMSS."""
     m = STAMP.match(instance)
     return m["base"] if m else instance
+# Profiles hb-medic never touches, whatever a log or a request says: master_account is
+# hummingbot-api's template (add-account copies it). Compared case-folded: on a case-insensitive
+# mount `Master_Account` is the same folder.
+PROTECTED_PROFILES = frozenset({"master_account"})
+
+
+def protected_profile(name: str) -> bool:
+    return name.casefold() in PROTECTED_PROFILES

@@ -100,7 +100,7 @@ def _human(event: Event, r: Result | None, s: _Style, out: TextIO) -> None:
     span = f"lines {event.first_pos}-{event.last_pos}" if event.last_pos != event.first_pos \
         else f"line {event.first_pos}"
     head = event.outermost.type if event.kind == TRACEBACK and event.outermost else event.level
-    key_line = event.lines[-1] if event.kind == TRACEBACK else event.lines[0]
+    key_line = event.key_line
     print(f"{s(span, '2')}  {event.kind} {s(head or '', '1')}  {s(event.fingerprint, '2')}", file=out)
     print(f"    {printable(key_line[:200])}", file=out)
     if r is None:

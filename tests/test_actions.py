@@ -76,7 +76,36 @@ def test_http_actions_against_the_standin(ctx):
         run("http_request", ctx, path="/accounts/ghost/credentials")
     assert run("ensure_account", ctx, profile="fresh") == "added profile fresh"
     assert run("ensure_account", ctx, profile="fresh") == "profile fresh already complete"
-    with pytest.raises(ActionError, match="master_account"):
-        run("ensure_account", ctx, profile="master_account")
+    for template in ("master_account", "Master_Account"):  # refused before anything is called
+        with pytest.raises(ValidationError, match="protected profile"):
+            run("ensure_account", ctx, profile=template)
     with pytest.raises(ActionError, match="is not on the engine"):
         run("image_present", ctx, image="127.0.0.1:9/nope:latest")
+
+
+def test_key_files_are_read_only_from_safe_regular_files(stack, ctx, tmp_path):
+    """A key file that is a link (to any file the agent can read), or that others may change, is
+    refused with a clear message and nothing goes to hummingbot-api."""
+    stack.http("POST", "/accounts/add-account", params={"account_name": "keyed"})
+    outside = tmp_path / "not-keys.json"
+    outside.write_text('{"binance_api_key": "stolen-1", "binance_api_secret": "stolen-2"}')
+    root = tmp_path / "keys"
+    (root / "keyed").mkdir(parents=True)
+    ctx.credentials_dir = root
+    link = root / "keyed" / "binance.json"
+    link.symlink_to(outside)
+    with pytest.raises(ActionError, match="symbolic link: refused"):
+        run("provision_credentials", ctx, profile="keyed")
+    link.unlink()
+    (root / "other").symlink_to(root / "keyed", target_is_directory=True)
+    with pytest.raises(ActionError, match="symbolic link: refused"):
+        run("provision_credentials", ctx, profile="other")
+    key = root / "keyed" / "binance.json"
+    key.write_text('{"binance_api_key": "k", "binance_api_secret": "s"}')
+    key.chmod(0o664)
+    with pytest.raises(ActionError, match=r"changed by its group or by others \(mode 664\).*chmod go-w"):
+        run("provision_credentials", ctx, profile="keyed")
+    assert stack.http("GET", "/accounts/keyed/credentials").json() == []  # nothing was sent
+    key.chmod(0o600)
+    assert run("provision_credentials", ctx, profile="keyed") == "added keys for keyed: binance"
+    assert stack.http("GET", "/accounts/keyed/credentials").json() == ["binance"]

@@ -57,7 +57,11 @@ def test_each_problem_is_a_cross_with_its_fix(setup, tmp_path):
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    bad = {**env, "MEDIC_CONTAINERS": f"{stack.api.name},medic-nowhere-{closed}",
+    keys = tmp_path / "keys"
+    (keys / "prof").mkdir(parents=True)
+    (keys / "prof" / "binance.json").symlink_to(tmp_path / "elsewhere.json")
+    bad = {**env, "MEDIC_CREDENTIALS_DIR": str(keys),
+           "MEDIC_CONTAINERS": f"{stack.api.name},medic-nowhere-{closed}",
            "MEDIC_HUMMINGBOT_PASSWORD": "wrong", "MEDIC_MODE": "bogus",
            "MEDIC_RECORDER_ADDR": f"127.0.0.1:{port}",
            "MEDIC_BOTS_DIR": str(tmp_path / "no-bots"), "MEDIC_NOTIFY_URLS": "nope://x"}
@@ -74,6 +78,8 @@ def test_each_problem_is_a_cross_with_its_fix(setup, tmp_path):
     assert f"✗ deploy recorder: cannot listen on 127.0.0.1:{port}: in use\n    fix: " in text
     assert f"✗ MEDIC_BOTS_DIR {tmp_path / 'no-bots'}: no such folder\n    fix: mount" in text
     assert "✗ notifications: apprise cannot use a nope:// URL" in text
+    assert (f"✗ MEDIC_CREDENTIALS_DIR: key file {keys / 'prof' / 'binance.json'} is a symbolic link:"
+            " refused") in text
     assert "wrong" not in text  # the password is never shown
     assert text.splitlines()[-1].endswith("checks failed: fix them and run hb-medic doctor again")
     # A connection error is told apart from a refused login.

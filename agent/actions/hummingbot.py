@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.actions import action
+from agent.actions import action, keyfiles
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.actions.types import ApiPath, ConnectorName, ProfileName
-
-KEY_SUFFIXES = (".json", ".yml", ".yaml")
 
 
 class ProfileParams(BaseModel):
@@ -36,12 +35,9 @@ class WaitHttpParams(BaseModel):
     status: int = Field(200, ge=100, le=599)
 
 
-def placed_keys(ctx: ActionContext, profile: str) -> dict[str, object]:
+def placed_keys(ctx: ActionContext, profile: str) -> dict[str, Path]:
     """Connector -> key file the operator placed for this profile (MEDIC_CREDENTIALS_DIR)."""
-    folder = ctx.credentials_dir / profile if ctx.credentials_dir else None
-    if folder is None or not folder.is_dir():
-        return {}
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix in KEY_SUFFIXES}
+    return keyfiles.placed_keys(ctx.credentials_dir, profile)
 
 
 @action
@@ -54,8 +50,6 @@ def ensure_account(params: AccountParams, ctx: ActionContext) -> str:
     operator did not place for hb-medic to add back. Verified by listing it afterwards.
     """
     name = params.profile
-    if name == "master_account":
-        raise ActionError("refusing to touch master_account")
     accounts = ctx.api.accounts()
     if name in accounts:
         connectors = ctx.api.account_credentials(name)
@@ -166,7 +160,7 @@ def provision_credentials(params: CredentialsParams, ctx: ActionContext) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", connector):
             raise ActionError(f"credentials file {path.name}: not a connector name")
         try:
-            text = path.read_text()
+            text = keyfiles.read_key_file(path)
             keys = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (OSError, ValueError, yaml.YAMLError):
             # The parser's message would quote the line, keys and all: never pass it on.

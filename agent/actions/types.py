@@ -6,11 +6,17 @@ from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
 
-from agent.names import CONTAINER_NAME_PATTERN, IMAGE_PATTERN, PROFILE_PATTERN
+from agent.names import CONTAINER_NAME_PATTERN, IMAGE_PATTERN, PROFILE_PATTERN, protected_profile
 
 ImageRef = Annotated[str, StringConstraints(pattern=IMAGE_PATTERN, max_length=255)]
 ContainerName = Annotated[str, StringConstraints(pattern=CONTAINER_NAME_PATTERN)]
-ProfileName = Annotated[str, StringConstraints(pattern=PROFILE_PATTERN)]
+def _not_protected(value: str) -> str:
+    if protected_profile(value):
+        raise ValueError(f"{value} is a protected profile: hb-medic never touches it")
+    return value
+
+
+ProfileName = Annotated[str, StringConstraints(pattern=PROFILE_PATTERN), AfterValidator(_not_protected)]
 ConnectorName = Annotated[str, StringConstraints(pattern=PROFILE_PATTERN)]  # binance, kucoin_perpetual
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 
 from agent.match.model import Capture
-from agent.names import IMAGE_PATTERN
+from agent.names import IMAGE_PATTERN, protected_profile
 
 _TYPES = {
     "name": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"),
+    "profile": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"),
     "file": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"),
     "image": re.compile(IMAGE_PATTERN),
 }
@@ -42,6 +43,8 @@ def check(spec: Capture, value: str, compiled_pattern: re.Pattern | None = None)
             return "contains '/'"
         if not _TYPES[spec.type].match(value):
             return f"is not a valid {spec.type}"
+        if spec.type == "profile" and protected_profile(value):
+            return "is a protected profile (hummingbot-api's template: hb-medic never touches it)"
     if compiled_pattern is not None and not compiled_pattern.fullmatch(value):
         return f"does not match {spec.pattern}"
     return None

@@ -26,7 +26,7 @@ from agent.match.deploy import parse_config_repr
 from agent.match.loader import params_of, render, unresolved
 from agent.match.model import Match as MatchSpec
 from agent.match.model import Rule
-from agent.names import base_name
+from agent.names import base_name, protected_profile
 
 CONTEXT_KEEP = 256  # recent context lines kept per container
 UNTIMED_WINDOW_LINES = 500  # without timestamps, "within" means this many lines before
@@ -248,6 +248,8 @@ class _Compiled:
         self.containers = set(rule.where.containers) if rule.where.containers else None
         self.label_items = tuple(rule.where.labels.items()) if rule.where.labels else ()
         self.streams = _Streams(rule.where.stream, rule.where.channels)
+        self.acts_on_deploy_profile = any("{deploy.credentials_profile}" in v for a in rule.actions
+                                          for v in a.params.values() if isinstance(v, str))
         self.roles = set(rule.where.roles) if rule.where.roles else None
         self.on_lines = any(a.kind in ("any", LINE) for a in self.alternatives)
         self.on_tracebacks = any(a.kind in ("any", TRACEBACK) for a in self.alternatives)
@@ -381,6 +383,11 @@ class Matcher:
             if reason:
                 res.refused = f"capture {name}={capture_check.shown(value)} {reason}"
                 break
+        profile = (res.deploy or {}).get("body", {}).get("credentials_profile")
+        if res.refused is None and c.acts_on_deploy_profile and isinstance(profile, str) \
+                and protected_profile(profile):
+            res.refused = (f"deploy credentials_profile={capture_check.shown(profile)} is a protected profile"
+                           " (hummingbot-api's template: hb-medic never touches it)")
         values: dict[str, Any] = {
             "container": event.container, "rule": rule.id, "severity": rule.severity,
             "stream": event.stream, "message": event.message[:500],

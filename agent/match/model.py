@@ -72,9 +72,10 @@ class Match(Strict):
 
 
 class Capture(Strict):
-    type: Literal["name", "file", "image", "text"] = Field(
-        "name", description="name: letters, digits, _ and - (1-64); file: a file name without "
-        "directories; image: a Docker image reference; text: free text, for messages only")
+    type: Literal["name", "profile", "file", "image", "text"] = Field(
+        "name", description="name: letters, digits, _ and - (1-64); profile: a name that is not a "
+        "protected profile (master_account, in any case); file: a file name without directories; "
+        "image: a Docker image reference; text: free text, for messages only")
     pattern: Regex | None = Field(None, description="an extra regex the whole value must match")
     max_length: int = Field(64, ge=1, le=1024)
 

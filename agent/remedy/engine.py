@@ -36,7 +36,7 @@ from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
 from agent.match.model import Capture, Rule
-from agent.names import base_name
+from agent.names import base_name, protected_profile
 from agent.redact import Redactor
 from agent.remedy import intent as intents
 from agent.remedy.outage import outage_of, reachable
@@ -46,6 +46,7 @@ from agent.store import PENDING, Deploy, Incident, StateUnwritable, Store
 log = logging.getLogger(__name__)
 Notify = Callable[[Incident, str, str], None]
 DEPLOY_VALUE = Capture(type="name", max_length=128)
+DEPLOY_PROFILE = Capture(type="profile", max_length=64)
 # Closed incidents whose key then rests for the rule's cooldown: an observed one too, or an
 # observe-only rule would open (and tell) a new incident for every repeat of its error.
 COOLING = ("resolved", "gave-up", "observed")
@@ -55,6 +56,10 @@ OUTAGE_LOOK = 3.0  # seconds between two looks at something that does not answer
 EVENTS_KEPT = 2 * 86400.0  # how long a handled event is remembered (no replay reaches back further)
 CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that name to be answered
 OWN_SEND_WAIT = 60.0  # how long a retry cut off by a kill waits for its bot to show before sending again
+
+
+class _Refused(Exception):
+    """A value from evidence the agent must never act on (a protected profile): no attempt helps."""
 
 
 class _Waiting(Exception):
@@ -323,6 +328,9 @@ class Remedy:
                 self._retry_all(inc, ctx, todo)
         except StateUnwritable:
             raise
+        except _Refused as refused:
+            self._close(inc, "refused", str(refused))
+            return
         except _Waiting as waiting:
             inc.state, inc.detail = "waiting", str(waiting)
             self.store.save_incident(inc)
@@ -472,12 +480,14 @@ class Remedy:
             raise _Waiting(f"{call.action} needs {', '.join(missing)}, which no evidence gives. "
                            "To finish: " + finish_command(inc))
         for key, raw in call.params.items():
-            # Values from a recorded or logged request body are client text: names only.
+            # Values from a recorded or logged request body are client text: names only, and never
+            # a protected profile. Trying again would not change them: the incident is refused.
             if isinstance(raw, str) and "{deploy." in raw:
-                reason = capture_check.check(DEPLOY_VALUE, str(params[key]))
+                reason = capture_check.check(DEPLOY_PROFILE if key == "profile" else DEPLOY_VALUE,
+                                             str(params[key]))
                 if reason:
                     value = capture_check.shown(str(params[key]))
-                    raise ActionError(f"{call.action}: {key}={value} {reason}")
+                    raise _Refused(f"not acting: {call.action}: {key}={value} {reason}")
         shown = ctx.redactor.data(params)
         started = time.monotonic()
         try:
@@ -586,7 +596,7 @@ class Remedy:
 def half_made_profile(ctx: ActionContext) -> str | None:
     """The only listed profile whose credentials folder is missing, if exactly one is."""
     found = [a for a in ctx.api.accounts()
-             if a != "master_account" and ctx.api.account_credentials(a) is None]
+             if not protected_profile(a) and ctx.api.account_credentials(a) is None]
     return found[0] if len(found) == 1 else None
 
 

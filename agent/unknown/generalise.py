@@ -157,7 +157,8 @@ def generalise(samples: list[str], literal_values: bool = False) -> Template:
         sm = difflib.SequenceMatcher(a=[t.key() for t in base], b=[t.key() for t in other], autojunk=False)
         for op, i1, i2, _j1, _j2 in sm.get_opcodes():
             if op != "equal":
-                for i in range(i1, i2) if i2 > i1 else [max(0, i1 - 1)]:
+                # An insertion marks its neighbour in the first sample (if it has one).
+                for i in range(i1, i2) if i2 > i1 else [min(max(i1 - 1, 0), len(base) - 1)] if base else []:
                     vary[i] = True
     same_value = [all(len(t) == len(base) and t[i].text == base[i].text for t in toks)
                   for i in range(len(base))]

@@ -356,6 +356,12 @@ def draft(fam: Family, others: list[Family], rule_id: str, rules_dir: str | None
     if not fam.events:
         raise SuggestError(f"{fam.entry.fingerprint} has no sample to draft from")
     library = _library(rules_dir)
+    known = Matcher(library.rules)
+    for event in fam.events:
+        res = known.match(event)
+        if res is not None:
+            raise SuggestError(f"{fam.entry.fingerprint} is recognised by the rule {res.rule.id} now:"
+                               " no draft needed (see hb-medic rules test)")
     taken = {r.id for r in library.rules}
     base, n = rule_id, 2
     while rule_id in taken:

@@ -101,3 +101,37 @@ def test_controllers_and_the_image_allow_list():
 ])
 def test_secrets_in_key_value_form_are_masked_whoever_they_belong_to(text, shown):
     assert Redactor().text(text) == (text if shown is None else shown)
+
+
+@pytest.mark.parametrize("name", ["master_account", "Master_Account", "MASTER_ACCOUNT"])
+def test_the_template_profile_is_never_an_action_parameter(name):
+    """Refused at capture time by the rules (see the golden samples), and by every action
+    that takes a profile, whatever its case."""
+    from pydantic import ValidationError
+
+    from agent.actions import registry
+
+    for action in ("ensure_account", "provision_credentials"):
+        with pytest.raises(ValidationError, match="protected profile"):
+            registry()[action].params.model_validate({"profile": name})
+    assert registry()["ensure_account"].params.model_validate({"profile": "client_sharp"})
+
+
+def test_no_event_ends_on_a_blank_line_and_every_key_line_says_something():
+    """Over every golden sample (real captures and their shapes): the real postgres-down traceback
+    ended on the blank line after its exception, and its message read `database-unavailable in
+    hummingbot-api: ` with nothing after it."""
+    from agent.remedy.engine import _summary
+
+    for sample in sorted((REPO / "rules").glob("*.samples.log")):
+        lines = [x for x in sample.read_text().splitlines() if not x.startswith("#")]
+        for event in replay_lines(lines, "hummingbot-api"):
+            assert event.lines[-1].strip(), (sample.name, event)
+            assert event.key_line.strip(), (sample.name, event)
+    text = [x for x in (REPO / "rules" / "database-unavailable.samples.log").read_text().splitlines()
+            if not x.startswith("#")]
+    matcher = Matcher(LIBRARY)
+    res = next(r for e in replay_lines(text, "hummingbot-api")
+               if (r := matcher.match(e)) and r.rule.id == "database-unavailable")
+    assert _summary(res) == ("database-unavailable in hummingbot-api: ConnectionRefusedError: [Errno 111]"
+                             " Connect call failed ('127.0.0.1', 48807)")

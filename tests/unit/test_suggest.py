@@ -213,3 +213,33 @@ def test_failed_deploys_the_recorder_saw_are_one_entry_and_draft_a_recorder_rule
     assert rule.match[0].route == ["deploy-v2-script"] and rule.observe_only
     for line, expect, lines in blocks((out / "mount-denied.samples.log").read_text()):
         assert check(Matcher([*LIBRARY, rule]), expect, lines) is None, line
+
+
+def test_no_draft_for_an_error_a_rule_now_knows(noisy_store, tmp_path, capsys):
+    (ping,) = [e for e in noisy_store.unknown_list() if e.exceptions == ["AttributeError"]]
+    assert main(["rules", "suggest", ping.fingerprint, "--out", str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    assert main(["rules", "suggest", ping.fingerprint, "--rules", str(tmp_path / "d"), "--stdout"]) == 1
+    assert "is recognised by the rule gateway-http-client-attribute-error now" in capsys.readouterr().err
+
+
+ALPHABET = [*"abcXYZ019 _-./:'\"[](){}$*+?\\|^@#=,;\n\t✗é", "api.gateio.ws:443", "0x7f3a",
+            "rb_a-20261129-072744", "2026-11-29 07:27:45,788", "bots/credentials/x", "account rc_1",
+            "'NoneType'", "12", "https://h:1/p"]
+
+
+def test_generalise_always_matches_its_samples_whatever_they_hold():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    texts = st.lists(st.sampled_from(ALPHABET), max_size=30).map("".join)
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(texts, min_size=1, max_size=3))
+    def holds(samples):
+        t = generalise(samples)
+        rx = re.compile(t.regex)
+        assert all(rx.search(s) for s in samples), (t.regex, samples)
+        assert set(t.captures) <= set(rx.groupindex)
+
+    holds()
