@@ -122,7 +122,11 @@ def _engine_problem(done: threading.Event, patience: float = 10.0) -> str | None
             docker.from_env(timeout=10).close()
             return None
         except DockerException as exc:
+            if done.is_set():
+                return None  # asked to stop meanwhile: no complaint
             if time.monotonic() > deadline or done.wait(1.0):
+                if done.is_set():
+                    return None
                 host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
                 return f"the Docker engine at {host} does not answer: {exc}\n    fix: {docker_fix(host)}"
 

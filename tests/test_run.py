@@ -208,7 +208,15 @@ def test_log_levels(tmp_path, level):
 
 
 def _agent_listening(proc: subprocess.Popen, env: dict[str, str]) -> bool:
-    import socket
-    host, _, port = os.environ["MEDIC_HTTP_ADDR"].rpartition(":")
-    with socket.socket() as s:
-        return proc.poll() is not None or s.connect_ex((host, int(port))) == 0
+    """/healthz answers (200 or 503): the agent has started (nothing is logged at WARNING)."""
+    import urllib.error
+    import urllib.request
+    if proc.poll() is not None:
+        return True
+    try:
+        with urllib.request.urlopen(f"http://{os.environ['MEDIC_HTTP_ADDR']}/healthz", timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
