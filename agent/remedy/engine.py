@@ -30,7 +30,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from agent.actions import registry
-from agent.actions.base import ActionContext, ActionError
+from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.events import Event
 from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
@@ -354,7 +354,9 @@ class Remedy:
                 return
             detail = self.redactor.text(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ActionError)
                                        else str(exc))
-            if inc.attempts >= rule.incident.max_attempts:
+            if isinstance(exc, NeedsHuman):  # another attempt would not help: say what to do
+                self._close(inc, "gave-up", detail)
+            elif inc.attempts >= rule.incident.max_attempts:
                 self._close(inc, "gave-up", f"{detail} (after {inc.attempts} attempts)")
             else:
                 inc.state, inc.detail = "failed", detail
@@ -388,9 +390,10 @@ class Remedy:
         (its latest request): the recorder's records of its profile or instance from a while
         before it opened until now, waiting a moment for answers still on their way; without
         such records, the one request the event carried or the log or bots folder gave."""
-        if inc.deploy and inc.deploy.get("deploy_id") is not None and inc.deploy.get("source") == "recorder" \
-                and not inc.captures.get("profile") and not inc.captures.get("instance"):
-            found = self._intent(inc)  # a recorder rule's own exchange (e.g. an image to pull)
+        if inc.deploy and inc.deploy.get("deploy_id") is not None and inc.deploy.get("source") in (
+                "recorder", "bot") and not inc.captures.get("profile") and not inc.captures.get("instance"):
+            # A recorder rule's own exchange (e.g. an image to pull), or the deploy of a bot that died.
+            found = self._intent(inc)
             return [self._one(found, inc)] if found and not self._owned(inc, done_only=True) else []
         since = inc.created - 300
         deadline = time.monotonic() + (5.0 if wait and self.recorder else 0.0)
@@ -616,7 +619,7 @@ def _templates(params: dict) -> list[str]:
 
 def _summary(res: Result) -> str:
     e = res.event
-    return f"{res.rule.id} in {e.container}: {e.key_line[:300]}"
+    return f"{res.rule.id} in {e.container}: {e.excerpt}"
 
 
 def _stored(res: Result, redactor: Redactor) -> dict:
@@ -631,6 +634,8 @@ def _stored(res: Result, redactor: Redactor) -> dict:
 def _carried_deploy(res: Result) -> dict | None:
     if not res.deploy:
         return None
+    if res.deploy.get("source") == "bot":  # the request that created a bot that died (see fate)
+        return dict(res.deploy)
     data = res.event.data or {}
     if data.get("deploy_id") is not None:
         return {**res.deploy, "deploy_id": data["deploy_id"], "source": "recorder"}
