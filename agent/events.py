@@ -180,6 +180,14 @@ class Event:
         return self.stream
 
     @property
+    def excerpt(self) -> str:
+        """What a person reads of it: its key line, or a bot's death with its last lines."""
+        if self.kind == EXIT:  # the headline, then the last lines (shortened from the end)
+            text = "\n".join(self.lines)
+            return text if len(text) <= 2000 else text[:2000] + "…"
+        return self.key_line[:300]
+
+    @property
     def role(self) -> str:
         return self.origin.role if self.origin is not None else API
 

@@ -27,7 +27,8 @@ from agent.store import Checkpoint, FileCheckpoint, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
 EventHandler = Callable[[Event], None]
-TAIL_LINES = 12  # a bot's last lines kept per channel, for the message about its death
+TAIL_LINES = 40  # a bot's last lines kept per channel: its death is matched with them
+SHOWN_LINES = 6  # ... and the message shows the last few of each
 TAIL_CHARS = 400
 UNSAVED_MAX = 10_000
 PROBE_EVERY = 10.0  # seconds between checks that the state file can still be written
@@ -46,7 +47,7 @@ class Pipeline:
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
         self._next: dict[str, dict[str, int]] = {}  # container -> stream -> last position + 1
         self._cid: dict[str, str] = {}
-        self._origin: dict[str, Origin | None] = {}
+        self._origin: dict[tuple[str, str], Origin | None] = {}
         self._dirty: set[str] = set()
         self._files: dict[Origin, list] = {}  # origin -> [path, dev, ino, next offset]
         self._dirty_files: set[Origin] = set()
@@ -151,11 +152,11 @@ class Pipeline:
                 self._emit(asm.flush(container))  # a new container under the same name
                 self._next.pop(container, None)
             self._cid[container] = cid
-            self._origin.setdefault(container, origin)
             if stream is None:
                 self._emit(asm.flush(container))
             else:
                 channel = origin.channel if origin is not None else stream
+                self._origin[(container, stream)] = origin
                 self._emit(asm.feed(container, channel, items, now, origin))
                 self._next.setdefault(container, {})[stream] = items[-1][0] + 1
                 if origin is not None and origin.role == BOT:
@@ -183,7 +184,8 @@ class Pipeline:
             for origin in [o for o in self._files if o.container == container]:
                 del self._files[origin]
                 self._dirty_files.discard(origin)
-            self._origin.pop(container, None)
+            for key in [k for k in self._origin if k[0] == container]:
+                del self._origin[key]
 
     def _keep_tail(self, container: str, channel: str, items: list[Item]) -> None:
         tail = self._tails.get((container, channel))
@@ -197,11 +199,11 @@ class Pipeline:
         """The death's event, with the last lines of each channel of the bot."""
         data = event.data if event.data is not None else {}
         sections = []
-        for channel, title in ((CONSOLE, "console"), (ERRORS, "logs/errors.log"), (LOG, "logs/logs_*.log")):
+        for channel, title in ((ERRORS, "logs/errors.log"), (CONSOLE, "console"), (LOG, "logs/logs_*.log")):
             lines = list(self._tails.get((event.container, channel), ()))
             data[f"last_{channel}"] = lines
             if lines:
-                sections += [f"-- last lines of its {title}:", *lines]
+                sections += [f"-- the end of its {title}:", *(x[:200] for x in lines[-SHOWN_LINES:])]
         event.data = data
         event.lines = [*event.lines[:1], *sections]
         return event
@@ -275,9 +277,7 @@ class Pipeline:
         self._dirty_files.clear()
 
     def _pending(self, container: str, stream: str) -> int | None:
-        """A container stream's held lines (a bot's console is assembled under its origin)."""
-        origin = self._origin.get(container)
-        if origin is not None:
-            return self.assembler.pending_first_pos(container, origin.channel, origin) \
-                if stream == STDOUT else None
-        return self.assembler.pending_first_pos(container, stream)
+        """A container stream's held lines (assembled under its origin, when it has one)."""
+        origin = self._origin.get((container, stream))
+        channel = origin.channel if origin is not None else stream
+        return self.assembler.pending_first_pos(container, channel, origin)

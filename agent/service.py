@@ -16,9 +16,10 @@ import docker
 from agent import __version__
 from agent.actions.base import ActionContext
 from agent.assemble import Assembler
-from agent.events import Event
+from agent.events import EXIT, Event
 from agent.http import HealthServer
 from agent.hummingbot_api import HummingbotAPI
+from agent.ingest.bots import BotSelection
 from agent.ingest.follow import Ingest
 from agent.match.library import Library, load_library
 from agent.match.matcher import Matcher, Result
@@ -31,6 +32,7 @@ from agent.recorder.feed import DeployFeed
 from agent.recorder.proxy import Recorder, RecorderThread, parse_addr
 from agent.redact import Redactor
 from agent.remedy.engine import Remedy
+from agent.remedy.fate import Fate
 from agent.settings import Settings
 from agent.store import Store, Unknown
 from agent.unknown.digest import DigestSchedule
@@ -84,10 +86,15 @@ class Service:
         self.watcher = RulesWatcher(settings.rules_dir, self._swap, labels=self._labels)
         self.matcher = Matcher(loaded.rules, labels=self._labels)
         self.store = Store(settings.state_db)
+        self.fate = Fate(lambda: self.rules.rules, self._submit, store=self.store,
+                         exit_wait=settings.bot_exit_wait)
         self.pipeline = Pipeline(
-            self.handle, store=self.store, assembler=Assembler(grace=settings.grace_ms / 1000))
+            self.handle, store=self.store, assembler=Assembler(grace=settings.grace_ms / 1000),
+            tick=self.fate.tick)
+        self.bots = BotSelection.parse(settings.bots)
         self.ingest = Ingest(settings.containers, self.pipeline, checkpoints=self.store.checkpoint,
-                             catchup_window=settings.catchup_window, max_line=settings.max_line_bytes)
+                             catchup_window=settings.catchup_window, max_line=settings.max_line_bytes,
+                             bots=self.bots, bots_dir=settings.bots_dir, store=self.store)
         self.feed = DeployFeed(self.store, self.pipeline.event, catchup_window=settings.catchup_window)
         self.redactor = Redactor([settings.hummingbot_password.get_secret_value()],
                                  public=[settings.hummingbot_username])
@@ -134,8 +141,8 @@ class Service:
                 docker=docker.from_env(),
                 api=HummingbotAPI(s.hummingbot_url, s.hummingbot_username,
                                   s.hummingbot_password.get_secret_value()),
-                credentials_dir=s.credentials_dir, redactor=self.redactor,
-                allowed_images=tuple(s.allowed_images))
+                credentials_dir=s.credentials_dir, redactor=self.redactor, bots_dir=s.bots_dir,
+                watch=self.fate, settle=s.bot_settle, allowed_images=tuple(s.allowed_images))
         return self._context
 
     def _labels(self, container: str) -> dict[str, str]:
@@ -149,13 +156,19 @@ class Service:
         events = self.counts["events"]
         events[event.kind] = events.get(event.kind, 0) + 1
         res = self.matcher.match(event)
-        if res is not None:
-            matches = self.counts["matches"]
-            matches[res.rule.id] = matches.get(res.rule.id, 0) + 1
-            report_match(res)
-            self.remedy.submit(res)
+        if event.kind == EXIT:  # a bot's end: with what it said before, if a rule knew it
+            self.fate.exited(event, res)
+        elif res is not None:
+            self.fate.matched(res)
         else:
             self.unknown.observe(event)
+
+    def _submit(self, res: Result) -> None:
+        """A match, ready for the remedy (a bot's failure together with how it ended)."""
+        matches = self.counts["matches"]
+        matches[res.rule.id] = matches.get(res.rule.id, 0) + 1
+        report_match(res)
+        self.remedy.submit(res)
 
     def start(self) -> None:
         if self.http is not None:
@@ -181,8 +194,12 @@ class Service:
     def summary(self) -> list[str]:
         """The start-up summary: what is followed, with which rules, told to whom, in which mode."""
         s = self.settings
+        bots = ("off" if self.bots is None else "all" if self.bots.patterns is None
+                else ", ".join(self.bots.patterns))
+        files = f", their logs in {s.bots_dir}/instances" if s.bots_dir and self.bots else \
+            " (their log files: set MEDIC_BOTS_DIR)" if self.bots else ""
         lines = [f"hb-medic {__version__} in {s.mode} mode",
-                 f"following: {', '.join(s.containers)}",
+                 f"following: {', '.join(s.containers)}; bots hummingbot-api deploys: {bots}{files}",
                  f"rules: {self.rules.describe()}",
                  "notify: " + (", ".join(t.private for t in self.targets)
                                or "nobody (MEDIC_NOTIFY_URLS unset)"),

@@ -63,7 +63,18 @@ class Settings(BaseSettings):
     credentials_dir: Path | None = Field(
         None, description="Exchange keys to provision: <dir>/<profile>/<connector>.json.")
     bots_dir: Path | None = Field(
-        None, description="hummingbot-api's bots/ folder, mounted read-only, to rebuild deploys.")
+        None, description="hummingbot-api's bots/ folder, mounted read-only: the bots' log files, and"
+                          " deploys to rebuild.")
+    bots: str = Field(
+        "all", pattern=r"^[^\s]+$",
+        description="Which bots hummingbot-api deployed to follow: all, off, or shell patterns of container"
+                    " names, comma separated (grid-*,pmm-*).")
+    bot_settle: float = Field(
+        30.0, ge=0, le=3600, description="A redeployed or retried bot counts as fixed only when it still runs"
+                                         " this many seconds later with no bot rule matched.")
+    bot_exit_wait: float = Field(
+        10.0, gt=0, le=300, description="How long a failure a bot dies of waits for its death, to report"
+                                        " both as one.")
     notify_urls: SecretStr | None = Field(
         None, description="apprise URLs, comma separated; `tag1,tag2=URL` routes by severity.")
     notify_config: Path | None = Field(None, description="An apprise config file (with tags).")

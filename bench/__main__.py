@@ -18,7 +18,7 @@ import time
 
 import docker
 
-from bench import engine
+from bench import bots, engine
 
 
 def inproc(lines: int) -> dict:
@@ -70,6 +70,16 @@ def main() -> int:
     r["recorder_p50_ms"] = statistics.median(a[0] for a in added)
     r["recorder_p99_ms"] = statistics.median(a[1] for a in added)
     print(f"  recorder added latency: p50 {r['recorder_p50_ms']:.2f} ms, p99 {r['recorder_p99_ms']:.2f} ms")
+    deaths = bots.death_to_message(client, 2 if q else 7)
+    r["bot_death_to_message_s"] = statistics.median(deaths)
+    print(f"  a bot's death (the engine's FinishedAt) -> its message at a receiver: median "
+          f"{r['bot_death_to_message_s']:.2f} s over {len(deaths)} deaths (max {max(deaths):.2f} s)")
+    count = 5 if q else 50
+    many = [bots.many_bots(client, count, 3 if q else 20) for _ in range(1 if q else 3)]
+    r["bots50_rss_mb"] = statistics.median(m[0] for m in many)
+    r["bots50_idle_cpu_pct"] = statistics.median(m[1] for m in many)
+    print(f"  following {count} quiet bots (consoles and log files): RSS {r['bots50_rss_mb']:.1f} MB, "
+          f"idle CPU {r['bots50_idle_cpu_pct']:.2f} %")
     r["quick"] = q
     r["seconds"] = round(time.monotonic() - started, 1)
     print(f"  ({r['seconds']} s)")

@@ -139,7 +139,7 @@ def idle_cpu(seconds: float) -> float:
     tmp = Path(tempfile.mkdtemp(prefix="medic-bench-"))
     env = {**os.environ, "MEDIC_CONTAINERS": name, "MEDIC_STATE_DB": str(tmp / "s.db"),
            "MEDIC_HUMMINGBOT_PASSWORD": "bench", "MEDIC_HTTP_ADDR": f"127.0.0.1:{free_port()}",
-           "MEDIC_RULES_DIR": str(REPO / "rules")}
+           "MEDIC_RULES_DIR": str(REPO / "rules"), "MEDIC_BOTS": "off"}
     proc = subprocess.Popen([sys.executable, "-m", "agent", "run"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:

@@ -28,9 +28,9 @@ class _Sink:
         self.matcher, self.assembler = matcher, assembler
         self.events = self.tracebacks = self.matches = 0
 
-    def lines(self, container, cid, stream, items):
+    def lines(self, container, cid, stream, items, origin=None):
         match = self.matcher.match
-        for e in self.assembler.feed(container, stream, items):
+        for e in self.assembler.feed(container, stream, items, origin=origin):
             self.events += 1
             if e.kind == TRACEBACK:
                 self.tracebacks += 1

@@ -42,7 +42,9 @@ def main() -> int:
         settings = Settings(
             containers=["hummingbot-api"], state_db=state, rules_dir=REPO / "rules",
             hummingbot_url=stack.url, hummingbot_password="admin", recorder_addr=recorder,
-            http_addr=f"127.0.0.1:{free_port()}", notify_urls=inbox.url)
+            http_addr=f"127.0.0.1:{free_port()}", notify_urls=inbox.url,
+            # The retried bot must live before it counts as fixed (30 s by default; shorter here).
+            bots="sharp-bot*", bot_settle=10)
         service = Service(settings)
         logs.setup("text", service.redactor, level=logging.WARNING)
         say("Starting hb-medic, with its deploy recorder in front of hummingbot-api")
@@ -56,7 +58,8 @@ def main() -> int:
             print(f"{DIM}hummingbot-api's log (stderr):{END}")
             for line in stack.lines("stderr")[-1:]:
                 print(f"  {line}")
-            say("hb-medic recognises it, adds the profile through the API and re-sends the recorded deploy")
+            say("hb-medic recognises it, adds the profile through the API, re-sends the recorded deploy,"
+                " and waits for the bot to live (10 s here, MEDIC_BOT_SETTLE)")
             wait_until(lambda: any(m["title"].startswith("[CRITICAL] Fixed") for m in inbox.accepted), 60,
                        "the agent to report the fix")
             bots = [c.name for c in client.containers.list() if c.name.startswith("sharp-bot")]

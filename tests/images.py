@@ -38,6 +38,8 @@ def _tagged(repository: str, context: pathlib.Path) -> str:
 
 STANDIN_IMAGE = _tagged("medic-test/hummingbot-api-standin", HERE / "standin" / "app")
 TOOLS_IMAGE = _tagged("medic-test/standin-tools", HERE / "standin" / "tools")
+# Named <owner>/hummingbot:<tag>, as hummingbot-api's status route wants a bot's image.
+BOT_IMAGE = _tagged("medic-test/hummingbot", HERE / "standin" / "bot")
 # The hardened compose's Docker socket proxy, as shipped (Debian's haproxy on the local base).
 PROXY_IMAGE = _tagged("medic-test/docker-proxy", HERE.parent / "docker-proxy")
 
@@ -45,6 +47,7 @@ PROXY_IMAGE = _tagged("medic-test/docker-proxy", HERE.parent / "docker-proxy")
 IMAGES: dict[str, pathlib.Path] = {
     STANDIN_IMAGE: HERE / "standin" / "app",
     TOOLS_IMAGE: HERE / "standin" / "tools",
+    BOT_IMAGE: HERE / "standin" / "bot",
     PROXY_IMAGE: HERE.parent / "docker-proxy",
 }
 

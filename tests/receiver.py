@@ -99,3 +99,8 @@ class Receiver:
     def titles(self) -> list[str]:
         with self._lock:
             return [m.get("title", "") for m in self.accepted]
+
+    def timed(self) -> list[tuple[float, str]]:
+        """(when, message) of each accepted message."""
+        with self._lock:
+            return [(t, m.get("message", "")) for t, m in zip(self.accepted_at, self.accepted, strict=True)]

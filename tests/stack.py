@@ -25,7 +25,7 @@ import docker
 import httpx
 from docker.errors import DockerException, NotFound
 
-from tests.images import STANDIN_IMAGE, TOOLS_IMAGE
+from tests.images import BOT_IMAGE, STANDIN_IMAGE, TOOLS_IMAGE
 
 LABEL = "medic-test"
 OWNER = "medic-test.owner"  # the pid of the test process that made the container
@@ -40,7 +40,7 @@ def labels(run_id: str) -> dict[str, str]:
 TEMPLATE = {
     "conf_client.yml": (
         "instance_id: master_account\n"
-        "mqtt_bridge:\n  mqtt_host: localhost\n  mqtt_port: 1883\n"
+        "mqtt_bridge:\n  mqtt_host: 127.0.0.1\n  mqtt_port: {broker_port}\n"
     ),
     "conf_fee_overrides.yml": "{}\n",
     "hummingbot_logs.yml": "version: 1\n",
@@ -172,9 +172,11 @@ class Stack:
         master = self.bots / "credentials" / "master_account"
         (master / "connectors").mkdir(parents=True)
         for name, text in TEMPLATE.items():
-            (master / name).write_text(text)
+            (master / name).write_text(text.replace("{broker_port}", str(self.broker_port)))
         for sub in ("conf/scripts", "conf/controllers", "instances", "scripts", "controllers"):
             (self.bots / sub).mkdir(parents=True)
+        # As in hummingbot-api's bots/scripts: the script every controllers deploy runs.
+        (self.bots / "scripts" / "v2_with_controllers.py").write_text("markets = {}\n")
 
     def _run_tool(self, name: str, mode: str, port: int, environment=None):
         return self.client.containers.run(
@@ -201,7 +203,7 @@ class Stack:
                 "/hummingbot_api"
             ),
             "STANDIN_GENERATION": self.generation,
-            "STANDIN_DEFAULT_IMAGE": TOOLS_IMAGE,
+            "STANDIN_DEFAULT_IMAGE": BOT_IMAGE,
             "STANDIN_BOT_LABELS": ",".join(f"{k}={v}" for k, v in labels(self.run_id).items()),
         }
         if self.log_info:
@@ -275,11 +277,12 @@ def _alive(pid: str | None) -> bool:
 def sweep(client: docker.DockerClient) -> None:
     """Remove containers (and compose volumes) left by earlier runs that were killed before
     cleanup; those of a test process still running (another checkout's run) stay."""
-    for c in client.containers.list(all=True, filters={"label": LABEL}):
-        if _alive(c.labels.get(OWNER)):
+    # One listing (docker-py's list inspects each container, which races with other runs' removals).
+    for c in client.api.containers(all=True, filters={"label": LABEL}):
+        if _alive((c.get("Labels") or {}).get(OWNER)):
             continue
         with contextlib.suppress(DockerException):
-            c.remove(force=True)
+            client.api.remove_container(c["Id"], force=True)
     for v in client.volumes.list(filters={"label": LABEL}):
         if _alive((v.attrs.get("Labels") or {}).get(OWNER)):
             continue

@@ -38,12 +38,12 @@ class Agent:
                              catchup_window=window, client_factory=client_factory)
 
     # the LineSink interface
-    def lines(self, container, cid, stream, items):
+    def lines(self, container, cid, stream, items, origin=None):
         now = time.time()
         for _pos, ts, text in items:
             self.seen[(cid, stream)].append(text)
             self.received.append((now, cid, stream, ts, text))
-        self.pipeline.lines(container, cid, stream, items)
+        self.pipeline.lines(container, cid, stream, items, origin)
 
     def detached(self, container, cid):
         self.pipeline.detached(container, cid)

@@ -204,7 +204,7 @@ def test_seed_incident_messages_in_order(make_stack, tmp_path):
         service = Service(Settings(
             containers=["hummingbot-api"], state_db=tmp_path / "state.db", rules_dir=REPO / "rules",
             hummingbot_url=stack.url, recorder_addr=f"127.0.0.1:{port}", notify_urls=rx.url,
-            hummingbot_password=canary))
+            hummingbot_password=canary, bots="off", bot_settle=2))
         service.start()
         try:
             httpx.post(f"http://127.0.0.1:{port}/bot-orchestration/deploy-v2-script", auth=(ADMIN[0], canary),

@@ -26,10 +26,11 @@ def agent(tmp_path):
     made: list[Service] = []
 
     def start(stack, *, recorder: bool = True, start_remedy: bool = True, **extra) -> Service:
-        settings = Settings(
-            containers=["hummingbot-api"], state_db=tmp_path / "state.db", rules_dir=REPO / "rules",
-            hummingbot_url=stack.url, catchup_window=120,
-            recorder_addr=f"127.0.0.1:{free_port()}" if recorder else None, **extra)
+        # The retried bot must live a settle time (shortened here); bots are tests/test_bots.py's.
+        settings = Settings(**{
+            "containers": ["hummingbot-api"], "state_db": tmp_path / "state.db", "rules_dir": REPO / "rules",
+            "hummingbot_url": stack.url, "catchup_window": 120, "bots": "off", "bot_settle": 2,
+            "recorder_addr": f"127.0.0.1:{free_port()}" if recorder else None, **extra})
         service = Service(settings)
         if not start_remedy:
             service.remedy.start = lambda: None  # the test drives attempts itself
@@ -119,7 +120,7 @@ def test_without_recorder_account_fixed_and_retry_deploy_finishes(make_stack, ag
     assert (stack.bots / "credentials" / "client_sharp" / "conf_client.yml").is_file()  # account fixed
     assert running_bots(stack, "sharp-bot") == []  # the deploy was not guessed
     env = {**os.environ, "MEDIC_STATE_DB": str(tmp_path / "state.db"), "MEDIC_HUMMINGBOT_URL": stack.url,
-           "MEDIC_RULES_DIR": str(REPO / "rules")}
+           "MEDIC_RULES_DIR": str(REPO / "rules"), "MEDIC_BOT_SETTLE": "2", "MEDIC_BOTS": "off"}
     bad = subprocess.run([sys.executable, "-m", "agent", "retry-deploy", inc.id, "--body",
                           json.dumps({"instance_name": "../x", "credentials_profile": "client_sharp"})],
                          capture_output=True, text=True, env=env)
@@ -128,7 +129,7 @@ def test_without_recorder_account_fixed_and_retry_deploy_finishes(make_stack, ag
                           json.dumps({"instance_name": "sharp-bot", "credentials_profile": "client_sharp"})],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
-    assert "its container is running" in out.stdout
+    assert "still running after 2 s with no bot rule matched" in out.stdout
     assert len(running_bots(stack, "sharp-bot")) == 1
     assert service.store.get_incident(inc.id).state == "resolved"
     listing = subprocess.run([sys.executable, "-m", "agent", "incidents"], capture_output=True, text=True,
@@ -163,7 +164,7 @@ def test_client_that_redeployed_itself_gets_no_duplicate(make_stack, agent):
     inc = service.store.get_incident(inc.id)
     assert inc.state == "resolved", inc.detail
     retry = next(a for a in service.store.audit_trail(inc.id) if a["name"] == "retry_deploy")
-    assert retry["result"] == "already deployed as self-bot (not sent again)"
+    assert retry["result"].startswith("already deployed as self-bot (not sent again); self-bot still running")
     assert len(running_bots(stack, "self-bot")) == 1
 
 

@@ -12,7 +12,7 @@ import re
 import pytest
 import yaml
 
-from tests.images import TOOLS_IMAGE
+from tests.images import BOT_IMAGE
 
 pytestmark = pytest.mark.docker
 
@@ -158,7 +158,7 @@ def test_legacy_info_build_logs_the_body(make_stack):
     line = stack.wait_line("stderr", "Creating hummingbot instance")[0]
     assert re.match(record("root", "INFO", (
         f"Creating hummingbot instance with config: instance_name='{name}' "
-        f"credentials_profile='client_sharp' image='{TOOLS_IMAGE}' script=None "
+        f"credentials_profile='client_sharp' image='{BOT_IMAGE}' script=None "
         "script_config='sharp.yml' headless=False")), line)
 
 
@@ -179,8 +179,10 @@ def test_add_account_then_deploy_starts_a_running_bot(stack):
     assert stack.http("GET", f"/accounts/{profile}/credentials").json() == []
 
     (stack.bots / "conf" / "scripts" / "pmm.yml").write_text("script_file_name: pmm.py\n")
+    (stack.bots / "scripts" / "pmm.py").write_text("markets = {}\n")
     name = stack.unique("bot")
-    resp = stack.deploy(instance_name=name, credentials_profile=profile, script_config="pmm.yml")
+    resp = stack.deploy(instance_name=name, credentials_profile=profile, script_config="pmm.yml",
+                        headless=True)
     assert resp.status_code == 200, resp.text
     body = resp.json()
     unique = body["unique_instance_name"]
@@ -205,16 +207,26 @@ def test_add_account_then_deploy_starts_a_running_bot(stack):
     assert (stack.bots / "instances" / unique / "conf" / "scripts" / "pmm.yml").is_file()
 
     def bot_says():
-        return f"bot starting: instance_id={unique}" in bot.logs().decode()
+        return "MQTT Bridge connected with success." in bot.logs().decode()
 
     from tests.stack import wait_until
-    wait_until(bot_says, 20, "the bot's first line")
+    wait_until(bot_says, 30, "the bot's bridge to the broker")
+    assert "- root - Starting V2 script strategy: pmm\r\n" in bot.logs().decode()  # a TTY
     bot.reload()
     assert bot.status == "running"
-    status = stack.http("GET", "/bot-orchestration/status").json()
-    assert status["status"] == "success"
-    assert status["data"][unique]["status"] == "running"
-    assert status["data"][unique]["source"] == "docker"
+    # As captured: "stopped" (nothing trades), and recently_active once its heartbeat is heard.
+    entry = wait_until(lambda: stack.http("GET", "/bot-orchestration/status").json()["data"].get(unique),
+                       10, "the bot in the status")
+    assert (entry["status"], entry["source"]) == ("stopped", "docker")
+    wait_until(lambda: stack.http("GET", f"/bot-orchestration/{unique}/status").json()["data"]
+               .get("recently_active"), 20, "its heartbeat")
+    mqtt = stack.http("GET", "/bot-orchestration/mqtt").json()["data"]
+    assert mqtt["mqtt_connected"] and unique in mqtt["discovered_bots"] and unique in mqtt["active_bots"]
+    bot.kill()
+    wait_until(lambda: unique not in stack.http("GET", "/bot-orchestration/status").json()["data"], 10,
+               "a dead bot to drop out")
+    assert stack.http("GET", f"/bot-orchestration/{unique}/status").json() == {
+        "status": "success", "data": {"status": "not_found", "error": f"Bot {unique} not found"}}
     # Success is silent on stderr.
     assert not only(stack.lines("stderr"), r" - (ERROR|WARNING) - ")
 

@@ -145,7 +145,7 @@ def provision_credentials(params: CredentialsParams, ctx: ActionContext) -> str:
         if params.connector not in placed:
             raise NeedsHuman(
                 f"no keys were placed for {params.connector} of profile {params.profile}: add them with"
-                f" POST /accounts/add-credential/{params.profile}/{params.connector} and the body"
+                f" POST /accounts/add-credential/{params.profile}/{params.connector} and a JSON object of"
                 f" {_key_fields(ctx, params.connector)} (or place them in MEDIC_CREDENTIALS_DIR/"
                 f"{params.profile}/{params.connector}.json for hb-medic), then deploy the bot again")
         placed = {params.connector: placed[params.connector]}
@@ -178,7 +178,7 @@ def provision_credentials(params: CredentialsParams, ctx: ActionContext) -> str:
 
 
 def _key_fields(ctx: ActionContext, connector: str) -> str:
-    """The JSON body add-credential wants for this connector, with placeholders for the values."""
+    """The fields add-credential wants for this connector (names only: values are secrets)."""
     try:
         resp = ctx.api.request("GET", f"/connectors/{connector}/config-map")
         fields = [k for k in resp.json() if isinstance(k, str) and re.fullmatch(r"\w{1,64}", k)] \
@@ -186,5 +186,5 @@ def _key_fields(ctx: ActionContext, connector: str) -> str:
     except (httpx.HTTPError, ValueError):
         fields = []
     if not fields:
-        return "{<the connector's key fields>: ...}"
-    return json.dumps({k: "..." for k in fields})
+        return "the connector's key fields (GET /connectors/<connector>/config-map)"
+    return ", ".join(fields)

@@ -15,12 +15,14 @@ inclusive) skips exactly what was already handled.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import docker
@@ -29,8 +31,12 @@ from docker.errors import DockerException, NotFound
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from agent.assemble import Item
+from agent.events import API, BOT, CONSOLE, DEFAULT_STACK, Origin, exit_event, role_of
+from agent.ingest.bots import BotInfo, BotSelection, logs_folder, maybe_bot, recognise
+from agent.ingest.files import LogFiles
+from agent.ingest.life import LifeEvents
 from agent.ingest.split import STDERR, STDOUT, Dechunker, Line, LineSplitter, format_ts
-from agent.store import DUP_BITS, Checkpoint
+from agent.store import DUP_BITS, Checkpoint, Store
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,8 @@ MAX_DUP = (1 << DUP_BITS) - 1
 class LineSink(Protocol):
     """Where followers deliver lines (the pipeline)."""
 
-    def lines(self, container: str, container_id: str, stream: str, items: list[Item]) -> None: ...
+    def lines(self, container: str, container_id: str, stream: str, items: list[Item],
+              origin: Origin | None = None) -> None: ...
 
     def detached(self, container: str, container_id: str) -> None: ...
 
@@ -130,12 +137,27 @@ class FollowerStatus:
     skipped_old: int = 0
 
 
+def origins(name: str, role: str) -> dict[str, Origin | None]:
+    """The origin of each Docker stream of a container: hummingbot-api's need none (the
+    default); a bot's TTY is its console; a sibling's streams keep their names."""
+    if role == API:
+        return {STDOUT: None, STDERR: None}
+    if role == BOT:
+        return {STDOUT: Origin(name, CONSOLE, BOT), STDERR: Origin(name, CONSOLE, BOT, file="stderr")}
+    return {STDOUT: Origin(name, STDOUT, role), STDERR: Origin(name, STDERR, role)}
+
+
 class Follower(threading.Thread):
-    """Keeps one container name's log stream attached, across its whole life."""
+    """Keeps one container name's log stream attached, across its whole life.
+
+    A bot's follower (`once`) ends when its container no longer runs and its last
+    lines are read: bots come and go, and the engine's events start a new one.
+    `drained` is set whenever the stream of a container that stopped has been read to its end.
+    """
 
     def __init__(self, name: str, api: docker.APIClient, sink: LineSink, health: EngineHealth, *,
                  checkpoint: Checkpoint | None, catchup_window: float, max_line: int,
-                 backoff_max: float = 30.0) -> None:
+                 backoff_max: float = 30.0, role: str = API, once: bool = False) -> None:
         super().__init__(name=f"follow-{name}", daemon=True)
         self.container = name
         self.api = api
@@ -145,6 +167,10 @@ class Follower(threading.Thread):
         self.max_line = max_line
         self.backoff_max = backoff_max
         self.status = FollowerStatus(name)
+        self.role = role
+        self.once = once
+        self.origins = origins(name, role)
+        self.drained = threading.Event()
         self.wake = threading.Event()
         self._stopping = threading.Event()
         self._response: requests.Response | None = None
@@ -205,6 +231,7 @@ class Follower(threading.Thread):
         since = self._since(info)
         if running:
             self.status.state = "attached"
+            self.drained.clear()
         started, lines_before = time.monotonic(), self.status.lines
         self._read(cid, tty, follow=running, since_ns=since)
         if self._stopping.is_set():
@@ -221,6 +248,10 @@ class Follower(threading.Thread):
         self._detached()
         self.status.state = "stopped" if after is not None else "absent"
         if after is None or not after["State"].get("Running"):
+            self.drained.set()
+            if self.once:
+                self._stopping.set()
+                return
             self.wake.wait(30)
 
     def _detached(self) -> None:
@@ -323,86 +354,232 @@ class Follower(threading.Thread):
         self._resume[stream] = items[-1][0] + 1
         self.status.lines += len(items)
         self.status.last_line_at = time.time()
-        self.sink.lines(self.container, self._cid or "", stream, items)
+        self.sink.lines(self.container, self._cid or "", stream, items, self.origins[stream])
 
 
 class Ingest:
-    """The followers of all watched containers and the engine event watcher."""
+    """Every source of lines and events on one engine: the followers of the named containers,
+    the bots hummingbot-api deployed (their consoles and, with the bots folder, their log
+    files), and the engine's life events."""
 
     def __init__(self, names: list[str], sink: LineSink, *,
                  checkpoints: Callable[[str], Checkpoint | None] = lambda _n: None,
-                 client_factory: Callable[[], docker.DockerClient] = docker.from_env,
-                 catchup_window: float = 600.0, max_line: int = 64 * 1024) -> None:
+                 client_factory: Callable[[], docker.DockerClient] | None = None,
+                 catchup_window: float = 600.0, max_line: int = 64 * 1024,
+                 bots: BotSelection | None = None, bots_dir: Path | None = None,
+                 store: Store | None = None, stack: str = DEFAULT_STACK) -> None:
         self.names = names
         self.sink = sink
         self.health = EngineHealth()
-        self._client_factory = client_factory
+        # Every followed container holds one connection: the pool must be as wide as that.
+        self._client_factory = client_factory or (lambda: docker.from_env(max_pool_size=MAX_STREAMS))
         self._client: docker.DockerClient | None = None
         self._checkpoints = checkpoints
         self.catchup_window = catchup_window
         self.max_line = max_line
+        self.bots = bots
+        self.bots_dir = bots_dir
+        self.stack = stack
         self.followers: dict[str, Follower] = {}
+        self._bots: dict[str, BotInfo] = {}  # followed bots by name
+        self._not_bots: set[str] = set()  # container ids looked at that are no bots
+        self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._events_stream = None
-        self._watcher = threading.Thread(target=self._watch, name="docker-events", daemon=True)
+        self.files = LogFiles(sink, checkpoint=store.file_checkpoint if store else (lambda _p: None),
+                              catchup_window=catchup_window, max_line=max_line) \
+            if bots is not None and bots_dir is not None else None
+        self._started_at = time.time()
+        self._watcher = LifeEvents(self, store=store, catchup_window=catchup_window,
+                                   keep_running=keep_running)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        assert self._client is not None
+        return self._client
 
     def start(self) -> None:
         self._client = self._client_factory()
         for name in self.names:
-            f = Follower(name, self._client.api, self.sink, self.health,
-                         checkpoint=self._checkpoints(name), catchup_window=self.catchup_window,
-                         max_line=self.max_line)
-            self.followers[name] = f
-            f.start()
+            self._follow(name, role_of(name))
+        if self.files is not None:
+            self.files.start()
         self._watcher.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop every source; `timeout` bounds the whole wait, however many bots are followed."""
+        deadline = time.monotonic() + timeout
         self._stopping.set()
-        stream = self._events_stream
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
-        for f in self.followers.values():
+        self._watcher.stop()
+        with self._lock:
+            followers = list(self.followers.values())
+        for f in followers:
             f.stop()
-        for f in self.followers.values():
-            f.join(timeout)
-        self._watcher.join(timeout)
+        for f in followers:
+            f.join(max(0.0, deadline - time.monotonic()))
+        if self.files is not None:
+            self.files.stop(max(0.0, deadline - time.monotonic()))
+        self._watcher.join(max(0.0, deadline - time.monotonic()))
         if self._client is not None:
             self._client.close()
 
     def status(self) -> dict[str, FollowerStatus]:
-        return {name: f.status for name, f in self.followers.items()}
+        with self._lock:
+            return {name: f.status for name, f in self.followers.items()}
 
     def labels(self, name: str) -> dict[str, str]:
         """Labels of the followed container of that name, as last inspected."""
         f = self.followers.get(name)
         return f.status.labels if f is not None else {}
 
-    def _watch(self) -> None:
-        """Wake followers on container events; reconnect to the engine with backoff."""
-        keep_running(self._watch_once, self._stopping,
-                     on_engine_failure=lambda s: self.health.failed(s.outcome.exception()),
-                     what="docker event watcher")
+    def followed_bots(self) -> list[str]:
+        with self._lock:
+            return list(self._bots)
 
-    def _watch_once(self) -> None:
-        assert self._client is not None
-        stream = self._client.events(decode=True, filters={"type": "container"})
-        self.health.ok()
-        self._events_stream = stream
+    # -- followers --------------------------------------------------------------------------------
+    def _follow(self, name: str, role: str, *, once: bool = False) -> Follower:
+        f = Follower(name, self.client.api, self.sink, self.health, checkpoint=self._checkpoints(name),
+                     catchup_window=self.catchup_window, max_line=self.max_line, role=role, once=once)
+        with self._lock:
+            self.followers[name] = f
+        f.start()
+        return f
+
+    def wake(self, name: str) -> None:
+        f = self.followers.get(name)
+        if f is not None and name in self.names:
+            f.wake.set()
+
+    # -- from the life events ------------------------------------------------------------------------
+    def connected(self) -> None:
+        """The event stream is (again) attached: wake everyone, and find the bots there are."""
+        for name in self.names:
+            self.wake(name)
+        if self.bots is None:
+            return
+        floor = time.time() - self.catchup_window
+        for c in self.client.api.containers(all=True):
+            name = (c.get("Names") or ["/"])[0].lstrip("/")
+            if name in self._bots or c["Id"] in self._not_bots:
+                continue
+            if not maybe_bot(c):  # the listing says enough: no need to inspect it
+                self._not_bots.add(c["Id"])
+                continue
+            running = c.get("State") == "running"
+            if not running and c.get("Created", 0) < floor and not self._recently_exited(c["Id"], floor):
+                continue
+            self._consider(c["Id"], fresh=False)
+
+    def _recently_exited(self, cid: str, floor: float) -> bool:
         try:
-            # Anything may have happened while we were not listening.
-            for f in self.followers.values():
-                f.wake.set()
-            for event in stream:
-                attrs = (event.get("Actor") or {}).get("Attributes") or {}
-                follower = self.followers.get(attrs.get("name", ""))
-                if follower is not None and event.get("Action") in (
-                    "create", "start", "restart", "die", "stop", "destroy", "rename", "unpause",
-                ):
-                    follower.wake.set()
+            finished = self.client.api.inspect_container(cid)["State"].get("FinishedAt") or ""
+        except DockerException:
+            return False
+        return _epoch(finished) >= floor
+
+    def started(self, cid: str, name: str) -> None:
+        if self.bots is not None and name not in self.names:
+            self._consider(cid, fresh=True)
+
+    def _consider(self, cid: str, *, fresh: bool) -> BotInfo | None:
+        """Follow the container if it is a bot this agent should follow."""
+        try:
+            info = self.client.api.inspect_container(cid)
+        except NotFound:
+            return None
+        bot = recognise(info)
+        if bot is None or self.bots is None or not self.bots.wants(bot.name) or bot.name in self.names:
+            self._not_bots.add(cid)
+            return None
+        with self._lock:
+            known = self._bots.get(bot.name)
+            follower = self.followers.get(bot.name)
+            self._bots[bot.name] = bot
+        if follower is None or not follower.is_alive():
+            self._follow(bot.name, BOT, once=True)
+        folder = logs_folder(self.bots_dir, bot)
+        if self.files is not None and folder is not None:
+            created = _epoch(info.get("Created") or "")
+            self.files.watch(bot.name, folder, fresh=fresh or created >= self._started_at,
+                             stack=self.stack)
+        if known is None:
+            log.info("following bot %s%s", bot.name, "" if folder is None else f" and its {folder}")
+        return bot
+
+    def died(self, cid: str, name: str, *, exit_code: int, stopped: bool, oom: bool, at: int) -> None:
+        """A container exited. A bot's end is told after its last lines (in its own thread:
+        reading them may take a moment, and the event stream must not wait)."""
+        if self.bots is None or cid in self._not_bots:
+            return
+        with self._lock:
+            followed = name in self._bots
+        if not followed and self._consider(cid, fresh=False) is None:
+            return
+        threading.Thread(target=self._ended, args=(cid, name, exit_code, stopped, oom, at),
+                         name=f"end-{name}", daemon=True).start()
+
+    def _ended(self, cid: str, name: str, exit_code: int, stopped: bool, oom: bool, at: int) -> None:
+        try:
+            follower = self.followers.get(name)
+            if follower is not None:
+                follower.wake.set()
+                follower.drained.wait(DRAIN_WAIT)
+            if self.files is not None:
+                self.files.drain(name)
+            try:
+                state = self.client.api.inspect_container(cid)
+            except NotFound:
+                state = {}
+            st = state.get("State") or {}
+            started, finished = _epoch(st.get("StartedAt") or ""), _epoch(st.get("FinishedAt") or "")
+            lived = finished - started if started and finished >= started else None
+            oom = oom or bool(st.get("OOMKilled"))
+            if state and st.get("Running"):
+                return  # started again meanwhile (docker restart): the start said it all
+            event = exit_event(name, exit_code=exit_code, ts=at, lived=lived, oom_killed=oom,
+                               stack=self.stack, stopped=stopped, container_id=cid,
+                               created=_epoch(state.get("Created") or "") or None,
+                               image=(state.get("Config") or {}).get("Image"))
+            if stopped:
+                log.info("bot %s was stopped (exit code %d): not a death", name, exit_code)
+            self.sink.exit(event)
+        except Exception:
+            log.exception("telling the end of bot %s failed", name)
         finally:
-            self._events_stream = None
-            with contextlib.suppress(Exception):
-                stream.close()
-        if not self._stopping.is_set():
-            raise requests.exceptions.ConnectionError("event stream ended")
+            if self.files is not None:
+                self.files.unwatch(name)
+            with self._lock:
+                f = self.followers.get(name)
+                if f is not None and not f.is_alive():
+                    del self.followers[name]
+                self._bots.pop(name, None)
+
+    def removed(self, cid: str, name: str) -> None:
+        self._not_bots.discard(cid)
+        with self._lock:
+            gone = name in self._bots or (name in self.followers and name not in self.names)
+        if gone and hasattr(self.sink, "forget"):
+            if self.files is not None:
+                self.files.unwatch(name)
+            with self._lock:
+                self._bots.pop(name, None)
+                f = self.followers.pop(name, None)
+            if f is not None:
+                f.stop()
+            self.sink.forget(name)
+
+
+DRAIN_WAIT = 2.0  # how long a bot's end waits for the last lines of its console
+MAX_STREAMS = 512
+
+
+def _epoch(stamp: str) -> float:
+    """Docker's RFC 3339 time (nanoseconds, Z) to epoch seconds; 0 when unset or unreadable."""
+    if not stamp or stamp.startswith("0001-"):
+        return 0.0
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    try:
+        secs = calendar.timegm(time.strptime(head[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0.0
+    digits = "".join(ch for ch in frac if ch.isdigit())[:9]
+    return secs + (int(digits.ljust(9, "0")) / 1e9 if digits else 0.0)

@@ -30,7 +30,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from agent.actions import registry
-from agent.actions.base import ActionContext, ActionError
+from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.events import Event
 from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
@@ -55,7 +55,8 @@ OUTAGE_MAX = 86400.0  # how long an incident waits for hummingbot-api or the eng
 OUTAGE_LOOK = 3.0  # seconds between two looks at something that does not answer
 EVENTS_KEPT = 2 * 86400.0  # how long a handled event is remembered (no replay reaches back further)
 CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that name to be answered
-OWN_SEND_WAIT = 60.0  # how long a retry cut off by a kill waits for its bot to show before sending again
+OWN_SEND_WAIT = 20.0  # after a re-send cut off by a kill, how long its bot may take to show
+MAX_INTERRUPTED = 5  # restarts during an incident's attempts before it gives up
 
 
 class _Refused(Exception):
@@ -114,12 +115,21 @@ class Remedy:
         self._thread.start()
 
     def recover(self) -> None:
-        """Attempts cut short by a stop are tried again (the attempt already counted)."""
+        """Attempts cut short by a stop or a kill are tried again at once. The cut attempt is
+        not counted (the agent's end is not the fix failing), but an incident cut short
+        MAX_INTERRUPTED times gives up: a fix that takes the agent down must not loop."""
         for inc in self.store.incidents(limit=200):
             if inc.state in ("detected", "acting", "verifying", "retrying"):
                 self._interrupted(inc, "interrupted by a restart of the agent")
 
     def _interrupted(self, inc: Incident, why: str) -> None:
+        cut = sum(1 for a in self.store.audit_trail(inc.id) if a["name"] == "interrupted") + 1
+        if cut >= MAX_INTERRUPTED:
+            self.store.audit(inc.id, "decision", "interrupted", result=why)
+            self._close(inc, "gave-up", f"{why}, the {cut}th time: not trying again; please look")
+            return
+        if inc.state != "detected":
+            inc.attempts = max(0, inc.attempts - 1)
         inc.state, inc.next_attempt, inc.detail = "failed", time.time(), why
         self.store.save_incident(inc)
         self.store.audit(inc.id, "decision", "interrupted", result=why)
@@ -344,7 +354,9 @@ class Remedy:
                 return
             detail = self.redactor.text(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ActionError)
                                        else str(exc))
-            if inc.attempts >= rule.incident.max_attempts:
+            if isinstance(exc, NeedsHuman):  # another attempt would not help: say what to do
+                self._close(inc, "gave-up", detail)
+            elif inc.attempts >= rule.incident.max_attempts:
                 self._close(inc, "gave-up", f"{detail} (after {inc.attempts} attempts)")
             else:
                 inc.state, inc.detail = "failed", detail
@@ -378,9 +390,10 @@ class Remedy:
         (its latest request): the recorder's records of its profile or instance from a while
         before it opened until now, waiting a moment for answers still on their way; without
         such records, the one request the event carried or the log or bots folder gave."""
-        if inc.deploy and inc.deploy.get("deploy_id") is not None and inc.deploy.get("source") == "recorder" \
-                and not inc.captures.get("profile") and not inc.captures.get("instance"):
-            found = self._intent(inc)  # a recorder rule's own exchange (e.g. an image to pull)
+        if inc.deploy and inc.deploy.get("deploy_id") is not None and inc.deploy.get("source") in (
+                "recorder", "bot") and not inc.captures.get("profile") and not inc.captures.get("instance"):
+            # A recorder rule's own exchange (e.g. an image to pull), or the deploy of a bot that died.
+            found = self._intent(inc)
             return [self._one(found, inc)] if found and not self._owned(inc, done_only=True) else []
         since = inc.created - 300
         deadline = time.monotonic() + (5.0 if wait and self.recorder else 0.0)
@@ -532,14 +545,15 @@ class Remedy:
     def _wait_for_earlier_sends(self, inc: Incident, ctx: ActionContext, base: str, since: float) -> None:
         """This incident sent it before and was cut off (a kill) before it knew the answer: give
         the bot time to show up before sending again."""
-        mine = self.store.incident_deploys(inc.id)
-        if not any(r["base"] == base and r["state"] == "sending" for r in mine):
+        sent = [r["sent_at"] or 0.0 for r in self.store.incident_deploys(inc.id)
+                if r["base"] == base and r["state"] == "sending"]
+        if not sent:
             return
-        deadline = time.monotonic() + OWN_SEND_WAIT
-        while time.monotonic() < deadline:
+        until = max(sent) + OWN_SEND_WAIT
+        while time.time() < until:
             if already_deployed(ctx, base, since):
                 return  # retry_deploy sees it too and does not send again
-            time.sleep(1.0)
+            time.sleep(0.5)
 
     def _wait_for_clients(self, base: str, exclude: set[int]) -> None:
         """A client's own deploy of this name still on its way through the recorder: wait for
@@ -605,7 +619,7 @@ def _templates(params: dict) -> list[str]:
 
 def _summary(res: Result) -> str:
     e = res.event
-    return f"{res.rule.id} in {e.container}: {e.key_line[:300]}"
+    return f"{res.rule.id} in {e.container}: {e.excerpt}"
 
 
 def _stored(res: Result, redactor: Redactor) -> dict:
@@ -620,6 +634,8 @@ def _stored(res: Result, redactor: Redactor) -> dict:
 def _carried_deploy(res: Result) -> dict | None:
     if not res.deploy:
         return None
+    if res.deploy.get("source") == "bot":  # the request that created a bot that died (see fate)
+        return dict(res.deploy)
     data = res.event.data or {}
     if data.get("deploy_id") is not None:
         return {**res.deploy, "deploy_id": data["deploy_id"], "source": "recorder"}

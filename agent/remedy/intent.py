@@ -21,7 +21,7 @@ from agent.match import captures as capture_check
 from agent.match.deploy import DEPLOY_NAME, FIELDS
 from agent.match.model import Capture
 from agent.names import base_name
-from agent.store import Store
+from agent.store import ANSWERED, Deploy, Store
 
 DEFAULT_IMAGE = "hummingbot/hummingbot:latest"  # what hummingbot-api deploys when no image is given
 FILE_NAME = Capture(type="file", max_length=128)
@@ -130,6 +130,24 @@ def from_bots_folder(bots: Path | None, *, profile: str | None, at: float) -> di
             "source": "bots folder"}
 
 
+def creator_of(store: Store, name: str, created: float | None) -> Deploy | None:
+    """The deploy that created a bot: the latest authenticated request of its name that
+    hummingbot-api answered with success, shortly before the container was made."""
+    at = created or time.time()
+    found = [d for d in store.deploys_of(instances=(name, base_name(name)), since=at - 600, until=at + 60)
+             if d.state == ANSWERED and not d.failed and d.authenticated and d.body() is not None]
+    return found[-1] if found else None
+
+
+def of_bot(store: Store, deploy_id: int) -> dict | None:
+    """The recorded request that created a bot that died: a redeploy re-sends it (a request that
+    succeeded at hummingbot-api; the failure was inside the bot, which the agent saw die)."""
+    d = store.get_deploy(deploy_id)
+    if d is None or d.state != ANSWERED or d.failed or not d.authenticated or d.body() is None:
+        return None
+    return {"route": d.route, "body": d.body(), "raw": d.request_body, "source": "bot", "deploy_id": d.id}
+
+
 def resolve(store: Store, bots: Path | None, *, deploy: dict | None, captures: dict, at: float,
             wait: float = 0.0) -> dict | None:
     """The intent, trying each source; `wait` covers a record still being written.
@@ -137,6 +155,8 @@ def resolve(store: Store, bots: Path | None, *, deploy: dict | None, captures: d
     `deploy` is what the match carried: a recorded exchange (with its record id) or a
     body logged at INFO (source "log"), which the recorder's exact bytes take over.
     """
+    if deploy and deploy.get("source") == "bot" and deploy.get("deploy_id") is not None:
+        return of_bot(store, deploy["deploy_id"])
     if deploy and deploy.get("deploy_id") is not None:
         if store.get_deploy(deploy["deploy_id"]) is None:
             return deploy  # pruned since; the feed carried it from an answered, authenticated record

@@ -4,7 +4,8 @@ Before sending: is it already done? A client that retried by itself must not
 get a second bot, so any bot of the same base name deployed since the failure
 (hummingbot-api's bot status, or a container of that name created since) means
 done. Sending retries connection errors and 5xx with exponential backoff and
-jitter; success means `success: true` and the bot's container running.
+jitter; success means `success: true` and the bot alive (agent.remedy.alive: still
+running after the settle time, no bot rule matched, heard by hummingbot-api).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import time
 from datetime import datetime
 
 import httpx
-from docker.errors import NotFound
 from tenacity import (
     RetryError,
     Retrying,
@@ -23,8 +23,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from agent.actions.base import ActionContext, ActionError
+from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.names import CONTAINER_NAME_PATTERN, STAMP, base_name
+from agent.remedy.alive import bot_lives
 from agent.remedy.intent import check_body
 
 CONTAINER_NAME = re.compile(CONTAINER_NAME_PATTERN)
@@ -42,7 +43,8 @@ def _deployed_since(name: str, base: str, since: float) -> bool:
 
 
 def already_deployed(ctx: ActionContext, base: str, since: float) -> str | None:
-    """The name of a bot of that base name deployed since `since`, if any."""
+    """The name of a running bot of that base name deployed since `since`, if any (a dead one,
+    such as a redeployed bot that died again, does not count)."""
     try:
         resp = ctx.api.request("GET", "/bot-orchestration/status")
         if resp.status_code == 200:
@@ -51,14 +53,12 @@ def already_deployed(ctx: ActionContext, base: str, since: float) -> str | None:
                     return name
     except (httpx.HTTPError, ValueError, AttributeError):
         pass
-    for c in ctx.docker.containers.list(all=True, filters={"name": base}):
-        created = c.attrs.get("Created", "")
-        try:
-            at = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00").timestamp()
-        except ValueError:
-            continue
-        if (c.name == base or _deployed_since(c.name, base, since)) and at >= since - 2:
-            return c.name
+    # One listing of the running ones (inspecting each would race with containers going away).
+    for c in ctx.docker.api.containers(filters={"name": base}):
+        name = (c.get("Names") or ["/"])[0].lstrip("/")
+        at = float(c.get("Created") or 0)
+        if (name == base or _deployed_since(name, base, since)) and at >= since - 2:
+            return name
     return None
 
 
@@ -71,7 +71,7 @@ def _transient(exc: BaseException) -> bool:
 
 
 def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, since: float,
-                 attempts: int = 3, running_timeout: float = 60.0) -> str:
+                 attempts: int = 3) -> str:
     """Send it; return what happened, or raise ActionError."""
     problem = check_body(route, body, ctx.allowed_images)
     if problem:
@@ -79,7 +79,8 @@ def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, s
     base = base_name(body["instance_name"])
     done = already_deployed(ctx, base, since)
     if done:
-        return f"already deployed as {done} (not sent again)"
+        return f"already deployed as {done} (not sent again); " + bot_lives(ctx, done, since=since)
+    sent = time.time()
 
     def send() -> httpx.Response:
         resp = ctx.api.request("POST", ROUTES[route], content=raw_body.encode(),
@@ -101,17 +102,13 @@ def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, s
         data = {}
     if resp.status_code != 200 or not isinstance(data, dict) or data.get("success") is not True:
         message = data.get("message") or data.get("detail") if isinstance(data, dict) else None
+        if isinstance(message, str) and "Conflict" in message and "already in use" in message:
+            raise NeedsHuman(f"a container named {body['instance_name']} already exists (the bot that died:"
+                             " this hummingbot-api does not add a time to instance names), and hb-medic"
+                             f" never removes containers: remove it (docker rm {body['instance_name']}) and"
+                             " deploy the bot again")
         raise ActionError(f"deploy retry answered {resp.status_code}: {message or resp.text[:300]}")
     name = data.get("unique_instance_name") or body["instance_name"]
     if not isinstance(name, str) or not CONTAINER_NAME.match(name):
         raise ActionError(f"deploy answered success with an unusable instance name {str(name)[:80]!r}")
-    deadline = time.monotonic() + running_timeout
-    while True:
-        try:
-            if ctx.docker.containers.get(name).status == "running":
-                return f"deployed {name}; its container is running"
-        except NotFound:
-            pass
-        if time.monotonic() > deadline:
-            raise ActionError(f"deploy of {name} accepted but its container is not running")
-        time.sleep(0.5)
+    return f"deployed {name}; " + bot_lives(ctx, name, since=sent)

@@ -57,7 +57,7 @@ async def lifespan(app: FastAPI):
         warn_if_insecure_security_defaults()
         await AsyncDatabaseManager().create_tables()
         app.state.docker_manager = DockerService()
-    mqtt = MQTTManager()
+    mqtt = app.state.mqtt = MQTTManager()
     await mqtt.start()
     if config.NOISE_INTERVAL > 0:
         tasks.append(asyncio.create_task(noise.run(config.NOISE_INTERVAL)))

@@ -1,7 +1,8 @@
 """TCP listener that stands in for the broker or postgres on 127.0.0.1.
 
 broker mode holds every connection open (the stand-in notices when the
-container stops because its connection drops). postgres mode answers a
+container stops because its connection drops) and passes each line one client
+sends to all the others (a bot's heartbeat reaches hummingbot-api). postgres mode answers a
 one-line login `AUTH <user> <password>` with OK or FAIL, comparing to
 POSTGRES_USER / POSTGRES_PASSWORD, so the wrong-password failure is real.
 """
@@ -13,12 +14,23 @@ import os
 import signal
 import sys
 
+CLIENTS: set[asyncio.StreamWriter] = set()
+
 
 async def broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    CLIENTS.add(writer)
     try:
-        while await reader.read(4096):
-            pass
+        while line := await reader.readline():
+            for other in list(CLIENTS):
+                if other is not writer:
+                    try:
+                        other.write(line)
+                    except Exception:
+                        CLIENTS.discard(other)
+    except OSError:
+        pass
     finally:
+        CLIENTS.discard(writer)
         writer.close()
 
 

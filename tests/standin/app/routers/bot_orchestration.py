@@ -26,7 +26,27 @@ def _docker(request: Request):
 
 @router.get("/status")
 async def get_active_bots_status(request: Request):
-    return {"status": "success", "data": _docker(request).bot_status()}
+    return {"status": "success", "data": _docker(request).bot_status(request.app.state.mqtt)}
+
+
+@router.get("/mqtt")
+async def get_mqtt_status(request: Request):
+    mqtt = request.app.state.mqtt
+    connected = mqtt.connected.is_set()
+    return {"status": "success", "data": {
+        "mqtt_connected": connected, "discovered_bots": sorted(mqtt.heard),
+        "active_bots": _docker(request).running_bots(), "broker_host": config.BROKER_HOST,
+        "broker_port": config.BROKER_PORT, "broker_username": "admin",
+        "client_state": "connected" if connected else "disconnected"}}
+
+
+@router.get("/{bot_name}/status")
+async def get_bot_status(bot_name: str, request: Request):
+    entry = _docker(request).bot_status(request.app.state.mqtt).get(bot_name)
+    if entry is None:
+        return {"status": "success", "data": {"status": "not_found", "error": f"Bot {bot_name} not found"}}
+    entry.pop("source", None)
+    return {"status": "success", "data": entry}
 
 
 @router.post("/deploy-v2-script")

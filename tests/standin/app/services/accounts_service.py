@@ -7,6 +7,7 @@ template raises mid-way and leaves the half-made folder, as the real one does.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import shutil
@@ -50,8 +51,9 @@ def list_credentials(name: str) -> list[str]:
 
 
 def add_credentials(name: str, connector: str, keys: dict) -> None:
-    """Store keys as the real app does in spirit: never in clear text. Any failure is logged
-    (current generation) as one ERROR line without a traceback, then answered 400."""
+    """Store keys as the real app does in spirit: never in clear text, and sealed with
+    CONFIG_PASSWORD (the stand-in bot says MAC mismatch when its password differs). Any failure is
+    logged (current generation) as one ERROR line without a traceback, then answered 400."""
     try:
         _add_credentials(name, connector, keys)
     except Exception as e:
@@ -66,5 +68,6 @@ def _add_credentials(name: str, connector: str, keys: dict) -> None:
         raise FileNotFoundError(f"Directory 'credentials/{name}/connectors' not found")
     AllConnectorSettings.get_connector_config_keys(connector)  # an unknown connector: KeyError
     sealed = {k: base64.b64encode(str(v).encode()).decode() for k, v in keys.items()}
+    password = hashlib.sha256(config.CONFIG_PASSWORD.encode()).hexdigest()
     with open(path, "w") as fh:
-        yaml.safe_dump({"connector": connector, "encrypted": sealed}, fh)
+        yaml.safe_dump({"connector": connector, "encrypted": sealed, "password_sha256": password}, fh)

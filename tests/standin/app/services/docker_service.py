@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 
 import docker
@@ -19,6 +20,7 @@ import config
 from utils import file_system as fs
 
 logger = logging.getLogger(__name__)
+BOT_IMAGE = re.compile(r".+/hummingbot:")
 
 
 class DockerService:
@@ -110,15 +112,16 @@ class DockerService:
             else:
                 logger.warning(f"Controller config file {controller} not found in bots/conf/controllers")
 
-    def bot_status(self) -> dict:
-        """Bots this app deployed (instance folders) that have a container."""
-        data = {}
-        for name in fs.list_folders("instances") if os.path.isdir("bots/instances") else []:
-            try:
-                container = self.client.containers.get(name)
-            except DockerException:
-                continue
-            state = "running" if container.status == "running" else "stopped"
-            data[name] = {"status": state, "performance": {}, "error_logs": [], "general_logs": [],
-                          "recently_active": state == "running", "source": "docker"}
-        return data
+    def running_bots(self) -> list[str]:
+        """Running containers whose image is named like `<owner>/hummingbot:<tag>`: all the real
+        orchestrator looks at (a dead bot is simply not there)."""
+        # One listing (no inspect of each container, which races with containers going away).
+        return [(c.get("Names") or ["/"])[0].lstrip("/") for c in self.client.api.containers()
+                if BOT_IMAGE.match(c.get("Image") or "")]
+
+    def bot_status(self, mqtt) -> dict:
+        """Every running bot reads "stopped" (nothing trades here); `recently_active` is its
+        heartbeat over MQTT in the last 30 s."""
+        return {name: {"status": "stopped", "performance": {}, "error_logs": [], "general_logs": [],
+                       "recently_active": mqtt.recently_active(name), "source": "docker"}
+                for name in self.running_bots()}

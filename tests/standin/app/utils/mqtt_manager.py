@@ -2,7 +2,8 @@
 
 Logs what the real manager logs: one `Disconnected during message iteration`
 when a live connection drops, the connect error every interval while the
-broker is down, and nothing when it is back.
+broker is down, and nothing when it is back. It hears the bots' heartbeats
+(`HB <instance>` lines the stand-in broker passes on), for `recently_active`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 
 import config
 
@@ -27,6 +29,11 @@ class MQTTManager:
     def __init__(self) -> None:
         self.connected = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self.heard: dict[str, float] = {}  # instance -> monotonic time of its last heartbeat
+
+    def recently_active(self, name: str) -> bool:
+        """A heartbeat in the last 30 s, as the real orchestrator counts it."""
+        return time.monotonic() - self.heard.get(name, -1e9) < 30
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._loop()), asyncio.create_task(self._watch_start())]
@@ -53,8 +60,10 @@ class MQTTManager:
             self.connected.set()
             logger.info(f"✓ Connected to MQTT broker at {config.BROKER_HOST}:{config.BROKER_PORT}")
             try:
-                while await reader.read(4096):
-                    pass
+                while line := await reader.readline():
+                    parts = line.decode(errors="replace").split()
+                    if len(parts) == 2 and parts[0] == "HB":
+                        self.heard[parts[1]] = time.monotonic()
             except OSError:
                 pass
             finally:

@@ -1,0 +1,237 @@
+"""Follow a bot's log files like `tail -F`: errors.log and logs_*.log in its logs/ folder.
+
+One thread polls every followed file: new bytes are read from the open file,
+so a file renamed away by rotation is read to its end before the new one under
+the same name is opened; a file that shrank was truncated and is read again
+from its start; new files appear within a few seconds. Each line's position is
+the byte offset of its start, and each file has its own checkpoint (device,
+inode, offset) in the state file: a restart resumes exactly there while the
+file is the same one.
+
+A bot writes its last words (the failure before its logging is set up) to
+errors.log just before it exits: `drain` reads everything that is there, at
+once, so the death that follows is told with them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from agent.assemble import Item
+from agent.events import BOT, ERRORS, LOG, Origin
+from agent.store import FileCheckpoint
+
+log = logging.getLogger(__name__)
+LOG_FILE = re.compile(r"^(?:errors\.log|logs_[A-Za-z0-9_.-]+\.log)$")
+READ_SIZE = 256 * 1024
+MAX_READ = 4 * 1024 * 1024  # per file and poll: one noisy file cannot starve the others
+FIRST_READ = 1024 * 1024  # a file met for the first time is replayed from at most this far back
+
+
+class FileSink(Protocol):
+    def file_lines(self, origin: Origin, path: str, dev: int, ino: int, items: list[Item],
+                   next_offset: int) -> None: ...
+
+    def file_reset(self, origin: Origin) -> None: ...
+
+
+@dataclass
+class _File:
+    path: Path
+    origin: Origin
+    fh: BinaryIO
+    dev: int
+    ino: int
+    offset: int  # where the next read starts
+    ts: int = 0  # ns; lines of a catch-up read get the file's mtime, live ones the time read
+    buf: bytes = b""  # an unfinished last line
+
+
+@dataclass
+class _Bot:
+    name: str
+    folder: Path
+    stack: str
+    fresh: bool  # created after the agent started: every file from its start
+    files: dict[str, _File] = field(default_factory=dict)
+    scanned: float = 0.0
+
+
+class LogFiles(threading.Thread):
+    def __init__(self, sink: FileSink, *, checkpoint: Callable[[str], FileCheckpoint | None],
+                 catchup_window: float = 600.0, max_line: int = 64 * 1024, interval: float = 1.0,
+                 scan_every: float = 5.0) -> None:
+        super().__init__(name="bot-log-files", daemon=True)
+        self.sink = sink
+        self.checkpoint = checkpoint
+        self.catchup_window = catchup_window
+        self.max_line = max_line
+        self.interval = interval
+        self.scan_every = scan_every
+        self.lines = 0
+        self._bots: dict[str, _Bot] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    # -- control (any thread) -------------------------------------------------------------------
+    def watch(self, bot: str, folder: Path, *, fresh: bool, stack: str) -> None:
+        with self._lock:
+            if bot not in self._bots:
+                self._bots[bot] = _Bot(bot, folder, stack, fresh)
+                self._poll(self._bots[bot], time.monotonic(), scan=True)
+
+    def drain(self, bot: str) -> None:
+        """Read what the bot's files hold now, its unfinished last line too (it has stopped)."""
+        with self._lock:
+            b = self._bots.get(bot)
+            if b is not None:
+                self._poll(b, time.monotonic(), scan=True, final=True)
+
+    def unwatch(self, bot: str) -> None:
+        with self._lock:
+            b = self._bots.pop(bot, None)
+            for f in b.files.values() if b is not None else ():
+                with contextlib.suppress(OSError):
+                    f.fh.close()
+
+    def watched(self) -> list[str]:
+        with self._lock:
+            return list(self._bots)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
+        if self.is_alive():
+            self.join(timeout)
+        for bot in self.watched():
+            self.unwatch(bot)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self.poll_once()
+
+    def poll_once(self) -> None:
+        """Read what is new in every followed file (and look for new files when it is time)."""
+        now = time.monotonic()
+        with self._lock:
+            for b in list(self._bots.values()):
+                try:
+                    self._poll(b, now, scan=now - b.scanned >= self.scan_every)
+                except Exception:
+                    log.exception("following the log files of %s failed", b.name)
+
+    def _poll(self, b: _Bot, now: float, *, scan: bool, final: bool = False) -> None:
+        if scan:
+            b.scanned = now
+            try:
+                names = [e.name for e in os.scandir(b.folder) if LOG_FILE.match(e.name) and e.is_file()]
+            except OSError:
+                names = []
+            for name in names:
+                if name not in b.files:
+                    self._open(b, name)
+        for name, f in list(b.files.items()):
+            self._read(f, final)
+            self._follow_name(b, name, f, final)
+
+    def _open(self, b: _Bot, name: str, *, from_start: bool = False) -> None:
+        path = b.folder / name
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 (kept open: a rotated file is read to its end)
+            st = os.fstat(fh.fileno())
+        except OSError:
+            return
+        channel = ERRORS if name == "errors.log" else LOG
+        origin = Origin(b.name, channel, BOT, b.stack, file=name)
+        offset, ts, mid_line = 0, 0, False
+        cp = self.checkpoint(str(path))
+        if from_start or b.fresh:
+            pass
+        elif cp is not None and (cp.dev, cp.ino) == (st.st_dev, st.st_ino) and cp.offset <= st.st_size:
+            offset = cp.offset
+        elif time.time() - st.st_mtime > self.catchup_window:
+            offset = st.st_size  # nothing recent in it: only what comes next
+        else:
+            offset, ts = max(0, st.st_size - FIRST_READ), st.st_mtime_ns
+            mid_line = offset > 0
+        fh.seek(offset)
+        if mid_line:  # a read that starts in the middle of a file starts at its next whole line
+            offset += len(fh.readline())
+        b.files[name] = _File(path, origin, fh, st.st_dev, st.st_ino, offset, ts)
+
+    def _read(self, f: _File, final: bool) -> None:
+        got = 0
+        while got < MAX_READ:
+            try:
+                chunk = f.fh.read(READ_SIZE)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += len(chunk)
+            self._lines(f, chunk)
+        f.ts = 0  # a catch-up read is done: what comes next is live
+        if final and f.buf:
+            self._emit(f, [self._item(f, f.offset - len(f.buf), f.buf)], f.offset)
+            f.buf = b""
+
+    def _lines(self, f: _File, chunk: bytes) -> None:
+        data = f.buf + chunk
+        start = f.offset - len(f.buf)  # where data starts in the file
+        f.offset += len(chunk)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            f.buf = data
+            if len(data) > self.max_line * 2:  # a runaway line: what is there is one line
+                self._emit(f, [self._item(f, start, data)], f.offset)
+                f.buf = b""
+            return
+        items: list[Item] = []
+        pos = start
+        for raw in data[:cut].split(b"\n"):
+            items.append(self._item(f, pos, raw))
+            pos += len(raw) + 1
+        f.buf = data[cut + 1:]
+        self._emit(f, items, pos)
+
+    def _item(self, f: _File, pos: int, raw: bytes) -> Item:
+        body = raw[:-1] if raw.endswith(b"\r") else raw
+        text = body[: self.max_line].decode("utf-8", "replace")
+        if len(body) > self.max_line:
+            text += f" …[truncated {len(body) - self.max_line} bytes]"
+        return (pos, f.ts or time.time_ns(), text)
+
+    def _emit(self, f: _File, items: list[Item], next_offset: int) -> None:
+        self.lines += len(items)
+        self.sink.file_lines(f.origin, str(f.path), f.dev, f.ino, items, next_offset)
+
+    def _follow_name(self, b: _Bot, name: str, f: _File, final: bool) -> None:
+        """The name may now be another file (rotation) or a shorter one (truncation)."""
+        try:
+            st = os.stat(f.path)
+        except OSError:
+            return  # gone for now: what was open has been read; the name may come back
+        if (st.st_dev, st.st_ino) != (f.dev, f.ino):
+            self._read(f, final=True)  # the rest of the old file, then the new one from its start
+            with contextlib.suppress(OSError):
+                f.fh.close()
+            del b.files[name]
+            self.sink.file_reset(f.origin)
+            self._open(b, name, from_start=True)
+            new = b.files.get(name)
+            if new is not None:
+                self._read(new, final)
+        elif st.st_size < f.offset:
+            self.sink.file_reset(f.origin)
+            f.fh.seek(0)
+            f.offset, f.buf, f.ts = 0, b"", 0
+            self._read(f, final)

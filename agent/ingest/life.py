@@ -1,0 +1,126 @@
+"""The engine's life events of containers: the source that says when a bot lived and died.
+
+One thread reads the engine's event stream. It wakes the followers of named
+containers, starts following a bot the moment it starts, and tells a bot that
+died by itself from one that was stopped: `docker stop` (what hummingbot-api's
+stop does) and `docker kill` send a `kill` event before the `die`; an exit of
+the bot's own (whatever its code) or the kernel's out-of-memory kill (an `oom`
+event) has none. The last event handled is the checkpoint: after a restart the
+engine replays what happened meanwhile (within the catch-up window).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import requests
+
+from agent.ingest.split import format_ts
+
+if TYPE_CHECKING:
+    from agent.ingest.follow import Ingest
+    from agent.store import Store
+
+log = logging.getLogger(__name__)
+MARK = "engine-events"  # the meta key of the checkpoint
+SAVE_EVERY = 1.0
+
+
+class LifeEvents(threading.Thread):
+    def __init__(self, ingest: Ingest, *, store: Store | None, catchup_window: float,
+                 keep_running: Callable) -> None:
+        super().__init__(name="docker-events", daemon=True)
+        self.ingest = ingest
+        self.store = store
+        self.catchup_window = catchup_window
+        self._keep_running = keep_running
+        self._stopping = threading.Event()
+        self._stream = None
+        self._last = 0  # ns of the latest event handled
+        self._handled_before = 0  # events up to this were handled before (the replay repeats them)
+        self._saved_at = 0.0
+        self._killed: dict[str, int] = {}  # container id -> ns of the last kill since its start
+        self._oom: set[str] = set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+        self._save(force=True)
+
+    def run(self) -> None:
+        self._keep_running(self._once, self._stopping,
+                           on_engine_failure=lambda s: self.ingest.health.failed(s.outcome.exception()),
+                           what="docker event watcher")
+
+    def _since(self) -> str:
+        floor = time.time_ns() - int(self.catchup_window * 1e9)
+        if not self._last and self.store is not None:
+            with contextlib.suppress(ValueError, TypeError):
+                self._last = int(self.store.meta_get(MARK) or 0)
+        self._handled_before = self._last
+        return format_ts(max(self._last, floor))
+
+    def _once(self) -> None:
+        client = self.ingest.client
+        stream = client.events(decode=True, filters={"type": "container"}, since=self._since())
+        self.ingest.health.ok()
+        self._stream = stream
+        try:
+            # Anything may have happened while nobody listened: look at everything once.
+            self.ingest.connected()
+            for event in stream:
+                self._handle(event)
+        finally:
+            self._stream = None
+            with contextlib.suppress(Exception):
+                stream.close()
+        if not self._stopping.is_set():
+            raise requests.exceptions.ConnectionError("event stream ended")
+
+    def _handle(self, event: dict) -> None:
+        at = int(event.get("timeNano") or 0)
+        if at and at <= self._handled_before:
+            return  # replayed: handled before (live events may come a little out of time order)
+        action = event.get("Action") or ""
+        cid = event.get("id") or (event.get("Actor") or {}).get("ID") or ""
+        attrs = (event.get("Actor") or {}).get("Attributes") or {}
+        name = attrs.get("name", "")
+        if action in ("create", "start", "restart", "die", "stop", "destroy", "rename", "unpause"):
+            self.ingest.wake(name)
+        if action == "kill":
+            self._killed[cid] = at
+        elif action == "oom":
+            self._oom.add(cid)
+        elif action == "start":
+            self._killed.pop(cid, None)
+            self._oom.discard(cid)
+            self.ingest.started(cid, name)
+        elif action == "die":
+            code = attrs.get("exitCode")
+            self.ingest.died(cid, name, exit_code=int(code) if str(code).lstrip("-").isdigit() else -1,
+                             stopped=cid in self._killed, oom=cid in self._oom, at=at or time.time_ns())
+        elif action == "destroy":
+            self._killed.pop(cid, None)
+            self._oom.discard(cid)
+            self.ingest.removed(cid, name)
+        if at > self._last:
+            self._last = at
+            self._save()
+
+    def _save(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.store is None or not self._last or (not force and now - self._saved_at < SAVE_EVERY):
+            return
+        self._saved_at = now
+        try:
+            self.store.meta_set(MARK, str(self._last))
+        except Exception:
+            log.exception("saving the engine events checkpoint failed")
