@@ -23,9 +23,12 @@ from tests.stack import ADMIN, Stack, free_port, prefixed_rules
 
 
 class Bed:
-    def __init__(self, name: str, *, rules: dict[str, dict] | None = None, **stack_options) -> None:
-        """`rules`: changes to shipped rules by id (e.g. a shorter cooldown for a quick run)."""
+    def __init__(self, name: str, *, quick: bool = False, rules: dict[str, dict] | None = None,
+                 **stack_options) -> None:
+        """`rules`: changes to shipped rules by id (e.g. a shorter cooldown for a quick run).
+        `quick`: a retried bot counts as alive after 3 s instead of MEDIC_BOT_SETTLE's 30."""
         self.name = name
+        self.quick = quick
         self.client = docker.from_env()
         ensure_images(self.client, log=lambda _msg: None)
         self.work = Path(tempfile.mkdtemp(prefix=f"medic-faults-{name}-"))
@@ -76,6 +79,8 @@ class Bed:
         work.mkdir(exist_ok=True)
         settings = {"MEDIC_CONTAINERS": self.api_container, "MEDIC_RULES_DIR": str(self.rules),
                     "MEDIC_HUMMINGBOT_URL": self.stack.url, "MEDIC_CATCHUP_WINDOW": "900"}
+        if self.quick:
+            settings["MEDIC_BOT_SETTLE"] = "3"
         if recorder:
             settings["MEDIC_RECORDER_ADDR"] = f"127.0.0.1:{free_port()}"
         agent = Agent(work, {**settings, **env}, command)

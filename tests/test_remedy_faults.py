@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from agent.remedy.engine import Remedy
 from agent.service import Service
 from agent.settings import Settings
 from tests.stack import ADMIN, free_port, prefixed_rules, wait_until
@@ -135,7 +136,7 @@ def test_hummingbot_api_outage_waits_then_finishes(make_stack, agent):
     stack.api.start()
     wait_until(lambda: answers(stack), 60, "hummingbot-api back")
     back = time.monotonic()
-    service.remedy._thread.start()  # the worker looks again by itself
+    Remedy.start(service.remedy)  # its workers look again by themselves
     inc = one_incident(service, ("resolved", "gave-up", "failed", "waiting"), timeout=60)
     assert inc.state == "resolved", inc.detail
     assert time.monotonic() - back < 30

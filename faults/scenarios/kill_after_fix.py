@@ -25,7 +25,7 @@ def run(quick: bool) -> dict:
     down = 8.0 if quick else 300.0
     changes = {RULE: {"incident": {"cooldown": 5}}} if quick else {}  # the quick run: a shorter cooldown
     tag = uuid.uuid4().hex[:4]
-    with Bed("kill-after-fix", rules=changes) as bed:
+    with Bed("kill-after-fix", quick=quick, rules=changes) as bed:
         agent = bed.agent().start()
         rounds, delay, replay_ahead = 0, 0.0, False
         while rounds < 12 and not replay_ahead:

@@ -19,7 +19,7 @@ TARGET = "0 duplicate actions, 0 duplicate bots, every failed deploy retried"
 def run(quick: bool) -> dict:
     cycles = 3 if quick else 20
     rng = random.Random()
-    with Bed("kill-storm") as bed:
+    with Bed("kill-storm", quick=quick) as bed:
         agent = bed.agent().start()
         outcomes: dict[str, list] = {}
         kills = 0
