@@ -8,7 +8,6 @@ still starting."""
 from __future__ import annotations
 
 import time
-import uuid
 
 from faults.bed import Bed
 from faults.scenarios.common import log, settle
@@ -19,9 +18,8 @@ RULE = "credentials-profile-missing"
 
 
 def run_for(down: float, quick: bool) -> dict:
-    tag = uuid.uuid4().hex[:4]
-    profile, first, second = f"out_{tag}", f"out1-{tag}", f"out2-{tag}"
     with Bed("api-outage", quick=quick) as bed:
+        profile, first, second = f"out_{bed.tag}", f"out1-{bed.tag}", f"out2-{bed.tag}"
         recorder = bed.agent(command="recorder").start()
         agent = bed.agent(recorder=False)
         assert bed.deploy(recorder, first, profile) == 500
