@@ -28,7 +28,8 @@ def agent(tmp_path):
         settings = Settings(
             containers=[stack.prefix + "hummingbot-api"], state_db=tmp_path / "state.db",
             rules_dir=prefixed_rules(stack.prefix, tmp_path / "rules"), hummingbot_url=stack.url,
-            catchup_window=120, recorder_addr=f"127.0.0.1:{free_port()}", **extra)
+            catchup_window=120, recorder_addr=f"127.0.0.1:{free_port()}",
+            bot_settle=3, **extra)  # a re-sent bot must live 3 s (not 30): these tests are about incidents
         service = Service(settings)
         if drive:
             service.remedy.start = lambda: None
