@@ -742,6 +742,10 @@ class Store:
     def incidents(self, limit: int = 50) -> list[Incident]:
         return self._incidents("1 = 1", (), limit)
 
+    def ongoing_incidents(self) -> list[Incident]:
+        """Conditions still going on (each ends once its lines stop: see Incident.quiet)."""
+        return self._incidents("state = 'ongoing'", (), limit=500)
+
     def due_incidents(self, now: float) -> list[Incident]:
         """Failed attempts whose backoff is over, and incidents waiting out an outage whose next
         look is due."""
@@ -937,7 +941,8 @@ class Unknown:
                    r[10], r[11], r[12], json.loads(r[13]), r[14], r[15], r[16])
 
 
-OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting", "outage")
+# ongoing: a condition that lasts (an exchange out of reach) and ends by itself (Incident.quiet).
+OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting", "outage", "ongoing")
 
 
 @dataclass

@@ -49,14 +49,14 @@ class Result:
         """What would run, in order (nothing when refused or below the threshold)."""
         if self.refused or self.below_threshold:
             return []
-        names = [c.action for c in self.rule.actions]
+        names = [c.action for c in self.rule.calls(self.values)]
         return [*names, "retry_deploy"] if self.rule.retry_deploy else names
 
     def action_params(self) -> list[tuple[str, dict[str, Any], list[str]]]:
         """(action, params with templates filled, names still unknown) for each action."""
         return [(c.action, params_of(c, self.values),
                  [n for v in c.params.values() if isinstance(v, str) for n in unresolved(v, self.values)])
-                for c in self.rule.actions]
+                for c in self.rule.calls(self.values)]
 
     def text(self, template: str | None) -> str:
         return render(template or "", self.values)
@@ -103,6 +103,7 @@ class _Alternative:
         self.request = [(k, re.compile(v)) for k, v in (spec.request or {}).items()]
         self.exit_code = set(spec.exit_code) if spec.exit_code else None
         self.oom_killed = spec.oom_killed
+        self.sets = spec.sets
         self.specificity = sum(v is not None for v in (
             spec.exception, spec.exception_message, spec.frame, spec.logger, spec.level, spec.message,
             spec.line, spec.route, spec.status, spec.request, spec.exit_code, spec.oom_killed)) \
@@ -124,6 +125,13 @@ class _Alternative:
         return None
 
     def match(self, e: Event) -> dict[str, str] | None:
+        caught = self._match(e)
+        if caught is not None and self.sets:
+            for name, value in self.sets.items():
+                caught.setdefault(name, value)
+        return caught
+
+    def _match(self, e: Event) -> dict[str, str] | None:
         kind = e.kind
         if self.kind != "any" and self.kind != kind:
             return None
@@ -383,6 +391,8 @@ class Matcher:
             if reason:
                 res.refused = f"capture {name}={capture_check.shown(value)} {reason}"
                 break
+            if spec.lowercase:
+                res.captures[name] = value.lower()
         profile = (res.deploy or {}).get("body", {}).get("credentials_profile")
         if res.refused is None and c.acts_on_deploy_profile and isinstance(profile, str) \
                 and protected_profile(profile):

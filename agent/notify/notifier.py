@@ -107,7 +107,7 @@ class Notifier:
 
     def _message(self, inc: Incident, step: str, text: str) -> Message | None:
         rule = self.rules().get(inc.rule)
-        acts = rule is not None and bool(rule.actions or rule.verify or rule.retry_deploy)
+        acts = rule is not None and rule.acts(inc.values())
         observing = self.mode == "observe" or (rule is not None and rule.observe_only)
         if step == "detected" and acts and not observing:
             return None  # the "detected, fixing" message follows at once
@@ -120,6 +120,9 @@ class Notifier:
         next_steps = render(n.next_steps, values, code) if n and n.next_steps else ""
         if step == "detected" and not acts:  # a rule that only tells: say so, and what to do
             text = NOTIFY_ONLY
+            if rule is not None and rule.incident.quiet:
+                text = (f"going on; one more message when it is over (no such line for"
+                        f" {rule.incident.quiet / 60:g} min), none for each line")
             next_steps = next_steps or (f"Look at {inc.container}'s log around it"
                                         f" (docker logs -t --since 15m {inc.container}).")
         return build(inc, step, text, self.store.audit_trail(inc.id),
