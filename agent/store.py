@@ -211,6 +211,12 @@ DUP_BITS = 10  # a line position is ts_ns << DUP_BITS | index among lines of tha
 PENDING, ANSWERED, LOST = "pending", "answered", "lost"
 
 
+# The recorder also keeps the answers of credential uploads (route add-credential, no request body):
+# evidence for the matcher, never a request a retry may send.
+CREDENTIAL_ROUTE = "add-credential"
+DEPLOYS_ONLY = f"route != '{CREDENTIAL_ROUTE}'"
+
+
 @dataclass(frozen=True)
 class Deploy:
     """One deploy request and, once it came, hummingbot-api's answer, as the recorder saw them.
@@ -577,7 +583,7 @@ class Store:
         """The latest deploy a retry may re-send (see `Deploy.retryable`) that fits: by profile, by
         instance name (exactly one of `instances`: the caller gives the logged name and the base
         name the client sent), route and time."""
-        where = ["at >= ?", "authenticated = 1", "(state = ? OR (state = ? AND failed = 1))"]
+        where = ["at >= ?", "authenticated = 1", "(state = ? OR (state = ? AND failed = 1))", DEPLOYS_ONLY]
         args: list = [since, LOST, ANSWERED]
         if until is not None:
             where.append("at <= ?")
@@ -603,7 +609,7 @@ class Store:
         the answers still to come)."""
         if profile is None and not instances:
             return []
-        where, args = ["at >= ?", "authenticated = 1"], [since]
+        where, args = ["at >= ?", "authenticated = 1", DEPLOYS_ONLY], [since]
         if until is not None:
             where.append("at <= ?")
             args.append(until)

@@ -218,9 +218,11 @@ class _Semantics:
                     produced |= self.groups(("match", i, "request", field_name), rx)
             for name in alt.sets:
                 if name not in r.captures:
-                    self.err(("match", i, "sets", name), f"sets {name!r}, which is not declared under captures:")
+                    self.err(("match", i, "sets", name),
+                             f"sets {name!r}, which is not declared under captures:")
             produced |= set(alt.sets)
-            if r.source == "recorder" and (alt.exception or alt.logger or alt.level or alt.frame):
+            if (r.source == "recorder" or alt.kind == "response") \
+                    and (alt.exception or alt.logger or alt.level or alt.frame):
                 self.err(("match", i), "a recorder rule matches responses: route, status, message,"
                                        " request, line")
             if r.source == "log" and alt.kind == "response":

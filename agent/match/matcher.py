@@ -276,15 +276,15 @@ class Matcher:
         compiled = [_Compiled(r) for r in rules]
         compiled.sort(key=lambda c: (-c.rule.priority, -c.specificity, c.rule.id))
         self.rules = compiled
-        self._response_rules = [c for c in compiled if c.rule.source == "recorder"]
-        compiled = [c for c in compiled if c.rule.source == "log"]
+        self._response_rules = [c for c in compiled if c.rule.source in ("recorder", "any")]
+        compiled = [c for c in compiled if c.rule.source in ("log", "any")]
         self.check_where = check_where
         self._line_rules = [c for c in compiled if c.on_lines]
         # Line rules by the logger they need: a line only meets the rules that can match it
         # (order kept, so precedence is unchanged).
         loggers = {name for c in self._line_rules for a in c.alternatives if a.logger for name in a.logger}
         self._any_logger = [c for c in self._line_rules
-                            if any(a.logger is None and a.kind != TRACEBACK for a in c.alternatives)]
+                            if any(a.logger is None and a.kind in ("any", LINE) for a in c.alternatives)]
         self._by_logger = {name: [c for c in self._line_rules
                                   if c in self._any_logger or any(a.logger and name in a.logger
                                                                   for a in c.alternatives)]
@@ -295,7 +295,7 @@ class Matcher:
         self._ungated = False
         for c in self._line_rules:
             for a in c.alternatives:
-                if a.kind == TRACEBACK:
+                if a.kind not in ("any", LINE):
                     continue
                 if a.gate is None:
                     self._ungated = True
@@ -349,7 +349,7 @@ class Matcher:
         else:
             return None
         for c in candidates:
-            if self.check_where and not self._where(c, event):
+            if self.check_where and event.kind != RESPONSE and not self._where(c, event):
                 continue
             for alt in c.alternatives:
                 caught = alt.match(event)

@@ -158,7 +158,9 @@ class Rule(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$", description="unique; the file is <id>.yml")
     description: str
     severity: Literal["critical", "error", "warning", "info"]
-    source: Literal["log", "recorder"] = "log"
+    source: Literal["log", "recorder", "any"] = Field(
+        "log", description="log: followed lines; recorder: exchanges the recorder saw; any: both (its "
+                           "kind: response alternatives see the recorder, `where` applies to the lines)")
     priority: int = Field(0, description="higher wins when several rules match one event")
     where: Where = Field(default_factory=Where)
     match: list[Match] = Field(min_length=1)

@@ -34,12 +34,14 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard
 from agent.redact import mask_assignments
-from agent.store import Store
+from agent.store import CREDENTIAL_ROUTE, Store
 
 log = logging.getLogger(__name__)
 
+CREDENTIAL_PREFIX = "/accounts/add-credential/"
 DEPLOY_ROUTES = {
     "/bot-orchestration/deploy-v2-script": "deploy-v2-script",
     "/bot-orchestration/deploy-v2-controllers": "deploy-v2-controllers",
@@ -77,6 +79,44 @@ def outcome(status: int, body: bytes) -> tuple[bool, str]:
         failed = status >= 500 or (status < 300 and data.get("success") is False)
         return failed, message[:2000]
     return status >= 500, text[:2000]
+
+
+def scrub_answer(answer: bytes, body: bytes) -> str:
+    """An answer to a credential upload, fit to keep: a validation error's echo of the input
+    (`input`, `ctx`) dropped, every string the request body held (the keys) masked."""
+    text = answer.decode("utf-8", "replace")[:8192]
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("detail"), list):
+        data["detail"] = [{k: v for k, v in e.items() if k not in ("input", "ctx")} if isinstance(e, dict)
+                          else e for e in data["detail"]]
+        text = json.dumps(data)
+    for secret in sorted(_strings(body), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return mask_assignments(text)
+
+
+def _strings(body: bytes) -> set[str]:
+    """The string values (and keys' values) of a JSON body: what must never be kept."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return set()
+    found: set[str] = set()
+
+    def walk(v) -> None:
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str | int | float) and len(str(v)) >= 4:
+            found.add(str(v))
+    walk(data)
+    return found
 
 
 def proves_login(status: int) -> bool:
@@ -139,6 +179,9 @@ class Recorder:
         headers = _forward_headers(request.headers)
         if route is not None:
             return await self._deploy(request, route, url, headers)
+        if request.method == "POST" and request.path.startswith(CREDENTIAL_PREFIX) \
+                and credential_target(request.path) is not None:
+            return await self._credential(request, url, headers)
         body = request.content.iter_chunked(CHUNK) if request.body_exists else None
         assert self.session is not None
         try:
@@ -249,6 +292,44 @@ class Recorder:
         finally:
             if not settled and deploy_id is not None:
                 self._submit(self.store.deploy_dropped, deploy_id)
+
+    async def _credential(self, request: web.Request, url: URL, headers) -> web.StreamResponse:
+        """A credential upload: forwarded unchanged; a refusal (400, 422) is kept as route, path,
+        status and answer only. The body holds exchange keys: it is never stored, and any of its
+        values an answer repeats is masked before the answer is."""
+        body = await self._read_deploy_body(request)
+        if isinstance(body, web.Response):
+            return body
+        assert self.session is not None
+        try:
+            upstream = await self.session.request("POST", url, headers=headers, data=body,
+                                                  allow_redirects=False)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return self._unreachable(request, exc)
+        async with upstream:
+            try:
+                data = await upstream.read()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                return self._unreachable(request, exc)
+            # 400 is the handler's own answer (the login was checked before it ran); a 422 for a body
+            # that is not JSON comes before the login check, so only one carrying the login counts.
+            status = upstream.status
+            if status == 400 or (status == 422 and self._carries_login(request.headers.get("Authorization"))):
+                answer = scrub_answer(data, body)
+                message = outcome(status, answer.encode())[1]
+                self._submit(self._write_credential, request.path, status, answer, message)
+            response = self._response(upstream)
+            await response.prepare(request)
+            await response.write(data)
+            await response.write_eof()
+            return response
+
+    def _write_credential(self, path: str, status: int, answer: str, message: str) -> None:
+        deploy_id = self.store.record_deploy(
+            route=CREDENTIAL_ROUTE, path=path, request_body="", status=status, response_body=answer,
+            failed=True, message=message, profile=None, instance=None)
+        if self.on_record is not None:
+            self.on_record(deploy_id)
 
     def _answered(self, deploy_id: int | None, row: dict, status: int, data: bytes) -> None:
         """Complete the record (in the background: the client's answer never waits for it)."""
