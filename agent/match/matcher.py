@@ -125,13 +125,6 @@ class _Alternative:
         return None
 
     def match(self, e: Event) -> dict[str, str] | None:
-        caught = self._match(e)
-        if caught is not None and self.sets:
-            for name, value in self.sets.items():
-                caught.setdefault(name, value)
-        return caught
-
-    def _match(self, e: Event) -> dict[str, str] | None:
         kind = e.kind
         if self.kind != "any" and self.kind != kind:
             return None
@@ -354,7 +347,7 @@ class Matcher:
             for alt in c.alternatives:
                 caught = alt.match(event)
                 if caught is not None:
-                    return self._result(c, event, caught)
+                    return self._result(c, event, caught, alt.sets)
         return None
 
     def _where(self, c: _Compiled, e: Event) -> bool:
@@ -377,12 +370,15 @@ class Matcher:
         buf.append(event)
 
     # -- after a match ------------------------------------------------------------------------
-    def _result(self, c: _Compiled, event: Event, caught: dict[str, str]) -> Result:
+    def _result(self, c: _Compiled, event: Event, caught: dict[str, str],
+                sets: dict[str, str] | None = None) -> Result:
         rule = c.rule
         res = Result(rule, event, dict(caught))
         if event.kind == RESPONSE and event.data:
             res.deploy = {"route": event.data.get("route"), "body": event.data.get("request") or {}}
         self._add_context(c, res)
+        for name, value in (sets or {}).items():  # what neither the event nor its context said
+            res.captures.setdefault(name, value)
         for name, value in res.captures.items():
             spec = rule.captures.get(name)
             if spec is None:
@@ -391,8 +387,8 @@ class Matcher:
             if reason:
                 res.refused = f"capture {name}={capture_check.shown(value)} {reason}"
                 break
-            if spec.lowercase:
-                res.captures[name] = value.lower()
+            if spec.case is not None:
+                res.captures[name] = value.lower() if spec.case == "lower" else value.upper()
         profile = (res.deploy or {}).get("body", {}).get("credentials_profile")
         if res.refused is None and c.acts_on_deploy_profile and isinstance(profile, str) \
                 and protected_profile(profile):

@@ -83,8 +83,9 @@ class Capture(Strict):
         "image: a Docker image reference; text: free text, for messages only")
     pattern: Regex | None = Field(None, description="an extra regex the whole value must match")
     max_length: int = Field(64, ge=1, le=1024)
-    lowercase: bool = Field(
-        False, description="keep the value in lower case (one incident for Binance and binance)")
+    case: Literal["lower", "upper"] | None = Field(
+        None, description="keep the value in this case (one incident for Binance and binance; a setting "
+                          "named as its environment variable)")
 
 
 class Context(Strict):
