@@ -211,8 +211,8 @@ def test_digest_and_burst_reach_a_receiver_through_the_outbox(store):
             lines = hours_of(GATEWAY_PING, 0.25)
             pings = sum(1 for x in lines if PING in x)
             replay(tracker, [x.replace("2026-11-29T07:", "2026-11-29T05:") for x in lines]
-                   + ["2026-11-29T05:50:00.000000000Z 2026-11-29 05:50:00,000 - services.market_data_feed_manager"
-                      " - ERROR - Error cleaning up feed binance: timeout"])
+                   + ["2026-11-29T05:50:00.000000000Z 2026-11-29 05:50:00,000 - services."
+                      "market_data_feed_manager - ERROR - Error cleaning up feed binance: timeout"])
             tracker.tick(day + 9 * 3600 + 1)
             wait_until(lambda: len(everything.accepted) == 2, 30, "the burst message and the digest")
             time.sleep(0.5)
