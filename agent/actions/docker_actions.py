@@ -140,7 +140,8 @@ def _broker_host(ctx: ActionContext) -> str | None:
     """hummingbot-api's BROKER_HOST, as it reports it; only a plain host name (it goes to Docker)."""
     try:
         resp = ctx.api.request("GET", "/bot-orchestration/mqtt")
-        host = resp.json().get("broker_host") if resp.status_code == 200 else None
+        body = resp.json() if resp.status_code == 200 else {}
+        host = (body.get("data") or {}).get("broker_host")  # {"status": "success", "data": {...}}
     except (httpx.HTTPError, ValueError, AttributeError):
         return None
     if isinstance(host, str) and re.fullmatch(CONTAINER_NAME_PATTERN, host):

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from agent.actions import registry
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
-from agent.events import Event
+from agent.events import RESPONSE, Event
 from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
@@ -60,6 +60,7 @@ EVENTS_KEPT = 2 * 86400.0  # how long a handled event is remembered (no replay r
 CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that name to be answered
 OWN_SEND_WAIT = 20.0  # after a re-send cut off by a kill, how long its bot may take to show
 MAX_INTERRUPTED = 20  # restarts during an incident's attempts before it gives up
+EVIDENCE_WAIT = 3.0  # a log line of a rule that also reads the recorder waits this long for its answer
 QUIET_DEFAULT = 600.0  # an ongoing condition whose rule is gone ends after this
 WORKERS = 8  # incidents worked on side by side (a retried bot must live its settle time)
 
@@ -160,11 +161,25 @@ class Remedy:
     # -- from the pipeline: decide, quickly ----------------------------------------------------
     def submit(self, res: Result) -> Incident | None:
         rule, event = res.rule, res.event
-        if res.below_threshold and rule.incident.quiet is None:
+        if self.recorder and rule.source == "any" and event.kind != RESPONSE and not res.held:
+            # The log line and the recorder's answer tell one failure; the answer says more (the
+            # connector of a credential upload): it goes first, the line then joins its incident.
+            res.held = True
+            timer = threading.Timer(EVIDENCE_WAIT, self._submit_held, args=(res,))
+            timer.daemon = True
+            timer.start()
+            return None
+        if res.below_threshold and rule.incident.quiet is None and res.opens:
             return None
         key = self.redactor.text(res.text(rule.incident.key)) or rule.id
         keys = event_keys(event)
         now = time.time()
+        if not res.opens:  # it joins an open incident, never opens one
+            with self._lock:
+                current = self.store.latest_incident(rule.id, key)
+                if current is not None and current.open and self.store.incident_of_event(keys) is None:
+                    self.store.count_event(current.id, keys)
+            return None
         if res.below_threshold:  # below the threshold, a line still keeps an ongoing condition going
             with self._lock:
                 current = self.store.latest_incident(rule.id, key)
@@ -227,6 +242,13 @@ class Remedy:
             return self._close(inc, "resolved", "notified; this rule runs no action")
         self._enqueue(inc.id)
         return inc
+
+    def _submit_held(self, res: Result) -> None:
+        try:
+            if not self._stopping.is_set():
+                self.submit(res)
+        except Exception:
+            log.exception("a held match of %s failed", res.rule.id)
 
     def _forget_old_events(self, now: float) -> None:
         if now - self._forgot > 3600:
