@@ -13,6 +13,10 @@ that hummingbot-api answered and whose answer proves the request was
 authenticated (the deploy handler ran: 2xx or 500) are kept; a 401/403 (or any
 other refusal) and an exchange hummingbot-api never answered (the recorder's
 own 502) leave nothing behind. The Authorization header is never stored.
+
+Credential uploads (`POST /accounts/add-credential/<account>/<connector>`) stream through too; a
+refusal (400, or a 422 that carried the login) is kept as route, path, status and answer only:
+their bodies hold exchange keys and are never stored.
 """
 
 from __future__ import annotations
@@ -294,16 +298,24 @@ class Recorder:
                 self._submit(self.store.deploy_dropped, deploy_id)
 
     async def _credential(self, request: web.Request, url: URL, headers) -> web.StreamResponse:
-        """A credential upload: forwarded unchanged; a refusal (400, 422) is kept as route, path,
-        status and answer only. The body holds exchange keys: it is never stored, and any of its
-        values an answer repeats is masked before the answer is."""
-        body = await self._read_deploy_body(request)
-        if isinstance(body, web.Response):
-            return body
+        """A credential upload: forwarded unchanged (streamed); a refusal (400, 422) is kept as
+        route, path, status and answer only. The body holds exchange keys: it is never stored, and
+        any of its values an answer repeats is masked before the answer is."""
+        kept = bytearray()  # the body, to mask what an answer repeats of it (never stored)
+        too_long = False
+
+        async def body():
+            nonlocal too_long
+            async for chunk in request.content.iter_chunked(CHUNK):
+                if not too_long:
+                    too_long = len(kept) + len(chunk) > KEEP_BODY
+                    kept.extend(b"" if too_long else chunk)
+                yield chunk
+
         assert self.session is not None
         try:
-            upstream = await self.session.request("POST", url, headers=headers, data=body,
-                                                  allow_redirects=False)
+            upstream = await self.session.request("POST", url, headers=headers, allow_redirects=False,
+                                                  data=body() if request.body_exists else None)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return self._unreachable(request, exc)
         async with upstream:
@@ -314,8 +326,10 @@ class Recorder:
             # 400 is the handler's own answer (the login was checked before it ran); a 422 for a body
             # that is not JSON comes before the login check, so only one carrying the login counts.
             status = upstream.status
-            if status == 400 or (status == 422 and self._carries_login(request.headers.get("Authorization"))):
-                answer = scrub_answer(data, body)
+            # An answer to a body too long to check it against is not kept (it could repeat a key).
+            if not too_long and (status == 400 or (
+                    status == 422 and self._carries_login(request.headers.get("Authorization")))):
+                answer = scrub_answer(data, bytes(kept))
                 message = outcome(status, answer.encode())[1]
                 self._submit(self._write_credential, request.path, status, answer, message)
             response = self._response(upstream)
