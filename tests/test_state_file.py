@@ -138,7 +138,7 @@ def test_unwritable_while_running_is_503_and_logged_once(docker_client, tmp_path
         assert any(p.startswith(f"state file {state} cannot be written") for p in body["problems"]), body
         for f in files:
             subprocess.run(["chattr", "-i", str(f)], check=True)
-        wait_until(lambda: _health(port)[0] == 200, 60, "/healthz to be 200 again")
+        wait_until(lambda: _health(port)[0] == 200, 60, f"/healthz to be 200 again: {_health(port)}")
         text = log.read_text()
         assert text.count("cannot be written") == 1, text
         assert text.count("can be written again") == 1, text
