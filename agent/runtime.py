@@ -194,7 +194,7 @@ class StackRuntime:
     def start(self) -> None:
         self.remedy.start()
         self.pipeline.start()
-        self.ingest.start()
+        self.ingest.start(background=self.service.show_stack)
         self.feed.start()
         self.api_watch.start()
 

@@ -193,13 +193,13 @@ class Service:
             rt.rules_changed(loaded.rules)
 
     def start(self) -> None:
-        if self.http is not None:
-            self.http.start()
         self.notifier.start()
         self.unknown.start()
         for rt in self.stacks:
             rt.start()
         self.watcher.start()
+        if self.http is not None:  # last: /healthz answers once everything runs
+            self.http.start()
         for line in self.summary():
             log.info("%s", line)
         for c in self.settings.stack_list():

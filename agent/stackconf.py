@@ -23,6 +23,7 @@ from agent.names import CONTAINER_NAME_PATTERN, DEFAULT_STACK
 STACK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
 ADDR_PATTERN = r"^[^\s:]*:\d{1,5}$"
 SCHEMES = ("unix://", "tcp://", "ssh://")
+PROVISIONAL_API = "1.24"  # until the engine says its own
 
 
 def _readable(path: Path, what: str) -> Path:
@@ -168,10 +169,44 @@ def engine_client(stack: StackConfig, *, timeout: float = 60, max_pool_size: int
     if stack.docker_host.startswith("ssh://"):
         return docker.DockerClient(base_url=stack.docker_host, timeout=timeout, max_pool_size=max_pool_size,
                                    use_ssh_client=True)
-    tls = None
-    if isinstance(stack.tls, TLS):
-        cert = (str(stack.tls.cert), str(stack.tls.key)) if stack.tls.cert and stack.tls.key else None
-        tls = TLSConfig(client_cert=cert, ca_cert=str(stack.tls.ca) if stack.tls.ca else None,
-                        verify=stack.tls.verify)
-    return docker.DockerClient(base_url=stack.docker_host, tls=tls, timeout=timeout,
-                               max_pool_size=max_pool_size)
+    if not isinstance(stack.tls, TLS):
+        return docker.DockerClient(base_url=stack.docker_host, timeout=timeout, max_pool_size=max_pool_size)
+    cert = (str(stack.tls.cert), str(stack.tls.key)) if stack.tls.cert and stack.tls.key else None
+    tls = TLSConfig(client_cert=cert, ca_cert=str(stack.tls.ca) if stack.tls.ca else None,
+                    verify=stack.tls.verify)
+    # Made without asking the engine's version yet: requests lets REQUESTS_CA_BUNDLE (set on many
+    # hosts) replace the stack's own CA unless the environment is ignored, so it is, first.
+    client = docker.DockerClient(base_url=stack.docker_host, tls=tls, timeout=timeout,
+                                 max_pool_size=max_pool_size, version=PROVISIONAL_API)
+    client.api.trust_env = False
+    client.api._version = client.api._retrieve_server_version()
+    return client
+
+
+def engine_problem(exc: BaseException) -> str:
+    """Why an engine did not answer, in words that say what to fix: a TLS failure is a
+    configuration problem (no retry heals it), and docker-py buries it in a chain of wrappers."""
+    text = " ".join(str(e) for e in _chain(exc))
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        if "mismatch" in text or ("match" in text and "hostname" in text):
+            return ("TLS: the engine's certificate is not for the address in docker_host (its subject"
+                    " alternative names must hold that host or IP)")
+        return ("TLS: the engine's certificate is not signed by this stack's CA (tls.ca): the engine is"
+                " not who docker_host says, or tls.ca is the wrong file")
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return "TLS: the engine at docker_host does not speak TLS there (a plain tcp:// port?)"
+    if "SSL" in text or "TLSV1_ALERT" in text or "tlsv1 alert" in text:
+        return ("TLS: the engine refused the handshake: it does not accept this stack's client"
+                " certificate (tls.cert and tls.key must be signed by the CA the engine trusts, its"
+                " --tlscacert)")
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return first[:200]
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in out and len(out) < 10:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out

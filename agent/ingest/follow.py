@@ -36,6 +36,7 @@ from agent.ingest.bots import BotInfo, BotSelection, logs_folder, maybe_bot, rec
 from agent.ingest.files import LogFiles
 from agent.ingest.life import LifeEvents
 from agent.ingest.split import STDERR, STDOUT, Dechunker, Line, LineSplitter, format_ts
+from agent.stackconf import engine_problem
 from agent.store import DUP_BITS, Checkpoint, Store
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
                  DockerException, OSError)
 READ_SIZE = 256 * 1024
+# The longest wait between two tries of an engine that does not answer: following goes on
+# within seconds of its return (a failed try is one refused connection: cheap).
+BACKOFF_MAX = 5.0
 MAX_DUP = (1 << DUP_BITS) - 1
 
 
@@ -56,7 +60,7 @@ class LineSink(Protocol):
 
 
 def keep_running(call: Callable[[], None], stopping: threading.Event, *,
-                 on_engine_failure: Callable, what: str, backoff_max: float = 30.0) -> None:
+                 on_engine_failure: Callable, what: str, backoff_max: float = BACKOFF_MAX) -> None:
     """Call again and again until `stopping` is set. Engine errors are retried with
     exponential backoff and jitter (tenacity); anything else (a bug, a stream cut in the
     middle of a JSON event) is logged and tried again after 1 s, never a silent death."""
@@ -102,10 +106,12 @@ class EngineHealth:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self.error = _short(exc) if exc is not None else "no answer"
+            self.error = engine_problem(exc) if exc is not None else "no answer"
             if self.down_since is None:
                 self.down_since = time.monotonic()
-                log.warning("%s unreachable (%s); retrying with backoff", self.where, self.error)
+                # A certificate problem needs a person; a network one may pass by itself.
+                log.log(logging.ERROR if self.error.startswith("TLS:") else logging.WARNING,
+                        "%s unreachable (%s); retrying with backoff", self.where, self.error)
 
     def ok(self) -> None:
         with self._lock:
@@ -123,11 +129,6 @@ class EngineHealth:
             log.warning("%s reachable again after %.1f s", self.where, back_at - self.down_since)
             self.down_since = self._back_at = self._timer = None
             self.error = None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
 
 
 @dataclass
@@ -164,7 +165,7 @@ class Follower(threading.Thread):
 
     def __init__(self, name: str, api: docker.APIClient, sink: LineSink, health: EngineHealth, *,
                  checkpoint: Checkpoint | None, catchup_window: float, max_line: int,
-                 backoff_max: float = 30.0, role: str = API, once: bool = False,
+                 backoff_max: float = BACKOFF_MAX, role: str = API, once: bool = False,
                  stack: str = DEFAULT_STACK) -> None:
         super().__init__(name=f"follow-{name}" if stack == DEFAULT_STACK else f"follow-{stack}-{name}",
                          daemon=True)
@@ -408,18 +409,21 @@ class Ingest:
         assert self._client is not None
         return self._client
 
-    def start(self) -> None:
+    def start(self, background: bool = False) -> None:
         """Connect and start every source. An engine that does not answer yet (another host's,
-        down, or refusing the certificate) is tried again with backoff in a thread of its own:
-        the caller, and the other stacks, never wait for it."""
-        try:
-            self._client = self._client_factory()
-        except ENGINE_ERRORS as exc:
-            self.health.failed(exc)
-            self._connector = threading.Thread(target=self._connect, name=f"engine-{self.stack}", daemon=True)
-            self._connector.start()
-            return
-        self._start_sources()
+        down, or refusing the certificate) is tried again with backoff in a thread of its own;
+        `background`: even the first try is made there, so the caller (and the other stacks)
+        never wait for an engine that is slow to answer."""
+        if not background:
+            try:
+                self._client = self._client_factory()
+            except ENGINE_ERRORS as exc:
+                self.health.failed(exc)
+            else:
+                self._start_sources()
+                return
+        self._connector = threading.Thread(target=self._connect, name=f"engine-{self.stack}", daemon=True)
+        self._connector.start()
 
     def _connect(self) -> None:
         def once() -> None:
