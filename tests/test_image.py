@@ -58,10 +58,11 @@ def test_image_fixes_the_seed_incident_and_stops_cleanly(image, docker_client, m
         assert f"✓ health and metrics: 127.0.0.1:{http_port} is the running agent's" in text
         assert "✓ container hummingbot-api: running" in text
         metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
-        assert 'hb_medic_matches_total{rule="credentials-profile-missing"} 1.0' in metrics
-        assert 'hb_medic_actions_total{action="ensure_account",result="ok"} 1.0' in metrics
-        assert 'hb_medic_actions_total{action="retry_deploy",result="ok"} 1.0' in metrics
-        assert 'hb_medic_stream_attached{container="hummingbot-api",state="attached"} 1.0' in metrics
+        assert 'hb_medic_matches_total{rule="credentials-profile-missing",stack="default"} 1.0' in metrics
+        assert 'hb_medic_actions_total{action="ensure_account",result="ok",stack="default"} 1.0' in metrics
+        assert 'hb_medic_actions_total{action="retry_deploy",result="ok",stack="default"} 1.0' in metrics
+        assert 'hb_medic_stream_attached{container="hummingbot-api",stack="default",state="attached"} 1.0' \
+            in metrics
         started = time.monotonic()
         agent.stop(timeout=10)
         took = time.monotonic() - started

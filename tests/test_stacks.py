@@ -245,6 +245,13 @@ def test_a_wrong_client_certificate_is_one_clear_error_for_that_stack_only(make_
         assert len(errors) == 1, agent.text()
         assert "stack remote: Docker engine unreachable (TLS: the engine refused the handshake" in errors[0]
         assert " ERROR " in errors[0]
+        doctor = subprocess.run([sys.executable, "-m", "agent", "doctor"], env={**os.environ, **env},
+                                cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert doctor.returncode == 1, doctor.stdout
+        assert f"✗ stack remote: Docker engine at {engine.tcp_url} does not answer: TLS: the engine refused" \
+               " the handshake" in doctor.stdout, doctor.stdout
+        assert "✓ stack local: Docker engine " in doctor.stdout, doctor.stdout
+        assert "✓ stack remote: hummingbot-api at" in doctor.stdout, doctor.stdout
     finally:
         agent.stop()
 
