@@ -19,7 +19,7 @@ from pathlib import Path
 import docker
 import yaml
 
-from bench.bots import _cpu, _rss_mb
+from bench.bots import _cpu, _epoch, _rss_mb
 from tests.engines import SecondEngine
 from tests.images import TOOLS_IMAGE
 from tests.stack import REPO, free_port, labels, wait_until
@@ -142,21 +142,25 @@ def quiet_cost(bed: Bed, followed: list[tuple[str, str]], seconds: float) -> tup
     return rss, 100.0 * used / wall
 
 
-def noisy_throughput(bed: Bed, count: int, lines: int) -> float:
+def noisy_throughput(bed: Bed, count: int, lines: int) -> tuple[float, float]:
     """Lines a second the agent follows from `count` containers writing `lines` each at once,
-    from their start to the last line counted."""
+    from their start to the last line counted; and the lines a second the containers wrote
+    (through their engines' logging: the pace there was to keep)."""
     (bed.go / "go").unlink(missing_ok=True)
     noisy = bed.containers("noisy", count, lines=lines)
     proc, addr = bed.agent(noisy)
     try:
         wait_until(lambda: _attached(addr) >= count or proc.poll() is not None, 120,
                    "the noisy containers to be followed")
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         (bed.go / "go").write_text("go")
         total = count * lines
         wait_until(lambda: sum(_lines(addr).values()) >= total, 300, f"{total:,} lines followed",
                    interval=0.05)
-        return total / (time.monotonic() - t0)
+        followed = total / (time.monotonic() - t0)
+        ended = max(_epoch((bed.shared if stack == "local" else bed.remote).api.inspect_container(name)
+                           ["State"]["FinishedAt"]) for stack, name in noisy)
+        return followed, total / max(ended - wall0, 1e-3)
     finally:
         proc.terminate()
         proc.wait(10)
