@@ -913,16 +913,19 @@ class Store:
 
     def unknown_save(self, entries: list[Unknown], keep: int) -> int:
         """Write entries whole (the agent is their only writer); then drop the least recently
-        seen beyond `keep`. Returns how many were dropped."""
+        seen beyond `keep` of each stack written (a stack full of new errors never pushes out
+        another's). Returns how many were dropped."""
         conn = self._conn()
         conn.execute("BEGIN")
         try:
             conn.executemany(
                 f"INSERT OR REPLACE INTO unknown ({Unknown.COLUMNS}) VALUES"
                 f" ({','.join('?' * len(Unknown.COLUMNS.split(',')))})", [e.row() for e in entries])
-            dropped = conn.execute(
-                "DELETE FROM unknown WHERE rowid IN (SELECT rowid FROM unknown ORDER BY last_seen DESC"
-                " LIMIT -1 OFFSET ?)", (keep,)).rowcount
+            dropped = 0
+            for stack in sorted({e.stack for e in entries}):
+                dropped += conn.execute(
+                    "DELETE FROM unknown WHERE rowid IN (SELECT rowid FROM unknown WHERE stack = ?"
+                    " ORDER BY last_seen DESC LIMIT -1 OFFSET ?)", (stack, keep)).rowcount
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):  # a failed write has closed the connection

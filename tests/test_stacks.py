@@ -198,7 +198,8 @@ def test_a_stopped_remote_engine_holds_nothing_of_the_local_stack(make_stack, re
             TOOLS_IMAGE, ["-c", "i=0; while [ $i -lt 50 ]; do echo line $i; i=$((i+1)); done;"
                                 " exec sleep 3600"],
             entrypoint=["sh"], name=remote.prefix + "emitter", detach=True, network_mode="none",
-            labels=labels(remote.run_id), restart_policy={"Name": "always"})
+            labels=labels(remote.run_id), restart_policy={"Name": "always"},
+            stop_signal="SIGKILL")  # the engine's stop need not wait for it
     env = write_config(tmp_path, local, remote, engine, extra_remote=[emitter.name])
     agent = Agent(env, tmp_path / "agent.log")
     try:
@@ -269,6 +270,7 @@ def test_a_wrong_password_is_one_clear_error_for_that_stack_only(make_stack, rem
         refused = [line for line in agent.text().splitlines() if "refused the login" in line]
         assert len(refused) == 1 and " ERROR " in refused[0] and "stack remote:" in refused[0], agent.text()
         assert "not-the-password" not in agent.text()
+        assert b"not-the-password" not in b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
         assert body["stacks"]["local"]["api"] == "ok"
     finally:
         agent.stop()

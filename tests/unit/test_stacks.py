@@ -142,3 +142,36 @@ def test_the_stacks_take_turns_in_the_outbox_and_storms_count_per_stack(tmp_path
     due = [row[4] for row in store.outbox_due(time.time() + 1)]
     assert due[:2] == ["a0", "b0"], due  # the calm stack's message goes second, not sixth
     assert store.outbox_recent("r", 0, "flood") == 5 and store.outbox_recent("r", 0, "calm") == 1
+
+
+def test_a_slow_fix_on_one_stack_queues_nothing_of_another(tmp_path, secret):
+    """Each stack has its own remedy worker: while one stack's fix hangs (its API or engine
+    answers slowly), another stack's fix runs at once."""
+    import threading
+
+    from agent.service import Service
+
+    stacks = [{"name": n, "docker_host": f"ssh://u@{n}", "hummingbot_password_file": secret}
+              for n in ("slow", "fast")]
+    service = Service(Settings(state_db=tmp_path / "s.db", rules_dir=REPO / "rules", stacks=stacks),
+                      listen=False)
+    slow, fast = service.stack("slow"), service.stack("fast")
+    assert slow is not None and fast is not None and slow.remedy is not fast.remedy
+    release, ran = threading.Event(), threading.Event()
+    slow.remedy.attempt = lambda inc: release.wait(30)  # a fix that hangs
+    fast.remedy.attempt = lambda inc: ran.set()
+    for rt in (slow, fast):
+        inc = service.store.create_incident(Incident(
+            id=f"i-{rt.name}", rule="credentials-profile-missing", key="k", state="detected",
+            severity="critical", container="hummingbot-api", summary="s", fingerprint="f", captures={},
+            stack=rt.name))
+        rt.remedy._thread.start()
+        rt.remedy._queue.put(inc.id)
+    try:
+        assert ran.wait(10), "the fast stack's fix waited behind the slow one's"
+        assert not release.is_set()
+    finally:
+        release.set()
+        for rt in (slow, fast):
+            rt.remedy.stop(timeout=5)
+        service.store.close()
