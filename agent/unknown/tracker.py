@@ -298,7 +298,8 @@ class UnknownTracker:
             live.known_before = True
             live.entry.samples = []  # kept in the state file, not in memory
         if dropped:
-            log.info("%d unknown error fingerprints dropped (least recently seen; at most %d a stack are kept)",
+            log.info("%d unknown error fingerprints dropped (least recently seen; at most %d a stack are"
+                     " kept)",
                      dropped, self.max_entries)
 
     def _sample(self, event: Event) -> dict:
