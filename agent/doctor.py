@@ -170,7 +170,8 @@ def followed_containers(d: Doctor) -> Iterator[Finding]:
 
 
 def _containers(where: str, client, wanted: list[str]) -> Iterator[Finding]:
-    names = [c.name for c in client.containers.list(all=True)]
+    # The raw list: no inspect of each container (one removed meanwhile would fail the check).
+    names = [n.lstrip("/") for c in client.api.containers(all=True) for n in c.get("Names") or []]
     for name in wanted:
         try:
             c = client.containers.get(name)

@@ -13,6 +13,7 @@ about 20 s). Otherwise the fix failed, with the bot's own reason.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import httpx
 from docker.errors import NotFound
@@ -31,7 +32,9 @@ def bot_lives(ctx: ActionContext, name: str, *, since: float) -> str:
     `since` (wall clock) is when the bot was deployed: rule matches from then on count.
     """
     settle = ctx.settle
-    deadline = time.monotonic() + settle
+    # Counted from the container's start: a check cut short (a restart of the agent) goes on
+    # where it was instead of waiting the whole settle time again.
+    deadline = time.monotonic() + max(0.0, settle - _running_for(ctx, name))
     while True:
         try:
             container = ctx.docker.containers.get(name)
@@ -88,3 +91,14 @@ def _heard(ctx: ActionContext, name: str, *, wait: float) -> str:
             raise ActionError(f"{name} runs, but hummingbot-api never heard its heartbeat (recently_active"
                               " false): check mqtt_bridge in its conf_client.yml")
         time.sleep(1.0)
+
+
+def _running_for(ctx: ActionContext, name: str) -> float:
+    """Seconds since the container last started (0 when it cannot be told)."""
+    try:
+        started = (ctx.docker.containers.get(name).attrs.get("State") or {}).get("StartedAt", "")
+        head, _, frac = started.rstrip("Z").partition(".")
+        at = datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{frac or 0}")
+    except (NotFound, ValueError, TypeError):
+        return 0.0
+    return max(0.0, time.time() - at)

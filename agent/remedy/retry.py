@@ -95,7 +95,8 @@ def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, s
                         reraise=False)(send)
     except RetryError as exc:
         last = exc.last_attempt.exception()
-        raise ActionError(f"deploy retry failed after {attempts} tries: {last}") from None
+        # chained: an unreachable hummingbot-api makes the incident wait instead of failing it
+        raise ActionError(f"deploy retry failed after {attempts} tries: {last}") from last
     try:
         data = resp.json()
     except ValueError:

@@ -161,12 +161,12 @@ def test_a_slow_fix_on_one_stack_queues_nothing_of_another(tmp_path, secret):
     slow.remedy.attempt = lambda inc: release.wait(30)  # a fix that hangs
     fast.remedy.attempt = lambda inc: ran.set()
     for rt in (slow, fast):
+        rt.remedy.start()
         inc = service.store.create_incident(Incident(
             id=f"i-{rt.name}", rule="credentials-profile-missing", key="k", state="detected",
             severity="critical", container="hummingbot-api", summary="s", fingerprint="f", captures={},
             stack=rt.name))
-        rt.remedy._thread.start()
-        rt.remedy._queue.put(inc.id)
+        rt.remedy._enqueue(inc.id)
     try:
         assert ran.wait(10), "the fast stack's fix waited behind the slow one's"
         assert not release.is_set()
