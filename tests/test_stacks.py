@@ -230,47 +230,58 @@ def test_a_stopped_remote_engine_holds_nothing_of_the_local_stack(make_stack, re
         agent.stop()
 
 
-def test_a_wrong_client_certificate_is_one_clear_error_for_that_stack_only(make_stack, remote, engine,
-                                                                            tmp_path):
+def test_a_wrong_certificate_or_password_is_one_clear_error_for_that_stack_only(make_stack, remote, engine,
+                                                                                 tmp_path):
+    """Three stacks: the local one, the remote engine over TLS with a client certificate of another
+    CA, and the remote engine over its socket with a wrong hummingbot-api password."""
     local = make_stack()
     env = write_config(tmp_path, local, remote, engine, cert="stranger")
+    config = yaml.safe_load(Path(env["MEDIC_CONFIG_FILE"]).read_text())
+    local_stack, tls = config["stacks"]
+    tls.update(name="tls", recorder_addr=None)
+    wrong = tmp_path / "secrets" / "wrong"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
+    login = {"name": "login", "docker_host": engine.url, "containers": [remote.api.name],
+             "hummingbot_url": remote.url, "hummingbot_password_file": str(wrong), "bots": "off"}
+    Path(env["MEDIC_CONFIG_FILE"]).write_text(yaml.safe_dump({"stacks": [local_stack, tls, login]}))
     agent = Agent(env, tmp_path / "agent.log")
     try:
-        _, body = wait_until(lambda: (h := agent.health())[0] == 503 and h, 60, "/healthz to say 503")
-        wait_until(lambda: agent.health()[1]["stacks"]["local"]["streams"].get(local.api.name) == "attached",
-                   30, "the local stack to be followed")
-        time.sleep(6)  # several tries of the remote engine meanwhile: still said once
+        def settled():
+            status, body = agent.health()
+            streams = {s: body.get("stacks", {}).get(s, {}).get("streams", {}) for s in ("local", "login")}
+            return status == 503 and streams["local"].get(local.api.name) == "attached" and \
+                streams["login"].get(remote.api.name) == "attached" and len(body["problems"]) == 2 and body
+        body = wait_until(settled, 60, "both problems, and the other stacks followed")
+        time.sleep(6)  # several tries of the engine meanwhile: still said once
         _, body = agent.health()
-        assert [p for p in body["problems"] if not p.startswith("stack remote: ")] == [], body
-        errors = [line for line in agent.text().splitlines() if "does not accept this stack's client" in line]
-        assert len(errors) == 1, agent.text()
-        assert "stack remote: Docker engine unreachable (TLS: the engine refused the handshake" in errors[0]
-        assert " ERROR " in errors[0]
+        assert body["problems"][1:] == [
+            f"stack login: hummingbot-api at {remote.url} refused the login of user admin (401): fixes of"
+            " this stack cannot run; give the agent its USERNAME and PASSWORD (hummingbot_username,"
+            " hummingbot_password_file)"], body
+        head = f"stack tls: Docker engine at {engine.tcp_url} unreachable"
+        assert body["problems"][0].startswith(head), body
+        assert body["stacks"]["local"]["ok"] and body["stacks"]["local"]["api"] == "ok", body
+        log = agent.text().splitlines()
+        errors = [line for line in log if "does not accept this stack's client" in line]
+        assert len(errors) == 1 and " ERROR " in errors[0], agent.text()
+        assert "stack tls: Docker engine unreachable (TLS: the engine refused the handshake" in errors[0]
+        refused = [line for line in log if "refused the login" in line]
+        assert len(refused) == 1 and " ERROR " in refused[0] and "stack login:" in refused[0], agent.text()
+        assert not [line for line in log if "stack local:" in line and " INFO " not in line]
+        assert "not-the-password" not in agent.text()
+        state = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
+        assert b"not-the-password" not in state
         doctor = subprocess.run([sys.executable, "-m", "agent", "doctor"], env={**os.environ, **env},
                                 cwd=REPO, capture_output=True, text=True, timeout=120)
         assert doctor.returncode == 1, doctor.stdout
-        assert f"✗ stack remote: Docker engine at {engine.tcp_url} does not answer: TLS: the engine refused" \
+        assert f"✗ stack tls: Docker engine at {engine.tcp_url} does not answer: TLS: the engine refused" \
                " the handshake" in doctor.stdout, doctor.stdout
-        assert "✓ stack local: Docker engine " in doctor.stdout, doctor.stdout
-        assert "✓ stack remote: hummingbot-api at" in doctor.stdout, doctor.stdout
-    finally:
-        agent.stop()
-
-
-def test_a_wrong_password_is_one_clear_error_for_that_stack_only(make_stack, remote, engine, tmp_path):
-    local = make_stack()
-    env = write_config(tmp_path, local, remote, engine, remote_password="not-the-password")
-    agent = Agent(env, tmp_path / "agent.log")
-    try:
-        _, body = wait_until(lambda: (h := agent.health())[0] == 503 and h, 60, "/healthz to say 503")
-        assert body["problems"] == [
-            f"stack remote: hummingbot-api at {remote.url} refused the login of user admin (401): fixes of"
-            " this stack cannot run; give the agent its USERNAME and PASSWORD (hummingbot_username,"
-            " hummingbot_password_file)"], body
-        refused = [line for line in agent.text().splitlines() if "refused the login" in line]
-        assert len(refused) == 1 and " ERROR " in refused[0] and "stack remote:" in refused[0], agent.text()
-        assert "not-the-password" not in agent.text()
-        assert b"not-the-password" not in b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
-        assert body["stacks"]["local"]["api"] == "ok"
+        assert f"✗ stack login: hummingbot-api at {remote.url} refused the login of user admin (401)" \
+            in doctor.stdout, doctor.stdout
+        for ok in ("✓ stack local: Docker engine ", "✓ stack login: Docker engine ",
+                   "✓ stack tls: hummingbot-api at", "✓ stack local: hummingbot-api at"):
+            assert ok in doctor.stdout, doctor.stdout
+        assert "not-the-password" not in doctor.stdout
     finally:
         agent.stop()
