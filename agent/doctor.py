@@ -255,11 +255,14 @@ def _port_free(host: str, port: int) -> str | None:
 def listening_ports(d: Doctor) -> Iterator[Finding]:
     s = d.settings
     ports = [("health and metrics", "MEDIC_HTTP_ADDR", s.http_addr)]
-    if s.recorder_addr:
-        ports.append(("deploy recorder", "MEDIC_RECORDER_ADDR", s.recorder_addr))
-    else:
-        yield Finding(True, "deploy recorder: off (set MEDIC_RECORDER_ADDR=0.0.0.0:8001 and point clients"
-                            " at it so a failed deploy can be re-sent exactly)")
+    for stack in d.stacks:
+        if stack.recorder_addr:
+            ports.append((f"{d.where(stack)}deploy recorder", "recorder_addr" if d.several
+                          else "MEDIC_RECORDER_ADDR", stack.recorder_addr))
+        else:
+            yield Finding(True, f"{d.where(stack)}deploy recorder: off (set "
+                                + ("its recorder_addr" if d.several else "MEDIC_RECORDER_ADDR=0.0.0.0:8001")
+                                + " and point clients at it so a failed deploy can be re-sent exactly)")
     health = None
     for what, setting, addr in ports:
         host, _, port = addr.rpartition(":")
@@ -269,7 +272,8 @@ def listening_ports(d: Doctor) -> Iterator[Finding]:
             continue
         if problem == "in use":
             health = health if health is not None else (d.own_health() or {})
-            mine = health and (setting == "MEDIC_HTTP_ADDR" or health.get("recorder") == addr)
+            recorders = (health.get("recorders") or {}).values()
+            mine = health and (setting == "MEDIC_HTTP_ADDR" or addr in recorders or health.get("recorder") == addr)
             if mine:
                 yield Finding(True, f"{what}: {addr} is the running agent's")
                 continue

@@ -75,9 +75,10 @@ def health(service: Service) -> tuple[bool, dict]:
     oldest = service.store.outbox_oldest_pending()
     if oldest is not None and time.time() - oldest > OUTBOX_STUCK:
         problems.append(f"notifications undelivered for {time.time() - oldest:.0f} s")
-    recorder = service.settings.recorder_addr if service.recorder is not None else None
+    recorder = service.main.config.recorder_addr if service.recorder is not None else None
+    recorders = {rt.name: rt.config.recorder_addr for rt in service.stacks if rt.recorder is not None}
     return not problems, {"ok": not problems, "streams": streams, "problems": problems, "recorder": recorder,
-                          "stacks": stacks}
+                          "recorders": recorders, "stacks": stacks}
 
 
 class _Collector:
