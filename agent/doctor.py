@@ -272,8 +272,8 @@ def listening_ports(d: Doctor) -> Iterator[Finding]:
             continue
         if problem == "in use":
             health = health if health is not None else (d.own_health() or {})
-            recorders = (health.get("recorders") or {}).values()
-            mine = health and (setting == "MEDIC_HTTP_ADDR" or addr in recorders or health.get("recorder") == addr)
+            recorders = [*(health.get("recorders") or {}).values(), health.get("recorder")]
+            mine = health and (setting == "MEDIC_HTTP_ADDR" or addr in recorders)
             if mine:
                 yield Finding(True, f"{what}: {addr} is the running agent's")
                 continue
