@@ -125,13 +125,14 @@ def _attached(addr: str) -> int:
     return len(re.findall(r'^hb_medic_stream_attached\{[^}]*state="attached"\} 1\.0$', text, re.M))
 
 
-def quiet_cost(bed: Bed, followed: list[tuple[str, str]], seconds: float) -> tuple[float, float]:
+def quiet_cost(bed: Bed, followed: list[tuple[str, str]], seconds: float,
+               settle: float = 3.0) -> tuple[float, float]:
     """(RSS MB, idle CPU %) of the agent following these quiet containers."""
     proc, addr = bed.agent(followed)
     try:
         wait_until(lambda: _attached(addr) >= len(followed) or proc.poll() is not None, 120,
                    f"{len(followed)} containers followed")
-        time.sleep(3.0)  # start-up is not idle
+        time.sleep(settle)  # start-up is not idle
         before, t0 = _cpu(proc.pid), time.monotonic()
         time.sleep(seconds)
         used, wall = _cpu(proc.pid) - before, time.monotonic() - t0
