@@ -30,6 +30,7 @@ from agent.names import base_name, protected_profile
 
 ROLES = (API, BOT, SIBLING)
 CONTEXT_KEEP = 256  # recent context lines kept per container
+CONTEXT_TRACEBACKS = 8  # recent tracebacks kept per container, for contexts that look for one
 UNTIMED_WINDOW_LINES = 500  # without timestamps, "within" means this many lines before
 
 
@@ -308,7 +309,12 @@ class Matcher:
         self._exit_rules = [c for c in compiled if c.on_exits]
         ctx: set[str] = set()
         self._ctx_ungated = False
-        self._ctx_tracebacks = any(spec.traceback for c in compiled for spec, _, _ in c.context)
+        # Tracebacks a context looks for (a bot's log file explaining its console): a few kept per
+        # container, and only of the roles such a rule reads.
+        tb_rules = [c for c in compiled if any(spec.traceback for spec, _, _ in c.context)]
+        self._ctx_tb_roles = set(ROLES) if any(c.roles is None for c in tb_rules) \
+            else {r for c in tb_rules for r in c.roles}
+        self._recent_tb: dict[str, deque[Event]] = {}
         for c in compiled:
             for spec, _, _ in c.context:
                 if spec.message is None:
@@ -344,8 +350,11 @@ class Matcher:
             candidates = (ix.by_logger.get(header.logger, ix.any_logger) if header is not None
                           else ix.any_logger)
         elif event.kind == TRACEBACK:
-            if self._ctx_tracebacks:
-                self._remember(event)
+            if event.role in self._ctx_tb_roles:
+                buf = self._recent_tb.get(event.container)
+                if buf is None:
+                    buf = self._recent_tb[event.container] = deque(maxlen=CONTEXT_TRACEBACKS)
+                buf.append(event)
             ix = self._index[API] if event.origin is None else self._index.get(event.role, self._any_role)
             candidates = ix.tb_rules
         elif event.kind == RESPONSE:
@@ -427,13 +436,14 @@ class Matcher:
         return res
 
     def _add_context(self, c: _Compiled, res: Result) -> None:
-        recent = self._recent.get(res.event.container)
-        if not c.context or not recent:
+        if not c.context:
             return
+        recent = self._recent.get(res.event.container) or ()
+        tracebacks = self._recent_tb.get(res.event.container) or ()
         event = res.event
         for spec, rx, streams in c.context:
             streams = streams or c.streams
-            for prior in reversed(recent):
+            for prior in reversed(tracebacks if spec.traceback is not None else recent):
                 if prior is event or not streams.accepts(prior.stream):
                     continue
                 same_source = prior.stream == event.stream and prior.origin == event.origin
