@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--from", dest="from_file", metavar="LOGFILE",
                          help="saved `docker logs` output instead of the state file: a draft for each"
                               " recurring error no rule knows (- for stdin)")
-    suggest.add_argument("--id", dest="rule_id", help="the draft's rule id (default: made from the error)")
+    suggest.add_argument("--id", dest="rule_id", metavar="ID",
+                         help="the draft's rule id (default: made from the error)")
     where = suggest.add_mutually_exclusive_group()
     where.add_argument("--out", default="drafts", metavar="DIR", help="where to write (default: drafts)")
     where.add_argument("--stdout", action="store_true", help="print the draft instead of writing it")

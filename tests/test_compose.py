@@ -1,15 +1,19 @@
-"""compose.yaml brought up for real beside the stand-in named hummingbot-api: secrets as files,
-the seed incident fixed through the recorder, `hb-medic doctor` inside the container."""
+"""compose.yaml and compose.hardened.yaml brought up for real beside the stand-in named
+hummingbot-api: secrets as files, the seed incident fixed through the recorder, `hb-medic doctor`
+inside the container; the hardened one through the socket proxy built from docker-proxy/."""
 
 from __future__ import annotations
 
+import docker
 import httpx
 import pytest
+from docker.errors import APIError
 
 from tests.compose import ComposeUp, port_or_free
 from tests.conftest import AGENT_IMAGE
+from tests.images import PROXY_IMAGE
 from tests.receiver import Receiver
-from tests.stack import ADMIN, wait_until
+from tests.stack import ADMIN, free_port, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -65,3 +69,55 @@ def _show_logs(client, name: str) -> None:
         print(client.containers.get(name).logs(tail=60).decode(errors="replace"))
     except Exception as exc:
         print(f"no logs of {name}: {exc}")
+
+
+def test_compose_hardened_yaml_fixes_it_through_the_socket_proxy(agent_image, docker_client, make_stack):
+    """The agent without the socket, behind the proxy built from docker-proxy/: the seed incident
+    is fixed through it, and what the allow-list forbids is refused before the engine."""
+    stack = make_stack(real_names=True)
+    recorder, http, proxy = port_or_free(8001), port_or_free(9108), free_port()
+    engine = f"tcp://127.0.0.1:{proxy}"
+    compose = ComposeUp("compose.hardened.yaml", stack.run_id, override={
+        "services": {
+            "docker-proxy": {"image": PROXY_IMAGE,
+                             "environment": {"DOCKER_PROXY_BIND": f"127.0.0.1:{proxy}"}},
+            "hb-medic": {
+                "image": AGENT_IMAGE,
+                "environment": {"DOCKER_HOST": engine, "MEDIC_HUMMINGBOT_URL": stack.url,
+                                "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
+                                "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
+                "volumes": [f"{stack.bots}:/bots:ro"]}},
+        "volumes": {"hb-medic-state": {"name": f"medic-t{stack.run_id}-state"}},
+    }, secrets={"hummingbot_password": "admin", "notify_urls": ""})
+    try:
+        agent_svc = compose.config["services"]["hb-medic"]
+        assert not any("docker.sock" in str(v) for v in agent_svc.get("volumes", []))
+        compose.up()
+        wait_until(lambda: _health(docker_client, "hb-medic") == "healthy", 90, "hb-medic healthy")
+        resp = httpx.post(f"http://127.0.0.1:{recorder}/bot-orchestration/deploy-v2-script", auth=ADMIN,
+                          json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"},
+                          timeout=60)
+        assert resp.status_code == 500
+        bots = wait_until(lambda: [c for c in docker_client.containers.list()
+                                   if c.name.startswith("sharp-bot-")], 90, "the bot the agent deployed")
+        agent = docker_client.containers.get("hb-medic")
+        code, out = agent.exec_run(["hb-medic", "doctor"])
+        assert code == 0, out.decode()
+        assert f"at {engine}" in out.decode() and "✓ container hummingbot-api: running" in out.decode()
+        # Through the proxy: what the allow-list forbids never reaches the engine.
+        via = docker.DockerClient(base_url=engine, timeout=30)
+        try:
+            with pytest.raises(APIError) as refused:
+                via.api.exec_create(stack.api.id, ["true"])
+            assert refused.value.status_code == 403
+            with pytest.raises(APIError) as refused:
+                via.api.remove_container(bots[0].id, force=True)
+            assert refused.value.status_code == 403
+            assert via.containers.get("hummingbot-api").status == "running"  # inspect is allowed
+        finally:
+            via.close()
+        assert docker_client.containers.get(bots[0].id).status == "running"
+    finally:
+        _show_logs(docker_client, "hb-medic")
+        compose.close()
+    assert not docker_client.containers.list(all=True, filters={"name": "^hb-medic-docker-proxy$"})

@@ -160,7 +160,9 @@ class LineSplitter:
                     and not partial[stream].parts and size - 31 <= max_line + 2):
                 # A whole line with the usual nine-digit timestamp: no copies but the text.
                 ts = secs * 1_000_000_000 + int(data[start + 20:start + 29])
-                body_end = stop - 2 if data[stop - 2] == 13 else stop - 1
+                body_end = stop - 1
+                while body_end > start + 31 and data[body_end - 1] == 13:
+                    body_end -= 1  # "\r\n", and "\r\r\n" from a text layer that added one more
                 if body_end - start - 31 > max_line:
                     out[stream].append(self._text_line(ts, data[start + 31:stop]))
                 else:
@@ -253,7 +255,7 @@ class LineSplitter:
         if body.endswith(b"\n"):
             body = body[:-1]
         if body.endswith(b"\r"):
-            body = body[:-1]
+            body = body.rstrip(b"\r")
         cut = extra_cut
         if len(body) > self.max_line:
             cut += len(body) - self.max_line

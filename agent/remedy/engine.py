@@ -55,7 +55,8 @@ OUTAGE_MAX = 86400.0  # how long an incident waits for hummingbot-api or the eng
 OUTAGE_LOOK = 3.0  # seconds between two looks at something that does not answer
 EVENTS_KEPT = 2 * 86400.0  # how long a handled event is remembered (no replay reaches back further)
 CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that name to be answered
-OWN_SEND_WAIT = 60.0  # how long a retry cut off by a kill waits for its bot to show before sending again
+OWN_SEND_WAIT = 20.0  # after a re-send cut off by a kill, how long its bot may take to show
+MAX_INTERRUPTED = 5  # restarts during an incident's attempts before it gives up
 
 
 class _Refused(Exception):
@@ -114,12 +115,21 @@ class Remedy:
         self._thread.start()
 
     def recover(self) -> None:
-        """Attempts cut short by a stop are tried again (the attempt already counted)."""
+        """Attempts cut short by a stop or a kill are tried again at once. The cut attempt is
+        not counted (the agent's end is not the fix failing), but an incident cut short
+        MAX_INTERRUPTED times gives up: a fix that takes the agent down must not loop."""
         for inc in self.store.incidents(limit=200):
             if inc.state in ("detected", "acting", "verifying", "retrying"):
                 self._interrupted(inc, "interrupted by a restart of the agent")
 
     def _interrupted(self, inc: Incident, why: str) -> None:
+        cut = sum(1 for a in self.store.audit_trail(inc.id) if a["name"] == "interrupted") + 1
+        if cut >= MAX_INTERRUPTED:
+            self.store.audit(inc.id, "decision", "interrupted", result=why)
+            self._close(inc, "gave-up", f"{why}, the {cut}th time: not trying again; please look")
+            return
+        if inc.state != "detected":
+            inc.attempts = max(0, inc.attempts - 1)
         inc.state, inc.next_attempt, inc.detail = "failed", time.time(), why
         self.store.save_incident(inc)
         self.store.audit(inc.id, "decision", "interrupted", result=why)
@@ -535,14 +545,15 @@ class Remedy:
     def _wait_for_earlier_sends(self, inc: Incident, ctx: ActionContext, base: str, since: float) -> None:
         """This incident sent it before and was cut off (a kill) before it knew the answer: give
         the bot time to show up before sending again."""
-        mine = self.store.incident_deploys(inc.id)
-        if not any(r["base"] == base and r["state"] == "sending" for r in mine):
+        sent = [r["sent_at"] or 0.0 for r in self.store.incident_deploys(inc.id)
+                if r["base"] == base and r["state"] == "sending"]
+        if not sent:
             return
-        deadline = time.monotonic() + OWN_SEND_WAIT
-        while time.monotonic() < deadline:
+        until = max(sent) + OWN_SEND_WAIT
+        while time.time() < until:
             if already_deployed(ctx, base, since):
                 return  # retry_deploy sees it too and does not send again
-            time.sleep(1.0)
+            time.sleep(0.5)
 
     def _wait_for_clients(self, base: str, exclude: set[int]) -> None:
         """A client's own deploy of this name still on its way through the recorder: wait for

@@ -93,7 +93,15 @@ def test_restart_resumes_interrupted_attempts(tmp_path):
     store.save_incident(inc)
     Remedy(store, lambda: RULES, no_context).recover()
     again = store.get_incident(inc.id)
-    assert again.state == "failed" and again.attempts == 1 and again.next_attempt <= time.time()
+    # The cut attempt is not counted: a kill of the agent is not the fix failing.
+    assert again.state == "failed" and again.attempts == 0 and again.next_attempt <= time.time()
+    for _ in range(4):  # but a fix that keeps taking the agent down does not loop
+        again = store.get_incident(inc.id)
+        again.state, again.attempts = "acting", 1
+        store.save_incident(again)
+        Remedy(store, lambda: RULES, no_context).recover()
+    final = store.get_incident(inc.id)
+    assert final.state == "gave-up" and "the 5th time" in final.detail
 
 
 def test_deploy_body_checks():

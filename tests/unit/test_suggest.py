@@ -243,3 +243,29 @@ def test_generalise_always_matches_its_samples_whatever_they_hold():
         assert set(t.captures) <= set(rx.groupindex)
 
     holds()
+
+
+def test_a_bots_error_from_two_bots_is_one_entry_and_drafts_by_role_and_channel(tmp_path):
+    from agent.events import Origin
+    from agent.unknown.suggest import suggest
+
+    store = Store(tmp_path / "s.db")
+    tracker = UnknownTracker(store, Redactor())
+    for name, secs in [("rb_a-20261129-072744", 42), ("rb_b-20261129-081010", 61)]:
+        line = (f"2026-11-29 07:29:05,198 - hummingbot.connector.exchange.gate_io - ERROR - Order book for"
+                f" pair BTC-USDT stale after {secs} s")
+        for e in replay_lines([line], name, origin=Origin(name, "errors", "bot")):
+            assert tracker.observe(e)
+    tracker.flush()
+    (entry,) = store.unknown_list()
+    assert (entry.role, entry.stream, entry.count) == ("bot", "errors", 2)
+    assert entry.containers == ["rb_b-20261129-081010", "rb_a-20261129-072744"]
+    out = tmp_path / "drafts"
+    assert suggest(fingerprint=entry.fingerprint, from_file=None, store=store, rule_id="stale-book",
+                   out_dir=str(out), rules_dir=None) == 0
+    (rule,) = load_rules(out).rules
+    assert rule.where.roles == ["bot"] and rule.where.channels == ["errors"] and rule.where.containers is None
+    samples = (out / "stale-book.samples.log").read_text()
+    assert '# replay: {"role": "bot", "channel": "errors"}' in samples
+    for line, expect, lines in blocks(samples):
+        assert check(Matcher([*LIBRARY, rule]), expect, lines) is None, line

@@ -1,0 +1,41 @@
+"""The scenarios: each a module with `run(quick) -> dict` and its target; limits in seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+
+
+@dataclass(frozen=True)
+class Scenario:
+    module: str
+    quick_limit: float
+    full_limit: float
+    full_only: bool = False
+    function: str = "run"
+
+    @property
+    def target(self) -> str:
+        return import_module(f"faults.scenarios.{self.module}").TARGET
+
+    @property
+    def run(self) -> Callable[[bool], dict]:
+        return getattr(import_module(f"faults.scenarios.{self.module}"), self.function)
+
+    def limit(self, quick: bool) -> float:
+        return self.quick_limit if quick else self.full_limit
+
+
+# In the order they start: the longest first, so a run side by side ends soonest.
+SCENARIOS: dict[str, Scenario] = {
+    "engine-restart": Scenario("engine_restart", 150, 600),
+    "kill-storm": Scenario("kill_storm", 150, 900),
+    "receiver-outage": Scenario("receiver_outage", 150, 600),
+    "api-outage-60s": Scenario("api_outage", 150, 400),
+    "api-outage-10min": Scenario("api_outage", 0, 1000, full_only=True, function="run_long"),
+    "kill-after-fix": Scenario("kill_after_fix", 120, 900),
+    "hostile-bytes": Scenario("hostile_bytes", 150, 600),
+    "state-file": Scenario("state_file", 150, 400),
+    "fuzz": Scenario("fuzz", 150, 900),
+}

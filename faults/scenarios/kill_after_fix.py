@@ -1,0 +1,100 @@
+"""`kill -9` 50-300 ms after a fix, before the agent saved a checkpoint past the failure line,
+and the agent down longer than the rule's cooldown: when it starts again it reads that line a
+second time and must see it for what it is, an event it handled. Nothing is repeated.
+
+Whether the checkpoint was saved before the kill is a matter of milliseconds, so rounds are
+repeated (each with a quick restart) until a kill lands before it; that round then stays
+down for the whole downtime."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+
+from agent.ingest.split import parse_ts
+from faults.bed import Bed
+from faults.scenarios.common import log, settle
+
+TARGET = "nothing repeated: no second incident, no action run again, no deploy asked of a person"
+RULE = "credentials-profile-missing"
+REPLAYED = "replayed event already handled: no action"
+
+
+def run(quick: bool) -> dict:
+    down = 8.0 if quick else 300.0
+    changes = {RULE: {"incident": {"cooldown": 5}}} if quick else {}  # the quick run: a shorter cooldown
+    tag = uuid.uuid4().hex[:4]
+    with Bed("kill-after-fix", rules=changes) as bed:
+        agent = bed.agent().start()
+        rounds, delay, replay_ahead = 0, 0.0, False
+        while rounds < 12 and not replay_ahead:
+            rounds += 1
+            profile, name = f"kaf{rounds}_{tag}", f"kaf{rounds}-{tag}"
+            settle(lambda: _checkpoint(agent, bed) is not None, 30, 0.1)  # it has saved one since it started
+            assert bed.deploy(agent, name, profile) == 500
+            fixed = settle(lambda p=profile: _state(agent, p) == "resolved", 60, interval=0.01)
+            delay = random.uniform(0.05, 0.3)
+            time.sleep(delay)
+            agent.kill9()
+            replay_ahead = fixed and _checkpoint_before(agent, bed, profile)
+            if not replay_ahead:
+                agent.start()  # the checkpoint was already past it: try another round
+        before = _snapshot(agent)
+        log(f"round {rounds}: killed {delay * 1000:.0f} ms after the fix, before the checkpoint moved past"
+            f" its failure line: {replay_ahead}; down for {down:.0f} s")
+        time.sleep(down)
+        agent.start()
+        settle(lambda: _snapshot(agent)["replayed"] > before["replayed"], 30)
+        time.sleep(3)  # whatever the restart would do, it has done it now
+        after = _snapshot(agent)
+        bots = bed.bots()
+        adds = bed.add_account_calls()
+        agent.stop()
+    new_incidents = after["incidents"] - before["incidents"]
+    repeated = after["actions"] - before["actions"]
+    joined = after["replayed"] - before["replayed"]
+    measured = {"rounds": rounds, "kill_after_fix_ms": round(delay * 1000), "replay_ahead": replay_ahead,
+                "down_s": down, "cooldown_s": 5 if quick else 300,
+                "new_incidents_after_restart": new_incidents,
+                "actions_run_again": repeated, "waiting_incidents": after["waiting"],
+                "replayed_events_joined": joined, "bots": {k: len(v) for k, v in bots.items()},
+                "add_account_calls": sum(adds.values())}
+    ok = (replay_ahead and joined > 0 and new_incidents == 0 and repeated == 0 and after["waiting"] == 0
+          and len(bots) == rounds and all(len(v) == 1 for v in bots.values())
+          and all(n == 1 for n in adds.values()))
+    return {"pass": ok, "measured": measured,
+            "figure": f"down {down:.0f} s > cooldown {measured['cooldown_s']} s, the failure line read again:"
+                      f" {new_incidents} new incidents, {repeated} actions repeated ({joined} replayed events"
+                      " joined their incident)"}
+
+
+def _state(agent, profile: str) -> str | None:
+    rows = agent.query("SELECT state FROM incidents WHERE rule = ? AND key = ?", (RULE, profile))
+    return rows[0][0] if rows else None
+
+
+def _checkpoint_before(agent, bed: Bed, profile: str) -> bool:
+    """Will a restart read this profile's failure line again (the saved stderr checkpoint is
+    not past the engine's timestamp of that line)?"""
+    saved = _checkpoint(agent, bed)
+    stamped = bed.stack.api.logs(stdout=False, stderr=True, timestamps=True).decode(errors="replace")
+    line = next((x for x in stamped.splitlines() if f"bots/credentials/{profile}'" in x), None)
+    if saved is None or line is None:
+        return False
+    return saved <= (parse_ts(line.split(" ", 1)[0].encode()) or 0)
+
+
+def _checkpoint(agent, bed: Bed) -> int | None:
+    rows = agent.query("SELECT stderr_ts FROM checkpoints WHERE container = ?", (bed.api_container,))
+    return rows[0][0] if rows else None
+
+
+def _snapshot(agent) -> dict:
+    def count(sql: str, *args) -> int:
+        return agent.query(sql, args)[0][0]
+
+    return {"incidents": count("SELECT COUNT(*) FROM incidents WHERE rule = ?", RULE),
+            "actions": count("SELECT COUNT(*) FROM audit WHERE kind IN ('action', 'retry', 'attempt')"),
+            "waiting": count("SELECT COUNT(*) FROM incidents WHERE rule = ? AND state = 'waiting'", RULE),
+            "replayed": count("SELECT COUNT(*) FROM audit WHERE name = ?", REPLAYED)}

@@ -1,0 +1,129 @@
+"""State file faults: garbage, half a database, a directory, 0 bytes, another program's
+database and a read-only file each stop `hb-medic run` with one message naming the file and
+what to do, exit status 3, and the file untouched. A file that becomes unwritable under a
+running agent turns /healthz 503 with the reason, is logged once, and heals."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from agent.store import Store
+from faults.agent import Agent
+from faults.scenarios.common import settle
+from tests.stack import REPO
+
+TARGET = ("each fault: one message naming the file, exit status 3, file untouched; unwritable while"
+          " running: /healthz 503 with the reason, logged once, back to 200 when it heals")
+EXIT = 3
+
+
+def _good(path: Path, rows: int) -> None:
+    store = Store(path)
+    for n in range(rows):
+        store.audit(None, "decision", f"filler {n}", {"pad": "x" * 200})
+    store.close()
+
+
+def _make(kind: str, path: Path) -> None:
+    if kind == "garbage":
+        path.write_bytes(os.urandom(4096))
+    elif kind == "half":
+        _good(path, 2000)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "foreign":
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE notes (x)")
+        conn.commit()
+        conn.close()
+    elif kind == "read-only":
+        _good(path, 10)
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+
+
+def _digest(path: Path) -> str:
+    if path.is_dir():
+        return "dir:" + ",".join(sorted(os.listdir(path)))
+    return hashlib.sha256(path.read_bytes()).hexdigest() + f":{path.stat().st_mtime_ns}"
+
+
+def run(quick: bool) -> dict:
+    if shutil.which("chattr") is None:
+        return {"pass": False, "error": "chattr is needed to make a file read-only (for root too)"}
+    work = Path(tempfile.mkdtemp(prefix="medic-faults-state-"))
+    cases = {}
+    try:
+        for kind in ("garbage", "half", "directory", "empty", "foreign", "read-only"):
+            folder = work / kind
+            folder.mkdir()
+            state = folder / "state.db"
+            _make(kind, state)
+            before = _digest(state)
+            env = {**os.environ, "MEDIC_STATE_DB": str(state), "MEDIC_CONTAINERS": "medic-none-such",
+                   "MEDIC_HUMMINGBOT_PASSWORD": "admin", "MEDIC_RULES_DIR": str(REPO / "rules")}
+            out = subprocess.run([sys.executable, "-m", "agent", "run"], capture_output=True, text=True,
+                                 env=env, timeout=60, cwd=REPO)
+            subprocess.run(["chattr", "-i", str(state)], capture_output=True)
+            lines = out.stderr.strip().splitlines()
+            cases[kind] = {"exit": out.returncode, "lines": len(lines), "message": lines[0] if lines else "",
+                           "names_file": str(state) in out.stderr, "untouched": _digest(state) == before,
+                           "traceback": "Traceback" in out.stderr}
+        running = _unwritable_while_running(work / "running", quick)
+    finally:
+        for p in work.rglob("*"):
+            subprocess.run(["chattr", "-i", str(p)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    start_ok = all(c["exit"] == EXIT and c["lines"] == 1 and c["names_file"] and c["untouched"]
+                   and not c["traceback"] for c in cases.values())
+    ok = start_ok and running["ok"]
+    bad = [k for k, c in cases.items() if not (c["exit"] == EXIT and c["lines"] == 1 and c["untouched"])]
+    return {"pass": ok, "measured": {"at_start": cases, "while_running": running},
+            "figure": f"{len(cases) - len(bad)} of {len(cases)} faults at start: one message, exit 3, file"
+                      f" untouched; unwritable while running: 503 after {running['to_503_s']} s, logged"
+                      f" {running['logged']} time(s), 200 again after {running['to_200_s']} s"}
+
+
+def _unwritable_while_running(folder: Path, quick: bool) -> dict:
+    folder.mkdir()
+    agent = Agent(folder, {"MEDIC_CONTAINERS": "medic-none-such", "MEDIC_RULES_DIR": str(REPO / "rules")})
+    files = [agent.state_db, agent.state_db.with_name("state.db-wal")]
+    result: dict = {"ok": False, "to_503_s": None, "to_200_s": None, "logged": 0}
+    try:
+        agent.start()
+        settle(lambda: agent.health()[0] == 200, 60, 0.2)
+        for f in files:
+            subprocess.run(["chattr", "+i", str(f)], check=True)
+        since = time.monotonic()
+        said = settle(lambda: agent.health()[0] == 503, 60, 0.2)
+        result["to_503_s"] = round(time.monotonic() - since, 1) if said else None
+        reasons = agent.health()[1].get("problems", [])
+        result["reason"] = next((p for p in reasons if p.startswith("state file")), None)
+        time.sleep(3 if quick else 30)  # long enough to see it is not logged again and again
+        for f in files:
+            subprocess.run(["chattr", "-i", str(f)], check=True)
+        since = time.monotonic()
+        healed = settle(lambda: agent.health()[0] == 200, 60, 0.2)
+        result["to_200_s"] = round(time.monotonic() - since, 1) if healed else None
+        text = agent.text()
+        result["logged"] = text.count("cannot be written")
+        result["logged_healed"] = text.count("can be written again")
+        result["tracebacks"] = text.count("Traceback")
+        result["ok"] = bool(said and healed and result["reason"] and result["logged"] == 1
+                            and result["logged_healed"] == 1 and result["tracebacks"] == 0)
+    finally:
+        for f in files:
+            subprocess.run(["chattr", "-i", str(f)], capture_output=True)
+        agent.stop()
+    return result
