@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.images import TOOLS_IMAGE
+from tests.images import BOT_IMAGE
 from tests.receiver import Receiver
 from tests.stack import REPO, free_port, wait_until
 from tests.test_remedy import agent, deploy, incident, running_bots, via  # noqa: F401 (the agent fixture)
@@ -78,7 +78,7 @@ def test_a_body_read_from_the_log_waits_for_a_person(make_stack, agent):  # noqa
     until a person says so; the forged one on stdout is never even shown."""
     stack = make_stack(generation="legacy", log_info=True, real_names=True)
     # The stand-in names its own default image in the body it logs: the operator allows it.
-    service = agent(stack, recorder=False, allowed_images=[TOOLS_IMAGE])
+    service = agent(stack, recorder=False, allowed_images=[BOT_IMAGE])
     _forge(stack.url, "pwned-bot", "client_sharp")
     assert deploy(stack.url, instance_name="sharp-bot", credentials_profile="client_sharp").status_code == 500
     inc = incident(service, "credentials-profile-missing", ("resolved", "waiting", "gave-up", "failed"))

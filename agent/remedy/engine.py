@@ -39,8 +39,9 @@ from agent.match.model import Capture, Rule
 from agent.names import base_name, protected_profile
 from agent.redact import Redactor
 from agent.remedy import intent as intents
+from agent.remedy.alive import bots_live
 from agent.remedy.outage import outage_of, reachable
-from agent.remedy.retry import already_deployed, retry_deploy
+from agent.remedy.retry import Sent, already_deployed, send_deploy
 from agent.store import PENDING, Deploy, Incident, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
@@ -458,20 +459,31 @@ class Remedy:
         """Re-send each; deploys that fail meanwhile (sent before the fix took) are taken too."""
         failures: list[str] = []
         tried: set[str] = set()
+        sent: list[tuple[dict, Sent, float]] = []
+        many = len(todo) > 1
         for _round in range(5):
             for intent in todo:
                 tried.add(intent["base"])
+                started = time.monotonic()
                 try:
-                    self._retry(inc, ctx, intent)
+                    sent.append((intent, self._send(inc, ctx, intent, started), started))
                 except StateUnwritable:
                     raise
                 except Exception as exc:
                     if outage_of(exc) is not None:
                         raise
-                    failures.append(f"{intent['base']}: {exc}" if len(todo) > 1 else str(exc))
+                    failures.append(f"{intent['base']}: {exc}" if many else str(exc))
             todo = [t for t in self._deploys_to_retry(inc, wait=False) if t["base"] not in tried]
+            many = many or bool(todo)
             if not todo:
                 break
+        # Every bot re-sent is watched at once: the settle time is waited once, not once a bot.
+        lives = bots_live(ctx, [(s.name, s.since, s.started) for _, s, _ in sent]) if sent else {}
+        for intent, s, started in sent:
+            outcome = lives[s.name]
+            self._settled(inc, ctx, intent, s, outcome, started)
+            if isinstance(outcome, ActionError):
+                failures.append(f"{intent['base']}: {outcome}" if many else str(outcome))
         if failures:
             raise ActionError("; ".join(failures))
 
@@ -515,32 +527,44 @@ class Remedy:
                          (time.monotonic() - started) * 1000)
 
     def _retry(self, inc: Incident, ctx: ActionContext, intent: dict) -> str:
+        """Re-send one deploy and see its bot live (`hb-medic retry-deploy`)."""
         started = time.monotonic()
+        sent = self._send(inc, ctx, intent, started)
+        outcome = bots_live(ctx, [(sent.name, sent.since, sent.started)])[sent.name]
+        self._settled(inc, ctx, intent, sent, outcome, started)
+        if isinstance(outcome, ActionError):
+            raise outcome
+        return f"{sent.note}; {outcome}"
+
+    def _send(self, inc: Incident, ctx: ActionContext, intent: dict, started: float) -> Sent:
         body, base, ids = intent["body"], intent.get("base") or base_name(intent["body"]["instance_name"]), \
             intent.get("ids") or [0]
         raw = intent.get("raw") or json.dumps(body)
         since = intent.get("at") or inc.created
-        params = {"route": intent["route"], "body": ctx.redactor.data(body), "source": intent.get("source")}
         try:
             self._wait_for_earlier_sends(inc, ctx, base, since)
             self._wait_for_clients(base, exclude=set(ids))
             for deploy_id in ids:  # written ahead: a kill while it is out never sends a second one
                 self.store.mark_incident_deploy(inc.id, deploy_id, base, "sending", sent_at=time.time())
-            result = retry_deploy(ctx, intent["route"], raw, body, since=since)
+            return send_deploy(ctx, intent["route"], raw, body, since=since)
         except StateUnwritable:
             raise
         except Exception as exc:
-            reason = ctx.redactor.text(str(exc))
-            for deploy_id in ids:
-                self.store.mark_incident_deploy(inc.id, deploy_id, base, "failed", reason)
-            self.store.audit(inc.id, "retry", "retry_deploy", params, False, reason,
-                             (time.monotonic() - started) * 1000)
+            self._settled(inc, ctx, intent, None, exc, started)
             raise
+
+    def _settled(self, inc: Incident, ctx: ActionContext, intent: dict, sent: Sent | None,
+                 outcome: str | Exception, started: float) -> None:
+        """The re-sent deploy's end: done when its bot lives, else failed with the reason."""
+        body = intent["body"]
+        base, ids = intent.get("base") or base_name(body["instance_name"]), intent.get("ids") or [0]
+        params = {"route": intent["route"], "body": ctx.redactor.data(body), "source": intent.get("source")}
+        ok = isinstance(outcome, str)
+        text = ctx.redactor.text(f"{sent.note}; {outcome}" if ok and sent is not None else str(outcome))
         for deploy_id in ids:
-            self.store.mark_incident_deploy(inc.id, deploy_id, base, "done", result)
-        self.store.audit(inc.id, "retry", "retry_deploy", params, True, result,
-                         (time.monotonic() - started) * 1000)
-        return result
+            self.store.mark_incident_deploy(inc.id, deploy_id, base, "done" if ok else "failed", text)
+        took = (time.monotonic() - started) * 1000
+        self.store.audit(inc.id, "retry", "retry_deploy", params, ok, text, took)
 
     def _wait_for_earlier_sends(self, inc: Incident, ctx: ActionContext, base: str, since: float) -> None:
         """This incident sent it before and was cut off (a kill) before it knew the answer: give

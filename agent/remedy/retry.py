@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
@@ -25,7 +26,6 @@ from tenacity import (
 
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.names import CONTAINER_NAME_PATTERN, STAMP, base_name
-from agent.remedy.alive import bot_lives
 from agent.remedy.intent import check_body
 
 CONTAINER_NAME = re.compile(CONTAINER_NAME_PATTERN)
@@ -70,16 +70,26 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError | _ServerError)
 
 
-def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, since: float,
-                 attempts: int = 3) -> str:
-    """Send it; return what happened, or raise ActionError."""
+@dataclass(frozen=True)
+class Sent:
+    """A deploy re-sent (or found done), its bot still to be seen alive."""
+
+    name: str
+    note: str
+    since: float  # wall clock: bot rules matched from then on count against it
+    started: float  # monotonic: its settle time counts from here
+
+
+def send_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, since: float,
+                attempts: int = 3) -> Sent:
+    """Send it (unless a bot of that name was deployed since): the bot it made, or ActionError."""
     problem = check_body(route, body, ctx.allowed_images)
     if problem:
         raise ActionError(f"will not re-send this deploy: {problem}")
     base = base_name(body["instance_name"])
     done = already_deployed(ctx, base, since)
     if done:
-        return f"already deployed as {done} (not sent again); " + bot_lives(ctx, done, since=since)
+        return Sent(done, f"already deployed as {done} (not sent again)", since, time.monotonic())
     sent = time.time()
 
     def send() -> httpx.Response:
@@ -111,4 +121,4 @@ def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, s
     name = data.get("unique_instance_name") or body["instance_name"]
     if not isinstance(name, str) or not CONTAINER_NAME.match(name):
         raise ActionError(f"deploy answered success with an unusable instance name {str(name)[:80]!r}")
-    return f"deployed {name}; " + bot_lives(ctx, name, since=sent)
+    return Sent(name, f"deployed {name}", sent, time.monotonic())
