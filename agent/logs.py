@@ -12,6 +12,7 @@ import time
 from typing import TextIO
 
 from agent.redact import Redactor
+from agent.store import StateUnwritable
 
 # C0 controls (but tab), DEL, C1 controls (0x9b is a one-byte CSI), Unicode line and
 # paragraph separators: shown as escapes.
@@ -25,13 +26,16 @@ def printable(text: str) -> str:
 
 
 class SafeFilter(logging.Filter):
-    """Redacts secrets and escapes control characters in every record, its traceback too."""
+    """Redacts secrets and escapes control characters in every record, its traceback too; a
+    writer's report of the unwritable state file is left out (the store logs that once)."""
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__()
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], StateUnwritable):
+            return False  # the store said it once for all writers; /healthz says it until it heals
         record.msg = printable(self.redactor.text(record.getMessage()))
         record.args = None
         if record.exc_info:

@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import docker
@@ -23,9 +24,13 @@ from tests.stack import ADMIN, Stack, free_port, prefixed_rules
 
 
 class Bed:
-    def __init__(self, name: str, *, rules: dict[str, dict] | None = None, **stack_options) -> None:
-        """`rules`: changes to shipped rules by id (e.g. a shorter cooldown for a quick run)."""
+    def __init__(self, name: str, *, quick: bool = False, rules: dict[str, dict] | None = None,
+                 **stack_options) -> None:
+        """`rules`: changes to shipped rules by id (e.g. a shorter cooldown for a quick run).
+        `quick`: a retried bot counts as alive after 3 s instead of MEDIC_BOT_SETTLE's 30."""
         self.name = name
+        self.quick = quick
+        self.tag = uuid.uuid4().hex[:4]  # in the names of the bots this scenario deploys
         self.client = docker.from_env()
         ensure_images(self.client, log=lambda _msg: None)
         self.work = Path(tempfile.mkdtemp(prefix=f"medic-faults-{name}-"))
@@ -74,8 +79,12 @@ class Bed:
         command="recorder", the recorder alone in its own process)."""
         work = self.work / folder
         work.mkdir(exist_ok=True)
+        # Only this scenario's bots: others' tests share the engine, and their bots are no concern.
         settings = {"MEDIC_CONTAINERS": self.api_container, "MEDIC_RULES_DIR": str(self.rules),
-                    "MEDIC_HUMMINGBOT_URL": self.stack.url, "MEDIC_CATCHUP_WINDOW": "900"}
+                    "MEDIC_HUMMINGBOT_URL": self.stack.url, "MEDIC_CATCHUP_WINDOW": "900",
+                    "MEDIC_BOTS": f"*{self.tag}*"}
+        if self.quick:
+            settings["MEDIC_BOT_SETTLE"] = "3"
         if recorder:
             settings["MEDIC_RECORDER_ADDR"] = f"127.0.0.1:{free_port()}"
         agent = Agent(work, {**settings, **env}, command)
@@ -94,12 +103,13 @@ class Bed:
             return type(exc).__name__
 
     def bots(self) -> dict[str, list[str]]:
-        """Bot containers by the base name the client sent: their states."""
+        """Bot containers by the base name the client sent: their states (one listing call, so
+        a container going away meanwhile cannot make it fail)."""
         out: dict[str, list[str]] = {}
-        for c in self.client.containers.list(all=True, filters={"label": f"medic-test={self.stack.run_id}"}):
-            m = re.match(r"^(.+)-\d{8}-\d{6}$", c.name)
+        for c in self.client.api.containers(all=True, filters={"label": f"medic-test={self.stack.run_id}"}):
+            m = re.match(r"^/?(.+)-\d{8}-\d{6}$", (c.get("Names") or [""])[0])
             if m:
-                out.setdefault(m[1], []).append(c.status)
+                out.setdefault(m[1], []).append(c.get("State", ""))
         return out
 
     def reached(self) -> set[str]:

@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from agent.remedy.engine import Remedy
 from agent.service import Service
 from agent.settings import Settings
 from tests.stack import ADMIN, free_port, prefixed_rules, wait_until
@@ -27,7 +28,8 @@ def agent(tmp_path):
         settings = Settings(
             containers=[stack.prefix + "hummingbot-api"], state_db=tmp_path / "state.db",
             rules_dir=prefixed_rules(stack.prefix, tmp_path / "rules"), hummingbot_url=stack.url,
-            catchup_window=120, recorder_addr=f"127.0.0.1:{free_port()}", **extra)
+            catchup_window=120, recorder_addr=f"127.0.0.1:{free_port()}",
+            bot_settle=3, **extra)  # a re-sent bot must live 3 s (not 30): these tests are about incidents
         service = Service(settings)
         if drive:
             service.remedy.start = lambda: None
@@ -135,7 +137,7 @@ def test_hummingbot_api_outage_waits_then_finishes(make_stack, agent):
     stack.api.start()
     wait_until(lambda: answers(stack), 60, "hummingbot-api back")
     back = time.monotonic()
-    service.remedy._thread.start()  # the worker looks again by itself
+    Remedy.start(service.remedy)  # its workers look again by themselves
     inc = one_incident(service, ("resolved", "gave-up", "failed", "waiting"), timeout=60)
     assert inc.state == "resolved", inc.detail
     assert time.monotonic() - back < 30

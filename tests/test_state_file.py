@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -136,6 +137,7 @@ def test_unwritable_while_running_is_503_and_logged_once(docker_client, tmp_path
             subprocess.run(["chattr", "+i", str(f)], check=True)
         _status, body = wait_until(lambda: (h := _health(port))[0] == 503 and h, 60, "/healthz to say 503")
         assert any(p.startswith(f"state file {state} cannot be written") for p in body["problems"]), body
+        time.sleep(4)  # writers that save every second have had their chances to complain
         for f in files:
             subprocess.run(["chattr", "-i", str(f)], check=True)
         wait_until(lambda: _health(port)[0] == 200, 60, "/healthz to be 200 again")

@@ -13,6 +13,7 @@ about 20 s). Otherwise the fix failed, with the bot's own reason.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import httpx
 from docker.errors import NotFound
@@ -25,37 +26,31 @@ DEATH_WAIT = 5.0  # how long a death waits for the agent's account of it (its re
 DEAD = ("exited", "dead", "removing")
 
 
-def bots_live(ctx: ActionContext, bots: list[tuple[str, float, float]]) -> dict[str, str | ActionError]:
-    """Several bots at once (an incident re-sends every failed deploy of its profile): each
-    (name, deployed at (wall clock), settle from (monotonic)) is watched until its own settle
-    time is over, together, so a storm of re-sent deploys waits one settle time, not one each."""
+def bot_lives(ctx: ActionContext, name: str, *, since: float) -> str:
+    """Raise ActionError with the bot's reason, or say how it was found alive.
+
+    `since` (wall clock) is when the bot was deployed: rule matches from then on count.
+    """
     settle = ctx.settle
-    out: dict[str, str | ActionError] = {}
-    left = {name: (since, start + settle) for name, since, start in bots}
-    while left:
-        for name, (since, deadline) in list(left.items()):
-            try:
-                container = ctx.docker.containers.get(name)
-            except NotFound:
-                out[name] = ActionError(f"{name} was removed")
-            else:
-                problems = ctx.watch.matches_since(name, since) if ctx.watch is not None else []
-                if container.status in DEAD:
-                    out[name] = ActionError(_death(ctx, name, container.attrs.get("State") or {}))
-                elif problems:
-                    out[name] = ActionError(f"{name} runs, but {problems[-1]}")
-                elif time.monotonic() >= deadline:
-                    out[name] = f"{name} still running after {settle:.0f} s with no bot rule matched"
-                else:
-                    continue
-            del left[name]
-        if left:
-            time.sleep(min(1.0, max(0.05, min(d for _, d in left.values()) - time.monotonic())))
-    alive = [n for n, o in out.items() if isinstance(o, str)]
-    heard = _heard(ctx, alive, wait=HEARD_WAIT if settle else 0.0)
-    for name in alive:
-        out[name] = out[name] + heard[name] if isinstance(heard[name], str) else heard[name]
-    return out
+    # Counted from the container's start: a check cut short (a restart of the agent) goes on
+    # where it was instead of waiting the whole settle time again.
+    deadline = time.monotonic() + max(0.0, settle - _running_for(ctx, name))
+    while True:
+        try:
+            container = ctx.docker.containers.get(name)
+        except NotFound:
+            raise ActionError(f"{name} was removed") from None
+        if container.status in DEAD:
+            raise ActionError(_death(ctx, name, container.attrs.get("State") or {}))
+        problems = ctx.watch.matches_since(name, since) if ctx.watch is not None else []
+        if problems:
+            raise ActionError(f"{name} runs, but {problems[-1]}")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(1.0, left))
+    lived = f"{name} still running after {settle:.0f} s with no bot rule matched"
+    return lived + _heard(ctx, name, wait=HEARD_WAIT if settle else 0.0)
 
 
 def _death(ctx: ActionContext, name: str, state: dict) -> str:
@@ -73,19 +68,15 @@ def _death(ctx: ActionContext, name: str, state: dict) -> str:
     return f"{name} {describe_exit(code, None, bool(state.get('OOMKilled')))}"
 
 
-def _heard(ctx: ActionContext, names: list[str], *, wait: float) -> dict[str, str | ActionError]:
-    """`recently_active` of each, where hummingbot-api's broker works."""
-    if not names:
-        return {}
+def _heard(ctx: ActionContext, name: str, *, wait: float) -> str:
+    """`recently_active`, where hummingbot-api's broker works."""
     try:
         resp = ctx.api.request("GET", "/bot-orchestration/mqtt")
         data = resp.json().get("data") if resp.status_code == 200 else None
     except (httpx.HTTPError, ValueError, AttributeError):
         data = None
     if not isinstance(data, dict) or data.get("mqtt_connected") is not True:
-        return {n: "; hummingbot-api's broker is not connected, so its heartbeat was not checked"
-                for n in names}
-    out: dict[str, str | ActionError] = {}
+        return "; hummingbot-api's broker is not connected, so its heartbeat was not checked"
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -93,16 +84,21 @@ def _heard(ctx: ActionContext, names: list[str], *, wait: float) -> dict[str, st
             bots = resp.json().get("data") if resp.status_code == 200 else None
         except (httpx.HTTPError, ValueError, AttributeError):
             bots = None
-        for name in names:
-            entry = bots.get(name) if isinstance(bots, dict) else None
-            if name not in out and isinstance(entry, dict) and entry.get("recently_active") is True:
-                out[name] = "; hummingbot-api hears its heartbeat (recently_active)"
-        if len(out) == len(names):
-            return out
+        entry = bots.get(name) if isinstance(bots, dict) else None
+        if isinstance(entry, dict) and entry.get("recently_active") is True:
+            return "; hummingbot-api hears its heartbeat (recently_active)"
         if time.monotonic() >= deadline:
-            for name in names:
-                out.setdefault(name, ActionError(
-                    f"{name} runs, but hummingbot-api never heard its heartbeat (recently_active false):"
-                    " check mqtt_bridge in its conf_client.yml"))
-            return out
+            raise ActionError(f"{name} runs, but hummingbot-api never heard its heartbeat (recently_active"
+                              " false): check mqtt_bridge in its conf_client.yml")
         time.sleep(1.0)
+
+
+def _running_for(ctx: ActionContext, name: str) -> float:
+    """Seconds since the container last started (0 when it cannot be told)."""
+    try:
+        started = (ctx.docker.containers.get(name).attrs.get("State") or {}).get("StartedAt", "")
+        head, _, frac = started.rstrip("Z").partition(".")
+        at = datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{frac or 0}")
+    except (NotFound, ValueError, TypeError):
+        return 0.0
+    return max(0.0, time.time() - at)

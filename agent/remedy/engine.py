@@ -12,8 +12,10 @@ profile), each once. A global budget of fix attempts per hour stops everything
 (a circuit breaker). In observe mode (global or per rule) the agent records and
 reports what it would have done. An event from long ago (replayed after
 downtime) is reported, not acted on. Every decision and every action goes to
-the audit trail, with secrets masked. Actions run on one worker thread, one
-incident at a time, so the pipeline is never blocked by a slow fix.
+the audit trail, with secrets masked. Fixes run on a few worker threads, each
+incident on one at a time and one deploy of an instance name at a time, so the
+pipeline never waits for a fix and a storm's fixes do not queue behind each
+other's settle times.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -39,9 +42,8 @@ from agent.match.model import Capture, Rule
 from agent.names import base_name, protected_profile
 from agent.redact import Redactor
 from agent.remedy import intent as intents
-from agent.remedy.alive import bots_live
 from agent.remedy.outage import outage_of, reachable
-from agent.remedy.retry import Sent, already_deployed, send_deploy
+from agent.remedy.retry import already_deployed, retry_deploy
 from agent.store import PENDING, Deploy, Incident, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,8 @@ OUTAGE_LOOK = 3.0  # seconds between two looks at something that does not answer
 EVENTS_KEPT = 2 * 86400.0  # how long a handled event is remembered (no replay reaches back further)
 CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that name to be answered
 OWN_SEND_WAIT = 20.0  # after a re-send cut off by a kill, how long its bot may take to show
-MAX_INTERRUPTED = 5  # restarts during an incident's attempts before it gives up
+MAX_INTERRUPTED = 20  # restarts during an incident's attempts before it gives up
+WORKERS = 8  # incidents worked on side by side (a retried bot must live its settle time)
 
 
 class _Refused(Exception):
@@ -105,14 +108,23 @@ class Remedy:
         self.recorder = recorder
         self.actions = registry()
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._work, name="remedy", daemon=True)
-        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._dispatch, name="remedy", daemon=True)
+        self._workers = [threading.Thread(target=self._work, name=f"remedy-{n}", daemon=True)
+                         for n in range(WORKERS)]
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # decisions on matches (submit)
+        self._busy: set[str] = set()  # incidents queued or being worked on
+        self._busy_lock = threading.Lock()
+        self._budget_lock = threading.Lock()  # the budget is checked and used as one step
+        self._names: dict[str, threading.Lock] = {}  # one deploy of an instance name at a time
         self._cut_short: set[str] = set()
         self._forgot = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         self.recover()
+        for worker in self._workers:
+            worker.start()
         self._thread.start()
 
     def recover(self) -> None:
@@ -136,9 +148,13 @@ class Remedy:
         self.store.audit(inc.id, "decision", "interrupted", result=why)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._thread.is_alive():
+        self._stopping.set()
+        for _ in self._workers:
             self._queue.put(None)
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in (self._thread, *self._workers):
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- from the pipeline: decide, quickly ----------------------------------------------------
     def submit(self, res: Result) -> Incident | None:
@@ -194,7 +210,7 @@ class Remedy:
             return self._close(inc, "observed", "would have run: " + (" -> ".join(plan) or "nothing"))
         if not plan:
             return self._close(inc, "resolved", "notified; this rule runs no action")
-        self._queue.put(inc.id)
+        self._enqueue(inc.id)
         return inc
 
     def _forget_old_events(self, now: float) -> None:
@@ -233,43 +249,56 @@ class Remedy:
         self.notify(inc, state, detail)
         return inc
 
-    # -- the worker: act, verify, retry --------------------------------------------------------
-    def _work(self) -> None:
-        while True:
-            try:
-                ident = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                ident = ""
-            if ident is None:
+    # -- the workers: act, verify, retry --------------------------------------------------------
+    def _enqueue(self, inc_id: str) -> None:
+        with self._busy_lock:
+            if inc_id in self._busy:
                 return
+            self._busy.add(inc_id)
+        self._queue.put(inc_id)
+
+    def _dispatch(self) -> None:
+        """Every second: incidents whose next attempt (or next look at an outage) is due."""
+        while not self._stopping.wait(1.0):
             try:
                 if self._cut_short and self.store.write_problem is None:
                     self._resume_cut_short()
-                due = [ident] if ident else [i.id for i in self.store.due_incidents(time.time())]
-                for inc_id in due:
-                    inc = self.store.get_incident(inc_id)
-                    if inc is None:
-                        continue
-                    try:
-                        if inc.state == "outage":
-                            self._look_again(inc)
-                        elif inc.state in ("detected", "failed"):
-                            self.attempt(inc)
-                    except StateUnwritable:
-                        self._cut_short.add(inc_id)  # the store said so once; resumed later
-                        break
+                for inc in self.store.due_incidents(time.time()):
+                    self._enqueue(inc.id)
             except StateUnwritable:
-                pass
+                pass  # the store said so once
             except Exception:
-                log.exception("remedy worker failed")
+                log.exception("remedy dispatcher failed")
+
+    def _work(self) -> None:
+        """One of WORKERS: incidents are worked on side by side, each by one worker at a time."""
+        while True:
+            inc_id = self._queue.get()
+            if inc_id is None:
+                return
+            try:
+                inc = self.store.get_incident(inc_id)
+                if inc is not None and inc.state == "outage":
+                    self._look_again(inc)
+                elif inc is not None and inc.state in ("detected", "failed"):
+                    self.attempt(inc)
+            except StateUnwritable:
+                with self._busy_lock:
+                    self._cut_short.add(inc_id)  # the store said so once; resumed when it heals
+            except Exception:
+                log.exception("remedy worker failed on incident %s", inc_id)
+            finally:
+                with self._busy_lock:
+                    self._busy.discard(inc_id)
 
     def _resume_cut_short(self) -> None:
         """Attempts cut short by an unwritable state file are tried again once it heals."""
-        for inc_id in sorted(self._cut_short):
+        with self._busy_lock:
+            cut, self._cut_short = sorted(self._cut_short), set()
+        for inc_id in cut:
             inc = self.store.get_incident(inc_id)
             if inc is not None and inc.state in ("detected", "acting", "verifying", "retrying"):
                 self._interrupted(inc, "cut short: the state file could not be written")
-            self._cut_short.discard(inc_id)
 
     def _look_again(self, inc: Incident) -> None:
         """An incident waiting out an outage: go on if what it waits for answers again."""
@@ -294,19 +323,20 @@ class Remedy:
         if rule is None:
             self._close(inc, "gave-up", f"rule {inc.rule} is no longer loaded")
             return
-        used = self.store.attempts_since(time.time() - 3600)
-        if used >= self.budget:
-            self._close(inc, "gave-up", f"action budget exhausted ({used} fix attempts in the last hour,"
-                                        f" limit {self.budget}): not acting; please look")
-            return
+        with self._budget_lock:
+            used = self.store.attempts_since(time.time() - 3600)
+            if used >= self.budget:
+                self._close(inc, "gave-up", f"action budget exhausted ({used} fix attempts in the last hour,"
+                                            f" limit {self.budget}): not acting; please look")
+                return
+            if not self.store.claim_incident(inc.id, ("detected", "failed", "outage"), "acting"):
+                return  # someone else (hb-medic retry-deploy) took it
+            resumed = inc.outage is not None
+            inc.attempts += 1
+            inc.state, inc.outage, inc.outage_since = "acting", None, None
+            self.store.save_incident(inc)
+            self.store.audit(inc.id, "attempt", f"attempt {inc.attempts} of {rule.incident.max_attempts}")
         started = time.monotonic()
-        if not self.store.claim_incident(inc.id, ("detected", "failed", "outage"), "acting"):
-            return  # someone else (hb-medic retry-deploy) took it
-        resumed = inc.outage is not None
-        inc.attempts += 1
-        inc.state, inc.outage, inc.outage_since = "acting", None, None
-        self.store.save_incident(inc)
-        self.store.audit(inc.id, "attempt", f"attempt {inc.attempts} of {rule.incident.max_attempts}")
         steps = [c.action for c in rule.actions] + [f"verify {c.action}" for c in rule.verify]
         steps += ["retry_deploy"] if rule.retry_deploy else []
         if not resumed:  # after an outage the "waiting" message said it would go on
@@ -456,34 +486,29 @@ class Remedy:
         return any(not done_only or r["state"] == "done" for r in self.store.incident_deploys(inc.id))
 
     def _retry_all(self, inc: Incident, ctx: ActionContext, todo: list[dict]) -> None:
-        """Re-send each; deploys that fail meanwhile (sent before the fix took) are taken too."""
+        """Re-send each, side by side (each bot then has to live its settle time); deploys that
+        fail meanwhile (sent before the fix took) are taken too."""
         failures: list[str] = []
+        outage: BaseException | None = None
         tried: set[str] = set()
-        sent: list[tuple[dict, Sent, float]] = []
-        many = len(todo) > 1
         for _round in range(5):
-            for intent in todo:
-                tried.add(intent["base"])
-                started = time.monotonic()
-                try:
-                    sent.append((intent, self._send(inc, ctx, intent, started), started))
-                except StateUnwritable:
-                    raise
-                except Exception as exc:
-                    if outage_of(exc) is not None:
-                        raise
-                    failures.append(f"{intent['base']}: {exc}" if many else str(exc))
+            tried.update(t["base"] for t in todo)
+            with ThreadPoolExecutor(max_workers=min(len(todo), WORKERS),
+                                    thread_name_prefix=f"retry-{inc.id}") as pool:
+                results = [(t, pool.submit(self._retry, inc, ctx, t)) for t in todo]
+            for intent, future in results:
+                exc = future.exception()
+                if isinstance(exc, StateUnwritable):
+                    raise exc
+                if exc is not None and outage_of(exc) is not None:
+                    outage = exc
+                elif exc is not None:
+                    failures.append(f"{intent['base']}: {exc}" if len(todo) > 1 else str(exc))
+            if outage is not None:
+                raise outage
             todo = [t for t in self._deploys_to_retry(inc, wait=False) if t["base"] not in tried]
-            many = many or bool(todo)
             if not todo:
                 break
-        # Every bot re-sent is watched at once: the settle time is waited once, not once a bot.
-        lives = bots_live(ctx, [(s.name, s.since, s.started) for _, s, _ in sent]) if sent else {}
-        for intent, s, started in sent:
-            outcome = lives[s.name]
-            self._settled(inc, ctx, intent, s, outcome, started)
-            if isinstance(outcome, ActionError):
-                failures.append(f"{intent['base']}: {outcome}" if many else str(outcome))
         if failures:
             raise ActionError("; ".join(failures))
 
@@ -527,44 +552,37 @@ class Remedy:
                          (time.monotonic() - started) * 1000)
 
     def _retry(self, inc: Incident, ctx: ActionContext, intent: dict) -> str:
-        """Re-send one deploy and see its bot live (`hb-medic retry-deploy`)."""
         started = time.monotonic()
-        sent = self._send(inc, ctx, intent, started)
-        outcome = bots_live(ctx, [(sent.name, sent.since, sent.started)])[sent.name]
-        self._settled(inc, ctx, intent, sent, outcome, started)
-        if isinstance(outcome, ActionError):
-            raise outcome
-        return f"{sent.note}; {outcome}"
-
-    def _send(self, inc: Incident, ctx: ActionContext, intent: dict, started: float) -> Sent:
         body, base, ids = intent["body"], intent.get("base") or base_name(intent["body"]["instance_name"]), \
             intent.get("ids") or [0]
         raw = intent.get("raw") or json.dumps(body)
         since = intent.get("at") or inc.created
+        params = {"route": intent["route"], "body": ctx.redactor.data(body), "source": intent.get("source")}
         try:
-            self._wait_for_earlier_sends(inc, ctx, base, since)
-            self._wait_for_clients(base, exclude=set(ids))
-            for deploy_id in ids:  # written ahead: a kill while it is out never sends a second one
-                self.store.mark_incident_deploy(inc.id, deploy_id, base, "sending", sent_at=time.time())
-            return send_deploy(ctx, intent["route"], raw, body, since=since)
+            with self._name_lock(base):  # whichever incident it is, one deploy of a name at a time
+                self._wait_for_earlier_sends(inc, ctx, base, since)
+                self._wait_for_clients(base, exclude=set(ids))
+                for deploy_id in ids:  # written ahead: a kill while it is out never sends a second one
+                    self.store.mark_incident_deploy(inc.id, deploy_id, base, "sending", sent_at=time.time())
+                result = retry_deploy(ctx, intent["route"], raw, body, since=since)
         except StateUnwritable:
             raise
         except Exception as exc:
-            self._settled(inc, ctx, intent, None, exc, started)
+            reason = ctx.redactor.text(str(exc))
+            for deploy_id in ids:
+                self.store.mark_incident_deploy(inc.id, deploy_id, base, "failed", reason)
+            self.store.audit(inc.id, "retry", "retry_deploy", params, False, reason,
+                             (time.monotonic() - started) * 1000)
             raise
-
-    def _settled(self, inc: Incident, ctx: ActionContext, intent: dict, sent: Sent | None,
-                 outcome: str | Exception, started: float) -> None:
-        """The re-sent deploy's end: done when its bot lives, else failed with the reason."""
-        body = intent["body"]
-        base, ids = intent.get("base") or base_name(body["instance_name"]), intent.get("ids") or [0]
-        params = {"route": intent["route"], "body": ctx.redactor.data(body), "source": intent.get("source")}
-        ok = isinstance(outcome, str)
-        text = ctx.redactor.text(f"{sent.note}; {outcome}" if ok and sent is not None else str(outcome))
         for deploy_id in ids:
-            self.store.mark_incident_deploy(inc.id, deploy_id, base, "done" if ok else "failed", text)
-        took = (time.monotonic() - started) * 1000
-        self.store.audit(inc.id, "retry", "retry_deploy", params, ok, text, took)
+            self.store.mark_incident_deploy(inc.id, deploy_id, base, "done", result)
+        self.store.audit(inc.id, "retry", "retry_deploy", params, True, result,
+                         (time.monotonic() - started) * 1000)
+        return result
+
+    def _name_lock(self, base: str) -> threading.Lock:
+        with self._busy_lock:
+            return self._names.setdefault(base, threading.Lock())
 
     def _wait_for_earlier_sends(self, inc: Incident, ctx: ActionContext, base: str, since: float) -> None:
         """This incident sent it before and was cut off (a kill) before it knew the answer: give

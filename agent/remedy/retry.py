@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
@@ -26,6 +25,7 @@ from tenacity import (
 
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.names import CONTAINER_NAME_PATTERN, STAMP, base_name
+from agent.remedy.alive import bot_lives
 from agent.remedy.intent import check_body
 
 CONTAINER_NAME = re.compile(CONTAINER_NAME_PATTERN)
@@ -70,26 +70,16 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError | _ServerError)
 
 
-@dataclass(frozen=True)
-class Sent:
-    """A deploy re-sent (or found done), its bot still to be seen alive."""
-
-    name: str
-    note: str
-    since: float  # wall clock: bot rules matched from then on count against it
-    started: float  # monotonic: its settle time counts from here
-
-
-def send_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, since: float,
-                attempts: int = 3) -> Sent:
-    """Send it (unless a bot of that name was deployed since): the bot it made, or ActionError."""
+def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, since: float,
+                 attempts: int = 3) -> str:
+    """Send it; return what happened, or raise ActionError."""
     problem = check_body(route, body, ctx.allowed_images)
     if problem:
         raise ActionError(f"will not re-send this deploy: {problem}")
     base = base_name(body["instance_name"])
     done = already_deployed(ctx, base, since)
     if done:
-        return Sent(done, f"already deployed as {done} (not sent again)", since, time.monotonic())
+        return f"already deployed as {done} (not sent again); " + bot_lives(ctx, done, since=since)
     sent = time.time()
 
     def send() -> httpx.Response:
@@ -105,7 +95,8 @@ def send_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, si
                         reraise=False)(send)
     except RetryError as exc:
         last = exc.last_attempt.exception()
-        raise ActionError(f"deploy retry failed after {attempts} tries: {last}") from None
+        # chained: an unreachable hummingbot-api makes the incident wait instead of failing it
+        raise ActionError(f"deploy retry failed after {attempts} tries: {last}") from last
     try:
         data = resp.json()
     except ValueError:
@@ -121,4 +112,4 @@ def send_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, si
     name = data.get("unique_instance_name") or body["instance_name"]
     if not isinstance(name, str) or not CONTAINER_NAME.match(name):
         raise ActionError(f"deploy answered success with an unusable instance name {str(name)[:80]!r}")
-    return Sent(name, f"deployed {name}", sent, time.monotonic())
+    return f"deployed {name}; " + bot_lives(ctx, name, since=sent)

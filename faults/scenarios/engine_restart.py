@@ -76,7 +76,7 @@ def run(quick: bool) -> dict:
         settle(lambda: len(SEEN.findall(agent.text())) > 20, 60)
         reconnects, first_lines = [], []
         for n in range(restarts):
-            time.sleep(2)
+            time.sleep(2 if n == 0 else 7)  # apart: an engine that drops within 5 s of return is one outage
             boots = {b for _, b in SEEN.findall(agent.text())}
             back = engine.restart()
             attached = settle(lambda: agent.health()[1].get("streams", {}).get(name) == "attached", 60, 0.05)

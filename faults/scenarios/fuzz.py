@@ -81,7 +81,7 @@ def run(quick: bool) -> dict:
 
 
 def _through_an_agent(data: bytes, quick: bool) -> dict:
-    with Bed("fuzz") as bed:
+    with Bed("fuzz", quick=quick) as bed:
         agent = bed.agent(MEDIC_MODE="observe").start()  # it may match real-looking failures: only report
         (bed.stack.bots / "fuzz.log").write_bytes(data)
         marker = f"fuzz-done-{time.monotonic_ns()}"

@@ -58,18 +58,18 @@ def run(quick: bool) -> dict:
     # "\r\n" as a program writes it; "\r\r\n" when a text layer adds one more to each "\n"
     genuine = {f"crlf_{tag}": b"\r\n", f"crlf2_{tag}": b"\r\r\n"}
     after = f"after_{tag}"
-    with Bed("hostile-bytes") as bed:
+    with Bed("hostile-bytes", quick=quick) as bed:
         agent = bed.agent().start()
         data, burst = payload(quick, genuine, after)
         (bed.stack.bots / "hostile.bin").write_bytes(data)
-        unhealthy: list[int] = []
+        unhealthy: list[tuple[int, list]] = []
         stop = threading.Event()
 
         def watch() -> None:
             while not stop.wait(0.5):
-                status = agent.health()[0]
+                status, body = agent.health()
                 if status != 200:
-                    unhealthy.append(status)
+                    unhealthy.append((status, body.get("problems", [])))
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -106,7 +106,8 @@ def run(quick: bool) -> dict:
                 "matched_after_the_burst": matched}
     ok = (not unhealthy and 0 < rss <= RSS_LIMIT_MB and evil == 0 and not any(control.values())
           and not_one_line == 0 and crlf_matched and fixed and matched)
-    return {"pass": ok, "measured": measured, "details": {"acted": acted, "made": made},
+    return {"pass": ok, "measured": measured,
+            "details": {"acted": acted, "made": made, "unhealthy": unhealthy},
             "figure": f"healthy throughout: {not unhealthy}, RSS peak {rss:.0f} MB, {evil} of {len(EVIL)}"
                       f" evil values acted on, {sum(control.values())} raw control bytes in its log, CRLF"
                       f" failures matched: {crlf_matched}"}

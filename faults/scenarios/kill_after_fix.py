@@ -4,13 +4,15 @@ second time and must see it for what it is, an event it handled. Nothing is repe
 
 Whether the checkpoint was saved before the kill is a matter of milliseconds, so rounds are
 repeated (each with a quick restart) until a kill lands before it; that round then stays
-down for the whole downtime."""
+down for the whole downtime. On a machine so loaded that no kill lands in time, the last
+round's checkpoint is set back to just before its failure line (what a kill a moment
+earlier leaves behind), and the result says so."""
 
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
-import uuid
 
 from agent.ingest.split import parse_ts
 from faults.bed import Bed
@@ -23,12 +25,17 @@ REPLAYED = "replayed event already handled: no action"
 
 def run(quick: bool) -> dict:
     down = 8.0 if quick else 300.0
-    changes = {RULE: {"incident": {"cooldown": 5}}} if quick else {}  # the quick run: a shorter cooldown
-    tag = uuid.uuid4().hex[:4]
-    with Bed("kill-after-fix", rules=changes) as bed:
+    # The fix ends within the checkpoint interval after the failure line, as in the finding: the
+    # account only (a re-sent bot must live 30 s, and by then the checkpoint is long past the
+    # line). The quick run: a shorter cooldown.
+    change: dict = {"retry_deploy": False}
+    if quick:
+        change["incident"] = {"cooldown": 5}
+    with Bed("kill-after-fix", quick=quick, rules={RULE: change}) as bed:
+        tag = bed.tag
         agent = bed.agent().start()
-        rounds, delay, replay_ahead = 0, 0.0, False
-        while rounds < 12 and not replay_ahead:
+        rounds, delay, replay_ahead, replay_by = 0, 0.0, False, "kill timing"
+        while rounds < (4 if quick else 8) and not replay_ahead:
             rounds += 1
             profile, name = f"kaf{rounds}_{tag}", f"kaf{rounds}-{tag}"
             settle(lambda: _checkpoint(agent, bed) is not None, 30, 0.1)  # it has saved one since it started
@@ -38,8 +45,10 @@ def run(quick: bool) -> dict:
             time.sleep(delay)
             agent.kill9()
             replay_ahead = fixed and _checkpoint_before(agent, bed, profile)
-            if not replay_ahead:
+            if not replay_ahead and rounds < (4 if quick else 8):
                 agent.start()  # the checkpoint was already past it: try another round
+        if not replay_ahead and fixed:
+            replay_ahead, replay_by = _set_back(agent, bed, profile), "checkpoint set back"
         before = _snapshot(agent)
         log(f"round {rounds}: killed {delay * 1000:.0f} ms after the fix, before the checkpoint moved past"
             f" its failure line: {replay_ahead}; down for {down:.0f} s")
@@ -55,16 +64,17 @@ def run(quick: bool) -> dict:
     repeated = after["actions"] - before["actions"]
     joined = after["replayed"] - before["replayed"]
     measured = {"rounds": rounds, "kill_after_fix_ms": round(delay * 1000), "replay_ahead": replay_ahead,
+                "replay_by": replay_by,
                 "down_s": down, "cooldown_s": 5 if quick else 300,
                 "new_incidents_after_restart": new_incidents,
                 "actions_run_again": repeated, "waiting_incidents": after["waiting"],
                 "replayed_events_joined": joined, "bots": {k: len(v) for k, v in bots.items()},
                 "add_account_calls": sum(adds.values())}
     ok = (replay_ahead and joined > 0 and new_incidents == 0 and repeated == 0 and after["waiting"] == 0
-          and len(bots) == rounds and all(len(v) == 1 for v in bots.values())
-          and all(n == 1 for n in adds.values()))
+          and not bots and all(n == 1 for n in adds.values()))
     return {"pass": ok, "measured": measured,
-            "figure": f"down {down:.0f} s > cooldown {measured['cooldown_s']} s, the failure line read again:"
+            "figure": f"down {down:.0f} s > cooldown {measured['cooldown_s']} s, the failure line read again"
+                      f" ({replay_by}):"
                       f" {new_incidents} new incidents, {repeated} actions repeated ({joined} replayed events"
                       " joined their incident)"}
 
@@ -77,12 +87,29 @@ def _state(agent, profile: str) -> str | None:
 def _checkpoint_before(agent, bed: Bed, profile: str) -> bool:
     """Will a restart read this profile's failure line again (the saved stderr checkpoint is
     not past the engine's timestamp of that line)?"""
-    saved = _checkpoint(agent, bed)
+    saved, at = _checkpoint(agent, bed), _line_ts(bed, profile)
+    return saved is not None and at is not None and saved <= at
+
+
+def _line_ts(bed: Bed, profile: str) -> int | None:
     stamped = bed.stack.api.logs(stdout=False, stderr=True, timestamps=True).decode(errors="replace")
     line = next((x for x in stamped.splitlines() if f"bots/credentials/{profile}'" in x), None)
-    if saved is None or line is None:
+    return parse_ts(line.split(" ", 1)[0].encode()) if line else None
+
+
+def _set_back(agent, bed: Bed, profile: str) -> bool:
+    """The killed agent's stderr checkpoint to a moment before the failure line."""
+    at = _line_ts(bed, profile)
+    if at is None:
         return False
-    return saved <= (parse_ts(line.split(" ", 1)[0].encode()) or 0)
+    conn = sqlite3.connect(agent.state_db)
+    try:
+        conn.execute("UPDATE checkpoints SET stderr_ts = ?, stderr_dup = 0 WHERE container = ?",
+                     (at - 1_000_000, bed.api_container))
+        conn.commit()
+    finally:
+        conn.close()
+    return _checkpoint(agent, bed) == at - 1_000_000
 
 
 def _checkpoint(agent, bed: Bed) -> int | None:

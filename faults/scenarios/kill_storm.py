@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-import uuid
 
 from faults.bed import Bed
 from faults.scenarios.common import log, settle
@@ -19,14 +18,13 @@ TARGET = "0 duplicate actions, 0 duplicate bots, every failed deploy retried"
 def run(quick: bool) -> dict:
     cycles = 3 if quick else 20
     rng = random.Random()
-    with Bed("kill-storm") as bed:
+    with Bed("kill-storm", quick=quick) as bed:
         agent = bed.agent().start()
         outcomes: dict[str, list] = {}
         kills = 0
         for cycle in range(cycles):
-            tag = uuid.uuid4().hex[:4]
-            a, b, c, d = (f"st{cycle}{x}-{tag}" for x in "abcd")
-            p, q, r = (f"prof{cycle}{x}_{tag}" for x in "pqr")
+            a, b, c, d = (f"st{cycle}{x}-{bed.tag}" for x in "abcd")
+            p, q, r = (f"prof{cycle}{x}_{bed.tag}" for x in "pqr")
             sends = [(a, p), (a, p), (b, p), (c, q), (d, r)]
             threads = []
             for i, (name, profile) in enumerate(sends):

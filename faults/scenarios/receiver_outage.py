@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 
 from faults.bed import Bed
 from faults.scenarios.common import log, settle
@@ -19,8 +18,8 @@ TARGET = "0 lost, 0 doubled, in order; the outbox drained within 30 s of the rec
 
 def run(quick: bool) -> dict:
     refuse, close = (6.0, 4.0) if quick else (120.0, 60.0)
-    tag = uuid.uuid4().hex[:4]
-    with Receiver() as rx, Bed("receiver-outage") as bed:
+    with Receiver() as rx, Bed("receiver-outage", quick=quick) as bed:
+        tag = bed.tag
         agent = bed.agent(MEDIC_NOTIFY_URLS=rx.url).start()
         bed.deploy(agent, f"rx0-{tag}", f"rx0_{tag}")  # one while the receiver is fine
         settle(lambda: len(rx.accepted) >= 2, 30)

@@ -120,6 +120,7 @@ def _unwritable_while_running(folder: Path, quick: bool) -> dict:
         result["logged"] = text.count("cannot be written")
         result["logged_healed"] = text.count("can be written again")
         result["tracebacks"] = text.count("Traceback")
+        result["errors"] = [x[:300] for x in text.splitlines() if " ERROR " in x][:5]
         result["ok"] = bool(said and healed and result["reason"] and result["logged"] == 1
                             and result["logged_healed"] == 1 and result["tracebacks"] == 0)
     finally:

@@ -11,7 +11,7 @@ from agent.actions.base import ActionContext
 from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
-from agent.remedy.engine import Remedy
+from agent.remedy.engine import MAX_INTERRUPTED, Remedy
 from agent.remedy.intent import base_name, check_body, from_bots_folder
 from agent.store import Store
 from tests.stack import REPO
@@ -95,13 +95,13 @@ def test_restart_resumes_interrupted_attempts(tmp_path):
     again = store.get_incident(inc.id)
     # The cut attempt is not counted: a kill of the agent is not the fix failing.
     assert again.state == "failed" and again.attempts == 0 and again.next_attempt <= time.time()
-    for _ in range(4):  # but a fix that keeps taking the agent down does not loop
+    for _ in range(MAX_INTERRUPTED - 1):  # but a fix that keeps taking the agent down does not loop
         again = store.get_incident(inc.id)
         again.state, again.attempts = "acting", 1
         store.save_incident(again)
         Remedy(store, lambda: RULES, no_context).recover()
     final = store.get_incident(inc.id)
-    assert final.state == "gave-up" and "the 5th time" in final.detail
+    assert final.state == "gave-up" and f"the {MAX_INTERRUPTED}th time" in final.detail
 
 
 def test_deploy_body_checks():
