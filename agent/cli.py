@@ -108,8 +108,9 @@ def _settings(needs: set[str] | None = None):
 
 
 def _engine_problem(done: threading.Event, patience: float = 10.0) -> str | None:
-    """None when the Docker engine answers (within a few seconds: a socket proxy started beside
-    the agent may still be coming up); else one line with the fix, instead of a traceback."""
+    """None when the Docker engine answers (a socket proxy over TCP, started beside the agent,
+    gets a few seconds to come up; a local socket answers or not); else one line with the fix,
+    instead of a traceback."""
     import time
 
     import docker
@@ -117,7 +118,8 @@ def _engine_problem(done: threading.Event, patience: float = 10.0) -> str | None
 
     from agent.doctor import docker_fix
 
-    deadline = time.monotonic() + patience
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    deadline = time.monotonic() + (0 if host.startswith("unix://") else patience)
     while True:
         try:
             docker.from_env(timeout=10).close()
@@ -128,7 +130,6 @@ def _engine_problem(done: threading.Event, patience: float = 10.0) -> str | None
             if time.monotonic() > deadline or done.wait(1.0):
                 if done.is_set():
                     return None
-                host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
                 return f"the Docker engine at {host} does not answer: {exc}\n    fix: {docker_fix(host)}"
 
 

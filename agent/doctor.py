@@ -136,7 +136,8 @@ def followed_containers(d: Doctor) -> Iterator[Finding]:
     client = d.docker()
     if client is None:
         return  # the engine's own ✗ says why
-    names = [c.name for c in client.containers.list(all=True)]
+    # The raw list: no inspect of each container (one removed meanwhile would fail the check).
+    names = [n.lstrip("/") for c in client.api.containers(all=True) for n in c.get("Names") or []]
     for name in d.settings.containers:
         try:
             c = client.containers.get(name)

@@ -45,8 +45,8 @@ def test_compose_yaml_fixes_the_seed_incident(agent_image, docker_client, make_s
                               json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"},
                               timeout=60)
             assert resp.status_code == 500
-            wait_until(lambda: [c for c in docker_client.containers.list()
-                                if c.name.startswith("sharp-bot-")], 90, "the bot the agent deployed")
+            wait_until(lambda: docker_client.containers.list(filters={"name": "^sharp-bot-"}), 90,
+                       "the bot the agent deployed")
             wait_until(lambda: any("Fixed" in t for t in receiver.titles()), 60, "the 'fixed' message")
             agent = docker_client.containers.get("hb-medic")
             code, out = agent.exec_run(["hb-medic", "doctor"])
@@ -98,8 +98,8 @@ def test_compose_hardened_yaml_fixes_it_through_the_socket_proxy(agent_image, do
                           json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"},
                           timeout=60)
         assert resp.status_code == 500
-        bots = wait_until(lambda: [c for c in docker_client.containers.list()
-                                   if c.name.startswith("sharp-bot-")], 90, "the bot the agent deployed")
+        bots = wait_until(lambda: docker_client.containers.list(filters={"name": "^sharp-bot-"}), 90,
+                          "the bot the agent deployed")
         agent = docker_client.containers.get("hb-medic")
         code, out = agent.exec_run(["hb-medic", "doctor"])
         assert code == 0, out.decode()

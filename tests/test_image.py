@@ -48,7 +48,7 @@ def test_image_fixes_the_seed_incident_and_stops_cleanly(image, docker_client, m
                           json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"},
                           timeout=30)
         assert resp.status_code == 500
-        wait_until(lambda: [c for c in docker_client.containers.list() if c.name.startswith("sharp-bot-")],
+        wait_until(lambda: docker_client.containers.list(filters={"name": "^sharp-bot-"}),
                    60, "the bot deployed by the agent")
         # The README's second Deploy command, inside the running agent's container.
         code, out = agent.exec_run(["hb-medic", "doctor"])
@@ -57,7 +57,12 @@ def test_image_fixes_the_seed_incident_and_stops_cleanly(image, docker_client, m
         assert f"✓ deploy recorder: 127.0.0.1:{rec_port} is the running agent's" in text
         assert f"✓ health and metrics: 127.0.0.1:{http_port} is the running agent's" in text
         assert "✓ container hummingbot-api: running" in text
-        metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
+        # The bot runs a moment before the agent has checked it and counted the retry.
+        def counted() -> str | None:
+            text = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
+            return text if 'hb_medic_actions_total{action="retry_deploy",result="ok"} 1.0' in text else None
+
+        metrics = wait_until(counted, 60, "the retry counted")
         assert 'hb_medic_matches_total{rule="credentials-profile-missing"} 1.0' in metrics
         assert 'hb_medic_actions_total{action="ensure_account",result="ok"} 1.0' in metrics
         assert 'hb_medic_actions_total{action="retry_deploy",result="ok"} 1.0' in metrics
@@ -135,8 +140,15 @@ def test_the_installed_package_carries_its_rules(image, docker_client, tmp_path)
     """A fresh `pip install .` (the image's) replays a saved log from an empty folder, with no
     rules folder anywhere but inside the package."""
     log = REPO / "tests" / "real_logs" / "b_current_ee7ce5c_deploy_missing_profile.log"
-    out = docker_client.containers.run(
-        IMAGE, ["rules", "test", "--json", "/logs/saved.log"], remove=True, network_mode="none",
-        volumes={str(log): {"bind": "/logs/saved.log", "mode": "ro"}}, labels=labels("image"))
-    rules = [json.loads(line)["rule"] for line in out.decode().splitlines()]
+    out = tmp_path / "out"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)  # the image's user writes there
+    # The result goes to a file: a busy engine may not have copied a quick container's last
+    # stdout lines to its log when the container is reported gone.
+    docker_client.containers.run(
+        IMAGE, ["sh", "-c", "hb-medic rules test --json /logs/saved.log > /out/result.jsonl"],
+        entrypoint=[], remove=True, network_mode="none", labels=labels("image"),
+        volumes={str(log): {"bind": "/logs/saved.log", "mode": "ro"},
+                 str(out): {"bind": "/out", "mode": "rw"}})
+    rules = [json.loads(line)["rule"] for line in (out / "result.jsonl").read_text().splitlines()]
     assert "credentials-profile-missing" in rules
