@@ -30,8 +30,8 @@ def test_compose_yaml_fixes_the_seed_incident(agent_image, docker_client, make_s
         compose = ComposeUp("compose.yaml", stack.run_id, override={
             "services": {"hb-medic": {
                 "image": AGENT_IMAGE,
-                "environment": {"MEDIC_HUMMINGBOT_URL": stack.url,
-                                "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
+                "environment": {"MEDIC_HUMMINGBOT_URL": stack.url, "MEDIC_BOT_SETTLE": "3",
+                                "MEDIC_BOTS": "off", "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
                                 "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
                 "volumes": [f"{stack.bots}:/bots:ro"]}},
             "volumes": {"hb-medic-state": {"name": f"medic-t{stack.run_id}-state"}},
@@ -84,6 +84,7 @@ def test_compose_hardened_yaml_fixes_it_through_the_socket_proxy(agent_image, do
             "hb-medic": {
                 "image": AGENT_IMAGE,
                 "environment": {"DOCKER_HOST": engine, "MEDIC_HUMMINGBOT_URL": stack.url,
+                                "MEDIC_BOT_SETTLE": "3", "MEDIC_BOTS": "off",
                                 "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
                                 "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
                 "volumes": [f"{stack.bots}:/bots:ro"]}},

@@ -105,7 +105,7 @@ def test_a_secret_in_a_log_line_goes_nowhere(make_stack, tmp_path):
            "MEDIC_RECORDER_ADDR": f"127.0.0.1:{port}", "MEDIC_NOTIFY_URLS": f"json://127.0.0.1:{rx.port}/"}
     proc = start_agent(env, log)
     try:
-        wait_until(lambda: "deploy recorder" in log.read_text(), 30, "the agent to start")
+        wait_until(lambda: "deploy recorder" in log.read_text(), 90, "the agent to start")
         resp = deploy(f"http://127.0.0.1:{port}", instance_name="c-bot",
                       credentials_profile=f"x CONFIG_PASSWORD={canary}")
         assert resp.status_code == 422
@@ -115,7 +115,7 @@ def test_a_secret_in_a_log_line_goes_nowhere(make_stack, tmp_path):
         stop_agent(proc)
         rx.server.shutdown()
     incidents = subprocess.run([sys.executable, "-m", "agent", "incidents", "--json"], cwd=REPO,
-                               env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+                               env={**os.environ, **env}, capture_output=True, text=True, timeout=180)
     assert incidents.returncode == 0, incidents.stderr
     state = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
     sent = json.dumps(rx.accepted)

@@ -22,6 +22,7 @@ import requests
 
 from agent.ingest.split import format_ts
 from agent.names import DEFAULT_STACK
+from agent.store import StateUnwritable
 
 if TYPE_CHECKING:
     from agent.ingest.follow import Ingest
@@ -125,5 +126,7 @@ class LifeEvents(threading.Thread):
         self._saved_at = now
         try:
             self.store.meta_set(self.mark, str(self._last))
+        except StateUnwritable:
+            pass  # the store said so once, and /healthz says so until it heals
         except Exception:
             log.exception("saving the engine events checkpoint failed")
