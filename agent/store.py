@@ -765,9 +765,13 @@ class Store:
 
     def attempts_since(self, since: float) -> int:
         """Fix attempts started since then, all incidents together: the global budget counts
-        these (one attempt is one unit, whatever the number of its steps)."""
-        return int(self._conn().execute(
-            "SELECT COUNT(*) FROM audit WHERE kind = 'attempt' AND at >= ?", (since,)).fetchone()[0])
+        these (one attempt is one unit, whatever the number of its steps), less the ones given
+        back (an attempt cut short by a restart, or that found hummingbot-api or the engine
+        not answering, fixed nothing)."""
+        row = self._conn().execute(
+            "SELECT SUM(CASE kind WHEN 'attempt' THEN 1 ELSE -1 END) FROM audit"
+            " WHERE kind IN ('attempt', 'refund') AND at >= ?", (since,)).fetchone()
+        return max(0, int(row[0] or 0))
 
 
     # -- the notification outbox -----------------------------------------------------------------

@@ -70,16 +70,17 @@ def main() -> int:
     r["recorder_p50_ms"] = statistics.median(a[0] for a in added)
     r["recorder_p99_ms"] = statistics.median(a[1] for a in added)
     print(f"  recorder added latency: p50 {r['recorder_p50_ms']:.2f} ms, p99 {r['recorder_p99_ms']:.2f} ms")
-    deaths = bots.death_to_message(client, 2 if q else 7)
+    count = 2 if q else 50
+    many = [bots.measure(client, count=count, seconds=1 if q else 20, deaths=1 if q else 3)
+            for _ in range(runs)]
+    deaths = [d for m in many for d in m["deaths"]]
+    r["bots50_rss_mb"] = statistics.median(m["rss_mb"] for m in many)
+    r["bots50_idle_cpu_pct"] = statistics.median(m["idle_cpu_pct"] for m in many)
     r["bot_death_to_message_s"] = statistics.median(deaths)
-    print(f"  a bot's death (the engine's FinishedAt) -> its message at a receiver: median "
-          f"{r['bot_death_to_message_s']:.2f} s over {len(deaths)} deaths (max {max(deaths):.2f} s)")
-    count = 5 if q else 50
-    many = [bots.many_bots(client, count, 3 if q else 20) for _ in range(1 if q else 3)]
-    r["bots50_rss_mb"] = statistics.median(m[0] for m in many)
-    r["bots50_idle_cpu_pct"] = statistics.median(m[1] for m in many)
     print(f"  following {count} quiet bots (consoles and log files): RSS {r['bots50_rss_mb']:.1f} MB, "
           f"idle CPU {r['bots50_idle_cpu_pct']:.2f} %")
+    print(f"  a bot's death (the engine's FinishedAt) -> its message at a receiver, {count} bots followed:"
+          f" median {r['bot_death_to_message_s']:.2f} s over {len(deaths)} deaths (max {max(deaths):.2f} s)")
     r["quick"] = q
     r["seconds"] = round(time.monotonic() - started, 1)
     print(f"  ({r['seconds']} s)")

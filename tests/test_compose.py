@@ -32,8 +32,8 @@ def test_compose_yaml_fixes_the_seed_incident(agent_image, docker_client, make_s
         compose = ComposeUp("compose.yaml", stack.run_id, override={
             "services": {"hb-medic": {
                 "image": AGENT_IMAGE, "healthcheck": QUICK_HEALTHCHECK,
-                "environment": {"MEDIC_HUMMINGBOT_URL": stack.url, "MEDIC_BOT_SETTLE": "2",
-                                "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
+                "environment": {"MEDIC_HUMMINGBOT_URL": stack.url, "MEDIC_BOT_SETTLE": "3",
+                                "MEDIC_BOTS": "off", "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
                                 "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
                 "volumes": [f"{stack.bots}:/bots:ro"]}},
             "volumes": {"hb-medic-state": {"name": f"medic-t{stack.run_id}-state"}},
@@ -86,6 +86,7 @@ def test_compose_hardened_yaml_fixes_it_through_the_socket_proxy(agent_image, do
             "hb-medic": {
                 "image": AGENT_IMAGE, "healthcheck": QUICK_HEALTHCHECK,
                 "environment": {"DOCKER_HOST": engine, "MEDIC_HUMMINGBOT_URL": stack.url,
+                                "MEDIC_BOT_SETTLE": "3", "MEDIC_BOTS": "off",
                                 "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
                                 "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
                 "volumes": [f"{stack.bots}:/bots:ro"]}},

@@ -24,8 +24,8 @@ def image(agent_image):
 def run_agent(client, stack, **env):
     http_port, rec_port = free_port(), free_port()
     environment = {"MEDIC_HUMMINGBOT_URL": stack.url, "MEDIC_HUMMINGBOT_PASSWORD": "admin",
-                   "MEDIC_BOT_SETTLE": "2",  # the retried bot counts as fixed sooner than in production
                    "MEDIC_RECORDER_ADDR": f"127.0.0.1:{rec_port}",
+                   "MEDIC_BOT_SETTLE": "3", "MEDIC_BOTS": "off",  # short settle; no other bots
                    "MEDIC_HTTP_ADDR": f"127.0.0.1:{http_port}", **env}
     c = client.containers.run(
         IMAGE, detach=True, network_mode="host", labels=labels(stack.run_id),

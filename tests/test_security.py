@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.images import TOOLS_IMAGE
+from tests.images import BOT_IMAGE
 from tests.receiver import Receiver
 from tests.stack import REPO, free_port, wait_until
 from tests.test_remedy import agent, deploy, incident, running_bots, via  # noqa: F401 (the agent fixture)
@@ -78,7 +78,7 @@ def test_a_body_read_from_the_log_waits_for_a_person(make_stack, agent):  # noqa
     until a person says so; the forged one on stdout is never even shown."""
     stack = make_stack(generation="legacy", log_info=True, real_names=True)
     # The stand-in names its own default image in the body it logs: the operator allows it.
-    service = agent(stack, recorder=False, allowed_images=[TOOLS_IMAGE])
+    service = agent(stack, recorder=False, allowed_images=[BOT_IMAGE])
     _forge(stack.url, "pwned-bot", "client_sharp")
     assert deploy(stack.url, instance_name="sharp-bot", credentials_profile="client_sharp").status_code == 500
     inc = incident(service, "credentials-profile-missing", ("resolved", "waiting", "gave-up", "failed"))
@@ -105,7 +105,7 @@ def test_a_secret_in_a_log_line_goes_nowhere(make_stack, tmp_path):
            "MEDIC_RECORDER_ADDR": f"127.0.0.1:{port}", "MEDIC_NOTIFY_URLS": f"json://127.0.0.1:{rx.port}/"}
     proc = start_agent(env, log)
     try:
-        wait_until(lambda: "deploy recorder" in log.read_text(), 30, "the agent to start")
+        wait_until(lambda: "deploy recorder" in log.read_text(), 90, "the agent to start")
         resp = deploy(f"http://127.0.0.1:{port}", instance_name="c-bot",
                       credentials_profile=f"x CONFIG_PASSWORD={canary}")
         assert resp.status_code == 422
@@ -115,7 +115,7 @@ def test_a_secret_in_a_log_line_goes_nowhere(make_stack, tmp_path):
         stop_agent(proc)
         rx.server.shutdown()
     incidents = subprocess.run([sys.executable, "-m", "agent", "incidents", "--json"], cwd=REPO,
-                               env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+                               env={**os.environ, **env}, capture_output=True, text=True, timeout=180)
     assert incidents.returncode == 0, incidents.stderr
     state = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
     sent = json.dumps(rx.accepted)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import requests
 
 from agent.ingest.split import format_ts
+from agent.store import StateUnwritable
 
 if TYPE_CHECKING:
     from agent.ingest.follow import Ingest
@@ -122,5 +123,7 @@ class LifeEvents(threading.Thread):
         self._saved_at = now
         try:
             self.store.meta_set(MARK, str(self._last))
+        except StateUnwritable:
+            pass  # the store said so once, and /healthz says so until it heals
         except Exception:
             log.exception("saving the engine events checkpoint failed")

@@ -141,8 +141,9 @@ class Remedy:
             self.store.audit(inc.id, "decision", "interrupted", result=why)
             self._close(inc, "gave-up", f"{why}, the {cut}th time: not trying again; please look")
             return
-        if inc.state != "detected":
+        if inc.state != "detected":  # an attempt was running: it is neither counted nor budgeted
             inc.attempts = max(0, inc.attempts - 1)
+            self.store.audit(inc.id, "refund", "attempt not counted", result=why)
         inc.state, inc.next_attempt, inc.detail = "failed", time.time(), why
         self.store.save_incident(inc)
         self.store.audit(inc.id, "decision", "interrupted", result=why)
@@ -411,6 +412,7 @@ class Remedy:
             f"{what} does not answer ({_short(exc)}): waiting for it, up to a day, then going on; this"
             " does not use up an attempt")
         self.store.save_incident(inc)
+        self.store.audit(inc.id, "refund", "attempt not counted", result=f"{what} does not answer")
         self.store.audit(inc.id, "decision", f"waiting for {what}", result=inc.detail)
         if first:
             self.notify(inc, "outage", inc.detail)
