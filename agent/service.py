@@ -14,8 +14,6 @@ import threading
 import time
 
 from agent import __version__
-from agent.actions.base import ActionContext
-from agent.events import Event
 from agent.http import HealthServer
 from agent.ingest.follow import Ingest
 from agent.match.library import Library, load_library
@@ -26,11 +24,9 @@ from agent.notify.notifier import Notifier
 from agent.notify.targets import Target, parse_config, parse_urls
 from agent.notify.unknown import burst_message, digest_message
 from agent.pipeline import Pipeline
-from agent.recorder.feed import DeployFeed
 from agent.recorder.proxy import RecorderThread, parse_addr
 from agent.redact import Redactor
 from agent.remedy.engine import Remedy
-from agent.remedy.fate import Fate
 from agent.runtime import RecorderError, StackRuntime
 from agent.runtime import start_recorder as _start_recorder
 from agent.settings import Settings
@@ -146,27 +142,12 @@ class Service:
         return self.main.pipeline
 
     @property
-    def fate(self) -> Fate:
-        return self.main.fate
-
-    @property
-    def feed(self) -> DeployFeed:
-        return self.main.feed
-
-    @property
     def recorder(self) -> RecorderThread | None:
         return self.main.recorder
 
     @property
     def counts(self) -> dict[str, dict[str, int]]:
         return self.main.counts
-
-    def context(self) -> ActionContext:
-        return self.main.context()
-
-    def handle(self, event: Event) -> None:
-        """An event for its stack's runtime (tests and replays feed events directly)."""
-        (self.stack(event.stack) or self.main).handle(event)
 
     # -- shared ------------------------------------------------------------------------------------
     def _rules(self) -> dict:
