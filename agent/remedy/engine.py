@@ -39,7 +39,7 @@ from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
 from agent.match.model import Capture, Rule
-from agent.names import base_name, protected_profile
+from agent.names import DEFAULT_STACK, base_name, protected_profile
 from agent.redact import Redactor
 from agent.remedy import intent as intents
 from agent.remedy.outage import outage_of, reachable
@@ -95,8 +95,11 @@ class Remedy:
                  context: Callable[[], ActionContext], *, notify: Notify | None = None,
                  mode: str = "enforce", budget: int = 100, stale_after: float = 900.0,
                  bots_dir: Path | None = None, recorder: bool = False,
-                 redactor: Redactor | None = None) -> None:
+                 redactor: Redactor | None = None, stack: str = DEFAULT_STACK) -> None:
+        """One Remedy per stack: its own worker, budget and incidents, so a slow fix on one stack
+        never queues another stack's fix behind it."""
         self.redactor = redactor or Redactor()
+        self.stack = stack
         self.store = store
         self.rules = rules
         self.context = context
@@ -108,8 +111,9 @@ class Remedy:
         self.recorder = recorder
         self.actions = registry()
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._dispatch, name="remedy", daemon=True)
-        self._workers = [threading.Thread(target=self._work, name=f"remedy-{n}", daemon=True)
+        own = "" if stack == DEFAULT_STACK else f"-{stack}"
+        self._thread = threading.Thread(target=self._dispatch, name=f"remedy{own}", daemon=True)
+        self._workers = [threading.Thread(target=self._work, name=f"remedy{own}-{n}", daemon=True)
                          for n in range(WORKERS)]
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # decisions on matches (submit)
@@ -131,7 +135,7 @@ class Remedy:
         """Attempts cut short by a stop or a kill are tried again at once. The cut attempt is
         not counted (the agent's end is not the fix failing), but an incident cut short
         MAX_INTERRUPTED times gives up: a fix that takes the agent down must not loop."""
-        for inc in self.store.incidents(limit=200):
+        for inc in self.store.incidents(limit=200, stack=self.stack):
             if inc.state in ("detected", "acting", "verifying", "retrying"):
                 self._interrupted(inc, "interrupted by a restart of the agent")
 
@@ -163,7 +167,7 @@ class Remedy:
             return None
         rule, event = res.rule, res.event
         key = self.redactor.text(res.text(rule.incident.key)) or rule.id
-        keys = event_keys(event)
+        keys = event_keys(event, self.stack)
         now = time.time()
         with self._lock:
             self._forget_old_events(now)
@@ -172,10 +176,10 @@ class Remedy:
                 self.store.audit(handled, "decision", "replayed event already handled: no action",
                                  event.where())
                 return self.store.get_incident(handled)
-            current = self.store.latest_incident(rule.id, key)
+            current = self.store.latest_incident(rule.id, key, self.stack)
             if current is not None and current.state == "waiting" and now - current.updated > WAITING_TTL:
                 self._close(current, "gave-up", "nobody finished the deploy within a day: closed")
-                current = self.store.latest_incident(rule.id, key)
+                current = self.store.latest_incident(rule.id, key, self.stack)
             if current is not None and current.open:
                 self.store.count_event(current.id, keys)
                 return current
@@ -193,7 +197,7 @@ class Remedy:
                 id=secrets.token_hex(4), rule=rule.id, key=key, state="detected", severity=rule.severity,
                 container=event.container, summary=self.redactor.text(_summary(res)),
                 fingerprint=event.fingerprint, captures=_stored(res, self.redactor),
-                deploy=_carried_deploy(res))
+                deploy=_carried_deploy(res), stack=self.stack)
             self.store.create_incident(inc, keys)
         self.store.audit(inc.id, "decision", "detected",
                          self.redactor.data({"captures": res.captures, **event.where()}),
@@ -234,7 +238,8 @@ class Remedy:
     def _recorded(self, inc: Incident, since: float) -> list[Deploy]:
         instance = inc.captures.get("instance")
         names = tuple({instance, base_name(instance)}) if instance else ()
-        return self.store.deploys_of(profile=inc.captures.get("profile"), instances=names, since=since)
+        return self.store.deploys_of(profile=inc.captures.get("profile"), instances=names, since=since,
+                                     stack=self.stack)
 
     def _plan(self, rule: Rule, res: Result) -> list[str]:
         steps = [f"{name}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
@@ -264,7 +269,7 @@ class Remedy:
             try:
                 if self._cut_short and self.store.write_problem is None:
                     self._resume_cut_short()
-                for inc in self.store.due_incidents(time.time()):
+                for inc in self.store.due_incidents(time.time(), self.stack):
                     self._enqueue(inc.id)
             except StateUnwritable:
                 pass  # the store said so once
@@ -325,7 +330,7 @@ class Remedy:
             self._close(inc, "gave-up", f"rule {inc.rule} is no longer loaded")
             return
         with self._budget_lock:
-            used = self.store.attempts_since(time.time() - 3600)
+            used = self.store.attempts_since(time.time() - 3600, self.stack)
             if used >= self.budget:
                 self._close(inc, "gave-up", f"action budget exhausted ({used} fix attempts in the last hour,"
                                             f" limit {self.budget}): not acting; please look")
@@ -468,7 +473,7 @@ class Remedy:
         """The one request the event carried, a log or the bots folder gave (or the recorder's
         latest record): the evidence when there is no list of recorded failures."""
         found = intents.resolve(self.store, self.bots_dir, deploy=inc.deploy, captures=inc.captures,
-                                at=inc.created, wait=3.0 if self.recorder else 0.0)
+                                at=inc.created, wait=3.0 if self.recorder else 0.0, stack=self.stack)
         if found is not None:
             inc.deploy = {k: found[k] for k in ("route", "body", "raw", "source", "deploy_id") if k in found}
             self.store.save_incident(inc)
@@ -606,7 +611,7 @@ class Remedy:
         hummingbot-api's answer (if it deployed the bot, the retry sees it and sends nothing)."""
         deadline = time.monotonic() + CLIENT_WAIT
         while True:
-            flying = [d for d in self.store.deploys_in_flight(base) if d.id not in exclude]
+            flying = [d for d in self.store.deploys_in_flight(base, stack=self.stack) if d.id not in exclude]
             if not flying:
                 return
             if time.monotonic() >= deadline:
@@ -688,12 +693,13 @@ def _carried_deploy(res: Result) -> dict | None:
     return {**res.deploy, "source": "log"}
 
 
-def event_keys(e: Event) -> tuple[str, ...]:
-    """What identifies an event across re-reads: where it is, and what it is when. Events
-    without a timestamp have no identity to trust (they are never deduplicated)."""
+def event_keys(e: Event, stack: str = DEFAULT_STACK) -> tuple[str, ...]:
+    """What identifies an event across re-reads: where it is (in which stack), and what it is
+    when. Events without a timestamp have no identity to trust (they are never deduplicated)."""
     if not e.ts:
         return ()
-    return (f"at:{e.container}/{e.stream}/{e.first_pos}@{e.ts}", f"fp:{e.container}/{e.fingerprint}@{e.ts}")
+    where = e.container if stack == DEFAULT_STACK else f"{stack}:{e.container}"
+    return (f"at:{where}/{e.stream}/{e.first_pos}@{e.ts}", f"fp:{where}/{e.fingerprint}@{e.ts}")
 
 
 def _short(exc: BaseException) -> str:
