@@ -497,6 +497,7 @@ class Remedy:
         fail meanwhile (sent before the fix took) are taken too."""
         failures: list[str] = []
         outage: BaseException | None = None
+        human = False  # one of them needs a person (another attempt would not help it)
         tried: set[str] = set()
         for _round in range(5):
             tried.update(t["base"] for t in todo)
@@ -510,6 +511,7 @@ class Remedy:
                 if exc is not None and outage_of(exc) is not None:
                     outage = exc
                 elif exc is not None:
+                    human = human or isinstance(exc, NeedsHuman)
                     failures.append(f"{intent['base']}: {exc}" if len(todo) > 1 else str(exc))
             if outage is not None:
                 raise outage
@@ -517,7 +519,7 @@ class Remedy:
             if not todo:
                 break
         if failures:
-            raise ActionError("; ".join(failures))
+            raise (NeedsHuman if human else ActionError)("; ".join(failures))
 
     def _run(self, inc: Incident, ctx: ActionContext, kind: str, call, values: dict) -> None:
         spec = self.actions[call.action]
