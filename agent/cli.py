@@ -21,8 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run the agent (settings from MEDIC_* environment variables)")
     sub.add_parser("health", help="exit 0 when the running agent's /healthz says healthy (HEALTHCHECK)")
-    sub.add_parser("recorder", help="run the deploy recorder alone (MEDIC_RECORDER_ADDR -> "
-                                    "MEDIC_HUMMINGBOT_URL)")
+    recorder = sub.add_parser("recorder", help="run the deploy recorder alone (MEDIC_RECORDER_ADDR -> "
+                                               "MEDIC_HUMMINGBOT_URL)")
+    recorder.add_argument("--stack", metavar="NAME",
+                          help="with stacks in the config file: whose recorder (default: the stack default)")
     rules = sub.add_parser("rules", help="check, test and describe rule files").add_subparsers(
         dest="rules_command", metavar="SUBCOMMAND", required=True)
     default = os.environ.get("MEDIC_RULES_DIR") or None
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     incidents = sub.add_parser("incidents", help="incidents and their audit trail")
     incidents.add_argument("--json", action="store_true", help="one JSON object an incident")
     incidents.add_argument("--limit", type=int, default=20)
+    incidents.add_argument("--stack", metavar="NAME", help="only the incidents of this stack")
     notify = sub.add_parser("notify", help="notifications").add_subparsers(
         dest="notify_command", metavar="SUBCOMMAND", required=True)
     ntest = notify.add_parser("test", help="send a sample message to the configured targets")
@@ -87,7 +90,7 @@ def _setup_logging() -> None:
 
 
 # What each command reads; a bad value of any other setting never stops it.
-RECORDER_NEEDS = {"recorder_addr", "hummingbot_url", "state_db", "log_format", "log_level"}
+RECORDER_NEEDS = {"recorder_addr", "hummingbot_url", "state_db", "log_format", "log_level", "stacks"}
 STATE_NEEDS = {"state_db"}
 NOTIFY_NEEDS = {"notify_urls", "notify_config"}
 
@@ -148,6 +151,7 @@ def cmd_run() -> int:
     from agent import logs
     from agent.notify.targets import TargetError
     from agent.service import RecorderError, RulesError, Service, SettingsError
+    from agent.settings import BadSettings
 
     done = _signals()  # before anything slow: a stop during start-up is honoured
     _setup_logging()
@@ -160,10 +164,13 @@ def cmd_run() -> int:
     except RulesError as exc:
         print(f"hb-medic: the rules have errors:\n{exc}", file=sys.stderr)
         return 2
-    except (RecorderError, TargetError, SettingsError, OSError) as exc:
+    except (RecorderError, TargetError, SettingsError, BadSettings, OSError) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
-    problem = _engine_problem(done)
+    # One stack on the environment's engine (the setup of a container beside hummingbot-api): an
+    # engine that does not answer at start is a setup problem, said once. With several stacks,
+    # each stack's engine is its own business: the others start anyway.
+    problem = _engine_problem(done) if not service.show_stack else None
     if problem:  # nothing has started yet: the process ends here
         print(f"hb-medic: {problem}", file=sys.stderr)
         return 2
@@ -176,7 +183,7 @@ def cmd_run() -> int:
     return 0
 
 
-def cmd_recorder() -> int:
+def cmd_recorder(stack: str | None = None) -> int:
     from agent.service import RecorderError, start_recorder
     from agent.store import Store
 
@@ -186,21 +193,29 @@ def cmd_recorder() -> int:
         return 2
     from agent import logs
     from agent.redact import Redactor
+    from agent.settings import BadSettings
 
-    password = settings.hummingbot_password
-    logs.setup(settings.log_format, Redactor([password.get_secret_value()] if password else [],
-                                             public=[settings.hummingbot_username]),
+    try:
+        stacks = settings.stack_list()
+    except BadSettings as exc:
+        for message in exc.problems.values():
+            print(f"hb-medic: {message}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log_format, Redactor([x for c in stacks for x in c.secrets()],
+                                             public=[c.hummingbot_username for c in stacks]),
                level=settings.log_level)
-    if not settings.recorder_addr:
+    if settings.stacks is None and not settings.recorder_addr:
         print("hb-medic: set MEDIC_RECORDER_ADDR (e.g. 0.0.0.0:8001) for the recorder", file=sys.stderr)
         return 2
     try:
-        thread = start_recorder(settings, Store(settings.state_db))
+        thread = start_recorder(settings, Store(settings.state_db), stack=stack)
     except RecorderError as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger("agent").info("deploy recorder on %s -> %s; records in %s",
-                                       settings.recorder_addr, settings.hummingbot_url, settings.state_db)
+    rec = thread.recorder
+    logging.getLogger("agent").info("deploy recorder%s on %s:%s -> %s; records in %s",
+                                    "" if rec.stack == "default" else f" of stack {rec.stack}", thread.host,
+                                    thread.port, rec.upstream, settings.state_db)
     _wait_for_signal()
     thread.stop()
     return 0
@@ -222,7 +237,7 @@ def cmd_health() -> int:
         return 1
 
 
-def cmd_incidents(as_json: bool, limit: int) -> int:
+def cmd_incidents(as_json: bool, limit: int, stack: str | None = None) -> int:
     import json
     import time
 
@@ -232,13 +247,13 @@ def cmd_incidents(as_json: bool, limit: int) -> int:
     if settings is None:
         return 2
     store = Store(settings.state_db)
-    for inc in store.incidents(limit):
+    for inc in store.incidents(limit, stack=stack):
         trail = store.audit_trail(inc.id)
         if as_json:
             print(json.dumps({**{k: v for k, v in vars(inc).items()}, "audit": trail}, default=str))
             continue
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(inc.created))
-        print(f"{inc.id}  {when}  {inc.state:<9} {inc.severity:<8} {inc.rule}  key={inc.key}"
+        print(f"{inc.id}  {when}  {inc.stack}  {inc.state:<9} {inc.severity:<8} {inc.rule}  key={inc.key}"
               f"  events={inc.events} attempts={inc.attempts}")
         print(f"    {inc.summary}")
         if inc.detail:
@@ -305,7 +320,7 @@ def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> in
 
     from agent.actions.base import ActionError
     from agent.service import RulesError, Service, SettingsError
-    from agent.settings import Settings
+    from agent.settings import BadSettings, Settings
 
     _setup_logging()
     settings = _settings(set(Settings.model_fields) - {"http_addr"})  # it does not listen
@@ -323,15 +338,20 @@ def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> in
     except RulesError as exc:
         print(f"hb-medic: the rules have errors:\n{exc}", file=sys.stderr)
         return 2
-    except SettingsError as exc:
+    except (SettingsError, BadSettings) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
     inc = service.store.get_incident(ident)
     if inc is None:
         print(f"hb-medic: no incident {ident!r} (see hb-medic incidents)", file=sys.stderr)
         return 2
+    runtime = service.stack(inc.stack)
+    if runtime is None:
+        print(f"hb-medic: incident {inc.id} is of stack {inc.stack}, which the config file no longer lists",
+              file=sys.stderr)
+        return 2
     try:
-        result = service.remedy.finish(inc, route, body)
+        result = runtime.remedy.finish(inc, route, body)
     except ActionError as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 1
@@ -395,13 +415,13 @@ def _dispatch(argv: list[str] | None) -> int:
     if args.command == "run":
         return cmd_run()
     if args.command == "recorder":
-        return cmd_recorder()
+        return cmd_recorder(args.stack)
     if args.command == "health":
         return cmd_health()
     if args.command == "notify":
         return cmd_notify_test(args.url)
     if args.command == "incidents":
-        return cmd_incidents(args.json, args.limit)
+        return cmd_incidents(args.json, args.limit, args.stack)
     if args.command == "unknown":
         return cmd_unknown(args.json, args.since)
     if args.command == "doctor":

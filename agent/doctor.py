@@ -26,7 +26,9 @@ import httpx
 from docker.errors import DockerException, NotFound
 
 from agent import __version__
+from agent.names import DEFAULT_STACK
 from agent.settings import SECRETS_DIR, BadSettings, Settings, load
+from agent.stackconf import StackConfig, engine_client, engine_problem
 
 OK, FAIL = "✓", "✗"
 
@@ -45,19 +47,35 @@ class Doctor:
         self.settings = settings
         self.bad = bad  # settings that failed validation (field -> message); defaults in their place
         self.send = send
-        self._docker: docker.DockerClient | None = None
-        self.docker_error: str | None = None
+        try:
+            self.stacks = settings.stack_list()
+        except BadSettings as exc:
+            self.bad = {**bad, **exc.problems}
+            self.stacks = []
+        self.several = len(self.stacks) > 1 or any(c.name != DEFAULT_STACK for c in self.stacks)
+        self._docker: dict[str, docker.DockerClient | None] = {}
+        self.docker_errors: dict[str, str] = {}
 
-    def docker(self) -> docker.DockerClient | None:
-        """A client that answered a ping, or None (the reason in docker_error)."""
-        if self._docker is None and self.docker_error is None:
+    @property
+    def docker_error(self) -> str | None:
+        return self.docker_errors.get(DEFAULT_STACK)
+
+    def where(self, stack: StackConfig) -> str:
+        return f"stack {stack.name}: " if self.several else ""
+
+    def docker(self, stack: StackConfig | None = None) -> docker.DockerClient | None:
+        """A client of the stack's engine that answered a ping, or None (the reason in
+        docker_errors)."""
+        stack = stack or (self.stacks[0] if self.stacks else StackConfig(name=DEFAULT_STACK))
+        if stack.name not in self._docker:
             try:
-                client = docker.from_env(timeout=10)
+                client = engine_client(stack, timeout=10)
                 client.ping()
-                self._docker = client
+                self._docker[stack.name] = client
             except DockerException as exc:
-                self.docker_error = str(exc)
-        return self._docker
+                self._docker[stack.name] = None
+                self.docker_errors[stack.name] = engine_problem(exc) if stack.remote else str(exc)
+        return self._docker[stack.name]
 
     def own_health(self) -> dict | None:
         """The /healthz of an agent running with these settings on this host, if one answers."""
@@ -96,28 +114,39 @@ def settings_valid(d: Doctor) -> Iterator[Finding]:
     for message in d.bad.values():
         yield Finding(False, message, "fix the value (environment, secret file or MEDIC_CONFIG_FILE);"
                                       " the checks below use the default meanwhile")
-    if d.settings.hummingbot_password is None:
-        yield Finding(False, "hummingbot-api's password is not set: the agent will not start",
-                      f"write it to the secret file {SECRETS_DIR}/medic_hummingbot_password (compose:"
-                      " secrets/hummingbot_password) or set MEDIC_HUMMINGBOT_PASSWORD")
-    elif not d.bad:
+    missing = [c for c in d.stacks if c.hummingbot_password is None]
+    for stack in missing:
+        fix = (f"write it to the secret file {SECRETS_DIR}/medic_hummingbot_password (compose:"
+               " secrets/hummingbot_password) or set MEDIC_HUMMINGBOT_PASSWORD" if stack.name == DEFAULT_STACK
+               else "name a file holding it in hummingbot_password_file")
+        yield Finding(False, f"{d.where(stack)}hummingbot-api's password is not set: the agent will not"
+                             " start",
+                      fix)
+    if not missing and not d.bad:
         yield Finding(True, "settings valid")
 
 
 @check
 def docker_engine(d: Doctor) -> Iterator[Finding]:
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    client = d.docker()
-    if client is None:
-        yield Finding(False, f"Docker engine at {host} does not answer: {d.docker_error}", docker_fix(host))
-        return
-    v = client.version()
-    yield Finding(True, f"Docker engine {v.get('Version', '?')} (API {v.get('ApiVersion', '?')}, "
-                        f"{v.get('Os', '?')}/{v.get('Arch', '?')}) at {host}")
+    for stack in d.stacks:
+        host = stack.engine()
+        client = d.docker(stack)
+        if client is None:
+            yield Finding(False, f"{d.where(stack)}Docker engine at {host} does not answer:"
+                                 f" {d.docker_errors[stack.name]}", docker_fix(host))
+            continue
+        v = client.version()
+        yield Finding(True, f"{d.where(stack)}Docker engine {v.get('Version', '?')} (API"
+                            f" {v.get('ApiVersion', '?')}, {v.get('Os', '?')}/{v.get('Arch', '?')})"
+                            f" at {host}")
 
 
 def docker_fix(host: str) -> str:
     """The fix for an engine that does not answer, by how it is reached."""
+    if host.startswith("tcp://") or host.startswith("ssh://"):
+        return (f"start the engine at {host}, or correct docker_host and tls in the config file; from this"
+                " host: docker -H " + host + (" --tlsverify --tlscacert CA --tlscert CERT --tlskey KEY info"
+                                              if host.startswith("tcp://") else " info"))
     if host.startswith("unix://"):
         path = host[len("unix://"):]
         if not os.path.exists(path):
@@ -133,17 +162,22 @@ def docker_fix(host: str) -> str:
 
 @check
 def followed_containers(d: Doctor) -> Iterator[Finding]:
-    client = d.docker()
-    if client is None:
-        return  # the engine's own ✗ says why
+    for stack in d.stacks:
+        client = d.docker(stack)
+        if client is None:
+            continue  # the engine's own ✗ says why
+        yield from _containers(d.where(stack), client, stack.containers)
+
+
+def _containers(where: str, client, wanted: list[str]) -> Iterator[Finding]:
     # The raw list: no inspect of each container (one removed meanwhile would fail the check).
     names = [n.lstrip("/") for c in client.api.containers(all=True) for n in c.get("Names") or []]
-    for name in d.settings.containers:
+    for name in wanted:
         try:
             c = client.containers.get(name)
         except NotFound:
             near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-            yield Finding(False, f"container {name}: not found on this engine",
+            yield Finding(False, f"{where}container {name}: not found on this engine",
                           (f"did you mean {near[0]}? " if near else "")
                           + f"start {name}, or set MEDIC_CONTAINERS to the names of the containers to follow"
                             " (docker ps -a --format '{{.Names}}')")
@@ -151,9 +185,9 @@ def followed_containers(d: Doctor) -> Iterator[Finding]:
         state = c.attrs.get("State", {})
         if c.status == "running":
             since = state.get("StartedAt", "?")[:19]
-            yield Finding(True, f"container {name}: running ({_image(c)}, since {since})")
+            yield Finding(True, f"{where}container {name}: running ({_image(c)}, since {since})")
         else:
-            yield Finding(False, f"container {name}: {c.status} (exit code {state.get('ExitCode')})"
+            yield Finding(False, f"{where}container {name}: {c.status} (exit code {state.get('ExitCode')})"
                                  " (the agent follows it again when it starts)",
                           f"docker logs --tail 50 {name} says why it stopped; start it: docker start {name}")
 
@@ -163,10 +197,14 @@ def api_environment(d: Doctor) -> Iterator[Finding]:
     """hummingbot-api started with an empty CONFIG_PASSWORD says nothing until a deploy answers
     "Password not provided": its environment, read through the engine, tells it before the first
     deploy. Values are never shown (they are secrets), only whether they are empty."""
-    client = d.docker()
-    if client is None:
-        return
-    for name in d.settings.containers:
+    for stack in d.stacks:
+        client = d.docker(stack)
+        if client is not None:  # else the engine's own ✗ says why
+            yield from _api_environment(d.where(stack), client, stack.containers)
+
+
+def _api_environment(where: str, client, names: list[str]) -> Iterator[Finding]:
+    for name in names:
         if not name.endswith("hummingbot-api"):
             continue
         try:
@@ -174,19 +212,19 @@ def api_environment(d: Doctor) -> Iterator[Finding]:
         except NotFound:
             continue  # followed_containers says so
         except DockerException as exc:
-            yield Finding(False, f"container {name}: its environment cannot be read ({exc})",
+            yield Finding(False, f"{where}container {name}: its environment cannot be read ({exc})",
                           "let the agent inspect containers (GET /containers/<name>/json)")
             continue
         values = dict(item.partition("=")[::2] for item in env if isinstance(item, str))
         if "CONFIG_PASSWORD" in values and not values["CONFIG_PASSWORD"]:
-            yield Finding(False, f"container {name}: CONFIG_PASSWORD is empty: every deploy will answer"
-                                 " \"Password not provided\" and no bot starts",
+            yield Finding(False, f"{where}container {name}: CONFIG_PASSWORD is empty: every deploy will"
+                                 " answer \"Password not provided\" and no bot starts",
                           f"set CONFIG_PASSWORD in {name}'s environment (its .env or compose file) to the"
                           " password the connector keys were encrypted with, then recreate it:"
                           f" docker compose up -d {name}")
         else:
             how = "set" if "CONFIG_PASSWORD" in values else "not set (hummingbot-api's default)"
-            yield Finding(True, f"container {name}: CONFIG_PASSWORD {how}")
+            yield Finding(True, f"{where}container {name}: CONFIG_PASSWORD {how}")
 
 
 def _image(container) -> str:
@@ -196,36 +234,44 @@ def _image(container) -> str:
 
 @check
 def hummingbot_api(d: Doctor) -> Iterator[Finding]:
-    s = d.settings
+    for stack in d.stacks:
+        yield from _api(d.where(stack), stack)
+
+
+def _api(where: str, s: StackConfig) -> Iterator[Finding]:
     url = s.hummingbot_url.rstrip("/")
+    secret = f"the secret file {SECRETS_DIR}/medic_hummingbot_password"
     try:
         root = httpx.get(url + "/", timeout=5)
     except httpx.HTTPError as exc:
-        yield Finding(False, f"hummingbot-api at {url} cannot be reached: {exc}",
+        yield Finding(False, f"{where}hummingbot-api at {url} cannot be reached: {exc}",
                       "start hummingbot-api, or set MEDIC_HUMMINGBOT_URL (on its compose network:"
-                      " http://hummingbot-api:8000; on the host network: http://127.0.0.1:8000)")
+                      " http://hummingbot-api:8000; on the host network: http://127.0.0.1:8000)" if not where
+                      else "start hummingbot-api, or correct the stack's hummingbot_url")
         return
     if s.hummingbot_password is None:
-        yield Finding(True, f"hummingbot-api at {url} answers (HTTP {root.status_code}); login not checked:"
-                            " no password")
+        yield Finding(True, f"{where}hummingbot-api at {url} answers (HTTP {root.status_code}); login not"
+                            " checked: no password")
         return
     auth = (s.hummingbot_username, s.hummingbot_password.get_secret_value())
     try:
         resp = httpx.get(url + "/accounts/", auth=auth, timeout=10)
     except httpx.HTTPError as exc:
-        yield Finding(False, f"hummingbot-api at {url} answered / but not /accounts/: {exc}",
+        yield Finding(False, f"{where}hummingbot-api at {url} answered / but not /accounts/: {exc}",
                       "check hummingbot-api's log: docker logs --tail 50 hummingbot-api")
         return
     if resp.status_code == 401:
-        yield Finding(False, f"hummingbot-api at {url} refused the login of user {s.hummingbot_username}"
-                             " (401)",
-                      "give the agent hummingbot-api's USERNAME and PASSWORD (its .env):"
-                      " MEDIC_HUMMINGBOT_USERNAME and the secret file"
-                      f" {SECRETS_DIR}/medic_hummingbot_password")
+        yield Finding(False, f"{where}hummingbot-api at {url} refused the login of user"
+                             f" {s.hummingbot_username} (401)",
+                      "give the agent hummingbot-api's USERNAME and PASSWORD (its .env): "
+                      + ("hummingbot_username and hummingbot_password_file" if where else
+                         f"MEDIC_HUMMINGBOT_USERNAME and {secret}"))
     elif resp.is_success:
-        yield Finding(True, f"hummingbot-api at {url} accepts the login of user {s.hummingbot_username}")
+        yield Finding(True, f"{where}hummingbot-api at {url} accepts the login of user"
+                            f" {s.hummingbot_username}")
     else:
-        yield Finding(False, f"hummingbot-api at {url} answered /accounts/ with HTTP {resp.status_code}",
+        yield Finding(False, f"{where}hummingbot-api at {url} answered /accounts/ with HTTP"
+                             f" {resp.status_code}",
                       "check hummingbot-api's log: docker logs --tail 50 hummingbot-api")
 
 
@@ -244,11 +290,14 @@ def _port_free(host: str, port: int) -> str | None:
 def listening_ports(d: Doctor) -> Iterator[Finding]:
     s = d.settings
     ports = [("health and metrics", "MEDIC_HTTP_ADDR", s.http_addr)]
-    if s.recorder_addr:
-        ports.append(("deploy recorder", "MEDIC_RECORDER_ADDR", s.recorder_addr))
-    else:
-        yield Finding(True, "deploy recorder: off (set MEDIC_RECORDER_ADDR=0.0.0.0:8001 and point clients"
-                            " at it so a failed deploy can be re-sent exactly)")
+    for stack in d.stacks:
+        if stack.recorder_addr:
+            ports.append((f"{d.where(stack)}deploy recorder", "recorder_addr" if d.several
+                          else "MEDIC_RECORDER_ADDR", stack.recorder_addr))
+        else:
+            yield Finding(True, f"{d.where(stack)}deploy recorder: off (set "
+                                + ("its recorder_addr" if d.several else "MEDIC_RECORDER_ADDR=0.0.0.0:8001")
+                                + " and point clients at it so a failed deploy can be re-sent exactly)")
     health = None
     for what, setting, addr in ports:
         host, _, port = addr.rpartition(":")
@@ -258,7 +307,8 @@ def listening_ports(d: Doctor) -> Iterator[Finding]:
             continue
         if problem == "in use":
             health = health if health is not None else (d.own_health() or {})
-            mine = health and (setting == "MEDIC_HTTP_ADDR" or health.get("recorder") == addr)
+            recorders = [*(health.get("recorders") or {}).values(), health.get("recorder")]
+            mine = health and (setting == "MEDIC_HTTP_ADDR" or addr in recorders)
             if mine:
                 yield Finding(True, f"{what}: {addr} is the running agent's")
                 continue
@@ -305,7 +355,11 @@ def state_file(d: Doctor) -> Iterator[Finding]:
 
 @check
 def folders(d: Doctor) -> Iterator[Finding]:
-    s = d.settings
+    for stack in d.stacks:
+        yield from _folders(d.where(stack), stack)
+
+
+def _folders(where: str, s: StackConfig) -> Iterator[Finding]:
     for setting, path, what, mount in (
             ("MEDIC_BOTS_DIR", s.bots_dir, "hummingbot-api's bots/ folder",
              "../hummingbot-api/bots:/bots:ro"),
@@ -313,6 +367,8 @@ def folders(d: Doctor) -> Iterator[Finding]:
              "./credentials:/credentials:ro")):
         if path is None:
             continue
+        if where:  # a stack of the config file: its own field
+            setting = f"{where}{setting.removeprefix('MEDIC_').lower()}"
         if not path.is_dir():
             yield Finding(False, f"{setting} {path}: no such folder",
                           f"mount {what} there (compose: {mount}) or unset {setting}")

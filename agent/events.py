@@ -13,13 +13,14 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 
+from agent.names import DEFAULT_STACK
+
 LINE, TRACEBACK, RESPONSE, EXIT = "line", "traceback", "response", "exit"
 FINGERPRINT_VERSION = "2"
 
 # Roles of what the agent follows, and the channels lines come through.
 API, BOT, SIBLING = "hummingbot-api", "bot", "sibling"
 CONSOLE, ERRORS, LOG = "console", "errors", "log"
-DEFAULT_STACK = "default"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,26 +34,51 @@ MAX_CONNECTIONS = 16
 BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
-def health(service: Service) -> tuple[bool, dict]:
-    problems = []
+def stack_health(service: Service, rt) -> tuple[list[str], dict]:
+    """One stack's problems (unprefixed) and what /healthz shows of it."""
+    problems: list[str] = []
     streams = {}
-    for name, st in service.ingest.status().items():
+    for name, st in rt.ingest.status().items():
         streams[name] = st.state
         if st.state not in ("attached", "absent", "stopped"):
             problems.append(f"{name}: {st.state}")
+    engine = rt.ingest.health
+    if engine.down_since is not None and not rt.ingest.status():
+        problems.append(f"Docker engine at {rt.config.engine()} unreachable for"
+                        f" {time.monotonic() - engine.down_since:.0f} s: {engine.error}")
+    age = time.monotonic() - rt.pipeline.last_loop
+    if age > LOOP_STALE:
+        problems.append(f"pipeline loop stalled for {age:.0f} s")
+    if rt.api_watch.refused:  # not answering is hummingbot-api's own trouble, which rules watch
+        problems.append(rt.api_watch.problem)
+    detail = {"ok": not problems, "engine": "unreachable" if engine.down_since is not None else "ok",
+              "api": "ok" if rt.api_watch.problem is None else rt.api_watch.problem,
+              "streams": streams, "problems": problems}
+    return problems, detail
+
+
+def health(service: Service) -> tuple[bool, dict]:
+    problems = []
+    streams: dict[str, str] = {}
+    stacks = {}
+    for rt in service.stacks:
+        mine, detail = stack_health(service, rt)
+        problems += [rt.where + p for p in mine]
+        streams.update({rt.where.replace("stack ", "").replace(": ", "/") + n: st
+                        for n, st in detail["streams"].items()})
+        stacks[rt.name] = detail
     for name, alive in service.threads_alive().items():
         if not alive:
             problems.append(f"{name} thread has stopped")
-    age = time.monotonic() - service.pipeline.last_loop
-    if age > LOOP_STALE:
-        problems.append(f"pipeline loop stalled for {age:.0f} s")
     if service.store.write_problem is not None:
         problems.append(f"state file {service.store.path} cannot be written: {service.store.write_problem}")
     oldest = service.store.outbox_oldest_pending()
     if oldest is not None and time.time() - oldest > OUTBOX_STUCK:
         problems.append(f"notifications undelivered for {time.time() - oldest:.0f} s")
-    recorder = service.settings.recorder_addr if service.recorder is not None else None
-    return not problems, {"ok": not problems, "streams": streams, "problems": problems, "recorder": recorder}
+    recorder = service.main.config.recorder_addr if service.recorder is not None else None
+    recorders = {rt.name: rt.config.recorder_addr for rt in service.stacks if rt.recorder is not None}
+    return not problems, {"ok": not problems, "streams": streams, "problems": problems, "recorder": recorder,
+                          "recorders": recorders, "stacks": stacks}
 
 
 class _Collector:
@@ -62,32 +87,36 @@ class _Collector:
 
     def collect(self):
         s = self.s
-        lines = CounterMetricFamily("hb_medic_lines", "Log lines read", labels=["container"])
+        lines = CounterMetricFamily("hb_medic_lines", "Log lines read", labels=["stack", "container"])
         attached = GaugeMetricFamily("hb_medic_stream_attached", "1 while the log stream is attached",
-                                     labels=["container", "state"])
+                                     labels=["stack", "container", "state"])
         age = GaugeMetricFamily("hb_medic_last_line_age_seconds", "Seconds since the last line",
-                                labels=["container"])
+                                labels=["stack", "container"])
+        engine = GaugeMetricFamily("hb_medic_engine_up", "1 while the stack's Docker engine answers",
+                                   labels=["stack"])
+        api = GaugeMetricFamily("hb_medic_api_up", "1 while the stack's hummingbot-api answers and accepts"
+                                " the login (as last looked at)", labels=["stack"])
+        events = CounterMetricFamily("hb_medic_events", "Events assembled", labels=["stack", "kind"])
+        matches = CounterMetricFamily("hb_medic_matches", "Events matched, per rule",
+                                      labels=["stack", "rule"])
         now = time.time()
-        for name, st in s.ingest.status().items():
-            lines.add_metric([name], st.lines)
-            attached.add_metric([name, st.state], 1.0 if st.state == "attached" else 0.0)
-            if st.last_line_at:
-                age.add_metric([name], now - st.last_line_at)
-        yield lines
-        yield attached
-        yield age
-        events = CounterMetricFamily("hb_medic_events", "Events assembled", labels=["kind"])
-        for kind, n in sorted(s.counts["events"].items()):
-            events.add_metric([kind], n)
-        yield events
-        matches = CounterMetricFamily("hb_medic_matches", "Events matched, per rule", labels=["rule"])
-        for rule, n in sorted(s.counts["matches"].items()):
-            matches.add_metric([rule], n)
-        yield matches
+        for rt in s.stacks:
+            for name, st in rt.ingest.status().items():
+                lines.add_metric([rt.name, name], st.lines)
+                attached.add_metric([rt.name, name, st.state], 1.0 if st.state == "attached" else 0.0)
+                if st.last_line_at:
+                    age.add_metric([rt.name, name], now - st.last_line_at)
+            engine.add_metric([rt.name], 0.0 if rt.ingest.health.down_since is not None else 1.0)
+            api.add_metric([rt.name], 0.0 if rt.api_watch.problem is not None else 1.0)
+            for kind, n in sorted(rt.counts["events"].items()):
+                events.add_metric([rt.name, kind], n)
+            for rule, n in sorted(rt.counts["matches"].items()):
+                matches.add_metric([rt.name, rule], n)
+        yield from (lines, attached, age, engine, api, events, matches)
         actions = CounterMetricFamily("hb_medic_actions", "Actions run, by result",
-                                      labels=["action", "result"])
-        for (name, ok), n in sorted(s.store.action_counts().items()):
-            actions.add_metric([name, "ok" if ok else "failed"], n)
+                                      labels=["stack", "action", "result"])
+        for (stack, name, ok), n in sorted(s.store.action_counts().items()):
+            actions.add_metric([stack, name, "ok" if ok else "failed"], n)
         yield actions
         notes = GaugeMetricFamily("hb_medic_notifications", "Notification outbox, by status",
                                   labels=["status"])
@@ -100,9 +129,10 @@ class _Collector:
                                   value=s.unknown.seen)
         yield GaugeMetricFamily("hb_medic_unknown_fingerprints", "Errors no rule knows, by fingerprint,"
                                 " in the state file", value=s.store.unknown_count())
-        open_ = GaugeMetricFamily("hb_medic_incidents_open", "Incidents not closed", labels=["rule"])
-        for rule, n in sorted(s.store.open_incident_counts().items()):
-            open_.add_metric([rule], n)
+        open_ = GaugeMetricFamily("hb_medic_incidents_open", "Incidents not closed",
+                                  labels=["stack", "rule"])
+        for (stack, rule), n in sorted(s.store.open_incident_counts().items()):
+            open_.add_metric([stack, rule], n)
         yield open_
 
 

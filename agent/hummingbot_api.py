@@ -7,6 +7,7 @@ the callers' parameter types.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,15 +18,27 @@ _NAME = re.compile(PROFILE_PATTERN)
 
 
 class HummingbotAPI:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0,
+                 observe: Callable[[int | None], None] | None = None) -> None:
+        """`observe(status)`: told every answer's status (None: no answer), so the agent's view of
+        this hummingbot-api (/healthz) follows what its fixes meet."""
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, auth=(username, password), timeout=timeout)
+        self._observe = observe
 
     def close(self) -> None:
         self._http.close()
 
     def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return self._http.request(method, path, **kw)
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.TransportError:
+            if self._observe is not None:
+                self._observe(None)
+            raise
+        if self._observe is not None:
+            self._observe(resp.status_code)
+        return resp
 
     def accounts(self) -> list[str]:
         """Account names; anything that is not a plain name is left out (never put in a path)."""

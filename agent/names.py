@@ -14,6 +14,9 @@ IMAGE_PATTERN = (
 CONTAINER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 PROFILE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
+# The stack of the environment-only setup (and of everything stored before stacks existed).
+DEFAULT_STACK = "default"
+
 # The current generation of hummingbot-api names an instance <name>-YYYYmmdd-HHMMSS.
 STAMP = re.compile(r"^(?P<base>.+)-(?P<ts>\d{8}-\d{6})$")
 

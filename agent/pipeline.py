@@ -13,6 +13,7 @@ and the event carries the bot's last lines of each channel.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from agent.assemble import Assembler, Item
 from agent.events import BOT, CONSOLE, ERRORS, LOG, Event, Origin
 from agent.ingest.split import STDERR, STDOUT
+from agent.names import DEFAULT_STACK
 from agent.store import Checkpoint, FileCheckpoint, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
@@ -37,14 +39,19 @@ PROBE_EVERY = 10.0  # seconds between checks that the state file can still be wr
 class Pipeline:
     def __init__(self, handler: EventHandler, *, store: Store | None = None,
                  assembler: Assembler | None = None, checkpoint_interval: float = 1.0,
-                 tick: Callable[[float], None] | None = None) -> None:
+                 tick: Callable[[float], None] | None = None, stack: str = DEFAULT_STACK,
+                 max_queued: int = 0) -> None:
+        """`max_queued`: batches that may wait (0: no bound); a source that gets ahead waits
+        for the pipeline, so a flooding stack holds its own followers, never memory."""
         self.handler = handler
+        self.stack = stack
         self.store = store
         self.assembler = assembler or Assembler()
         self.checkpoint_interval = checkpoint_interval
         self.tick = tick
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
+        self._queue: queue.Queue = queue.Queue(max_queued)
+        name = "pipeline" if stack == DEFAULT_STACK else f"pipeline-{stack}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._next: dict[str, dict[str, int]] = {}  # container -> stream -> last position + 1
         self._cid: dict[str, str] = {}
         self._origin: dict[tuple[str, str], Origin | None] = {}
@@ -94,7 +101,8 @@ class Pipeline:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Drain what is queued, close what is open, save the checkpoints."""
-        self._queue.put(None)
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
         self._thread.join(timeout)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -255,7 +263,7 @@ class Pipeline:
             # A stream with nothing read yet resumes where the other one does.
             top = max(resume.values())
             cp = Checkpoint(container, self._cid[container],
-                            resume[STDOUT] or top, resume[STDERR] or top)
+                            resume[STDOUT] or top, resume[STDERR] or top, self.stack)
             try:
                 self.store.save_checkpoint(cp)
             except StateUnwritable:
@@ -269,7 +277,7 @@ class Pipeline:
                 origin.container, origin.channel, origin)
             try:
                 self.store.save_file_checkpoint(FileCheckpoint(
-                    path, origin.container, dev, ino, pending if pending is not None else nxt))
+                    path, origin.container, dev, ino, pending if pending is not None else nxt, self.stack))
             except StateUnwritable:
                 return  # said once by the store; saved later
             except Exception:

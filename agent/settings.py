@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from agent.names import IMAGE_PATTERN
+from agent.stackconf import DEFAULT_STACK, StackConfig
 
 SECRETS_DIR = "/run/secrets"
 
@@ -101,6 +102,12 @@ class Settings(BaseSettings):
     unknown_burst_minutes: float = Field(
         10.0, gt=0, le=1440, description="...within this many minutes gets its own message at once.")
 
+    stacks: list[dict] | None = Field(
+        None, description="Several stacks from one agent (config file only): a list, each with name,"
+                          " docker_host, tls, containers, hummingbot_url, hummingbot_username,"
+                          " hummingbot_password_file, recorder_addr, bots_dir, credentials_dir, bots."
+                          " Without it the settings above are the one stack `default`.")
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
@@ -123,6 +130,59 @@ class Settings(BaseSettings):
                     raise ValueError(f"{str(v)[:80]!r} is not an image reference (or repo:*)")
         return value
 
+    @field_validator("stacks", mode="before")
+    @classmethod
+    def _stacks(cls, value: object) -> object:
+        """Each stack checked whole (files, certificates, secrets); an error names the stack and
+        the field."""
+        if value is None:
+            return None
+        if not isinstance(value, list) or not value:
+            raise ValueError("stacks: a list of stacks, each with at least a name")
+        seen: dict[str, str] = {}
+        for i, entry in enumerate(value):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            who = f"stack {name!r}" if isinstance(name, str) and name else f"stack #{i + 1}"
+            if not isinstance(entry, dict):
+                raise ValueError(f"{who}: a mapping of fields (name, docker_host, ...)")
+            if name == DEFAULT_STACK:
+                continue  # checked with the environment's settings it falls back on (stack_list)
+            try:
+                StackConfig.model_validate(entry)
+            except ValidationError as exc:
+                raise ValueError(f"{who}: {_first_error(exc)}") from None
+            for key in ("name", "docker_host", "recorder_addr"):
+                if entry.get(key) is not None and (key, str(entry[key])) in seen:
+                    raise ValueError(f"{who}: {key} {entry[key]} is also {seen[(key, str(entry[key]))]}'s")
+                seen[(key, str(entry.get(key)))] = who
+        return value
+
+    def stack_list(self) -> list[StackConfig]:
+        """The stacks this agent looks after: the config file's list, or the one stack `default`
+        made of the settings above. A listed `default` takes what it does not say from them."""
+        entries = self.stacks if self.stacks is not None else [{"name": DEFAULT_STACK}]
+        out = []
+        for entry in entries:
+            try:
+                out.append(self._stack(entry))
+            except ValidationError as exc:
+                where = os.environ.get("MEDIC_CONFIG_FILE") or "the config file"
+                raise BadSettings({"stacks": f"bad stack in {where}: stack {entry.get('name')!r}:"
+                                             f" {_first_error(exc)}"}) from None
+        return out
+
+    def _stack(self, entry: dict) -> StackConfig:
+        if entry.get("name") == DEFAULT_STACK:
+            base = {"name": DEFAULT_STACK, "containers": self.containers,
+                    "hummingbot_url": self.hummingbot_url, "hummingbot_username": self.hummingbot_username,
+                    "recorder_addr": self.recorder_addr, "bots_dir": self.bots_dir,
+                    "credentials_dir": self.credentials_dir, "bots": self.bots}
+            stack = StackConfig.model_validate({**base, **entry})
+            if stack.hummingbot_password is None and self.hummingbot_password is not None:
+                stack = stack.model_copy(update={"hummingbot_password": self.hummingbot_password})
+            return stack
+        return StackConfig.model_validate({"bots": self.bots, **entry})
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -142,6 +202,17 @@ class Settings(BaseSettings):
 
 
 
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"] if "[" not in str(p))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        msg = "needed"
+    elif err["type"] == "extra_forbidden":
+        msg = "not a field of a stack"
+    return f"{where}: {msg}" if where and not msg.startswith(f"{where}:") else msg
+
+
 class BadSettings(Exception):
     """Settings a command needs are missing or wrong; one line each, naming the setting."""
 
@@ -156,7 +227,10 @@ def problems(exc: ValidationError) -> dict[str, str]:
     for err in exc.errors():
         field_name = "_".join(str(p) for p in err["loc"]) or "settings"
         name = "MEDIC_" + field_name.upper()
-        if err["type"] == "missing":
+        if field_name == "stacks":
+            where = os.environ.get("MEDIC_CONFIG_FILE") or "the config file"
+            message = f"bad stack in {where}: {err['msg'].removeprefix('Value error, ')}"
+        elif err["type"] == "missing":
             message = (f"{name} is not set (environment, or the secret file "
                        f"{SECRETS_DIR}/medic_{field_name.lower()})")
         else:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agent.names import base_name
+from agent.names import DEFAULT_STACK, base_name
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,34 @@ SCHEMA = [
     # an incident waiting for hummingbot-api or the Docker engine to answer again
     "ALTER TABLE incidents ADD COLUMN outage TEXT",
     "ALTER TABLE incidents ADD COLUMN outage_since REAL",
+    # several stacks from one agent: everything stored carries its stack; what was there before
+    # is the stack `default` (the environment's). One version: a file is migrated whole or not.
+    (
+        """
+        CREATE TABLE checkpoints_by_stack (
+            stack        TEXT NOT NULL DEFAULT 'default',
+            container    TEXT NOT NULL,
+            container_id TEXT NOT NULL,
+            stdout_ts    INTEGER NOT NULL,
+            stdout_dup   INTEGER NOT NULL,
+            stderr_ts    INTEGER NOT NULL,
+            stderr_dup   INTEGER NOT NULL,
+            updated      REAL NOT NULL,
+            PRIMARY KEY (stack, container)
+        )
+        """,
+        "INSERT INTO checkpoints_by_stack SELECT 'default', container, container_id, stdout_ts, stdout_dup,"
+        " stderr_ts, stderr_dup, updated FROM checkpoints",
+        "DROP TABLE checkpoints",
+        "ALTER TABLE checkpoints_by_stack RENAME TO checkpoints",
+        "ALTER TABLE incidents ADD COLUMN stack TEXT NOT NULL DEFAULT 'default'",
+        "CREATE INDEX incidents_stack ON incidents (stack, rule, key, created)",
+        "ALTER TABLE audit ADD COLUMN stack TEXT NOT NULL DEFAULT 'default'",
+        "ALTER TABLE outbox ADD COLUMN stack TEXT NOT NULL DEFAULT 'default'",
+        "ALTER TABLE deploys ADD COLUMN stack TEXT NOT NULL DEFAULT 'default'",
+        "CREATE INDEX deploys_stack ON deploys (stack, seq)",
+        "ALTER TABLE file_checkpoints ADD COLUMN stack TEXT NOT NULL DEFAULT 'default'",
+    ),
 ]
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -197,7 +225,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for number, ddl in enumerate(SCHEMA[version:], start=version + 1):
         conn.execute("BEGIN")
         try:
-            conn.execute(ddl)
+            for statement in (ddl,) if isinstance(ddl, str) else ddl:
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
@@ -263,6 +292,7 @@ class Checkpoint:
     container_id: str
     stdout: int
     stderr: int
+    stack: str = DEFAULT_STACK
 
 
 class StateFileError(Exception):
@@ -321,6 +351,7 @@ class FileCheckpoint:
     dev: int
     ino: int
     offset: int
+    stack: str = DEFAULT_STACK
 
 
 class Store:
@@ -476,35 +507,39 @@ class Store:
             self._local.conn = None
 
     # -- checkpoints ------------------------------------------------------------------
-    def checkpoint(self, container: str) -> Checkpoint | None:
+    def checkpoint(self, container: str, stack: str = DEFAULT_STACK) -> Checkpoint | None:
         row = self._conn().execute(
             "SELECT container_id, stdout_ts, stdout_dup, stderr_ts, stderr_dup FROM checkpoints"
-            " WHERE container = ?", (container,)).fetchone()
+            " WHERE stack = ? AND container = ?", (stack, container)).fetchone()
         if row is None:
             return None
         cid, ots, odup, ets, edup = row
-        return Checkpoint(container, cid, ots << DUP_BITS | odup, ets << DUP_BITS | edup)
+        return Checkpoint(container, cid, ots << DUP_BITS | odup, ets << DUP_BITS | edup, stack)
 
     def save_checkpoint(self, cp: Checkpoint) -> None:
         mask = (1 << DUP_BITS) - 1
         self._conn().execute(
-            "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(container) DO UPDATE SET"
+            "INSERT INTO checkpoints (container, container_id, stdout_ts, stdout_dup, stderr_ts, stderr_dup,"
+            " updated, stack) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(stack, container) DO UPDATE SET"
             " container_id=excluded.container_id, stdout_ts=excluded.stdout_ts,"
             " stdout_dup=excluded.stdout_dup, stderr_ts=excluded.stderr_ts,"
             " stderr_dup=excluded.stderr_dup, updated=excluded.updated",
             (cp.container, cp.container_id, cp.stdout >> DUP_BITS, cp.stdout & mask,
-             cp.stderr >> DUP_BITS, cp.stderr & mask, time.time()))
+             cp.stderr >> DUP_BITS, cp.stderr & mask, time.time(), cp.stack))
 
     def file_checkpoint(self, path: str) -> FileCheckpoint | None:
         row = self._conn().execute(
-            "SELECT container, dev, ino, offset FROM file_checkpoints WHERE path = ?", (path,)).fetchone()
+            "SELECT container, dev, ino, offset, stack FROM file_checkpoints WHERE path = ?",
+            (path,)).fetchone()
         return FileCheckpoint(path, *row) if row else None
 
     def save_file_checkpoint(self, cp: FileCheckpoint) -> None:
         self._conn().execute(
-            "INSERT INTO file_checkpoints VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET"
+            "INSERT INTO file_checkpoints (path, container, dev, ino, offset, updated, stack)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET"
             " container=excluded.container, dev=excluded.dev, ino=excluded.ino, offset=excluded.offset,"
-            " updated=excluded.updated", (cp.path, cp.container, cp.dev, cp.ino, cp.offset, time.time()))
+            " updated=excluded.updated, stack=excluded.stack",
+            (cp.path, cp.container, cp.dev, cp.ino, cp.offset, time.time(), cp.stack))
 
     # -- deploys (the recorder) ----------------------------------------------------------------
     _DEPLOY_COLUMNS = ("id, at, route, path, request_body, status, response_body, failed, message, "
@@ -515,14 +550,16 @@ class Store:
         return Deploy(*row[:7], bool(row[7]), *row[8:12], bool(row[12]))
 
     def deploy_requested(self, *, route: str, path: str, request_body: str, profile: str | None,
-                         instance: str | None, authenticated: bool, at: float | None = None) -> int:
+                         instance: str | None, authenticated: bool, at: float | None = None,
+                         stack: str = DEFAULT_STACK) -> int:
         """Write ahead: the request is stored before it is forwarded, so a crash before the
         answer never loses it. Returns the record id."""
         cur = self._conn().execute(
             "INSERT INTO deploys (at, route, path, request_body, status, response_body, failed, message,"
-            " profile, instance, state, authenticated) VALUES (?, ?, ?, ?, 0, '', 0, '', ?, ?, ?, ?)",
+            " profile, instance, state, authenticated, stack)"
+            " VALUES (?, ?, ?, ?, 0, '', 0, '', ?, ?, ?, ?, ?)",
             (time.time() if at is None else at, route, path, request_body, profile, instance, PENDING,
-             int(authenticated)))
+             int(authenticated), stack))
         return int(cur.lastrowid)
 
     def deploy_answered(self, deploy_id: int, *, status: int, response_body: str, failed: bool,
@@ -538,16 +575,17 @@ class Store:
         """Not a deploy to keep: refused (401/403, 422...), or hummingbot-api never answered."""
         self._conn().execute("DELETE FROM deploys WHERE id = ?", (deploy_id,))
 
-    def deploys_lost(self) -> int:
+    def deploys_lost(self, stack: str = DEFAULT_STACK) -> int:
         """At a recorder's start: requests of a previous run whose answers will never come."""
-        return self._conn().execute("UPDATE deploys SET state = ? WHERE state = ?", (LOST, PENDING)).rowcount
+        return self._conn().execute("UPDATE deploys SET state = ? WHERE state = ? AND stack = ?",
+                                    (LOST, PENDING, stack)).rowcount
 
     def record_deploy(self, *, route: str, path: str, request_body: str, status: int,
                       response_body: str, failed: bool, message: str, profile: str | None,
-                      instance: str | None, at: float | None = None) -> int:
+                      instance: str | None, at: float | None = None, stack: str = DEFAULT_STACK) -> int:
         """A whole answered exchange at once (tests, golden samples)."""
         deploy_id = self.deploy_requested(route=route, path=path, request_body=request_body, profile=profile,
-                                          instance=instance, authenticated=True, at=at)
+                                          instance=instance, authenticated=True, at=at, stack=stack)
         self.deploy_answered(deploy_id, status=status, response_body=response_body, failed=failed,
                              message=message)
         return deploy_id
@@ -557,34 +595,38 @@ class Store:
                                    (deploy_id,)).fetchone()
         return self._deploy(row) if row else None
 
-    def deploys_in_flight(self, instance: str, *, within: float = 600.0) -> list[Deploy]:
+    def deploys_in_flight(self, instance: str, *, within: float = 600.0,
+                          stack: str = DEFAULT_STACK) -> list[Deploy]:
         """Deploys of this instance base name (as the client sent it) forwarded in the last
         `within` seconds and not answered yet, oldest first. Poll `get_deploy(id)` for the answer."""
         rows = self._conn().execute(
             f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE instance = ? AND state = ? AND at >= ?"
-            " ORDER BY id", (instance, PENDING, time.time() - within)).fetchall()
+            " AND stack = ? ORDER BY id", (instance, PENDING, time.time() - within, stack)).fetchall()
         return [self._deploy(r) for r in rows]
 
-    def deploys_after(self, last_seq: int, limit: int = 100) -> list[tuple[int, Deploy]]:
-        """Answered deploys in the order their answers came, after `last_seq`: (seq, deploy)."""
+    def deploys_after(self, last_seq: int, limit: int = 100,
+                      stack: str = DEFAULT_STACK) -> list[tuple[int, Deploy]]:
+        """Answered deploys of a stack in the order their answers came, after `last_seq`."""
         rows = self._conn().execute(
-            f"SELECT seq, {self._DEPLOY_COLUMNS} FROM deploys WHERE seq > ? ORDER BY seq LIMIT ?",
-            (last_seq, limit)).fetchall()
+            f"SELECT seq, {self._DEPLOY_COLUMNS} FROM deploys WHERE seq > ? AND stack = ? ORDER BY seq"
+            " LIMIT ?", (last_seq, stack, limit)).fetchall()
         return [(r[0], self._deploy(r[1:])) for r in rows]
 
-    def deploy_seq_until(self, until: float) -> int:
+    def deploy_seq_until(self, until: float, stack: str = DEFAULT_STACK) -> int:
         """The last `seq` of deploys requested before then (the feed's first start skips them)."""
-        row = self._conn().execute("SELECT MAX(seq) FROM deploys WHERE at <= ?", (until,)).fetchone()
+        row = self._conn().execute("SELECT MAX(seq) FROM deploys WHERE at <= ? AND stack = ?",
+                                   (until, stack)).fetchone()
         return int(row[0] or 0)
 
     def find_deploy(self, *, profile: str | None = None, instances: tuple[str, ...] = (),
                     route: str | None = None, since: float = 0.0,
-                    until: float | None = None) -> Deploy | None:
+                    until: float | None = None, stack: str = DEFAULT_STACK) -> Deploy | None:
         """The latest deploy a retry may re-send (see `Deploy.retryable`) that fits: by profile, by
         instance name (exactly one of `instances`: the caller gives the logged name and the base
         name the client sent), route and time."""
-        where = ["at >= ?", "authenticated = 1", "(state = ? OR (state = ? AND failed = 1))", DEPLOYS_ONLY]
-        args: list = [since, LOST, ANSWERED]
+        where = ["at >= ?", "authenticated = 1", "(state = ? OR (state = ? AND failed = 1))", "stack = ?",
+                 DEPLOYS_ONLY]
+        args: list = [since, LOST, ANSWERED, stack]
         if until is not None:
             where.append("at <= ?")
             args.append(until)
@@ -603,13 +645,13 @@ class Store:
         return self._deploy(row) if row else None
 
     def deploys_of(self, *, profile: str | None = None, instances: tuple[str, ...] = (), since: float,
-                   until: float | None = None) -> list[Deploy]:
+                   until: float | None = None, stack: str = DEFAULT_STACK) -> list[Deploy]:
         """Every authenticated deploy request of this profile (or instance names) in the window,
         answered or not, oldest first: an incident retries each one that failed (and waits for
         the answers still to come)."""
         if profile is None and not instances:
             return []
-        where, args = ["at >= ?", "authenticated = 1", DEPLOYS_ONLY], [since]
+        where, args = ["at >= ?", "authenticated = 1", "stack = ?", DEPLOYS_ONLY], [since, stack]
         if until is not None:
             where.append("at <= ?")
             args.append(until)
@@ -736,8 +778,8 @@ class Store:
             (*args, limit)).fetchall()
         return [Incident.from_row(r) for r in rows]
 
-    def latest_incident(self, rule: str, key: str) -> Incident | None:
-        found = self._incidents("rule = ? AND key = ?", (rule, key))
+    def latest_incident(self, rule: str, key: str, stack: str = DEFAULT_STACK) -> Incident | None:
+        found = self._incidents("stack = ? AND rule = ? AND key = ?", (stack, rule, key))
         return found[0] if found else None
 
     def get_incident(self, ident: str) -> Incident | None:
@@ -745,25 +787,28 @@ class Store:
         found = self._incidents("id LIKE ?", (ident.replace("%", "") + "%",), limit=2)
         return found[0] if len(found) == 1 else None
 
-    def incidents(self, limit: int = 50) -> list[Incident]:
+    def incidents(self, limit: int = 50, stack: str | None = None) -> list[Incident]:
+        if stack is not None:
+            return self._incidents("stack = ?", (stack,), limit)
         return self._incidents("1 = 1", (), limit)
 
-    def ongoing_incidents(self) -> list[Incident]:
+    def ongoing_incidents(self, stack: str = DEFAULT_STACK) -> list[Incident]:
         """Conditions still going on (each ends once its lines stop: see Incident.quiet)."""
-        return self._incidents("state = 'ongoing'", (), limit=500)
+        return self._incidents("stack = ? AND state = 'ongoing'", (stack,), limit=500)
 
-    def due_incidents(self, now: float) -> list[Incident]:
+    def due_incidents(self, now: float, stack: str = DEFAULT_STACK) -> list[Incident]:
         """Failed attempts whose backoff is over, and incidents waiting out an outage whose next
-        look is due."""
-        return self._incidents("state IN ('failed', 'outage') AND next_attempt <= ?", (now,), limit=20)
+        look is due (of one stack: each stack has its own worker)."""
+        return self._incidents("stack = ? AND state IN ('failed', 'outage') AND next_attempt <= ?",
+                               (stack, now), limit=20)
 
     def audit(self, incident: str | None, kind: str, name: str, params: dict | None = None,
               ok: bool | None = None, result: str = "", duration_ms: float | None = None) -> None:
-        self._conn().execute(
-            "INSERT INTO audit (incident, at, kind, name, params, ok, result, duration_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self._conn().execute(  # the row carries its incident's stack
+            "INSERT INTO audit (incident, at, kind, name, params, ok, result, duration_ms, stack)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, COALESCE((SELECT stack FROM incidents WHERE id = ?), ?))",
             (incident, time.time(), kind, name, json.dumps(params or {}, default=str),
-             None if ok is None else int(ok), result, duration_ms))
+             None if ok is None else int(ok), result, duration_ms, incident, DEFAULT_STACK))
 
     def audit_trail(self, incident: str) -> list[dict]:
         rows = self._conn().execute(
@@ -773,11 +818,15 @@ class Store:
                  "ok": None if r[4] is None else bool(r[4]), "result": r[5], "duration_ms": r[6]}
                 for r in rows]
 
-    def attempts_since(self, since: float) -> int:
-        """Fix attempts started since then, all incidents together: the global budget counts
-        these (one attempt is one unit, whatever the number of its steps)."""
-        return int(self._conn().execute(
-            "SELECT COUNT(*) FROM audit WHERE kind = 'attempt' AND at >= ?", (since,)).fetchone()[0])
+    def attempts_since(self, since: float, stack: str = DEFAULT_STACK) -> int:
+        """Fix attempts started since then, all incidents of a stack together: its budget counts
+        these (one attempt is one unit, whatever the number of its steps), less the ones given
+        back (an attempt cut short by a restart, or that found hummingbot-api or the engine
+        not answering, fixed nothing)."""
+        row = self._conn().execute(
+            "SELECT SUM(CASE kind WHEN 'attempt' THEN 1 ELSE -1 END) FROM audit"
+            " WHERE kind IN ('attempt', 'refund') AND at >= ? AND stack = ?", (since, stack)).fetchone()
+        return max(0, int(row[0] or 0))
 
 
     # -- the notification outbox -----------------------------------------------------------------
@@ -785,21 +834,25 @@ class Store:
                        " sent_at, last_error")
 
     def outbox_enqueue(self, *, incident: str | None, rule: str, target: str, message: str,
-                       status: str = "pending") -> int:
+                       status: str = "pending", stack: str = DEFAULT_STACK) -> int:
         now = time.time()
         cur = self._conn().execute(
-            "INSERT INTO outbox (incident, rule, target, message, status, created, next_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)", (incident, rule, target, message, status, now, now))
+            "INSERT INTO outbox (incident, rule, target, message, status, created, next_at, stack)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (incident, rule, target, message, status, now, now, stack))
         return int(cur.lastrowid)
 
     def outbox_due(self, now: float, limit: int = 50) -> list[tuple]:
-        """Messages to send now, oldest first: only the first pending one of each incident and
-        target, so an incident's messages arrive in the order of its steps."""
+        """Messages to send now: only the first pending one of each incident and target, so an
+        incident's messages arrive in the order of its steps; the stacks take turns (each one's
+        oldest first, then each one's second...), so a stack with many messages never makes
+        another's wait behind all of them."""
         return self._conn().execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM outbox AS o WHERE status = 'pending' AND next_at <= ?"
+            f"SELECT {self._OUTBOX_COLUMNS} FROM (SELECT *,"
+            " ROW_NUMBER() OVER (PARTITION BY stack ORDER BY id) AS turn"
+            " FROM outbox AS o WHERE status = 'pending' AND next_at <= ?"
             " AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.status = 'pending' AND e.target = o.target"
-            " AND e.incident IS o.incident AND e.id < o.id)"
-            " ORDER BY id LIMIT ?", (now, limit)).fetchall()
+            " AND e.incident IS o.incident AND e.id < o.id))"
+            " ORDER BY turn, id LIMIT ?", (now, limit)).fetchall()
 
     def outbox_retry_now(self, target: str) -> None:
         """A target answers again: everything waiting for it is due now (its backoff is over)."""
@@ -813,11 +866,11 @@ class Store:
             " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
             (status, attempts, next_at, error, status, time.time(), row_id))
 
-    def outbox_recent(self, rule: str, since: float) -> int:
-        """Messages of a rule since then (one per step, whatever the number of targets)."""
+    def outbox_recent(self, rule: str, since: float, stack: str = DEFAULT_STACK) -> int:
+        """Messages of a rule in a stack since then (one per step, whatever the number of targets)."""
         return int(self._conn().execute(
-            "SELECT COUNT(DISTINCT message) FROM outbox WHERE rule = ? AND created >= ?"
-            " AND status != 'held'", (rule, since)).fetchone()[0])
+            "SELECT COUNT(DISTINCT message) FROM outbox WHERE rule = ? AND stack = ? AND created >= ?"
+            " AND status != 'held'", (rule, stack, since)).fetchone()[0])
 
     def outbox_held(self) -> list[tuple]:
         return self._conn().execute(
@@ -827,17 +880,20 @@ class Store:
         row = self._conn().execute("SELECT MIN(created) FROM outbox WHERE status = 'pending'").fetchone()
         return row[0] if row else None
 
-    def action_counts(self) -> dict[tuple[str, bool], int]:
+    def action_counts(self) -> dict[tuple[str, str, bool], int]:
+        """(stack, action, ok) -> how many."""
         rows = self._conn().execute(
-            "SELECT name, ok, COUNT(*) FROM audit WHERE kind IN ('action', 'verify', 'retry')"
-            " AND ok IS NOT NULL GROUP BY name, ok").fetchall()
-        return {(name, bool(ok)): n for name, ok, n in rows}
+            "SELECT stack, name, ok, COUNT(*) FROM audit WHERE kind IN ('action', 'verify', 'retry')"
+            " AND ok IS NOT NULL GROUP BY stack, name, ok").fetchall()
+        return {(stack, name, bool(ok)): n for stack, name, ok, n in rows}
 
-    def open_incident_counts(self) -> dict[str, int]:
+    def open_incident_counts(self) -> dict[tuple[str, str], int]:
+        """(stack, rule) -> incidents not closed."""
         marks = ",".join("?" * len(OPEN_STATES))
-        return dict(self._conn().execute(
-            f"SELECT rule, COUNT(*) FROM incidents WHERE state IN ({marks}) GROUP BY rule",
-            OPEN_STATES).fetchall())
+        rows = self._conn().execute(
+            f"SELECT stack, rule, COUNT(*) FROM incidents WHERE state IN ({marks}) GROUP BY stack, rule",
+            OPEN_STATES).fetchall()
+        return {(stack, rule): n for stack, rule, n in rows}
 
     def outbox_counts(self) -> dict[str, int]:
         return dict(self._conn().execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
@@ -871,16 +927,19 @@ class Store:
 
     def unknown_save(self, entries: list[Unknown], keep: int) -> int:
         """Write entries whole (the agent is their only writer); then drop the least recently
-        seen beyond `keep`. Returns how many were dropped."""
+        seen beyond `keep` of each stack written (a stack full of new errors never pushes out
+        another's). Returns how many were dropped."""
         conn = self._conn()
         conn.execute("BEGIN")
         try:
             conn.executemany(
                 f"INSERT OR REPLACE INTO unknown ({Unknown.COLUMNS}) VALUES"
                 f" ({','.join('?' * len(Unknown.COLUMNS.split(',')))})", [e.row() for e in entries])
-            dropped = conn.execute(
-                "DELETE FROM unknown WHERE rowid IN (SELECT rowid FROM unknown ORDER BY last_seen DESC"
-                " LIMIT -1 OFFSET ?)", (keep,)).rowcount
+            dropped = 0
+            for stack in sorted({e.stack for e in entries}):
+                dropped += conn.execute(
+                    "DELETE FROM unknown WHERE rowid IN (SELECT rowid FROM unknown WHERE stack = ?"
+                    " ORDER BY last_seen DESC LIMIT -1 OFFSET ?)", (stack, keep)).rowcount
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):  # a failed write has closed the connection
@@ -974,10 +1033,11 @@ class Incident:
     closed: float | None = None
     outage: str | None = None  # what it waits for: "hummingbot-api" or "the Docker engine"
     outage_since: float | None = None
+    stack: str = DEFAULT_STACK
 
     COLUMNS: ClassVar[str] = ("id, rule, key, state, severity, container, summary, fingerprint, captures,"
                               " deploy, attempts, events, next_attempt, detail, created, updated, closed,"
-                              " outage, outage_since")
+                              " outage, outage_since, stack")
 
     @property
     def open(self) -> bool:
@@ -986,7 +1046,7 @@ class Incident:
     def values(self) -> dict[str, Any]:
         """What a rule's templates may name, for this incident (remedy and notify both render them)."""
         values: dict[str, Any] = {"container": self.container, "rule": self.rule, "severity": self.severity,
-                                  "bot": base_name(self.container)}
+                                  "bot": base_name(self.container), "stack": self.stack}
         values.update(self.captures)
         if self.deploy and self.deploy.get("body"):
             values.update({f"deploy.{k}": v for k, v in self.deploy["body"].items()})
@@ -997,7 +1057,7 @@ class Incident:
                 self.fingerprint, json.dumps(self.captures),
                 json.dumps(self.deploy) if self.deploy else None, self.attempts, self.events,
                 self.next_attempt, self.detail, self.created, self.updated, self.closed, self.outage,
-                self.outage_since)
+                self.outage_since, self.stack)
 
     @classmethod
     def from_row(cls, r: tuple) -> Incident:

@@ -18,7 +18,7 @@ import time
 
 import docker
 
-from bench import bots, engine
+from bench import bots, engine, stacks
 
 
 def inproc(lines: int) -> dict:
@@ -70,16 +70,32 @@ def main() -> int:
     r["recorder_p50_ms"] = statistics.median(a[0] for a in added)
     r["recorder_p99_ms"] = statistics.median(a[1] for a in added)
     print(f"  recorder added latency: p50 {r['recorder_p50_ms']:.2f} ms, p99 {r['recorder_p99_ms']:.2f} ms")
-    deaths = bots.death_to_message(client, 2 if q else 7)
+    count = 2 if q else 50
+    many = [bots.measure(client, count=count, seconds=1 if q else 20, deaths=1 if q else 3)
+            for _ in range(runs)]
+    deaths = [d for m in many for d in m["deaths"]]
+    r["bots50_rss_mb"] = statistics.median(m["rss_mb"] for m in many)
+    r["bots50_idle_cpu_pct"] = statistics.median(m["idle_cpu_pct"] for m in many)
     r["bot_death_to_message_s"] = statistics.median(deaths)
-    print(f"  a bot's death (the engine's FinishedAt) -> its message at a receiver: median "
-          f"{r['bot_death_to_message_s']:.2f} s over {len(deaths)} deaths (max {max(deaths):.2f} s)")
-    count = 5 if q else 50
-    many = [bots.many_bots(client, count, 3 if q else 20) for _ in range(1 if q else 3)]
-    r["bots50_rss_mb"] = statistics.median(m[0] for m in many)
-    r["bots50_idle_cpu_pct"] = statistics.median(m[1] for m in many)
     print(f"  following {count} quiet bots (consoles and log files): RSS {r['bots50_rss_mb']:.1f} MB, "
           f"idle CPU {r['bots50_idle_cpu_pct']:.2f} %")
+    print(f"  a bot's death (the engine's FinishedAt) -> its message at a receiver, {count} bots followed:"
+          f" median {r['bot_death_to_message_s']:.2f} s over {len(deaths)} deaths (max {max(deaths):.2f} s)")
+    counts = (1, 2, 4) if q else (1, 10, 100)  # across two engines (the second over TLS)
+    with stacks.Bed(client) as bed:
+        quiet = bed.containers("quiet", counts[-1])
+        for n, key in zip(counts, (1, 10, 100), strict=True):
+            cost = [stacks.quiet_cost(bed, quiet[:n], 1 if q else 10, settle=1 if q else 3)
+                    for _ in range(runs)]
+            r[f"follow_rss_mb_{key}"] = statistics.median(c[0] for c in cost)
+            r[f"follow_idle_cpu_pct_{key}"] = statistics.median(c[1] for c in cost)
+            print(f"  following {n} quiet containers on two engines: RSS {r[f'follow_rss_mb_{key}']:.1f} MB,"
+                  f" idle CPU {r[f'follow_idle_cpu_pct_{key}']:.2f} %")
+        noisy = [stacks.noisy_throughput(bed, 10, 500 if q else 100_000) for _ in range(runs)]
+        r["follow10_lines_per_s"] = statistics.median(n[0] for n in noisy)
+        r["follow10_written_lines_per_s"] = statistics.median(n[1] for n in noisy)
+        print(f"  following 10 noisy containers on two engines: {r['follow10_lines_per_s']:,.0f} lines/s"
+              f" (they wrote {r['follow10_written_lines_per_s']:,.0f} lines/s)")
     r["quick"] = q
     r["seconds"] = round(time.monotonic() - started, 1)
     print(f"  ({r['seconds']} s)")

@@ -49,48 +49,36 @@ def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{frac or 0}")
 
 
-def death_to_message(client: docker.DockerClient, runs: int) -> list[float]:
-    """Seconds from a bot's death (the engine's FinishedAt) to its message at a receiver."""
-    out = []
+def measure(client: docker.DockerClient, *, count: int, seconds: float, deaths: int) -> dict:
+    """One stack, one `hb-medic run`: its RSS and idle CPU following `count` quiet bots (consoles
+    and log files), then, with them still followed, the seconds from each of `deaths` bots'
+    deaths (the engine's FinishedAt) to its message at a receiver."""
     with Stack(client) as stack, Receiver() as rx, tempfile.TemporaryDirectory(prefix="medic-bench-") as tmp:
-        proc, _addr = _agent(stack, Path(tmp), notify=rx.url)
-        try:
-            time.sleep(3.0)  # the agent's start
-            for i in range(runs):
-                account = f"acct{i}"
-                stack.http("POST", "/accounts/add-account", params={"account_name": account})
-                (stack.bots / "credentials" / account / ".password_verification").write_text(WRONG)
-                body = {"instance_name": f"b{stack.run_id}_d{i}", "credentials_profile": account,
-                        "headless": True}
-                name = stack.deploy(**body).json()["unique_instance_name"]
-                got = wait_until(lambda n=name: next((t for t, m in rx.timed() if n in m), None), 60,
-                                 f"the message about {name}")
-                bot = client.containers.get(name)
-                out.append(got - _epoch(bot.attrs["State"]["FinishedAt"]))
-        finally:
-            proc.terminate()
-            proc.wait(10)
-    return out
-
-
-def many_bots(client: docker.DockerClient, count: int, seconds: float) -> tuple[float, float]:
-    """(RSS MB, idle CPU %) of `hb-medic run` following `count` quiet bots (consoles and log files)."""
-    with Stack(client) as stack, tempfile.TemporaryDirectory(prefix="medic-bench-") as tmp:
-        stack.http("POST", "/accounts/add-account", params={"account_name": "many"})
+        stack.http("POST", "/accounts/add-account", params={"account_name": "quiet"})
         for i in range(count):
-            stack.deploy(instance_name=f"b{stack.run_id}_m{i}", credentials_profile="many", headless=True)
-        proc, addr = _agent(stack, Path(tmp))
+            stack.deploy(instance_name=f"b{stack.run_id}_q{i}", credentials_profile="quiet", headless=True)
+        proc, addr = _agent(stack, Path(tmp), notify=rx.url)
         try:
             wait_until(lambda: _followed(addr) >= count or None, 120, f"{count} bots followed")
             time.sleep(3.0)  # start-up is not idle
             before, t0 = _cpu(proc.pid), time.monotonic()
             time.sleep(seconds)
             used, wall = _cpu(proc.pid) - before, time.monotonic() - t0
-            rss = _rss_mb(proc.pid)
+            out = {"rss_mb": _rss_mb(proc.pid), "idle_cpu_pct": 100.0 * used / wall, "deaths": []}
+            for i in range(deaths):
+                account = f"dying{i}"
+                stack.http("POST", "/accounts/add-account", params={"account_name": account})
+                (stack.bots / "credentials" / account / ".password_verification").write_text(WRONG)
+                name = stack.deploy(instance_name=f"b{stack.run_id}_d{i}", credentials_profile=account,
+                                    headless=True).json()["unique_instance_name"]
+                got = wait_until(lambda n=name: next((t for t, m in rx.timed() if n in m), None), 60,
+                                 f"the message about {name}")
+                bot = client.containers.get(name)
+                out["deaths"].append(got - _epoch(bot.attrs["State"]["FinishedAt"]))
         finally:
             proc.terminate()
             proc.wait(10)
-    return rss, 100.0 * used / wall
+    return out
 
 
 def _cpu(pid: int) -> float:

@@ -88,6 +88,7 @@ class Stack:
     wait_ready: bool = True
     real_names: bool = False  # hummingbot-api, hummingbot-broker, hummingbot-postgres, as the rules expect
     postgres_running: bool = True
+    docker_socket: str = "/var/run/docker.sock"  # the engine's socket, as the stand-in mounts it
 
     def __post_init__(self) -> None:
         self.run_id = uuid.uuid4().hex[:8]
@@ -188,7 +189,7 @@ class Stack:
     def _api_volumes(self) -> dict:
         volumes = {str(self.bots): {"bind": "/hummingbot-api/bots", "mode": "rw"}}
         if self.mount_socket:
-            volumes["/var/run/docker.sock"] = {"bind": "/var/run/docker.sock", "mode": "rw"}
+            volumes[self.docker_socket] = {"bind": "/var/run/docker.sock", "mode": "rw"}
         return volumes
 
     def _api_env(self) -> dict[str, str]:

@@ -45,6 +45,11 @@ def agent(tmp_path, receiver):
         made.append(service)
         return service
 
+    def stop(service: Service) -> None:
+        made.remove(service)
+        service.stop()
+
+    start.stop = stop
     yield start
     for s in made:
         s.stop()
@@ -286,3 +291,22 @@ def test_the_seed_incidents_retry_is_verified_by_the_settle_rule(make_stack, age
     assert "bot-password-invalid" in inc.detail
     retry = next(a for a in service.store.audit_trail(inc.id) if a["name"] == "retry_deploy")
     assert retry["ok"] is False and retry["params"]["route"] == "deploy-v2-script"
+
+
+def test_a_bot_that_died_while_the_agent_was_down_is_told_after_its_restart(make_stack, agent, receiver):
+    """The engine's life events and the log files have checkpoints: what happened meanwhile (within
+    the catch-up window) is told once the agent is back."""
+    stack = make_stack()
+    service = agent(stack)
+    wait_until(lambda: service.store.meta_get("engine-events"), 30, "the life events' checkpoint")
+    agent.stop(service)
+    profile(stack, "acct_w", config="cfg_w.yml")
+    (stack.bots / "credentials" / "acct_w" / ".password_verification").write_text(_sha("not-a"))
+    made = stack.deploy(instance_name=name(stack, "rb_w"), credentials_profile="acct_w",
+                        script_config="cfg_w.yml", headless=True).json()["unique_instance_name"]
+    assert stack.bot(made).wait(timeout=60)["StatusCode"] == 0  # it died with nobody watching
+    service = agent(stack)
+    inc = one(service, "bot-password-invalid", bot=made)
+    assert inc.captures["fate"].startswith("exited by itself with code 0 after")
+    wait_until(lambda: any(made in m for m in receiver.messages()), 30, "its message")
+    assert len([m for m in receiver.messages() if made in m]) == 1

@@ -16,6 +16,8 @@ from tests.receiver import Receiver
 from tests.stack import ADMIN, free_port, wait_until
 
 pytestmark = pytest.mark.docker
+# The image checks every 15 s; the test need not wait that long for the first check.
+QUICK_HEALTHCHECK = {"interval": "1s", "start_period": "1s", "timeout": "3s", "retries": 2}
 
 
 def _health(client, name: str) -> str:
@@ -29,9 +31,9 @@ def test_compose_yaml_fixes_the_seed_incident(agent_image, docker_client, make_s
     with Receiver() as receiver:
         compose = ComposeUp("compose.yaml", stack.run_id, override={
             "services": {"hb-medic": {
-                "image": AGENT_IMAGE,
-                "environment": {"MEDIC_HUMMINGBOT_URL": stack.url,
-                                "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
+                "image": AGENT_IMAGE, "healthcheck": QUICK_HEALTHCHECK,
+                "environment": {"MEDIC_HUMMINGBOT_URL": stack.url, "MEDIC_BOT_SETTLE": "3",
+                                "MEDIC_BOTS": "off", "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
                                 "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
                 "volumes": [f"{stack.bots}:/bots:ro"]}},
             "volumes": {"hb-medic-state": {"name": f"medic-t{stack.run_id}-state"}},
@@ -82,8 +84,9 @@ def test_compose_hardened_yaml_fixes_it_through_the_socket_proxy(agent_image, do
             "docker-proxy": {"image": PROXY_IMAGE,
                              "environment": {"DOCKER_PROXY_BIND": f"127.0.0.1:{proxy}"}},
             "hb-medic": {
-                "image": AGENT_IMAGE,
+                "image": AGENT_IMAGE, "healthcheck": QUICK_HEALTHCHECK,
                 "environment": {"DOCKER_HOST": engine, "MEDIC_HUMMINGBOT_URL": stack.url,
+                                "MEDIC_BOT_SETTLE": "3", "MEDIC_BOTS": "off",
                                 "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
                                 "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
                 "volumes": [f"{stack.bots}:/bots:ro"]}},

@@ -122,7 +122,8 @@ def _lines_read(container: str) -> int:
             text = r.read().decode()
     except OSError:
         return 0
-    m = re.search(rf'^hb_medic_lines_total{{container="{re.escape(container)}"}} ([0-9.e+]+)$', text, re.M)
+    name = re.escape(container)
+    m = re.search(rf'^hb_medic_lines_total{{container="{name}",stack="default"}} ([0-9.e+]+)$', text, re.M)
     return int(float(m[1])) if m else 0
 
 

@@ -25,6 +25,7 @@ def run_agent(client, stack, **env):
     http_port, rec_port = free_port(), free_port()
     environment = {"MEDIC_HUMMINGBOT_URL": stack.url, "MEDIC_HUMMINGBOT_PASSWORD": "admin",
                    "MEDIC_RECORDER_ADDR": f"127.0.0.1:{rec_port}",
+                   "MEDIC_BOT_SETTLE": "3", "MEDIC_BOTS": "off",  # short settle; no other bots
                    "MEDIC_HTTP_ADDR": f"127.0.0.1:{http_port}", **env}
     c = client.containers.run(
         IMAGE, detach=True, network_mode="host", labels=labels(stack.run_id),
@@ -60,13 +61,14 @@ def test_image_fixes_the_seed_incident_and_stops_cleanly(image, docker_client, m
         # The bot runs a moment before the agent has checked it and counted the retry.
         def counted() -> str | None:
             text = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
-            return text if 'hb_medic_actions_total{action="retry_deploy",result="ok"} 1.0' in text else None
+            return text if 'hb_medic_actions_total{action="retry_deploy",result="ok",stack="default"} 1.0' \
+                in text else None
 
         metrics = wait_until(counted, 60, "the retry counted")
-        assert 'hb_medic_matches_total{rule="credentials-profile-missing"} 1.0' in metrics
-        assert 'hb_medic_actions_total{action="ensure_account",result="ok"} 1.0' in metrics
-        assert 'hb_medic_actions_total{action="retry_deploy",result="ok"} 1.0' in metrics
-        assert 'hb_medic_stream_attached{container="hummingbot-api",state="attached"} 1.0' in metrics
+        assert 'hb_medic_matches_total{rule="credentials-profile-missing",stack="default"} 1.0' in metrics
+        assert 'hb_medic_actions_total{action="ensure_account",result="ok",stack="default"} 1.0' in metrics
+        assert 'hb_medic_stream_attached{container="hummingbot-api",stack="default",state="attached"} 1.0' \
+            in metrics
         started = time.monotonic()
         agent.stop(timeout=10)
         took = time.monotonic() - started

@@ -140,7 +140,7 @@ def test_unwritable_while_running_is_503_and_logged_once(docker_client, tmp_path
         time.sleep(4)  # writers that save every second have had their chances to complain
         for f in files:
             subprocess.run(["chattr", "-i", str(f)], check=True)
-        wait_until(lambda: _health(port)[0] == 200, 60, "/healthz to be 200 again")
+        wait_until(lambda: _health(port)[0] == 200, 60, f"/healthz to be 200 again: {_health(port)}")
         text = log.read_text()
         assert text.count("cannot be written") == 1, text
         assert text.count("can be written again") == 1, text

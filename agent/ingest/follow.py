@@ -36,6 +36,7 @@ from agent.ingest.bots import BotInfo, BotSelection, logs_folder, maybe_bot, rec
 from agent.ingest.files import LogFiles
 from agent.ingest.life import LifeEvents
 from agent.ingest.split import STDERR, STDOUT, Dechunker, Line, LineSplitter, format_ts
+from agent.stackconf import engine_problem
 from agent.store import DUP_BITS, Checkpoint, Store
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
                  DockerException, OSError)
 READ_SIZE = 256 * 1024
+# The longest wait between two tries of an engine that does not answer: following goes on
+# within seconds of its return (a failed try is one refused connection: cheap).
+BACKOFF_MAX = 5.0
 MAX_DUP = (1 << DUP_BITS) - 1
 
 
@@ -56,7 +60,7 @@ class LineSink(Protocol):
 
 
 def keep_running(call: Callable[[], None], stopping: threading.Event, *,
-                 on_engine_failure: Callable, what: str, backoff_max: float = 30.0) -> None:
+                 on_engine_failure: Callable, what: str, backoff_max: float = BACKOFF_MAX) -> None:
     """Call again and again until `stopping` is set. Engine errors are retried with
     exponential backoff and jitter (tenacity); anything else (a bug, a stream cut in the
     middle of a JSON event) is logged and tried again after 1 s, never a silent death."""
@@ -86,8 +90,11 @@ class EngineHealth:
     the outage is then reported as lasting from its first failure to that success.
     """
 
-    def __init__(self, settle: float = 5.0) -> None:
+    def __init__(self, stack: str = DEFAULT_STACK, settle: float = 5.0) -> None:
         self.settle = settle
+        # Where the log lines say it: the stack's name when the agent may look after several.
+        self.where = "Docker engine" if stack == DEFAULT_STACK else f"stack {stack}: Docker engine"
+        self.error: str | None = None  # the last failure while it is down (for /healthz)
         self._lock = threading.Lock()
         self.down_since: float | None = None
         self._back_at: float | None = None
@@ -99,10 +106,12 @@ class EngineHealth:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            self.error = engine_problem(exc) if exc is not None else "no answer"
             if self.down_since is None:
                 self.down_since = time.monotonic()
-                log.warning("Docker engine unreachable (%s); retrying with backoff",
-                            _short(exc) if exc is not None else "no answer")
+                # A certificate problem needs a person; a network one may pass by itself.
+                log.log(logging.ERROR if self.error.startswith("TLS:") else logging.WARNING,
+                        "%s unreachable (%s); retrying with backoff", self.where, self.error)
 
     def ok(self) -> None:
         with self._lock:
@@ -117,13 +126,9 @@ class EngineHealth:
         with self._lock:
             if self._back_at != back_at or self.down_since is None:
                 return  # it failed again meanwhile: the same outage goes on
-            log.warning("Docker engine reachable again after %.1f s", back_at - self.down_since)
+            log.warning("%s reachable again after %.1f s", self.where, back_at - self.down_since)
             self.down_since = self._back_at = self._timer = None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+            self.error = None
 
 
 @dataclass
@@ -137,14 +142,17 @@ class FollowerStatus:
     skipped_old: int = 0
 
 
-def origins(name: str, role: str) -> dict[str, Origin | None]:
-    """The origin of each Docker stream of a container: hummingbot-api's need none (the
-    default); a bot's TTY is its console; a sibling's streams keep their names."""
+def origins(name: str, role: str, stack: str = DEFAULT_STACK) -> dict[str, Origin | None]:
+    """The origin of each Docker stream of a container: hummingbot-api's of the default stack
+    need none (the default); a bot's TTY is its console; a sibling's streams keep their names."""
     if role == API:
-        return {STDOUT: None, STDERR: None}
+        if stack == DEFAULT_STACK:
+            return {STDOUT: None, STDERR: None}
+        return {STDOUT: Origin(name, STDOUT, API, stack), STDERR: Origin(name, STDERR, API, stack)}
     if role == BOT:
-        return {STDOUT: Origin(name, CONSOLE, BOT), STDERR: Origin(name, CONSOLE, BOT, file="stderr")}
-    return {STDOUT: Origin(name, STDOUT, role), STDERR: Origin(name, STDERR, role)}
+        return {STDOUT: Origin(name, CONSOLE, BOT, stack),
+                STDERR: Origin(name, CONSOLE, BOT, stack, file="stderr")}
+    return {STDOUT: Origin(name, STDOUT, role, stack), STDERR: Origin(name, STDERR, role, stack)}
 
 
 class Follower(threading.Thread):
@@ -157,8 +165,10 @@ class Follower(threading.Thread):
 
     def __init__(self, name: str, api: docker.APIClient, sink: LineSink, health: EngineHealth, *,
                  checkpoint: Checkpoint | None, catchup_window: float, max_line: int,
-                 backoff_max: float = 30.0, role: str = API, once: bool = False) -> None:
-        super().__init__(name=f"follow-{name}", daemon=True)
+                 backoff_max: float = BACKOFF_MAX, role: str = API, once: bool = False,
+                 stack: str = DEFAULT_STACK) -> None:
+        super().__init__(name=f"follow-{name}" if stack == DEFAULT_STACK else f"follow-{stack}-{name}",
+                         daemon=True)
         self.container = name
         self.api = api
         self.sink = sink
@@ -169,7 +179,7 @@ class Follower(threading.Thread):
         self.status = FollowerStatus(name)
         self.role = role
         self.once = once
-        self.origins = origins(name, role)
+        self.origins = origins(name, role, stack)
         self.drained = threading.Event()
         self.wake = threading.Event()
         self._stopping = threading.Event()
@@ -370,7 +380,7 @@ class Ingest:
                  store: Store | None = None, stack: str = DEFAULT_STACK) -> None:
         self.names = names
         self.sink = sink
-        self.health = EngineHealth()
+        self.health = EngineHealth(stack)
         # Every followed container holds one connection: the pool must be as wide as that.
         self._client_factory = client_factory or (lambda: docker.from_env(max_pool_size=MAX_STREAMS))
         self._client: docker.DockerClient | None = None
@@ -385,6 +395,8 @@ class Ingest:
         self._not_bots: set[str] = set()  # container ids looked at that are no bots
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._connected = threading.Event()  # set once a client was made (or when stopping)
+        self._connector: threading.Thread | None = None
         self.files = LogFiles(sink, checkpoint=store.file_checkpoint if store else (lambda _p: None),
                               catchup_window=catchup_window, max_line=max_line) \
             if bots is not None and bots_dir is not None else None
@@ -397,8 +409,36 @@ class Ingest:
         assert self._client is not None
         return self._client
 
-    def start(self) -> None:
-        self._client = self._client_factory()
+    def start(self, background: bool = False) -> None:
+        """Connect and start every source. An engine that does not answer yet (another host's,
+        down, or refusing the certificate) is tried again with backoff in a thread of its own;
+        `background`: even the first try is made there, so the caller (and the other stacks)
+        never wait for an engine that is slow to answer."""
+        if not background:
+            try:
+                self._client = self._client_factory()
+            except ENGINE_ERRORS as exc:
+                self.health.failed(exc)
+            else:
+                self._start_sources()
+                return
+        self._connector = threading.Thread(target=self._connect, name=f"engine-{self.stack}", daemon=True)
+        self._connector.start()
+
+    def _connect(self) -> None:
+        def once() -> None:
+            self._client = self._client_factory()
+            self._connected.set()
+
+        keep_running(once, self._connected, on_engine_failure=lambda st: self.health.failed(
+            st.outcome.exception()), what=f"connecting to the engine of stack {self.stack}")
+        if self._client is not None and not self._stopping.is_set():
+            self.health.ok()
+            self._start_sources()
+
+    def _start_sources(self) -> None:
+        if self._stopping.is_set():
+            return
         for name in self.names:
             self._follow(name, role_of(name))
         if self.files is not None:
@@ -409,6 +449,9 @@ class Ingest:
         """Stop every source; `timeout` bounds the whole wait, however many bots are followed."""
         deadline = time.monotonic() + timeout
         self._stopping.set()
+        self._connected.set()
+        if self._connector is not None:
+            self._connector.join(max(0.0, deadline - time.monotonic()))
         self._watcher.stop()
         with self._lock:
             followers = list(self.followers.values())
@@ -418,7 +461,8 @@ class Ingest:
             f.join(max(0.0, deadline - time.monotonic()))
         if self.files is not None:
             self.files.stop(max(0.0, deadline - time.monotonic()))
-        self._watcher.join(max(0.0, deadline - time.monotonic()))
+        if self._watcher.is_alive():
+            self._watcher.join(max(0.0, deadline - time.monotonic()))
         if self._client is not None:
             self._client.close()
 
@@ -438,7 +482,8 @@ class Ingest:
     # -- followers --------------------------------------------------------------------------------
     def _follow(self, name: str, role: str, *, once: bool = False) -> Follower:
         f = Follower(name, self.client.api, self.sink, self.health, checkpoint=self._checkpoints(name),
-                     catchup_window=self.catchup_window, max_line=self.max_line, role=role, once=once)
+                     catchup_window=self.catchup_window, max_line=self.max_line, role=role, once=once,
+                     stack=self.stack)
         with self._lock:
             self.followers[name] = f
         f.start()

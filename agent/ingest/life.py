@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import requests
 
 from agent.ingest.split import format_ts
+from agent.names import DEFAULT_STACK
+from agent.store import StateUnwritable
 
 if TYPE_CHECKING:
     from agent.ingest.follow import Ingest
@@ -34,8 +36,10 @@ SAVE_EVERY = 1.0
 class LifeEvents(threading.Thread):
     def __init__(self, ingest: Ingest, *, store: Store | None, catchup_window: float,
                  keep_running: Callable) -> None:
-        super().__init__(name="docker-events", daemon=True)
+        own = "" if ingest.stack == DEFAULT_STACK else f"-{ingest.stack}"
+        super().__init__(name=f"docker-events{own}", daemon=True)
         self.ingest = ingest
+        self.mark = MARK if ingest.stack == DEFAULT_STACK else f"{MARK}:{ingest.stack}"
         self.store = store
         self.catchup_window = catchup_window
         self._keep_running = keep_running
@@ -64,7 +68,7 @@ class LifeEvents(threading.Thread):
         floor = time.time_ns() - int(self.catchup_window * 1e9)
         if not self._last and self.store is not None:
             with contextlib.suppress(ValueError, TypeError):
-                self._last = int(self.store.meta_get(MARK) or 0)
+                self._last = int(self.store.meta_get(self.mark) or 0)
         self._handled_before = self._last
         return format_ts(max(self._last, floor))
 
@@ -121,6 +125,8 @@ class LifeEvents(threading.Thread):
             return
         self._saved_at = now
         try:
-            self.store.meta_set(MARK, str(self._last))
+            self.store.meta_set(self.mark, str(self._last))
+        except StateUnwritable:
+            pass  # the store said so once, and /healthz says so until it heals
         except Exception:
             log.exception("saving the engine events checkpoint failed")

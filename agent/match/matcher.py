@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.events import BOT, EXIT, LINE, RESPONSE, TRACEBACK, Event
+from agent.events import API, BOT, EXIT, LINE, RESPONSE, SIBLING, TRACEBACK, Event
 from agent.match import captures as capture_check
 from agent.match.deploy import parse_config_repr
 from agent.match.loader import params_of, render, unresolved
@@ -28,7 +28,9 @@ from agent.match.model import Match as MatchSpec
 from agent.match.model import Rule
 from agent.names import base_name, protected_profile
 
+ROLES = (API, BOT, SIBLING)
 CONTEXT_KEEP = 256  # recent context lines kept per container
+CONTEXT_TRACEBACKS = 8  # recent tracebacks kept per container, for contexts that look for one
 UNTIMED_WINDOW_LINES = 500  # without timestamps, "within" means this many lines before
 
 
@@ -261,6 +263,32 @@ class _Compiled:
         self.hits: dict[str, deque[float]] = {}
 
 
+class _Index:
+    """The line and traceback rules that apply to events of one role, ready for the hot path."""
+
+    def __init__(self, compiled: list[_Compiled]) -> None:
+        self.line_rules = [c for c in compiled if c.on_lines]
+        loggers = {name for c in self.line_rules for a in c.alternatives if a.logger for name in a.logger}
+        self.any_logger = [c for c in self.line_rules
+                           if any(a.logger is None and a.kind in ("any", LINE) for a in c.alternatives)]
+        self.by_logger = {name: [c for c in self.line_rules
+                                 if c in self.any_logger or any(a.logger and name in a.logger
+                                                                for a in c.alternatives)]
+                          for name in loggers}
+        self.tb_rules = [c for c in compiled if c.on_tracebacks]
+        gates: set[str] = set()
+        self.ungated = False
+        for c in self.line_rules:
+            for a in c.alternatives:
+                if a.kind not in ("any", LINE):  # response and exit alternatives see no lines
+                    continue
+                if a.gate is None:
+                    self.ungated = True
+                else:
+                    gates.update(a.gate)
+        self.gates = tuple(sorted(gates))
+
+
 class Matcher:
     """All rules of one load, ready to match events of log sources."""
 
@@ -275,32 +303,22 @@ class Matcher:
         self._response_rules = [c for c in compiled if c.rule.source in ("recorder", "any")]
         compiled = [c for c in compiled if c.rule.source in ("log", "any")]
         self.check_where = check_where
-        self._line_rules = [c for c in compiled if c.on_lines]
-        # Line rules by the logger they need: a line only meets the rules that can match it
-        # (order kept, so precedence is unchanged).
-        loggers = {name for c in self._line_rules for a in c.alternatives if a.logger for name in a.logger}
-        self._any_logger = [c for c in self._line_rules
-                            if any(a.logger is None and a.kind in ("any", LINE) for a in c.alternatives)]
-        self._by_logger = {name: [c for c in self._line_rules
-                                  if c in self._any_logger or any(a.logger and name in a.logger
-                                                                  for a in c.alternatives)]
-                           for name in loggers}
-        self._tb_rules = [c for c in compiled if c.on_tracebacks]
+        # Line and traceback rules indexed per role: a bot's line never meets hummingbot-api's
+        # rules (nor their gates), and hummingbot-api's hot path pays nothing for the bot rules.
+        self._index = {role: _Index([c for c in compiled if c.roles is None or role in c.roles])
+                       for role in ROLES}
+        api = self._index[API]
+        self._gates, self._ungated = api.gates, api.ungated
+        self._any_role = _Index([c for c in compiled if c.roles is None])
         self._exit_rules = [c for c in compiled if c.on_exits]
-        gates: set[str] = set()
-        self._ungated = False
-        for c in self._line_rules:
-            for a in c.alternatives:
-                if a.kind not in ("any", LINE):
-                    continue
-                if a.gate is None:
-                    self._ungated = True
-                else:
-                    gates.update(a.gate)
-        self._gates = tuple(sorted(gates))
         ctx: set[str] = set()
         self._ctx_ungated = False
-        self._ctx_tracebacks = any(spec.traceback for c in compiled for spec, _, _ in c.context)
+        # Tracebacks a context looks for (a bot's log file explaining its console): a few kept per
+        # container, and only of the roles such a rule reads.
+        tb_rules = [c for c in compiled if any(spec.traceback for spec, _, _ in c.context)]
+        self._ctx_tb_roles = set(ROLES) if any(c.roles is None for c in tb_rules) \
+            else {r for c in tb_rules for r in c.roles}
+        self._recent_tb: dict[str, deque[Event]] = {}
         for c in compiled:
             for spec, _, _ in c.context:
                 if spec.message is None:
@@ -324,20 +342,25 @@ class Matcher:
                     if g in text:
                         self._remember(event)
                         break
-            if not self._ungated:
-                for g in self._gates:
+            ix = self._index[API] if event.origin is None else self._index.get(event.role, self._any_role)
+            if not ix.ungated:
+                for g in ix.gates:
                     if g in text:
                         break
                 else:
                     return None
             # Only the rules that can match this line's logger (order, hence precedence, kept).
             header = event.header
-            candidates = (self._by_logger.get(header.logger, self._any_logger) if header is not None
-                          else self._any_logger)
+            candidates = (ix.by_logger.get(header.logger, ix.any_logger) if header is not None
+                          else ix.any_logger)
         elif event.kind == TRACEBACK:
-            if self._ctx_tracebacks:
-                self._remember(event)
-            candidates = self._tb_rules
+            if event.role in self._ctx_tb_roles:
+                buf = self._recent_tb.get(event.container)
+                if buf is None:
+                    buf = self._recent_tb[event.container] = deque(maxlen=CONTEXT_TRACEBACKS)
+                buf.append(event)
+            ix = self._index[API] if event.origin is None else self._index.get(event.role, self._any_role)
+            candidates = ix.tb_rules
         elif event.kind == RESPONSE:
             candidates = self._response_rules
         elif event.kind == EXIT:
@@ -424,13 +447,14 @@ class Matcher:
         return res
 
     def _add_context(self, c: _Compiled, res: Result) -> None:
-        recent = self._recent.get(res.event.container)
-        if not c.context or not recent:
+        if not c.context:
             return
+        recent = self._recent.get(res.event.container) or ()
+        tracebacks = self._recent_tb.get(res.event.container) or ()
         event = res.event
         for spec, rx, streams in c.context:
             streams = streams or c.streams
-            for prior in reversed(recent):
+            for prior in reversed(tracebacks if spec.traceback is not None else recent):
                 if prior is event or not streams.accepts(prior.stream):
                     continue
                 same_source = prior.stream == event.stream and prior.origin == event.origin

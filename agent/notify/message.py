@@ -15,6 +15,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
+from agent.names import DEFAULT_STACK
 from agent.redact import Redactor
 from agent.store import Incident
 
@@ -92,6 +93,8 @@ class Message:
     actions: list[str] = field(default_factory=list)  # "name(params): result" lines
     outcome: str = ""
     next_steps: str = ""
+    stack: str = DEFAULT_STACK
+    show_stack: bool = False  # the agent looks after several stacks (or one not called default)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -102,7 +105,8 @@ class Message:
 
 
 def build(inc: Incident, step: str, text: str, trail: list[dict], *, rule_title: str = "",
-          rule_text: str = "", next_steps: str = "", redactor: Redactor | None = None) -> Message:
+          rule_text: str = "", next_steps: str = "", redactor: Redactor | None = None,
+          show_stack: bool = False) -> Message:
     """`rule_title` is plain (values that are not safe names already left out), `rule_text` and
     `next_steps` have their values marked as code; `text` is the step's detail."""
     r = redactor or Redactor()
@@ -129,10 +133,17 @@ def build(inc: Incident, step: str, text: str, trail: list[dict], *, rule_title:
     summary = r.text(rule_text) if rule_text else code(r.text(inc.summary))
     return Message(
         incident=inc.id, step=step, severity=inc.severity, rule=inc.rule, container=inc.container,
-        title=plain(r.text(f"[{inc.severity.upper()}] {headline}: {rule_title or inc.rule}")),
+        title=plain(r.text(f"[{inc.severity.upper()}] {stack_mark(inc.stack, show_stack)}{headline}:"
+                           f" {rule_title or inc.rule}")),
         summary=summary, excerpt=plain(r.text(inc.summary)), actions=actions,
         outcome=detail if step != "waiting" else "The account is fixed; the deploy was not re-sent.",
-        next_steps=steps or "")
+        next_steps=steps or "", stack=inc.stack, show_stack=show_stack)
+
+
+def stack_mark(stack: str, show: bool) -> str:
+    """The stack's name at the head of a title ("eu-1 · "), where the agent has several. Stack
+    names are plain names (validated at start), safe in any channel's title."""
+    return f"{stack} · " if show else ""
 
 
 UNTRUSTED_DETAIL = {"refused", "waiting", "failed", "gave-up", "observed"}

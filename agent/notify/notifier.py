@@ -26,7 +26,7 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponen
 from agent.match import captures as capture_check
 from agent.match.loader import render
 from agent.match.model import Capture, Rule
-from agent.notify.message import NOTIFY_ONLY, Message, build, code
+from agent.notify.message import NOTIFY_ONLY, Message, build, code, stack_mark
 from agent.notify.render import RENDERERS
 from agent.notify.targets import Target
 from agent.redact import Redactor
@@ -70,8 +70,10 @@ def title_values(rule: Rule, values: dict) -> dict:
 class Notifier:
     def __init__(self, store: Store, targets: list[Target], *, rules: Callable[[], dict[str, Rule]],
                  redactor: Redactor, storm_count: int = 10, storm_window: float = 300.0,
-                 digest_after: float = 60.0, mode: str = "enforce") -> None:
+                 digest_after: float = 60.0, mode: str = "enforce", show_stack: bool = False) -> None:
+        """`show_stack`: titles name the stack (the agent looks after several)."""
         self.store = store
+        self.show_stack = show_stack
         self.targets = {t.id: t for t in targets}
         self.rules = rules
         self.redactor = redactor
@@ -128,18 +130,20 @@ class Notifier:
         return build(inc, step, text, self.store.audit_trail(inc.id),
                      rule_title=render(n.title, title_values(rule, values)) if n else "",
                      rule_text=render(n.text, values, code) if n else "",
-                     next_steps=next_steps, redactor=self.redactor)
+                     next_steps=next_steps, redactor=self.redactor, show_stack=self.show_stack)
 
     def enqueue(self, msg: Message, storm_control: bool = True) -> None:
         if not self.targets:
             return
+        # Storm control counts per stack: one stack's storm never holds another's messages.
         held = storm_control and self.store.outbox_recent(
-            msg.rule, time.time() - self.storm_window) >= self.storm_count
+            msg.rule, time.time() - self.storm_window, msg.stack) >= self.storm_count
         payload = msg.to_json()
         for t in self.targets.values():
             if t.wants(msg.severity):
                 self.store.outbox_enqueue(incident=msg.incident, rule=msg.rule, target=t.id,
-                                          message=payload, status="held" if held else "pending")
+                                          message=payload, status="held" if held else "pending",
+                                          stack=msg.stack)
         self._wake.set()
 
     # -- the worker ----------------------------------------------------------------------------------
@@ -222,11 +226,11 @@ class Notifier:
         held = self.store.outbox_held()
         if not held:
             return
-        by_rule: dict[str, list[tuple]] = {}
+        by_rule: dict[tuple[str, str], list[tuple]] = {}
         for row in held:
-            by_rule.setdefault(row[2], []).append(row)
+            by_rule.setdefault((Message.from_json(row[4]).stack, row[2]), []).append(row)
         now = time.time()
-        for rule, rows in by_rule.items():
+        for (stack, rule), rows in by_rule.items():
             if now - min(r[6] for r in rows) < self.digest_after:
                 continue
             seen, lines = set(), []
@@ -237,8 +241,9 @@ class Notifier:
                     lines.append(f"{m.incident} {m.step}: {m.outcome or m.summary}"[:200])
             first = Message.from_json(rows[0][4])
             digest = Message(incident="digest", step="digest", severity=first.severity, rule=rule,
-                             container=first.container,
-                             title=f"[{first.severity.upper()}] {len(lines)} more messages: {rule}",
+                             container=first.container, stack=stack, show_stack=first.show_stack,
+                             title=f"[{first.severity.upper()}] {stack_mark(stack, first.show_stack)}"
+                                   f"{len(lines)} more messages: {rule}",
                              summary=f"{len(lines)} messages for {rule} were grouped to spare your phone.",
                              actions=lines[:30], outcome="" if len(lines) <= 30 else
                              f"and {len(lines) - 30} more: see hb-medic incidents")

@@ -81,7 +81,8 @@ def _render(m: Message, st: Style) -> tuple[str, str]:
     def body(excerpt: str) -> str:
         parts = [st.label.format(e(m.title))] if st.title_in_body else []
         incident = f"incident {m.incident}" if m.incident else ""
-        meta = " · ".join(p for p in (incident, m.container, m.rule) if p)
+        stack = m.stack if m.show_stack else ""
+        meta = " · ".join(p for p in (incident, stack, m.container, m.rule) if p)
         parts += [e(m.summary), st.meta.format(e(meta))]
         if excerpt:
             parts.append(st.block.format(st.block_escape(excerpt.replace("```", "\'\'\'"))))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from agent.notify.message import Message
+from agent.notify.message import Message, stack_mark
 from agent.redact import Redactor
 from agent.store import Unknown
 
@@ -32,8 +32,14 @@ def suggest_command(e: Unknown) -> str:
     return f"hb-medic rules suggest {e.fingerprint}"
 
 
+def where(e: Unknown, containers: list[str], show_stack: bool) -> str:
+    """The containers it was seen in, with its stack where the agent has several."""
+    names = ", ".join(containers) or e.container
+    return f"{e.stack}/{names}" if show_stack else names
+
+
 def digest_message(entries: list[Unknown], since: float, now: float,
-                   redactor: Redactor | None = None) -> Message:
+                   redactor: Redactor | None = None, show_stack: bool = False) -> Message:
     """The errors no rule knew since the last digest, newest first, each with its count
     (since that digest), container, one line of sample and the command to draft a rule."""
     r = redactor or Redactor()
@@ -44,7 +50,7 @@ def digest_message(entries: list[Unknown], since: float, now: float,
         what = f"{e.logger or e.container} {'traceback' if e.kind == 'traceback' else e.level or e.kind}"
         n = e.count - e.digested
         block = "\n".join([
-            f"{n:,} time{'s' if n != 1 else ''} in {', '.join(e.containers[:3]) or e.container}"
+            f"{n:,} time{'s' if n != 1 else ''} in {where(e, e.containers[:3], show_stack)}"
             f" · last {time.strftime('%H:%M', time.gmtime(e.last_seen))} UTC · {what}",
             f"  {key_line(e)}",
             f"  {suggest_command(e)}"])
@@ -59,7 +65,7 @@ def digest_message(entries: list[Unknown], since: float, now: float,
     if rest:
         hours = max(1, round((now - since) / 3600))
         summary += f" {rest} more are not shown: hb-medic unknown --since {hours}h"
-    containers = sorted({c for e in entries for c in e.containers[:1]})
+    containers = sorted({where(e, e.containers[:1], show_stack) for e in entries})
     return Message(
         incident="", step="unknown-digest", severity="info", rule=RULE,
         container=", ".join(containers[:3]) + (f" (+{len(containers) - 3})" if len(containers) > 3 else ""),
@@ -69,16 +75,20 @@ def digest_message(entries: list[Unknown], since: float, now: float,
                    " Keep the ones that are real failures in your rules folder.")
 
 
-def burst_message(e: Unknown, count: int, window: float, redactor: Redactor | None = None) -> Message:
+def burst_message(e: Unknown, count: int, window: float, redactor: Redactor | None = None,
+                  show_stack: bool = False) -> Message:
     """A new error no rule knows that repeats fast: told at once, once a day at most."""
     r = redactor or Redactor()
     sample = e.samples[0]["text"] if e.samples else e.summary
     minutes = max(1, round(window / 60))
     return Message(
         incident="", step="unknown-burst", severity="warning", rule=RULE, container=e.container,
-        title=f"[WARNING] New error no rule knows: {count} times within {minutes} min in {e.container}",
+        stack=e.stack, show_stack=show_stack,
+        title=f"[WARNING] {stack_mark(e.stack, show_stack)}New error no rule knows: {count} times within"
+              f" {minutes} min in {e.container}",
         summary=(f"An error no rule recognises, first seen {_clock(e.first_seen)}, repeated {count} times"
-                 f" within {minutes} minutes in {e.container} ({e.fingerprint}). This message is sent"
+                 f" within {minutes} minutes in {where(e, [e.container], show_stack)} ({e.fingerprint})."
+                 " This message is sent"
                  " once; from now on it is counted and in the daily digest."),
         excerpt=r.text(sample),
         next_steps=f"If hb-medic should know it: {suggest_command(e)} (writes a draft rule and its samples"

@@ -6,7 +6,8 @@ import json
 import re
 import time
 
-from agent.events import RESPONSE, Event
+from agent.events import API, RESPONSE, Event, Origin
+from agent.names import DEFAULT_STACK
 from agent.store import CREDENTIAL_ROUTE, Deploy
 
 CONTAINER = "recorder"
@@ -22,14 +23,15 @@ def credential_target(path: str) -> dict[str, str] | None:
     return {"account": m[1], "connector": m[2]} if m else None
 
 
-def event_from_deploy(d: Deploy) -> Event:
+def event_from_deploy(d: Deploy, stack: str = DEFAULT_STACK) -> Event:
     """Position is the record id, so `first_line` tells which exchange it was. For a credential
     upload, `request` is what its path says (account, connector): the body held the keys."""
     body = (credential_target(d.path) or {}) if d.route == CREDENTIAL_ROUTE else (d.body() or {})
     summary = f"POST {d.path} -> {d.status}: {d.message}"
     return Event(CONTAINER, STREAM, RESPONSE, [summary], d.id, d.id, int(d.at * 1e9),
                  data={"route": d.route, "status": d.status, "message": d.message, "request": body,
-                       "deploy_id": d.id})
+                       "deploy_id": d.id},
+                 origin=None if stack == DEFAULT_STACK else Origin(CONTAINER, STREAM, API, stack))
 
 
 def event_from_exchange(route: str, status: int, request: dict, message: str, n: int = 1) -> Event:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from agent.events import Event
+from agent.names import DEFAULT_STACK
 from agent.recorder.events import event_from_deploy
 from agent.store import Checkpoint, Store
 
@@ -23,9 +24,12 @@ HANDLED_WAIT = 30.0  # seconds the feed waits for the pipeline to handle what it
 
 class DeployFeed(threading.Thread):
     def __init__(self, store: Store, deliver: Callable[[Event, Callable[[], None]], None], *,
-                 catchup_window: float, interval: float = 1.0) -> None:
-        """`deliver(event, handled)`: hands a failed exchange on; `handled()` once it was."""
-        super().__init__(name="deploy-feed", daemon=True)
+                 catchup_window: float, interval: float = 1.0, stack: str = DEFAULT_STACK) -> None:
+        """`deliver(event, handled)`: hands a failed exchange on; `handled()` once it was. Each
+        stack has its own feed (its own checkpoint): one whose pipeline is busy holds no other."""
+        super().__init__(name="deploy-feed" if stack == DEFAULT_STACK else f"deploy-feed-{stack}",
+                         daemon=True)
+        self.stack = stack
         self.store, self.deliver = store, deliver
         self.catchup_window = catchup_window
         self.interval = interval
@@ -43,27 +47,27 @@ class DeployFeed(threading.Thread):
             self.join(1.0)
 
     def run(self) -> None:
-        cp = self.store.checkpoint(CHECKPOINT)
+        cp = self.store.checkpoint(CHECKPOINT, self.stack)
         last = cp.stdout if cp else self._first_in_window()
         while not self._stopping.is_set():
             self.wake.wait(self.interval)
             self.wake.clear()
             try:
-                rows = self.store.deploys_after(last)
+                rows = self.store.deploys_after(last, stack=self.stack)
                 handled: list[threading.Event] = []
                 for seq, d in rows:
                     if d.failed:
                         handled.append(threading.Event())
-                        self.deliver(event_from_deploy(d), handled[-1].set)
+                        self.deliver(event_from_deploy(d, self.stack), handled[-1].set)
                     last = seq
                 # The checkpoint moves only past what the pipeline handled: a kill in between
                 # delivers it again (and an incident that has it already takes the replay).
                 if rows and all(h.wait(HANDLED_WAIT) for h in handled):
-                    self.store.save_checkpoint(Checkpoint(CHECKPOINT, "deploys", last, last))
+                    self.store.save_checkpoint(Checkpoint(CHECKPOINT, "deploys", last, last, self.stack))
             except Exception:  # one bad row or a locked database must not end the feed
                 log.exception("reading recorded deploys failed; trying again")
                 self._stopping.wait(1.0)
 
     def _first_in_window(self) -> int:
         """First start: exchanges older than the catch-up window are history."""
-        return self.store.deploy_seq_until(time.time() - self.catchup_window)
+        return self.store.deploy_seq_until(time.time() - self.catchup_window, self.stack)

@@ -38,6 +38,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from agent.names import DEFAULT_STACK
 from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard
 from agent.redact import mask_assignments
@@ -133,11 +134,12 @@ class Recorder:
     def __init__(self, upstream: str, store: Store, *, on_record: Callable[[int], None] | None = None,
                  login: tuple[str, str] | None = None, connect_timeout: float = 5.0,
                  max_connections: int = MAX_CONNECTIONS, header_timeout: float = HEADER_TIMEOUT,
-                 body_timeout: float = BODY_TIMEOUT) -> None:
+                 body_timeout: float = BODY_TIMEOUT, stack: str = DEFAULT_STACK) -> None:
         """`login`: hummingbot-api's username and password, when known: a deploy carrying them is
         written ahead as authenticated; one without them is stored only if the answer proves a
-        login after all."""
+        login after all. `stack`: whose hummingbot-api it stands in front of (its records say so)."""
         self.upstream = URL(upstream.rstrip("/"))
+        self.stack = stack
         self.store = store
         self.on_record = on_record
         self.login = f"{login[0]}:{login[1]}".encode() if login else None
@@ -160,7 +162,7 @@ class Recorder:
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
-        lost = await self._in_db(self.store.deploys_lost)
+        lost = await self._in_db(self.store.deploys_lost, self.stack)
         if lost:
             log.warning("recorder: %d deploy(s) forwarded before the last stop never got their answer"
                         " recorded; a retry may use them if hummingbot-api's log shows they failed", lost)
@@ -262,7 +264,7 @@ class Recorder:
         fields = parsed if isinstance(parsed, dict) else {}
         row = dict(route=route, path=request.path, request_body=text if len(body) <= KEEP_BODY else "",
                    profile=_text(fields.get("credentials_profile")),
-                   instance=_text(fields.get("instance_name")))
+                   instance=_text(fields.get("instance_name")), stack=self.stack)
         deploy_id = None
         if self.login is None or self._carries_login(request.headers.get("Authorization")):
             try:  # written ahead: awaited, so the record exists before hummingbot-api sees the request
@@ -341,7 +343,7 @@ class Recorder:
     def _write_credential(self, path: str, status: int, answer: str, message: str) -> None:
         deploy_id = self.store.record_deploy(
             route=CREDENTIAL_ROUTE, path=path, request_body="", status=status, response_body=answer,
-            failed=True, message=message, profile=None, instance=None)
+            failed=True, message=message, profile=None, instance=None, stack=self.stack)
         if self.on_record is not None:
             self.on_record(deploy_id)
 
@@ -434,7 +436,8 @@ class RecorderThread(threading.Thread):
     """Runs the recorder's event loop beside the agent (or alone, `hb-medic recorder`)."""
 
     def __init__(self, recorder: Recorder, host: str, port: int) -> None:
-        super().__init__(name="recorder", daemon=True)
+        super().__init__(name="recorder" if recorder.stack == DEFAULT_STACK else f"recorder-{recorder.stack}",
+                         daemon=True)
         self.recorder, self.host, self.port = recorder, host, port
         self.ready = threading.Event()
         self.error: BaseException | None = None

@@ -39,7 +39,7 @@ from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
 from agent.match.model import Capture, Rule
-from agent.names import base_name, protected_profile
+from agent.names import DEFAULT_STACK, base_name, protected_profile
 from agent.redact import Redactor
 from agent.remedy import intent as intents
 from agent.remedy.outage import outage_of, reachable
@@ -97,8 +97,11 @@ class Remedy:
                  context: Callable[[], ActionContext], *, notify: Notify | None = None,
                  mode: str = "enforce", budget: int = 100, stale_after: float = 900.0,
                  bots_dir: Path | None = None, recorder: bool = False,
-                 redactor: Redactor | None = None) -> None:
+                 redactor: Redactor | None = None, stack: str = DEFAULT_STACK) -> None:
+        """One Remedy per stack: its own worker, budget and incidents, so a slow fix on one stack
+        never queues another stack's fix behind it."""
         self.redactor = redactor or Redactor()
+        self.stack = stack
         self.store = store
         self.rules = rules
         self.context = context
@@ -110,8 +113,9 @@ class Remedy:
         self.recorder = recorder
         self.actions = registry()
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._dispatch, name="remedy", daemon=True)
-        self._workers = [threading.Thread(target=self._work, name=f"remedy-{n}", daemon=True)
+        own = "" if stack == DEFAULT_STACK else f"-{stack}"
+        self._thread = threading.Thread(target=self._dispatch, name=f"remedy{own}", daemon=True)
+        self._workers = [threading.Thread(target=self._work, name=f"remedy{own}-{n}", daemon=True)
                          for n in range(WORKERS)]
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # decisions on matches (submit)
@@ -133,7 +137,7 @@ class Remedy:
         """Attempts cut short by a stop or a kill are tried again at once. The cut attempt is
         not counted (the agent's end is not the fix failing), but an incident cut short
         MAX_INTERRUPTED times gives up: a fix that takes the agent down must not loop."""
-        for inc in self.store.incidents(limit=200):
+        for inc in self.store.incidents(limit=200, stack=self.stack):
             if inc.state in ("detected", "acting", "verifying", "retrying"):
                 self._interrupted(inc, "interrupted by a restart of the agent")
 
@@ -143,8 +147,9 @@ class Remedy:
             self.store.audit(inc.id, "decision", "interrupted", result=why)
             self._close(inc, "gave-up", f"{why}, the {cut}th time: not trying again; please look")
             return
-        if inc.state != "detected":
+        if inc.state != "detected":  # an attempt was running: it is neither counted nor budgeted
             inc.attempts = max(0, inc.attempts - 1)
+            self.store.audit(inc.id, "refund", "attempt not counted", result=why)
         inc.state, inc.next_attempt, inc.detail = "failed", time.time(), why
         self.store.save_incident(inc)
         self.store.audit(inc.id, "decision", "interrupted", result=why)
@@ -172,17 +177,17 @@ class Remedy:
         if res.below_threshold and rule.incident.quiet is None and res.opens:
             return None
         key = self.redactor.text(res.text(rule.incident.key)) or rule.id
-        keys = event_keys(event)
+        keys = event_keys(event, self.stack)
         now = time.time()
         if not res.opens:  # it joins an open incident, never opens one
             with self._lock:
-                current = self.store.latest_incident(rule.id, key)
+                current = self.store.latest_incident(rule.id, key, self.stack)
                 if current is not None and current.open and self.store.incident_of_event(keys) is None:
                     self.store.count_event(current.id, keys)
             return None
         if res.below_threshold:  # below the threshold, a line still keeps an ongoing condition going
             with self._lock:
-                current = self.store.latest_incident(rule.id, key)
+                current = self.store.latest_incident(rule.id, key, self.stack)
                 if current is not None and current.state == "ongoing" \
                         and self.store.incident_of_event(keys) is None:
                     self.store.count_event(current.id, keys)
@@ -194,10 +199,10 @@ class Remedy:
                 self.store.audit(handled, "decision", "replayed event already handled: no action",
                                  event.where())
                 return self.store.get_incident(handled)
-            current = self.store.latest_incident(rule.id, key)
+            current = self.store.latest_incident(rule.id, key, self.stack)
             if current is not None and current.state == "waiting" and now - current.updated > WAITING_TTL:
                 self._close(current, "gave-up", "nobody finished the deploy within a day: closed")
-                current = self.store.latest_incident(rule.id, key)
+                current = self.store.latest_incident(rule.id, key, self.stack)
             if current is not None and current.open:
                 self.store.count_event(current.id, keys)
                 return current
@@ -215,7 +220,7 @@ class Remedy:
                 id=secrets.token_hex(4), rule=rule.id, key=key, state="detected", severity=rule.severity,
                 container=event.container, summary=self.redactor.text(_summary(res)),
                 fingerprint=event.fingerprint, captures=_stored(res, self.redactor),
-                deploy=_carried_deploy(res))
+                deploy=_carried_deploy(res), stack=self.stack)
             self.store.create_incident(inc, keys)
         self.store.audit(inc.id, "decision", "detected",
                          self.redactor.data({"captures": res.captures, **event.where()}),
@@ -270,7 +275,8 @@ class Remedy:
     def _recorded(self, inc: Incident, since: float) -> list[Deploy]:
         instance = inc.captures.get("instance")
         names = tuple({instance, base_name(instance)}) if instance else ()
-        return self.store.deploys_of(profile=inc.captures.get("profile"), instances=names, since=since)
+        return self.store.deploys_of(profile=inc.captures.get("profile"), instances=names, since=since,
+                                     stack=self.stack)
 
     def _plan(self, rule: Rule, res: Result) -> list[str]:
         steps = [f"{name}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
@@ -300,7 +306,7 @@ class Remedy:
             try:
                 if self._cut_short and self.store.write_problem is None:
                     self._resume_cut_short()
-                for inc in self.store.due_incidents(time.time()):
+                for inc in self.store.due_incidents(time.time(), self.stack):
                     self._enqueue(inc.id)
                 self._end_quiet(time.time())
             except StateUnwritable:
@@ -310,7 +316,7 @@ class Remedy:
 
     def _end_quiet(self, now: float) -> None:
         """Ongoing conditions whose lines stopped: over, said once."""
-        for inc in self.store.ongoing_incidents():
+        for inc in self.store.ongoing_incidents(self.stack):
             rule = self.rules().get(inc.rule)
             quiet = rule.incident.quiet if rule is not None and rule.incident.quiet else QUIET_DEFAULT
             if now - inc.updated < quiet:
@@ -381,7 +387,7 @@ class Remedy:
             self._close(inc, "gave-up", f"rule {inc.rule} is no longer loaded")
             return
         with self._budget_lock:
-            used = self.store.attempts_since(time.time() - 3600)
+            used = self.store.attempts_since(time.time() - 3600, self.stack)
             if used >= self.budget:
                 self._close(inc, "gave-up", f"action budget exhausted ({used} fix attempts in the last hour,"
                                             f" limit {self.budget}): not acting; please look")
@@ -469,6 +475,7 @@ class Remedy:
             f"{what} does not answer ({_short(exc)}): waiting for it, up to a day, then going on; this"
             " does not use up an attempt")
         self.store.save_incident(inc)
+        self.store.audit(inc.id, "refund", "attempt not counted", result=f"{what} does not answer")
         self.store.audit(inc.id, "decision", f"waiting for {what}", result=inc.detail)
         if first:
             self.notify(inc, "outage", inc.detail)
@@ -524,7 +531,7 @@ class Remedy:
         """The one request the event carried, a log or the bots folder gave (or the recorder's
         latest record): the evidence when there is no list of recorded failures."""
         found = intents.resolve(self.store, self.bots_dir, deploy=inc.deploy, captures=inc.captures,
-                                at=inc.created, wait=3.0 if self.recorder else 0.0)
+                                at=inc.created, wait=3.0 if self.recorder else 0.0, stack=self.stack)
         if found is not None:
             inc.deploy = {k: found[k] for k in ("route", "body", "raw", "source", "deploy_id") if k in found}
             self.store.save_incident(inc)
@@ -548,6 +555,7 @@ class Remedy:
         fail meanwhile (sent before the fix took) are taken too."""
         failures: list[str] = []
         outage: BaseException | None = None
+        human = False  # one of them needs a person (another attempt would not help it)
         tried: set[str] = set()
         for _round in range(5):
             tried.update(t["base"] for t in todo)
@@ -561,6 +569,7 @@ class Remedy:
                 if exc is not None and outage_of(exc) is not None:
                     outage = exc
                 elif exc is not None:
+                    human = human or isinstance(exc, NeedsHuman)
                     failures.append(f"{intent['base']}: {exc}" if len(todo) > 1 else str(exc))
             if outage is not None:
                 raise outage
@@ -568,7 +577,7 @@ class Remedy:
             if not todo:
                 break
         if failures:
-            raise ActionError("; ".join(failures))
+            raise (NeedsHuman if human else ActionError)("; ".join(failures))
 
     def _run(self, inc: Incident, ctx: ActionContext, kind: str, call, values: dict) -> None:
         spec = self.actions[call.action]
@@ -660,7 +669,7 @@ class Remedy:
         hummingbot-api's answer (if it deployed the bot, the retry sees it and sends nothing)."""
         deadline = time.monotonic() + CLIENT_WAIT
         while True:
-            flying = [d for d in self.store.deploys_in_flight(base) if d.id not in exclude]
+            flying = [d for d in self.store.deploys_in_flight(base, stack=self.stack) if d.id not in exclude]
             if not flying:
                 return
             if time.monotonic() >= deadline:
@@ -742,12 +751,13 @@ def _carried_deploy(res: Result) -> dict | None:
     return {**res.deploy, "source": "log"}
 
 
-def event_keys(e: Event) -> tuple[str, ...]:
-    """What identifies an event across re-reads: where it is, and what it is when. Events
-    without a timestamp have no identity to trust (they are never deduplicated)."""
+def event_keys(e: Event, stack: str = DEFAULT_STACK) -> tuple[str, ...]:
+    """What identifies an event across re-reads: where it is (in which stack), and what it is
+    when. Events without a timestamp have no identity to trust (they are never deduplicated)."""
     if not e.ts:
         return ()
-    return (f"at:{e.container}/{e.stream}/{e.first_pos}@{e.ts}", f"fp:{e.container}/{e.fingerprint}@{e.ts}")
+    where = e.container if stack == DEFAULT_STACK else f"{stack}:{e.container}"
+    return (f"at:{where}/{e.stream}/{e.first_pos}@{e.ts}", f"fp:{where}/{e.fingerprint}@{e.ts}")
 
 
 def _duration(seconds: float) -> str:

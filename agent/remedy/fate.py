@@ -155,7 +155,7 @@ class Fate:
         """The deploy that created the bot, as the recorder saw it (its exact request)."""
         if self.store is None or res.deploy is not None:
             return
-        d = intents.creator_of(self.store, res.event.container, created)
+        d = intents.creator_of(self.store, res.event.container, created, res.event.stack)
         if d is None:
             return
         res.deploy = {"route": d.route, "body": d.body(), "deploy_id": d.id, "source": "bot"}

@@ -20,7 +20,7 @@ import yaml
 from agent.match import captures as capture_check
 from agent.match.deploy import DEPLOY_NAME, FIELDS
 from agent.match.model import Capture
-from agent.names import base_name
+from agent.names import DEFAULT_STACK, base_name
 from agent.store import ANSWERED, Deploy, Store
 
 DEFAULT_IMAGE = "hummingbot/hummingbot:latest"  # what hummingbot-api deploys when no image is given
@@ -78,7 +78,7 @@ def check_body(route: str, body: object, allowed_images: tuple[str, ...] = ()) -
 
 
 def from_recorder(store: Store, *, profile: str | None, instance: str | None, at: float,
-                  deploy_id: int | None = None) -> dict | None:
+                  deploy_id: int | None = None, stack: str = DEFAULT_STACK) -> dict | None:
     """The failed request the recorder saw near `at` for that profile or instance: only one
     hummingbot-api accepted as authenticated (`Deploy.retryable`)."""
     if deploy_id is not None:
@@ -89,7 +89,7 @@ def from_recorder(store: Store, *, profile: str | None, instance: str | None, at
         return None
     else:
         names = (instance, base_name(instance)) if instance else ()
-        d = store.find_deploy(profile=profile, instances=names, since=at - 300, until=at + 60)
+        d = store.find_deploy(profile=profile, instances=names, since=at - 300, until=at + 60, stack=stack)
     if d is None or d.body() is None:
         return None
     return {"route": d.route, "body": d.body(), "raw": d.request_body, "source": "recorder",
@@ -130,11 +130,12 @@ def from_bots_folder(bots: Path | None, *, profile: str | None, at: float) -> di
             "source": "bots folder"}
 
 
-def creator_of(store: Store, name: str, created: float | None) -> Deploy | None:
+def creator_of(store: Store, name: str, created: float | None, stack: str = DEFAULT_STACK) -> Deploy | None:
     """The deploy that created a bot: the latest authenticated request of its name that
     hummingbot-api answered with success, shortly before the container was made."""
     at = created or time.time()
-    found = [d for d in store.deploys_of(instances=(name, base_name(name)), since=at - 600, until=at + 60)
+    found = [d for d in store.deploys_of(instances=(name, base_name(name)), since=at - 600, until=at + 60,
+                                         stack=stack)
              if d.state == ANSWERED and not d.failed and d.authenticated and d.body() is not None]
     return found[-1] if found else None
 
@@ -149,7 +150,7 @@ def of_bot(store: Store, deploy_id: int) -> dict | None:
 
 
 def resolve(store: Store, bots: Path | None, *, deploy: dict | None, captures: dict, at: float,
-            wait: float = 0.0) -> dict | None:
+            wait: float = 0.0, stack: str = DEFAULT_STACK) -> dict | None:
     """The intent, trying each source; `wait` covers a record still being written.
 
     `deploy` is what the match carried: a recorded exchange (with its record id) or a
@@ -160,11 +161,12 @@ def resolve(store: Store, bots: Path | None, *, deploy: dict | None, captures: d
     if deploy and deploy.get("deploy_id") is not None:
         if store.get_deploy(deploy["deploy_id"]) is None:
             return deploy  # pruned since; the feed carried it from an answered, authenticated record
-        return from_recorder(store, profile=None, instance=None, at=at, deploy_id=deploy["deploy_id"])
+        return from_recorder(store, profile=None, instance=None, at=at, deploy_id=deploy["deploy_id"],
+                             stack=stack)
     deadline = time.monotonic() + wait
     while True:
         found = from_recorder(store, profile=captures.get("profile"), instance=captures.get("instance"),
-                              at=at)
+                              at=at, stack=stack)
         if found or time.monotonic() >= deadline:
             break
         time.sleep(0.2)

@@ -10,6 +10,7 @@ import time
 from typing import TextIO
 
 from agent.logs import printable
+from agent.names import DEFAULT_STACK
 from agent.store import Store, Unknown
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
@@ -53,7 +54,8 @@ def show(store: Store, since: float | None, as_json_lines: bool, out: TextIO | N
           f"{'FINGERPRINT':<19}  SUMMARY", file=out)
     for e in entries:
         what = e.summary if e.kind == "traceback" else f"{e.logger or e.kind} {e.level or ''}: {e.summary}"
-        print(f"{e.count:>9,}  {_when(e.first_seen)}  {_when(e.last_seen)}  {e.container[:20]:<20}  "
+        where = e.container if e.stack == DEFAULT_STACK else f"{e.stack}/{e.container}"
+        print(f"{e.count:>9,}  {_when(e.first_seen)}  {_when(e.last_seen)}  {where[:20]:<20}  "
               f"{e.fingerprint:<19}  {printable(what)[:120]}", file=out)
     print(f"-- {len(entries)} fingerprint(s); draft a rule for one: hb-medic rules suggest FINGERPRINT",
           file=out)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.events import LINE, RESPONSE, TRACEBACK, Event
+from agent.names import DEFAULT_STACK
 from agent.redact import Redactor
 from agent.store import StateUnwritable, Store, Unknown
 from agent.unknown.digest import DigestSchedule
@@ -88,6 +89,11 @@ def _recorded(event: Event) -> str:
     d = event.data or {}
     return "RECORDED " + json.dumps({"route": d.get("route"), "status": d.get("status"),
                                      "request": d.get("request") or {}, "message": d.get("message", "")})
+
+
+def _where(e: Unknown, container: str) -> str:
+    """The container, with its stack when it is not the default one."""
+    return container if e.stack == DEFAULT_STACK else f"{e.stack}/{container}"
 
 
 @dataclass
@@ -235,19 +241,19 @@ class UnknownTracker:
         tail = f"({known}; counted from now on, logged again at most once an hour: hb-medic unknown)"
         if event.kind == TRACEBACK:
             chain = " <- ".join(x.type for x in reversed(event.exceptions))
-            log.warning("traceback in %s (%s): %s [%s] %s %s", event.container, event.stream, e.summary,
-                        chain, e.fingerprint, tail)
+            log.warning("traceback in %s (%s): %s [%s] %s %s", _where(e, event.container), event.stream,
+                        e.summary, chain, e.fingerprint, tail)
         else:
-            log.warning("%s in %s (%s): %s %s %s", e.level or event.kind, event.container, event.stream,
-                        e.summary, e.fingerprint, tail)
+            log.warning("%s in %s (%s): %s %s %s", e.level or event.kind, _where(e, event.container),
+                        event.stream, e.summary, e.fingerprint, tail)
 
     def _log_again(self, live: _Live, now: float) -> None:
         e = live.entry
         span = now - (live.logged_at or now)
         when = ("in the last hour" if span < 2 * self.log_every else
                 f"since {time.strftime('%Y-%m-%d %H:%M', time.gmtime(live.logged_at or now))} UTC")
-        log.info("%s in %s seen %s more %s %s: %s", e.fingerprint, e.container, f"{live.since_logged:,}",
-                    "time" if live.since_logged == 1 else "times", when, e.summary)
+        log.info("%s in %s seen %s more %s %s: %s", e.fingerprint, _where(e, e.container),
+                 f"{live.since_logged:,}", "time" if live.since_logged == 1 else "times", when, e.summary)
         live.logged_at, live.since_logged = now, 0
 
     # -- the thread: write, log hourly, digest ---------------------------------------------------
@@ -292,7 +298,8 @@ class UnknownTracker:
             live.known_before = True
             live.entry.samples = []  # kept in the state file, not in memory
         if dropped:
-            log.info("%d unknown error fingerprints dropped (least recently seen; at most %d are kept)",
+            log.info("%d unknown error fingerprints dropped (least recently seen; at most %d a stack are"
+                     " kept)",
                      dropped, self.max_entries)
 
     def _sample(self, event: Event) -> dict:

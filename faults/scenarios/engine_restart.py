@@ -16,8 +16,8 @@ from pathlib import Path
 import docker
 
 from faults.agent import Agent
-from faults.engine import SecondEngine
 from faults.scenarios.common import log, settle
+from tests.engines import SecondEngine
 from tests.images import TOOLS_IMAGE, ensure_images
 from tests.stack import labels
 
@@ -63,8 +63,8 @@ def run(quick: bool) -> dict:
     name = f"medic-faults-counter-{uuid.uuid4().hex[:6]}"
     try:
         engine.start()
-        engine.load_image(shared, TOOLS_IMAGE)
-        with engine.client() as mine:
+        engine.load_images(shared, [TOOLS_IMAGE])
+        with engine.using() as mine:
             mine.containers.run(TOOLS_IMAGE, entrypoint=["python3", "-u", "-c", COUNTER], name=name,
                                 detach=True, network_mode="none", labels=labels("faults"),
                                 restart_policy={"Name": "always"})
@@ -88,7 +88,7 @@ def run(quick: bool) -> dict:
                 f" {first_lines[-1]} s after the engine answered")
         time.sleep(6)  # after the last restart: lines keep coming, and "reachable again" settles (5 s)
         until = datetime.now(UTC).timestamp() - 3
-        with engine.client() as mine:
+        with engine.using() as mine:
             raw = mine.containers.get(name).logs(stdout=False, stderr=True, timestamps=True,
                                                  until=int(until)).decode(errors="replace")
         time.sleep(2)

@@ -21,11 +21,13 @@ def run(quick: bool) -> dict:
     with Bed("kill-storm", quick=quick) as bed:
         agent = bed.agent().start()
         outcomes: dict[str, list] = {}
+        sent: list[tuple[str, str]] = []
         kills = 0
         for cycle in range(cycles):
             a, b, c, d = (f"st{cycle}{x}-{bed.tag}" for x in "abcd")
             p, q, r = (f"prof{cycle}{x}_{bed.tag}" for x in "pqr")
             sends = [(a, p), (a, p), (b, p), (c, q), (d, r)]
+            sent += sends
             threads = []
             for i, (name, profile) in enumerate(sends):
                 delay = 0.0 if i < 3 else 0.15  # the three at once, then the two more profiles
@@ -44,6 +46,10 @@ def run(quick: bool) -> dict:
         time.sleep(3)  # anything still to come (a duplicate) has its chance to show
         bots = bed.bots()
         adds = bed.add_account_calls()
+        profile_of = {name: profile for name, profile in sent}
+        missing = [n for n in sorted(reached) if not bots.get(n)]
+        why = {n: [list(r) for r in agent.query("SELECT id, state, attempts, detail FROM incidents"
+                                                 " WHERE key = ?", (profile_of.get(n),))] for n in missing}
         still = agent.query("SELECT id, key, state, attempts, detail FROM incidents WHERE state IN"
                             " ('detected','acting','verifying','retrying','failed','outage','waiting')")
         open_incidents = len(still)
@@ -69,7 +75,8 @@ def run(quick: bool) -> dict:
     return {"pass": ok, "measured": measured,
             "details": {"not_retried": not_retried, "duplicate_bots": duplicate_bots,
                         "duplicate_add_account": duplicate_adds, "not_running": not_running,
-                        "open_incidents": [list(r) for r in still]},
+                        "open_incidents": [list(r) for r in still],
+                        "incidents_of_the_not_retried": why},
             "figure": f"{kills} kills: {len(not_retried)} of {len(failed)} failed deploys not retried,"
                       f" {len(duplicate_bots)} duplicate bots, {len(duplicate_adds)} duplicate add-account"}
 

@@ -102,19 +102,22 @@ def _unwritable_while_running(folder: Path, quick: bool) -> dict:
     result: dict = {"ok": False, "to_503_s": None, "to_200_s": None, "logged": 0}
     try:
         agent.start()
-        settle(lambda: agent.health()[0] == 200, 60, 0.2)
+        if not settle(lambda: agent.health()[0] == 200, 120, 0.2):
+            result["unhealthy_before"] = agent.health()[1].get("problems")
+            return result
         for f in files:
             subprocess.run(["chattr", "+i", str(f)], check=True)
         since = time.monotonic()
-        said = settle(lambda: agent.health()[0] == 503, 60, 0.2)
+        said = settle(lambda: _state_problem(agent) is not None, 60, 0.2)
         result["to_503_s"] = round(time.monotonic() - since, 1) if said else None
-        reasons = agent.health()[1].get("problems", [])
-        result["reason"] = next((p for p in reasons if p.startswith("state file")), None)
+        result["reason"] = _state_problem(agent)
         time.sleep(3 if quick else 30)  # long enough to see it is not logged again and again
         for f in files:
             subprocess.run(["chattr", "-i", str(f)], check=True)
         since = time.monotonic()
         healed = settle(lambda: agent.health()[0] == 200, 60, 0.2)
+        if not healed:
+            result["unhealthy_after"] = agent.health()[1].get("problems")
         result["to_200_s"] = round(time.monotonic() - since, 1) if healed else None
         text = agent.text()
         result["logged"] = text.count("cannot be written")
@@ -128,3 +131,10 @@ def _unwritable_while_running(folder: Path, quick: bool) -> dict:
             subprocess.run(["chattr", "-i", str(f)], capture_output=True)
         agent.stop()
     return result
+
+
+def _state_problem(agent: Agent) -> str | None:
+    """/healthz's 503 reason about the state file, if it says one."""
+    status, body = agent.health()
+    problems = body.get("problems", []) if status == 503 else []
+    return next((p for p in problems if p.startswith("state file")), None)

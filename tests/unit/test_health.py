@@ -57,9 +57,10 @@ def test_metrics_render(service):
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(service))
     text = generate_latest(registry).decode()
-    assert 'hb_medic_matches_total{rule="credentials-profile-missing"} 2.0' in text
-    assert 'hb_medic_actions_total{action="ensure_account",result="ok"} 1.0' in text
-    assert 'hb_medic_stream_attached{container="hummingbot-api",state="attached"} 1.0' in text
+    assert 'hb_medic_matches_total{rule="credentials-profile-missing",stack="default"} 2.0' in text
+    assert 'hb_medic_actions_total{action="ensure_account",result="ok",stack="default"} 1.0' in text
+    assert 'hb_medic_stream_attached{container="hummingbot-api",stack="default",state="attached"} 1.0' in text
+    assert 'hb_medic_engine_up{stack="default"} 1.0' in text
     assert "hb_medic_unknown_events_total 3.0" in text and "hb_medic_unknown_fingerprints 1.0" in text
 
 

@@ -91,10 +91,13 @@ def test_restart_resumes_interrupted_attempts(tmp_path):
     inc = store.get_incident(inc.id)
     inc.state, inc.attempts = "acting", 1
     store.save_incident(inc)
+    store.audit(inc.id, "attempt", "attempt 1 of 3")
+    assert store.attempts_since(0) == 1
     Remedy(store, lambda: RULES, no_context).recover()
     again = store.get_incident(inc.id)
-    # The cut attempt is not counted: a kill of the agent is not the fix failing.
+    # The cut attempt is not counted, nor budgeted: a kill of the agent is not the fix failing.
     assert again.state == "failed" and again.attempts == 0 and again.next_attempt <= time.time()
+    assert store.attempts_since(0) == 0
     for _ in range(MAX_INTERRUPTED - 1):  # but a fix that keeps taking the agent down does not loop
         again = store.get_incident(inc.id)
         again.state, again.attempts = "acting", 1

@@ -1,0 +1,235 @@
+"""One stack at run time: its engine's sources, its own pipeline thread, its own remedy
+worker, its recorder and deploy feed, and a watch on its hummingbot-api's login.
+
+Nothing here is shared with another stack but what cannot block: the state file (SQLite,
+short writes), the rules (read-only), the notifier's outbox (each stack's messages take
+turns) and the count of errors no rule knows. So an engine or hummingbot-api that is
+unreachable, slow or hostile holds only its own stack: a flood of lines fills only its own
+bounded queue, a slow fix waits only in its own worker, an unreachable engine is retried
+with backoff in its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import httpx
+
+from agent.actions.base import ActionContext
+from agent.assemble import Assembler
+from agent.events import EXIT, Event
+from agent.hummingbot_api import HummingbotAPI
+from agent.ingest.bots import BotSelection
+from agent.ingest.follow import MAX_STREAMS, Ingest
+from agent.match.matcher import Matcher, Result
+from agent.names import DEFAULT_STACK
+from agent.pipeline import Pipeline
+from agent.recorder.feed import DeployFeed
+from agent.recorder.proxy import Recorder, RecorderThread, parse_addr
+from agent.remedy.engine import Remedy
+from agent.remedy.fate import Fate
+from agent.stackconf import StackConfig, engine_client
+
+if TYPE_CHECKING:
+    from agent.service import Service
+
+log = logging.getLogger("agent")
+MAX_QUEUED = 64  # batches of lines a stack's pipeline holds before its sources wait
+API_RECHECK = 30.0  # seconds between looks at a hummingbot-api that refused or did not answer
+
+
+class RecorderError(Exception):
+    """The recorder could not listen where it was told to."""
+
+
+def start_recorder(stack: StackConfig, store, on_record=None) -> RecorderThread:
+    """The stack's recorder in its own thread, listening before this returns."""
+    assert stack.recorder_addr
+    host, port = parse_addr(stack.recorder_addr)
+    password = stack.hummingbot_password
+    login = (stack.hummingbot_username, password.get_secret_value()) if password is not None else None
+    thread = RecorderThread(Recorder(stack.hummingbot_url, store, on_record=on_record, login=login,
+                                     stack=stack.name), host, port)
+    thread.start()
+    thread.ready.wait(10)
+    if thread.error is not None or not thread.ready.is_set():
+        who = "" if stack.name == DEFAULT_STACK else f" of stack {stack.name}"
+        raise RecorderError(f"recorder{who} cannot listen on {stack.recorder_addr}: {thread.error}")
+    return thread
+
+
+class ApiWatch:
+    """Does the stack's hummingbot-api answer and accept the agent's login? Looked at once at
+    start, then again every API_RECHECK seconds only while it does not, or after a fix met a
+    refusal or no answer: a healthy hummingbot-api's log gets no polling lines. Each change is
+    logged once (an error for a refused login: only a person can fix it)."""
+
+    def __init__(self, stack: StackConfig, where: str) -> None:
+        self.stack = stack
+        self.where = where  # "stack eu-1: " or ""
+        self.problem: str | None = None  # None: fine (or not looked at yet)
+        self.refused = False  # the problem is a refused login (only a person can fix that)
+        self.looked = False
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"api-watch-{stack.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def observed(self, status: int | None) -> None:
+        """A fix's request met this status (None: no answer): look again if it was a refusal."""
+        if status is None or status == 401:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._look()
+            if self.problem is None:
+                self._wake.wait()
+            else:
+                self._wake.wait(API_RECHECK)
+            self._wake.clear()
+
+    def _look(self) -> None:
+        s = self.stack
+        url = s.hummingbot_url.rstrip("/")
+        password = s.hummingbot_password.get_secret_value() if s.hummingbot_password else ""
+        try:
+            resp = httpx.get(url + "/accounts/", auth=(s.hummingbot_username, password), timeout=10)
+            status: int | None = resp.status_code
+        except httpx.HTTPError as exc:
+            status, problem = None, f"hummingbot-api at {url} does not answer ({type(exc).__name__}: {exc})"
+        if status == 401:
+            problem = (f"hummingbot-api at {url} refused the login of user {s.hummingbot_username} (401):"
+                       " fixes of this stack cannot run; give the agent its USERNAME and PASSWORD"
+                       + (" (hummingbot_username, hummingbot_password_file)" if self.where else
+                          " (MEDIC_HUMMINGBOT_USERNAME, the secret file medic_hummingbot_password)"))
+        elif status is not None and status >= 400:
+            problem = f"hummingbot-api at {url} answered /accounts/ with HTTP {status}"
+        elif status is not None:
+            problem = None
+        before, self.problem, self.looked = self.problem, problem, True
+        self.refused = status in (401, 403)
+        if problem is not None and problem != before:
+            log.log(logging.ERROR if status == 401 else logging.WARNING, "%s%s", self.where, problem)
+        elif problem is None and before is not None:
+            log.warning("%shummingbot-api at %s answers and accepts the login again", self.where, url)
+
+
+class StackRuntime:
+    def __init__(self, service: Service, stack: StackConfig, *, listen: bool) -> None:
+        s = service.settings
+        self.service = service
+        self.config = stack
+        self.name = stack.name
+        self.where = f"stack {stack.name}: " if service.show_stack else ""
+        store = service.store
+        self.counts: dict[str, dict[str, int]] = {"events": {}, "matches": {}}
+        self.fate = Fate(lambda: service.rules.rules, self._submit, store=store, exit_wait=s.bot_exit_wait)
+        self.pipeline = Pipeline(self.handle, store=store, assembler=Assembler(grace=s.grace_ms / 1000),
+                                 tick=self.fate.tick, stack=stack.name, max_queued=MAX_QUEUED)
+        self.bots = BotSelection.parse(stack.bots)
+        self.ingest = Ingest(stack.containers, self.pipeline,
+                             checkpoints=lambda name: store.checkpoint(name, stack.name),
+                             client_factory=lambda: engine_client(stack, max_pool_size=MAX_STREAMS),
+                             catchup_window=s.catchup_window, max_line=s.max_line_bytes, bots=self.bots,
+                             bots_dir=stack.bots_dir, store=store, stack=stack.name)
+        self.matcher = Matcher(service.rules.rules, labels=self.ingest.labels)
+        self.feed = DeployFeed(store, self.pipeline.event, catchup_window=s.catchup_window, stack=stack.name)
+        self.api_watch = ApiWatch(stack, self.where)
+        self._context: ActionContext | None = None
+        self.remedy = Remedy(store, service._rules, self.context, notify=service._notify, mode=s.mode,
+                             budget=s.action_budget, stale_after=s.stale_after, bots_dir=stack.bots_dir,
+                             recorder=bool(stack.recorder_addr), redactor=service.redactor, stack=stack.name)
+        self.recorder: RecorderThread | None = None
+        if stack.recorder_addr and listen:
+            self.recorder = start_recorder(stack, store, self.feed.notify)
+
+    # -- what actions work with --------------------------------------------------------------
+    def context(self) -> ActionContext:
+        """Made once, on first use (in the stack's remedy worker): this stack's engine and API."""
+        if self._context is None:
+            c, s = self.config, self.service.settings
+            password = c.hummingbot_password.get_secret_value() if c.hummingbot_password else ""
+            self._context = ActionContext(
+                docker=engine_client(c),
+                api=HummingbotAPI(c.hummingbot_url, c.hummingbot_username, password,
+                                  observe=self.api_watch.observed),
+                credentials_dir=c.credentials_dir, redactor=self.service.redactor, bots_dir=c.bots_dir,
+                watch=self.fate, settle=s.bot_settle, allowed_images=tuple(s.allowed_images))
+        return self._context
+
+    # -- events ---------------------------------------------------------------------------------
+    def handle(self, event: Event) -> None:
+        """One event of this stack's pipeline: match it, then on to the remedy (or counted)."""
+        events = self.counts["events"]
+        events[event.kind] = events.get(event.kind, 0) + 1
+        res = self.matcher.match(event)
+        if event.kind == EXIT:  # a bot's end: with what it said before, if a rule knew it
+            self.fate.exited(event, res)
+        elif res is not None:
+            self.fate.matched(res)
+        else:
+            self.service.unknown.observe(event)
+
+    def _submit(self, res: Result) -> None:
+        matches = self.counts["matches"]
+        matches[res.rule.id] = matches.get(res.rule.id, 0) + 1
+        self.service.report_match(res, self)
+        self.remedy.submit(res)
+
+    def rules_changed(self, rules: list) -> None:
+        self.matcher = Matcher(rules, labels=self.ingest.labels)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.remedy.start()
+        self.pipeline.start()
+        self.ingest.start(background=self.service.show_stack)
+        self.feed.start()
+        self.api_watch.start()
+
+    def stop(self, deadline: float) -> None:
+        """Everything of this stack, within the common deadline (monotonic)."""
+        left: Callable[[], float] = lambda: max(0.05, deadline - time.monotonic())  # noqa: E731
+        self.api_watch.stop()
+        if self.recorder is not None:
+            self.recorder.stop(timeout=min(1.0, left()))
+        self.feed.stop()
+        self.ingest.stop(timeout=min(0.5, left()))
+        self.pipeline.stop(timeout=min(1.0, left()))
+
+    def threads(self) -> dict[str, threading.Thread | None]:
+        """Its long-running threads that should be alive (for /healthz); the engine's event
+        thread only once the engine was reached."""
+        out: dict[str, threading.Thread | None] = {
+            "pipeline": self.pipeline._thread, "remedy": self.remedy._thread, "deploy-feed": self.feed}
+        if self.ingest._client is not None:
+            out["docker-events"] = self.ingest._watcher
+        return out
+
+    def summary(self) -> list[str]:
+        c = self.config
+        bots = ("off" if self.bots is None else "all" if self.bots.patterns is None
+                else ", ".join(self.bots.patterns))
+        files = f", their logs in {c.bots_dir}/instances" if c.bots_dir and self.bots else \
+            " (their log files: set MEDIC_BOTS_DIR)" if self.bots and not self.where else ""
+        lines = [f"{self.where}following: {', '.join(c.containers)}; bots hummingbot-api deploys:"
+                 f" {bots}{files}",
+                 f"{self.where}hummingbot-api: {c.hummingbot_url} as {c.hummingbot_username}"]
+        if self.where:
+            lines.insert(0, f"{self.where}Docker engine {c.engine()}"
+                            + (" (TLS, server verified)" if getattr(c.tls, "verify", False) else
+                               " (TLS, server NOT verified)" if c.tls not in (None, "off") else ""))
+        if self.recorder is not None:
+            lines.append(f"{self.where}deploy recorder: {c.recorder_addr} -> {c.hummingbot_url}")
+        return lines
