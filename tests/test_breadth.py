@@ -21,7 +21,7 @@ import yaml
 from agent.service import Service
 from agent.settings import Settings
 from tests.receiver import Receiver
-from tests.stack import ADMIN, free_port, prefixed_rules, wait_until
+from tests.stack import ADMIN, LABEL, free_port, prefixed_rules, wait_until
 from tests.test_doctor import run_doctor
 
 pytestmark = pytest.mark.docker
@@ -293,15 +293,17 @@ def test_broken_settings_are_one_message_however_often_it_restarts(make_stack, a
 def test_a_broker_host_that_names_nothing_starts_no_container(make_stack, agent, receiver):
     missing = "medic-no-such-broker"
     stack = make_stack(env={"BROKER_HOST": missing, "MQTT_RECONNECT_INTERVAL": "1"})
-    before = {c.id: c.status for c in stack.client.containers.list(all=True)}
+    mine = {"label": f"{LABEL}={stack.run_id}"}  # others' tests share the engine
+    before = {c.id: c.status for c in stack.client.containers.list(all=True, filters=mine)}
     service = agent(stack)
     inc = one(service, "broker-unresolvable")
     assert inc.state == "gave-up", inc.detail
     assert f"BROKER_HOST={missing} names nothing" in inc.detail and "no container was started" in inc.detail
     assert actions(service, inc) == [("action", "start_named_broker", False)]
     assert not incidents(service, "broker-unreachable", states=(*DONE, "detected", "acting"))
-    after = {c.id: c.status for c in stack.client.containers.list(all=True)}
-    assert {k: v for k, v in after.items() if k in before} == before  # nothing started or stopped
+    after = {c.id: c.status for c in stack.client.containers.list(all=True, filters=mine)}
+    assert after == before  # nothing started, stopped or made
+    assert not stack.client.containers.list(all=True, filters={"name": missing})
     wait_until(lambda: said(receiver, "Gave up: a human is needed: MQTT broker host does not resolve"), 30,
                "the message")
     (msg,) = said(receiver, "Gave up")
