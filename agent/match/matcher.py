@@ -46,7 +46,6 @@ class Result:
     below_threshold: bool = False
     values: dict[str, Any] = field(default_factory=dict)
     held: bool = False  # already waited for the recorder's evidence (see Remedy.submit)
-    opens: bool = True  # may open an incident (Match.opens)
 
     @property
     def actions(self) -> list[str]:
@@ -108,7 +107,6 @@ class _Alternative:
         self.exit_code = set(spec.exit_code) if spec.exit_code else None
         self.oom_killed = spec.oom_killed
         self.sets = spec.sets
-        self.opens = spec.opens
         self.specificity = sum(v is not None for v in (
             spec.exception, spec.exception_message, spec.frame, spec.logger, spec.level, spec.message,
             spec.line, spec.route, spec.status, spec.request, spec.exit_code, spec.oom_killed)) \
@@ -373,9 +371,7 @@ class Matcher:
             for alt in c.alternatives:
                 caught = alt.match(event)
                 if caught is not None:
-                    res = self._result(c, event, caught, alt.sets)
-                    res.opens = alt.opens
-                    return res
+                    return self._result(c, event, caught, alt.sets)
         return None
 
     def _where(self, c: _Compiled, e: Event) -> bool:

@@ -67,9 +67,6 @@ class Match(Strict):
     exit_code: list[int] | None = Field(None, description="(exit) the bot's exit code(s)")
     oom_killed: bool | None = Field(
         None, description="(exit) whether the kernel's out-of-memory killer ended it (engine event oom)")
-    opens: bool = Field(
-        True, description="false: a match of this alternative joins an incident already open (an "
-                          "ongoing one goes on) but never opens one (a line that says too little alone)")
     sets: dict[str, str] = Field(
         default_factory=dict,
         description="captures this alternative gives when it matches, unless its own groups caught them: "

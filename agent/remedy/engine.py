@@ -174,17 +174,11 @@ class Remedy:
             timer.daemon = True
             timer.start()
             return None
-        if res.below_threshold and rule.incident.quiet is None and res.opens:
+        if res.below_threshold and rule.incident.quiet is None:
             return None
         key = self.redactor.text(res.text(rule.incident.key)) or rule.id
         keys = event_keys(event, self.stack)
         now = time.time()
-        if not res.opens:  # it joins an open incident, never opens one
-            with self._lock:
-                current = self.store.latest_incident(rule.id, key, self.stack)
-                if current is not None and current.open and self.store.incident_of_event(keys) is None:
-                    self.store.count_event(current.id, keys)
-            return None
         if res.below_threshold:  # below the threshold, a line still keeps an ongoing condition going
             with self._lock:
                 current = self.store.latest_incident(rule.id, key, self.stack)

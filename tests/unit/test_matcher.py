@@ -120,7 +120,7 @@ def test_rules_test_json_contract_and_crlf_and_stdin():
             "last_line", "deploy", "actions"]
     assert all(list(r) == keys for r in rows)
     noise = [r for r in rows if r["rule"] == "exchange-unreachable"]
-    assert {r["captures"]["exchange"] for r in noise} == {"unnamed", "binance"}  # time sync, rate oracle
+    assert {r["captures"]["exchange"] for r in noise} == {"binance"}  # the rate oracle's DNS failure
     seed = [r for r in rows if r["rule"] and r not in noise]
     assert seed == [{"rule": "credentials-profile-missing", "captures": {"profile": "client_sharp"},
                      "refused": None, "exception": "FileNotFoundError", "exceptions": ["FileNotFoundError"],
