@@ -334,6 +334,15 @@ def describe_exit(exit_code: int, lived: float | None, oom_killed: bool = False,
     return f"exited by itself with code {exit_code}{after}"
 
 
+def spoken_duration(seconds: float) -> str:
+    """A duration as a message says it: 8 s, 10 min, 2.5 h."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def mebibytes(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 

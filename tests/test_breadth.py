@@ -283,7 +283,8 @@ def test_broken_settings_are_one_message_however_often_it_restarts(make_stack, a
     msgs = said(receiver, "does not start")
     assert len(msgs) == 1, [m["title"] for m in msgs]
     assert "BROKER_PORT" in msgs[0]["title"] and "BROKER_PORT" in msgs[0]["message"]
-    assert "Input should be a valid integer" in msgs[0]["message"]
+    assert "its setting BROKER_PORT (BrokerSettings) is invalid: Input should be a valid integer" \
+        in msgs[0]["message"]
     assert len(incidents(service, "api-settings-invalid", states=(*DONE, "detected"))) == 1
     assert actions(service, inc) == []
     stack.api.reload()
@@ -366,6 +367,7 @@ def test_an_exchange_cut_off_is_one_opening_and_one_closing_message(make_stack, 
     assert opening["title"].startswith("[WARNING] Detected: Exchange binance out of reach")
     assert "one more message when it is over" in opening["message"]
     assert closing["title"].startswith("[WARNING] Over: Exchange binance out of reach")
+    assert "It is over: no such line came for 8 s." in closing["message"]
     assert not said(receiver, "unnamed")
     assert len(incidents(service, "exchange-unreachable", states=(*DONE, "ongoing"))) == 1
 

@@ -202,6 +202,6 @@ def connector_fields(params: FieldsParams, ctx: ActionContext) -> str:
     GET /connectors/<connector>/config-map). Only the person who has the keys can send them again,
     so this always ends with what to do."""
     fields = _key_fields(ctx, params.connector)
-    raise NeedsHuman(f"{params.connector} has no field {params.field}; it expects {fields}: send the keys"
+    raise NeedsHuman(f"{params.connector} has no field {params.field}. It expects {fields}. Send the keys"
                      f" again as a JSON object of exactly these fields (POST /accounts/add-credential/"
                      f"<account>/{params.connector})")

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from agent.actions import registry
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
-from agent.events import RESPONSE, Event
+from agent.events import RESPONSE, Event, spoken_duration
 from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
@@ -320,7 +320,7 @@ class Remedy:
                 if inc is None or inc.state != "ongoing" or now - inc.updated < quiet:
                     continue
                 lasted = max(0.0, inc.updated - inc.created)
-                detail = (f"no such line for {_duration(quiet)}: over after {_duration(lasted)}"
+                detail = (f"no such line for {spoken_duration(quiet)}: over after {spoken_duration(lasted)}"
                           f" ({inc.events} line{'s' if inc.events != 1 else ''} counted)")
                 inc.state, inc.detail, inc.closed = "resolved", detail, now
                 self.store.save_incident(inc)
@@ -752,14 +752,6 @@ def event_keys(e: Event, stack: str = DEFAULT_STACK) -> tuple[str, ...]:
         return ()
     where = e.container if stack == DEFAULT_STACK else f"{stack}:{e.container}"
     return (f"at:{where}/{e.stream}/{e.first_pos}@{e.ts}", f"fp:{where}/{e.fingerprint}@{e.ts}")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _short(exc: BaseException) -> str:
