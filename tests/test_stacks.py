@@ -176,9 +176,10 @@ def test_the_remote_stacks_seed_incident_is_fixed_through_its_engine_and_api(mak
             retried = next(a for a in inc["audit"] if a["name"] == "retry_deploy")
             assert retried["ok"] and f"deployed {instance}" in retried["result"]
             # Through the remote engine: the bot runs there, and nowhere on the shared engine.
+            # (the raw listing: no inspect of each container, which races with other tests' removals)
             with engine.using() as mine:
-                assert [c.name for c in mine.containers.list() if c.name.startswith(instance)]
-            assert not [c for c in local.client.containers.list(all=True) if c.name.startswith(instance)]
+                assert mine.api.containers(filters={"name": instance, "status": "running"})
+            assert not local.client.api.containers(all=True, filters={"name": instance})
             assert profile in remote.http("GET", "/accounts/").json()  # that stack's API made it
             assert profile not in local.http("GET", "/accounts/").json()
             wait_until(lambda: any("Fixed:" in t for t in rx.titles()), 30, "the fixed message")
