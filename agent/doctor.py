@@ -23,6 +23,7 @@ from typing import TextIO
 
 import docker
 import httpx
+import paramiko
 from docker.errors import DockerException, NotFound
 
 from agent import __version__
@@ -72,7 +73,7 @@ class Doctor:
                 client = engine_client(stack, timeout=10)
                 client.ping()
                 self._docker[stack.name] = client
-            except DockerException as exc:
+            except (DockerException, OSError, paramiko.SSHException) as exc:
                 self._docker[stack.name] = None
                 self.docker_errors[stack.name] = engine_problem(exc) if stack.remote else str(exc)
         return self._docker[stack.name]

@@ -4,7 +4,7 @@ and credentials folder), as the config file describes it, checked whole at start
 `MEDIC_CONFIG_FILE` may list stacks; without that list the environment's settings are the
 one stack named `default`. A stack's engine is `unix://`, `tcp://` (TLS with client
 certificates, the server verified against the stack's CA unless said otherwise) or
-`ssh://` (the system's ssh client, as `docker -H ssh://` uses it). Secrets come from files
+`ssh://` (paramiko, with the agent user's ~/.ssh/config and known_hosts). Secrets come from files
 only: a password is never written in the config file itself. Everything a check finds wrong
 names the stack and the field.
 """
@@ -167,8 +167,9 @@ def engine_client(stack: StackConfig, *, timeout: float = 60, max_pool_size: int
     if stack.docker_host is None:
         return docker.from_env(timeout=timeout, max_pool_size=max_pool_size)
     if stack.docker_host.startswith("ssh://"):
-        return docker.DockerClient(base_url=stack.docker_host, timeout=timeout, max_pool_size=max_pool_size,
-                                   use_ssh_client=True)
+        # paramiko, as docker-py does it: the user's ~/.ssh/config and known_hosts, an unknown host
+        # key refused; no ssh client needed where the agent runs.
+        return docker.DockerClient(base_url=stack.docker_host, timeout=timeout, max_pool_size=max_pool_size)
     if not isinstance(stack.tls, TLS):
         return docker.DockerClient(base_url=stack.docker_host, timeout=timeout, max_pool_size=max_pool_size)
     cert = (str(stack.tls.cert), str(stack.tls.key)) if stack.tls.cert and stack.tls.key else None
@@ -193,6 +194,15 @@ def engine_problem(exc: BaseException) -> str:
                     " alternative names must hold that host or IP)")
         return ("TLS: the engine's certificate is not signed by this stack's CA (tls.ca): the engine is"
                 " not who docker_host says, or tls.ca is the wrong file")
+    names = {type(e).__name__ for e in _chain(exc)}
+    if "not found in known_hosts" in text:
+        return ("SSH: the engine host's key is not in the agent user's ~/.ssh/known_hosts: check it, then add"
+                " it (ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts); an unknown host is never trusted")
+    if "AuthenticationException" in names or "BadAuthenticationType" in names:
+        return ("SSH: the engine host refused the login: give the agent's user the key it accepts"
+                " (IdentityFile in ~/.ssh/config, or an ssh-agent)")
+    if "SSHException" in names or "NoValidConnectionsError" in names:
+        return f"SSH: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
     if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
         return "TLS: the engine at docker_host does not speak TLS there (a plain tcp:// port?)"
     if "SSL" in text or "TLSV1_ALERT" in text or "tlsv1 alert" in text:

@@ -188,3 +188,61 @@ class SecondEngine:
         # Its image layers take a while to delete: done beside the tests, not in their way.
         subprocess.Popen(["rm", "-rf", str(self.root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
+
+
+class SshGate:
+    """An sshd of the test's own on 127.0.0.1:<port> (keys made at test time, root by key only),
+    through which `ssh://root@127.0.0.1:<port>` reaches this host's engine (`docker system
+    dial-stdio`), and a home folder for the agent with the ~/.ssh/config and known_hosts that
+    let it in. Stopped by its pid; dies with the test process."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.root = Path(tempfile.mkdtemp(prefix="mssh-", dir="/tmp"))
+        self.home = self.root / "home"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ssh://root@127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> SshGate:
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        if not Path(sshd).exists():
+            raise RuntimeError("sshd is not installed: the ssh:// stack test needs it (scripts/prepare"
+                               " installs openssh-server)")
+        for name in ("host", "client"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.root / name)],
+                           check=True)
+        (self.root / "authorized_keys").write_text((self.root / "client.pub").read_text())
+        ssh = self.home / ".ssh"
+        ssh.mkdir(parents=True)
+        host_key = " ".join((self.root / "host.pub").read_text().split()[:2])
+        (ssh / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_key}\n")
+        (ssh / "config").write_text(f"Host 127.0.0.1\n  IdentityFile {self.root / 'client'}\n")
+        for f in (*ssh.iterdir(), self.root / "authorized_keys"):
+            f.chmod(0o600)
+        Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation folder
+        with (self.root / "sshd.log").open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [sshd, "-D", "-e", "-f", "/dev/null", "-o", f"Port={self.port}",
+                 "-o", "ListenAddress=127.0.0.1", "-o", f"HostKey={self.root / 'host'}",
+                 "-o", f"AuthorizedKeysFile={self.root / 'authorized_keys'}",
+                 "-o", "PermitRootLogin=prohibit-password", "-o", "PasswordAuthentication=no",
+                 "-o", f"PidFile={self.root / 'sshd.pid'}", "-o", "StrictModes=no", "-o", "UsePAM=no"],
+                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        deadline = time.monotonic() + timeout
+        while "Server listening" not in (self.root / "sshd.log").read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not start: {(self.root / 'sshd.log').read_text()[-1000:]}")
+            time.sleep(0.05)
+        return self
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.root, ignore_errors=True)

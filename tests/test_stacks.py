@@ -18,10 +18,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.engines import SecondEngine
+from tests.engines import SecondEngine, SshGate
 from tests.images import BOT_IMAGE, STANDIN_IMAGE, TOOLS_IMAGE
 from tests.receiver import Receiver
-from tests.stack import ADMIN, REPO, SIBLINGS, Stack, free_port, labels, wait_until
+from tests.stack import ADMIN, REPO, SIBLINGS, Stack, free_port, labels, start_raiser, wait_until
 
 pytestmark = pytest.mark.docker
 SEED = "credentials-profile-missing"
@@ -176,9 +176,10 @@ def test_the_remote_stacks_seed_incident_is_fixed_through_its_engine_and_api(mak
             retried = next(a for a in inc["audit"] if a["name"] == "retry_deploy")
             assert retried["ok"] and f"deployed {instance}" in retried["result"]
             # Through the remote engine: the bot runs there, and nowhere on the shared engine.
+            # (the raw listing: no inspect of each container, which races with other tests' removals)
             with engine.using() as mine:
-                assert [c.name for c in mine.containers.list() if c.name.startswith(instance)]
-            assert not [c for c in local.client.containers.list(all=True) if c.name.startswith(instance)]
+                assert mine.api.containers(filters={"name": instance, "status": "running"})
+            assert not local.client.api.containers(all=True, filters={"name": instance})
             assert profile in remote.http("GET", "/accounts/").json()  # that stack's API made it
             assert profile not in local.http("GET", "/accounts/").json()
             wait_until(lambda: any("Fixed:" in t for t in rx.titles()), 30, "the fixed message")
@@ -285,3 +286,44 @@ def test_a_wrong_certificate_or_password_is_one_clear_error_for_that_stack_only(
         assert "not-the-password" not in doctor.stdout
     finally:
         agent.stop()
+
+
+def test_an_ssh_stack_is_followed_through_the_engine_hosts_ssh(docker_client, tmp_path):
+    """`ssh://` as docker-py does it (paramiko): the agent user's ~/.ssh/config and known_hosts;
+    the engine host's sshd runs `docker system dial-stdio`. Here the sshd is the test's own and
+    the engine behind it the shared one."""
+    gate = SshGate(free_port()).start()
+    name = f"medic-ssh-{os.urandom(3).hex()}"
+    raiser = start_raiser(docker_client, name, name, BEAT=0.2)
+    try:
+        secret = tmp_path / "pw"
+        secret.write_text("admin\n")
+        secret.chmod(0o600)
+        config = tmp_path / "stacks.yml"
+        config.write_text(yaml.safe_dump({"stacks": [
+            {"name": "lab", "docker_host": gate.url, "containers": [name], "bots": "off",
+             "hummingbot_url": f"http://127.0.0.1:{free_port()}", "hummingbot_password_file": str(secret)}]}))
+        env = {"MEDIC_CONFIG_FILE": str(config), "MEDIC_STATE_DB": str(tmp_path / "state.db"),
+               "HOME": str(gate.home)}
+        agent = Agent(env, tmp_path / "agent.log")
+        try:
+            wait_until(lambda: agent.lines("lab", name) > 0, 60, "lines through ssh")
+            assert agent.health()[1]["stacks"]["lab"]["streams"] == {name: "attached"}
+            assert "stack lab: Docker engine " + gate.url in agent.text()
+            assert "traceback in lab/" + name in agent.text()  # what no rule knows names its stack
+        finally:
+            agent.stop()
+        doctor = subprocess.run([sys.executable, "-m", "agent", "doctor"], env={**os.environ, **env},
+                                cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert re.search(rf"✓ stack lab: Docker engine .* at {re.escape(gate.url)}$", doctor.stdout, re.M), \
+            doctor.stdout
+        assert f"✓ stack lab: container {name}: running" in doctor.stdout, doctor.stdout
+        (gate.home / ".ssh" / "known_hosts").write_text("")  # an unknown host: never trusted
+        doctor = subprocess.run([sys.executable, "-m", "agent", "doctor"], env={**os.environ, **env},
+                                cwd=REPO, capture_output=True, text=True, timeout=120)
+        refused = (f"✗ stack lab: Docker engine at {gate.url} does not answer: SSH: the engine host's key is"
+                   " not in the agent user's ~/.ssh/known_hosts")
+        assert refused in doctor.stdout, doctor.stdout
+    finally:
+        raiser.remove(force=True)
+        gate.close()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 import docker
+import paramiko
 import requests
 from docker.errors import DockerException, NotFound
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
@@ -42,7 +43,7 @@ from agent.store import DUP_BITS, Checkpoint, Store
 log = logging.getLogger(__name__)
 
 ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                 DockerException, OSError)
+                 DockerException, OSError, paramiko.SSHException)  # paramiko: an ssh:// engine's
 READ_SIZE = 256 * 1024
 # The longest wait between two tries of an engine that does not answer: following goes on
 # within seconds of its return (a failed try is one refused connection: cheap).
@@ -110,7 +111,7 @@ class EngineHealth:
             if self.down_since is None:
                 self.down_since = time.monotonic()
                 # A certificate problem needs a person; a network one may pass by itself.
-                log.log(logging.ERROR if self.error.startswith("TLS:") else logging.WARNING,
+                log.log(logging.ERROR if self.error.startswith(("TLS:", "SSH:")) else logging.WARNING,
                         "%s unreachable (%s); retrying with backoff", self.where, self.error)
 
     def ok(self) -> None:
@@ -201,6 +202,8 @@ class Follower(threading.Thread):
             with contextlib.suppress(Exception):
                 sock = resp.raw._fp.fp.raw._sock  # unblock a read in progress
                 sock.shutdown(2)
+            with contextlib.suppress(Exception):
+                resp.raw._fp.fp.channel.close()  # the same, over an ssh:// engine's channel
             with contextlib.suppress(Exception):
                 resp.close()
 
@@ -323,8 +326,11 @@ class Follower(threading.Thread):
         splitter = LineSplitter(self._deliver, tty=tty, max_line=self.max_line)
         try:
             fp = resp.raw._fp.fp  # the socket's buffered reader, after the headers
-            dechunk = Dechunker() if "chunked" in resp.headers.get("Transfer-Encoding", "").lower() \
-                else None
+            chunked = "chunked" in resp.headers.get("Transfer-Encoding", "").lower()
+            if not hasattr(fp, "read1"):  # another transport (an ssh:// engine's channel)
+                self._read_chunks(resp, chunked, splitter)
+                return
+            dechunk = Dechunker() if chunked else None
             while not self._stopping.is_set():
                 block = fp.read1(READ_SIZE)
                 if not block:
@@ -342,6 +348,17 @@ class Follower(threading.Thread):
             self._response = None
             with contextlib.suppress(Exception):
                 resp.close()
+
+    def _read_chunks(self, resp, chunked: bool, splitter: LineSplitter) -> None:
+        """The portable way, chunk by chunk through urllib3: for a transport whose reader cannot
+        return what it has at once (paramiko's), slower than the socket's own reader but live."""
+        chunks = resp.raw.read_chunked(decode_content=False) if chunked else \
+            resp.raw.stream(READ_SIZE, decode_content=False)
+        for block in chunks:
+            if self._stopping.is_set():
+                break
+            splitter.feed(block)
+        splitter.close()
 
     def _deliver(self, stream: str, lines: list[Line]) -> None:
         """Number the lines, drop the ones already handled, pass on the rest."""

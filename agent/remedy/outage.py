@@ -4,6 +4,7 @@ fix: the incident waits for it (its attempts are not used up) and goes on when i
 from __future__ import annotations
 
 import httpx
+import paramiko
 import requests
 from docker.errors import DockerException
 
@@ -24,6 +25,8 @@ def outage_of(exc: BaseException) -> str | None:
             return ENGINE
         if isinstance(cur, DockerException) and "Connection" in str(cur):
             return ENGINE  # docker-py wraps "connection refused" / "no such file" of the socket
+        if isinstance(cur, paramiko.SSHException):
+            return ENGINE  # an ssh:// engine's host that does not let the agent in (yet)
         cur = cur.__cause__ or cur.__context__
     return None
 
@@ -35,6 +38,7 @@ def reachable(ctx: ActionContext, what: str) -> bool:
             ctx.api.request("GET", "/")
         else:
             ctx.docker.ping()
-    except (httpx.HTTPError, requests.exceptions.RequestException, DockerException, OSError):
+    except (httpx.HTTPError, requests.exceptions.RequestException, DockerException, OSError,
+            paramiko.SSHException):
         return False
     return True
