@@ -337,7 +337,7 @@ def describe_exit(exit_code: int, lived: float | None, oom_killed: bool = False,
 def spoken_duration(seconds: float) -> str:
     """A duration as a message says it: 8 s, 10 min, 2.5 h."""
     if seconds < 120:
-        return f"{seconds:.0f} s"
+        return f"{round(seconds, 0 if seconds >= 10 else 1):g} s"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
