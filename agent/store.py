@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agent.names import DEFAULT_STACK, base_name
+from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, base_name
 
 log = logging.getLogger(__name__)
 
@@ -240,9 +240,8 @@ DUP_BITS = 10  # a line position is ts_ns << DUP_BITS | index among lines of tha
 PENDING, ANSWERED, LOST = "pending", "answered", "lost"
 
 
-# The recorder also keeps the answers of credential uploads (route add-credential, no request body):
+# The recorder also keeps the answers of credential uploads (CREDENTIAL_ROUTE, no request body):
 # evidence for the matcher, never a request a retry may send.
-CREDENTIAL_ROUTE = "add-credential"
 DEPLOYS_ONLY = f"route != '{CREDENTIAL_ROUTE}'"
 
 

@@ -26,7 +26,7 @@ from agent.match.deploy import parse_config_repr
 from agent.match.loader import params_of, render, unresolved
 from agent.match.model import Match as MatchSpec
 from agent.match.model import Rule
-from agent.names import base_name, protected_profile
+from agent.names import CREDENTIAL_ROUTE, base_name, protected_profile
 
 ROLES = (API, BOT, SIBLING)
 CONTEXT_KEEP = 256  # recent context lines kept per container
@@ -398,7 +398,8 @@ class Matcher:
                 sets: dict[str, str] | None = None) -> Result:
         rule = c.rule
         res = Result(rule, event, dict(caught))
-        if event.kind == RESPONSE and event.data:
+        if event.kind == RESPONSE and event.data and event.data.get("route") != CREDENTIAL_ROUTE:
+            # a deploy exchange carries its request; a credential upload's is never kept
             res.deploy = {"route": event.data.get("route"), "body": event.data.get("request") or {}}
         self._add_context(c, res)
         for name, value in (sets or {}).items():  # what neither the event nor its context said

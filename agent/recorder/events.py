@@ -7,8 +7,8 @@ import re
 import time
 
 from agent.events import API, RESPONSE, Event, Origin
-from agent.names import DEFAULT_STACK
-from agent.store import CREDENTIAL_ROUTE, Deploy
+from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
+from agent.store import Deploy
 
 CONTAINER = "recorder"
 STREAM = "http"

@@ -38,11 +38,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from agent.names import DEFAULT_STACK
+from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
 from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard
 from agent.redact import mask_assignments
-from agent.store import CREDENTIAL_ROUTE, Store
+from agent.store import Store
 
 log = logging.getLogger(__name__)
 
