@@ -110,8 +110,8 @@ def on_tick():
     if limit is None or limit > 2 ** 30:
         logger.info("rb_hog: waiting for a memory limit")
         return
-    blocks.append(b"\\x01" * (16 * 2 ** 20))  # touched: counted against the limit
-    logger.info(f"rb_hog: holding {16 * len(blocks)} MiB")
+    blocks.append(b"\\x01" * (40 * 2 ** 20))  # touched: counted against the limit
+    logger.info(f"rb_hog: holding {40 * len(blocks)} MiB")
 """
 
 
@@ -337,7 +337,7 @@ def test_an_exchange_cut_off_is_one_opening_and_one_closing_message(make_stack, 
     stack = make_stack(env={"STANDIN_EXCHANGE_INTERVAL": "1"})
     rules = prefixed_rules(stack.prefix, tmp_path / "rules")
     rule = yaml.safe_load((rules / "exchange-unreachable.yml").read_text())
-    rule["incident"]["quiet"] = 8  # ten minutes in production
+    rule["incident"]["quiet"] = 4  # ten minutes in production
     (rules / "exchange-unreachable.yml").write_text(yaml.safe_dump(rule, sort_keys=False))
     service = agent(stack, rules=rules)
     profile(stack, "acct_x", script="rb_paper", config="cfg_x.yml")
@@ -354,20 +354,20 @@ def test_an_exchange_cut_off_is_one_opening_and_one_closing_message(make_stack, 
     inc = one(service, "exchange-unreachable", states=("ongoing",))
     assert inc.captures["exchange"] == "binance"
     wait_until(lambda: said(receiver, "Exchange binance out of reach"), 30, "the opening message")
-    wait_until(lambda: service.store.get_incident(inc.id).events >= 10, 60, "lines from both")
+    wait_until(lambda: service.store.get_incident(inc.id).events >= 5, 60, "lines from both")
     wait_until(lambda: any(f"at:{bot}/" in key for key in _event_keys(service, inc)), 30,
                "the bot's lines in the same incident")
     control.unlink()  # back
     ended = wait_until(lambda: (lambda i: i if i.state == "resolved" else None)(
         service.store.get_incident(inc.id)), 60, "the incident to end by itself")
-    assert "no such line for 8 s: over after" in ended.detail
+    assert "no such line for 4 s: over after" in ended.detail
     wait_until(lambda: len(said(receiver, "Exchange binance out of reach")) == 2, 30, "the closing message")
     time.sleep(2)
     opening, closing = said(receiver, "Exchange binance out of reach")
     assert opening["title"].startswith("[WARNING] Detected: Exchange binance out of reach")
     assert "one more message when it is over" in opening["message"]
     assert closing["title"].startswith("[WARNING] Over: Exchange binance out of reach")
-    assert "It is over: no such line came for 8 s." in closing["message"]
+    assert "It is over: no such line came for 4 s." in closing["message"]
     assert not said(receiver, "unnamed")
     assert len(incidents(service, "exchange-unreachable", states=(*DONE, "ongoing"))) == 1
 
