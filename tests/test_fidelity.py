@@ -118,3 +118,56 @@ def test_k_current_gateway_ping_every_2_s(make_stack):
               if "Failed to ping gateway" in x]
     gaps = sorted((b - a).total_seconds() for a, b in itertools.pairwise(stamps))
     assert 1.9 <= gaps[len(gaps) // 2] <= 6, gaps
+
+
+# -- the second batch (real_logs/more): credential uploads, a broker host that names nothing --------
+MORE = REAL / "more"
+
+
+# Python 3.13 (these captures) says "422 Unprocessable Content", 3.12 (the first batch's build and the
+# stand-in's) "422 Unprocessable Entity": the same answer.
+_PHRASE = re.compile(r"\b422 Unprocessable (?:Content|Entity)$")
+
+
+def more_skeleton(lines: list[str]) -> set[str]:
+    return {_PHRASE.sub("422 Unprocessable", x) for x in skeleton(lines)}
+
+
+def real_lines(name: str, *words: str) -> set[str]:
+    """The skeleton lines of a capture that carry one of `words` (its idle noise left out)."""
+    return {x for x in more_skeleton((MORE / name).read_text().splitlines()) if any(w in x for w in words)}
+
+
+CREDENTIAL_WORDS = ("time_synchronizer", "BinanceExchange", "accounts_service", "socket.gaierror",
+                    "ClientConnectorDNSError", "The above exception", "add-credential", "Validation error")
+
+
+def test_o2_credential_uploads_that_fail(make_stack):
+    stack = make_stack(env={"STANDIN_EXCHANGES_OFFLINE": "binance",
+                            "STANDIN_EXCHANGE_INTERVAL": "3600"})  # only the upload's own lines
+    made = stack.http("POST", "/accounts/add-account", params={"account_name": "rc_acct_o2"})
+    assert made.status_code == 201
+    cases = {
+        "current-o2a-api.log": ("binance", {"json": {"binance_api_key": "k",
+                                                     "binance_api_secret": "s"}}, 400),
+        "current-o2b-api.log": ("rc_no_such_exchange", {"json": {"rc_no_such_exchange_api_key": "k"}}, 400),
+        "current-o2d2-api.log": ("binance", {"json": {"api_key": "k", "api_secret": "s"}}, 400),
+        "current-o2f-api.log": ("binance", {"content": "binance_api_key=k",
+                                            "headers": {"Content-Type": "application/json"}}, 422),
+    }
+    for capture, (connector, body, status) in cases.items():
+        resp = stack.http("POST", f"/accounts/add-credential/rc_acct_o2/{connector}", **body)
+        assert resp.status_code == status, (capture, resp.text)
+    stack.wait_line("stdout", "422 Unprocessable")
+    ours = more_skeleton(stack.lines("all"))
+    for capture in cases:
+        missing = real_lines(capture, *CREDENTIAL_WORDS) - ours
+        assert not missing, f"{capture}: the stand-in never printed: {sorted(missing)}"
+
+
+def test_o4a_a_broker_host_that_names_nothing(make_stack):
+    stack = make_stack(env={"BROKER_HOST": "rc-no-such-broker"})
+    stack.wait_line("stderr", "MQTT connection not established after 5 seconds", timeout=30)
+    stack.wait_line("stderr", "Name or service not known", count=2, timeout=30)
+    missing = real_lines("current-o4a-api-stderr.log", "mqtt_manager") - more_skeleton(stack.lines("stderr"))
+    assert not missing, f"the stand-in never printed: {sorted(missing)}"
