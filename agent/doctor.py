@@ -193,6 +193,41 @@ def _containers(where: str, client, wanted: list[str]) -> Iterator[Finding]:
                           f"docker logs --tail 50 {name} says why it stopped; start it: docker start {name}")
 
 
+@check
+def api_environment(d: Doctor) -> Iterator[Finding]:
+    """hummingbot-api started with an empty CONFIG_PASSWORD says nothing until a deploy answers
+    "Password not provided": its environment, read through the engine, tells it before the first
+    deploy. Values are never shown (they are secrets), only whether they are empty."""
+    for stack in d.stacks:
+        client = d.docker(stack)
+        if client is not None:  # else the engine's own ✗ says why
+            yield from _api_environment(d.where(stack), client, stack.containers)
+
+
+def _api_environment(where: str, client, names: list[str]) -> Iterator[Finding]:
+    for name in names:
+        if not name.endswith("hummingbot-api"):
+            continue
+        try:
+            env = client.api.inspect_container(name).get("Config", {}).get("Env") or []
+        except NotFound:
+            continue  # followed_containers says so
+        except DockerException as exc:
+            yield Finding(False, f"{where}container {name}: its environment cannot be read ({exc})",
+                          "let the agent inspect containers (GET /containers/<name>/json)")
+            continue
+        values = dict(item.partition("=")[::2] for item in env if isinstance(item, str))
+        if "CONFIG_PASSWORD" in values and not values["CONFIG_PASSWORD"]:
+            yield Finding(False, f"{where}container {name}: CONFIG_PASSWORD is empty: every deploy will"
+                                 " answer \"Password not provided\" and no bot starts",
+                          f"set CONFIG_PASSWORD in {name}'s environment (its .env or compose file) to the"
+                          " password the connector keys were encrypted with, then recreate it:"
+                          f" docker compose up -d {name}")
+        else:
+            how = "set" if "CONFIG_PASSWORD" in values else "not set (hummingbot-api's default)"
+            yield Finding(True, f"{where}container {name}: CONFIG_PASSWORD {how}")
+
+
 def _image(container) -> str:
     tags = container.image.tags if container.image is not None else []
     return tags[0] if tags else container.attrs.get("Config", {}).get("Image", "?")

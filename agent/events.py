@@ -322,20 +322,39 @@ class Event:
         return [Frame(m[1], int(m[2]), m[3] or "", codes.get(m.string, "").strip()) for m in out]
 
 
-def describe_exit(exit_code: int, lived: float | None, oom_killed: bool = False) -> str:
+def describe_exit(exit_code: int, lived: float | None, oom_killed: bool = False,
+                  memory_limit: int | None = None) -> str:
     """How a bot ended, as the messages say it ("exited by itself with code 1 after 7.5 s")."""
     after = f" after {lived:.1f} s" if lived is not None else ""
     if oom_killed:
-        return f"was killed by the kernel for lack of memory (exit code {exit_code}){after}"
+        # A cgroup's OOM kill means its usage reached the limit; without one, the host ran out.
+        used = f"it used all of its memory limit of {mebibytes(memory_limit)}" if memory_limit \
+            else "it had no memory limit: the host ran out of memory"
+        return f"was killed by the kernel for lack of memory ({used}; exit code {exit_code}){after}"
     return f"exited by itself with code {exit_code}{after}"
 
 
+def spoken_duration(seconds: float) -> str:
+    """A duration as a message says it: 8 s, 10 min, 2.5 h."""
+    if seconds < 120:
+        return f"{round(seconds, 0 if seconds >= 10 else 1):g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def mebibytes(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
 def exit_event(container: str, *, exit_code: int, ts: int, lived: float | None = None,
-               oom_killed: bool = False, stack: str = DEFAULT_STACK, **data) -> Event:
+               oom_killed: bool = False, stack: str = DEFAULT_STACK, memory_limit: int | None = None,
+               **data) -> Event:
     """A bot that died by itself (not stopped by a person or hummingbot-api), from the engine's
     life events: kind exit, channel engine; the pipeline adds the bot's last lines."""
-    fate = describe_exit(exit_code, lived, oom_killed)
+    fate = describe_exit(exit_code, lived, oom_killed, memory_limit)
     info = {"exit_code": exit_code, "oom_killed": oom_killed, "lived_s": lived, "fate": fate,
+            "memory_limit": memory_limit,
             "message": f"{container} {fate}", **data}
     origin = Origin(container, "engine", BOT, stack)
     return Event(container, "engine", EXIT, [f"{container} {fate}"], ts, ts, ts, data=info, origin=origin)

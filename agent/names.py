@@ -33,3 +33,8 @@ PROTECTED_PROFILES = frozenset({"master_account"})
 
 def protected_profile(name: str) -> bool:
     return name.casefold() in PROTECTED_PROFILES
+
+
+# The recorder's name for credential uploads (POST /accounts/add-credential/<account>/<connector>),
+# beside the two deploy routes.
+CREDENTIAL_ROUTE = "add-credential"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agent.names import DEFAULT_STACK, base_name
+from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, base_name
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,11 @@ DUP_BITS = 10  # a line position is ts_ns << DUP_BITS | index among lines of tha
 
 
 PENDING, ANSWERED, LOST = "pending", "answered", "lost"
+
+
+# The recorder also keeps the answers of credential uploads (CREDENTIAL_ROUTE, no request body):
+# evidence for the matcher, never a request a retry may send.
+DEPLOYS_ONLY = f"route != '{CREDENTIAL_ROUTE}'"
 
 
 @dataclass(frozen=True)
@@ -618,7 +623,8 @@ class Store:
         """The latest deploy a retry may re-send (see `Deploy.retryable`) that fits: by profile, by
         instance name (exactly one of `instances`: the caller gives the logged name and the base
         name the client sent), route and time."""
-        where = ["at >= ?", "authenticated = 1", "(state = ? OR (state = ? AND failed = 1))", "stack = ?"]
+        where = ["at >= ?", "authenticated = 1", "(state = ? OR (state = ? AND failed = 1))", "stack = ?",
+                 DEPLOYS_ONLY]
         args: list = [since, LOST, ANSWERED, stack]
         if until is not None:
             where.append("at <= ?")
@@ -644,7 +650,7 @@ class Store:
         the answers still to come)."""
         if profile is None and not instances:
             return []
-        where, args = ["at >= ?", "authenticated = 1", "stack = ?"], [since, stack]
+        where, args = ["at >= ?", "authenticated = 1", "stack = ?", DEPLOYS_ONLY], [since, stack]
         if until is not None:
             where.append("at <= ?")
             args.append(until)
@@ -784,6 +790,10 @@ class Store:
         if stack is not None:
             return self._incidents("stack = ?", (stack,), limit)
         return self._incidents("1 = 1", (), limit)
+
+    def ongoing_incidents(self, stack: str = DEFAULT_STACK) -> list[Incident]:
+        """Conditions still going on (each ends once its lines stop: see Incident.quiet)."""
+        return self._incidents("stack = ? AND state = 'ongoing'", (stack,), limit=500)
 
     def due_incidents(self, now: float, stack: str = DEFAULT_STACK) -> list[Incident]:
         """Failed attempts whose backoff is over, and incidents waiting out an outage whose next
@@ -995,7 +1005,8 @@ class Unknown:
                    r[10], r[11], r[12], json.loads(r[13]), r[14], r[15], r[16])
 
 
-OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting", "outage")
+# ongoing: a condition that lasts (an exchange out of reach) and ends by itself (Incident.quiet).
+OPEN_STATES = ("detected", "acting", "verifying", "retrying", "failed", "waiting", "outage", "ongoing")
 
 
 @dataclass

@@ -313,8 +313,8 @@ def prefixed_rules(prefix: str, folder: Path) -> Path:
     import yaml
 
     def rename(value):
-        if isinstance(value, dict):
-            return {k: rename(v) for k, v in value.items()}
+        if isinstance(value, dict):  # roles name kinds of containers, not containers
+            return {k: v if k == "roles" else rename(v) for k, v in value.items()}
         if isinstance(value, list):
             return [rename(v) for v in value]
         return prefix + value if isinstance(value, str) and value in SIBLINGS else value

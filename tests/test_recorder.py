@@ -117,7 +117,7 @@ def test_streams_large_and_chunked_bodies(make_stack, recorder):
     stack = make_stack()
     via, _ = recorder(stack.url)
     stack.http("POST", "/accounts/add-account", params={"account_name": "big"})
-    keys = {f"key_{i}": "v" * 1000 for i in range(3000)}  # about 3 MB of JSON
+    keys = {f"bitmart_{k}": "v" * 1_000_000 for k in ("api_key", "secret_key", "memo")}  # 3 MB of JSON
     payload = json.dumps(keys).encode()
 
     def chunks():

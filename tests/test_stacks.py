@@ -54,8 +54,8 @@ def remote(engine):
 def rules_for(folder: Path, *prefixes: str) -> Path:
     """The shipped rules, watching the stand-ins' prefixed names of every stack."""
     def rename(value):
-        if isinstance(value, dict):
-            return {k: rename(v) for k, v in value.items()}
+        if isinstance(value, dict):  # roles name kinds of containers, not containers
+            return {k: v if k == "roles" else rename(v) for k, v in value.items()}
         if isinstance(value, list):
             if value and all(isinstance(v, str) and v in SIBLINGS for v in value):
                 return [p + v for v in value for p in prefixes]  # a list of names: every stack's

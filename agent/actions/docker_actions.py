@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import time
 
+import httpx
 from docker.errors import NotFound
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.actions import action
-from agent.actions.base import ActionContext, ActionError
+from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.actions.types import ContainerName, ImageRef
+from agent.names import CONTAINER_NAME_PATTERN
 
 
 class ContainerParams(BaseModel):
@@ -101,3 +104,46 @@ def image_present(params: ImageParams, ctx: ActionContext) -> str:
             if time.monotonic() >= deadline:
                 raise ActionError(f"image {params.image} is not on the engine") from None
         time.sleep(1.0)
+
+
+class BrokerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timeout: float = Field(30, gt=0, le=300, description="how long the started broker may take to run")
+
+
+@action
+def start_named_broker(params: BrokerParams, ctx: ActionContext) -> str:
+    """The broker host hummingbot-api uses (BROKER_HOST, from GET /bot-orchestration/mqtt) does not
+    resolve. On a compose network that is a stopped container of that name: start it. Otherwise the
+    name names nothing, and starting any container would not help: a person fixes BROKER_HOST."""
+    host = _broker_host(ctx)
+    if host is None:
+        raise NeedsHuman("the broker host hummingbot-api uses does not resolve, and hummingbot-api does not"
+                         " say which it is (GET /bot-orchestration/mqtt): check BROKER_HOST in its"
+                         " environment")
+    try:
+        c = ctx.docker.containers.get(host)
+    except NotFound:
+        raise NeedsHuman(f"BROKER_HOST={host} names nothing: no such host, and no container of that name,"
+                         " so no container was started. Set BROKER_HOST in hummingbot-api's environment to"
+                         " the broker's name or address (hummingbot-broker in the standard compose file) and"
+                         " restart hummingbot-api") from None
+    if c.status == "running":
+        raise NeedsHuman(f"BROKER_HOST={host} is a running container that hummingbot-api cannot resolve: put"
+                         " both on one Docker network (or use the broker's address)")
+    c.start()
+    wait_container_running(WaitRunningParams(name=host, timeout=params.timeout), ctx)
+    return f"started {host}, the stopped container BROKER_HOST names"
+
+
+def _broker_host(ctx: ActionContext) -> str | None:
+    """hummingbot-api's BROKER_HOST, as it reports it; only a plain host name (it goes to Docker)."""
+    try:
+        resp = ctx.api.request("GET", "/bot-orchestration/mqtt")
+        body = resp.json() if resp.status_code == 200 else {}
+        host = (body.get("data") or {}).get("broker_host")  # {"status": "success", "data": {...}}
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    if isinstance(host, str) and re.fullmatch(CONTAINER_NAME_PATTERN, host):
+        return host
+    return None

@@ -188,3 +188,20 @@ def _key_fields(ctx: ActionContext, connector: str) -> str:
     if not fields:
         return "the connector's key fields (GET /connectors/<connector>/config-map)"
     return ", ".join(fields)
+
+
+class FieldsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    connector: ConnectorName
+    field: ConnectorName = Field(description="the field name the refused upload used")
+
+
+@action
+def connector_fields(params: FieldsParams, ctx: ActionContext) -> str:
+    """Keys were sent under names the connector does not have: say which names it expects (from
+    GET /connectors/<connector>/config-map). Only the person who has the keys can send them again,
+    so this always ends with what to do."""
+    fields = _key_fields(ctx, params.connector)
+    raise NeedsHuman(f"{params.connector} has no field {params.field}. It expects {fields}. Send the keys"
+                     f" again as a JSON object of exactly these fields (POST /accounts/add-credential/"
+                     f"<account>/{params.connector})")

@@ -600,7 +600,8 @@ class Ingest:
             event = exit_event(name, exit_code=exit_code, ts=at, lived=lived, oom_killed=oom,
                                stack=self.stack, stopped=stopped, container_id=cid,
                                created=_epoch(state.get("Created") or "") or None,
-                               image=(state.get("Config") or {}).get("Image"))
+                               image=(state.get("Config") or {}).get("Image"),
+                               memory_limit=(state.get("HostConfig") or {}).get("Memory") or None)
             if stopped:
                 log.info("bot %s was stopped (exit code %d): not a death", name, exit_code)
             self.sink.exit(event)

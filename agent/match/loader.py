@@ -216,13 +216,22 @@ class _Semantics:
                 rx = self.regex(("match", i, "request", field_name), pattern)
                 if rx is not None:
                     produced |= self.groups(("match", i, "request", field_name), rx)
-            if r.source == "recorder" and (alt.exception or alt.logger or alt.level or alt.frame):
+            for name in alt.sets:
+                if name not in r.captures:
+                    self.err(("match", i, "sets", name),
+                             f"sets {name!r}, which is not declared under captures:")
+            produced |= set(alt.sets)
+            if (r.source == "recorder" or alt.kind == "response") \
+                    and (alt.exception or alt.logger or alt.level or alt.frame):
                 self.err(("match", i), "a recorder rule matches responses: route, status, message,"
                                        " request, line")
             if r.source == "log" and alt.kind == "response":
                 self.err(("match", i, "kind"), "kind response is for rules with source: recorder")
             if (alt.exit_code is not None or alt.oom_killed is not None) and alt.kind != "exit":
                 self.err(("match", i), "exit_code and oom_killed are conditions of kind: exit")
+        if r.incident.quiet is not None and (r.actions or r.verify or r.retry_deploy):
+            self.err(("incident", "quiet"), "quiet is for rules that only tell (no actions, verify or"
+                                            " retry_deploy): an ongoing condition ends by itself")
         if r.fatal and r.where.roles != ["bot"]:
             self.err(("fatal",), "fatal is for rules about bots (where: {roles: [bot]})")
         context_groups: set[str] = set()
@@ -290,6 +299,10 @@ class _Semantics:
                                " in messages")
 
     def action(self, path: Path_, call) -> None:
+        for name, pattern in call.when.items():
+            if name not in self.rule.captures:
+                self.err((*path, "when", name), f"when names {name!r}, which is not a capture")
+            self.regex((*path, "when", name), pattern)
         spec = self.actions.get(call.action)
         if spec is None:
             hint = difflib.get_close_matches(call.action, list(self.actions), n=1)

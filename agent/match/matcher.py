@@ -26,7 +26,7 @@ from agent.match.deploy import parse_config_repr
 from agent.match.loader import params_of, render, unresolved
 from agent.match.model import Match as MatchSpec
 from agent.match.model import Rule
-from agent.names import base_name, protected_profile
+from agent.names import CREDENTIAL_ROUTE, base_name, protected_profile
 
 ROLES = (API, BOT, SIBLING)
 CONTEXT_KEEP = 256  # recent context lines kept per container
@@ -45,20 +45,21 @@ class Result:
     deploy: dict[str, Any] | None = None
     below_threshold: bool = False
     values: dict[str, Any] = field(default_factory=dict)
+    held: bool = False  # already waited for the recorder's evidence (see Remedy.submit)
 
     @property
     def actions(self) -> list[str]:
         """What would run, in order (nothing when refused or below the threshold)."""
         if self.refused or self.below_threshold:
             return []
-        names = [c.action for c in self.rule.actions]
+        names = [c.action for c in self.rule.calls(self.values)]
         return [*names, "retry_deploy"] if self.rule.retry_deploy else names
 
     def action_params(self) -> list[tuple[str, dict[str, Any], list[str]]]:
         """(action, params with templates filled, names still unknown) for each action."""
         return [(c.action, params_of(c, self.values),
                  [n for v in c.params.values() if isinstance(v, str) for n in unresolved(v, self.values)])
-                for c in self.rule.actions]
+                for c in self.rule.calls(self.values)]
 
     def text(self, template: str | None) -> str:
         return render(template or "", self.values)
@@ -105,6 +106,7 @@ class _Alternative:
         self.request = [(k, re.compile(v)) for k, v in (spec.request or {}).items()]
         self.exit_code = set(spec.exit_code) if spec.exit_code else None
         self.oom_killed = spec.oom_killed
+        self.sets = spec.sets
         self.specificity = sum(v is not None for v in (
             spec.exception, spec.exception_message, spec.frame, spec.logger, spec.level, spec.message,
             spec.line, spec.route, spec.status, spec.request, spec.exit_code, spec.oom_killed)) \
@@ -266,7 +268,7 @@ class _Index:
         self.line_rules = [c for c in compiled if c.on_lines]
         loggers = {name for c in self.line_rules for a in c.alternatives if a.logger for name in a.logger}
         self.any_logger = [c for c in self.line_rules
-                           if any(a.logger is None and a.kind != TRACEBACK for a in c.alternatives)]
+                           if any(a.logger is None and a.kind in ("any", LINE) for a in c.alternatives)]
         self.by_logger = {name: [c for c in self.line_rules
                                  if c in self.any_logger or any(a.logger and name in a.logger
                                                                 for a in c.alternatives)]
@@ -276,7 +278,7 @@ class _Index:
         self.ungated = False
         for c in self.line_rules:
             for a in c.alternatives:
-                if a.kind == TRACEBACK:
+                if a.kind not in ("any", LINE):  # response and exit alternatives see no lines
                     continue
                 if a.gate is None:
                     self.ungated = True
@@ -296,8 +298,8 @@ class Matcher:
         compiled = [_Compiled(r) for r in rules]
         compiled.sort(key=lambda c: (-c.rule.priority, -c.specificity, c.rule.id))
         self.rules = compiled
-        self._response_rules = [c for c in compiled if c.rule.source == "recorder"]
-        compiled = [c for c in compiled if c.rule.source == "log"]
+        self._response_rules = [c for c in compiled if c.rule.source in ("recorder", "any")]
+        compiled = [c for c in compiled if c.rule.source in ("log", "any")]
         self.check_where = check_where
         # Line and traceback rules indexed per role: a bot's line never meets hummingbot-api's
         # rules (nor their gates), and hummingbot-api's hot path pays nothing for the bot rules.
@@ -364,12 +366,12 @@ class Matcher:
         else:
             return None
         for c in candidates:
-            if self.check_where and not self._where(c, event):
+            if self.check_where and event.kind != RESPONSE and not self._where(c, event):
                 continue
             for alt in c.alternatives:
                 caught = alt.match(event)
                 if caught is not None:
-                    return self._result(c, event, caught)
+                    return self._result(c, event, caught, alt.sets)
         return None
 
     def _where(self, c: _Compiled, e: Event) -> bool:
@@ -392,12 +394,16 @@ class Matcher:
         buf.append(event)
 
     # -- after a match ------------------------------------------------------------------------
-    def _result(self, c: _Compiled, event: Event, caught: dict[str, str]) -> Result:
+    def _result(self, c: _Compiled, event: Event, caught: dict[str, str],
+                sets: dict[str, str] | None = None) -> Result:
         rule = c.rule
         res = Result(rule, event, dict(caught))
-        if event.kind == RESPONSE and event.data:
+        if event.kind == RESPONSE and event.data and event.data.get("route") != CREDENTIAL_ROUTE:
+            # a deploy exchange carries its request; a credential upload's is never kept
             res.deploy = {"route": event.data.get("route"), "body": event.data.get("request") or {}}
         self._add_context(c, res)
+        for name, value in (sets or {}).items():  # what neither the event nor its context said
+            res.captures.setdefault(name, value)
         for name, value in res.captures.items():
             spec = rule.captures.get(name)
             if spec is None:
@@ -406,6 +412,8 @@ class Matcher:
             if reason:
                 res.refused = f"capture {name}={capture_check.shown(value)} {reason}"
                 break
+            if spec.case is not None:
+                res.captures[name] = value.lower() if spec.case == "lower" else value.upper()
         profile = (res.deploy or {}).get("body", {}).get("credentials_profile")
         if res.refused is None and c.acts_on_deploy_profile and isinstance(profile, str) \
                 and protected_profile(profile):

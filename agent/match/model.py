@@ -3,6 +3,7 @@ and for the published JSON Schema (``hb-medic rules schema``)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -66,6 +67,10 @@ class Match(Strict):
     exit_code: list[int] | None = Field(None, description="(exit) the bot's exit code(s)")
     oom_killed: bool | None = Field(
         None, description="(exit) whether the kernel's out-of-memory killer ended it (engine event oom)")
+    sets: dict[str, str] = Field(
+        default_factory=dict,
+        description="captures this alternative gives when it matches, unless its own groups caught them: "
+                    "fixed text of the rule's (the class of the failure, the advice for it)")
 
     _lists = field_validator("exception", "logger", "level", "route", "status", "exit_code",
                              mode="before")(lambda v: _listify(v))
@@ -78,6 +83,9 @@ class Capture(Strict):
         "image: a Docker image reference; text: free text, for messages only")
     pattern: Regex | None = Field(None, description="an extra regex the whole value must match")
     max_length: int = Field(64, ge=1, le=1024)
+    case: Literal["lower", "upper"] | None = Field(
+        None, description="keep the value in this case (one incident for Binance and binance; a setting "
+                          "named as its environment variable)")
 
 
 class Context(Strict):
@@ -121,11 +129,22 @@ class Incident(Strict):
     cooldown: float = Field(300, ge=0, description="seconds after an incident ends before acting again")
     max_attempts: int = Field(3, ge=1, le=20)
     backoff: float = Field(30, ge=0, description="seconds before a second attempt, doubled each time")
+    quiet: float | None = Field(
+        None, gt=0, le=86400,
+        description="an ongoing condition: the incident stays open while its lines come and ends by itself"
+                    " once none came for this many seconds (one message at its start, one at its end)")
 
 
 class ActionCall(Strict):
     action: str = Field(description="an action of the registry")
     params: dict[str, Any] = Field(default_factory=dict, description="values; strings may use {templates}")
+    when: dict[str, Regex] = Field(
+        default_factory=dict,
+        description="run it only when these captures match these regexes (whole value): one rule, "
+                    "several classes of a failure, each with its own fix")
+
+    def applies(self, values: dict[str, Any]) -> bool:
+        return all(re.fullmatch(rx, str(values.get(name) or "")) for name, rx in self.when.items())
 
 
 class Notify(Strict):
@@ -140,7 +159,9 @@ class Rule(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$", description="unique; the file is <id>.yml")
     description: str
     severity: Literal["critical", "error", "warning", "info"]
-    source: Literal["log", "recorder"] = "log"
+    source: Literal["log", "recorder", "any"] = Field(
+        "log", description="log: followed lines; recorder: exchanges the recorder saw; any: both (its "
+                           "kind: response alternatives see the recorder, `where` applies to the lines)")
     priority: int = Field(0, description="higher wins when several rules match one event")
     where: Where = Field(default_factory=Where)
     match: list[Match] = Field(min_length=1)
@@ -156,6 +177,13 @@ class Rule(Strict):
         False, description="(bot rules) the bot exits after this: its death is waited for "
                            "(MEDIC_BOT_EXIT_WAIT seconds) and reported with it; {fate} says how it ended")
     notify: Notify
+
+    def calls(self, values: dict[str, Any], group: str = "actions") -> list[ActionCall]:
+        """The actions (or verify steps) that apply to a match or incident with these values."""
+        return [c for c in getattr(self, group) if c.applies(values)]
+
+    def acts(self, values: dict[str, Any]) -> bool:
+        return bool(self.calls(values) or self.calls(values, "verify") or self.retry_deploy)
 
     @field_validator("match", mode="before")
     @classmethod

@@ -26,6 +26,7 @@ HEADLINES = {
     "acting": "Detected, fixing",
     "retrying-attempt": "Fixing again",
     "resolved": "Fixed",
+    "ended": "Over",
     "failed": "Fix failed, will try again",
     "gave-up": "Gave up: a human is needed",
     "refused": "Refused to act",

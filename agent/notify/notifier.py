@@ -23,6 +23,7 @@ from collections.abc import Callable
 import apprise
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
+from agent.events import spoken_duration
 from agent.match import captures as capture_check
 from agent.match.loader import render
 from agent.match.model import Capture, Rule
@@ -109,7 +110,7 @@ class Notifier:
 
     def _message(self, inc: Incident, step: str, text: str) -> Message | None:
         rule = self.rules().get(inc.rule)
-        acts = rule is not None and bool(rule.actions or rule.verify or rule.retry_deploy)
+        acts = rule is not None and rule.acts(inc.values())
         observing = self.mode == "observe" or (rule is not None and rule.observe_only)
         if step == "detected" and acts and not observing:
             return None  # the "detected, fixing" message follows at once
@@ -122,12 +123,19 @@ class Notifier:
         next_steps = render(n.next_steps, values, code) if n and n.next_steps else ""
         if step == "detected" and not acts:  # a rule that only tells: say so, and what to do
             text = NOTIFY_ONLY
+            if rule is not None and rule.incident.quiet:
+                text = (f"going on; one more message when it is over (no such line for"
+                        f" {spoken_duration(rule.incident.quiet)}), none for each line")
             next_steps = next_steps or (f"Look at {inc.container}'s log around it"
                                         f" (docker logs -t --since 15m {inc.container}).")
+        rule_text = render(n.text, values, code) if n else ""
+        if step == "ended" and rule is not None:  # what it was is in the first message
+            rule_text = f"It is over: no such line came for {spoken_duration(rule.incident.quiet or 0)}."
+            next_steps = ""
         return build(inc, step, text, self.store.audit_trail(inc.id),
                      rule_title=render(n.title, title_values(rule, values)) if n else "",
-                     rule_text=render(n.text, values, code) if n else "",
-                     next_steps=next_steps, redactor=self.redactor, show_stack=self.show_stack)
+                     rule_text=rule_text, next_steps=next_steps, redactor=self.redactor,
+                     show_stack=self.show_stack)
 
     def enqueue(self, msg: Message, storm_control: bool = True) -> None:
         if not self.targets:

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from agent.events import API, RESPONSE, Event, Origin
-from agent.names import DEFAULT_STACK
+from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
 from agent.store import Deploy
 
 CONTAINER = "recorder"
 STREAM = "http"
 
 
+CREDENTIAL_PATH = re.compile(r"^/accounts/add-credential/([^/]+)/([^/]+)/?$")
+
+
+def credential_target(path: str) -> dict[str, str] | None:
+    """{account, connector} of a credential upload's path (its body is never kept)."""
+    m = CREDENTIAL_PATH.match(path)
+    return {"account": m[1], "connector": m[2]} if m else None
+
+
 def event_from_deploy(d: Deploy, stack: str = DEFAULT_STACK) -> Event:
-    """Position is the record id, so `first_line` tells which exchange it was."""
-    body = d.body() or {}
+    """Position is the record id, so `first_line` tells which exchange it was. For a credential
+    upload, `request` is what its path says (account, connector): the body held the keys."""
+    body = (credential_target(d.path) or {}) if d.route == CREDENTIAL_ROUTE else (d.body() or {})
     summary = f"POST {d.path} -> {d.status}: {d.message}"
     return Event(CONTAINER, STREAM, RESPONSE, [summary], d.id, d.id, int(d.at * 1e9),
                  data={"route": d.route, "status": d.status, "message": d.message, "request": body,
@@ -25,6 +36,10 @@ def event_from_deploy(d: Deploy, stack: str = DEFAULT_STACK) -> Event:
 
 def event_from_exchange(route: str, status: int, request: dict, message: str, n: int = 1) -> Event:
     """The same, from a description (golden samples, tests)."""
+    if route == CREDENTIAL_ROUTE:
+        path = f"/accounts/add-credential/{request.get('account', '')}/{request.get('connector', '')}"
+        d = Deploy(n, time.time(), route, path, "", status, "", True, message, None, None)
+        return event_from_deploy(d)
     d = Deploy(n, time.time(), route, f"/bot-orchestration/{route}", json.dumps(request), status, "", True,
                message, request.get("credentials_profile"), request.get("instance_name"))
     return event_from_deploy(d)

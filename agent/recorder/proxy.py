@@ -13,6 +13,10 @@ that hummingbot-api answered and whose answer proves the request was
 authenticated (the deploy handler ran: 2xx or 500) are kept; a 401/403 (or any
 other refusal) and an exchange hummingbot-api never answered (the recorder's
 own 502) leave nothing behind. The Authorization header is never stored.
+
+Credential uploads (`POST /accounts/add-credential/<account>/<connector>`) stream through too; a
+refusal (400, or a 422 that carried the login) is kept as route, path, status and answer only:
+their bodies hold exchange keys and are never stored.
 """
 
 from __future__ import annotations
@@ -34,13 +38,15 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from agent.names import DEFAULT_STACK
+from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
+from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard
 from agent.redact import mask_assignments
 from agent.store import Store
 
 log = logging.getLogger(__name__)
 
+CREDENTIAL_PREFIX = "/accounts/add-credential/"
 DEPLOY_ROUTES = {
     "/bot-orchestration/deploy-v2-script": "deploy-v2-script",
     "/bot-orchestration/deploy-v2-controllers": "deploy-v2-controllers",
@@ -78,6 +84,44 @@ def outcome(status: int, body: bytes) -> tuple[bool, str]:
         failed = status >= 500 or (status < 300 and data.get("success") is False)
         return failed, message[:2000]
     return status >= 500, text[:2000]
+
+
+def scrub_answer(answer: bytes, body: bytes) -> str:
+    """An answer to a credential upload, fit to keep: a validation error's echo of the input
+    (`input`, `ctx`) dropped, every string the request body held (the keys) masked."""
+    text = answer.decode("utf-8", "replace")[:8192]
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("detail"), list):
+        data["detail"] = [{k: v for k, v in e.items() if k not in ("input", "ctx")} if isinstance(e, dict)
+                          else e for e in data["detail"]]
+        text = json.dumps(data)
+    for secret in sorted(_strings(body), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return mask_assignments(text)
+
+
+def _strings(body: bytes) -> set[str]:
+    """The string values (and keys' values) of a JSON body: what must never be kept."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return set()
+    found: set[str] = set()
+
+    def walk(v) -> None:
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str | int | float) and len(str(v)) >= 4:
+            found.add(str(v))
+    walk(data)
+    return found
 
 
 def proves_login(status: int) -> bool:
@@ -141,6 +185,9 @@ class Recorder:
         headers = _forward_headers(request.headers)
         if route is not None:
             return await self._deploy(request, route, url, headers)
+        if request.method == "POST" and request.path.startswith(CREDENTIAL_PREFIX) \
+                and credential_target(request.path) is not None:
+            return await self._credential(request, url, headers)
         body = request.content.iter_chunked(CHUNK) if request.body_exists else None
         assert self.session is not None
         try:
@@ -251,6 +298,54 @@ class Recorder:
         finally:
             if not settled and deploy_id is not None:
                 self._submit(self.store.deploy_dropped, deploy_id)
+
+    async def _credential(self, request: web.Request, url: URL, headers) -> web.StreamResponse:
+        """A credential upload: forwarded unchanged (streamed); a refusal (400, 422) is kept as
+        route, path, status and answer only. The body holds exchange keys: it is never stored, and
+        any of its values an answer repeats is masked before the answer is."""
+        kept = bytearray()  # the body, to mask what an answer repeats of it (never stored)
+        too_long = False
+
+        async def body():
+            nonlocal too_long
+            async for chunk in request.content.iter_chunked(CHUNK):
+                if not too_long:
+                    too_long = len(kept) + len(chunk) > KEEP_BODY
+                    kept.extend(b"" if too_long else chunk)
+                yield chunk
+
+        assert self.session is not None
+        try:
+            upstream = await self.session.request("POST", url, headers=headers, allow_redirects=False,
+                                                  data=body() if request.body_exists else None)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return self._unreachable(request, exc)
+        async with upstream:
+            try:
+                data = await upstream.read()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                return self._unreachable(request, exc)
+            # 400 is the handler's own answer (the login was checked before it ran); a 422 for a body
+            # that is not JSON comes before the login check, so only one carrying the login counts.
+            status = upstream.status
+            # An answer to a body too long to check it against is not kept (it could repeat a key).
+            if not too_long and (status == 400 or (
+                    status == 422 and self._carries_login(request.headers.get("Authorization")))):
+                answer = scrub_answer(data, bytes(kept))
+                message = outcome(status, answer.encode())[1]
+                self._submit(self._write_credential, request.path, status, answer, message)
+            response = self._response(upstream)
+            await response.prepare(request)
+            await response.write(data)
+            await response.write_eof()
+            return response
+
+    def _write_credential(self, path: str, status: int, answer: str, message: str) -> None:
+        deploy_id = self.store.record_deploy(
+            route=CREDENTIAL_ROUTE, path=path, request_body="", status=status, response_body=answer,
+            failed=True, message=message, profile=None, instance=None, stack=self.stack)
+        if self.on_record is not None:
+            self.on_record(deploy_id)
 
     def _answered(self, deploy_id: int | None, row: dict, status: int, data: bytes) -> None:
         """Complete the record (in the background: the client's answer never waits for it)."""

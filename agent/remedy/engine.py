@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from agent.actions import registry
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
-from agent.events import Event
+from agent.events import RESPONSE, Event, spoken_duration
 from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
@@ -60,6 +60,8 @@ EVENTS_KEPT = 2 * 86400.0  # how long a handled event is remembered (no replay r
 CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that name to be answered
 OWN_SEND_WAIT = 20.0  # after a re-send cut off by a kill, how long its bot may take to show
 MAX_INTERRUPTED = 20  # restarts during an incident's attempts before it gives up
+EVIDENCE_WAIT = 3.0  # a log line of a rule that also reads the recorder waits this long for its answer
+QUIET_DEFAULT = 600.0  # an ongoing condition whose rule is gone ends after this
 WORKERS = 8  # incidents worked on side by side (a retried bot must live its settle time)
 
 
@@ -163,12 +165,27 @@ class Remedy:
 
     # -- from the pipeline: decide, quickly ----------------------------------------------------
     def submit(self, res: Result) -> Incident | None:
-        if res.below_threshold:
-            return None
         rule, event = res.rule, res.event
+        if self.recorder and rule.source == "any" and event.kind != RESPONSE and not res.held:
+            # The log line and the recorder's answer tell one failure; the answer says more (the
+            # connector of a credential upload): it goes first, the line then joins its incident.
+            res.held = True
+            timer = threading.Timer(EVIDENCE_WAIT, self._submit_held, args=(res,))
+            timer.daemon = True
+            timer.start()
+            return None
+        if res.below_threshold and rule.incident.quiet is None:
+            return None
         key = self.redactor.text(res.text(rule.incident.key)) or rule.id
         keys = event_keys(event, self.stack)
         now = time.time()
+        if res.below_threshold:  # below the threshold, a line still keeps an ongoing condition going
+            with self._lock:
+                current = self.store.latest_incident(rule.id, key, self.stack)
+                if current is not None and current.state == "ongoing" \
+                        and self.store.incident_of_event(keys) is None:
+                    self.store.count_event(current.id, keys)
+            return None
         with self._lock:
             self._forget_old_events(now)
             handled = self.store.incident_of_event(keys)
@@ -208,8 +225,15 @@ class Remedy:
         if age > self.stale_after:
             return self._close(inc, "stale", f"event is {age:.0f} s old (replayed after downtime):"
                                              " reported, not acted on")
-        self.notify(inc, "detected", inc.summary)
         plan = self._plan(rule, res)
+        if rule.incident.quiet is not None and not plan:  # it only tells: its start now, its end later
+            inc.state = "ongoing"
+            self.store.save_incident(inc)
+            self.store.audit(inc.id, "decision", "ongoing",
+                             result=f"ends once no such line came for {rule.incident.quiet:g} s")
+            self.notify(inc, "detected", inc.summary)
+            return inc
+        self.notify(inc, "detected", inc.summary)
         if self.mode == "observe" or rule.observe_only:
             self.store.audit(inc.id, "decision", "observe", {"would_run": plan})
             return self._close(inc, "observed", "would have run: " + (" -> ".join(plan) or "nothing"))
@@ -217,6 +241,13 @@ class Remedy:
             return self._close(inc, "resolved", "notified; this rule runs no action")
         self._enqueue(inc.id)
         return inc
+
+    def _submit_held(self, res: Result) -> None:
+        try:
+            if not self._stopping.is_set():
+                self.submit(res)
+        except Exception:
+            log.exception("a held match of %s failed", res.rule.id)
 
     def _forget_old_events(self, now: float) -> None:
         if now - self._forgot > 3600:
@@ -244,7 +275,7 @@ class Remedy:
     def _plan(self, rule: Rule, res: Result) -> list[str]:
         steps = [f"{name}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
                  for name, params, _ in res.action_params()]
-        steps += [f"verify {c.action}" for c in rule.verify]
+        steps += [f"verify {c.action}" for c in rule.calls(res.values, "verify")]
         return [*steps, "retry_deploy"] if rule.retry_deploy else steps
 
     def _close(self, inc: Incident, state: str, detail: str) -> Incident:
@@ -271,10 +302,30 @@ class Remedy:
                     self._resume_cut_short()
                 for inc in self.store.due_incidents(time.time(), self.stack):
                     self._enqueue(inc.id)
+                self._end_quiet(time.time())
             except StateUnwritable:
                 pass  # the store said so once
             except Exception:
                 log.exception("remedy dispatcher failed")
+
+    def _end_quiet(self, now: float) -> None:
+        """Ongoing conditions whose lines stopped: over, said once."""
+        for inc in self.store.ongoing_incidents(self.stack):
+            rule = self.rules().get(inc.rule)
+            quiet = rule.incident.quiet if rule is not None and rule.incident.quiet else QUIET_DEFAULT
+            if now - inc.updated < quiet:
+                continue
+            with self._lock:  # a line counted meanwhile keeps it going
+                inc = self.store.get_incident(inc.id)
+                if inc is None or inc.state != "ongoing" or now - inc.updated < quiet:
+                    continue
+                lasted = max(0.0, inc.updated - inc.created)
+                detail = (f"no such line for {spoken_duration(quiet)}: over after {spoken_duration(lasted)}"
+                          f" ({inc.events} line{'s' if inc.events != 1 else ''} counted)")
+                inc.state, inc.detail, inc.closed = "resolved", detail, now
+                self.store.save_incident(inc)
+                self.store.audit(inc.id, "decision", "ended", result=detail)
+            self.notify(inc, "ended", detail)
 
     def _work(self) -> None:
         """One of WORKERS: incidents are worked on side by side, each by one worker at a time."""
@@ -343,24 +394,25 @@ class Remedy:
             self.store.save_incident(inc)
             self.store.audit(inc.id, "attempt", f"attempt {inc.attempts} of {rule.incident.max_attempts}")
         started = time.monotonic()
-        steps = [c.action for c in rule.actions] + [f"verify {c.action}" for c in rule.verify]
+        values = inc.values()
+        calls, checks = rule.calls(values), rule.calls(values, "verify")
+        steps = [c.action for c in calls] + [f"verify {c.action}" for c in checks]
         steps += ["retry_deploy"] if rule.retry_deploy else []
         if not resumed:  # after an outage the "waiting" message said it would go on
             self.notify(inc, "acting", f"running {' -> '.join(steps)} "
                                        f"(attempt {inc.attempts} of {rule.incident.max_attempts})")
         try:
             ctx = self.context()
-            values = inc.values()
             todo: list[dict] = []
-            if rule.retry_deploy or any(n.startswith("deploy.") for c in rule.actions
+            if rule.retry_deploy or any(n.startswith("deploy.") for c in calls
                                         for n in _templates(c.params)):
                 todo = self._deploys_to_retry(inc)
                 values.update({f"deploy.{k}": v for k, v in (todo[0]["body"] if todo else {}).items()})
-            for call in rule.actions:
+            for call in calls:
                 self._run(inc, ctx, "action", call, values)
             inc.state = "verifying"
             self.store.save_incident(inc)
-            for call in rule.verify:
+            for call in checks:
                 self._run(inc, ctx, "verify", call, values)
             if rule.retry_deploy:
                 if not todo and not self._owned(inc):

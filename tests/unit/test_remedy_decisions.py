@@ -8,6 +8,7 @@ import time
 import pytest
 
 from agent.actions.base import ActionContext
+from agent.events import BOT, CONSOLE, Origin
 from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
@@ -193,3 +194,45 @@ def test_a_replayed_event_joins_its_incident_whatever_the_cooldown(tmp_path):
     assert store.audit_trail(first.id)[-1]["name"] == "replayed event already handled: no action"
     # A new line of the same failure, after the cooldown, is a new incident.
     assert restarted.submit(result(profile="client_k")).id != first.id
+
+
+def _not_ready(matcher: Matcher, exchange: str, stamp: float):
+    when = time.gmtime(stamp)
+    docker_ts = time.strftime("%Y-%m-%dT%H:%M:%S", when) + f".{next(_LINE_NO):09d}Z"
+    line = (f"{docker_ts} {time.strftime('%H:%M:%S', when)} - script_strategy_base - {exchange} is not"
+            " ready. Please wait...")
+    bot = "b_x-20261129-101010"
+    (event,) = list(replay_lines([line], bot, origin=Origin(bot, CONSOLE, BOT)))
+    return matcher.match(event)
+
+
+def test_an_ongoing_condition_is_told_once_goes_on_below_its_threshold_and_ends_by_itself(tmp_path):
+    steps: list[tuple[str, str]] = []
+    rules = dict(RULES)
+    rules["exchange-unreachable"] = RULES["exchange-unreachable"].model_copy(deep=True)
+    rules["exchange-unreachable"].incident.quiet = 0.5
+    remedy = Remedy(Store(tmp_path / "s.db"), lambda: rules, no_context,
+                    notify=lambda inc, step, text: steps.append((step, inc.id)))
+    matcher = Matcher(list(rules.values()))
+    now = time.time()
+    first = [remedy.submit(_not_ready(matcher, "binance", now + i)) for i in range(3)]
+    assert first[:2] == [None, None]  # below the threshold (3 within 180 s): nothing yet
+    inc = first[2]
+    assert inc.state == "ongoing" and inc.captures["exchange"] == "binance"
+    assert steps == [("detected", inc.id)]
+    # A line much later, alone below the threshold (a new window), still keeps it going.
+    late = _not_ready(matcher, "Binance_paper_trade".lower(), now + 400)
+    assert late.below_threshold
+    remedy.submit(late)
+    assert remedy.store.get_incident(inc.id).events == 2
+    remedy._end_quiet(time.time())  # not yet: a line just came
+    assert remedy.store.get_incident(inc.id).state == "ongoing"
+    time.sleep(0.6)
+    remedy._end_quiet(time.time())
+    ended = remedy.store.get_incident(inc.id)
+    assert ended.state == "resolved" and ended.detail.startswith("no such line for 0.5 s: over after ")
+    assert steps == [("detected", inc.id), ("ended", inc.id)]
+    # Cut off again later: a new incident (cooldown 0), told again.
+    again = [remedy.submit(_not_ready(matcher, "binance", now + 500 + i)) for i in range(3)]
+    assert again[2] is not None and again[2].id != inc.id and again[2].state == "ongoing"
+    assert steps[-1] == ("detected", again[2].id)

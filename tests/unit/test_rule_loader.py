@@ -65,6 +65,12 @@ def test_good_rule_loads(tmp_path):
     (("captures:\n  profile: {type: name}", "captures:\n  profile: {type: text}"),
      ":12: actions[0].params.profile: capture 'profile' is free text and may only be used in messages"),
     (("id: my-rule", "id: other-rule"), ":1: id 'other-rule' must match the file name (my-rule.yml)"),
+    (("(?P<profile>\\\\S+)$\"\n", "(?P<profile>\\\\S+)$\"\n    sets: {reason: gone}\n"),
+     ":8: sets 'reason', which is not declared under captures:"),
+    (('    params: {profile: "{profile}"}\n', '    params: {profile: "{profile}"}\n    when: {reason: x}\n'),
+     ":13: when names 'reason', which is not a capture"),
+    (("notify:", "incident: {quiet: 600}\nnotify:"),
+     ":13: quiet is for rules that only tell (no actions, verify or retry_deploy)"),
 ])
 def test_each_mistake_names_file_line_and_fix(tmp_path, change, expected):
     text = GOOD.format(id="my-rule").replace(*change)

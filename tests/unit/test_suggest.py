@@ -67,7 +67,7 @@ def test_drafts_from_real_noise_pass_their_checks(tmp_path):
     families = from_log(str(noise), "hummingbot-api", None)
     noise.unlink()
     recurring = [f for f in families if f.entry.count >= 2]
-    assert len(recurring) == 2
+    assert len(recurring) == 1  # the gateway ping (the rate oracle's DNS failure is exchange-unreachable)
     for fam in recurring:
         others = [o for o in families if o is not fam]
         d = draft(fam, others, f"draft-{len(list(tmp_path.iterdir()))}", None)
@@ -150,7 +150,7 @@ def test_unknown_command_lists_most_frequent_first(noisy_store, capsys):
     counts = [int(x.split()[0].replace(",", "")) for x in out[1:-1]]
     assert counts == sorted(counts, reverse=True) and counts[0] > 800
     assert "'NoneType' object has no attribute 'password'" in out[1]
-    assert out[-1].startswith("-- 2 fingerprint(s)")  # Python 3.12's and 3.13's DNS failure: one
+    assert out[-1].startswith("-- 1 fingerprint(s)")  # the DNS failures are exchange-unreachable
     assert main(["unknown", "--json"]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [r["count"] for r in rows] == counts

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from urllib.parse import urlparse
 
+from pydantic import BaseModel
+
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
@@ -29,14 +31,31 @@ DEFAULTS = {"USERNAME": "admin", "PASSWORD": "admin", "CONFIG_PASSWORD": "a"}
 # Host folder holding `bots/` (bind sources for bot containers are host paths).
 BOTS_PATH = os.environ.get("BOTS_PATH", os.getcwd())
 
-BROKER_HOST = os.environ.get("BROKER_HOST", "127.0.0.1")
-BROKER_PORT = int(os.environ.get("BROKER_PORT", "1883"))
+class BrokerSettings(BaseModel):
+    """As the real app's settings models: validated at import, so a bad value stops the start with
+    pydantic's ValidationError (`1 validation error for BrokerSettings` / `port` / ...)."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+
+
+class DatabaseSettings(BaseModel):
+    url: str = "postgresql+asyncpg://hbot:hummingbot-api@127.0.0.1:5432/hummingbot_api"
+
+
+def _from_env(model: type[BaseModel], prefix: str) -> BaseModel:
+    return model(**{name: os.environ[prefix + name.upper()] for name in model.model_fields
+                    if prefix + name.upper() in os.environ})
+
+
+_broker = _from_env(BrokerSettings, "BROKER_")
+_database = _from_env(DatabaseSettings, "DATABASE_")
+BROKER_HOST = _broker.host
+BROKER_PORT = _broker.port
 MQTT_RECONNECT_INTERVAL = float(os.environ.get("MQTT_RECONNECT_INTERVAL", "5"))
 MQTT_START_TIMEOUT = float(os.environ.get("MQTT_START_TIMEOUT", "5"))
 
-_db = urlparse(
-    os.environ.get("DATABASE_URL", "postgresql+asyncpg://hbot:hummingbot-api@127.0.0.1:5432/hummingbot_api")
-)
+_db = urlparse(_database.url)
 DB_USER = _db.username or "hbot"
 DB_PASSWORD = _db.password or ""
 DB_HOST = _db.hostname or "127.0.0.1"

@@ -30,7 +30,7 @@ logging.basicConfig(
 
 from database.connection import AsyncDatabaseManager  # noqa: E402
 from routers import accounts, bot_orchestration, connectors, docker, websockets  # noqa: E402
-from services import gateway_http_client, noise  # noqa: E402
+from services import exchanges, gateway_http_client, noise  # noqa: E402
 from services.docker_service import DockerService  # noqa: E402
 from utils.mqtt_manager import MQTTManager  # noqa: E402
 
@@ -61,6 +61,7 @@ async def lifespan(app: FastAPI):
     await mqtt.start()
     if config.NOISE_INTERVAL > 0:
         tasks.append(asyncio.create_task(noise.run(config.NOISE_INTERVAL)))
+    tasks.append(asyncio.create_task(exchanges.run()))
     if not config.LEGACY and config.GATEWAY_PING > 0:
         tasks.append(asyncio.create_task(gateway_http_client.run(config.GATEWAY_PING)))
     logging.info("All services started successfully")

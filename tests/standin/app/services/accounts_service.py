@@ -15,6 +15,7 @@ import shutil
 import yaml
 
 import config
+from services import exchanges
 from services.connector_settings import AllConnectorSettings
 from utils import file_system as fs
 
@@ -66,7 +67,12 @@ def _add_credentials(name: str, connector: str, keys: dict) -> None:
     path = os.path.join(fs.BASE, "credentials", name, "connectors", f"{connector}.yml")
     if not os.path.isdir(os.path.dirname(path)):
         raise FileNotFoundError(f"Directory 'credentials/{name}/connectors' not found")
-    AllConnectorSettings.get_connector_config_keys(connector)  # an unknown connector: KeyError
+    fields = AllConnectorSettings.get_connector_config_keys(connector)  # an unknown connector: KeyError
+    for key in keys:  # a missing field is not checked; one the connector does not have is
+        if key not in fields:
+            raise AttributeError(f"Object has no attribute '{key}'")
+    if exchanges.is_offline(connector):  # keys are checked by calling the exchange
+        exchanges.check_network(connector)
     sealed = {k: base64.b64encode(str(v).encode()).decode() for k, v in keys.items()}
     password = hashlib.sha256(config.CONFIG_PASSWORD.encode()).hexdigest()
     with open(path, "w") as fh:

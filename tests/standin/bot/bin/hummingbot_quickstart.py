@@ -16,7 +16,12 @@ the real one chooses:
   strategy does not start (exit 1; a legacy bot, without HEADLESS_MODE, draws its text UI and
   keeps running);
 - otherwise it runs: a script's on_tick() each second (an exception is the clock's error), and
-  the MQTT bridge to the broker in conf_client.yml, with a heartbeat hummingbot-api hears.
+  the MQTT bridge to the broker in conf_client.yml, with a heartbeat hummingbot-api hears;
+- a script's connector whose exchange is cut off (test bed: named in scripts/.standin-offline) is
+  not ready: the strategy says so on every tick instead of ticking;
+- its memory is its script's: one that allocates is killed by the kernel under a memory limit
+  (bash, PID 1, then says "Killed"); a logs folder it cannot write stops bash's redirect before
+  python starts (as the real image's command does).
 
 The real client takes about 7 s to start; this one takes about 1 s.
 """
@@ -190,8 +195,12 @@ class Bot:
 
     def clock(self, module):
         clock = logging.getLogger("hummingbot.core.clock")
+        n = 0
         while True:
             time.sleep(1.0)
+            n += 1
+            if module is not None and self.not_ready(module, n):
+                continue
             tick = getattr(module, "on_tick", None) if module is not None else None
             if tick is None:
                 continue
@@ -199,6 +208,25 @@ class Bot:
                 tick()
             except Exception:
                 clock.error("Unexpected error running clock tick.", exc_info=True)
+
+    @staticmethod
+    def not_ready(module, n):
+        """Connectors whose exchange is out of reach are not ready: the strategy waits, and says so
+        on every tick; the time synchroniser fails every 10 s (test bed: scripts/.standin-offline)."""
+        try:
+            with open(f"{HOME}/scripts/.standin-offline") as f:
+                offline = {x.strip() for x in f.read().replace(",", "\n").splitlines() if x.strip()}
+        except OSError:
+            return False
+        waiting = [c for c in getattr(module, "markets", {}) or {}
+                   if "*" in offline or c.removesuffix("_paper_trade") in offline]
+        if n % 10 == 1 and waiting:
+            logging.getLogger("hummingbot.connector.time_synchronizer").warning(
+                "Could not refresh server time. Check network connection.")
+        for connector in waiting:
+            logging.getLogger("hummingbot.strategy.script_strategy_base").warning(
+                f"{connector} is not ready. Please wait...")
+        return bool(waiting)
 
     def tui(self, strategy):
         """A legacy bot draws its full-screen text UI on the console (HEADLESS_MODE not given)."""
