@@ -4,8 +4,8 @@ captures show it (real-logs/more), each message read at a local receiver.
 
 Out of memory (a real kernel kill under a memory limit), an unwritable logs folder (the
 immutable flag, as captured), a credential upload for an account that does not exist, broken
-settings, a broker host that names nothing, an exchange cut off and back; and `hb-medic doctor`
-on an empty CONFIG_PASSWORD."""
+settings, a broker host that names nothing, an exchange cut off and back, an empty CONFIG_PASSWORD
+told before the first deploy (by the agent and by `hb-medic doctor`)."""
 
 from __future__ import annotations
 
@@ -379,8 +379,10 @@ def _event_keys(service: Service, inc) -> list[str]:
     return [r[0] for r in rows]
 
 
-# -- doctor -------------------------------------------------------------------------------------
-def test_doctor_tells_an_empty_config_password_before_the_first_deploy(make_stack, tmp_path):
+# -- an empty CONFIG_PASSWORD ---------------------------------------------------------------------
+def test_an_empty_config_password_is_told_before_the_first_deploy(make_stack, agent, receiver, tmp_path):
+    """hummingbot-api says nothing about it; the agent reads its environment through the engine
+    (and so does doctor). The first deploy then fails as captured (more/o4b2), told by the recorder."""
     stack = make_stack(broker=False, env={"CONFIG_PASSWORD": ""})
     env = {"MEDIC_CONTAINERS": stack.api.name, "MEDIC_HUMMINGBOT_URL": stack.url,
            "MEDIC_HUMMINGBOT_PASSWORD": "admin", "MEDIC_STATE_DB": str(tmp_path / "s.db"),
@@ -390,9 +392,19 @@ def test_doctor_tells_an_empty_config_password_before_the_first_deploy(make_stac
     lines = out.stdout.splitlines()
     (cross,) = [x for x in lines if "CONFIG_PASSWORD" in x and x.startswith("✗")]
     assert "CONFIG_PASSWORD is empty" in cross and "Password not provided" in cross
-    fix = lines[lines.index(cross) + 1]
-    assert "set CONFIG_PASSWORD" in fix
-    # and the deploy would indeed fail that way
-    deploy = stack.deploy(instance_name="x", credentials_profile="master_account", script_config="s.yml")
-    assert deploy.json() == {"success": False,
+    assert "set CONFIG_PASSWORD" in lines[lines.index(cross) + 1]
+    service = agent(stack)
+    inc = one(service, "config-password-empty")
+    assert inc.container == stack.api.name and actions(service, inc) == []
+    wait_until(lambda: said(receiver, "has no CONFIG_PASSWORD"), 30, "the message before any deploy")
+    (msg,) = said(receiver, "has no CONFIG_PASSWORD")
+    assert msg["title"].startswith("[CRITICAL] Detected: hummingbot-api has no CONFIG_PASSWORD")
+    assert "Password not provided" in msg["message"] and "docker compose up -d" in msg["message"]
+    profile(stack, "acct_o4b", config="cfg_o4b.yml")
+    answer = via_recorder(service, "POST", "/bot-orchestration/deploy-v2-script", json={
+        "instance_name": name(stack, "rb_o4b2"), "credentials_profile": "acct_o4b",
+        "script_config": "cfg_o4b.yml", "headless": True})
+    assert answer.json() == {"success": False,
                              "message": "Password not provided. We cannot start the bot without a password."}
+    assert one(service, "config-password-missing").state == "resolved"
+    assert len(incidents(service, "config-password-empty")) == 1

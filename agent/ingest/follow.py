@@ -34,6 +34,7 @@ from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 from agent.assemble import Item
 from agent.events import API, BOT, CONSOLE, DEFAULT_STACK, Origin, exit_event, role_of
 from agent.ingest.bots import BotInfo, BotSelection, logs_folder, maybe_bot, recognise
+from agent.ingest.environment import environment_events
 from agent.ingest.files import LogFiles
 from agent.ingest.life import LifeEvents
 from agent.ingest.split import STDERR, STDOUT, Dechunker, Line, LineSplitter, format_ts
@@ -181,6 +182,7 @@ class Follower(threading.Thread):
         self.role = role
         self.once = once
         self.origins = origins(name, role, stack)
+        self.stack = stack
         self.drained = threading.Event()
         self.wake = threading.Event()
         self._stopping = threading.Event()
@@ -239,6 +241,9 @@ class Follower(threading.Thread):
             self._cid = cid
             self._resume = None
             self._dup.clear()
+            if hasattr(self.sink, "event"):  # a new container: what its environment says
+                for event in environment_events(info, self.container, self.role, self.stack):
+                    self.sink.event(event)
         self.status.container_id = cid
         self.status.labels = dict(info["Config"].get("Labels") or {})
         since = self._since(info)
