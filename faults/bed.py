@@ -83,8 +83,8 @@ class Bed:
         settings = {"MEDIC_CONTAINERS": self.api_container, "MEDIC_RULES_DIR": str(self.rules),
                     "MEDIC_HUMMINGBOT_URL": self.stack.url, "MEDIC_CATCHUP_WINDOW": "900",
                     "MEDIC_BOTS": f"*{self.tag}*"}
-        if self.quick:
-            settings["MEDIC_BOT_SETTLE"] = "3"
+        # A re-sent bot must live MEDIC_BOT_SETTLE: the shipped 30 s in the full run, 3 s in the quick one.
+        settings["MEDIC_BOT_SETTLE"] = "3" if self.quick else "30"
         if recorder:
             settings["MEDIC_RECORDER_ADDR"] = f"127.0.0.1:{free_port()}"
         agent = Agent(work, {**settings, **env}, command)

@@ -223,8 +223,8 @@ class Notifier:
         self.store.outbox_mark(row_id, status="pending", attempts=attempts, next_at=time.time() + delay,
                                error=self.redactor.text(error))
         if failures in (1, 10) or failures % 100 == 0:
-            log.warning("notification to %s failed (%s), %d tries so far; trying again every %.0f s at"
-                        " most", target.private, error, failures, PROBE_MAX)
+            log.warning("notification to %s failed (%s; %d in a row): trying again every %.0f s at most",
+                        target.private, error, failures, PROBE_MAX)
         return False
 
     def _digest(self) -> None:

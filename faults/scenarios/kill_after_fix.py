@@ -53,13 +53,15 @@ def run(quick: bool) -> dict:
         log(f"round {rounds}: killed {delay * 1000:.0f} ms after the fix, before the checkpoint moved past"
             f" its failure line: {replay_ahead}; down for {down:.0f} s")
         time.sleep(down)
+        restarted = len(agent.text())
         agent.start()
-        settle(lambda: _snapshot(agent)["replayed"] > before["replayed"], 30)
+        settle(lambda: _snapshot(agent)["replayed"] > before["replayed"], 60)
         time.sleep(3)  # whatever the restart would do, it has done it now
         after = _snapshot(agent)
         bots = bed.bots()
         adds = bed.add_account_calls()
         agent.stop()
+        seen_after = [x[:300] for x in agent.text()[restarted:].splitlines() if f"kaf{rounds}_" in x]
     new_incidents = after["incidents"] - before["incidents"]
     repeated = after["actions"] - before["actions"]
     joined = after["replayed"] - before["replayed"]
@@ -72,7 +74,7 @@ def run(quick: bool) -> dict:
                 "add_account_calls": sum(adds.values())}
     ok = (replay_ahead and joined > 0 and new_incidents == 0 and repeated == 0 and after["waiting"] == 0
           and not bots and all(n == 1 for n in adds.values()))
-    return {"pass": ok, "measured": measured,
+    return {"pass": ok, "measured": measured, "details": {"log_after_restart": seen_after[:10]},
             "figure": f"down {down:.0f} s > cooldown {measured['cooldown_s']} s, the failure line read again"
                       f" ({replay_by}):"
                       f" {new_incidents} new incidents, {repeated} actions repeated ({joined} replayed events"
