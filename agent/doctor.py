@@ -23,10 +23,9 @@ from typing import TextIO
 
 import docker
 import httpx
-import paramiko
 from docker.errors import DockerException, NotFound
 
-from agent import __version__
+from agent import __version__, sshengine
 from agent.names import DEFAULT_STACK
 from agent.settings import SECRETS_DIR, BadSettings, Settings, load
 from agent.stackconf import StackConfig, engine_client, engine_problem
@@ -73,7 +72,7 @@ class Doctor:
                 client = engine_client(stack, timeout=10)
                 client.ping()
                 self._docker[stack.name] = client
-            except (DockerException, OSError, paramiko.SSHException) as exc:
+            except (DockerException, OSError, *sshengine.errors()) as exc:
                 self._docker[stack.name] = None
                 self.docker_errors[stack.name] = engine_problem(exc) if stack.remote else str(exc)
         return self._docker[stack.name]

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from agent import sshengine
 from agent.names import CONTAINER_NAME_PATTERN, DEFAULT_STACK
 
 STACK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
@@ -167,6 +168,7 @@ def engine_client(stack: StackConfig, *, timeout: float = 60, max_pool_size: int
     if stack.docker_host is None:
         return docker.from_env(timeout=timeout, max_pool_size=max_pool_size)
     if stack.docker_host.startswith("ssh://"):
+        sshengine.enable()
         # paramiko, as docker-py does it: the user's ~/.ssh/config and known_hosts, an unknown host
         # key refused; no ssh client needed where the agent runs.
         return docker.DockerClient(base_url=stack.docker_host, timeout=timeout, max_pool_size=max_pool_size)

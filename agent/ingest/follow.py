@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Protocol
 
 import docker
-import paramiko
 import requests
 from docker.errors import DockerException, NotFound
-from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
 
+from agent import sshengine
 from agent.assemble import Item
 from agent.events import API, BOT, CONSOLE, DEFAULT_STACK, Origin, exit_event, role_of
 from agent.ingest.bots import BotInfo, BotSelection, logs_folder, maybe_bot, recognise
@@ -43,8 +43,14 @@ from agent.store import DUP_BITS, Checkpoint, Store
 
 log = logging.getLogger(__name__)
 
-ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                 DockerException, OSError, paramiko.SSHException)  # paramiko: an ssh:// engine's
+_ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                  DockerException, OSError)
+
+
+def engine_errors() -> tuple[type[Exception], ...]:
+    """What an engine that does not answer raises: paramiko's too once an ssh:// engine is used."""
+    return _ENGINE_ERRORS + sshengine.errors()
+
 READ_SIZE = 256 * 1024
 # The longest wait between two tries of an engine that does not answer: following goes on
 # within seconds of its return (a failed try is one refused connection: cheap).
@@ -67,7 +73,7 @@ def keep_running(call: Callable[[], None], stopping: threading.Event, *,
     exponential backoff and jitter (tenacity); anything else (a bug, a stream cut in the
     middle of a JSON event) is logged and tried again after 1 s, never a silent death."""
     retry = Retrying(
-        retry=retry_if_exception_type(ENGINE_ERRORS),
+        retry=retry_if_exception(lambda exc: isinstance(exc, engine_errors())),
         wait=wait_exponential_jitter(multiplier=0.2, max=backoff_max, jitter=0.2),
         sleep=stopping.wait,
         before_sleep=on_engine_failure,
@@ -77,7 +83,7 @@ def keep_running(call: Callable[[], None], stopping: threading.Event, *,
     while not stopping.is_set():
         try:
             retry(call)
-        except ENGINE_ERRORS:
+        except engine_errors():
             pass
         except Exception:
             log.exception("%s failed; trying again in 1 s", what)
@@ -439,7 +445,7 @@ class Ingest:
         if not background:
             try:
                 self._client = self._client_factory()
-            except ENGINE_ERRORS as exc:
+            except engine_errors() as exc:
                 self.health.failed(exc)
             else:
                 self._start_sources()

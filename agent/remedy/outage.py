@@ -4,10 +4,10 @@ fix: the incident waits for it (its attempts are not used up) and goes on when i
 from __future__ import annotations
 
 import httpx
-import paramiko
 import requests
 from docker.errors import DockerException
 
+from agent import sshengine
 from agent.actions.base import ActionContext
 
 API, ENGINE = "hummingbot-api", "the Docker engine"
@@ -25,7 +25,7 @@ def outage_of(exc: BaseException) -> str | None:
             return ENGINE
         if isinstance(cur, DockerException) and "Connection" in str(cur):
             return ENGINE  # docker-py wraps "connection refused" / "no such file" of the socket
-        if isinstance(cur, paramiko.SSHException):
+        if isinstance(cur, sshengine.errors()):
             return ENGINE  # an ssh:// engine's host that does not let the agent in (yet)
         cur = cur.__cause__ or cur.__context__
     return None
@@ -39,6 +39,6 @@ def reachable(ctx: ActionContext, what: str) -> bool:
         else:
             ctx.docker.ping()
     except (httpx.HTTPError, requests.exceptions.RequestException, DockerException, OSError,
-            paramiko.SSHException):
+            *sshengine.errors()):
         return False
     return True
