@@ -26,7 +26,7 @@ from agent.notify.unknown import burst_message, digest_message
 from agent.pipeline import Pipeline
 from agent.recorder.proxy import RecorderThread, parse_addr
 from agent.redact import Redactor
-from agent.remedy.engine import Remedy
+from agent.remedy.engine import Remedy, log_step
 from agent.runtime import RecorderError, StackRuntime
 from agent.runtime import start_recorder as _start_recorder
 from agent.settings import Settings
@@ -56,18 +56,6 @@ def report_match(res: Result, where: str = "") -> None:
         state = "would run: " + (", ".join(res.actions) or "notify only")
     log.log(logging.WARNING if res.refused else logging.INFO, "%srule %s matched in %s: %s %s [%s]", where,
             r.id, res.event.container, caps, state, res.event.fingerprint)
-
-
-# An incident step's log level: INFO while things go as they should, WARNING where a person
-# should look, ERROR where the agent failed.
-STEP_LEVELS = {"failed": logging.WARNING, "refused": logging.WARNING, "stale": logging.WARNING,
-               "waiting": logging.WARNING, "gave-up": logging.ERROR}
-
-
-def log_step(inc, step: str, text: str, show_stack: bool = False) -> None:
-    where = f"stack {inc.stack}: " if show_stack else ""
-    log.log(STEP_LEVELS.get(step, logging.INFO), "%sincident %s [%s] %s: %s", where, inc.id, inc.rule, step,
-            text)
 
 
 class Service:

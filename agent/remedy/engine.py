@@ -73,9 +73,17 @@ class _Waiting(Exception):
     """The fix needs something only a human can give (usually the deploy body)."""
 
 
-def log_step(inc: Incident, step: str, text: str) -> None:
-    """Until notifications are wired: each incident step as one line of the agent's log."""
-    log.warning("incident %s [%s] %s: %s", inc.id, inc.rule, step, text)
+# An incident step's log level: INFO while things go as they should, WARNING where a person
+# should look, ERROR where the agent failed.
+STEP_LEVELS = {"failed": logging.WARNING, "refused": logging.WARNING, "stale": logging.WARNING,
+               "waiting": logging.WARNING, "gave-up": logging.ERROR}
+
+
+def log_step(inc: Incident, step: str, text: str, show_stack: bool = False) -> None:
+    """Each incident step as one line of the agent's log (beside its notification)."""
+    where = f"stack {inc.stack}: " if show_stack else ""
+    log.log(STEP_LEVELS.get(step, logging.INFO), "%sincident %s [%s] %s: %s", where, inc.id, inc.rule, step,
+            text)
 
 
 def finish_command(inc: Incident) -> str:

@@ -67,7 +67,7 @@ def test_metrics_render(service):
 def test_incident_steps_are_logged_at_their_level(caplog):
     import logging
 
-    from agent.service import log_step
+    from agent.remedy.engine import log_step
 
     inc = type("Inc", (), {"id": "inc1", "rule": "r"})()
     caplog.set_level(logging.DEBUG, logger="agent")
