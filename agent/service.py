@@ -10,6 +10,7 @@ logged the first time and then at most once an hour.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -261,8 +262,17 @@ def notify_targets(settings: Settings, redactor: Redactor) -> list[Target]:
     return targets
 
 
+_HOST_NAME = re.compile(r"(?:[a-z0-9-]+\.)+[a-z]{2,}")  # lower case: tokens mix cases
+
+
+def url_tokens(url: str) -> list[str]:
+    """The parts of a notify URL that may be secret (12 characters or more), but its host names:
+    apprise URLs carry their tokens where a host would be (`slack://T1/B2/C3`), and a web hook's
+    host (`hooks.slack.com`) masked in every message would only confuse."""
+    parts = re.split(r"[/,=@:?&]", url)
+    return [p for p in parts if len(p) >= 12 and not _HOST_NAME.fullmatch(p)]
+
+
 def _add_tokens(redactor: Redactor, url: str) -> None:
-    for part in url.replace(",", "/").replace("=", "/").replace("@", "/").replace(":", "/") \
-            .replace("?", "/").replace("&", "/").split("/"):
-        if len(part) >= 12:
-            redactor.add(part)
+    for part in url_tokens(url):
+        redactor.add(part)

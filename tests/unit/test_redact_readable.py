@@ -42,3 +42,14 @@ def test_where_an_event_is_in_the_log():
                           "first": "2026-06-29T14:03:07.515012340Z", "last": "2026-06-29T14:03:07.600000000Z"}
     assert stamp(1_782_741_787_000_000_000) == "2026-06-29T14:03:07.000000000Z"  # as docker logs -t
     assert Event("x", "stdout", "line", ["a"], 1, 1).where() == {"container": "x", "stream": "stdout"}
+
+
+def test_a_notify_urls_tokens_are_secret_its_host_names_are_not():
+    from agent.service import url_tokens
+
+    assert url_tokens("https://hooks.slack.com/services/T0AAAAAAAAA/B0BBBBBBBBBB/XyZ123abcDEF456ghi") == [
+        "B0BBBBBBBBBB", "XyZ123abcDEF456ghi"]
+    assert url_tokens("slack://T1JJ3T3L2A/A1BRTD4JD12/TIiajkdnlazkcOXrIdevi7FQ/#general") == [
+        "TIiajkdnlazkcOXrIdevi7FQ"]
+    assert url_tokens("tgram://123456:ABCdefGHIjklMNOpqr/-100123") == ["ABCdefGHIjklMNOpqr"]
+    assert url_tokens("json://api.telegram.org:8443/path?token=SECRETsecret99") == ["SECRETsecret99"]
