@@ -178,7 +178,7 @@ class StackRuntime:
             self.fate.exited(event, res)
         elif res is not None:
             self.fate.matched(res)
-        else:
+        elif not self.fate.explains(event):
             self.service.unknown.observe(event)
 
     def _submit(self, res: Result) -> None:

@@ -36,6 +36,7 @@ from agent.store import Store
 
 log = logging.getLogger(__name__)
 KEEP = 3600.0  # what was seen of a bot is kept this long
+AFTERMATH = 30.0  # a bot's errors this long after a fatal match are that failure's
 STILL_RUNNING = "is still running (without what failed)"
 
 
@@ -50,6 +51,7 @@ class _Seen:
     matches: deque = field(default_factory=lambda: deque(maxlen=64))  # (wall time, rule id, summary)
     death: dict | None = None
     at: float = field(default_factory=time.time)
+    fatal_at: float | None = None  # monotonic: the latest fatal match
 
 
 class Fate:
@@ -70,6 +72,8 @@ class Fate:
         if event.role == BOT:
             self._note(event.container, res.rule.id, _summary(res))
             if res.rule.fatal and not res.refused:
+                with self._lock:
+                    self._seen[event.container].fatal_at = time.monotonic()
                 held = self._held.get(event.container)
                 if held is None:
                     self._held[event.container] = _Held(res, time.monotonic() + self.exit_wait)
@@ -77,6 +81,17 @@ class Fate:
                     held.res = res  # the same failure seen again (console and log file), or a better reason
                 return
         self.submit(res)
+
+    def explains(self, event: Event) -> bool:
+        """Is this unmatched event of a bot the aftermath of a failure a fatal rule already told
+        (`root - ERROR - Failed to load strategy. Exiting.` after the strategy failed)? Then it is
+        no unknown error of its own."""
+        if event.role != BOT:
+            return False
+        with self._lock:
+            seen = self._seen.get(event.container)
+            return seen is not None and seen.fatal_at is not None \
+                and time.monotonic() - seen.fatal_at < AFTERMATH
 
     def exited(self, event: Event, res: Result | None) -> None:
         """A bot's end, from the engine's life events (with its last lines)."""

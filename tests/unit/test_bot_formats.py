@@ -99,3 +99,33 @@ def test_hummingbot_apis_real_logs_wake_no_bot_rule():
         for e in replay_lines(path.read_text().splitlines(), "hummingbot-api"):
             res = m.match(e)
             assert res is None or not res.rule.id.startswith("bot-"), (path.name, res.rule.id)
+
+
+def test_a_bots_errors_after_its_fatal_failure_are_that_failure_not_unknown_errors():
+    """The real log file of a bot whose script does not exist (bots/current-d1): the strategy's
+    failure is matched; root's two ERROR lines after it are its aftermath, which the unknown
+    store does not count. Another bot's, and the same bot's once the aftermath is over, are."""
+    from agent.remedy import fate as fates
+
+    lines = [
+        "2026-11-29 07:31:32,506 - 11 - root - INFO - Starting V2 script strategy: rb_no_such_script",
+        "2026-11-29 07:31:32,507 - 11 - hummingbot.core.trading_core - ERROR - Failed to start strategy"
+        " rb_no_such_script: Unknown strategy: rb_no_such_script",
+        "2026-11-29 07:31:32,507 - 11 - root - ERROR - Failed to start strategy",
+        "2026-11-29 07:31:32,507 - 11 - root - ERROR - Failed to load strategy. Exiting.",
+    ]
+    m = Matcher(LIBRARY)
+    fate = fates.Fate(lambda: LIBRARY, lambda _res: None)
+    unexplained = []
+    for e in replay_lines(lines, "rb_d1", origin=Origin("rb_d1", "log", BOT)):
+        res = m.match(e)
+        if res is not None:
+            fate.matched(res)
+        elif not fate.explains(e):
+            unexplained.append(e.message)
+    assert unexplained == ["Starting V2 script strategy: rb_no_such_script"]
+    other = list(replay_lines(lines[3:], "rb_d2", origin=Origin("rb_d2", "log", BOT)))
+    assert not fate.explains(other[0])
+    fate._seen["rb_d1"].fatal_at -= fates.AFTERMATH
+    again = list(replay_lines(lines[3:], "rb_d1", origin=Origin("rb_d1", "log", BOT)))
+    assert not fate.explains(again[0])
