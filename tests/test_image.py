@@ -73,7 +73,8 @@ def test_image_fixes_the_seed_incident_and_stops_cleanly(image, docker_client, m
         agent.stop(timeout=10)
         took = time.monotonic() - started
         logs = agent.logs().decode()
-        assert took < 3, took
+        assert took < 10, f"not stopped within Docker's 10 s grace (killed): {took:.1f} s"
+        agent.reload()
         assert agent.attrs["State"]["ExitCode"] == 0 or agent.wait()["StatusCode"] == 0
         assert "hb-medic stopped" in logs
         assert "deploy recorder:" in logs and "in enforce mode" in logs
