@@ -39,7 +39,7 @@ from agent.ingest.files import LogFiles
 from agent.ingest.life import LifeEvents
 from agent.ingest.split import STDERR, STDOUT, Dechunker, Line, LineSplitter, format_ts
 from agent.stackconf import engine_problem
-from agent.store import DUP_BITS, Checkpoint, Store
+from agent.store import DUP_BITS, Checkpoint, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,9 @@ class LineSink(Protocol):
 def keep_running(call: Callable[[], None], stopping: threading.Event, *,
                  on_engine_failure: Callable, what: str, backoff_max: float = BACKOFF_MAX) -> None:
     """Call again and again until `stopping` is set. Engine errors are retried with
-    exponential backoff and jitter (tenacity); anything else (a bug, a stream cut in the
-    middle of a JSON event) is logged and tried again after 1 s, never a silent death."""
+    exponential backoff and jitter (tenacity); a state file that cannot be written is waited
+    for quietly (the store logs it once); anything else (a bug, a stream cut in the middle of a
+    JSON event) is logged and tried again after 1 s, never a silent death."""
     retry = Retrying(
         retry=retry_if_exception(lambda exc: isinstance(exc, engine_errors())),
         wait=wait_exponential_jitter(multiplier=0.2, max=backoff_max, jitter=0.2),
@@ -85,6 +86,8 @@ def keep_running(call: Callable[[], None], stopping: threading.Event, *,
             retry(call)
         except engine_errors():
             pass
+        except StateUnwritable:
+            stopping.wait(1.0)  # the store said so once, and /healthz says so until it heals
         except Exception:
             log.exception("%s failed; trying again in 1 s", what)
             stopping.wait(1.0)

@@ -34,3 +34,29 @@ def test_flapping_engine_is_one_outage(caplog):
     health.ok()
     wait_until(lambda: len(said(caplog)) >= 4, 10, "the second outage to end")
     assert said(caplog)[2:] == ["Docker engine unreachable", "Docker engine reachable again"]
+
+
+def test_a_source_waits_quietly_for_a_state_file_that_cannot_be_written(caplog):
+    """A source whose store write fails (StateUnwritable: the store logged it once) is called
+    again a second later, with no traceback in the log; a bug is still logged with its traceback."""
+    import threading
+
+    from agent.ingest.follow import keep_running
+    from agent.store import StateUnwritable
+
+    stopping = threading.Event()
+    calls = []
+
+    def call():
+        calls.append(1)
+        if len(calls) <= 2:
+            raise StateUnwritable("attempt to write a readonly database")
+        if len(calls) == 3:
+            raise KeyError("a bug")
+        stopping.set()
+
+    with caplog.at_level("DEBUG"):
+        keep_running(call, stopping, on_engine_failure=lambda _s: None, what="a source")
+    assert len(calls) == 4
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == ["a source failed; trying again in 1 s"]
+    assert "readonly" not in caplog.text
