@@ -136,11 +136,10 @@ def test_hummingbot_api_outage_waits_then_finishes(make_stack, agent):
     assert waiting.detail.startswith("hummingbot-api does not answer") and "up to a day" in waiting.detail
     stack.api.start()
     wait_until(lambda: answers(stack), 60, "hummingbot-api back")
-    back = time.monotonic()
     Remedy.start(service.remedy)  # its workers look again by themselves
+    # How soon after the return it finishes is measured by the fault suite (api-outage-*).
     inc = one_incident(service, ("resolved", "gave-up", "failed", "waiting"), timeout=60)
     assert inc.state == "resolved", inc.detail
-    assert time.monotonic() - back < 30
     assert inc.attempts == 1
     assert [c.status for c in bots(stack, name)] == ["running"]
     # A different deploy failing after that is a new failure, not hidden by the cooldown.
