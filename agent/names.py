@@ -38,3 +38,9 @@ def protected_profile(name: str) -> bool:
 # The recorder's name for credential uploads (POST /accounts/add-credential/<account>/<connector>),
 # beside the two deploy routes.
 CREDENTIAL_ROUTE = "add-credential"
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """`host:port` (or `:port`, every address) where the agent listens: health server, recorder."""
+    host, _, port = addr.rpartition(":")
+    return (host or "0.0.0.0"), int(port)

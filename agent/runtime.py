@@ -26,15 +26,15 @@ from agent.hummingbot_api import HummingbotAPI
 from agent.ingest.bots import BotSelection
 from agent.ingest.follow import MAX_STREAMS, Ingest
 from agent.match.matcher import Matcher, Result
-from agent.names import DEFAULT_STACK
+from agent.names import DEFAULT_STACK, parse_addr
 from agent.pipeline import Pipeline
 from agent.recorder.feed import DeployFeed
-from agent.recorder.proxy import Recorder, RecorderThread, parse_addr
 from agent.remedy.engine import Remedy
 from agent.remedy.fate import Fate
 from agent.stackconf import StackConfig, engine_client
 
 if TYPE_CHECKING:
+    from agent.recorder.proxy import RecorderThread
     from agent.service import Service
 
 log = logging.getLogger("agent")
@@ -48,6 +48,8 @@ class RecorderError(Exception):
 
 def start_recorder(stack: StackConfig, store, on_record=None) -> RecorderThread:
     """The stack's recorder in its own thread, listening before this returns."""
+    from agent.recorder.proxy import Recorder, RecorderThread  # aiohttp, only where a recorder runs
+
     assert stack.recorder_addr
     host, port = parse_addr(stack.recorder_addr)
     password = stack.hummingbot_password

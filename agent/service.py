@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.http import HealthServer
@@ -20,12 +21,11 @@ from agent.ingest.follow import Ingest
 from agent.match.library import Library, load_library
 from agent.match.matcher import Matcher, Result
 from agent.match.reload import RulesWatcher
-from agent.names import DEFAULT_STACK
+from agent.names import DEFAULT_STACK, parse_addr
 from agent.notify.notifier import Notifier
 from agent.notify.targets import Target, parse_config, parse_urls
 from agent.notify.unknown import burst_message, digest_message
 from agent.pipeline import Pipeline
-from agent.recorder.proxy import RecorderThread, parse_addr
 from agent.redact import Redactor
 from agent.remedy.engine import Remedy, log_step
 from agent.runtime import RecorderError, StackRuntime
@@ -34,6 +34,9 @@ from agent.settings import Settings
 from agent.store import Store, Unknown
 from agent.unknown.digest import DigestSchedule
 from agent.unknown.tracker import UnknownTracker
+
+if TYPE_CHECKING:
+    from agent.recorder.proxy import RecorderThread
 
 log = logging.getLogger("agent")
 

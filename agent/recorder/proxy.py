@@ -493,6 +493,3 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def parse_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return (host or "0.0.0.0"), int(port)
