@@ -256,6 +256,7 @@ class Follower(threading.Thread):
         self.status.container_id = cid
         self.status.labels = dict(info["Config"].get("Labels") or {})
         since = self._since(info)
+        del info  # not held while the stream is read: tens of KiB a follower, for as long as it lives
         if running:
             self.status.state = "attached"
             self.drained.clear()
