@@ -491,5 +491,3 @@ async def _settle(tasks) -> None:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-

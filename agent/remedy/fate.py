@@ -36,7 +36,7 @@ from agent.store import Store
 
 log = logging.getLogger(__name__)
 KEEP = 3600.0  # what was seen of a bot is kept this long
-AFTERMATH = 30.0  # a bot's errors this long after a fatal match are that failure's
+AFTERMATH = 30.0  # a bot's errors this long after a fatal match are that failure's, not unknown
 STILL_RUNNING = "is still running (without what failed)"
 
 
