@@ -7,6 +7,7 @@ from __future__ import annotations
 import docker
 import httpx
 import pytest
+import yaml
 from docker.errors import APIError
 
 from tests.compose import ComposeUp, port_or_free
@@ -64,6 +65,53 @@ def test_compose_yaml_fixes_the_seed_incident(agent_image, docker_client, make_s
             compose.close()
     assert not docker_client.containers.list(all=True, filters={"name": "^hb-medic$"})
     assert not docker_client.volumes.list(filters={"name": f"medic-t{stack.run_id}-state"})
+
+
+
+def test_compose_yaml_with_a_stacks_file_fixes_the_seed_incident_under_the_stacks_name(
+        agent_image, docker_client, make_stack, tmp_path):
+    """The shipped compose file with the config file its comment describes (mounted read-only):
+    the agent looks after the one stack listed, by its name, with the password from the secret."""
+    stack = make_stack(real_names=True)
+    recorder, http = port_or_free(8001), port_or_free(9108)
+    stacks = tmp_path / "stacks.yml"
+    stacks.write_text(yaml.safe_dump({"stacks": [{
+        "name": "eu-1", "docker_host": "unix:///var/run/docker.sock", "containers": ["hummingbot-api"],
+        "hummingbot_url": stack.url, "hummingbot_password_file": "/run/secrets/medic_hummingbot_password",
+        "recorder_addr": f"127.0.0.1:{recorder}", "bots_dir": "/bots", "bots": "off"}]}))
+    stacks.chmod(0o644)
+    with Receiver() as receiver:
+        compose = ComposeUp("compose.yaml", stack.run_id, override={
+            "services": {"hb-medic": {
+                "image": AGENT_IMAGE, "healthcheck": QUICK_HEALTHCHECK,
+                "environment": {"MEDIC_CONFIG_FILE": "/etc/hb-medic/stacks.yml", "MEDIC_BOT_SETTLE": "3",
+                                "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
+                "volumes": [f"{stack.bots}:/bots:ro", f"{stacks}:/etc/hb-medic/stacks.yml:ro"]}},
+            "volumes": {"hb-medic-state": {"name": f"medic-t{stack.run_id}-state"}},
+        }, secrets={"hummingbot_password": "admin", "notify_urls": receiver.url})
+        try:
+            compose.up()
+            wait_until(lambda: _health(docker_client, "hb-medic") == "healthy", 90, "hb-medic healthy")
+            health = httpx.get(f"http://127.0.0.1:{http}/healthz", timeout=10).json()
+            assert list(health["stacks"]) == ["eu-1"], health
+            resp = httpx.post(f"http://127.0.0.1:{recorder}/bot-orchestration/deploy-v2-script", auth=ADMIN,
+                              json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"},
+                              timeout=60)
+            assert resp.status_code == 500
+            wait_until(lambda: docker_client.containers.list(filters={"name": "^sharp-bot-"}), 90,
+                       "the bot the agent deployed")
+            fixed = wait_until(lambda: [t for t in receiver.titles() if "Fixed" in t], 60,
+                               "the 'fixed' message")
+            assert "eu-1" in fixed[0], fixed
+            agent = docker_client.containers.get("hb-medic")
+            code, out = agent.exec_run(["hb-medic", "incidents", "--stack", "eu-1"])
+            assert code == 0 and "resolved" in out.decode() and "credentials-profile-missing" in out.decode()
+            code, out = agent.exec_run(["hb-medic", "doctor"])
+            assert code == 0, out.decode()
+            assert "✓ stack eu-1: container hummingbot-api: running" in out.decode(), out.decode()
+        finally:
+            _show_logs(docker_client, "hb-medic")
+            compose.close()
 
 
 def _show_logs(client, name: str) -> None:
