@@ -5,7 +5,6 @@ logged once, and the agent recovers when it can write again."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,41 +19,9 @@ import pytest
 
 from agent.store import Store
 from tests.stack import REPO, free_port, wait_until
+from tests.statefiles import damage, digest, good_state
 
 EXIT_STATE_FILE = 3
-
-
-def _good(path: Path) -> None:
-    store = Store(path)
-    for n in range(2000):
-        store.audit(None, "decision", f"filler {n}", {"pad": "x" * 200})
-    store.close()
-
-
-def _make(kind: str, path: Path) -> None:
-    if kind == "garbage":
-        path.write_bytes(os.urandom(3000))
-    elif kind == "half":
-        _good(path)
-        data = path.read_bytes()
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "directory":
-        path.mkdir()
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "foreign":
-        import sqlite3
-
-        conn = sqlite3.connect(path)
-        conn.execute("CREATE TABLE notes (x)")
-        conn.commit()
-        conn.close()
-
-
-def _digest(path: Path) -> str:
-    if path.is_dir():
-        return "dir:" + ",".join(sorted(os.listdir(path)))
-    return hashlib.sha256(path.read_bytes()).hexdigest() + f":{path.stat().st_mtime_ns}"
 
 
 def _run(state: Path, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -73,21 +40,21 @@ def _run(state: Path, timeout: float = 60) -> subprocess.CompletedProcess:
 ])
 def test_unusable_state_file_stops_the_start_with_one_message(tmp_path, kind, says):
     state = tmp_path / "state.db"
-    _make(kind, state)
-    before = _digest(state)
+    damage(kind, state)
+    before = digest(state)
     out = _run(state)
     assert out.returncode == EXIT_STATE_FILE, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith(f"hb-medic: the state file {state} {says}") and "left untouched" in lines[0]
     assert "Traceback" not in out.stderr
-    assert _digest(state) == before
+    assert digest(state) == before
 
 
 def test_read_only_state_file_stops_the_start(tmp_path):
     state = tmp_path / "state.db"
-    _good(state)
-    before = _digest(state)
+    good_state(state)
+    before = digest(state)
     if subprocess.run(["chattr", "+i", str(state)], capture_output=True).returncode != 0:
         pytest.fail("chattr +i is needed to make a file read-only for root")
     try:
@@ -98,7 +65,7 @@ def test_read_only_state_file_stops_the_start(tmp_path):
     assert out.stderr.strip().splitlines() == [
         f"hb-medic: the state file {state} cannot be written (attempt to write a readonly database); it was"
         " left untouched. Make it, and its folder, writable for the user hb-medic runs as."]
-    assert _digest(state) == before
+    assert digest(state) == before
 
 
 def test_missing_state_file_is_created_whole(tmp_path):

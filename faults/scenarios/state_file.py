@@ -5,58 +5,22 @@ running agent turns /healthz 503 with the reason, is logged once, and heals."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from agent.store import Store
 from faults.agent import Agent
 from faults.scenarios.common import settle
 from tests.stack import REPO
+from tests.statefiles import KINDS, damage, digest
 
 TARGET = ("each fault: one message naming the file, exit status 3, file untouched; unwritable while"
           " running: /healthz 503 with the reason, logged once, back to 200 when it heals")
 EXIT = 3
-
-
-def _good(path: Path, rows: int) -> None:
-    store = Store(path)
-    for n in range(rows):
-        store.audit(None, "decision", f"filler {n}", {"pad": "x" * 200})
-    store.close()
-
-
-def _make(kind: str, path: Path) -> None:
-    if kind == "garbage":
-        path.write_bytes(os.urandom(4096))
-    elif kind == "half":
-        _good(path, 2000)
-        data = path.read_bytes()
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "directory":
-        path.mkdir()
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "foreign":
-        conn = sqlite3.connect(path)
-        conn.execute("CREATE TABLE notes (x)")
-        conn.commit()
-        conn.close()
-    elif kind == "read-only":
-        _good(path, 10)
-        subprocess.run(["chattr", "+i", str(path)], check=True)
-
-
-def _digest(path: Path) -> str:
-    if path.is_dir():
-        return "dir:" + ",".join(sorted(os.listdir(path)))
-    return hashlib.sha256(path.read_bytes()).hexdigest() + f":{path.stat().st_mtime_ns}"
 
 
 def run(quick: bool) -> dict:
@@ -65,12 +29,12 @@ def run(quick: bool) -> dict:
     work = Path(tempfile.mkdtemp(prefix="medic-faults-state-"))
     cases = {}
     try:
-        for kind in ("garbage", "half", "directory", "empty", "foreign", "read-only"):
+        for kind in KINDS:
             folder = work / kind
             folder.mkdir()
             state = folder / "state.db"
-            _make(kind, state)
-            before = _digest(state)
+            damage(kind, state)
+            before = digest(state)
             env = {**os.environ, "MEDIC_STATE_DB": str(state), "MEDIC_CONTAINERS": "medic-none-such",
                    "MEDIC_HUMMINGBOT_PASSWORD": "admin", "MEDIC_RULES_DIR": str(REPO / "rules")}
             out = subprocess.run([sys.executable, "-m", "agent", "run"], capture_output=True, text=True,
@@ -78,7 +42,7 @@ def run(quick: bool) -> dict:
             subprocess.run(["chattr", "-i", str(state)], capture_output=True)
             lines = out.stderr.strip().splitlines()
             cases[kind] = {"exit": out.returncode, "lines": len(lines), "message": lines[0] if lines else "",
-                           "names_file": str(state) in out.stderr, "untouched": _digest(state) == before,
+                           "names_file": str(state) in out.stderr, "untouched": digest(state) == before,
                            "traceback": "Traceback" in out.stderr}
         running = _unwritable_while_running(work / "running", quick)
     finally:
