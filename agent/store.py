@@ -626,15 +626,7 @@ class Store:
         where = ["at >= ?", "authenticated = 1", "(state = ? OR (state = ? AND failed = 1))", "stack = ?",
                  DEPLOYS_ONLY]
         args: list = [since, LOST, ANSWERED, stack]
-        if until is not None:
-            where.append("at <= ?")
-            args.append(until)
-        if profile is not None:
-            where.append("profile = ?")
-            args.append(profile)
-        if instances:
-            where.append(f"instance IN ({','.join('?' * len(instances))})")
-            args += list(instances)
+        _narrow(where, args, until, profile, instances)
         if route is not None:
             where.append("route = ?")
             args.append(route)
@@ -651,15 +643,7 @@ class Store:
         if profile is None and not instances:
             return []
         where, args = ["at >= ?", "authenticated = 1", "stack = ?", DEPLOYS_ONLY], [since, stack]
-        if until is not None:
-            where.append("at <= ?")
-            args.append(until)
-        if profile is not None:
-            where.append("profile = ?")
-            args.append(profile)
-        if instances:
-            where.append(f"instance IN ({','.join('?' * len(instances))})")
-            args += list(instances)
+        _narrow(where, args, until, profile, instances)
         rows = self._conn().execute(
             f"SELECT {self._DEPLOY_COLUMNS} FROM deploys WHERE {' AND '.join(where)} ORDER BY id LIMIT 500",
             args).fetchall()
@@ -960,6 +944,20 @@ class Store:
 
     def meta_set(self, key: str, value: str) -> None:
         self._conn().execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _narrow(where: list[str], args: list, until: float | None, profile: str | None,
+            instances: tuple[str, ...]) -> None:
+    """The deploy queries' common conditions: before `until`, of this profile, of these instances."""
+    if until is not None:
+        where.append("at <= ?")
+        args.append(until)
+    if profile is not None:
+        where.append("profile = ?")
+        args.append(profile)
+    if instances:
+        where.append(f"instance IN ({','.join('?' * len(instances))})")
+        args += list(instances)
 
 
 def _like_prefix(text: str) -> str:
