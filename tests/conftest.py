@@ -10,6 +10,7 @@ import pytest
 from docker.errors import DockerException
 
 from tests.images import BASE_IMAGE, ensure_images
+from tests.receiver import Receiver
 from tests.stack import REPO, Stack, free_port, sweep
 
 AGENT_IMAGE = f"medic-test/hb-medic:run-{os.getpid()}"  # this run's build, whatever other checkouts build
@@ -72,3 +73,38 @@ def make_stack(docker_client):
 @pytest.fixture
 def stack(make_stack) -> Stack:
     return make_stack()
+
+
+@pytest.fixture
+def receiver():
+    """A local notification receiver (apprise json://), closed after the test."""
+    with Receiver() as rx:
+        yield rx
+
+
+@pytest.fixture
+def start_service():
+    """Starts an agent (Service) in this process; each one started is stopped after the test
+    (`start.stop(service)` stops one sooner). `drive`: no remedy worker, the test runs the
+    attempts itself."""
+    from agent.service import Service
+
+    made: list = []
+
+    def start(settings, *, drive: bool = False):
+        service = Service(settings)
+        if drive:
+            service.remedy.start = lambda: None
+        service.start()
+        made.append(service)
+        return service
+
+    def stop(service) -> None:
+        """Stop one before the test ends (a restart of the agent, say)."""
+        made.remove(service)
+        service.stop()
+
+    start.stop = stop
+    yield start
+    for service in made:
+        service.stop()

@@ -16,7 +16,6 @@ import pytest
 
 from agent.service import Service
 from agent.settings import Settings
-from tests.receiver import Receiver
 from tests.stack import ADMIN, REPO, free_port, wait_until
 
 pytestmark = pytest.mark.docker
@@ -25,34 +24,17 @@ DONE = ("resolved", "gave-up", "waiting", "failed", "refused", "observed", "stal
 
 
 @pytest.fixture
-def receiver():
-    with Receiver() as rx:
-        yield rx
-
-
-@pytest.fixture
-def agent(tmp_path, receiver):
-    made: list[Service] = []
-
+def agent(tmp_path, receiver, start_service):
     def start(stack, **extra) -> Service:
         settings = Settings(**{
             "containers": [stack.prefix + "hummingbot-api"], "state_db": tmp_path / "state.db",
             "hummingbot_url": stack.url, "catchup_window": 120,
             "recorder_addr": f"127.0.0.1:{free_port()}", "bots": f"b{stack.run_id}_*",
             "bots_dir": stack.bots, "bot_settle": SETTLE, "notify_urls": receiver.url, **extra})
-        service = Service(settings)
-        service.start()
-        made.append(service)
-        return service
+        return start_service(settings)
 
-    def stop(service: Service) -> None:
-        made.remove(service)
-        service.stop()
-
-    start.stop = stop
-    yield start
-    for s in made:
-        s.stop()
+    start.stop = start_service.stop
+    return start
 
 
 def name(stack, base: str) -> str:

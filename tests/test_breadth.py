@@ -30,15 +30,7 @@ CANARY_KEY, CANARY_SECRET = "CANARYkey7f3a9c1d", "CANARYsecret0b4e28ba"
 
 
 @pytest.fixture
-def receiver():
-    with Receiver() as rx:
-        yield rx
-
-
-@pytest.fixture
-def agent(tmp_path, receiver):
-    made: list[Service] = []
-
+def agent(tmp_path, receiver, start_service):
     def start(stack, *, rules: Path | None = None, **extra) -> Service:
         folder = rules or prefixed_rules(stack.prefix, tmp_path / f"rules-{stack.run_id}")
         settings = Settings(**{
@@ -46,14 +38,9 @@ def agent(tmp_path, receiver):
             "hummingbot_url": stack.url, "catchup_window": 120, "rules_dir": folder,
             "recorder_addr": f"127.0.0.1:{free_port()}", "bots": f"b{stack.run_id}_*",
             "bots_dir": stack.bots, "bot_settle": 3, "notify_urls": receiver.url, **extra})
-        service = Service(settings)
-        service.start()
-        made.append(service)
-        return service
+        return start_service(settings)
 
-    yield start
-    for s in made:
-        s.stop()
+    return start
 
 
 def name(stack, base: str) -> str:

@@ -22,25 +22,16 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture
-def agent(tmp_path):
-    made: list[Service] = []
-
+def agent(tmp_path, start_service):
     def start(stack, *, recorder: bool = True, start_remedy: bool = True, **extra) -> Service:
         # The retried bot must live a settle time (shortened here); bots are tests/test_bots.py's.
         settings = Settings(**{
             "containers": ["hummingbot-api"], "state_db": tmp_path / "state.db", "rules_dir": REPO / "rules",
             "hummingbot_url": stack.url, "catchup_window": 120, "bots": "off", "bot_settle": 2,
             "recorder_addr": f"127.0.0.1:{free_port()}" if recorder else None, **extra})
-        service = Service(settings)
-        if not start_remedy:
-            service.remedy.start = lambda: None  # the test drives attempts itself
-        service.start()
-        made.append(service)
-        return service
+        return start_service(settings, drive=not start_remedy)
 
-    yield start
-    for s in made:
-        s.stop()
+    return start
 
 
 def via(service: Service) -> str:

@@ -20,9 +20,7 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture
-def agent(tmp_path):
-    made: list[Service] = []
-
+def agent(tmp_path, start_service):
     def start(stack, *, drive: bool = True, **extra) -> Service:
         """`drive`: the test runs attempts itself (no remedy worker)."""
         settings = Settings(
@@ -30,16 +28,9 @@ def agent(tmp_path):
             rules_dir=prefixed_rules(stack.prefix, tmp_path / "rules"), hummingbot_url=stack.url,
             catchup_window=120, recorder_addr=f"127.0.0.1:{free_port()}",
             bot_settle=3, **extra)  # a re-sent bot must live 3 s (not 30): these tests are about incidents
-        service = Service(settings)
-        if drive:
-            service.remedy.start = lambda: None
-        service.start()
-        made.append(service)
-        return service
+        return start_service(settings, drive=drive)
 
-    yield start
-    for s in made:
-        s.stop()
+    return start
 
 
 def deploy(service: Service, **body) -> httpx.Response:
