@@ -307,15 +307,21 @@ def start_raiser(client: docker.DockerClient, name: str, label: str, tty: bool =
 SIBLINGS = ("hummingbot-api", "hummingbot-broker", "hummingbot-postgres")
 
 
-def prefixed_rules(prefix: str, folder: Path) -> Path:
+def prefixed_rules(prefix: str, folder: Path, *more: str) -> Path:
     """The shipped rules, watching (and acting on) this stack's prefixed container names, as a
-    user folder (it replaces the shipped rules by id), so a test needs no real-names lock."""
+    user folder (it replaces the shipped rules by id), so a test needs no real-names lock. With
+    `more` prefixes (other stacks'), a list of names watches every stack's; a single name (an
+    action's target) stays the first stack's."""
     import yaml
+
+    prefixes = (prefix, *more)
 
     def rename(value):
         if isinstance(value, dict):  # roles name kinds of containers, not containers
             return {k: v if k == "roles" else rename(v) for k, v in value.items()}
         if isinstance(value, list):
+            if value and all(isinstance(v, str) and v in SIBLINGS for v in value):
+                return [p + v for v in value for p in prefixes]
             return [rename(v) for v in value]
         return prefix + value if isinstance(value, str) and value in SIBLINGS else value
 

@@ -21,7 +21,16 @@ import yaml
 from tests.engines import SecondEngine, SshGate
 from tests.images import BOT_IMAGE, STANDIN_IMAGE, TOOLS_IMAGE
 from tests.receiver import Receiver
-from tests.stack import ADMIN, REPO, SIBLINGS, Stack, free_port, labels, start_raiser, wait_until
+from tests.stack import (
+    ADMIN,
+    REPO,
+    Stack,
+    free_port,
+    labels,
+    prefixed_rules,
+    start_raiser,
+    wait_until,
+)
 
 pytestmark = pytest.mark.docker
 SEED = "credentials-profile-missing"
@@ -51,27 +60,6 @@ def remote(engine):
         client.close()
 
 
-def rules_for(folder: Path, *prefixes: str) -> Path:
-    """The shipped rules, watching the stand-ins' prefixed names of every stack."""
-    def rename(value):
-        if isinstance(value, dict):  # roles name kinds of containers, not containers
-            return {k: v if k == "roles" else rename(v) for k, v in value.items()}
-        if isinstance(value, list):
-            if value and all(isinstance(v, str) and v in SIBLINGS for v in value):
-                return [p + v for v in value for p in prefixes]  # a list of names: every stack's
-            return [rename(v) for v in value]
-        return prefixes[0] + value if isinstance(value, str) and value in SIBLINGS else value
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for rule in sorted((REPO / "rules").glob("*.yml")):
-        doc = yaml.safe_load(rule.read_text())
-        for key in ("where", "actions", "verify", "incident"):
-            if key in doc:
-                doc[key] = rename(doc[key])
-        (folder / rule.name).write_text(yaml.safe_dump(doc, sort_keys=False))
-    return folder
-
-
 def write_config(tmp_path: Path, local: Stack, remote: Stack, engine: SecondEngine, *, cert: str = "client",
                  remote_password: str = "admin", extra_remote: list[str] = ()) -> dict[str, str]:
     secrets = tmp_path / "secrets"
@@ -94,7 +82,7 @@ def write_config(tmp_path: Path, local: Stack, remote: Stack, engine: SecondEngi
     path = tmp_path / "stacks.yml"
     path.write_text(yaml.safe_dump(config))
     return {"MEDIC_CONFIG_FILE": str(path), "MEDIC_STATE_DB": str(tmp_path / "state.db"),
-            "MEDIC_RULES_DIR": str(rules_for(tmp_path / "rules", local.prefix, remote.prefix)),
+            "MEDIC_RULES_DIR": str(prefixed_rules(local.prefix, tmp_path / "rules", remote.prefix)),
             "MEDIC_BOT_SETTLE": "2", "MEDIC_CATCHUP_WINDOW": "120",
             **{f"_RECORDER_{k.upper()}": v for k, v in recorders.items()}}
 
