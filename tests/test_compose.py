@@ -26,6 +26,16 @@ def _health(client, name: str) -> str:
     return (c.attrs["State"].get("Health") or {}).get("Status", "")
 
 
+def _seed_incident_fixed(client, recorder: int) -> list:
+    """The seed incident through the agent's recorder: the deploy fails (500) for the missing
+    profile, then the agent's re-sent deploy runs as a bot (returned)."""
+    resp = httpx.post(f"http://127.0.0.1:{recorder}/bot-orchestration/deploy-v2-script", auth=ADMIN,
+                      json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"}, timeout=60)
+    assert resp.status_code == 500
+    return wait_until(lambda: client.containers.list(filters={"name": "^sharp-bot-"}), 90,
+                      "the bot the agent deployed")
+
+
 def test_compose_yaml_fixes_the_seed_incident(agent_image, docker_client, make_stack):
     stack = make_stack(real_names=True)
     recorder, http = port_or_free(8001), port_or_free(9108)
@@ -44,12 +54,7 @@ def test_compose_yaml_fixes_the_seed_incident(agent_image, docker_client, make_s
             assert "MEDIC_HUMMINGBOT_PASSWORD" not in svc["environment"]  # from the secret file only
             compose.up()
             wait_until(lambda: _health(docker_client, "hb-medic") == "healthy", 90, "hb-medic healthy")
-            resp = httpx.post(f"http://127.0.0.1:{recorder}/bot-orchestration/deploy-v2-script", auth=ADMIN,
-                              json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"},
-                              timeout=60)
-            assert resp.status_code == 500
-            wait_until(lambda: docker_client.containers.list(filters={"name": "^sharp-bot-"}), 90,
-                       "the bot the agent deployed")
+            _seed_incident_fixed(docker_client, recorder)
             wait_until(lambda: any("Fixed" in t for t in receiver.titles()), 60, "the 'fixed' message")
             agent = docker_client.containers.get("hb-medic")
             code, out = agent.exec_run(["hb-medic", "doctor"])
@@ -94,12 +99,7 @@ def test_compose_yaml_with_a_stacks_file_fixes_the_seed_incident_under_the_stack
             wait_until(lambda: _health(docker_client, "hb-medic") == "healthy", 90, "hb-medic healthy")
             health = httpx.get(f"http://127.0.0.1:{http}/healthz", timeout=10).json()
             assert list(health["stacks"]) == ["eu-1"], health
-            resp = httpx.post(f"http://127.0.0.1:{recorder}/bot-orchestration/deploy-v2-script", auth=ADMIN,
-                              json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"},
-                              timeout=60)
-            assert resp.status_code == 500
-            wait_until(lambda: docker_client.containers.list(filters={"name": "^sharp-bot-"}), 90,
-                       "the bot the agent deployed")
+            _seed_incident_fixed(docker_client, recorder)
             fixed = wait_until(lambda: [t for t in receiver.titles() if "Fixed" in t], 60,
                                "the 'fixed' message")
             assert "eu-1" in fixed[0], fixed
@@ -145,12 +145,7 @@ def test_compose_hardened_yaml_fixes_it_through_the_socket_proxy(agent_image, do
         assert not any("docker.sock" in str(v) for v in agent_svc.get("volumes", []))
         compose.up()
         wait_until(lambda: _health(docker_client, "hb-medic") == "healthy", 90, "hb-medic healthy")
-        resp = httpx.post(f"http://127.0.0.1:{recorder}/bot-orchestration/deploy-v2-script", auth=ADMIN,
-                          json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"},
-                          timeout=60)
-        assert resp.status_code == 500
-        bots = wait_until(lambda: docker_client.containers.list(filters={"name": "^sharp-bot-"}), 90,
-                          "the bot the agent deployed")
+        bots = _seed_incident_fixed(docker_client, recorder)
         agent = docker_client.containers.get("hb-medic")
         code, out = agent.exec_run(["hb-medic", "doctor"])
         assert code == 0, out.decode()
