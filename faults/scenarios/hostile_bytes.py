@@ -18,6 +18,7 @@ TARGET = ("healthy throughout, RSS at most 150 MB, 0 evil values acted on, no ra
           " agent's log, the CRLF failure lines matched and fixed")
 RULE = "credentials-profile-missing"
 RSS_LIMIT_MB = 150.0
+HEALTHCHECK_TOLERANCE_S = 45.0
 EVIL = ["../etc", "../../root/.ssh", "a;reboot", "$(reboot)", "`id`", "a b", "-rf", "--help",
         "master_account", "MASTER_ACCOUNT", "Master_Account", "a|b", "a&b", "a>b", "a\\b", "a/b", "..", ".",
         "x" * 300, "${IFS}", "%2e%2e%2f", "a\tb", "\u202eevil", "名前", "a\x00b", "~root", "a*", "a?b",
@@ -63,11 +64,25 @@ def run(quick: bool) -> dict:
         data, burst = payload(quick, genuine, after)
         (bed.stack.bots / "hostile.bin").write_bytes(data)
         unhealthy: list[tuple[int, list]] = []
+        unanswered = {"samples": 0, "longest_s": 0.0}
         stop = threading.Event()
 
         def watch() -> None:
+            # Unhealthy is what the agent says (a 503). A probe that got no answer in its 5 s
+            # is timing (the machine is loaded, the burst is being read): it counts only when
+            # the silence lasts as long as the image's HEALTHCHECK tolerates (3 tries, 15 s apart).
+            silent_since = None
             while not stop.wait(0.5):
                 status, body = agent.health()
+                if status == 0:
+                    unanswered["samples"] += 1
+                    silent_since = silent_since or time.monotonic()
+                    silent = time.monotonic() - silent_since
+                    unanswered["longest_s"] = round(max(unanswered["longest_s"], silent), 1)
+                    if silent > HEALTHCHECK_TOLERANCE_S:
+                        unhealthy.append((0, [f"no answer for {silent:.0f} s"]))
+                    continue
+                silent_since = None
                 if status != 200:
                     unhealthy.append((status, body.get("problems", [])))
 
@@ -80,7 +95,7 @@ def run(quick: bool) -> dict:
         matched = settle(lambda: _incident(agent, after) is not None, 90 if quick else 300, 0.5)
         took = time.monotonic() - started
         credentials = bed.stack.bots / "credentials"
-        fixed = settle(lambda: all((credentials / p).is_dir() for p in genuine), 30)
+        fixed = settle(lambda: all((credentials / p).is_dir() for p in genuine), 60)
         time.sleep(2)
         stop.set()
         watcher.join(5)
@@ -98,7 +113,8 @@ def run(quick: bool) -> dict:
     not_one_line = sum(1 for line in raw_log.splitlines() if line and not LOG_LINE.match(line))
     evil = len(set(acted) | set(made))
     measured = {"bytes": len(data), "burst_lines": burst, "processed_in_s": round(took, 1),
-                "healthz_not_200_samples": len(unhealthy), "rss_peak_mb": round(rss, 1),
+                "healthz_not_200_samples": len(unhealthy),
+                "healthz_unanswered": unanswered, "rss_peak_mb": round(rss, 1),
                 "evil_lines": len(EVIL), "evil_acted_on": evil,
                 "evil_incidents_by_state": {s: evil_states.count(s) for s in sorted(set(evil_states))},
                 "raw_control_bytes_in_log": control, "log_lines_not_an_entry": not_one_line,

@@ -4,9 +4,11 @@ second time and must see it for what it is, an event it handled. Nothing is repe
 
 Whether the checkpoint was saved before the kill is a matter of milliseconds, so rounds are
 repeated (each with a quick restart) until a kill lands before it; that round then stays
-down for the whole downtime. On a machine so loaded that no kill lands in time, the last
-round's checkpoint is set back to just before its failure line (what a kill a moment
-earlier leaves behind), and the result says so."""
+down for the whole downtime. Whether it did is read from the state file once the process is
+gone: the checkpoint is a position (a timestamp and the index of the next line at it), so a
+checkpoint at the failure line's own timestamp may already be past it. When no round's kill
+landed before it, the last round's checkpoint is set back to just before its failure line
+(what a kill a moment earlier leaves behind), and the result says so: every run replays."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import sqlite3
 import time
 
 from agent.ingest.split import parse_ts
+from agent.store import DUP_BITS
 from faults.bed import Bed
 from faults.scenarios.common import log, settle
 
@@ -40,10 +43,10 @@ def run(quick: bool) -> dict:
             profile, name = f"kaf{rounds}_{tag}", f"kaf{rounds}-{tag}"
             settle(lambda: _checkpoint(agent, bed) is not None, 30, 0.1)  # it has saved one since it started
             assert bed.deploy(agent, name, profile) == 500
-            fixed = settle(lambda p=profile: _state(agent, p) == "resolved", 60, interval=0.01)
+            fixed = settle(lambda p=profile: _state(agent, p) == "resolved", 90, interval=0.01)
             delay = random.uniform(0.05, 0.3)
             time.sleep(delay)
-            agent.kill9()
+            agent.kill9()  # returns once the process is gone: the checkpoint read next is the stored one
             replay_ahead = fixed and _checkpoint_before(agent, bed, profile)
             if not replay_ahead and rounds < (4 if quick else 8):
                 agent.start()  # the checkpoint was already past it: try another round
@@ -55,7 +58,7 @@ def run(quick: bool) -> dict:
         time.sleep(down)
         restarted = len(agent.text())
         agent.start()
-        settle(lambda: _snapshot(agent)["replayed"] > before["replayed"], 60)
+        settle(lambda: _snapshot(agent)["replayed"] > before["replayed"], 90)
         time.sleep(3)  # whatever the restart would do, it has done it now
         after = _snapshot(agent)
         bots = bed.bots()
@@ -87,16 +90,29 @@ def _state(agent, profile: str) -> str | None:
 
 
 def _checkpoint_before(agent, bed: Bed, profile: str) -> bool:
-    """Will a restart read this profile's failure line again (the saved stderr checkpoint is
-    not past the engine's timestamp of that line)?"""
-    saved, at = _checkpoint(agent, bed), _line_ts(bed, profile)
+    """Will a restart read this profile's failure line again? The stored stderr position (the
+    next line to read) must not be past the line's own position (its engine timestamp and its
+    index among the lines of that nanosecond)."""
+    saved, at = _position(agent, bed), _line_position(bed, profile)
     return saved is not None and at is not None and saved <= at
 
 
-def _line_ts(bed: Bed, profile: str) -> int | None:
+def _line_position(bed: Bed, profile: str) -> int | None:
+    """The failure line's position, numbered as the follower numbers lines."""
     stamped = bed.stack.api.logs(stdout=False, stderr=True, timestamps=True).decode(errors="replace")
-    line = next((x for x in stamped.splitlines() if f"bots/credentials/{profile}'" in x), None)
-    return parse_ts(line.split(" ", 1)[0].encode()) if line else None
+    last, index = None, 0
+    for line in stamped.splitlines():
+        ts = parse_ts(line.split(" ", 1)[0].encode())
+        index = index + 1 if ts == last else 0
+        last = ts
+        if ts is not None and f"bots/credentials/{profile}'" in line:
+            return ts << DUP_BITS | index
+    return None
+
+
+def _line_ts(bed: Bed, profile: str) -> int | None:
+    at = _line_position(bed, profile)
+    return None if at is None else at >> DUP_BITS
 
 
 def _set_back(agent, bed: Bed, profile: str) -> bool:
@@ -117,6 +133,13 @@ def _set_back(agent, bed: Bed, profile: str) -> bool:
 def _checkpoint(agent, bed: Bed) -> int | None:
     rows = agent.query("SELECT stderr_ts FROM checkpoints WHERE container = ?", (bed.api_container,))
     return rows[0][0] if rows else None
+
+
+def _position(agent, bed: Bed) -> int | None:
+    """The stored stderr position: where a restart resumes reading."""
+    rows = agent.query("SELECT stderr_ts, stderr_dup FROM checkpoints WHERE container = ?",
+                       (bed.api_container,))
+    return rows[0][0] << DUP_BITS | rows[0][1] if rows else None
 
 
 def _snapshot(agent) -> dict:

@@ -44,12 +44,13 @@ def run(quick: bool) -> dict:
             agent.start()
             log(f"cycle {cycle + 1}/{cycles}: killed, started again")
         reached = bed.reached()
-        done = settle(lambda: all(len(bed.bots().get(n, [])) >= 1 for n in reached), 60 if quick else 180)
+        # Waits are bounds, not expectations: a loaded machine only takes longer to get there.
+        done = settle(lambda: all(len(bed.bots().get(n, [])) >= 1 for n in reached), 90 if quick else 180)
         time.sleep(3)  # anything still to come (a duplicate) has its chance to show
         # Each incident ends once its re-sent bots have lived the settle time: none is left open
         # (one left `waiting` or `failed` beside a running bot would ask a person for nothing).
         settle(lambda: not agent.query(f"SELECT id FROM incidents WHERE state IN ({OPEN})"),
-               30 if quick else 120)
+               60 if quick else 120)
         bots = bed.bots()
         adds = bed.add_account_calls()
         profile_of = {name: profile for name, profile in sent}
