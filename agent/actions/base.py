@@ -23,11 +23,27 @@ class NeedsHuman(ActionError):
     exactly what to do."""
 
 
+@dataclass(frozen=True)
+class BotMatch:
+    """A bot rule that matched a line of a bot: which, what, and when the line was written."""
+
+    rule: str
+    summary: str
+    at: float  # wall clock: when the bot wrote the line (not when the agent read it)
+    # A condition of the bot's surroundings with an incident of its own (a rule whose incident
+    # lasts while its lines come, such as an exchange out of reach): not the bot's own failure.
+    condition: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.summary}"
+
+
 class BotWatch(Protocol):
     """What the agent saw of its bots lately: rule matches and deaths, per container."""
 
-    def matches_since(self, container: str, since: float, rule: str | None = None) -> list[str]:
-        """Summaries of the bot rules matched on the container since then (wall clock)."""
+    def matches_since(self, container: str, since: float, rule: str | None = None) -> list[BotMatch]:
+        """The bot rules matched on lines the container wrote since then (wall clock), oldest
+        first; one record the bot wrote to two channels (console and log file) is one match."""
 
     def death(self, container: str) -> dict | None:
         """How the container died by itself, if it did: exit code, life, the rule that knows why."""

@@ -11,10 +11,18 @@ file is the same one.
 A bot writes its last words (the failure before its logging is set up) to
 errors.log just before it exits: `drain` reads everything that is there, at
 once, so the death that follows is told with them.
+
+A line's time is when the bot wrote it, not when it was read: a record's own
+`YYYY-MM-DD HH:MM:SS,mmm` (the bot's local time, turned into UTC by the file's
+clock offset, learned from its newest record and its modification time), and a
+traceback's lines take their record's time. A check that begins after a line
+was written never counts it, however late the poll read it (a file of an earlier
+run of the same bot, say).
 """
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import logging
 import os
@@ -35,6 +43,9 @@ LOG_FILE = re.compile(r"^(?:errors\.log|logs_[A-Za-z0-9_.-]+\.log)$")
 READ_SIZE = 256 * 1024
 MAX_READ = 4 * 1024 * 1024  # per file and poll: one noisy file cannot starve the others
 FIRST_READ = 1024 * 1024  # a file met for the first time is replayed from at most this far back
+ASCTIME = re.compile(rb"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d),(\d{3}) ")
+ZONE_STEP = 900 * 10**9  # time zones are whole quarter hours from UTC
+CLOCK_TAIL = 64 * 1024  # how much of a file's end is read to learn its clock
 
 
 class FileSink(Protocol):
@@ -54,6 +65,8 @@ class _File:
     offset: int  # where the next read starts
     ts: int = 0  # ns; lines of a catch-up read get the file's mtime, live ones the time read
     buf: bytes = b""  # an unfinished last line
+    clock: int | None = None  # ns to add to a record's local time to make it UTC (None: not known yet)
+    last: int = 0  # the time of the latest record read (its traceback lines share it)
 
 
 @dataclass
@@ -166,7 +179,8 @@ class LogFiles(threading.Thread):
         fh.seek(offset)
         if mid_line:  # a read that starts in the middle of a file starts at its next whole line
             offset += len(fh.readline())
-        b.files[name] = _File(path, origin, fh, st.st_dev, st.st_ino, offset, ts)
+        b.files[name] = _File(path, origin, fh, st.st_dev, st.st_ino, offset, ts,
+                              clock=_clock(fh, st))
 
     def _read(self, f: _File, final: bool) -> None:
         got = 0
@@ -208,7 +222,13 @@ class LogFiles(threading.Thread):
         text = body[: self.max_line].decode("utf-8", "replace")
         if len(body) > self.max_line:
             text += f" …[truncated {len(body) - self.max_line} bytes]"
-        return (pos, f.ts or time.time_ns(), text)
+        read = f.ts or time.time_ns()
+        local = _local_ns(body)
+        if local is not None:
+            if f.clock is None:  # a file that was empty when opened: its first record, just written
+                f.clock = _zone(read - local)
+            f.last = min(local + f.clock, read)
+        return (pos, f.last or read, text)
 
     def _emit(self, f: _File, items: list[Item], next_offset: int) -> None:
         self.lines += len(items)
@@ -235,3 +255,34 @@ class LogFiles(threading.Thread):
             f.fh.seek(0)
             f.offset, f.buf, f.ts = 0, b"", 0
             self._read(f, final)
+
+
+def _local_ns(line: bytes) -> int | None:
+    """A record's own time (the bot's local clock, in ns as if it were UTC), if it starts with one."""
+    m = ASCTIME.match(line)
+    if m is None:
+        return None
+    try:
+        y, mo, d, h, mi, sec, ms = (int(x) for x in m.groups())
+        return (calendar.timegm((y, mo, d, h, mi, sec)) * 1000 + ms) * 10**6
+    except (ValueError, OverflowError):
+        return None
+
+
+def _zone(diff_ns: int) -> int:
+    return round(diff_ns / ZONE_STEP) * ZONE_STEP
+
+
+def _clock(fh: BinaryIO, st: os.stat_result) -> int | None:
+    """The file's clock offset: its newest record was written when the file was last modified."""
+    if st.st_size == 0:
+        return None
+    try:
+        tail = os.pread(fh.fileno(), CLOCK_TAIL, max(0, st.st_size - CLOCK_TAIL))
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        local = _local_ns(line)
+        if local is not None:
+            return _zone(st.st_mtime_ns - local)
+    return None

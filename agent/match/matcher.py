@@ -32,6 +32,7 @@ ROLES = (API, BOT, SIBLING)
 CONTEXT_KEEP = 256  # recent context lines kept per container
 CONTEXT_TRACEBACKS = 8  # recent tracebacks kept per container, for contexts that look for one
 UNTIMED_WINDOW_LINES = 500  # without timestamps, "within" means this many lines before
+SAME_RECORD = 2.0  # seconds apart on two channels of one container: one record written twice
 
 
 @dataclass
@@ -258,7 +259,8 @@ class _Compiled:
         self.on_lines = any(a.kind in ("any", LINE) for a in self.alternatives)
         self.on_tracebacks = any(a.kind in ("any", TRACEBACK) for a in self.alternatives)
         self.on_exits = any(a.kind == EXIT for a in self.alternatives)
-        self.hits: dict[str, deque[float]] = {}
+        # per incident key: (time, channel, message) of each occurrence within the window
+        self.hits: dict[str, deque[tuple[float, str, str]]] = {}
 
 
 class _Index:
@@ -437,8 +439,12 @@ class Matcher:
             key = render(rule.incident.key, values)
             now = event.ts / 1e9 if event.ts else time.monotonic()
             hits = c.hits.setdefault(key, deque())
-            hits.append(now)
-            while hits and hits[0] < now - rule.threshold.window:
+            channel = event.origin.channel if event.origin is not None else event.stream
+            # A bot writes each record to its console and its log file: one occurrence, not two.
+            if not any(ch != channel and msg == event.message and abs(at - now) <= SAME_RECORD
+                       for at, ch, msg in hits):
+                hits.append((now, channel, event.message))
+            while hits and hits[0][0] < now - rule.threshold.window:
                 hits.popleft()
             res.below_threshold = len(hits) < rule.threshold.count
         return res
@@ -463,7 +469,13 @@ class Matcher:
                 elif not same_source or event.first_pos - prior.first_pos > UNTIMED_WINDOW_LINES:
                     break
                 if spec.traceback is not None:
-                    # Another channel of the same container (a bot's log file): its traceback.
+                    # Another channel of the same container (a bot's log file): its traceback, of the
+                    # record the context names (a start-up DNS traceback never explains a tick error).
+                    h = prior.header
+                    if (spec.logger or spec.level) and (
+                            h is None or (spec.logger and h.logger not in spec.logger)
+                            or (spec.level and h.level not in spec.level)):
+                        continue
                     exc = prior.outermost if prior.kind == TRACEBACK else None
                     m = rx.search(f"{exc.type}: {exc.message}") if exc is not None else None
                     if m is not None:

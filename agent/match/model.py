@@ -96,7 +96,8 @@ class Context(Strict):
     traceback: Regex | None = Field(
         None, description="regex on the outermost exception (`Type: message`) of a traceback of the same"
                           " container within the window, with named groups")
-    logger: list[str] | None = None
+    logger: list[str] | None = Field(None, description="the record's logger (of the line, or of the"
+                                                          " record that carries the traceback)")
     level: list[Level] | None = None
     within: float = Field(30.0, gt=0, le=3600, description="seconds before the event")
     deploy: Literal["deploy-v2-script", "deploy-v2-controllers"] | None = Field(

@@ -4,10 +4,14 @@ hummingbot-api answers 200 success for every failure inside the bot, and a bot
 with a wrong password runs for seconds before it exits (with code 0): a
 container that runs right after the deploy proves nothing. A bot counts as alive
 only when, MEDIC_BOT_SETTLE seconds later (30 by default), its container still
-runs, no bot rule matched anything it wrote meanwhile, and, where
-hummingbot-api's broker works, hummingbot-api hears its heartbeat
-(`recently_active` in /bot-orchestration/status; a healthy bot shows it from
-about 20 s). Otherwise the fix failed, with the bot's own reason.
+runs, no bot rule that means *this bot* failed matched anything it wrote since
+the check began, and, where hummingbot-api's broker works, hummingbot-api hears
+its heartbeat (`recently_active` in /bot-orchestration/status; a healthy bot
+shows it from about 20 s). Otherwise the fix failed, with the bot's own reason.
+
+A real bot prints its surroundings' troubles within seconds of starting (an
+exchange or the rate source out of reach): those rules are conditions with an
+incident of their own, not this bot's failure; the verdict names them.
 """
 
 from __future__ import annotations
@@ -18,23 +22,26 @@ from datetime import datetime
 import httpx
 from docker.errors import NotFound
 
-from agent.actions.base import ActionContext, ActionError
+from agent.actions.base import ActionContext, ActionError, BotMatch
 from agent.events import describe_exit
 
 HEARD_WAIT = 30.0  # beyond the settle time, how long a heartbeat may take to show
 DEATH_WAIT = 5.0  # how long a death waits for the agent's account of it (its reason)
 DEAD = ("exited", "dead", "removing")
+OBSERVE_MIN = 10.0  # a bot already running when the check starts is still watched this long
 
 
 def bot_lives(ctx: ActionContext, name: str, *, since: float) -> str:
     """Raise ActionError with the bot's reason, or say how it was found alive.
 
-    `since` (wall clock) is when the bot was deployed: rule matches from then on count.
+    `since` (wall clock) is when this check's attempt began: only lines the bot wrote from
+    then on count (never an earlier attempt's, nor the lines that opened the incident).
     """
     settle = ctx.settle
     # Counted from the container's start: a check cut short (a restart of the agent) goes on
-    # where it was instead of waiting the whole settle time again.
-    deadline = time.monotonic() + max(0.0, settle - _running_for(ctx, name))
+    # where it was instead of waiting the whole settle time again; a bot found running is
+    # still watched a little, so the verdict rests on lines written during this check.
+    deadline = time.monotonic() + max(min(settle, OBSERVE_MIN), settle - _running_for(ctx, name))
     while True:
         try:
             container = ctx.docker.containers.get(name)
@@ -42,15 +49,31 @@ def bot_lives(ctx: ActionContext, name: str, *, since: float) -> str:
             raise ActionError(f"{name} was removed") from None
         if container.status in DEAD:
             raise ActionError(_death(ctx, name, container.attrs.get("State") or {}))
-        problems = ctx.watch.matches_since(name, since) if ctx.watch is not None else []
-        if problems:
-            raise ActionError(f"{name} runs, but {problems[-1]}")
+        seen = ctx.watch.matches_since(name, since) if ctx.watch is not None else []
+        failures = [m for m in seen if not m.condition]
+        if failures:
+            raise ActionError(f"{name} runs, but {failures[-1]}{_also(seen, failures[-1])}")
         left = deadline - time.monotonic()
         if left <= 0:
             break
         time.sleep(min(1.0, left))
-    lived = f"{name} still running after {settle:.0f} s with no bot rule matched"
-    return lived + _heard(ctx, name, wait=HEARD_WAIT if settle else 0.0)
+    lived = f"{name} still running after {settle:.0f} s with no bot rule of its own failing matched"
+    try:
+        heard = _heard(ctx, name, wait=HEARD_WAIT if settle else 0.0)
+    except ActionError as exc:
+        raise ActionError(f"{exc}{_also(seen, None)}") from None
+    return lived + heard + _also(seen, None)
+
+
+def _also(seen: list[BotMatch], shown: BotMatch | None) -> str:
+    """What else the bot said meanwhile: its surroundings' conditions, each rule once."""
+    others: dict[str, BotMatch] = {}
+    for m in seen:
+        if m is not shown and m.condition:
+            others.setdefault(m.rule, m)
+    if not others:
+        return ""
+    return "; also seen (not this bot's failure): " + "; ".join(str(m) for m in others.values())
 
 
 def _death(ctx: ActionContext, name: str, state: dict) -> str:

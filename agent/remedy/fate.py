@@ -27,9 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.actions.base import BotMatch
 from agent.events import BOT, CONSOLE, ERRORS, EXIT, LOG, Event, Origin
 from agent.ingest.replay import replay_lines
-from agent.match.matcher import Matcher, Result
+from agent.match.matcher import SAME_RECORD, Matcher, Result
 from agent.match.model import Rule
 from agent.remedy import intent as intents
 from agent.store import Store
@@ -48,7 +49,8 @@ class _Held:
 
 @dataclass
 class _Seen:
-    matches: deque = field(default_factory=lambda: deque(maxlen=64))  # (wall time, rule id, summary)
+    # (the match, its channel, the record's message): the last two tell one record seen twice
+    matches: deque[tuple[BotMatch, str, str]] = field(default_factory=lambda: deque(maxlen=64))
     death: dict | None = None
     at: float = field(default_factory=time.time)
     fatal_at: float | None = None  # monotonic: the latest fatal match
@@ -70,7 +72,7 @@ class Fate:
         """Every match: a bot's is remembered; a fatal one waits for the bot's death."""
         event = res.event
         if event.role == BOT:
-            self._note(event.container, res.rule.id, _summary(res))
+            self._note(res)
             if res.rule.fatal and not res.refused:
                 with self._lock:
                     self._seen[event.container].fatal_at = time.monotonic()
@@ -131,11 +133,11 @@ class Fate:
                     del self._seen[n]
 
     # -- the verification's view (the remedy worker) --------------------------------------------
-    def matches_since(self, container: str, since: float, rule: str | None = None) -> list[str]:
+    def matches_since(self, container: str, since: float, rule: str | None = None) -> list[BotMatch]:
         with self._lock:
             seen = self._seen.get(container)
-            return [f"{r}: {s}" for at, r, s in (seen.matches if seen else ())
-                    if at >= since and (rule is None or r == rule)]
+            return [m for m, _, _ in (seen.matches if seen else ())
+                    if m.at >= since and (rule is None or m.rule == rule)]
 
     def death(self, container: str) -> dict | None:
         with self._lock:
@@ -143,11 +145,20 @@ class Fate:
             return dict(seen.death) if seen is not None and seen.death is not None else None
 
     # -- inside ------------------------------------------------------------------------------------
-    def _note(self, container: str, rule: str, summary: str) -> None:
+    def _note(self, res: Result) -> None:
+        """Remember a bot's match at the time its line was written: a check that starts later
+        must not count it, however late the agent read it (a log file is polled)."""
+        event = res.event
+        at = event.ts / 1e9 if event.ts else time.time()
+        channel = event.origin.channel if event.origin is not None else event.stream
+        match = BotMatch(res.rule.id, _summary(res), at, condition=res.rule.incident.quiet is not None)
         with self._lock:
-            seen = self._seen.setdefault(container, _Seen())
-            seen.matches.append((time.time(), rule, summary))
+            seen = self._seen.setdefault(event.container, _Seen())
             seen.at = time.time()
+            if any(m.rule == match.rule and msg == event.message and ch != channel
+                   and abs(m.at - at) <= SAME_RECORD for m, ch, msg in seen.matches):
+                return  # the same record, read from the bot's other channel
+            seen.matches.append((match, channel, event.message))
 
     def _from_last_lines(self, event: Event) -> Result | None:
         """The bot's last lines, through the rules again: the best fatal bot rule that knows them."""

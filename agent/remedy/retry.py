@@ -77,9 +77,10 @@ def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, s
     if problem:
         raise ActionError(f"will not re-send this deploy: {problem}")
     base = base_name(body["instance_name"])
+    began = time.time()  # this attempt's own verdict rests only on what the bot writes from now on
     done = already_deployed(ctx, base, since)
     if done:
-        return f"already deployed as {done} (not sent again); " + bot_lives(ctx, done, since=since)
+        return f"already deployed as {done} (not sent again); " + bot_lives(ctx, done, since=began)
     sent = time.time()
 
     def send() -> httpx.Response:
