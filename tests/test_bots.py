@@ -194,6 +194,12 @@ def test_running_bots_that_fail_again_and_again_are_detected_by_threshold(make_s
     inc = one(service, "bot-mqtt-unreachable", bot=mqtt, states=("acting", "verifying", "failed", "gave-up"))
     assert inc.captures["error"] == "[Errno 111] Connection refused"
     assert stack.bot(mqtt).status == "running"
+    # hummingbot-api is connected to the broker: starting it cannot help, and a person is told
+    # the bot's own setting at once (no attempt 2 and 3 of the same start).
+    inc = one(service, "bot-mqtt-unreachable", bot=mqtt, states=("gave-up",))
+    assert inc.attempts == 1, inc.detail
+    assert "Starting the broker cannot help" in inc.detail, inc.detail
+    assert [a for a in audit(service, inc) if a[0] == "action"] == [("action", "broker_down", False)]
     # Below the threshold nothing is reported: the first tick error alone made no incident.
     assert len(incidents(service, "bot-tick-errors", bot=tick)) == 1
 

@@ -172,9 +172,31 @@ def provision_credentials(params: CredentialsParams, ctx: ActionContext) -> str:
         resp = ctx.api.request("POST", f"/accounts/add-credential/{params.profile}/{connector}",
                                json={k: str(v) for k, v in keys.items()})
         if resp.status_code != 201:
-            raise ActionError(f"add-credential {params.profile}/{connector} answered {resp.status_code}")
+            _refused_upload(ctx, resp, params.profile, connector)
         added.append(connector)
     return f"added keys for {params.profile}: {', '.join(added)}"
+
+
+def _refused_upload(ctx: ActionContext, resp: httpx.Response, profile: str, connector: str) -> None:
+    """An add-credential that did not take the keys. A 4xx with a reason is hummingbot-api's
+    verdict on these keys (it checks them against the exchange): sending them again cannot
+    change it, so a person is told the reason at once; a 5xx may pass."""
+    try:
+        detail = resp.json().get("detail") if resp.status_code < 500 else None
+    except (ValueError, AttributeError):
+        detail = None
+    where = f"add-credential {profile}/{connector} answered {resp.status_code}"
+    if not isinstance(detail, str) or not detail.strip():
+        raise ActionError(where)
+    reason = ctx.redactor.text(detail.strip())[:300]
+    if "Cannot connect to host" in reason:
+        raise NeedsHuman(f"{where}: {reason}. hummingbot-api checks keys by calling the exchange, and this"
+                         " host cannot reach it; sending them again cannot help until it can. Once the"
+                         f" exchange is reachable, add the keys (POST /accounts/add-credential/{profile}/"
+                         f"{connector}) and deploy the bot again")
+    raise NeedsHuman(f"{where}: {reason}. hummingbot-api refused these keys, and sending them again cannot"
+                     f" change that: correct {connector}'s keys (MEDIC_CREDENTIALS_DIR/{profile}/"
+                     f"{connector}.json), then deploy the bot again")
 
 
 def _key_fields(ctx: ActionContext, connector: str) -> str:

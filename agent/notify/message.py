@@ -29,6 +29,7 @@ HEADLINES = {
     "ended": "Over",
     "failed": "Fix failed, will try again",
     "gave-up": "Gave up: a human is needed",
+    "needs-you": "Needs you",
     "refused": "Refused to act",
     "waiting": "Fixed, deploy needs you",
     "outage": "Paused until it answers",
@@ -146,4 +147,4 @@ def stack_mark(stack: str, show: bool) -> str:
     return f"{stack} · " if show else ""
 
 
-UNTRUSTED_DETAIL = {"refused", "waiting", "failed", "gave-up", "observed"}
+UNTRUSTED_DETAIL = {"refused", "waiting", "failed", "gave-up", "needs-you", "observed"}

@@ -114,7 +114,7 @@ class Notifier:
         observing = self.mode == "observe" or (rule is not None and rule.observe_only)
         if step == "detected" and acts and not observing:
             return None  # the "detected, fixing" message follows at once
-        if step == "detected" and observing:
+        if step == "detected" and observing and acts:
             return None  # the "would have" message says it all
         if step == "resolved" and text.startswith("notified"):
             return None

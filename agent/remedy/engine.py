@@ -20,6 +20,7 @@ other's settle times.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import queue
@@ -58,6 +59,9 @@ OUTAGE_MAX = 86400.0  # how long an incident waits for hummingbot-api or the eng
 OUTAGE_LOOK = 3.0  # seconds between two looks at something that does not answer
 EVENTS_KEPT = 2 * 86400.0  # how long a handled event is remembered (no replay reaches back further)
 CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that name to be answered
+# "Detected, fixing" waits this long: an attempt that ends sooner (a person is needed at once, or
+# the fix took no time) is told in one message, not two a few milliseconds apart.
+ACTING_HOLD = 1.0
 OWN_SEND_WAIT = 20.0  # after a re-send cut off by a kill, how long its bot may take to show
 MAX_INTERRUPTED = 20  # restarts during an incident's attempts before it gives up
 EVIDENCE_WAIT = 3.0  # a log line of a rule that also reads the recorder waits this long for its answer
@@ -242,11 +246,11 @@ class Remedy:
             self.notify(inc, "detected", inc.summary)
             return inc
         self.notify(inc, "detected", inc.summary)
+        if not plan:  # observed or not, a rule that only tells has told
+            return self._close(inc, "resolved", "notified; this rule runs no action")
         if self.mode == "observe" or rule.observe_only:
             self.store.audit(inc.id, "decision", "observe", {"would_run": plan})
-            return self._close(inc, "observed", "would have run: " + (" -> ".join(plan) or "nothing"))
-        if not plan:
-            return self._close(inc, "resolved", "notified; this rule runs no action")
+            return self._close(inc, "observed", "would have run: " + " -> ".join(plan))
         self._enqueue(inc.id)
         return inc
 
@@ -286,12 +290,14 @@ class Remedy:
         steps += [f"verify {c.action}" for c in rule.calls(res.values, "verify")]
         return [*steps, "retry_deploy"] if rule.retry_deploy else steps
 
-    def _close(self, inc: Incident, state: str, detail: str) -> Incident:
+    def _close(self, inc: Incident, state: str, detail: str, step: str | None = None) -> Incident:
+        """`step`: what the message says, when not the state itself ("needs-you": a person is
+        needed, and no "fixing" message went out before)."""
         detail = self.redactor.text(detail)
         inc.state, inc.detail, inc.closed = state, detail, time.time()
         self.store.save_incident(inc)
         self.store.audit(inc.id, "decision", state, result=detail)
-        self.notify(inc, state, detail)
+        self.notify(inc, step or state, detail)
         return inc
 
     # -- the workers: act, verify, retry --------------------------------------------------------
@@ -406,9 +412,18 @@ class Remedy:
         calls, checks = rule.calls(values), rule.calls(values, "verify")
         steps = [c.action for c in calls] + [f"verify {c.action}" for c in checks]
         steps += ["retry_deploy"] if rule.retry_deploy else []
+        acting = _Held(self.notify, copy.copy(inc), "acting", f"running {' -> '.join(steps)}"
+                       f" (attempt {inc.attempts} of {rule.incident.max_attempts})")
         if not resumed:  # after an outage the "waiting" message said it would go on
-            self.notify(inc, "acting", f"running {' -> '.join(steps)} "
-                                       f"(attempt {inc.attempts} of {rule.incident.max_attempts})")
+            acting.start(ACTING_HOLD)
+        try:
+            self._attempt_steps(inc, rule, values, calls, checks, acting, started)
+        finally:
+            acting.cancel()
+
+    def _attempt_steps(self, inc: Incident, rule: Rule, values: dict, calls: list, checks: list,
+                       acting: _Held, started: float) -> None:
+        """One attempt's actions, checks and deploy retries, and how it ends."""
         try:
             ctx = self.context()
             todo: list[dict] = []
@@ -436,9 +451,11 @@ class Remedy:
         except StateUnwritable:
             raise
         except _Refused as refused:
+            acting.cancel()
             self._close(inc, "refused", str(refused))
             return
         except _Waiting as waiting:
+            acting.cancel()
             inc.state, inc.detail = "waiting", str(waiting)
             self.store.save_incident(inc)
             self.store.audit(inc.id, "decision", "waiting", result=inc.detail)
@@ -451,8 +468,9 @@ class Remedy:
                 return
             detail = self.redactor.text(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ActionError)
                                        else str(exc))
+            told = acting.cancel()
             if isinstance(exc, NeedsHuman):  # another attempt would not help: say what to do
-                self._close(inc, "gave-up", detail)
+                self._close(inc, "gave-up", detail, step="gave-up" if told else "needs-you")
             elif inc.attempts >= rule.incident.max_attempts:
                 self._close(inc, "gave-up", f"{detail} (after {inc.attempts} attempts)")
             else:
@@ -463,6 +481,7 @@ class Remedy:
                 self.notify(inc, "failed", f"{detail}; next attempt in "
                                            f"{inc.next_attempt - time.time():.0f} s")
             return
+        acting.cancel()
         took = time.monotonic() - started
         self._close(inc, "resolved", f"fixed in {took:.1f} s")
 
@@ -765,3 +784,33 @@ def event_keys(e: Event, stack: str = DEFAULT_STACK) -> tuple[str, ...]:
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
+
+
+class _Held:
+    """A message that goes out after a moment, unless the moment is cut short first."""
+
+    def __init__(self, notify: Notify, inc: Incident, step: str, text: str) -> None:
+        self._send = lambda: notify(inc, step, text)
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self.sent = False
+
+    def start(self, delay: float) -> None:
+        self._timer = threading.Timer(delay, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:  # held while it is queued: whatever follows is queued after it
+            if self._timer is None:
+                return
+            self._timer, self.sent = None, True
+            self._send()
+
+    def cancel(self) -> bool:
+        """Stop it if it has not gone out; whether it had."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return self.sent
