@@ -1,7 +1,8 @@
 """`kill -9` during a failure storm: each cycle, three concurrent deploys on one missing
 profile with two instance names, then two more missing profiles, and the agent killed at a
-random moment among them and started again. In the end every deploy that reached
-hummingbot-api runs as exactly one bot, and each profile was added exactly once."""
+random moment among them (once the first has reached hummingbot-api) and started again. In
+the end every deploy that reached hummingbot-api runs as exactly one bot, and each profile was
+added exactly once."""
 
 from __future__ import annotations
 
@@ -36,7 +37,11 @@ def run(quick: bool) -> dict:
                 t = threading.Thread(target=_send, args=(bed, agent, name, profile, delay, outcomes))
                 t.start()
                 threads.append(t)
-            time.sleep(rng.uniform(0.05, 1.5))
+            # The kill lands at a random moment once the storm is under way: after the first of this
+            # cycle's deploys reached hummingbot-api (on a loaded machine a fixed delay could kill the
+            # recorder before any did, and the cycle would test nothing).
+            settle(lambda names=(a, b, c, d): bool(bed.reached() & set(names)), 30, 0.02)
+            time.sleep(rng.uniform(0.0, 1.2))
             agent.kill9()
             kills += 1
             for t in threads:
