@@ -181,7 +181,7 @@ class StackRuntime:
         elif res is not None:
             self.fate.matched(res)
         elif not self.fate.explains(event):
-            self.service.unknown.observe(event)
+            self.service.unknown.observe(event, explained=self.remedy.owns_deploy)
 
     def _submit(self, res: Result) -> None:
         matches = self.counts["matches"]

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
                     " names, comma separated (grid-*,pmm-*).")
     bot_settle: float = Field(
         30.0, ge=0, le=3600, description="A redeployed or retried bot counts as fixed only when it still runs"
-                                         " this many seconds later with no bot rule matched.")
+                                         " this many seconds later with no failure of its own.")
     bot_exit_wait: float = Field(
         10.0, gt=0, le=300, description="How long a failure a bot dies of waits for its death, to report"
                                         " both as one.")

@@ -57,7 +57,7 @@ def bot_lives(ctx: ActionContext, name: str, *, since: float) -> str:
         if left <= 0:
             break
         time.sleep(min(1.0, left))
-    lived = f"{name} still running after {settle:.0f} s with no bot rule of its own failing matched"
+    lived = f"{name} still running after {settle:.0f} s with no failure of its own"
     try:
         heard = _heard(ctx, name, wait=HEARD_WAIT if settle else 0.0)
     except ActionError as exc:

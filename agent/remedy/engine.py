@@ -62,6 +62,7 @@ CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that n
 # "Detected, fixing" waits this long: an attempt that ends sooner (a person is needed at once, or
 # the fix took no time) is told in one message, not two a few milliseconds apart.
 ACTING_HOLD = 1.0
+OWNED_WINDOW = 600.0  # an incident this recent owns the failed deploys of its profile or instance
 OWN_SEND_WAIT = 20.0  # after a re-send cut off by a kill, how long its bot may take to show
 MAX_INTERRUPTED = 20  # restarts during an incident's attempts before it gives up
 EVIDENCE_WAIT = 3.0  # a log line of a rule that also reads the recorder waits this long for its answer
@@ -277,6 +278,21 @@ class Remedy:
         done = self.store.deploys_done([d.id for d in found])
         fresh = [d for d in found if d.id not in done]
         return (fresh[0].instance or f"record {fresh[0].id}") if fresh else None
+
+    def owns_deploy(self, event: Event) -> bool:
+        """Does an incident of the last minutes own this failed deploy (the same credentials
+        profile or instance)? Then its answer, seen by the recorder, is that incident's failure
+        and no error of its own."""
+        request = (event.data or {}).get("request") or {}
+        profile, instance = request.get("credentials_profile"), request.get("instance_name")
+        names = {instance, base_name(instance)} if isinstance(instance, str) and instance else set()
+        since = (event.ts / 1e9 if event.ts else time.time()) - OWNED_WINDOW
+        for inc in self.store.incidents(50, stack=self.stack):
+            if inc.updated < since:
+                continue
+            if (profile and inc.captures.get("profile") == profile) or inc.captures.get("instance") in names:
+                return True
+        return False
 
     def _recorded(self, inc: Incident, since: float) -> list[Deploy]:
         instance = inc.captures.get("instance")

@@ -5,7 +5,7 @@ get a second bot, so any bot of the same base name deployed since the failure
 (hummingbot-api's bot status, or a container of that name created since) means
 done. Sending retries connection errors and 5xx with exponential backoff and
 jitter; success means `success: true` and the bot alive (agent.remedy.alive: still
-running after the settle time, no bot rule matched, heard by hummingbot-api).
+running after the settle time, no failure of its own, heard by hummingbot-api).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ MAX_ENTRIES = 1000  # fingerprints kept in the state file, least recently seen d
 SAMPLE_CHARS = 8000  # a sample longer than this keeps its record line and its end
 LINE_CHARS = 1000  # a sample's line longer than this is cut
 SUMMARY_CHARS = 300
+EXPLAIN_WAIT = 5.0  # seconds a failed deploy's answer waits for the log line that tells why
 DAY = 86400.0
 _WORTH = (" - ERROR - ", " - CRITICAL - ", "ERROR:", "CRITICAL:")
 
@@ -126,6 +127,7 @@ class UnknownTracker:
         self.tick_every = tick_every
         self.seen = 0  # events counted (a metric)
         self._live: dict[tuple[str, str], _Live] = {}
+        self._deferred: deque[tuple[float, Event, Callable[[Event], bool]]] = deque()
         self._digest_last: float | None = None  # when the last digest went out (from the state file)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -139,6 +141,7 @@ class UnknownTracker:
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self._release(float("inf"))
         self.flush()
 
     def _run(self) -> None:
@@ -151,10 +154,21 @@ class UnknownTracker:
                 log.exception("counting errors no rule knows failed; retrying")
 
     # -- from the pipeline: cheap --------------------------------------------------------------
-    def observe(self, event: Event) -> bool:
-        """Count an event no rule matched; False when it is not worth a look."""
+    def observe(self, event: Event, explained: Callable[[Event], bool] | None = None) -> bool:
+        """Count an event no rule matched; False when it is not worth a look.
+
+        `explained`: for a failed deploy's answer, which comes through the recorder at the same
+        moment as hummingbot-api's log line that tells why (in either order): asked a few seconds
+        later whether an incident owns that deploy; only an answer nothing explains is counted."""
         if not worth_a_look(event):
             return False
+        if event.kind == RESPONSE and explained is not None:
+            with self._lock:
+                self._deferred.append((time.monotonic() + EXPLAIN_WAIT, event, explained))
+            return True
+        return self._count(event)
+
+    def _count(self, event: Event) -> bool:
         at = event.ts / 1e9 if event.ts else time.time()
         stack = getattr(event, "stack", None) or "default"
         key = (stack, event.fingerprint)
@@ -258,6 +272,7 @@ class UnknownTracker:
 
     # -- the thread: write, log hourly, digest ---------------------------------------------------
     def tick(self, now: float | None = None) -> None:
+        self._release(time.monotonic())
         now = time.time() if now is None else now
         with self._lock:
             for live in self._live.values():
@@ -267,6 +282,21 @@ class UnknownTracker:
         self.flush()
         if self.digest is not None and self.on_digest is not None:
             self._maybe_digest(now)
+
+    def _release(self, now: float) -> None:
+        """Deferred deploy answers whose wait is over: counted unless an incident owns them."""
+        due = []
+        with self._lock:
+            while self._deferred and self._deferred[0][0] <= now:
+                due.append(self._deferred.popleft())
+        for _, event, explained in due:
+            try:
+                known = explained(event)
+            except Exception:
+                log.exception("could not tell whether an incident owns a failed deploy; counted")
+                known = False
+            if not known:
+                self._count(event)
 
     def flush(self) -> None:
         """Write what changed: counts, times and new samples (redacted, capped)."""

@@ -272,3 +272,29 @@ def test_a_long_digest_fits_telegram_and_points_to_the_rest():
     shown = body.count("hb-medic rules suggest v2:")
     assert 5 <= shown < 60 and f"{60 - shown} more are not shown: hb-medic unknown --since 24h" in body
     assert "v2:0000000000000000" in body  # the newest first
+
+
+def test_a_failed_deploy_a_rule_explains_is_not_an_unknown_error(store, tmp_path):
+    """The seed deploy's 500, seen by the recorder, belongs to the incident the log line opened
+    (in either order: the answer waits for the line); a failed deploy no incident owns counts."""
+    from agent.recorder.events import event_from_exchange
+    from agent.remedy.engine import Remedy
+
+    rules = {r.id: r for r in RULES}
+    remedy = Remedy(store, lambda: rules, lambda: None, mode="observe", stale_after=1e10)
+    tracker = UnknownTracker(store, Redactor())
+    owned = event_from_exchange("deploy-v2-script", 500, {"instance_name": "sharp-bot",
+                                                          "credentials_profile": "client_sharp"},
+                                "[Errno 2] No such file or directory: 'bots/credentials/client_sharp'")
+    stranger = event_from_exchange("deploy-v2-script", 500, {"instance_name": "other-bot",
+                                                             "credentials_profile": "other"}, "boom", n=2)
+    for event in (owned, stranger):  # the answers come first
+        assert tracker.observe(event, explained=remedy.owns_deploy)
+    line = (f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())}.000000001Z"
+            f" {time.strftime('%Y-%m-%d %H:%M:%S,000', time.gmtime())} - root - ERROR - Error deploying V2"
+            " script: [Errno 2] No such file or directory: 'bots/credentials/client_sharp'")
+    (event,) = list(replay_lines([line], "hummingbot-api"))
+    remedy.submit(Matcher(RULES).match(event))
+    tracker.stop()  # what waits is decided now
+    summaries = [u.summary for u in store.unknown_list()]
+    assert summaries == ["boom"]
