@@ -16,6 +16,7 @@ from agent.actions import action, keyfiles
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.actions.types import ApiPath, ConnectorName, ProfileName
 
+VERIFICATION_MAX = 64 * 1024  # a .password_verification is about 1 KiB
 
 class ProfileParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -24,8 +25,8 @@ class ProfileParams(BaseModel):
 
 class AccountParams(ProfileParams):
     password_verification: bool = Field(
-        False, description="also rebuild a profile whose .password_verification is missing (a bot said "
-                           "so; checked on disk when the bots folder is mounted)")
+        False, description="also rebuild a profile whose .password_verification is missing or damaged (a"
+                           " bot said so; checked on disk when the bots folder is mounted)")
 
 
 class WaitHttpParams(BaseModel):
@@ -59,7 +60,8 @@ def ensure_account(params: AccountParams, ctx: ActionContext) -> str:
             lost = sorted(set(connectors) - set(placed_keys(ctx, name)))
             if lost:
                 raise NeedsHuman(
-                    f"profile {name} has no .password_verification but holds keys for {', '.join(lost)}:"
+                    f"profile {name} has no usable .password_verification but holds keys for"
+                    f" {', '.join(lost)}:"
                     " rebuilding it (delete-account, add-account) would drop them. Copy"
                     f" bots/credentials/master_account/.password_verification into bots/credentials/{name}/,"
                     f" or place the keys in MEDIC_CREDENTIALS_DIR/{name}/<connector>.json so hb-medic can"
@@ -68,7 +70,7 @@ def ensure_account(params: AccountParams, ctx: ActionContext) -> str:
         if resp.status_code != 200:
             raise ActionError(f"delete-account {name} answered {resp.status_code}")
         done = (f"repaired half-made profile {name}" if connectors is None
-                else f"rebuilt profile {name}, which had no .password_verification")
+                else f"rebuilt profile {name}, which had no usable .password_verification")
     else:
         done = f"added profile {name}"
     resp = ctx.api.add_account(name)
@@ -83,11 +85,19 @@ def ensure_account(params: AccountParams, ctx: ActionContext) -> str:
 
 
 def _no_verification(ctx: ActionContext, profile: str) -> bool:
-    """The profile has no .password_verification: seen on disk when the bots folder is mounted,
-    otherwise taken from the bot that said so."""
+    """The profile has no usable .password_verification (missing, or not the hex-encoded key
+    file add-account writes): seen on disk when the bots folder is mounted, otherwise taken
+    from the bot that said so."""
     if ctx.bots_dir is None:
         return True
-    return not (ctx.bots_dir / "credentials" / profile / ".password_verification").is_file()
+    path = ctx.bots_dir / "credentials" / profile / ".password_verification"
+    try:
+        if not path.is_file() or path.stat().st_size > VERIFICATION_MAX:
+            return True
+        keyfile = json.loads(bytes.fromhex(path.read_text(encoding="ascii").strip()).decode())
+    except (OSError, ValueError):  # not hex, not text, not JSON
+        return True
+    return not (isinstance(keyfile, dict) and "crypto" in keyfile)
 
 
 @action
