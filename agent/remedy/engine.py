@@ -308,7 +308,7 @@ class Remedy:
 
     def _close(self, inc: Incident, state: str, detail: str, step: str | None = None) -> Incident:
         """`step`: what the message says, when not the state itself ("needs-you": a person is
-        needed, and no "fixing" message went out before)."""
+        needed now, and trying again would not help)."""
         detail = self.redactor.text(detail)
         inc.state, inc.detail, inc.closed = state, detail, time.time()
         self.store.save_incident(inc)
@@ -484,9 +484,9 @@ class Remedy:
                 return
             detail = self.redactor.text(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ActionError)
                                        else str(exc))
-            told = acting.cancel()
+            acting.cancel()
             if isinstance(exc, NeedsHuman):  # another attempt would not help: say what to do
-                self._close(inc, "gave-up", detail, step="gave-up" if told else "needs-you")
+                self._close(inc, "gave-up", detail, step="needs-you")
             elif inc.attempts >= rule.incident.max_attempts:
                 self._close(inc, "gave-up", f"{detail} (after {inc.attempts} attempts)")
             else:
