@@ -72,7 +72,8 @@ class Fate:
         """Every match: a bot's is remembered; a fatal one waits for the bot's death."""
         event = res.event
         if event.role == BOT:
-            self._note(res)
+            if not res.below_threshold:  # one line of a rule that wants several is no failure yet
+                self._note(res)
             if res.rule.fatal and not res.refused:
                 with self._lock:
                     self._seen[event.container].fatal_at = time.monotonic()

@@ -43,37 +43,38 @@ def fate() -> Fate:
 
 
 def test_a_condition_of_the_surroundings_is_not_the_bots_failure():
-    """The exchange out of reach (its own incident) is told beside the verdict, not as it."""
+    """The exchange out of reach (its own incident) is told beside the verdict, not as it; and a
+    line below its rule's threshold is no failure yet."""
     watch = fate()
     now = time.time()
-    for res in bot_results([f"{stamp(now)} 07:36:41 - script_strategy_base - kucoin is not ready. Please"
-                            " wait..."], CONSOLE):
+    lines = [f"{stamp(now + n)} 07:36:4{n} - script_strategy_base - kucoin is not ready. Please wait..."
+             for n in range(3)]
+    for res in bot_results(lines, CONSOLE):
         watch.matched(res)
     seen = watch.matches_since(BOT_NAME, now - 1)
-    assert [m.rule for m in seen] == ["exchange-unreachable"] and seen[0].condition
+    assert [m.rule for m in seen] == ["exchange-unreachable"] and seen[0].condition  # the third line only
+
+
+STRATEGY = "Failed to start strategy rb_no_such_script: Unknown strategy: rb_no_such_script"
 
 
 def test_a_line_counts_from_when_it_was_written_not_when_it_was_read():
     """A line written before a check began is not the check's, however late it is read."""
     watch = fate()
     written = time.time() - 20
-    line = (f"{stamp(written)} 07:38:33 - hummingbot_application - MQTT bridge disconnected: [Errno 111]"
-            " Connection refused. Reconnecting in 5.0s.")
-    for res in bot_results([line], CONSOLE):
+    for res in bot_results([f"{stamp(written)} 07:31:32 - trading_core - {STRATEGY}"], CONSOLE):
         watch.matched(res)
-    assert watch.matches_since(BOT_NAME, written - 1, "bot-mqtt-unreachable")
-    assert not watch.matches_since(BOT_NAME, written + 1, "bot-mqtt-unreachable")
+    assert watch.matches_since(BOT_NAME, written - 1, "bot-strategy-failed")
+    assert not watch.matches_since(BOT_NAME, written + 1, "bot-strategy-failed")
 
 
 def test_one_record_on_the_console_and_in_the_log_file_is_one_match(tmp_path):
-    """A real bot writes each record to its console and to logs/logs_*.log."""
+    """A real bot writes each record to its console and to logs/logs_*.log (real capture d1)."""
     watch = fate()
     now = time.time()
-    console = (f"{stamp(now)} {time.strftime('%H:%M:%S', time.gmtime(now))} - hummingbot_application -"
-               " MQTT bridge disconnected: [Errno 111] Connection refused. Reconnecting in 5.0s.")
-    logfile = (f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(now))},{int(now % 1 * 1000):03d} - 7 -"
-               " hummingbot.client.hummingbot_application - ERROR - MQTT bridge disconnected: [Errno 111]"
-               " Connection refused. Reconnecting in 5.0s.")
+    console = f"{stamp(now)} {time.strftime('%H:%M:%S', time.gmtime(now))} - trading_core - {STRATEGY}"
+    logfile = (f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(now))},{int(now % 1 * 1000):03d} - 11 -"
+               f" hummingbot.core.trading_core - ERROR - {STRATEGY}")
     for res in bot_results([console], CONSOLE) + file_results(tmp_path, [logfile]):
         watch.matched(res)
     assert len(watch.matches_since(BOT_NAME, now - 5)) == 1
