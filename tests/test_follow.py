@@ -109,7 +109,7 @@ def complete(agent, container, streams=("stdout", "stderr")):
         assert agent.seen[(container.id, stream)] == truth(container, stream), stream
 
 
-def test_tracebacks_and_noise_from_a_real_container(docker_client, raiser):
+def test_tracebacks_and_noise_from_a_running_container(docker_client, raiser):
     name = f"medic-raise-{uuid.uuid4().hex[:6]}"
     agent = Agent([name]).start()
     try:

@@ -288,7 +288,7 @@ def test_property_arbitrary_text_never_raises(lines):
         assert e.fingerprint and e.lines
 
 
-def test_random_shuffles_of_real_capture_lines_never_raise():
+def test_random_shuffles_of_captured_lines_never_raise():
     lines = next(REAL.glob("a_*.log")).read_text().splitlines()
     rnd = random.Random(7)
     for _ in range(50):

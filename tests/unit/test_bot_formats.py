@@ -93,7 +93,7 @@ def test_rules_test_replays_a_bots_errors_log(tmp_path):
     assert all(json.loads(x)["rule"] is None for x in out.getvalue().splitlines())
 
 
-def test_hummingbot_apis_real_logs_wake_no_bot_rule():
+def test_hummingbot_apis_captured_logs_wake_no_bot_rule():
     m = Matcher(LIBRARY)
     for path in sorted((REPO / "tests" / "real_logs").glob("*.log")):
         for e in replay_lines(path.read_text().splitlines(), "hummingbot-api"):

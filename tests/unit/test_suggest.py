@@ -61,7 +61,7 @@ def assert_hostile_values_refused(rule, events) -> None:
                         assert res.refused, (name, bad, res.captures)
 
 
-def test_drafts_from_real_noise_pass_their_checks(tmp_path):
+def test_drafts_from_captured_noise_pass_their_checks(tmp_path):
     noise = tmp_path / "ten-minutes.log"
     noise.write_text("\n".join(hours_of(GATEWAY_PING, 1 / 6)) + "\n")
     families = from_log(str(noise), "hummingbot-api", None)

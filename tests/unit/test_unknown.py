@@ -41,7 +41,7 @@ def store(tmp_path):
     s.close()
 
 
-def test_hours_of_real_noise_are_one_entry_each_and_one_log_line_an_hour(store, caplog):
+def test_hours_of_captured_noise_are_one_entry_each_and_one_log_line_an_hour(store, caplog):
     lines = hours_of(GATEWAY_PING, 3)
     tracker = UnknownTracker(store, Redactor())
     with caplog.at_level(logging.INFO, logger="agent"):
@@ -70,7 +70,7 @@ def test_hours_of_real_noise_are_one_entry_each_and_one_log_line_an_hour(store, 
     assert len(caplog.records) < 12
 
 
-def test_every_real_capture_gives_one_entry_per_problem(store):
+def test_every_capture_gives_one_entry_per_problem(store):
     """The seed incident's unknown neighbours, the broker outage: replayed twice (as two starts
     would print them), still one entry each; both generations' start-up DNS failure is known
     (exchange-unreachable)."""
