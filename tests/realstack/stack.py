@@ -13,6 +13,7 @@ folder (its owner pid gone) and bots are swept when the next stack starts.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import re
@@ -23,6 +24,7 @@ import subprocess
 import tarfile
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ import docker
 import httpx
 from docker.errors import DockerException, NotFound
 
-from tests.engines import die_with_parent
+from tests.engines import PR_SET_PDEATHSIG
 from tests.images import TOOLS_IMAGE
 from tests.realstack.images import ARCHIVES, BOT_IMAGE, VENDOR, api_image
 from tests.stack import ADMIN, container_lines, free_port, labels, wait_until
@@ -48,6 +50,26 @@ def _postgres_bin() -> Path:
     if not found:
         raise RuntimeError("PostgreSQL 15 is missing: scripts/prepare installs postgresql-15")
     return found[0].parent
+
+
+def _dies_with_parent(sig: signal.Signals) -> Callable[[], None]:
+    """A preexec_fn: `sig` to the child when the test process goes, however it goes. It runs after
+    the switch to the child's user, which would clear it (so the child must not switch itself)."""
+
+    def arm() -> None:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+    return arm
+
+
+def _as_user(name: str, cwd: Path) -> dict:
+    """Popen arguments that run a child as `name` when we are root (postgres refuses root; mosquitto
+    started as root switches by itself, which would clear its parent-death signal); cwd, because that
+    user may not enter the test's working folder."""
+    if os.geteuid() != 0:
+        return {}
+    user = pwd.getpwnam(name)
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": cwd}
 
 
 def _alive(pid: int) -> bool:
@@ -182,7 +204,8 @@ class RealStack:
         with open(self.root / "mosquitto.log", "ab") as out:
             self._broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=out,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            preexec_fn=die_with_parent)
+                                            preexec_fn=_dies_with_parent(signal.SIGTERM),
+                                            **_as_user("mosquitto", self.root))
         wait_until(lambda: self._listening(self.broker_port, self._broker), 15, "mosquitto to listen")
 
     def stop_broker(self) -> None:
@@ -196,14 +219,11 @@ class RealStack:
         DATABASE_URL made over the socket."""
         pg = _postgres_bin()
         data, sockets = self.root / "pgdata", self.root / "pgsock"
-        user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        as_user = _as_user("postgres", self.root)
         for folder in (data, sockets):
             folder.mkdir()
-            if user:
-                os.chown(folder, user.pw_uid, user.pw_gid)
-        # cwd: postgres' user may not enter the test's working folder, and initdb wants to.
-        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": self.root} \
-            if user else {}
+            if as_user:
+                os.chown(folder, as_user["user"], as_user["group"])
         done = subprocess.run(
             [str(pg / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
              "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
@@ -214,8 +234,9 @@ class RealStack:
             self._postgres = subprocess.Popen(
                 [str(pg / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.db_port),
                  "-k", str(sockets), "-c", "fsync=off", "-c", "full_page_writes=off"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
-                **as_user)
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                # SIGINT, its fast shutdown: SIGTERM waits for hummingbot-api's connections to end.
+                preexec_fn=_dies_with_parent(signal.SIGINT), **as_user)
 
         def psql(sql: str) -> subprocess.CompletedProcess:
             return subprocess.run([str(pg / "psql"), "-h", str(sockets), "-p", str(self.db_port), "-U",
