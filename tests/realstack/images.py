@@ -55,7 +55,8 @@ def _digest(*parts: str | Path) -> str:
         if isinstance(part, str):
             h.update(part.encode() + b"\0")
             continue
-        files = sorted(p for p in part.rglob("*") if p.is_file()) if part.is_dir() else [part]
+        files = sorted(p for p in part.rglob("*") if p.is_file() and "__pycache__" not in p.parts) \
+            if part.is_dir() else [part]
         for path in files:
             h.update(str(path.relative_to(HERE)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
