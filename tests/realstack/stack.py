@@ -35,7 +35,7 @@ from docker.errors import DockerException, NotFound
 from tests.engines import PR_SET_PDEATHSIG
 from tests.images import TOOLS_IMAGE
 from tests.realstack.images import ARCHIVES, BOT_IMAGE, VENDOR, api_image
-from tests.stack import ADMIN, container_lines, free_port, labels, wait_until
+from tests.stack import ADMIN, _alive, container_lines, free_port, labels, wait_until
 
 FOLDER_PREFIX = "medic-real-"
 OWNER_FILE = "medic-test.owner"  # the pid of the test process that made the folder
@@ -46,10 +46,10 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"  # sbin is not on
 
 def _postgres_bin() -> Path:
     """PostgreSQL 15's programs (Debian keeps them out of PATH)."""
-    found = sorted(Path("/usr/lib/postgresql").glob("15/bin/postgres"))
-    if not found:
+    folder = Path("/usr/lib/postgresql/15/bin")
+    if not (folder / "postgres").exists():
         raise RuntimeError("PostgreSQL 15 is missing: scripts/prepare installs postgresql-15")
-    return found[0].parent
+    return folder
 
 
 def _dies_with_parent(sig: signal.Signals) -> Callable[[], None]:
@@ -72,16 +72,6 @@ def _as_user(name: str, cwd: Path) -> dict:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": cwd}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _bots_under(client: docker.DockerClient, root: Path) -> list[dict]:
     """Containers with a bind mount from inside `root`: the bots hummingbot-api made for it."""
     prefix = str(root) + "/"
@@ -92,7 +82,7 @@ def _bots_under(client: docker.DockerClient, root: Path) -> list[dict]:
 
 def _remove_folder(client: docker.DockerClient, root: Path) -> None:
     """Files written by root inside containers may need a container to remove them."""
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):
         shutil.rmtree(root)
     if root.exists():
         client.containers.run(TOOLS_IMAGE, entrypoint=["rm", "-rf", "/w/bots"], remove=True,
@@ -104,8 +94,8 @@ def sweep_real(client: docker.DockerClient) -> None:
     """Remove the bots and folders of real stacks whose test process is gone (killed before close)."""
     for root in Path(tempfile.gettempdir()).glob(FOLDER_PREFIX + "*"):
         try:
-            owner = int((root / OWNER_FILE).read_text())
-        except (OSError, ValueError):
+            owner = (root / OWNER_FILE).read_text()
+        except OSError:
             continue
         if _alive(owner):
             continue
