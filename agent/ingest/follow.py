@@ -27,7 +27,7 @@ from typing import Protocol
 
 import docker
 import requests
-from docker.errors import DockerException, NotFound
+from docker.errors import APIError, DockerException, NotFound
 from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
 
 from agent import sshengine
@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 
 _ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
                   DockerException, OSError)
+
+
+def answered(exc: BaseException | None) -> bool:
+    """An error the engine itself answered with (4xx: the request was wrong for the moment, such
+    as the logs of a container being removed): no sign of an outage."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return isinstance(exc, APIError) and isinstance(status, int) and 400 <= status < 500
 
 
 def engine_errors() -> tuple[type[Exception], ...]:
@@ -112,6 +119,9 @@ class EngineHealth:
         self._timer: threading.Timer | None = None
 
     def failed(self, exc: BaseException | None) -> None:
+        if answered(exc):  # a 4xx (the logs of a container being removed): the engine is there
+            log.debug("the Docker engine answered %s", exc)
+            return
         with self._lock:
             self._back_at = None
             if self._timer is not None:

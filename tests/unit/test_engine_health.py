@@ -60,3 +60,21 @@ def test_a_source_waits_quietly_for_a_state_file_that_cannot_be_written(caplog):
     assert len(calls) == 4
     assert [r.getMessage() for r in caplog.records if r.exc_info] == ["a source failed; trying again in 1 s"]
     assert "readonly" not in caplog.text
+
+
+def test_an_answer_of_the_engine_is_no_outage(caplog):
+    """The logs of a container being removed answer 409 (seen on the real stack when a bot was
+    removed as it ended): the engine answered, so nothing is said and /healthz stays fine."""
+    import requests
+    from docker.errors import APIError
+
+    caplog.set_level(logging.WARNING)
+    health = EngineHealth(settle=0.1)
+    response = requests.Response()
+    response.status_code = 409
+    health.failed(APIError("409 Client Error: can not get logs from container which is dead or marked"
+                           " for removal", response=response))
+    assert health.down_since is None and said(caplog) == []
+    response.status_code = 500  # the engine failing inside is an outage of its own kind
+    health.failed(APIError("500 Server Error", response=response))
+    assert health.down_since is not None
