@@ -234,8 +234,10 @@ class Follower(threading.Thread):
                      what=f"follower for {self.container}", backoff_max=self.backoff_max)
 
     def _engine_failed(self, state) -> None:
-        self.status.state = "engine-down"
         exc = state.outcome.exception() if state.outcome else None
+        if answered(exc):
+            return  # the engine is there; the container is on its way out
+        self.status.state = "engine-down"
         if exc is not None:
             self.health.failed(exc)
 
