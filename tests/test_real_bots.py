@@ -10,6 +10,7 @@ shared real logs (bots/README)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -140,6 +141,41 @@ def test_real_seed_deploy_is_fixed_and_the_bot_lives_beside_unreachable_exchange
         time.sleep(6)
         unknown = [u.summary for u in service.store.unknown_list()]
         assert not [s for s in unknown if "credentials/" in s or "deploy-v2-script" in s], unknown
+
+
+def test_real_keys_the_exchange_cannot_check_are_not_sent_again(real_current, agent, receiver, tmp_path):
+    """The seed incident with exchange keys the operator placed for the profile: the real
+    hummingbot-api checks keys by calling the exchange, which is out of reach here, and refuses
+    them (400, "Cannot connect to host ..."). Sending them again cannot help: the incident says so
+    at once, with that reason, in its own message (before: three attempts, each re-sending the
+    keys, and the reason only in another incident's message). The keys appear nowhere."""
+    stack = real_current
+    tag = new_tag()
+    profile = f"{tag}keyed"
+    keys = tmp_path / "keys"
+    (keys / profile).mkdir(parents=True, mode=0o700)
+    keys.chmod(0o700)
+    secret = {"binance_api_key": "kEy-7f3a9c1e77d2", "binance_api_secret": "sEcret-2b6d0e4f19a8"}
+    key_file = keys / profile / "binance.json"
+    key_file.write_text(json.dumps(secret))
+    key_file.chmod(0o600)
+    service = agent(stack, tag, credentials_dir=keys)
+    resp = deploy(service, instance_name=f"{tag}keyed", credentials_profile=profile)
+    assert resp.status_code == 500
+    inc = one(service, "credentials-profile-missing", states=("resolved", "gave-up", "failed"), timeout=120)
+    assert inc.state == "gave-up" and inc.attempts == 1, (inc.state, inc.attempts, inc.detail)
+    assert "add-credential" in inc.detail and "Cannot connect to host api.binance.com:443" in inc.detail
+    assert trail(service, inc) == [("action", "ensure_account", True),
+                                   ("action", "provision_credentials", False)]
+    (msg,) = wait_until(lambda: [m for m in said(receiver, profile) if "Needs you" in m["title"]], 30,
+                        "the message")
+    assert "Cannot connect to host api.binance.com:443" in msg["message"]
+    time.sleep(3)  # hummingbot-api's own log line of that refusal has come: it is the same failure
+    others = [(i.rule, i.captures.get("reason")) for i in service.store.incidents(50) if i.id != inc.id
+              and i.rule not in ("exchange-unreachable", "insecure-default-credentials")]
+    assert not others, others
+    everything = json.dumps(list(receiver.accepted)) + json.dumps(service.store.audit_trail(inc.id))
+    assert secret["binance_api_key"] not in everything and secret["binance_api_secret"] not in everything
 
 
 # -- bots that die at start -----------------------------------------------------------------------

@@ -63,6 +63,9 @@ CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that n
 # the fix took no time) is told in one message, not two a few milliseconds apart.
 ACTING_HOLD = 1.0
 OWNED_WINDOW = 600.0  # an incident this recent owns the failed deploys of its profile or instance
+# hummingbot-api logs the failure of a call hb-medic made (an add-credential it refused): that line,
+# of another rule, belongs to the acting incident, up to this long after its attempt ended.
+OWN_ECHO = 10.0
 OWN_SEND_WAIT = 20.0  # after a re-send cut off by a kill, how long its bot may take to show
 MAX_INTERRUPTED = 20  # restarts during an incident's attempts before it gives up
 EVIDENCE_WAIT = 3.0  # a log line of a rule that also reads the recorder waits this long for its answer
@@ -134,6 +137,7 @@ class Remedy:
         self._lock = threading.Lock()  # decisions on matches (submit)
         self._busy: set[str] = set()  # incidents queued or being worked on
         self._busy_lock = threading.Lock()
+        self._acting: dict[str, tuple[str, float]] = {}  # profile -> (incident acting on it, until)
         self._budget_lock = threading.Lock()  # the budget is checked and used as one step
         self._names: dict[str, threading.Lock] = {}  # one deploy of an instance name at a time
         self._cut_short: set[str] = set()
@@ -223,6 +227,12 @@ class Remedy:
                     return current
                 log.info("incident %s is closed, but deploy %s failed since: a new incident", current.id,
                          fresh)
+            own = self._own_call(res)
+            if own is not None:  # it would open an incident: unless it is the echo of our own call
+                self.store.count_event(own.id, keys)
+                self.store.audit(own.id, "decision", "hummingbot-api's log of hb-medic's own call: no new"
+                                 " incident", {"rule": rule.id, **event.where()})
+                return own
             inc = Incident(
                 id=secrets.token_hex(4), rule=rule.id, key=key, state="detected", severity=rule.severity,
                 container=event.container, summary=self.redactor.text(_summary(res)),
@@ -278,6 +288,18 @@ class Remedy:
         done = self.store.deploys_done([d.id for d in found])
         fresh = [d for d in found if d.id not in done]
         return (fresh[0].instance or f"record {fresh[0].id}") if fresh else None
+
+    def _own_call(self, res: Result) -> Incident | None:
+        """The incident acting on this profile, when the match is hummingbot-api's log line of a
+        call hb-medic made for it (another rule's, naming the same account): not a new failure."""
+        if res.event.kind == RESPONSE:  # the recorder's answers are clients' calls, never ours
+            return None
+        profile = res.captures.get("account") or res.captures.get("profile")
+        acting = self._acting.get(profile) if isinstance(profile, str) else None
+        if acting is None or acting[1] < time.time():
+            return None
+        inc = self.store.get_incident(acting[0])
+        return inc if inc is not None and inc.rule != res.rule.id else None
 
     def owns_deploy(self, event: Event) -> bool:
         """Does an incident of the last minutes own this failed deploy (the same credentials
@@ -432,10 +454,15 @@ class Remedy:
                        f" (attempt {inc.attempts} of {rule.incident.max_attempts})")
         if not resumed:  # after an outage the "waiting" message said it would go on
             acting.start(ACTING_HOLD)
+        profile = inc.captures.get("profile") or (inc.deploy or {}).get("body", {}).get("credentials_profile")
+        if isinstance(profile, str) and profile:
+            self._acting[profile] = (inc.id, float("inf"))
         try:
             self._attempt_steps(inc, rule, values, calls, checks, acting, started)
         finally:
             acting.cancel()
+            if isinstance(profile, str) and profile:
+                self._acting[profile] = (inc.id, time.time() + EVIDENCE_WAIT + OWN_ECHO)
 
     def _attempt_steps(self, inc: Incident, rule: Rule, values: dict, calls: list, checks: list,
                        acting: _Held, started: float) -> None:
