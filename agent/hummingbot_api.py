@@ -59,3 +59,14 @@ class HummingbotAPI:
 
     def delete_account(self, account: str) -> httpx.Response:
         return self.request("POST", "/accounts/delete-account", params={"account_name": account})
+
+
+def broker_status(api: HummingbotAPI) -> dict | None:
+    """What GET /bot-orchestration/mqtt says of hummingbot-api's broker (`mqtt_connected`,
+    `broker_host`, `broker_port`, ...), or None when it cannot be told."""
+    try:
+        resp = api.request("GET", "/bot-orchestration/mqtt")
+        data = resp.json().get("data") if resp.status_code == 200 else None  # {"status": ..., "data": {...}}
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return data if isinstance(data, dict) else None

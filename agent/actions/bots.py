@@ -8,7 +8,6 @@ import re
 import stat
 import time
 
-import httpx
 import yaml
 from docker.errors import NotFound
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.actions import action
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.actions.types import ContainerName
+from agent.hummingbot_api import broker_status
 
 HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
 CONF_MAX = 64 * 1024  # a bot's conf_client.yml is a few KiB
@@ -63,12 +63,8 @@ def broker_down(params: BrokerDownParams, ctx: ActionContext) -> str:
     A bot reads its broker's address from its own conf_client.yml; hummingbot-api from its
     environment. When hummingbot-api is connected, the broker runs, and starting it cannot
     help the bot: its own mqtt settings are the reason, and a person is told them at once."""
-    try:
-        resp = ctx.api.request("GET", "/bot-orchestration/mqtt")
-        data = resp.json().get("data") if resp.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError):
-        data = None
-    if not isinstance(data, dict) or data.get("mqtt_connected") is not True:
+    data = broker_status(ctx.api)
+    if data is None or data.get("mqtt_connected") is not True:
         return "hummingbot-api is not connected to its broker either: the broker is down"
     api_side = _address(data.get("broker_host"), data.get("broker_port"))
     bot_side = _bot_broker(ctx, params.name)

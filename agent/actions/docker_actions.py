@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import time
 
-import httpx
 from docker.errors import NotFound
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.actions import action
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.actions.types import ContainerName, ImageRef
+from agent.hummingbot_api import broker_status
 from agent.names import CONTAINER_NAME_PATTERN
 
 
@@ -138,12 +138,7 @@ def start_named_broker(params: BrokerParams, ctx: ActionContext) -> str:
 
 def _broker_host(ctx: ActionContext) -> str | None:
     """hummingbot-api's BROKER_HOST, as it reports it; only a plain host name (it goes to Docker)."""
-    try:
-        resp = ctx.api.request("GET", "/bot-orchestration/mqtt")
-        body = resp.json() if resp.status_code == 200 else {}
-        host = (body.get("data") or {}).get("broker_host")  # {"status": "success", "data": {...}}
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return None
+    host = (broker_status(ctx.api) or {}).get("broker_host")
     if isinstance(host, str) and re.fullmatch(CONTAINER_NAME_PATTERN, host):
         return host
     return None

@@ -24,6 +24,7 @@ from docker.errors import NotFound
 
 from agent.actions.base import ActionContext, ActionError, BotMatch
 from agent.events import describe_exit
+from agent.hummingbot_api import broker_status
 
 HEARD_WAIT = 30.0  # beyond the settle time, how long a heartbeat may take to show
 DEATH_WAIT = 5.0  # how long a death waits for the agent's account of it (its reason)
@@ -93,12 +94,8 @@ def _death(ctx: ActionContext, name: str, state: dict) -> str:
 
 def _heard(ctx: ActionContext, name: str, *, wait: float) -> str:
     """`recently_active`, where hummingbot-api's broker works."""
-    try:
-        resp = ctx.api.request("GET", "/bot-orchestration/mqtt")
-        data = resp.json().get("data") if resp.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError):
-        data = None
-    if not isinstance(data, dict) or data.get("mqtt_connected") is not True:
+    data = broker_status(ctx.api)
+    if data is None or data.get("mqtt_connected") is not True:
         return "; hummingbot-api's broker is not connected, so its heartbeat was not checked"
     deadline = time.monotonic() + wait
     while True:
