@@ -44,7 +44,7 @@ TEMPLATE = {
     ),
     "conf_fee_overrides.yml": "{}\n",
     "hummingbot_logs.yml": "version: 1\n",
-    ".password_verification": "7b2263727970746f223a2022...\n",
+    # No .password_verification: the stand-in makes it at start, as hummingbot-api does.
 }
 
 

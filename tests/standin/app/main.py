@@ -33,6 +33,7 @@ from routers import accounts, bot_orchestration, connectors, docker, websockets 
 from services import exchanges, gateway_http_client, noise  # noqa: E402
 from services.docker_service import DockerService  # noqa: E402
 from utils.mqtt_manager import MQTTManager  # noqa: E402
+from utils.security import ensure_password_verification  # noqa: E402
 
 
 def warn_if_insecure_security_defaults() -> None:
@@ -51,10 +52,12 @@ def warn_if_insecure_security_defaults() -> None:
 async def lifespan(app: FastAPI):
     tasks: list[asyncio.Task] = []
     if config.LEGACY:
+        ensure_password_verification()
         app.state.docker_manager = DockerService()
         await AsyncDatabaseManager().create_tables()
     else:
         warn_if_insecure_security_defaults()
+        ensure_password_verification()
         await AsyncDatabaseManager().create_tables()
         app.state.docker_manager = DockerService()
     mqtt = app.state.mqtt = MQTTManager()

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-import config
+import config as settings
 from models import V2ControllerDeployment, V2ScriptDeployment
 from security import auth
 from utils import file_system as fs
@@ -35,8 +35,8 @@ async def get_mqtt_status(request: Request):
     connected = mqtt.connected.is_set()
     return {"status": "success", "data": {
         "mqtt_connected": connected, "discovered_bots": sorted(mqtt.heard),
-        "active_bots": _docker(request).running_bots(), "broker_host": config.BROKER_HOST,
-        "broker_port": config.BROKER_PORT, "broker_username": "admin",
+        "active_bots": _docker(request).running_bots(), "broker_host": settings.BROKER_HOST,
+        "broker_port": settings.BROKER_PORT, "broker_username": "admin",
         "client_state": "connected" if connected else "disconnected"}}
 
 
@@ -50,17 +50,18 @@ async def get_bot_status(bot_name: str, request: Request):
 
 
 @router.post("/deploy-v2-script")
-async def deploy_v2_script(config_: V2ScriptDeployment, request: Request):
+async def deploy_v2_script(config: V2ScriptDeployment, request: Request):
+    # `config`, as the legacy route names it: its traceback shows this call's line.
     docker_manager = _docker(request)
-    if config.LEGACY:
-        logging.info(f"Creating hummingbot instance with config: {config_}")
-        response = docker_manager.create_hummingbot_instance(config_)
+    if settings.LEGACY:
+        logging.info(f"Creating hummingbot instance with config: {config}")
+        response = docker_manager.create_hummingbot_instance(config)
         return response
     try:
         timestamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        unique_instance_name = f"{config_.instance_name}-{timestamp}"
-        config_.instance_name = unique_instance_name
-        response = docker_manager.create_hummingbot_instance(config_)
+        unique_instance_name = f"{config.instance_name}-{timestamp}"
+        config.instance_name = unique_instance_name
+        response = docker_manager.create_hummingbot_instance(config)
         if response.get("success"):
             response["unique_instance_name"] = unique_instance_name
         return response
@@ -72,7 +73,7 @@ async def deploy_v2_script(config_: V2ScriptDeployment, request: Request):
 def _script_config_for(deployment: V2ControllerDeployment, name: str) -> tuple[str, list[str]]:
     controllers = [c if c.endswith(".yml") else f"{c}.yml" for c in deployment.controllers_config]
     content: dict = {"script_file_name": "v2_with_controllers.py", "controllers_config": controllers}
-    if config.LEGACY:
+    if settings.LEGACY:
         content["candles_config"] = []
         content["markets"] = {}
     if deployment.max_global_drawdown_quote is not None:
@@ -89,7 +90,7 @@ def _script_config_for(deployment: V2ControllerDeployment, name: str) -> tuple[s
 async def deploy_v2_controllers(deployment: V2ControllerDeployment, request: Request):
     docker_manager = _docker(request)
     timestamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    if config.LEGACY:
+    if settings.LEGACY:
         filename, _ = _script_config_for(deployment, f"{deployment.instance_name}-{timestamp}")
         script = V2ScriptDeployment(
             instance_name=deployment.instance_name,

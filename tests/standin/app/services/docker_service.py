@@ -120,8 +120,12 @@ class DockerService:
                 if BOT_IMAGE.match(c.get("Image") or "")]
 
     def bot_status(self, mqtt) -> dict:
-        """Every running bot reads "stopped" (nothing trades here); `recently_active` is its
-        heartbeat over MQTT in the last 30 s."""
-        return {name: {"status": "stopped", "performance": {}, "error_logs": [], "general_logs": [],
-                       "recently_active": mqtt.recently_active(name), "source": "docker"}
-                for name in self.running_bots()}
+        """Every running bot reads "stopped" (nothing trades here); `recently_active` is a message
+        from it over MQTT in the last 30 s; error_logs and general_logs, the records it sent."""
+        status = {}
+        for name in self.running_bots():
+            error_logs, general_logs = mqtt.logs(name)
+            status[name] = {"status": "stopped", "performance": {}, "error_logs": error_logs,
+                            "general_logs": general_logs, "recently_active": mqtt.recently_active(name),
+                            "source": "docker"}
+        return status

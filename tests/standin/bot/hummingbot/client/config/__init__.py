@@ -1,0 +1,1 @@
+"""See hummingbot/__init__.py."""
