@@ -8,6 +8,7 @@ in the captures. Bots are named after the stack's run, and the agent follows onl
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import time
 
@@ -103,7 +104,15 @@ def test_password_file_missing_is_repaired_and_the_bot_redeployed_lives(make_sta
 
 
 def _sha(password: str) -> str:
-    return "standin-sha256:" + hashlib.sha256(password.encode()).hexdigest()
+    """A .password_verification of the real shape (the hex of a key file's JSON) made with this
+    password by the stand-in bot's own config_crypt, as a profile of another password has it."""
+    spec = importlib.util.spec_from_file_location(
+        "standin_config_crypt", REPO / "tests" / "standin" / "bot" / "hummingbot" / "client" / "config"
+        / "config_crypt.py")
+    crypt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(crypt)
+    manager = crypt.ETHKeyFileSecretManger(password)
+    return manager.encrypt_secret_value(crypt.PASSWORD_VERIFICATION_WORD, crypt.PASSWORD_VERIFICATION_WORD)
 
 
 def test_failures_a_bot_dies_of_are_one_clear_message_each_and_nothing_changes(make_stack, agent, receiver):
