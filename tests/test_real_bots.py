@@ -22,6 +22,7 @@ import pytest
 from agent.service import Service
 from agent.settings import Settings
 from tests.realstack.images import BOT_IMAGE, ensure_real_images
+from tests.realstack.scripts import RAISE_TICK
 from tests.realstack.stack import RealStack
 from tests.stack import ADMIN, free_port, prefixed_rules, wait_until
 
@@ -233,29 +234,6 @@ def test_real_bots_that_die_at_start_are_told_and_repaired_where_safe(real_curre
 
 
 # -- bots that keep running, failing ----------------------------------------------------------------
-RAISE_TICK = """\
-import os
-from typing import Dict
-
-from hummingbot.connector.connector_base import ConnectorBase
-from hummingbot.strategy.strategy_v2_base import StrategyV2Base, StrategyV2ConfigBase
-
-
-class RaiseTickConfig(StrategyV2ConfigBase):
-    script_file_name: str = os.path.basename(__file__)
-
-
-class RaiseTick(StrategyV2Base):
-    def __init__(self, connectors: Dict[str, ConnectorBase], config: RaiseTickConfig):
-        super().__init__(connectors, config)
-        self.ticks = 0
-
-    def on_tick(self):
-        self.ticks += 1
-        self.logger().info(f"raise_tick: tick {self.ticks}")
-        if self.ticks >= 3:
-            raise ZeroDivisionError("raise_tick: boom in on_tick")
-"""
 
 
 def test_real_running_bots_failing_are_told_once_with_the_right_reason(real_current, agent, receiver):

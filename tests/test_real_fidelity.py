@@ -36,6 +36,7 @@ from docker.models.containers import Container
 from tests.images import BOT_IMAGE as STANDIN_BOT
 from tests.realstack.images import BOT_IMAGE as REAL_BOT
 from tests.realstack.images import ensure_real_images
+from tests.realstack.scripts import RAISE_TICK
 from tests.realstack.stack import CONFIG_PASSWORD, RealStack
 from tests.stack import Stack, free_port, labels, wait_until
 
@@ -43,30 +44,6 @@ pytestmark = pytest.mark.docker
 
 LAST_FRAMES = 3
 NOISE_LOGGERS = ("time_synchronizer", "rate_source_base", "gateway_http_client")
-# The captured e2 script (shared real logs), a real V2 script: it raises from its third tick on.
-RAISE_TICK = """\
-import os
-from typing import Dict
-
-from hummingbot.connector.connector_base import ConnectorBase
-from hummingbot.strategy.strategy_v2_base import StrategyV2Base, StrategyV2ConfigBase
-
-
-class RaiseTickConfig(StrategyV2ConfigBase):
-    script_file_name: str = os.path.basename(__file__)
-
-
-class RaiseTick(StrategyV2Base):
-    def __init__(self, connectors: Dict[str, ConnectorBase], config: RaiseTickConfig):
-        super().__init__(connectors, config)
-        self.ticks = 0
-
-    def on_tick(self):
-        self.ticks += 1
-        self.logger().info(f"raise_tick: tick {self.ticks}")
-        if self.ticks >= 3:
-            raise ZeroDivisionError("raise_tick: boom in on_tick")
-"""
 # A .password_verification of another password, made by each side's own bot image with its own code.
 OTHER_PASSWORD = ("from hummingbot.client.config.config_crypt import ETHKeyFileSecretManger,"
                   " store_password_verification;"
