@@ -234,8 +234,6 @@ def test_real_bots_that_die_at_start_are_told_and_repaired_where_safe(real_curre
 
 
 # -- bots that keep running, failing ----------------------------------------------------------------
-
-
 def test_real_running_bots_failing_are_told_once_with_the_right_reason(real_current, agent, receiver):
     """A script that raises on every tick: told with the clock's own exception (not the DNS
     failure of its start). A bot with a wrong mqtt_port: the disconnect counted once though the bot
