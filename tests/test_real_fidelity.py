@@ -293,12 +293,22 @@ def deploy_all(side: Side, tag: str, cases: tuple[str, ...]) -> dict[str, str]:
     made = {case: prepare(side, tag, case) for case in cases}
     names = {}
     for case, (profile, config) in made.items():
+        instance = f"{tag}{case}"
+        # Both sides deploy this name on one engine, and each hummingbot-api adds the second to it:
+        # the second side waits for the next second, or the two containers' names collide.
+        wait = int(_DEPLOYED.get(instance, 0)) + 1.05 - time.time()
+        if wait > 0:
+            time.sleep(wait)
         answer = side.stack.http("POST", "/bot-orchestration/deploy-v2-script", json={
-            "instance_name": f"{tag}{case}", "credentials_profile": profile, "image": side.image,
+            "instance_name": instance, "credentials_profile": profile, "image": side.image,
             "script_config": config, "headless": True})
+        _DEPLOYED[instance] = time.time()
         assert answer.status_code == 200 and answer.json().get("success"), (side.kind, case, answer.text)
         names[case] = answer.json()["unique_instance_name"]
     return names
+
+
+_DEPLOYED: dict[str, float] = {}  # instance name -> when a side's deploy of it was answered
 
 
 def remove(side: Side, names: dict[str, str]) -> None:
