@@ -4,7 +4,8 @@ A component (a source, the pipeline, the remedy, the notifier, the health server
 started once, stopped once by a common deadline, says what is wrong with it in words
 (`health`), names its threads that must be alive (`threads`) and yields its Prometheus
 metric families (`metrics`). The health server and the service know components only
-through this protocol, never their insides.
+through this protocol, never their insides. A class may subclass `Component` to inherit
+the defaults (nothing wrong, no threads, no metrics).
 
 `Loop` is the life cycle itself: one daemon thread running a body until asked to stop,
 a stop flag the body waits on, and a stop that joins within a deadline. Nine hand-written
@@ -33,13 +34,16 @@ class Component(Protocol):
 
     def health(self) -> list[str]:
         """What is wrong now, in words a person can act on; empty when all is well."""
+        return []
 
     def threads(self) -> dict[str, threading.Thread | None]:
         """Threads that must be alive while the component runs (None: not started yet, which
         the health check reports as stopped)."""
+        return {}
 
     def metrics(self) -> Iterable[Metric]:
         """Prometheus metric families, read at scrape time."""
+        return ()
 
 
 def left(deadline: float, floor: float = 0.0) -> float:
@@ -97,3 +101,14 @@ class Loop:
     @property
     def alive(self) -> bool:
         return self.thread.is_alive()
+
+
+def merged(families: Iterable[Metric]) -> list[Metric]:
+    """Families of one name (one from each stack, say) as one: an exposition names each once."""
+    out: dict[str, Metric] = {}
+    for family in families:
+        if family.name in out:
+            out[family.name].samples.extend(family.samples)
+        else:
+            out[family.name] = family
+    return list(out.values())

@@ -1,12 +1,10 @@
 """One stack at run time: its engine's sources, its own pipeline thread, its own remedy
 worker, its recorder and deploy feed, and a watch on its hummingbot-api's login.
 
-Nothing here is shared with another stack but what cannot block: the state file (SQLite,
-short writes), the rules (read-only), the notifier's outbox (each stack's messages take
-turns) and the count of errors no rule knows. So an engine or hummingbot-api that is
-unreachable, slow or hostile holds only its own stack: a flood of lines fills only its own
-bounded queue, a slow fix waits only in its own worker, an unreachable engine is retried
-with backoff in its own thread.
+A stack shares with the others only what `Shared` holds, none of which can block. So an
+engine or hummingbot-api that is unreachable, slow or hostile holds only its own stack: a
+flood of lines fills only its own bounded queue, a slow fix waits only in its own worker,
+an unreachable engine is retried with backoff in its own thread.
 """
 
 from __future__ import annotations
@@ -14,13 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import httpx
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from agent.actions.base import ActionContext
 from agent.assemble import Assembler
+from agent.component import Component, Loop
 from agent.events import EXIT, Event
 from agent.hummingbot_api import HummingbotAPI
 from agent.ingest.bots import BotSelection
@@ -31,11 +32,12 @@ from agent.pipeline import Pipeline
 from agent.recorder.feed import DeployFeed
 from agent.remedy.engine import Remedy
 from agent.remedy.fate import Fate
+from agent.shared import Shared
 from agent.stackconf import StackConfig, engine_client
+from agent.store import Store
 
 if TYPE_CHECKING:
-    from agent.recorder.proxy import RecorderThread
-    from agent.service import Service
+    from agent.recorder.proxy import RecorderServer
 
 log = logging.getLogger("agent")
 MAX_QUEUED = 64  # batches of lines a stack's pipeline holds before its sources wait
@@ -46,25 +48,25 @@ class RecorderError(Exception):
     """The recorder could not listen where it was told to."""
 
 
-def start_recorder(stack: StackConfig, store, on_record=None) -> RecorderThread:
+def start_recorder(stack: StackConfig, store: Store, on_record=None) -> RecorderServer:
     """The stack's recorder in its own thread, listening before this returns."""
-    from agent.recorder.proxy import Recorder, RecorderThread  # aiohttp, only where a recorder runs
+    from agent.recorder.proxy import Recorder, RecorderServer  # aiohttp, only where a recorder runs
 
     assert stack.recorder_addr
     host, port = parse_addr(stack.recorder_addr)
     password = stack.hummingbot_password
     login = (stack.hummingbot_username, password.get_secret_value()) if password is not None else None
-    thread = RecorderThread(Recorder(stack.hummingbot_url, store, on_record=on_record, login=login,
+    server = RecorderServer(Recorder(stack.hummingbot_url, store, on_record=on_record, login=login,
                                      stack=stack.name), host, port)
-    thread.start()
-    thread.ready.wait(10)
-    if thread.error is not None or not thread.ready.is_set():
+    server.start()
+    server.ready.wait(10)
+    if server.error is not None or not server.ready.is_set():
         who = "" if stack.name == DEFAULT_STACK else f" of stack {stack.name}"
-        raise RecorderError(f"recorder{who} cannot listen on {stack.recorder_addr}: {thread.error}")
-    return thread
+        raise RecorderError(f"recorder{who} cannot listen on {stack.recorder_addr}: {server.error}")
+    return server
 
 
-class ApiWatch:
+class ApiWatch(Component):
     """Does the stack's hummingbot-api answer and accept the agent's login? Looked at once at
     start, then again every API_RECHECK seconds only while it does not, or after a fix met a
     refusal or no answer: a healthy hummingbot-api's log gets no polling lines. Each change is
@@ -72,34 +74,40 @@ class ApiWatch:
 
     def __init__(self, stack: StackConfig, where: str) -> None:
         self.stack = stack
+        self.name = f"api-watch-{stack.name}"
         self.where = where  # "stack eu-1: " or ""
         self.problem: str | None = None  # None: fine (or not looked at yet)
         self.refused = False  # the problem is a refused login (only a person can fix that)
         self.looked = False
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"api-watch-{stack.name}", daemon=True)
+        self._loop = Loop(self.name, self._run)
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
+    def stop(self, deadline: float) -> None:
+        self._loop.stop(min(deadline, time.monotonic()))  # a look in progress is not waited for
+
+    def health(self) -> list[str]:
+        """Not answering is hummingbot-api's own trouble, which rules watch; a refused login is
+        the agent's."""
+        return [self.problem] if self.refused and self.problem else []
+
+    def metrics(self) -> Iterator[Metric]:
+        api = GaugeMetricFamily("hb_medic_api_up", "1 while the stack's hummingbot-api answers and accepts"
+                                " the login (as last looked at)", labels=["stack"])
+        api.add_metric([self.stack.name], 0.0 if self.problem is not None else 1.0)
+        yield api
 
     def observed(self, status: int | None) -> None:
         """A fix's request met this status (None: no answer): look again if it was a refusal."""
         if status is None or status == 401:
-            self._wake.set()
+            self._loop.wake()
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
+        while not self._loop.stopping.is_set():
             self._look()
-            if self.problem is None:
-                self._wake.wait()
-            else:
-                self._wake.wait(API_RECHECK)
-            self._wake.clear()
+            if self._loop.wait(None if self.problem is None else API_RECHECK):
+                return
 
     def _look(self) -> None:
         s = self.stack
@@ -127,16 +135,18 @@ class ApiWatch:
             log.warning("%shummingbot-api at %s answers and accepts the login again", self.where, url)
 
 
-class StackRuntime:
-    def __init__(self, service: Service, stack: StackConfig, *, listen: bool) -> None:
-        s = service.settings
-        self.service = service
+class StackRuntime(Component):
+    """A stack's components, wired: sources → pipeline → match → fate → remedy."""
+
+    def __init__(self, shared: Shared, stack: StackConfig, *, listen: bool) -> None:
+        s = shared.settings
+        self.shared = shared
         self.config = stack
         self.name = stack.name
-        self.where = f"stack {stack.name}: " if service.show_stack else ""
-        store = service.store
+        self.where = f"stack {stack.name}: " if shared.show_stack else ""
+        store = shared.store
         self.counts: dict[str, dict[str, int]] = {"events": {}, "matches": {}}
-        self.fate = Fate(lambda: service.rules.rules, self._submit, store=store, exit_wait=s.bot_exit_wait)
+        self.fate = Fate(lambda: shared.rules().rules, self._submit, store=store, exit_wait=s.bot_exit_wait)
         self.pipeline = Pipeline(self.handle, store=store, assembler=Assembler(grace=s.grace_ms / 1000),
                                  tick=self.fate.tick, stack=stack.name, max_queued=MAX_QUEUED)
         self.bots = BotSelection.parse(stack.bots)
@@ -145,14 +155,14 @@ class StackRuntime:
                              client_factory=lambda: engine_client(stack, max_pool_size=MAX_STREAMS),
                              catchup_window=s.catchup_window, max_line=s.max_line_bytes, bots=self.bots,
                              bots_dir=stack.bots_dir, store=store, stack=stack.name)
-        self.matcher = Matcher(service.rules.rules, labels=self.ingest.labels)
+        self.matcher = Matcher(shared.rules().rules, labels=self.ingest.labels)
         self.feed = DeployFeed(store, self.pipeline.event, catchup_window=s.catchup_window, stack=stack.name)
         self.api_watch = ApiWatch(stack, self.where)
         self._context: ActionContext | None = None
-        self.remedy = Remedy(store, service._rules, self.context, notify=service._notify, mode=s.mode,
+        self.remedy = Remedy(store, shared.rules_by_id, self.context, notify=shared.notify, mode=s.mode,
                              budget=s.action_budget, stale_after=s.stale_after, bots_dir=stack.bots_dir,
-                             recorder=bool(stack.recorder_addr), redactor=service.redactor, stack=stack.name)
-        self.recorder: RecorderThread | None = None
+                             recorder=bool(stack.recorder_addr), redactor=shared.redactor, stack=stack.name)
+        self.recorder: RecorderServer | None = None
         if stack.recorder_addr and listen:
             self.recorder = start_recorder(stack, store, self.feed.notify)
 
@@ -160,13 +170,13 @@ class StackRuntime:
     def context(self) -> ActionContext:
         """Made once, on first use (in the stack's remedy worker): this stack's engine and API."""
         if self._context is None:
-            c, s = self.config, self.service.settings
+            c, s = self.config, self.shared.settings
             password = c.hummingbot_password.get_secret_value() if c.hummingbot_password else ""
             self._context = ActionContext(
                 docker=engine_client(c),
                 api=HummingbotAPI(c.hummingbot_url, c.hummingbot_username, password,
                                   observe=self.api_watch.observed),
-                credentials_dir=c.credentials_dir, redactor=self.service.redactor, bots_dir=c.bots_dir,
+                credentials_dir=c.credentials_dir, redactor=self.shared.redactor, bots_dir=c.bots_dir,
                 watch=self.fate, settle=s.bot_settle, allowed_images=tuple(s.allowed_images))
         return self._context
 
@@ -181,43 +191,73 @@ class StackRuntime:
         elif res is not None:
             self.fate.matched(res)
         elif not self.fate.explains(event):
-            self.service.unknown.observe(event, explained=self.remedy.owns_deploy)
+            self.shared.observe_unknown(event, self.remedy.owns_deploy)
 
     def _submit(self, res: Result) -> None:
         matches = self.counts["matches"]
         matches[res.rule.id] = matches.get(res.rule.id, 0) + 1
-        self.service.report_match(res, self)
+        report_match(res, self.where)
         self.remedy.submit(res)
 
     def rules_changed(self, rules: list) -> None:
         self.matcher = Matcher(rules, labels=self.ingest.labels)
 
-    # -- lifecycle ----------------------------------------------------------------------------
+    # -- the component --------------------------------------------------------------------------
+    def parts(self) -> list[Component]:
+        """Its components but the remedy, which the service stops later (see Service.stop)."""
+        return [p for p in (self.ingest, self.pipeline, self.feed, self.api_watch, self.recorder)
+                if p is not None]
+
     def start(self) -> None:
         self.remedy.start()
         self.pipeline.start()
-        self.ingest.start(background=self.service.show_stack)
+        self.ingest.start(background=self.shared.show_stack)
         self.feed.start()
         self.api_watch.start()
 
     def stop(self, deadline: float) -> None:
-        """Everything of this stack, within the common deadline (monotonic)."""
-        left: Callable[[], float] = lambda: max(0.05, deadline - time.monotonic())  # noqa: E731
-        self.api_watch.stop()
+        """Its sources, recorder and pipeline, within the common deadline (monotonic): the
+        sources first, so the pipeline drains what they handed on."""
+        soon = lambda most: min(deadline, time.monotonic() + most)  # noqa: E731
+        self.api_watch.stop(deadline)
         if self.recorder is not None:
-            self.recorder.stop(timeout=min(1.0, left()))
-        self.feed.stop()
-        self.ingest.stop(timeout=min(0.5, left()))
-        self.pipeline.stop(timeout=min(1.0, left()))
+            self.recorder.stop(soon(1.0))
+        self.feed.stop(deadline)
+        self.ingest.stop(soon(0.5))
+        self.pipeline.stop(soon(1.0))
 
     def threads(self) -> dict[str, threading.Thread | None]:
         """Its long-running threads that should be alive (for /healthz); the engine's event
         thread only once the engine was reached."""
-        out: dict[str, threading.Thread | None] = {
-            "pipeline": self.pipeline._thread, "remedy": self.remedy._thread, "deploy-feed": self.feed}
-        if self.ingest._client is not None:
-            out["docker-events"] = self.ingest._watcher
+        out: dict[str, threading.Thread | None] = {}
+        for part in (self.pipeline, self.remedy, self.feed, self.ingest):
+            out.update(part.threads())
         return out
+
+    def health(self) -> list[str]:
+        """Its problems, unprefixed."""
+        return [p for part in (self.ingest, self.pipeline, self.api_watch) for p in part.health()]
+
+    def detail(self) -> dict:
+        """What /healthz shows of it."""
+        problems = self.health()
+        return {"ok": not problems, "engine": "ok" if self.ingest.engine_up() else "unreachable",
+                "api": "ok" if self.api_watch.problem is None else self.api_watch.problem,
+                "streams": {name: st.state for name, st in self.ingest.status().items()},
+                "problems": problems}
+
+    def metrics(self) -> Iterator[Metric]:
+        events = CounterMetricFamily("hb_medic_events", "Events assembled", labels=["stack", "kind"])
+        matches = CounterMetricFamily("hb_medic_matches", "Events matched, per rule",
+                                      labels=["stack", "rule"])
+        for kind, n in sorted(self.counts["events"].items()):
+            events.add_metric([self.name, kind], n)
+        for rule, n in sorted(self.counts["matches"].items()):
+            matches.add_metric([self.name, rule], n)
+        yield from self.ingest.metrics()
+        yield from self.api_watch.metrics()
+        yield from (events, matches)
+        yield from self.remedy.metrics()
 
     def summary(self) -> list[str]:
         c = self.config
@@ -235,3 +275,17 @@ class StackRuntime:
         if self.recorder is not None:
             lines.append(f"{self.where}deploy recorder: {c.recorder_addr} -> {c.hummingbot_url}")
         return lines
+
+
+def report_match(res: Result, where: str = "") -> None:
+    """Every event a rule matched is one line in the agent's log: captures, refusal, plan."""
+    r = res.rule
+    caps = " ".join(f"{k}={v!r}" for k, v in res.captures.items())
+    if res.refused:
+        state = f"REFUSED ({res.refused})"
+    elif res.below_threshold:
+        state = "below threshold"
+    else:
+        state = "would run: " + (", ".join(res.actions) or "notify only")
+    log.log(logging.WARNING if res.refused else logging.INFO, "%srule %s matched in %s: %s %s [%s]", where,
+            r.id, res.event.container, caps, state, res.event.fingerprint)

@@ -1,6 +1,10 @@
 """The running agent: ingest, assemble, match, remedy and notify in one process,
 with the recorder and the health server beside them; it stops cleanly.
 
+The service owns what the stacks share (`Shared`), builds one `StackRuntime` a stack, and
+knows every part only as a `Component`: it starts them, stops them by one deadline, and
+composes their health and metrics for the health server.
+
 Besides acting, it logs what it sees: every event a rule matches (captures,
 refusal, planned actions) is one line in the agent's log; every traceback or
 ERROR/CRITICAL record no rule knows is counted by fingerprint (agent.unknown),
@@ -13,13 +17,18 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
+from itertools import chain
 from typing import TYPE_CHECKING
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
 from agent import __version__
+from agent.component import left, merged
 from agent.http import HealthServer
 from agent.ingest.follow import Ingest
 from agent.match.library import Library, load_library
-from agent.match.matcher import Matcher, Result
 from agent.match.reload import RulesWatcher
 from agent.names import DEFAULT_STACK, parse_addr
 from agent.notify.notifier import Notifier
@@ -31,12 +40,13 @@ from agent.remedy.engine import Remedy, log_step
 from agent.runtime import RecorderError, StackRuntime
 from agent.runtime import start_recorder as _start_recorder
 from agent.settings import Settings
+from agent.shared import Shared
 from agent.store import Store, Unknown
 from agent.unknown.digest import DigestSchedule
 from agent.unknown.tracker import UnknownTracker
 
 if TYPE_CHECKING:
-    from agent.recorder.proxy import RecorderThread
+    from agent.recorder.proxy import RecorderServer
 
 log = logging.getLogger("agent")
 
@@ -47,19 +57,6 @@ class SettingsError(Exception):
 
 class RulesError(Exception):
     """The rules folder has errors; the agent does not start with it."""
-
-
-def report_match(res: Result, where: str = "") -> None:
-    r = res.rule
-    caps = " ".join(f"{k}={v!r}" for k, v in res.captures.items())
-    if res.refused:
-        state = f"REFUSED ({res.refused})"
-    elif res.below_threshold:
-        state = "below threshold"
-    else:
-        state = "would run: " + (", ".join(res.actions) or "notify only")
-    log.log(logging.WARNING if res.refused else logging.INFO, "%srule %s matched in %s: %s %s [%s]", where,
-            r.id, res.event.container, caps, state, res.event.fingerprint)
 
 
 class Service:
@@ -97,20 +94,22 @@ class Service:
             burst_window=settings.unknown_burst_minutes * 60, on_burst=self._unknown_burst,
             on_digest=self._unknown_digest,
             digest=DigestSchedule.parse(settings.unknown_digest_time) if settings.unknown_digest else None)
+        shared = Shared(settings, self.store, lambda: self.rules, self._notify, self.unknown.observe,
+                        self.redactor, self.show_stack)
         self.http: HealthServer | None = None
         if listen:
             host, port = parse_addr(settings.http_addr)
-            self.http = HealthServer(self, host, port)  # binds now: a taken port stops the start
+            self.http = HealthServer(self.report, self.metrics, host, port)  # a taken port stops the start
         self.stacks: list[StackRuntime] = []
         try:
             for config in stacks:
-                self.stacks.append(StackRuntime(self, config, listen=listen))
+                self.stacks.append(StackRuntime(shared, config, listen=listen))
         except BaseException:
             for rt in self.stacks:
                 if rt.recorder is not None:
-                    rt.recorder.stop(timeout=1.0)
+                    rt.recorder.stop(time.monotonic() + 1.0)
             if self.http is not None:
-                self.http.server.server_close()
+                self.http.stop(time.monotonic())
             raise
 
     # -- the default (or only) stack, as one-stack callers know the agent ------------------------
@@ -134,7 +133,7 @@ class Service:
         return self.main.pipeline
 
     @property
-    def recorder(self) -> RecorderThread | None:
+    def recorder(self) -> RecorderServer | None:
         return self.main.recorder
 
     @property
@@ -149,9 +148,6 @@ class Service:
         log_step(inc, step, self.redactor.text(text), self.show_stack)
         self.notifier.step(inc, step, text)
 
-    def report_match(self, res: Result, rt: StackRuntime) -> None:
-        report_match(res, rt.where)
-
     def _unknown_burst(self, entry: Unknown, count: int, window: float) -> None:
         self.notifier.enqueue(burst_message(entry, count, window, self.redactor, self.show_stack),
                               storm_control=False)
@@ -160,7 +156,7 @@ class Service:
         self.notifier.enqueue(digest_message(entries, since, now, self.redactor, self.show_stack),
                               storm_control=False)
 
-    def _swap(self, matcher: Matcher, loaded: Library) -> None:
+    def _swap(self, loaded: Library) -> None:
         self.rules = loaded
         for rt in self.stacks:
             rt.rules_changed(loaded.rules)
@@ -184,14 +180,57 @@ class Service:
                 log.warning("stack %s: TLS to %s without verifying the engine's certificate (verify:"
                             " false): anyone between can pose as the engine", c.name, c.docker_host)
 
-    def threads_alive(self) -> dict[str, bool]:
+    # -- health and metrics (what the health server is given) ---------------------------------
+    def threads(self) -> dict[str, threading.Thread | None]:
         """The agent's long-running threads, for /healthz (a stack's prefixed by its name where
         the agent has several)."""
-        threads: dict[str, object] = {"notify": self.notifier._thread, "unknown": self.unknown._thread}
+        threads: dict[str, threading.Thread | None] = {}
+        for part in (self.notifier, self.unknown, self.watcher):
+            threads.update(part.threads())
         for rt in self.stacks:
-            for name, t in rt.threads().items():
-                threads[f"{rt.where}{name}"] = t
-        return {name: t is not None and t.is_alive() for name, t in threads.items()}
+            threads.update({f"{rt.where}{name}": t for name, t in rt.threads().items()})
+        return threads
+
+    def report(self) -> tuple[bool, dict]:
+        """/healthz: each stack's problems, then threads that stopped, then the state file's
+        and the notifier's."""
+        problems: list[str] = []
+        streams: dict[str, str] = {}
+        stacks = {}
+        for rt in self.stacks:
+            detail = rt.detail()
+            problems += [rt.where + p for p in detail["problems"]]
+            streams.update({rt.where.replace("stack ", "").replace(": ", "/") + n: st
+                            for n, st in detail["streams"].items()})
+            stacks[rt.name] = detail
+        problems += [f"{name} thread has stopped" for name, t in self.threads().items()
+                     if t is None or not t.is_alive()]
+        if self.store.write_problem is not None:
+            problems.append(f"state file {self.store.path} cannot be written: {self.store.write_problem}")
+        for part in (self.notifier, self.unknown, self.watcher):
+            problems += part.health()
+        recorders = {rt.name: rt.config.recorder_addr for rt in self.stacks if rt.recorder is not None}
+        return not problems, {"ok": not problems, "streams": streams, "problems": problems,
+                              "recorder": recorders.get(self.main.name), "recorders": recorders,
+                              "stacks": stacks}
+
+    def metrics(self) -> list[Metric]:
+        """/metrics: every component's families, one family a name."""
+        return merged(chain((m for rt in self.stacks for m in rt.metrics()), self._state_metrics(),
+                            self.notifier.metrics(), self.unknown.metrics()))
+
+    def _state_metrics(self) -> Iterator[Metric]:
+        """What the state file counts for every stack: actions run, incidents open."""
+        actions = CounterMetricFamily("hb_medic_actions", "Actions run, by result",
+                                      labels=["stack", "action", "result"])
+        for (stack, name, ok), n in sorted(self.store.action_counts().items()):
+            actions.add_metric([stack, name, "ok" if ok else "failed"], n)
+        yield actions
+        open_ = GaugeMetricFamily("hb_medic_incidents_open", "Incidents not closed",
+                                  labels=["stack", "rule"])
+        for (stack, rule), n in sorted(self.store.open_incident_counts().items()):
+            open_.add_metric([stack, rule], n)
+        yield open_
 
     def summary(self) -> list[str]:
         """The start-up summary: what is followed, with which rules, told to whom, in which mode."""
@@ -215,27 +254,29 @@ class Service:
 
     def stop(self) -> None:
         """Detach from the engines, finish what is assembled, save the checkpoints."""
-        self.watcher.stop()
+        now = time.monotonic()
+        self.watcher.stop(now + 0.2)
         if self.http is not None:
-            self.http.stop()
+            self.http.stop(now + 0.5)
         deadline = time.monotonic() + 1.5
         stoppers = [threading.Thread(target=rt.stop, args=(deadline,), daemon=True) for rt in self.stacks]
         for t in stoppers:  # side by side: a stack whose engine hangs holds no other's stop
             t.start()
         for t in stoppers:
-            t.join(max(0.0, deadline + 0.5 - time.monotonic()))
-        self.unknown.stop(timeout=0.5)  # after the pipelines: their last counts are written
+            t.join(left(deadline + 0.5))
+        self.unknown.stop(time.monotonic() + 0.5)  # after the pipelines: their last counts are written
         # An action in progress is not waited for: its incident is tried again at the next
         # start (the attempt is counted), so a stop stays within Docker's patience.
+        remedies = time.monotonic() + 0.3
         for rt in self.stacks:
-            rt.remedy.stop(timeout=0.3 / len(self.stacks))
-        self.notifier.stop(timeout=0.3)
+            rt.remedy.stop(remedies)
+        self.notifier.stop(time.monotonic() + 0.3)
         self.store.close()
         log.info("hb-medic stopped")
 
 
 def start_recorder(settings: Settings, store: Store, on_record=None,
-                   stack: str | None = None) -> RecorderThread:
+                   stack: str | None = None) -> RecorderServer:
     """`hb-medic recorder [--stack NAME]`: one stack's recorder alone (the default stack's, or the
     only one)."""
     stacks = settings.stack_list()

@@ -17,7 +17,7 @@ from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.recorder.events import event_from_deploy
 from agent.recorder.feed import DeployFeed
-from agent.recorder.proxy import Recorder, RecorderThread
+from agent.recorder.proxy import Recorder, RecorderServer
 from agent.store import Store
 from tests.stack import ADMIN, free_port, wait_until
 
@@ -33,7 +33,7 @@ def recorder(tmp_path):
     def start(upstream: str):
         store = Store(tmp_path / "state.db")
         port = free_port()
-        thread = RecorderThread(Recorder(upstream, store), "127.0.0.1", port)
+        thread = RecorderServer(Recorder(upstream, store), "127.0.0.1", port)
         thread.start()
         assert thread.ready.wait(10) and thread.error is None, thread.error
         made.append(thread)

@@ -18,7 +18,7 @@ import time
 import httpx
 
 from agent.http import HealthServer
-from agent.recorder.proxy import Recorder, RecorderThread
+from agent.recorder.proxy import Recorder, RecorderServer
 from agent.remedy.intent import from_recorder
 from agent.store import Store
 from tests.stack import ADMIN, REPO, free_port, wait_until
@@ -30,7 +30,7 @@ DEPLOY = "/bot-orchestration/deploy-v2-script"
 @contextlib.contextmanager
 def running_recorder(upstream: str, store: Store, **kw):
     port = free_port()
-    thread = RecorderThread(Recorder(upstream, store, **kw), "127.0.0.1", port)
+    thread = RecorderServer(Recorder(upstream, store, **kw), "127.0.0.1", port)
     thread.start()
     assert thread.ready.wait(10) and thread.error is None, thread.error
     try:
@@ -201,7 +201,8 @@ def test_slow_and_many_clients_cannot_hold_the_recorder(tmp_path):
 
 def test_slow_and_many_clients_cannot_hold_the_health_server():
     port = free_port()
-    server = HealthServer(None, "127.0.0.1", port, max_connections=3, deadline=1.0)  # type: ignore[arg-type]
+    server = HealthServer(lambda: (True, {"ok": True}), lambda: [], "127.0.0.1", port, max_connections=3,
+                          deadline=1.0)
     server.start()
     try:
         slow = socket.create_connection(("127.0.0.1", port))
@@ -227,8 +228,9 @@ def test_slow_and_many_clients_cannot_hold_the_health_server():
             s.close()
         wait_until(lambda: _get(f"http://127.0.0.1:{port}", "/nowhere") == 404, 10,
                    "the server to serve again")
+        assert _get(f"http://127.0.0.1:{port}", "/healthz") == 200
     finally:
-        server.stop()
+        server.stop(time.monotonic() + 5)
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.component import Component, Loop
 from agent.match.library import Library, load_library, shipped_dir
-from agent.match.matcher import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -24,31 +24,34 @@ def _signature(folders: list[Path]) -> tuple:
     return tuple(out)
 
 
-class RulesWatcher:
+class RulesWatcher(Component):
     """Polls the shipped and the user's folder (inotify does not reach into every bind mount)
     and swaps matchers."""
 
-    def __init__(self, user: Path | None, on_load: Callable[[Matcher, Library], None],
-                 interval: float = 2.0, labels: Callable[[str], dict[str, str]] | None = None) -> None:
-        self.labels = labels
+    name = "rules-watch"
+
+    def __init__(self, user: Path | None, on_load: Callable[[Library], None], interval: float = 2.0) -> None:
+        """`on_load` gets each new library that loaded without errors (each stack makes its
+        matcher from it)."""
         self.user = user
         self.folders = [shipped_dir()] + ([Path(user)] if user is not None else [])
         self.on_load = on_load
         self.interval = interval
         self.errors: list[str] = []
         self._sig = _signature(self.folders)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rules-watch", daemon=True)
+        self._loop = Loop(self.name, self._run)
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def stop(self, deadline: float) -> None:
+        self._loop.stop(deadline)
+
+    def threads(self) -> dict[str, threading.Thread | None]:
+        return {self.name: self._loop.thread}
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._loop.wait(self.interval):
             sig = _signature(self.folders)
             if sig != self._sig:
                 self._sig = sig
@@ -64,6 +67,6 @@ class RulesWatcher:
                       len(result.errors))
             return False
         self.errors = []
-        self.on_load(Matcher(result.rules, labels=self.labels), result)
+        self.on_load(result)
         log.info("rules reloaded: %s", result.describe())
         return True

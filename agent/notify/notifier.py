@@ -18,11 +18,14 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import apprise
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
+from agent.component import Component, Loop
 from agent.events import spoken_duration
 from agent.match import captures as capture_check
 from agent.match.loader import render
@@ -35,6 +38,7 @@ from agent.store import Incident, StateUnwritable, Store
 
 log = logging.getLogger(__name__)
 DEPLOY_VALUE = Capture(type="name", max_length=128)
+OUTBOX_STUCK = 1800.0  # seconds the oldest undelivered message may wait before /healthz says so
 PROBE_MAX = 20.0  # longest wait between two tries of a target that is down
 TYPES = {"critical": apprise.NotifyType.FAILURE, "error": apprise.NotifyType.FAILURE,
          "warning": apprise.NotifyType.WARNING, "info": apprise.NotifyType.INFO}
@@ -68,7 +72,7 @@ def title_values(rule: Rule, values: dict) -> dict:
     return safe
 
 
-class Notifier:
+class Notifier(Component):
     def __init__(self, store: Store, targets: list[Target], *, rules: Callable[[], dict[str, Rule]],
                  redactor: Redactor, storm_count: int = 10, storm_window: float = 300.0,
                  digest_after: float = 60.0, mode: str = "enforce", show_stack: bool = False) -> None:
@@ -83,19 +87,34 @@ class Notifier:
         self.failed = 0  # delivery attempts that failed (a metric)
         self._unstored: deque[tuple[str, str, str]] = deque(maxlen=1000)
         self._down: dict[str, tuple[int, float]] = {}  # target -> (failures in a row, next try)
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
+        self._loop = Loop("notify", self._run)
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    # -- the component ---------------------------------------------------------------------------
+    name = "notify"
+
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+    def stop(self, deadline: float) -> None:
+        self._loop.stop(deadline)
+
+    def threads(self) -> dict[str, threading.Thread | None]:
+        return {"notify": self._loop.thread}
+
+    def health(self) -> list[str]:
+        oldest = self.store.outbox_oldest_pending()
+        if oldest is not None and time.time() - oldest > OUTBOX_STUCK:
+            return [f"notifications undelivered for {time.time() - oldest:.0f} s"]
+        return []
+
+    def metrics(self) -> Iterator[Metric]:
+        notes = GaugeMetricFamily("hb_medic_notifications", "Notification outbox, by status",
+                                  labels=["status"])
+        for status, n in sorted(self.store.outbox_counts().items()):
+            notes.add_metric([status], n)
+        yield notes
+        yield CounterMetricFamily("hb_medic_notifications_failed_attempts",
+                                  "Delivery attempts that failed", value=self.failed)
 
     # -- from the remedy: never raises -----------------------------------------------------------
     def step(self, inc: Incident, step: str, text: str) -> None:
@@ -149,13 +168,11 @@ class Notifier:
                 self.store.outbox_enqueue(incident=msg.incident, rule=msg.rule, target=t.id,
                                           message=payload, status="held" if held else "pending",
                                           stack=msg.stack)
-        self._wake.set()
+        self._loop.wake()
 
     # -- the worker ----------------------------------------------------------------------------------
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(1.0)
-            self._wake.clear()
+        while not self._loop.wait(1.0):
             try:
                 if self._unstored and self.store.write_problem is None:
                     self._store_waiting()
@@ -180,10 +197,10 @@ class Notifier:
     def _deliver_due(self) -> None:
         """Send what is due, oldest first, until nothing more can go now. After each delivery
         the next due message is looked up again: it may be that incident's next step."""
-        while not self._stopping.is_set():
+        while not self._loop.stopping.is_set():
             now = time.time()
             for row in self.store.outbox_due(now):
-                if self._stopping.is_set():
+                if self._loop.stopping.is_set():
                     return
                 down = self._down.get(row[3])
                 if down is not None and now < down[1]:

@@ -29,6 +29,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -38,6 +39,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from agent.component import Component, Loop
 from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
 from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard
@@ -432,20 +434,36 @@ class Recorder:
         return client
 
 
-class RecorderThread(threading.Thread):
-    """Runs the recorder's event loop beside the agent (or alone, `hb-medic recorder`)."""
+class RecorderServer(Component):
+    """Runs the recorder's event loop in a thread of its own beside the agent (or alone,
+    `hb-medic recorder`). After `start`, `ready` is set once it listens or failed to (`error`)."""
 
     def __init__(self, recorder: Recorder, host: str, port: int) -> None:
-        super().__init__(name="recorder" if recorder.stack == DEFAULT_STACK else f"recorder-{recorder.stack}",
-                         daemon=True)
+        self.name = "recorder" if recorder.stack == DEFAULT_STACK else f"recorder-{recorder.stack}"
         self.recorder, self.host, self.port = recorder, host, port
         self.ready = threading.Event()
         self.error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._aio: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
+        self._loop = Loop(self.name, self._run, on_stop=self._signal_stop)
 
-    def run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
+    def start(self) -> None:
+        self._loop.start()
+
+    def stop(self, deadline: float | None = None) -> None:
+        """By `deadline` (monotonic; default: 5 s from now)."""
+        self._loop.stop(time.monotonic() + 5.0 if deadline is None else deadline)
+
+    def threads(self) -> dict[str, threading.Thread | None]:
+        return {self.name: self._loop.thread}
+
+    def _signal_stop(self) -> None:
+        if self._aio is not None and self._stop_event is not None:
+            with contextlib.suppress(RuntimeError):  # its loop has closed already
+                self._aio.call_soon_threadsafe(self._stop_event.set)
+
+    def _run(self) -> None:
+        loop = self._aio = asyncio.new_event_loop()
         try:
             loop.run_until_complete(self._serve())
         except BaseException as exc:  # bind failures and the like: reported to the starter
@@ -472,17 +490,14 @@ class RecorderThread(threading.Thread):
             server = await asyncio.get_running_loop().create_server(
                 guard.protocol, self.host, self.port, reuse_address=True)
             self.ready.set()
+            if self._loop.stopping.is_set():  # stopped while it was binding
+                return
             await self._stop_event.wait()
         finally:
             sweeper.cancel()
             if server is not None:
                 server.close()
             await runner.cleanup()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._loop is not None and self._stop_event is not None:
-            self._loop.call_soon_threadsafe(self._stop_event.set)
-        self.join(timeout)
 
 
 async def _settle(tasks) -> None:

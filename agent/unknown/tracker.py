@@ -15,9 +15,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from agent.component import Component, Loop
 from agent.events import LINE, RESPONSE, TRACEBACK, Event
 from agent.names import DEFAULT_STACK
 from agent.redact import Redactor
@@ -112,7 +116,7 @@ class _Live:
     window: deque = field(default_factory=deque)
 
 
-class UnknownTracker:
+class UnknownTracker(Component):
     def __init__(self, store: Store, redactor: Redactor, *, burst_count: int = 20,
                  burst_window: float = 600.0, log_every: float = 3600.0, max_entries: int = MAX_ENTRIES,
                  on_burst: Burst | None = None, on_digest: Digest | None = None,
@@ -130,22 +134,30 @@ class UnknownTracker:
         self._deferred: deque[tuple[float, Event, Callable[[Event], bool]]] = deque()
         self._digest_last: float | None = None  # when the last digest went out (from the state file)
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="unknown", daemon=True)
+        self._loop = Loop("unknown", self._run)
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- the component -------------------------------------------------------------------------
+    name = "unknown"
+
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+    def stop(self, deadline: float) -> None:
+        """After the pipelines have stopped: their last counts are written."""
+        self._loop.stop(deadline)
         self._release(float("inf"))
         self.flush()
 
+    def threads(self) -> dict[str, threading.Thread | None]:
+        return {"unknown": self._loop.thread}
+
+    def metrics(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("hb_medic_unknown_events", "Errors no rule knows, counted", value=self.seen)
+        yield GaugeMetricFamily("hb_medic_unknown_fingerprints", "Errors no rule knows, by fingerprint,"
+                                " in the state file", value=self.store.unknown_count())
+
     def _run(self) -> None:
-        while not self._stopping.wait(self.tick_every):
+        while not self._loop.wait(self.tick_every):
             try:
                 self.tick()
             except StateUnwritable:
