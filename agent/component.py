@@ -29,8 +29,9 @@ class Component(Protocol):
     def start(self) -> None:
         """Begin work; returns at once (the work runs in the component's own threads)."""
 
-    def stop(self, deadline: float) -> None:
-        """Finish and release everything by `deadline` (time.monotonic())."""
+    def stop(self, deadline: float | None = None) -> None:
+        """Finish and release everything by `deadline` (time.monotonic(); None: within
+        PATIENCE seconds)."""
 
     def health(self) -> list[str]:
         """What is wrong now, in words a person can act on; empty when all is well."""
@@ -44,6 +45,14 @@ class Component(Protocol):
     def metrics(self) -> Iterable[Metric]:
         """Prometheus metric families, read at scrape time."""
         return ()
+
+
+PATIENCE = 5.0  # seconds a stop without a deadline may take
+
+
+def by(deadline: float | None) -> float:
+    """A deadline, or PATIENCE seconds from now."""
+    return time.monotonic() + PATIENCE if deadline is None else deadline
 
 
 def left(deadline: float, floor: float = 0.0) -> float:
@@ -87,7 +96,7 @@ class Loop:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self, deadline: float) -> None:
+    def stop(self, deadline: float | None = None) -> None:
         """Set the stop flag, wake the body, run `on_stop` (to unblock a read, say), and join
         until the deadline. A thread still busy then is left to die with the process: it is a
         daemon."""
@@ -96,11 +105,27 @@ class Loop:
         if self._on_stop is not None:
             self._on_stop()
         if self.thread.is_alive() and self.thread is not threading.current_thread():
-            self.thread.join(left(deadline))
+            self.thread.join(left(by(deadline)))
 
     @property
     def alive(self) -> bool:
         return self.thread.is_alive()
+
+
+class OneLoop(Component):
+    """A component whose work is one `Loop` (`self.loop`): its start, stop and thread come
+    with it."""
+
+    loop: Loop
+
+    def start(self) -> None:
+        self.loop.start()
+
+    def stop(self, deadline: float | None = None) -> None:
+        self.loop.stop(deadline)
+
+    def threads(self) -> dict[str, threading.Thread | None]:
+        return {self.loop.name: self.loop.thread}
 
 
 def merged(families: Iterable[Metric]) -> list[Metric]:

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 
-from agent.component import Component, Loop
+from agent.component import Loop, OneLoop
 
 DEADLINE = 5.0  # seconds a client has for its whole request and answer
 MAX_CONNECTIONS = 16
@@ -79,7 +79,7 @@ def _cut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class HealthServer(Component):
+class HealthServer(OneLoop):
     """Serves what it is given to call; it knows nothing of what it reports on."""
 
     name = "http"
@@ -112,15 +112,12 @@ class HealthServer(Component):
 
         self.server = _BoundedServer((host, port), Handler, max_connections=max_connections,
                                      deadline=deadline)
-        self._loop = Loop("http", self.server.serve_forever, on_stop=self._shutdown)
+        self.loop = Loop("http", self.server.serve_forever, on_stop=self._shutdown)
 
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self, deadline: float) -> None:
-        self._loop.stop(deadline)
+    def stop(self, deadline: float | None = None) -> None:
+        self.loop.stop(deadline)
         self.server.server_close()
 
     def _shutdown(self) -> None:
-        if self._loop.alive:  # shutdown() waits for serve_forever, which must have begun
+        if self.loop.alive:  # shutdown() waits for serve_forever, which must have begun
             self.server.shutdown()

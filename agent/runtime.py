@@ -21,7 +21,7 @@ from prometheus_client.metrics_core import Metric
 
 from agent.actions.base import ActionContext
 from agent.assemble import Assembler
-from agent.component import Component, Loop
+from agent.component import Component, Loop, OneLoop, by
 from agent.events import EXIT, Event
 from agent.hummingbot_api import HummingbotAPI
 from agent.ingest.bots import BotSelection
@@ -66,7 +66,7 @@ def start_recorder(stack: StackConfig, store: Store, on_record=None) -> Recorder
     return server
 
 
-class ApiWatch(Component):
+class ApiWatch(OneLoop):
     """Does the stack's hummingbot-api answer and accept the agent's login? Looked at once at
     start, then again every API_RECHECK seconds only while it does not, or after a fix met a
     refusal or no answer: a healthy hummingbot-api's log gets no polling lines. Each change is
@@ -79,13 +79,10 @@ class ApiWatch(Component):
         self.problem: str | None = None  # None: fine (or not looked at yet)
         self.refused = False  # the problem is a refused login (only a person can fix that)
         self.looked = False
-        self._loop = Loop(self.name, self._run)
+        self.loop = Loop(self.name, self._run)
 
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self, deadline: float) -> None:
-        self._loop.stop(min(deadline, time.monotonic()))  # a look in progress is not waited for
+    def stop(self, deadline: float | None = None) -> None:
+        self.loop.stop(time.monotonic())  # a look in progress is not waited for: it is a daemon
 
     def health(self) -> list[str]:
         """Not answering is hummingbot-api's own trouble, which rules watch; a refused login is
@@ -101,12 +98,12 @@ class ApiWatch(Component):
     def observed(self, status: int | None) -> None:
         """A fix's request met this status (None: no answer): look again if it was a refusal."""
         if status is None or status == 401:
-            self._loop.wake()
+            self.loop.wake()
 
     def _run(self) -> None:
-        while not self._loop.stopping.is_set():
+        while not self.loop.stopping.is_set():
             self._look()
-            if self._loop.wait(None if self.problem is None else API_RECHECK):
+            if self.loop.wait(None if self.problem is None else API_RECHECK):
                 return
 
     def _look(self) -> None:
@@ -203,11 +200,6 @@ class StackRuntime(Component):
         self.matcher = Matcher(rules, labels=self.ingest.labels)
 
     # -- the component --------------------------------------------------------------------------
-    def parts(self) -> list[Component]:
-        """Its components but the remedy, which the service stops later (see Service.stop)."""
-        return [p for p in (self.ingest, self.pipeline, self.feed, self.api_watch, self.recorder)
-                if p is not None]
-
     def start(self) -> None:
         self.remedy.start()
         self.pipeline.start()
@@ -215,9 +207,10 @@ class StackRuntime(Component):
         self.feed.start()
         self.api_watch.start()
 
-    def stop(self, deadline: float) -> None:
+    def stop(self, deadline: float | None = None) -> None:
         """Its sources, recorder and pipeline, within the common deadline (monotonic): the
         sources first, so the pipeline drains what they handed on."""
+        deadline = by(deadline)
         soon = lambda most: min(deadline, time.monotonic() + most)  # noqa: E731
         self.api_watch.stop(deadline)
         if self.recorder is not None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.component import Component, Loop
+from agent.component import Loop, OneLoop
 from agent.match.library import Library, load_library, shipped_dir
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,7 @@ def _signature(folders: list[Path]) -> tuple:
     return tuple(out)
 
 
-class RulesWatcher(Component):
+class RulesWatcher(OneLoop):
     """Polls the shipped and the user's folder (inotify does not reach into every bind mount)
     and swaps matchers."""
 
@@ -39,19 +38,10 @@ class RulesWatcher(Component):
         self.interval = interval
         self.errors: list[str] = []
         self._sig = _signature(self.folders)
-        self._loop = Loop(self.name, self._run)
-
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self, deadline: float) -> None:
-        self._loop.stop(deadline)
-
-    def threads(self) -> dict[str, threading.Thread | None]:
-        return {self.name: self._loop.thread}
+        self.loop = Loop(self.name, self._run)
 
     def _run(self) -> None:
-        while not self._loop.wait(self.interval):
+        while not self.loop.wait(self.interval):
             sig = _signature(self.folders)
             if sig != self._sig:
                 self._sig = sig

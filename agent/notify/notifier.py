@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
-from agent.component import Component, Loop
+from agent.component import Loop, OneLoop
 from agent.events import spoken_duration
 from agent.match import captures as capture_check
 from agent.match.loader import render
@@ -72,7 +71,7 @@ def title_values(rule: Rule, values: dict) -> dict:
     return safe
 
 
-class Notifier(Component):
+class Notifier(OneLoop):
     def __init__(self, store: Store, targets: list[Target], *, rules: Callable[[], dict[str, Rule]],
                  redactor: Redactor, storm_count: int = 10, storm_window: float = 300.0,
                  digest_after: float = 60.0, mode: str = "enforce", show_stack: bool = False) -> None:
@@ -87,19 +86,10 @@ class Notifier(Component):
         self.failed = 0  # delivery attempts that failed (a metric)
         self._unstored: deque[tuple[str, str, str]] = deque(maxlen=1000)
         self._down: dict[str, tuple[int, float]] = {}  # target -> (failures in a row, next try)
-        self._loop = Loop("notify", self._run)
+        self.loop = Loop("notify", self._run)
 
     # -- the component ---------------------------------------------------------------------------
     name = "notify"
-
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self, deadline: float) -> None:
-        self._loop.stop(deadline)
-
-    def threads(self) -> dict[str, threading.Thread | None]:
-        return {"notify": self._loop.thread}
 
     def health(self) -> list[str]:
         oldest = self.store.outbox_oldest_pending()
@@ -168,11 +158,11 @@ class Notifier(Component):
                 self.store.outbox_enqueue(incident=msg.incident, rule=msg.rule, target=t.id,
                                           message=payload, status="held" if held else "pending",
                                           stack=msg.stack)
-        self._loop.wake()
+        self.loop.wake()
 
     # -- the worker ----------------------------------------------------------------------------------
     def _run(self) -> None:
-        while not self._loop.wait(1.0):
+        while not self.loop.wait(1.0):
             try:
                 if self._unstored and self.store.write_problem is None:
                     self._store_waiting()
@@ -197,10 +187,10 @@ class Notifier(Component):
     def _deliver_due(self) -> None:
         """Send what is due, oldest first, until nothing more can go now. After each delivery
         the next due message is looked up again: it may be that incident's next step."""
-        while not self._loop.stopping.is_set():
+        while not self.loop.stopping.is_set():
             now = time.time()
             for row in self.store.outbox_due(now):
-                if self._loop.stopping.is_set():
+                if self.loop.stopping.is_set():
                     return
                 down = self._down.get(row[3])
                 if down is not None and now < down[1]:

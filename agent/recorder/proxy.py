@@ -29,7 +29,6 @@ import hmac
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -39,7 +38,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from agent.component import Component, Loop
+from agent.component import Loop, OneLoop
 from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
 from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard
@@ -434,7 +433,7 @@ class Recorder:
         return client
 
 
-class RecorderServer(Component):
+class RecorderServer(OneLoop):
     """Runs the recorder's event loop in a thread of its own beside the agent (or alone,
     `hb-medic recorder`). After `start`, `ready` is set once it listens or failed to (`error`)."""
 
@@ -445,17 +444,7 @@ class RecorderServer(Component):
         self.error: BaseException | None = None
         self._aio: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
-        self._loop = Loop(self.name, self._run, on_stop=self._signal_stop)
-
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self, deadline: float | None = None) -> None:
-        """By `deadline` (monotonic; default: 5 s from now)."""
-        self._loop.stop(time.monotonic() + 5.0 if deadline is None else deadline)
-
-    def threads(self) -> dict[str, threading.Thread | None]:
-        return {self.name: self._loop.thread}
+        self.loop = Loop(self.name, self._run, on_stop=self._signal_stop)
 
     def _signal_stop(self) -> None:
         if self._aio is not None and self._stop_event is not None:
@@ -490,7 +479,7 @@ class RecorderServer(Component):
             server = await asyncio.get_running_loop().create_server(
                 guard.protocol, self.host, self.port, reuse_address=True)
             self.ready.set()
-            if self._loop.stopping.is_set():  # stopped while it was binding
+            if self.loop.stopping.is_set():  # stopped while it was binding
                 return
             await self._stop_event.wait()
         finally:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from agent.component import Component, Loop
+from agent.component import Loop, OneLoop
 from agent.events import LINE, RESPONSE, TRACEBACK, Event
 from agent.names import DEFAULT_STACK
 from agent.redact import Redactor
@@ -116,7 +116,7 @@ class _Live:
     window: deque = field(default_factory=deque)
 
 
-class UnknownTracker(Component):
+class UnknownTracker(OneLoop):
     def __init__(self, store: Store, redactor: Redactor, *, burst_count: int = 20,
                  burst_window: float = 600.0, log_every: float = 3600.0, max_entries: int = MAX_ENTRIES,
                  on_burst: Burst | None = None, on_digest: Digest | None = None,
@@ -134,22 +134,16 @@ class UnknownTracker(Component):
         self._deferred: deque[tuple[float, Event, Callable[[Event], bool]]] = deque()
         self._digest_last: float | None = None  # when the last digest went out (from the state file)
         self._lock = threading.Lock()
-        self._loop = Loop("unknown", self._run)
+        self.loop = Loop("unknown", self._run)
 
     # -- the component -------------------------------------------------------------------------
     name = "unknown"
 
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self, deadline: float) -> None:
+    def stop(self, deadline: float | None = None) -> None:
         """After the pipelines have stopped: their last counts are written."""
-        self._loop.stop(deadline)
+        self.loop.stop(deadline)
         self._release(float("inf"))
         self.flush()
-
-    def threads(self) -> dict[str, threading.Thread | None]:
-        return {"unknown": self._loop.thread}
 
     def metrics(self) -> Iterator[Metric]:
         yield CounterMetricFamily("hb_medic_unknown_events", "Errors no rule knows, counted", value=self.seen)
@@ -157,7 +151,7 @@ class UnknownTracker(Component):
                                 " in the state file", value=self.store.unknown_count())
 
     def _run(self) -> None:
-        while not self._loop.wait(self.tick_every):
+        while not self.loop.wait(self.tick_every):
             try:
                 self.tick()
             except StateUnwritable:
