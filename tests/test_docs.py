@@ -362,9 +362,11 @@ def test_the_module_map_lists_every_module_of_agent_and_nothing_else():
     rows = re.findall(r"^\|\s*`(agent/[^`]+)`\s*\|\s*(.*?)\s*\|\s*$", text[1].split("\n## ")[0], re.M)
     listed = [name for name, _ in rows]
     assert all(what for _, what in rows), "a module in the map says nothing about what it owns"
-    assert len(listed) == len(set(listed)), f"listed twice: {sorted(n for n in listed if listed.count(n) > 1)}"
-    assert not sorted(actual - set(listed)), f"modules missing from the map: {sorted(actual - set(listed))}"
-    assert not sorted(set(listed) - actual), f"the map lists modules that do not exist: {sorted(set(listed) - actual)}"
+    twice = sorted({name for name in listed if listed.count(name) > 1})
+    assert not twice, f"listed twice: {twice}"
+    missing, ghosts = sorted(actual - set(listed)), sorted(set(listed) - actual)
+    assert not missing, f"modules missing from the map: {missing}"
+    assert not ghosts, f"the map lists modules that do not exist: {ghosts}"
 
 
 def test_the_readmes_first_screen_gives_the_run_and_test_commands_ci_runs():
