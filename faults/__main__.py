@@ -3,7 +3,7 @@ and the stand-in, each in its own process and bounded in time, a few side by sid
 JSON object a scenario as each finishes, then a summary table; exits 1 if any missed its target.
 
 `--quick` runs a reduced version of each (part of the test command); the full run is what the
-README's Reliability table reports.
+table in docs/reliability.md reports.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def test_image_fixes_the_seed_incident_and_stops_cleanly(image, docker_client, m
         assert resp.status_code == 500
         wait_until(lambda: docker_client.containers.list(filters={"name": "^sharp-bot-"}),
                    60, "the bot deployed by the agent")
-        # The README's second Deploy command, inside the running agent's container.
+        # The second Deploy command of docs/operating.md, inside the running agent's container.
         code, out = agent.exec_run(["hb-medic", "doctor"])
         text = out.decode()
         assert code == 0, text
