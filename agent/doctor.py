@@ -21,17 +21,16 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
-
-import docker
-import httpx
-from docker.errors import DockerException, NotFound
+from typing import TYPE_CHECKING, TextIO
 
 from agent import __version__, sshengine
 from agent.commands import Arg, command
 from agent.names import DEFAULT_STACK
 from agent.settings import SECRETS_DIR, BadSettings, Settings, load
 from agent.stackconf import StackConfig, engine_client, engine_problem
+
+if TYPE_CHECKING:  # docker-py and httpx load when a check needs them: `hb-medic health` does not
+    import docker
 
 OK, FAIL = "✓", "✗"
 
@@ -69,6 +68,8 @@ class Doctor:
     def docker(self, stack: StackConfig | None = None) -> docker.DockerClient | None:
         """A client of the stack's engine that answered a ping, or None (the reason in
         docker_errors)."""
+        from docker.errors import DockerException
+
         stack = stack or (self.stacks[0] if self.stacks else StackConfig(name=DEFAULT_STACK))
         if stack.name not in self._docker:
             try:
@@ -173,6 +174,8 @@ def followed_containers(d: Doctor) -> Iterator[Finding]:
 
 
 def _containers(where: str, client, wanted: list[str]) -> Iterator[Finding]:
+    from docker.errors import NotFound
+
     # The raw list: no inspect of each container (one removed meanwhile would fail the check).
     names = [n.lstrip("/") for c in client.api.containers(all=True) for n in c.get("Names") or []]
     for name in wanted:
@@ -207,6 +210,8 @@ def api_environment(d: Doctor) -> Iterator[Finding]:
 
 
 def _api_environment(where: str, client, names: list[str]) -> Iterator[Finding]:
+    from docker.errors import DockerException, NotFound
+
     for name in names:
         if not name.endswith("hummingbot-api"):
             continue
@@ -242,6 +247,8 @@ def hummingbot_api(d: Doctor) -> Iterator[Finding]:
 
 
 def _api(where: str, s: StackConfig) -> Iterator[Finding]:
+    import httpx
+
     url = s.hummingbot_url.rstrip("/")
     secret = f"the secret file {SECRETS_DIR}/medic_hummingbot_password"
     try:

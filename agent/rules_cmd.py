@@ -7,16 +7,15 @@ import json
 import os
 import sys
 from collections import Counter
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from agent.commands import Arg, UsageError, command, group
 from agent.events import BOT, TRACEBACK, Event, Origin
 from agent.ingest.replay import open_input, replay_lines
 from agent.logs import printable
-from agent.match.library import load_library
-from agent.match.matcher import Matcher, Result
-from agent.match.model import schema
-from agent.match.samples import as_json
+
+if TYPE_CHECKING:  # the rules load when a command reads them: `hb-medic health` does not
+    from agent.match.matcher import Result
 
 group("rules", help="check, test and describe rule files")
 
@@ -72,6 +71,8 @@ def rules_schema(args: argparse.Namespace) -> int:
 
 def check(rules_dir: str | None, out: TextIO = sys.stdout) -> int:
     """Validate the shipped rules and the user's folder; name the shipped rules it replaces."""
+    from agent.match.library import load_library
+
     result = load_library(rules_dir)
     for err in result.errors:
         print(err, file=out)
@@ -86,6 +87,8 @@ def check(rules_dir: str | None, out: TextIO = sys.stdout) -> int:
 
 
 def print_schema(out: TextIO = sys.stdout) -> int:
+    from agent.match.model import schema
+
     json.dump(schema(), out, indent=2)
     out.write("\n")
     return 0
@@ -114,6 +117,10 @@ def origin_for(role: str, channel: str | None, container: str | None) -> Origin 
 def run_test(paths: list[str], rules_dir: str | None, as_json_lines: bool,
              origin: Origin | str | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """`origin`: where the files came from (a container name alone: hummingbot-api's streams)."""
+    from agent.match.library import load_library
+    from agent.match.matcher import Matcher
+    from agent.match.samples import as_json
+
     if isinstance(origin, str):
         origin = origin_for("hummingbot-api", None, origin)
     loaded = load_library(rules_dir)
