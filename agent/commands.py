@@ -11,7 +11,9 @@ Adding one is that declaration in the feature's module, e.g. in agent/incidents_
 
 Words of a group (``rules``, ``notify``) are declared once with :func:`group`; a command under
 it names both words (``@command("rules", "check", ...)``). A module declaring its first command
-is named once in ``agent.cli.MODULES``, whose order is that of ``hb-medic --help``.
+is named once in ``agent.cli.MODULES``, whose order is that of ``hb-medic --help``. Every such
+module is imported to run any command, `hb-medic health` (the image's HEALTHCHECK) too: what is
+slow to import is imported inside the function that runs the command.
 
 This module imports no feature, so features import it without a cycle. It also holds what
 several commands share: reading their settings, the text log format until then, the stop
@@ -57,6 +59,8 @@ class Group:
 
 @dataclass(frozen=True)
 class Command:
+    """One command of the table: what `agent.cli` makes a parser of and runs."""
+
     words: tuple[str, ...]  # ("incidents",) or, under a group, ("rules", "check")
     help: str
     run: Run
