@@ -7,9 +7,11 @@ The exit status is 0 only when no finding the configured features need failed.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import errno
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -19,16 +21,16 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
-
-import docker
-import httpx
-from docker.errors import DockerException, NotFound
+from typing import TYPE_CHECKING, TextIO
 
 from agent import __version__, sshengine
+from agent.commands import Arg, command
 from agent.names import DEFAULT_STACK
 from agent.settings import SECRETS_DIR, BadSettings, Settings, load
 from agent.stackconf import StackConfig, engine_client, engine_problem
+
+if TYPE_CHECKING:  # docker-py and httpx load when a check needs them: `hb-medic health` does not
+    import docker
 
 OK, FAIL = "✓", "✗"
 
@@ -66,6 +68,8 @@ class Doctor:
     def docker(self, stack: StackConfig | None = None) -> docker.DockerClient | None:
         """A client of the stack's engine that answered a ping, or None (the reason in
         docker_errors)."""
+        from docker.errors import DockerException
+
         stack = stack or (self.stacks[0] if self.stacks else StackConfig(name=DEFAULT_STACK))
         if stack.name not in self._docker:
             try:
@@ -170,6 +174,8 @@ def followed_containers(d: Doctor) -> Iterator[Finding]:
 
 
 def _containers(where: str, client, wanted: list[str]) -> Iterator[Finding]:
+    from docker.errors import NotFound
+
     # The raw list: no inspect of each container (one removed meanwhile would fail the check).
     names = [n.lstrip("/") for c in client.api.containers(all=True) for n in c.get("Names") or []]
     for name in wanted:
@@ -204,6 +210,8 @@ def api_environment(d: Doctor) -> Iterator[Finding]:
 
 
 def _api_environment(where: str, client, names: list[str]) -> Iterator[Finding]:
+    from docker.errors import DockerException, NotFound
+
     for name in names:
         if not name.endswith("hummingbot-api"):
             continue
@@ -239,6 +247,8 @@ def hummingbot_api(d: Doctor) -> Iterator[Finding]:
 
 
 def _api(where: str, s: StackConfig) -> Iterator[Finding]:
+    import httpx
+
     url = s.hummingbot_url.rstrip("/")
     secret = f"the secret file {SECRETS_DIR}/medic_hummingbot_password"
     try:
@@ -472,3 +482,11 @@ def run(send: bool = False, out: TextIO | None = None, checks: list[Check] | Non
         return 1
     print(f"all {total} checks passed: hb-medic can do its job here", file=out)
     return 0
+
+
+@command("doctor", help="check that the agent can do its job here; each ✗ with its fix",
+         args=[Arg("--send", action="store_true", help="also send a test message to every notify target")])
+def doctor_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
+    return run(send=args.send)

@@ -2,23 +2,77 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 from collections import Counter
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from agent.commands import Arg, UsageError, command, group
 from agent.events import BOT, TRACEBACK, Event, Origin
 from agent.ingest.replay import open_input, replay_lines
 from agent.logs import printable
-from agent.match.library import load_library
-from agent.match.matcher import Matcher, Result
-from agent.match.model import schema
-from agent.match.samples import as_json
+
+if TYPE_CHECKING:  # the rules load when a command reads them: `hb-medic health` does not
+    from agent.match.matcher import Result
+
+group("rules", help="check, test and describe rule files")
+
+ROLES = ["hummingbot-api", "bot", "sibling"]
+CHANNELS = ["console", "errors", "log"]
+ROLE_AND_CHANNEL = "--role bot needs --channel console|errors|log (and --channel needs --role bot)"
+
+
+def rules_arg() -> Arg:
+    """--rules, of every command that reads the rules."""
+    return Arg("--rules", default=None, metavar="DIR",
+               help="your rules folder, over the shipped rules (default: MEDIC_RULES_DIR)")
+
+
+def user_rules(given: str | None) -> str | None:
+    """The folder of --rules, else that of the settings (MEDIC_RULES_DIR), else None."""
+    from agent.settings import load
+
+    if given is not None:
+        return given
+    folder = load({"rules_dir"}).rules_dir
+    return None if folder is None else str(folder)
+
+
+@command("rules", "check", help="validate every rule; errors name file and line", args=[rules_arg()])
+def rules_check(args: argparse.Namespace) -> int:
+    return check(user_rules(args.rules))
+
+
+@command("rules", "test", help="replay saved `docker logs` output through the rules", args=[
+    Arg("logfiles", nargs="+", metavar="LOGFILE", help="a file, or - for stdin"),
+    rules_arg(),
+    Arg("--json", action="store_true", help="one JSON object a line"),
+    Arg("--container", default=None,
+        help="container the log came from (default hummingbot-api, or bot for --role bot)"),
+    Arg("--role", choices=ROLES, default="hummingbot-api",
+        help="what wrote the log (default hummingbot-api)"),
+    Arg("--channel", choices=CHANNELS,
+        help="for --role bot: a saved console (docker logs, -t or not), logs/errors.log, or a "
+             "logs/logs_*.log file"),
+])
+def rules_test(args: argparse.Namespace) -> int:
+    if (args.role == "bot") != (args.channel is not None):
+        raise UsageError(ROLE_AND_CHANNEL)
+    origin = origin_for(args.role, args.channel, args.container)
+    return run_test(args.logfiles, user_rules(args.rules), args.json, origin)
+
+
+@command("rules", "schema", help="JSON Schema of the rule format")
+def rules_schema(args: argparse.Namespace) -> int:
+    return print_schema()
 
 
 def check(rules_dir: str | None, out: TextIO = sys.stdout) -> int:
     """Validate the shipped rules and the user's folder; name the shipped rules it replaces."""
+    from agent.match.library import load_library
+
     result = load_library(rules_dir)
     for err in result.errors:
         print(err, file=out)
@@ -33,6 +87,8 @@ def check(rules_dir: str | None, out: TextIO = sys.stdout) -> int:
 
 
 def print_schema(out: TextIO = sys.stdout) -> int:
+    from agent.match.model import schema
+
     json.dump(schema(), out, indent=2)
     out.write("\n")
     return 0
@@ -61,6 +117,10 @@ def origin_for(role: str, channel: str | None, container: str | None) -> Origin 
 def run_test(paths: list[str], rules_dir: str | None, as_json_lines: bool,
              origin: Origin | str | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """`origin`: where the files came from (a container name alone: hummingbot-api's streams)."""
+    from agent.match.library import load_library
+    from agent.match.matcher import Matcher
+    from agent.match.samples import as_json
+
     if isinstance(origin, str):
         origin = origin_for("hummingbot-api", None, origin)
     loaded = load_library(rules_dir)
