@@ -71,6 +71,7 @@ STATE_FILE_UNUSABLE = 3  # exit status: the state file cannot be used (see the m
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a reader that went away (`| head`, quitting `less`) ends it quietly."""
+    from agent.settings import BadSettings
     from agent.store import StateFileError
 
     try:
@@ -80,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     except StateFileError as exc:  # one message, its own exit status (a restart policy shows it)
         print(f"hb-medic: {exc}", file=sys.stderr)
         return STATE_FILE_UNUSABLE
+    except BadSettings as exc:  # a command that reads one setting met a config file it cannot read
+        for message in exc.problems.values():
+            print(f"hb-medic: {message}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # Nothing more can be written: point stdout at /dev/null so the interpreter's own
         # final flush stays silent, and exit as a process stopped by SIGPIPE would.

@@ -11,6 +11,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal
 
+import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -249,6 +250,9 @@ def load(needs: Collection[str] | None = None) -> Settings:
         return Settings()
     except ValidationError as exc:
         bad = problems(exc)
+    except yaml.YAMLError as exc:  # every command reads the config file: none can go on
+        where = os.environ.get("MEDIC_CONFIG_FILE") or "the config file"
+        raise BadSettings({"config": f"{where} is not valid YAML: {' '.join(str(exc).split())}"}) from None
     needed = {k: v for k, v in bad.items() if needs is None or k in needs}
     if needed:
         raise BadSettings(needed)

@@ -115,3 +115,14 @@ def test_health_asks_where_the_settings_say_the_agent_listens(healthz, monkeypat
     capsys.readouterr()
     assert main(["health"]) == 1
     assert "hb-medic: bad setting MEDIC_HTTP_ADDR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["rules", "check"], ["health"], ["run"]])
+def test_a_config_file_that_is_not_yaml_is_one_clear_line(argv, monkeypatch, tmp_path, capsys):
+    config = tmp_path / "stacks.yml"
+    config.write_text("stacks: [\n")
+    monkeypatch.setenv("MEDIC_CONFIG_FILE", str(config))
+    assert main(argv) in (1, 2)
+    err = capsys.readouterr().err
+    assert f"hb-medic: {config} is not valid YAML:" in err and "line 2" in err
+    assert "Traceback" not in err
