@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING
 import httpx
 
 from agent.actions.base import ActionContext
-from agent.assemble import Assembler
 from agent.events import EXIT, Event
 from agent.hummingbot_api import HummingbotAPI
+from agent.ingest.assemble import Assembler
 from agent.ingest.bots import BotSelection
+from agent.ingest.deploys import DeployFeed
 from agent.ingest.follow import MAX_STREAMS, Ingest
+from agent.ingest.pipeline import Pipeline
 from agent.match.matcher import Matcher, Result
 from agent.names import DEFAULT_STACK, parse_addr
-from agent.pipeline import Pipeline
-from agent.recorder.feed import DeployFeed
 from agent.remedy.engine import Remedy
 from agent.remedy.fate import Fate
 from agent.stackconf import StackConfig, engine_client

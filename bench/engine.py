@@ -16,12 +16,12 @@ from pathlib import Path
 import docker
 import httpx
 
-from agent.assemble import Assembler
 from agent.events import TRACEBACK
+from agent.ingest.assemble import Assembler
 from agent.ingest.follow import Ingest
+from agent.ingest.pipeline import Pipeline
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
-from agent.pipeline import Pipeline
 from agent.recorder.proxy import Recorder, RecorderThread
 from agent.store import Store
 from tests.images import TOOLS_IMAGE

@@ -12,8 +12,8 @@ import json
 import time
 from pathlib import Path
 
-from agent.assemble import Assembler
 from agent.events import TRACEBACK
+from agent.ingest.assemble import Assembler
 from agent.ingest.follow import EngineHealth, Follower
 from agent.ingest.split import LineSplitter
 from agent.match.loader import load_rules

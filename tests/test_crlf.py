@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.assemble import Assembler
+from agent.ingest.assemble import Assembler
 from agent.ingest.follow import Ingest
+from agent.ingest.pipeline import Pipeline
 from agent.match.library import load_library
 from agent.match.matcher import Matcher
-from agent.pipeline import Pipeline
 from tests.images import TOOLS_IMAGE
 from tests.stack import REPO, labels, prefixed_rules, wait_until
 

@@ -15,7 +15,7 @@ import pytest
 
 from agent.events import LINE, TRACEBACK
 from agent.ingest.follow import Ingest
-from agent.pipeline import Pipeline
+from agent.ingest.pipeline import Pipeline
 from agent.store import Store
 from tests.images import TOOLS_IMAGE as TOOLS
 from tests.proxy import EngineProxy

@@ -13,10 +13,10 @@ import aiohttp
 import httpx
 import pytest
 
+from agent.ingest.deploys import DeployFeed
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.recorder.events import event_from_deploy
-from agent.recorder.feed import DeployFeed
 from agent.recorder.proxy import Recorder, RecorderThread
 from agent.store import Store
 from tests.stack import ADMIN, free_port, wait_until

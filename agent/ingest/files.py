@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from agent.assemble import Item
 from agent.events import BOT, ERRORS, LOG, Origin
+from agent.ingest.assemble import Item
 from agent.store import FileCheckpoint
 
 log = logging.getLogger(__name__)

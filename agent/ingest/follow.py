@@ -31,8 +31,8 @@ from docker.errors import APIError, DockerException, NotFound
 from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
 
 from agent import sshengine
-from agent.assemble import Item
 from agent.events import API, BOT, CONSOLE, DEFAULT_STACK, Origin, exit_event, role_of
+from agent.ingest.assemble import Item
 from agent.ingest.bots import BotInfo, BotSelection, logs_folder, maybe_bot, recognise
 from agent.ingest.environment import environment_events
 from agent.ingest.files import LogFiles

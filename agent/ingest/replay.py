@@ -13,8 +13,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from agent.assemble import Assembler, Item
 from agent.events import CONSOLE, Event, Origin
+from agent.ingest.assemble import Assembler, Item
 from agent.ingest.split import clean_terminal, parse_ts
 
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) ")

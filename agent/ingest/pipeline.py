@@ -21,8 +21,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from agent.assemble import Assembler, Item
 from agent.events import BOT, CONSOLE, ERRORS, LOG, Event, Origin
+from agent.ingest.assemble import Assembler, Item
 from agent.ingest.split import STDERR, STDOUT
 from agent.names import DEFAULT_STACK
 from agent.store import Checkpoint, FileCheckpoint, StateUnwritable, Store
