@@ -42,7 +42,7 @@ def stack_health(service: Service, rt) -> tuple[list[str], dict]:
         streams[name] = st.state
         if st.state not in ("attached", "absent", "stopped"):
             problems.append(f"{name}: {st.state}")
-    engine = rt.ingest.health
+    engine = rt.ingest.engine
     if engine.down_since is not None and not rt.ingest.status():
         problems.append(f"Docker engine at {rt.config.engine()} unreachable for"
                         f" {time.monotonic() - engine.down_since:.0f} s: {engine.error}")
@@ -106,7 +106,7 @@ class _Collector:
                 attached.add_metric([rt.name, name, st.state], 1.0 if st.state == "attached" else 0.0)
                 if st.last_line_at:
                     age.add_metric([rt.name, name], now - st.last_line_at)
-            engine.add_metric([rt.name], 0.0 if rt.ingest.health.down_since is not None else 1.0)
+            engine.add_metric([rt.name], 0.0 if rt.ingest.engine.down_since is not None else 1.0)
             api.add_metric([rt.name], 0.0 if rt.api_watch.problem is not None else 1.0)
             for kind, n in sorted(rt.counts["events"].items()):
                 events.add_metric([rt.name, kind], n)

@@ -140,13 +140,15 @@ class StackRuntime:
         self.pipeline = Pipeline(self.handle, store=store, assembler=Assembler(grace=s.grace_ms / 1000),
                                  tick=self.fate.tick, stack=stack.name, max_queued=MAX_QUEUED)
         self.bots = BotSelection.parse(stack.bots)
-        self.ingest = Ingest(stack.containers, self.pipeline,
-                             checkpoints=lambda name: store.checkpoint(name, stack.name),
+        checkpoints = store.checkpoints(stack.name)
+        self.ingest = Ingest(stack.containers, self.pipeline, checkpoints=checkpoints,
                              client_factory=lambda: engine_client(stack, max_pool_size=MAX_STREAMS),
                              catchup_window=s.catchup_window, max_line=s.max_line_bytes, bots=self.bots,
-                             bots_dir=stack.bots_dir, store=store, stack=stack.name)
+                             bots_dir=stack.bots_dir, stack=stack.name, address=stack.engine(),
+                             background=service.show_stack)
         self.matcher = Matcher(service.rules.rules, labels=self.ingest.labels)
-        self.feed = DeployFeed(store, self.pipeline.event, catchup_window=s.catchup_window, stack=stack.name)
+        self.feed = DeployFeed(store, self.pipeline, checkpoints=checkpoints, catchup_window=s.catchup_window,
+                               stack=stack.name)
         self.api_watch = ApiWatch(stack, self.where)
         self._context: ActionContext | None = None
         self.remedy = Remedy(store, service._rules, self.context, notify=service._notify, mode=s.mode,
@@ -196,7 +198,7 @@ class StackRuntime:
     def start(self) -> None:
         self.remedy.start()
         self.pipeline.start()
-        self.ingest.start(background=self.service.show_stack)
+        self.ingest.start()
         self.feed.start()
         self.api_watch.start()
 
@@ -206,18 +208,15 @@ class StackRuntime:
         self.api_watch.stop()
         if self.recorder is not None:
             self.recorder.stop(timeout=min(1.0, left()))
-        self.feed.stop()
-        self.ingest.stop(timeout=min(0.5, left()))
-        self.pipeline.stop(timeout=min(1.0, left()))
+        self.feed.stop(time.monotonic() + min(1.0, left()))
+        self.ingest.stop(time.monotonic() + min(0.5, left()))
+        self.pipeline.stop(time.monotonic() + min(1.0, left()))
 
     def threads(self) -> dict[str, threading.Thread | None]:
         """Its long-running threads that should be alive (for /healthz); the engine's event
         thread only once the engine was reached."""
-        out: dict[str, threading.Thread | None] = {
-            "pipeline": self.pipeline._thread, "remedy": self.remedy._thread, "deploy-feed": self.feed}
-        if self.ingest._client is not None:
-            out["docker-events"] = self.ingest._watcher
-        return out
+        return {**self.pipeline.threads(), "remedy": self.remedy._thread, "deploy-feed": self.feed.thread,
+                **self.ingest.threads()}
 
     def summary(self) -> list[str]:
         c = self.config

@@ -19,6 +19,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -526,6 +527,10 @@ class Store:
             (cp.container, cp.container_id, cp.stdout >> DUP_BITS, cp.stdout & mask,
              cp.stderr >> DUP_BITS, cp.stderr & mask, time.time(), cp.stack))
 
+    def checkpoints(self, stack: str = DEFAULT_STACK) -> StackCheckpoints:
+        """One stack's source positions, in the shapes the sources speak."""
+        return StackCheckpoints(self, stack)
+
     def file_checkpoint(self, path: str) -> FileCheckpoint | None:
         row = self._conn().execute(
             "SELECT container, dev, ino, offset, stack FROM file_checkpoints WHERE path = ?",
@@ -944,6 +949,52 @@ class Store:
 
     def meta_set(self, key: str, value: str) -> None:
         self._conn().execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+class StackCheckpoints:
+    """The positions of one stack's sources (`get`/`put` by source and key), kept in this
+    file's tables of old: container streams, followed files, the engine events' mark in
+    `meta`, the deploy feed's `seq` as the container checkpoint "recorder"."""
+
+    def __init__(self, store: Store, stack: str) -> None:
+        self.store, self.stack = store, stack
+        self._mark = "engine-events" if stack == DEFAULT_STACK else f"engine-events:{stack}"
+
+    def get(self, source: str, key: str) -> dict[str, Any] | None:
+        if source == "container":
+            cp = self.store.checkpoint(key, self.stack)
+            return None if cp is None else {"container_id": cp.container_id, "stdout": cp.stdout,
+                                            "stderr": cp.stderr}
+        if source == "file":
+            fc = self.store.file_checkpoint(key)
+            return None if fc is None else {"container": fc.container, "dev": fc.dev, "ino": fc.ino,
+                                            "offset": fc.offset}
+        if source == "engine-events":
+            value = self.store.meta_get(self._mark)
+            return None if value is None else {"since": int(value)}
+        if source == "deploys":
+            cp = self.store.checkpoint("recorder", self.stack)
+            return None if cp is None else {"seq": cp.stdout}
+        raise KeyError(source)
+
+    def put(self, source: str, key: str, position: dict[str, Any]) -> None:
+        if source == "container":
+            self.store.save_checkpoint(Checkpoint(key, position["container_id"], position["stdout"],
+                                                  position["stderr"], self.stack))
+        elif source == "file":
+            self.store.save_file_checkpoint(FileCheckpoint(key, position["container"], position["dev"],
+                                                           position["ino"], position["offset"], self.stack))
+        elif source == "engine-events":
+            self.store.meta_set(self._mark, str(position["since"]))
+        elif source == "deploys":
+            seq = position["seq"]
+            self.store.save_checkpoint(Checkpoint("recorder", "deploys", seq, seq, self.stack))
+        else:
+            raise KeyError(source)
+
+    def put_many(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        for source, key, position in items:
+            self.put(source, key, position)
 
 
 def _narrow(where: list[str], args: list, until: float | None, profile: str | None,

@@ -83,8 +83,8 @@ def detect_latency(client, samples: int) -> list[float]:
     try:
         wait_until(lambda: len(out) >= samples, 30 + samples, "the tracebacks")
     finally:
-        ingest.stop()
-        pipeline.stop()
+        ingest.stop(time.monotonic() + 5.0)
+        pipeline.stop(time.monotonic() + 5.0)
         c.remove(force=True)
     return out
 
@@ -124,8 +124,8 @@ def follow_ratio(client, lines: int) -> tuple[float, float, float]:
         ingest.start()
         done.wait(300)
         agent = time.perf_counter() - started
-        ingest.stop()
-        pipeline.stop()
+        ingest.stop(time.monotonic() + 5.0)
+        pipeline.stop(time.monotonic() + 5.0)
     finally:
         c.remove(force=True)
     return lines / agent, lines / cli, cli / agent

@@ -54,8 +54,8 @@ def test_crlf_failure_lines_match_live(docker_client, tmp_path: Path):
     try:
         wait_until(lambda: len(found) >= 3, 30, "three failures matched")
     finally:
-        ingest.stop()
-        pipeline.stop()
+        ingest.stop(time.monotonic() + 5.0)
+        pipeline.stop(time.monotonic() + 5.0)
         container.remove(force=True)
     assert sorted(c["profile"] for rule, c in found if rule == "credentials-profile-missing") == [
         "crlf_one", "crlf_three", "crlf_two"]

@@ -3,6 +3,7 @@ process or in its own container writing to the same state file.
 
 Deploys are read in the order their answers came (`seq`), not the order they were
 requested: a slow deploy still in flight never holds back, or hides, the others.
+The feed's position moves only past what the pipeline acknowledged as handled.
 """
 
 from __future__ import annotations
@@ -10,63 +11,65 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 
-from agent.events import Event
+from agent.component import Loop
+from agent.ingest.source import Checkpoints, Ready, Sink
 from agent.names import DEFAULT_STACK
 from agent.recorder.events import event_from_deploy
-from agent.store import Checkpoint, Store
+from agent.store import Store
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "recorder"
+SOURCE = "deploys"  # the checkpoints' source name
 HANDLED_WAIT = 30.0  # seconds the feed waits for the pipeline to handle what it delivered
 
 
-class DeployFeed(threading.Thread):
-    def __init__(self, store: Store, deliver: Callable[[Event, Callable[[], None]], None], *,
-                 catchup_window: float, interval: float = 1.0, stack: str = DEFAULT_STACK) -> None:
-        """`deliver(event, handled)`: hands a failed exchange on; `handled()` once it was. Each
-        stack has its own feed (its own checkpoint): one whose pipeline is busy holds no other."""
-        super().__init__(name="deploy-feed" if stack == DEFAULT_STACK else f"deploy-feed-{stack}",
-                         daemon=True)
+class DeployFeed:
+    def __init__(self, store: Store, sink: Sink, *, checkpoints: Checkpoints, catchup_window: float,
+                 interval: float = 1.0, stack: str = DEFAULT_STACK) -> None:
+        """Each stack has its own feed (its own position): one whose pipeline is busy holds no
+        other."""
+        self.name = "deploy-feed" if stack == DEFAULT_STACK else f"deploy-feed-{stack}"
         self.stack = stack
-        self.store, self.deliver = store, deliver
+        self.store, self.sink, self.checkpoints = store, sink, checkpoints
         self.catchup_window = catchup_window
         self.interval = interval
-        self.wake = threading.Event()
-        self._stopping = threading.Event()
+        self._loop = Loop(self.name, self._run)
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._loop.thread
 
     def notify(self, _deploy_id: int) -> None:
         """The in-process recorder stored an exchange: look now, not at the next poll."""
-        self.wake.set()
+        self._loop.wake()
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self.wake.set()
-        if self.is_alive():
-            self.join(1.0)
+    def start(self) -> None:
+        self._loop.start()
 
-    def run(self) -> None:
-        cp = self.store.checkpoint(CHECKPOINT, self.stack)
-        last = cp.stdout if cp else self._first_in_window()
-        while not self._stopping.is_set():
-            self.wake.wait(self.interval)
-            self.wake.clear()
+    def stop(self, deadline: float) -> None:
+        self._loop.stop(deadline)
+
+    def _run(self) -> None:
+        stored = self.checkpoints.get(SOURCE, "")
+        last = int(stored["seq"]) if stored else self._first_in_window()
+        while not self._loop.wait(self.interval):
             try:
                 rows = self.store.deploys_after(last, stack=self.stack)
                 handled: list[threading.Event] = []
                 for seq, d in rows:
                     if d.failed:
-                        handled.append(threading.Event())
-                        self.deliver(event_from_deploy(d, self.stack), handled[-1].set)
+                        done = threading.Event()
+                        handled.append(done)
+                        self.sink.put(Ready(event_from_deploy(d, self.stack),
+                                            lambda _seq, e=done: e.set(), seq))
                     last = seq
-                # The checkpoint moves only past what the pipeline handled: a kill in between
+                # The position moves only past what the pipeline handled: a kill in between
                 # delivers it again (and an incident that has it already takes the replay).
                 if rows and all(h.wait(HANDLED_WAIT) for h in handled):
-                    self.store.save_checkpoint(Checkpoint(CHECKPOINT, "deploys", last, last, self.stack))
+                    self.checkpoints.put(SOURCE, "", {"seq": last})
             except Exception:  # one bad row or a locked database must not end the feed
                 log.exception("reading recorded deploys failed; trying again")
-                self._stopping.wait(1.0)
+                self._loop.stopping.wait(1.0)
 
     def _first_in_window(self) -> int:
         """First start: exchanges older than the catch-up window are history."""

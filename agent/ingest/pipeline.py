@@ -1,10 +1,10 @@
-"""The one consumer thread: lines from every source to the assembler, events on.
+"""The one consumer thread of a stack: every source's batches to the assembler, events on.
 
-It owns the assembler (no locks on the hot path), closes what waited past its
-grace when input pauses, and writes each source's checkpoint: per container
-stream, or per followed file, the first position not yet part of an emitted
-event, so a restart neither repeats a handled line nor loses one that was still
-being assembled.
+It owns the assembler (no locks on the hot path), closes what waited past its grace when
+input pauses, and acknowledges to each source what is durably handled: for an input of
+lines, the first position not yet part of an emitted event (so a restart neither repeats a
+handled line nor loses one that was still being assembled), for a ready-made event, the
+event once handled. What a source's position looks like is the source's business.
 
 A bot's death (an exit event from the engine's life events) is handled after
 every line the bot wrote before it: the bot's open events are closed first,
@@ -19,13 +19,17 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
+from prometheus_client.metrics_core import Metric
+
+from agent.component import Loop, left
 from agent.events import BOT, CONSOLE, ERRORS, LOG, Event, Origin
 from agent.ingest.assemble import Assembler, Item
-from agent.ingest.split import STDERR, STDOUT
+from agent.ingest.source import Ack, Batch, Close, Ended, Gone, Lines, Ready
 from agent.names import DEFAULT_STACK
-from agent.store import Checkpoint, FileCheckpoint, StateUnwritable, Store
+from agent.store import StateUnwritable, Store
 
 log = logging.getLogger(__name__)
 EventHandler = Callable[[Event], None]
@@ -34,6 +38,20 @@ SHOWN_LINES = 6  # ... and the message shows the last few of each
 TAIL_CHARS = 400
 UNSAVED_MAX = 10_000
 PROBE_EVERY = 10.0  # seconds between checks that the state file can still be written
+LOOP_STALE = 15.0  # seconds without a loop: the pipeline is stuck
+_IDLE = Gone("")  # what the loop takes when nothing came in time
+
+
+@dataclass
+class _Cursor:
+    """An input the sink was given lines of: whom to acknowledge, and where the input goes on."""
+
+    container: str
+    channel: str
+    origin: Origin | None
+    ack: Ack
+    next: int
+    generation: str | None
 
 
 class Pipeline:
@@ -42,68 +60,50 @@ class Pipeline:
                  tick: Callable[[float], None] | None = None, stack: str = DEFAULT_STACK,
                  max_queued: int = 0) -> None:
         """`max_queued`: batches that may wait (0: no bound); a source that gets ahead waits
-        for the pipeline, so a flooding stack holds its own followers, never memory."""
+        for the pipeline, so a flooding stack holds its own followers, never memory. `store`:
+        whether the state file can be written (events wait while it cannot)."""
         self.handler = handler
         self.stack = stack
         self.store = store
         self.assembler = assembler or Assembler()
         self.checkpoint_interval = checkpoint_interval
         self.tick = tick
-        self._queue: queue.Queue = queue.Queue(max_queued)
-        name = "pipeline" if stack == DEFAULT_STACK else f"pipeline-{stack}"
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._next: dict[str, dict[str, int]] = {}  # container -> stream -> last position + 1
-        self._cid: dict[str, str] = {}
-        self._origin: dict[tuple[str, str], Origin | None] = {}
-        self._dirty: set[str] = set()
-        self._files: dict[Origin, list] = {}  # origin -> [path, dev, ino, next offset]
-        self._dirty_files: set[Origin] = set()
+        self._queue: queue.Queue[Batch | None] = queue.Queue(max_queued)
+        self.name = "pipeline" if stack == DEFAULT_STACK else f"pipeline-{stack}"
+        self._loop = Loop(self.name, self._run)
+        self._cursors: dict[object, _Cursor] = {}  # by the assembler's key of the input
+        self._dirty: set[object] = set()  # cursors to acknowledge at the next save
+        self._gone: set[str] = set()  # containers whose cursors go once acknowledged
+        self._generation: dict[str, str] = {}  # container -> id of the container now under the name
         self._tails: dict[tuple[str, str], deque[str]] = {}
         # Events whose handling found the state file unwritable, in order, until it can be written.
-        self._unsaved: deque[Event] = deque(maxlen=UNSAVED_MAX)
+        self._unsaved: deque[tuple[Event, Ack | None, int]] = deque(maxlen=UNSAVED_MAX)
         self.dropped = 0  # events that did not fit there (a long outage of the state file)
         self.last_loop = time.monotonic()
 
-    # -- the sink sources call (any thread) --------------------------------------------------
-    def lines(self, container: str, container_id: str, stream: str, items: list[Item],
-              origin: Origin | None = None) -> None:
-        self._queue.put(("lines", container, container_id, stream, items, origin))
+    # -- the sink (any thread) -----------------------------------------------------------------
+    def put(self, batch: Batch) -> None:
+        self._queue.put(batch)
 
-    def detached(self, container: str, container_id: str) -> None:
-        self._queue.put(("lines", container, container_id, None, None, None))
-
-    def event(self, event: Event, on_handled: Callable[[], None] | None = None) -> None:
-        """A ready-made event (a recorded deploy exchange) for the same handler; `on_handled` is
-        called once it was (so its source may move its checkpoint past it)."""
-        self._queue.put(("event", event, on_handled))
-
-    def file_lines(self, origin: Origin, path: str, dev: int, ino: int, items: list[Item],
-                   next_offset: int) -> None:
-        """Lines of a followed file; positions are byte offsets of the lines' starts, and
-        `next_offset` is where the next line starts."""
-        self._queue.put(("file", origin, path, dev, ino, items, next_offset))
-
-    def file_reset(self, origin: Origin) -> None:
-        """The file was truncated or replaced: what was open of it is closed as it is."""
-        self._queue.put(("reset", origin))
-
-    def exit(self, event: Event) -> None:
-        """A bot's death, after every line it wrote before it (queued before this)."""
-        self._queue.put(("exit", event))
-
-    def forget(self, container: str) -> None:
-        """A bot that is gone for good: its state goes too."""
-        self._queue.put(("forget", container))
-
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- the component ---------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Drain what is queued, close what is open, save the checkpoints."""
+    def stop(self, deadline: float) -> None:
+        """Drain what is queued, close what is open, acknowledge what was handled."""
         with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=timeout)
-        self._thread.join(timeout)
+            self._queue.put(None, timeout=left(deadline))
+        self._loop.stop(deadline)
+
+    def threads(self) -> dict[str, threading.Thread | None]:
+        return {"pipeline": self._loop.thread}
+
+    def health(self) -> list[str]:
+        age = time.monotonic() - self.last_loop
+        return [f"pipeline loop stalled for {age:.0f} s"] if age > LOOP_STALE else []
+
+    def metrics(self) -> Iterable[Metric]:
+        return ()
 
     # -- the loop ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -115,20 +115,20 @@ class Pipeline:
             deadline = asm.next_deadline()
             wait = self.checkpoint_interval if deadline is None else max(0.0, deadline - now)
             try:
-                msg = self._queue.get(timeout=min(wait, self.checkpoint_interval))
+                batch = self._queue.get(timeout=min(wait, self.checkpoint_interval))
             except queue.Empty:
-                msg = ()
+                batch = _IDLE
             now = time.monotonic()
-            if msg is None:
+            if batch is None:
                 self._emit(asm.flush())
                 if not self._unsaved:
                     self._save(all_done=True)
                 return
-            if msg:
+            if batch is not _IDLE:
                 try:
-                    self._message(msg, now)
+                    self._take(batch, now)
                 except Exception:
-                    log.exception("pipeline failed on a %s message", msg[0])
+                    log.exception("pipeline failed on a %s batch", type(batch).__name__)
             self._emit(asm.due(now))
             if self.tick is not None:
                 try:
@@ -143,57 +143,55 @@ class Pipeline:
                     last_probe = now
                 if self._unsaved:
                     self._handle_unsaved()
-                if not self._unsaved:  # never a checkpoint past an event not yet handled
+                if not self._unsaved:  # never a position past an event not yet handled
                     self._save()
                 last_save = now
 
-    def _message(self, msg: tuple, now: float) -> None:
+    def _take(self, batch: Batch, now: float) -> None:
         asm = self.assembler
-        kind = msg[0]
-        if kind == "event":
-            self._emit([msg[1]])
-            if msg[2] is not None:
-                msg[2]()
-        elif kind == "lines":
-            _, container, cid, stream, items, origin = msg
-            if self._cid.get(container) not in (None, cid):
-                self._emit(asm.flush(container))  # a new container under the same name
-                self._next.pop(container, None)
-            self._cid[container] = cid
-            if stream is None:
-                self._emit(asm.flush(container))
-            else:
-                channel = origin.channel if origin is not None else stream
-                self._origin[(container, stream)] = origin
+        match batch:
+            case Lines(container, channel, origin, items, nxt, ack, generation):
+                self._renewed(container, generation)
                 self._emit(asm.feed(container, channel, items, now, origin))
-                self._next.setdefault(container, {})[stream] = items[-1][0] + 1
+                if ack is not None:
+                    key = origin or (container, channel)
+                    self._cursors[key] = _Cursor(container, channel, origin, ack, nxt, generation)
+                    self._dirty.add(key)
                 if origin is not None and origin.role == BOT:
                     self._keep_tail(container, channel, items)
-            self._dirty.add(container)
-        elif kind == "file":
-            _, origin, path, dev, ino, items, next_offset = msg
-            self._emit(asm.feed(origin.container, origin.channel, items, now, origin))
-            self._files[origin] = [path, dev, ino, next_offset]
-            self._dirty_files.add(origin)
-            if origin.role == BOT:
-                self._keep_tail(origin.container, origin.channel, items)
-        elif kind == "reset":
-            self._emit(asm.flush_origin(msg[1]))
-        elif kind == "exit":
-            event: Event = msg[1]
-            self._emit(asm.flush(event.container))
-            self._emit([self._with_tails(event)])
-        elif kind == "forget":
-            container = msg[1]
-            self._emit(asm.flush(container))
-            asm.forget(container)
-            for key in [k for k in self._tails if k[0] == container]:
-                del self._tails[key]
-            for origin in [o for o in self._files if o.container == container]:
-                del self._files[origin]
-                self._dirty_files.discard(origin)
-            for key in [k for k in self._origin if k[0] == container]:
-                del self._origin[key]
+            case Close(container, origin, generation):
+                if origin is not None:
+                    self._emit(asm.flush_origin(origin))
+                    return
+                self._renewed(container, generation)
+                self._emit(asm.flush(container))
+                self._dirty.update(k for k, c in self._cursors.items()
+                                   if c.container == container and c.generation is not None)
+            case Ready(event, ack, position):
+                self._emit([event], ack, position)
+            case Ended(event):
+                self._emit(asm.flush(event.container))
+                self._emit([self._with_tails(event)])
+            case Gone(container):
+                self._emit(asm.flush(container))
+                asm.forget(container)
+                for key in [k for k in self._tails if k[0] == container]:
+                    del self._tails[key]
+                self._dirty.update(k for k, c in self._cursors.items() if c.container == container)
+                self._gone.add(container)
+
+    def _renewed(self, container: str, generation: str | None) -> None:
+        """A new container under the same name: what is open of the old one is closed, and
+        where its streams were goes with it."""
+        if generation is None:
+            return
+        if self._generation.get(container) not in (None, generation):
+            self._emit(self.assembler.flush(container))
+            for key in [k for k, c in self._cursors.items()
+                        if c.container == container and c.generation not in (None, generation)]:
+                del self._cursors[key]
+                self._dirty.discard(key)
+        self._generation[container] = generation
 
     def _keep_tail(self, container: str, channel: str, items: list[Item]) -> None:
         tail = self._tails.get((container, channel))
@@ -216,29 +214,31 @@ class Pipeline:
         event.lines = [*event.lines[:1], *sections]
         return event
 
-    def _emit(self, events: list[Event]) -> None:
+    def _emit(self, events: list[Event], ack: Ack | None = None, position: int = 0) -> None:
         for event in events:
             if self._unsaved:  # keep their order: behind the ones waiting for the state file
-                self._keep(event)
+                self._keep(event, ack, position)
                 continue
             try:
                 self.handler(event)
             except StateUnwritable:
-                self._keep(event)  # the store said so once; handled when it can be written
+                self._keep(event, ack, position)  # the store said so once; handled when it can be written
+                continue
             except Exception:
                 log.exception("event handler failed on %r", event)
+            self._acknowledge(ack, position)
 
-    def _keep(self, event: Event) -> None:
+    def _keep(self, event: Event, ack: Ack | None, position: int) -> None:
         if len(self._unsaved) == self._unsaved.maxlen:
             self.dropped += 1
-        self._unsaved.append(event)
+        self._unsaved.append((event, ack, position))
 
     def _handle_unsaved(self) -> None:
         """The state file could not be written: try the waiting events again, in order."""
         if self.store is not None and self.store.write_problem is not None:
             return
         while self._unsaved:
-            event = self._unsaved[0]
+            event, ack, position = self._unsaved[0]
             try:
                 self.handler(event)
             except StateUnwritable:
@@ -246,46 +246,35 @@ class Pipeline:
             except Exception:
                 log.exception("event handler failed on %r", event)
             self._unsaved.popleft()
+            self._acknowledge(ack, position)
+
+    @staticmethod
+    def _acknowledge(ack: Ack | None, position: int) -> None:
+        if ack is None:
+            return
+        try:
+            ack(position)
+        except Exception:
+            log.exception("acknowledging a handled event failed")
 
     def _save(self, all_done: bool = False) -> None:
-        if self.store is None:
-            self._dirty.clear()
-            self._dirty_files.clear()
-            return
-        for container in self._dirty:
-            nxt = self._next.get(container, {})
-            resume = {}
-            for stream in (STDOUT, STDERR):
-                pending = None if all_done else self._pending(container, stream)
-                resume[stream] = pending if pending is not None else nxt.get(stream, 0)
-            if not any(resume.values()):
+        """Acknowledge every input with news: where it goes on (the first line still held by the
+        assembler, else past its last line). One still holding lines is acknowledged again later."""
+        for key in list(self._dirty):
+            c = self._cursors.get(key)
+            if c is None:
+                self._dirty.discard(key)
                 continue
-            # A stream with nothing read yet resumes where the other one does.
-            top = max(resume.values())
-            cp = Checkpoint(container, self._cid[container],
-                            resume[STDOUT] or top, resume[STDERR] or top, self.stack)
+            pending = None if all_done else self.assembler.pending_first_pos(c.container, c.channel, c.origin)
             try:
-                self.store.save_checkpoint(cp)
+                c.ack(pending if pending is not None else c.next)
             except StateUnwritable:
-                return  # said once by the store; the checkpoints stay dirty and are saved later
+                return  # said once by the store; the cursors stay dirty and are acknowledged later
             except Exception:
-                log.exception("saving the checkpoint of %s failed", container)
-        self._dirty.clear()
-        for origin in self._dirty_files:
-            path, dev, ino, nxt = self._files[origin]
-            pending = None if all_done else self.assembler.pending_first_pos(
-                origin.container, origin.channel, origin)
-            try:
-                self.store.save_file_checkpoint(FileCheckpoint(
-                    path, origin.container, dev, ino, pending if pending is not None else nxt, self.stack))
-            except StateUnwritable:
-                return  # said once by the store; saved later
-            except Exception:
-                log.exception("saving the checkpoint of %s failed", path)
-        self._dirty_files.clear()
-
-    def _pending(self, container: str, stream: str) -> int | None:
-        """A container stream's held lines (assembled under its origin, when it has one)."""
-        origin = self._origin.get((container, stream))
-        channel = origin.channel if origin is not None else stream
-        return self.assembler.pending_first_pos(container, channel, origin)
+                log.exception("acknowledging the lines of %s failed", c.origin or c.container)
+            if pending is None:
+                self._dirty.discard(key)
+        for key in [k for k, c in self._cursors.items() if c.container in self._gone]:
+            if key not in self._dirty:
+                del self._cursors[key]
+        self._gone.clear()
