@@ -25,7 +25,7 @@ from agent.assemble import Assembler, Item
 from agent.events import BOT, CONSOLE, ERRORS, LOG, Event, Origin
 from agent.ingest.split import STDERR, STDOUT
 from agent.names import DEFAULT_STACK
-from agent.store import Checkpoint, FileCheckpoint, StateUnwritable, Store
+from agent.store import StateUnwritable, Store
 
 log = logging.getLogger(__name__)
 EventHandler = Callable[[Event], None]
@@ -262,10 +262,10 @@ class Pipeline:
                 continue
             # A stream with nothing read yet resumes where the other one does.
             top = max(resume.values())
-            cp = Checkpoint(container, self._cid[container],
-                            resume[STDOUT] or top, resume[STDERR] or top, self.stack)
+            position = {"container_id": self._cid[container], "stdout": resume[STDOUT] or top,
+                        "stderr": resume[STDERR] or top}
             try:
-                self.store.save_checkpoint(cp)
+                self.store.checkpoints(self.stack).put("container", container, position)
             except StateUnwritable:
                 return  # said once by the store; the checkpoints stay dirty and are saved later
             except Exception:
@@ -276,8 +276,9 @@ class Pipeline:
             pending = None if all_done else self.assembler.pending_first_pos(
                 origin.container, origin.channel, origin)
             try:
-                self.store.save_file_checkpoint(FileCheckpoint(
-                    path, origin.container, dev, ino, pending if pending is not None else nxt, self.stack))
+                self.store.checkpoints(self.stack).put("file", path, {
+                    "container": origin.container, "dev": dev, "ino": ino,
+                    "offset": pending if pending is not None else nxt})
             except StateUnwritable:
                 return  # said once by the store; saved later
             except Exception:

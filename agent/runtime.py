@@ -141,10 +141,10 @@ class StackRuntime:
                                  tick=self.fate.tick, stack=stack.name, max_queued=MAX_QUEUED)
         self.bots = BotSelection.parse(stack.bots)
         self.ingest = Ingest(stack.containers, self.pipeline,
-                             checkpoints=lambda name: store.checkpoint(name, stack.name),
+                             checkpoints=store.checkpoints(stack.name),
                              client_factory=lambda: engine_client(stack, max_pool_size=MAX_STREAMS),
                              catchup_window=s.catchup_window, max_line=s.max_line_bytes, bots=self.bots,
-                             bots_dir=stack.bots_dir, store=store, stack=stack.name)
+                             bots_dir=stack.bots_dir, stack=stack.name)
         self.matcher = Matcher(service.rules.rules, labels=self.ingest.labels)
         self.feed = DeployFeed(store, self.pipeline.event, catchup_window=s.catchup_window, stack=stack.name)
         self.api_watch = ApiWatch(stack, self.where)

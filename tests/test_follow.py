@@ -34,7 +34,7 @@ class Agent:
         self.seen = defaultdict(list)  # (container_id, stream) -> [text]
         self.received = []  # (wall time, container_id, stream, ts_ns, text)
         self.pipeline = Pipeline(self.events.append, store=store)
-        self.ingest = Ingest(names, self, checkpoints=store.checkpoint if store else (lambda _n: None),
+        self.ingest = Ingest(names, self, checkpoints=store.checkpoints() if store else None,
                              catchup_window=window, client_factory=client_factory)
 
     # the LineSink interface

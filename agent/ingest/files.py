@@ -32,11 +32,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from agent.assemble import Item
 from agent.events import BOT, ERRORS, LOG, Origin
-from agent.store import FileCheckpoint
 
 log = logging.getLogger(__name__)
 LOG_FILE = re.compile(r"^(?:errors\.log|logs_[A-Za-z0-9_.-]+\.log)$")
@@ -80,7 +79,7 @@ class _Bot:
 
 
 class LogFiles(threading.Thread):
-    def __init__(self, sink: FileSink, *, checkpoint: Callable[[str], FileCheckpoint | None],
+    def __init__(self, sink: FileSink, *, checkpoint: Callable[[str], dict[str, Any] | None],
                  catchup_window: float = 600.0, max_line: int = 64 * 1024, interval: float = 1.0,
                  scan_every: float = 5.0) -> None:
         super().__init__(name="bot-log-files", daemon=True)
@@ -169,8 +168,9 @@ class LogFiles(threading.Thread):
         cp = self.checkpoint(str(path))
         if from_start or b.fresh:
             pass
-        elif cp is not None and (cp.dev, cp.ino) == (st.st_dev, st.st_ino) and cp.offset <= st.st_size:
-            offset = cp.offset
+        elif cp is not None and (cp["dev"], cp["ino"]) == (st.st_dev, st.st_ino) \
+                and cp["offset"] <= st.st_size:
+            offset = cp["offset"]
         elif time.time() - st.st_mtime > self.catchup_window:
             offset = st.st_size  # nothing recent in it: only what comes next
         else:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import docker
 import requests
@@ -38,8 +38,9 @@ from agent.ingest.environment import environment_events
 from agent.ingest.files import LogFiles
 from agent.ingest.life import LifeEvents
 from agent.ingest.split import STDERR, STDOUT, Dechunker, Line, LineSplitter, format_ts
+from agent.records import DUP_BITS
 from agent.stackconf import engine_problem
-from agent.store import DUP_BITS, Checkpoint, StateUnwritable, Store
+from agent.state import Checkpoints, StateUnwritable
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class Follower(threading.Thread):
     """
 
     def __init__(self, name: str, api: docker.APIClient, sink: LineSink, health: EngineHealth, *,
-                 checkpoint: Checkpoint | None, catchup_window: float, max_line: int,
+                 checkpoint: dict[str, Any] | None, catchup_window: float, max_line: int,
                  backoff_max: float = BACKOFF_MAX, role: str = API, once: bool = False,
                  stack: str = DEFAULT_STACK) -> None:
         super().__init__(name=f"follow-{name}" if stack == DEFAULT_STACK else f"follow-{stack}-{name}",
@@ -206,8 +207,8 @@ class Follower(threading.Thread):
         self.wake = threading.Event()
         self._stopping = threading.Event()
         self._response: requests.Response | None = None
-        self._cid: str | None = checkpoint.container_id if checkpoint else None
-        self._resume = {STDOUT: checkpoint.stdout, STDERR: checkpoint.stderr} if checkpoint else None
+        self._cid: str | None = checkpoint["container_id"] if checkpoint else None
+        self._resume = {STDOUT: checkpoint["stdout"], STDERR: checkpoint["stderr"]} if checkpoint else None
         self._from_store = checkpoint is not None
         self._dup: dict[str, tuple[int, int]] = {}
 
@@ -417,11 +418,11 @@ class Ingest:
     files), and the engine's life events."""
 
     def __init__(self, names: list[str], sink: LineSink, *,
-                 checkpoints: Callable[[str], Checkpoint | None] = lambda _n: None,
+                 checkpoints: Checkpoints | None = None,
                  client_factory: Callable[[], docker.DockerClient] | None = None,
                  catchup_window: float = 600.0, max_line: int = 64 * 1024,
                  bots: BotSelection | None = None, bots_dir: Path | None = None,
-                 store: Store | None = None, stack: str = DEFAULT_STACK) -> None:
+                 stack: str = DEFAULT_STACK) -> None:
         self.names = names
         self.sink = sink
         self.health = EngineHealth(stack)
@@ -441,11 +442,11 @@ class Ingest:
         self._stopping = threading.Event()
         self._connected = threading.Event()  # set once a client was made (or when stopping)
         self._connector: threading.Thread | None = None
-        self.files = LogFiles(sink, checkpoint=store.file_checkpoint if store else (lambda _p: None),
+        self.files = LogFiles(sink, checkpoint=lambda p: checkpoints.get("file", p) if checkpoints else None,
                               catchup_window=catchup_window, max_line=max_line) \
             if bots is not None and bots_dir is not None else None
         self._started_at = time.time()
-        self._watcher = LifeEvents(self, store=store, catchup_window=catchup_window,
+        self._watcher = LifeEvents(self, checkpoints=checkpoints, catchup_window=catchup_window,
                                    keep_running=keep_running)
 
     @property
@@ -525,7 +526,8 @@ class Ingest:
 
     # -- followers --------------------------------------------------------------------------------
     def _follow(self, name: str, role: str, *, once: bool = False) -> Follower:
-        f = Follower(name, self.client.api, self.sink, self.health, checkpoint=self._checkpoints(name),
+        checkpoint = self._checkpoints.get("container", name) if self._checkpoints else None
+        f = Follower(name, self.client.api, self.sink, self.health, checkpoint=checkpoint,
                      catchup_window=self.catchup_window, max_line=self.max_line, role=role, once=once,
                      stack=self.stack)
         with self._lock:

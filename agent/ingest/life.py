@@ -22,25 +22,24 @@ import requests
 
 from agent.ingest.split import format_ts
 from agent.names import DEFAULT_STACK
-from agent.store import StateUnwritable
+from agent.state import StateUnwritable
 
 if TYPE_CHECKING:
     from agent.ingest.follow import Ingest
-    from agent.store import Store
+    from agent.state import Checkpoints
 
 log = logging.getLogger(__name__)
-MARK = "engine-events"  # the meta key of the checkpoint
+SOURCE = "engine-events"  # its checkpoint: {"since": ns of the last event handled}
 SAVE_EVERY = 1.0
 
 
 class LifeEvents(threading.Thread):
-    def __init__(self, ingest: Ingest, *, store: Store | None, catchup_window: float,
+    def __init__(self, ingest: Ingest, *, checkpoints: Checkpoints | None, catchup_window: float,
                  keep_running: Callable) -> None:
         own = "" if ingest.stack == DEFAULT_STACK else f"-{ingest.stack}"
         super().__init__(name=f"docker-events{own}", daemon=True)
         self.ingest = ingest
-        self.mark = MARK if ingest.stack == DEFAULT_STACK else f"{MARK}:{ingest.stack}"
-        self.store = store
+        self.checkpoints = checkpoints
         self.catchup_window = catchup_window
         self._keep_running = keep_running
         self._stopping = threading.Event()
@@ -66,9 +65,8 @@ class LifeEvents(threading.Thread):
 
     def _since(self) -> str:
         floor = time.time_ns() - int(self.catchup_window * 1e9)
-        if not self._last and self.store is not None:
-            with contextlib.suppress(ValueError, TypeError):
-                self._last = int(self.store.meta_get(self.mark) or 0)
+        if not self._last and self.checkpoints is not None:
+            self._last = int((self.checkpoints.get(SOURCE, "") or {}).get("since", 0))
         self._handled_before = self._last
         return format_ts(max(self._last, floor))
 
@@ -121,11 +119,11 @@ class LifeEvents(threading.Thread):
 
     def _save(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.store is None or not self._last or (not force and now - self._saved_at < SAVE_EVERY):
+        if self.checkpoints is None or not self._last or (not force and now - self._saved_at < SAVE_EVERY):
             return
         self._saved_at = now
         try:
-            self.store.meta_set(self.mark, str(self._last))
+            self.checkpoints.put(SOURCE, "", {"since": self._last})
         except StateUnwritable:
             pass  # the store said so once, and /healthz says so until it heals
         except Exception:

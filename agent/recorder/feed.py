@@ -15,10 +15,10 @@ from collections.abc import Callable
 from agent.events import Event
 from agent.names import DEFAULT_STACK
 from agent.recorder.events import event_from_deploy
-from agent.store import Checkpoint, Store
+from agent.store import Store
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "recorder"
+SOURCE = "deploys"  # its checkpoint: {"seq": the last deploy handled}
 HANDLED_WAIT = 30.0  # seconds the feed waits for the pipeline to handle what it delivered
 
 
@@ -47,8 +47,9 @@ class DeployFeed(threading.Thread):
             self.join(1.0)
 
     def run(self) -> None:
-        cp = self.store.checkpoint(CHECKPOINT, self.stack)
-        last = cp.stdout if cp else self._first_in_window()
+        checkpoints = self.store.checkpoints(self.stack)
+        cp = checkpoints.get(SOURCE, "")
+        last = cp["seq"] if cp else self._first_in_window()
         while not self._stopping.is_set():
             self.wake.wait(self.interval)
             self.wake.clear()
@@ -63,7 +64,7 @@ class DeployFeed(threading.Thread):
                 # The checkpoint moves only past what the pipeline handled: a kill in between
                 # delivers it again (and an incident that has it already takes the replay).
                 if rows and all(h.wait(HANDLED_WAIT) for h in handled):
-                    self.store.save_checkpoint(Checkpoint(CHECKPOINT, "deploys", last, last, self.stack))
+                    checkpoints.put(SOURCE, "", {"seq": last})
             except Exception:  # one bad row or a locked database must not end the feed
                 log.exception("reading recorded deploys failed; trying again")
                 self._stopping.wait(1.0)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from agent.events import ERRORS, LOG
 from agent.ingest.files import LogFiles
-from agent.store import FileCheckpoint
 
 
 class Sink:
@@ -85,7 +84,7 @@ def test_a_restart_resumes_at_the_checkpoint_of_the_same_file(tmp_path):
     log = tmp_path / "logs_rb_cfg.log"
     log.write_text("handled\nnot yet\n")
     st = os.stat(log)
-    cp = FileCheckpoint(str(log), "rb_a", st.st_dev, st.st_ino, len("handled\n"))
+    cp = {"container": "rb_a", "dev": st.st_dev, "ino": st.st_ino, "offset": len("handled\n")}
     sink = Sink()
     follow(tmp_path, sink, {str(log): cp})
     assert sink.texts("logs_rb_cfg.log") == ["not yet"]
