@@ -13,9 +13,10 @@ import threading
 import time
 
 from agent.component import Loop
-from agent.ingest.source import Checkpoints, Ready, Sink
+from agent.ingest.source import Ready, Sink
 from agent.names import DEFAULT_STACK
 from agent.recorder.events import event_from_deploy
+from agent.state import Checkpoints
 from agent.store import Store
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
 from agent import sshengine
 from agent.names import DEFAULT_STACK
 from agent.stackconf import engine_problem
-from agent.store import StateUnwritable
+from agent.state import StateUnwritable
 
 log = logging.getLogger(__name__)
 # The longest wait between two tries of an engine that does not answer: following goes on

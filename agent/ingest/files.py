@@ -40,7 +40,8 @@ from typing import BinaryIO
 from agent.component import Loop
 from agent.events import BOT, ERRORS, LOG, Origin
 from agent.ingest.assemble import Item
-from agent.ingest.source import Ack, Checkpoints, Close, Lines, Sink
+from agent.ingest.source import Ack, Close, Lines, Sink
+from agent.state import Checkpoints
 
 log = logging.getLogger(__name__)
 FILE = "file"  # the checkpoints' source name

@@ -39,9 +39,10 @@ from agent.ingest.engine import BACKOFF_MAX, EngineHealth, answered, engine_erro
 from agent.ingest.environment import environment_events
 from agent.ingest.files import LogFiles
 from agent.ingest.life import LifeEvents
-from agent.ingest.source import Checkpoints, Close, Ended, Gone, Lines, Ready, Sink
+from agent.ingest.source import Close, Ended, Gone, Lines, Ready, Sink
 from agent.ingest.split import STDERR, STDOUT, Dechunker, Line, LineSplitter, format_ts
-from agent.store import DUP_BITS
+from agent.records import DUP_BITS
+from agent.state import Checkpoints
 
 log = logging.getLogger(__name__)
 CONTAINER = "container"  # the checkpoints' source name of container streams

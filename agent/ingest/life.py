@@ -24,10 +24,9 @@ import requests
 
 from agent.component import Loop
 from agent.ingest.engine import EngineHealth, keep_running
-from agent.ingest.source import Checkpoints
 from agent.ingest.split import format_ts
 from agent.names import DEFAULT_STACK
-from agent.store import StateUnwritable
+from agent.state import Checkpoints, StateUnwritable
 
 log = logging.getLogger(__name__)
 SOURCE = "engine-events"  # the checkpoints' source name

@@ -29,7 +29,8 @@ from agent.events import BOT, CONSOLE, ERRORS, LOG, Event, Origin
 from agent.ingest.assemble import Assembler, Item
 from agent.ingest.source import Ack, Batch, Close, Ended, Gone, Lines, Ready
 from agent.names import DEFAULT_STACK
-from agent.store import StateUnwritable, Store
+from agent.state import StateUnwritable
+from agent.store import Store
 
 log = logging.getLogger(__name__)
 EventHandler = Callable[[Event], None]

@@ -5,15 +5,16 @@ a replay) hands batches to one sink, `Sink.put`. A batch that moves a source's p
 carries an `Ack`: the sink calls it once what the batch held is durably handled (for lines:
 emitted as events and handled, not merely held by the assembler), with the position the
 source resumes from. Only then does the source store that position, its own shape, through
-`Checkpoints`. So a kill at any moment neither loses what was still being assembled nor
-repeats what was handled, and the sink never knows what a source's position looks like.
+the stack's `agent.state.Checkpoints`. So a kill at any moment neither loses what was still
+being assembled nor repeats what was handled, and the sink never knows what a source's
+position looks like.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from agent.events import Event, Origin
 from agent.ingest.assemble import Item
@@ -80,18 +81,6 @@ class Sink(Protocol):
     source that gets ahead waits instead of filling memory."""
 
     def put(self, batch: Batch) -> None: ...
-
-
-class Checkpoints(Protocol):
-    """Positions of one stack's sources in the state file: `source` names the kind of source
-    ("container", "file", "engine-events", "deploys"), `key` the one meant (a container's name,
-    a file's path, "" for a stack's only one)."""
-
-    def get(self, source: str, key: str) -> dict[str, Any] | None: ...
-
-    def put(self, source: str, key: str, position: dict[str, Any]) -> None: ...
-
-    def put_many(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> None: ...
 
 
 class Source(Protocol):
