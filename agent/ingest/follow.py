@@ -130,10 +130,6 @@ class Follower:
     def alive(self) -> bool:
         return self._loop.alive
 
-    @property
-    def thread(self) -> threading.Thread:
-        return self._loop.thread
-
     def _close_response(self) -> None:
         resp = self._response
         if resp is not None:
