@@ -36,3 +36,7 @@ OPEN_STATES = frozenset({IncidentState.DETECTED, IncidentState.ACTING, IncidentS
 # An attempt was running in these: a restart of the agent cut it short.
 RUNNING_STATES = frozenset({IncidentState.DETECTED, IncidentState.ACTING, IncidentState.VERIFYING,
                             IncidentState.RETRYING})
+
+# A line of a container's log is placed by its timestamp and its index among the lines of that
+# very nanosecond: ts_ns << DUP_BITS | index.
+DUP_BITS = 10

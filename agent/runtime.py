@@ -20,16 +20,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from agent.actions.base import ActionContext
-from agent.assemble import Assembler
 from agent.component import Component, Loop, OneLoop, by
 from agent.events import EXIT, Event
 from agent.hummingbot_api import HummingbotAPI
+from agent.ingest.assemble import Assembler
 from agent.ingest.bots import BotSelection
+from agent.ingest.deploys import DeployFeed
 from agent.ingest.follow import MAX_STREAMS, Ingest
+from agent.ingest.pipeline import Pipeline
 from agent.match.matcher import Matcher, Result
 from agent.names import DEFAULT_STACK, parse_addr
-from agent.pipeline import Pipeline
-from agent.recorder.feed import DeployFeed
 from agent.remedy.engine import Remedy
 from agent.remedy.fate import Fate
 from agent.shared import Shared
@@ -147,13 +147,15 @@ class StackRuntime(Component):
         self.pipeline = Pipeline(self.handle, store=store, assembler=Assembler(grace=s.grace_ms / 1000),
                                  tick=self.fate.tick, stack=stack.name, max_queued=MAX_QUEUED)
         self.bots = BotSelection.parse(stack.bots)
-        self.ingest = Ingest(stack.containers, self.pipeline,
-                             checkpoints=lambda name: store.checkpoint(name, stack.name),
+        checkpoints = store.checkpoints(stack.name)
+        self.ingest = Ingest(stack.containers, self.pipeline, checkpoints=checkpoints,
                              client_factory=lambda: engine_client(stack, max_pool_size=MAX_STREAMS),
                              catchup_window=s.catchup_window, max_line=s.max_line_bytes, bots=self.bots,
-                             bots_dir=stack.bots_dir, store=store, stack=stack.name)
+                             bots_dir=stack.bots_dir, stack=stack.name, address=stack.engine(),
+                             background=shared.show_stack)
         self.matcher = Matcher(shared.rules().rules, labels=self.ingest.labels)
-        self.feed = DeployFeed(store, self.pipeline.event, catchup_window=s.catchup_window, stack=stack.name)
+        self.feed = DeployFeed(store, self.pipeline, checkpoints=checkpoints, catchup_window=s.catchup_window,
+                               stack=stack.name)
         self.api_watch = ApiWatch(stack, self.where)
         self._context: ActionContext | None = None
         self.remedy = Remedy(store, shared.rules_by_id, self.context, notify=shared.notify, mode=s.mode,
@@ -203,7 +205,7 @@ class StackRuntime(Component):
     def start(self) -> None:
         self.remedy.start()
         self.pipeline.start()
-        self.ingest.start(background=self.shared.show_stack)
+        self.ingest.start()
         self.feed.start()
         self.api_watch.start()
 

@@ -28,13 +28,13 @@ from agent import __version__
 from agent.component import left, merged
 from agent.http import HealthServer
 from agent.ingest.follow import Ingest
+from agent.ingest.pipeline import Pipeline
 from agent.match.library import Library, load_library
 from agent.match.reload import RulesWatcher
 from agent.names import DEFAULT_STACK, parse_addr
 from agent.notify.notifier import Notifier
 from agent.notify.targets import Target, parse_config, parse_urls
 from agent.notify.unknown import burst_message, digest_message
-from agent.pipeline import Pipeline
 from agent.redact import Redactor
 from agent.remedy.engine import Remedy, log_step
 from agent.runtime import RecorderError, StackRuntime

@@ -16,12 +16,12 @@ from pathlib import Path
 import docker
 import httpx
 
-from agent.assemble import Assembler
 from agent.events import TRACEBACK
+from agent.ingest.assemble import Assembler
 from agent.ingest.follow import Ingest
+from agent.ingest.pipeline import Pipeline
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
-from agent.pipeline import Pipeline
 from agent.recorder.proxy import Recorder, RecorderServer
 from agent.store import Store
 from tests.images import TOOLS_IMAGE
@@ -83,8 +83,8 @@ def detect_latency(client, samples: int) -> list[float]:
     try:
         wait_until(lambda: len(out) >= samples, 30 + samples, "the tracebacks")
     finally:
-        ingest.stop()
-        pipeline.stop()
+        ingest.stop(time.monotonic() + 5.0)
+        pipeline.stop(time.monotonic() + 5.0)
         c.remove(force=True)
     return out
 
@@ -124,8 +124,8 @@ def follow_ratio(client, lines: int) -> tuple[float, float, float]:
         ingest.start()
         done.wait(300)
         agent = time.perf_counter() - started
-        ingest.stop()
-        pipeline.stop()
+        ingest.stop(time.monotonic() + 5.0)
+        pipeline.stop(time.monotonic() + 5.0)
     finally:
         c.remove(force=True)
     return lines / agent, lines / cli, cli / agent

@@ -12,9 +12,10 @@ import json
 import time
 from pathlib import Path
 
-from agent.assemble import Assembler
 from agent.events import TRACEBACK
-from agent.ingest.follow import EngineHealth, Follower
+from agent.ingest.assemble import Assembler
+from agent.ingest.engine import EngineHealth
+from agent.ingest.follow import Follower
 from agent.ingest.split import LineSplitter
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
@@ -28,7 +29,10 @@ class _Sink:
         self.matcher, self.assembler = matcher, assembler
         self.events = self.tracebacks = self.matches = 0
 
-    def lines(self, container, cid, stream, items, origin=None):
+    def put(self, batch):
+        self.lines(batch.container, batch.channel, batch.items, batch.origin)
+
+    def lines(self, container, stream, items, origin=None):
         match = self.matcher.match
         for e in self.assembler.feed(container, stream, items, origin=origin):
             self.events += 1
@@ -36,9 +40,6 @@ class _Sink:
                 self.tracebacks += 1
             if match(e) is not None:
                 self.matches += 1
-
-    def detached(self, container, cid):
-        pass
 
 
 def rss_mb() -> float:
@@ -68,8 +69,7 @@ def run(total: int) -> dict:
 
     matcher = Matcher(load_rules(REPO / "rules").rules)
     sink = _Sink(matcher, Assembler())
-    follower = Follower("hummingbot-api", None, sink, EngineHealth(), checkpoint=None, catchup_window=600,
-                        max_line=64 * 1024)
+    follower = Follower("hummingbot-api", None, sink, EngineHealth(), catchup_window=600, max_line=64 * 1024)
     follower._cid = "bench"
     splitter = LineSplitter(follower._deliver)
     started = time.perf_counter()
@@ -78,7 +78,7 @@ def run(total: int) -> dict:
         follower._dup.clear()
         for c in pieces[i % len(pieces)]:
             splitter.feed(c)
-    sink.lines("hummingbot-api", "bench", "stderr", [])
+    sink.lines("hummingbot-api", "stderr", [])
     full = time.perf_counter() - started
     return {"lines": lines, "tracebacks": tbs, "events": sink.events, "traceback_events": sink.tracebacks,
             "matches": sink.matches, "lines_per_s": lines / full, "raw_split_lines_per_s": counted[0] / raw,

@@ -295,7 +295,8 @@ def test_a_bot_that_died_while_the_agent_was_down_is_told_after_its_restart(make
     the catch-up window) is told once the agent is back."""
     stack = make_stack()
     service = agent(stack)
-    wait_until(lambda: service.store.meta_get("engine-events"), 30, "the life events' checkpoint")
+    wait_until(lambda: service.store.checkpoints().get("engine-events", ""), 30,
+               "the life events' checkpoint")
     agent.stop(service)
     profile(stack, "acct_w", config="cfg_w.yml")
     (stack.bots / "credentials" / "acct_w" / ".password_verification").write_text(_sha("not-a"))

@@ -252,7 +252,7 @@ def test_credential_uploads_that_fail_are_told_by_reason_and_a_missing_account_i
     texts = json.dumps(list(receiver.accepted))
     for secret in (CANARY_KEY, CANARY_SECRET, "CANARYpass5e4f"):
         assert secret.encode() not in db and secret not in texts
-    rows = service.store._conn().execute(
+    rows = service.store.conn().execute(
         "SELECT request_body, response_body FROM deploys WHERE route = 'add-credential'").fetchall()
     assert len(rows) == 4 and all(body == "" for body, _ in rows)
     assert all('"input"' not in answer for _, answer in rows)
@@ -364,7 +364,7 @@ def test_an_exchange_cut_off_is_one_opening_and_one_closing_message(make_stack, 
 
 def _event_keys(service: Service, inc) -> list[str]:
     """The events an incident counted (their keys name their containers)."""
-    rows = service.store._conn().execute(
+    rows = service.store.conn().execute(
         "SELECT key FROM incident_events WHERE incident = ?", (inc.id,)).fetchall()
     return [r[0] for r in rows]
 

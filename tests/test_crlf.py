@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.assemble import Assembler
+from agent.ingest.assemble import Assembler
 from agent.ingest.follow import Ingest
+from agent.ingest.pipeline import Pipeline
 from agent.match.library import load_library
 from agent.match.matcher import Matcher
-from agent.pipeline import Pipeline
 from tests.images import TOOLS_IMAGE
 from tests.stack import REPO, labels, prefixed_rules, wait_until
 
@@ -54,8 +54,8 @@ def test_crlf_failure_lines_match_live(docker_client, tmp_path: Path):
     try:
         wait_until(lambda: len(found) >= 3, 30, "three failures matched")
     finally:
-        ingest.stop()
-        pipeline.stop()
+        ingest.stop(time.monotonic() + 5.0)
+        pipeline.stop(time.monotonic() + 5.0)
         container.remove(force=True)
     assert sorted(c["profile"] for rule, c in found if rule == "credentials-profile-missing") == [
         "crlf_one", "crlf_three", "crlf_two"]

@@ -15,7 +15,8 @@ import pytest
 
 from agent.events import LINE, TRACEBACK
 from agent.ingest.follow import Ingest
-from agent.pipeline import Pipeline
+from agent.ingest.pipeline import Pipeline
+from agent.ingest.source import Lines
 from agent.store import Store
 from tests.images import TOOLS_IMAGE as TOOLS
 from tests.proxy import EngineProxy
@@ -34,19 +35,17 @@ class Agent:
         self.seen = defaultdict(list)  # (container_id, stream) -> [text]
         self.received = []  # (wall time, container_id, stream, ts_ns, text)
         self.pipeline = Pipeline(self.events.append, store=store)
-        self.ingest = Ingest(names, self, checkpoints=store.checkpoint if store else (lambda _n: None),
+        self.ingest = Ingest(names, self, checkpoints=store.checkpoints() if store else None,
                              catchup_window=window, client_factory=client_factory)
 
-    # the LineSink interface
-    def lines(self, container, cid, stream, items, origin=None):
-        now = time.time()
-        for _pos, ts, text in items:
-            self.seen[(cid, stream)].append(text)
-            self.received.append((now, cid, stream, ts, text))
-        self.pipeline.lines(container, cid, stream, items, origin)
-
-    def detached(self, container, cid):
-        self.pipeline.detached(container, cid)
+    # the Sink interface
+    def put(self, batch):
+        if isinstance(batch, Lines):
+            now, cid, stream = time.time(), batch.generation, batch.channel
+            for _pos, ts, text in batch.items:
+                self.seen[(cid, stream)].append(text)
+                self.received.append((now, cid, stream, ts, text))
+        self.pipeline.put(batch)
 
     def start(self):
         self.pipeline.start()
@@ -54,8 +53,8 @@ class Agent:
         return self
 
     def stop(self):
-        self.ingest.stop()
-        self.pipeline.stop()
+        self.ingest.stop(time.monotonic() + 5.0)
+        self.pipeline.stop(time.monotonic() + 5.0)
 
     def first_line_lag(self, text_prefix: str) -> float:
         """Seconds from the engine's timestamp of a line to its delivery here."""
@@ -231,7 +230,7 @@ def test_engine_going_away_is_retried_and_logged_once(docker_client, raiser, tmp
     proxy.start()
     name = f"medic-engine-{uuid.uuid4().hex[:6]}"
     c = raiser(name, BEAT=0.02)
-    caplog.set_level(logging.WARNING, logger="agent.ingest.follow")
+    caplog.set_level(logging.WARNING, logger="agent.ingest.engine")
     agent = Agent([name], client_factory=lambda: docker.DockerClient(base_url=proxy.url)).start()
     try:
         boot_of(c)
@@ -241,7 +240,7 @@ def test_engine_going_away_is_retried_and_logged_once(docker_client, raiser, tmp
         time.sleep(2.0)
         proxy.start()
         wait_until(lambda: agent.ingest.status()[name].state == "attached"
-                   and agent.ingest.health.down_since is None, 15, "re-attached")
+                   and agent.ingest.engine.down_since is None, 15, "re-attached")
         time.sleep(0.5)
         c.stop(timeout=1)
         complete(agent, c)

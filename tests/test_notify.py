@@ -157,7 +157,7 @@ def test_canary_secret_never_in_payload_log_or_audit(tmp_path, caplog):
             n.stop()
     assert canary not in str(rx.accepted) and "***" in str(rx.accepted)
     assert canary not in caplog.text
-    outbox = store._conn().execute("SELECT message, last_error FROM outbox").fetchall()
+    outbox = store.conn().execute("SELECT message, last_error FROM outbox").fetchall()
     assert outbox and canary not in str(outbox)
 
 

@@ -8,15 +8,16 @@ import base64
 import json
 import sqlite3
 import threading
+import time
 
 import aiohttp
 import httpx
 import pytest
 
+from agent.ingest.deploys import DeployFeed
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.recorder.events import event_from_deploy
-from agent.recorder.feed import DeployFeed
 from agent.recorder.proxy import Recorder, RecorderServer
 from agent.store import Store
 from tests.stack import ADMIN, free_port, wait_until
@@ -173,13 +174,17 @@ def test_silent_docker_failures_become_matched_events(make_stack, recorder):
     assert not [x for x in stack.lines("stderr") if " - ERROR - " in x or "Traceback" in x]
 
     events = []
-    feed = DeployFeed(store, lambda event, handled: (events.append(event), handled()),
-                      catchup_window=600, interval=0.1)
+    class Sink:
+        def put(self, batch):
+            events.append(batch.event)
+            batch.ack(batch.position)
+
+    feed = DeployFeed(store, Sink(), checkpoints=store.checkpoints(), catchup_window=600, interval=0.1)
     feed.start()
     try:
         wait_until(lambda: len(events) >= 2, 10, "two failed deploys as events")
     finally:
-        feed.stop()
+        feed.stop(time.monotonic() + 1.0)
     matcher = Matcher(LIBRARY)
     results = [matcher.match(e) for e in events]
     assert [r.rule.id for r in results] == ["deploy-image-unavailable", "deploy-name-conflict"]

@@ -19,7 +19,7 @@ import pytest
 
 from agent.store import Store
 from tests.stack import REPO, free_port, wait_until
-from tests.statefiles import damage, digest, good_state
+from tests.statefiles import before_checkpoints, damage, digest, good_state
 
 EXIT_STATE_FILE = 3
 
@@ -73,6 +73,33 @@ def test_missing_state_file_is_created_whole(tmp_path):
     Store(state).close()
     assert state.stat().st_size > 0
     assert [p.name for p in state.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_state_file_of_the_previous_version_opens_with_its_checkpoints_in_one_table(tmp_path):
+    """Every old shape of "where to resume" (containers, the deploy feed's fake `recorder`
+    container, followed files, the engine events in meta) is one source's row now."""
+    state = tmp_path / "state.db"
+    before_checkpoints(state)
+    store = Store(state)
+    default, eu = store.checkpoints(), store.checkpoints("eu-1")
+    assert default.get("container", "hummingbot-api") == {
+        "container_id": "cid", "stdout": 1_700_000_000_000_000_000 << 10 | 3,
+        "stderr": 1_700_000_000_500_000_000 << 10}
+    assert eu.get("container", "hummingbot-api") == {"container_id": "cid2", "stdout": 5 << 10 | 1,
+                                                     "stderr": 6 << 10 | 2}
+    assert default.get("container", "recorder") is None
+    assert default.get("deploys", "") == {"seq": 42} and eu.get("deploys", "") == {"seq": 7}
+    assert eu.get("file", "/bots/rb_a/logs/logs_rb.log") == {"container": "rb_a", "dev": 64, "ino": 99,
+                                                             "offset": 1234}
+    assert default.get("file", "/bots/rb_a/logs/logs_rb.log") is None
+    assert default.get("engine-events", "") == {"since": 1700000000123456789}
+    assert eu.get("engine-events", "") == {"since": 17}
+    conn = store.conn()
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "file_checkpoints" not in tables
+    assert conn.execute("SELECT key, value FROM meta").fetchall() == [("unknown_digest_at", "12.5")]
+    assert store.get_incident("inc1").state == "failed"
+    store.close()
 
 
 def _health(port: int) -> tuple[int, dict]:

@@ -8,6 +8,9 @@ the byte offset of its start, and each file has its own checkpoint (device,
 inode, offset) in the state file: a restart resumes exactly there while the
 file is the same one.
 
+Lines go to the sink; a file's position is stored once the sink acknowledged the
+lines before it.
+
 A bot writes its last words (the failure before its logging is set up) to
 errors.log just before it exits: `drain` reads everything that is there, at
 once, so the death that follows is told with them.
@@ -29,16 +32,19 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
-from agent.assemble import Item
+from agent.component import Loop
 from agent.events import BOT, ERRORS, LOG, Origin
-from agent.store import FileCheckpoint
+from agent.ingest.assemble import Item
+from agent.ingest.source import Ack, Close, Lines, Sink
+from agent.state import Checkpoints
 
 log = logging.getLogger(__name__)
+FILE = "file"  # the checkpoints' source name
 LOG_FILE = re.compile(r"^(?:errors\.log|logs_[A-Za-z0-9_.-]+\.log)$")
 READ_SIZE = 256 * 1024
 MAX_READ = 4 * 1024 * 1024  # per file and poll: one noisy file cannot starve the others
@@ -46,13 +52,6 @@ FIRST_READ = 1024 * 1024  # a file met for the first time is replayed from at mo
 ASCTIME = re.compile(rb"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d),(\d{3}) ")
 ZONE_STEP = 900 * 10**9  # time zones are whole quarter hours from UTC
 CLOCK_TAIL = 64 * 1024  # how much of a file's end is read to learn its clock
-
-
-class FileSink(Protocol):
-    def file_lines(self, origin: Origin, path: str, dev: int, ino: int, items: list[Item],
-                   next_offset: int) -> None: ...
-
-    def file_reset(self, origin: Origin) -> None: ...
 
 
 @dataclass
@@ -67,6 +66,7 @@ class _File:
     buf: bytes = b""  # an unfinished last line
     clock: int | None = None  # ns to add to a record's local time to make it UTC (None: not known yet)
     last: int = 0  # the time of the latest record read (its traceback lines share it)
+    ack: Ack | None = None  # stores the position in this very file, once the sink handled it
 
 
 @dataclass
@@ -79,13 +79,13 @@ class _Bot:
     scanned: float = 0.0
 
 
-class LogFiles(threading.Thread):
-    def __init__(self, sink: FileSink, *, checkpoint: Callable[[str], FileCheckpoint | None],
+class LogFiles:
+    def __init__(self, sink: Sink, *, checkpoints: Checkpoints | None = None,
                  catchup_window: float = 600.0, max_line: int = 64 * 1024, interval: float = 1.0,
                  scan_every: float = 5.0) -> None:
-        super().__init__(name="bot-log-files", daemon=True)
+        self.name = "bot-log-files"
         self.sink = sink
-        self.checkpoint = checkpoint
+        self.checkpoints = checkpoints
         self.catchup_window = catchup_window
         self.max_line = max_line
         self.interval = interval
@@ -93,7 +93,7 @@ class LogFiles(threading.Thread):
         self.lines = 0
         self._bots: dict[str, _Bot] = {}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
+        self._loop = Loop(self.name, self.poll_once, every=interval)
 
     # -- control (any thread) -------------------------------------------------------------------
     def watch(self, bot: str, folder: Path, *, fresh: bool, stack: str) -> None:
@@ -120,18 +120,15 @@ class LogFiles(threading.Thread):
         with self._lock:
             return list(self._bots)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stopping.set()
-        if self.is_alive():
-            self.join(timeout)
+    def start(self) -> None:
+        self._loop.start()
+
+    def stop(self, deadline: float) -> None:
+        self._loop.stop(deadline)
         for bot in self.watched():
             self.unwatch(bot)
 
     # -- the loop ---------------------------------------------------------------------------------
-    def run(self) -> None:
-        while not self._stopping.wait(self.interval):
-            self.poll_once()
-
     def poll_once(self) -> None:
         """Read what is new in every followed file (and look for new files when it is time)."""
         now = time.monotonic()
@@ -166,11 +163,12 @@ class LogFiles(threading.Thread):
         channel = ERRORS if name == "errors.log" else LOG
         origin = Origin(b.name, channel, BOT, b.stack, file=name)
         offset, ts, mid_line = 0, 0, False
-        cp = self.checkpoint(str(path))
+        cp = self.checkpoints.get(FILE, str(path)) if self.checkpoints is not None else None
         if from_start or b.fresh:
             pass
-        elif cp is not None and (cp.dev, cp.ino) == (st.st_dev, st.st_ino) and cp.offset <= st.st_size:
-            offset = cp.offset
+        elif cp is not None and (cp["dev"], cp["ino"]) == (st.st_dev, st.st_ino) \
+                and cp["offset"] <= st.st_size:
+            offset = cp["offset"]
         elif time.time() - st.st_mtime > self.catchup_window:
             offset = st.st_size  # nothing recent in it: only what comes next
         else:
@@ -179,8 +177,15 @@ class LogFiles(threading.Thread):
         fh.seek(offset)
         if mid_line:  # a read that starts in the middle of a file starts at its next whole line
             offset += len(fh.readline())
+        ack = partial(self._handled, str(path), b.name, st.st_dev, st.st_ino) \
+            if self.checkpoints is not None else None
         b.files[name] = _File(path, origin, fh, st.st_dev, st.st_ino, offset, ts,
-                              clock=_clock(fh, st))
+                              clock=_clock(fh, st), ack=ack)
+
+    def _handled(self, path: str, container: str, dev: int, ino: int, offset: int) -> None:
+        """The sink's acknowledgement (in its thread): lines before `offset` of that file are handled."""
+        assert self.checkpoints is not None
+        self.checkpoints.put(FILE, path, {"container": container, "dev": dev, "ino": ino, "offset": offset})
 
     def _read(self, f: _File, final: bool) -> None:
         got = 0
@@ -232,7 +237,7 @@ class LogFiles(threading.Thread):
 
     def _emit(self, f: _File, items: list[Item], next_offset: int) -> None:
         self.lines += len(items)
-        self.sink.file_lines(f.origin, str(f.path), f.dev, f.ino, items, next_offset)
+        self.sink.put(Lines(f.origin.container, f.origin.channel, f.origin, items, next_offset, f.ack))
 
     def _follow_name(self, b: _Bot, name: str, f: _File, final: bool) -> None:
         """The name may now be another file (rotation) or a shorter one (truncation)."""
@@ -245,13 +250,13 @@ class LogFiles(threading.Thread):
             with contextlib.suppress(OSError):
                 f.fh.close()
             del b.files[name]
-            self.sink.file_reset(f.origin)
+            self.sink.put(Close(f.origin.container, f.origin))
             self._open(b, name, from_start=True)
             new = b.files.get(name)
             if new is not None:
                 self._read(new, final)
         elif st.st_size < f.offset:
-            self.sink.file_reset(f.origin)
+            self.sink.put(Close(f.origin.container, f.origin))
             f.fh.seek(0)
             f.offset, f.buf, f.ts = 0, b"", 0
             self._read(f, final)

@@ -20,136 +20,35 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Protocol
 
 import docker
 import requests
-from docker.errors import APIError, DockerException, NotFound
-from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
+from docker.errors import DockerException, NotFound
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
-from agent import sshengine
-from agent.assemble import Item
+from agent.component import Loop
 from agent.events import API, BOT, CONSOLE, DEFAULT_STACK, Origin, exit_event, role_of
+from agent.ingest.assemble import Item
 from agent.ingest.bots import BotInfo, BotSelection, logs_folder, maybe_bot, recognise
+from agent.ingest.engine import BACKOFF_MAX, EngineHealth, answered, engine_errors, keep_running
 from agent.ingest.environment import environment_events
 from agent.ingest.files import LogFiles
 from agent.ingest.life import LifeEvents
+from agent.ingest.source import Close, Ended, Gone, Lines, Ready, Sink
 from agent.ingest.split import STDERR, STDOUT, Dechunker, Line, LineSplitter, format_ts
-from agent.stackconf import engine_problem
-from agent.store import DUP_BITS, Checkpoint, StateUnwritable, Store
+from agent.records import DUP_BITS
+from agent.state import Checkpoints
 
 log = logging.getLogger(__name__)
-
-_ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                  DockerException, OSError)
-
-
-def answered(exc: BaseException | None) -> bool:
-    """An error the engine itself answered with (4xx: the request was wrong for the moment, such
-    as the logs of a container being removed): no sign of an outage."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    return isinstance(exc, APIError) and isinstance(status, int) and 400 <= status < 500
-
-
-def engine_errors() -> tuple[type[Exception], ...]:
-    """What an engine that does not answer raises: paramiko's too once an ssh:// engine is used."""
-    return _ENGINE_ERRORS + sshengine.errors()
+CONTAINER = "container"  # the checkpoints' source name of container streams
 
 READ_SIZE = 256 * 1024
-# The longest wait between two tries of an engine that does not answer: following goes on
-# within seconds of its return (a failed try is one refused connection: cheap).
-BACKOFF_MAX = 5.0
 MAX_DUP = (1 << DUP_BITS) - 1
-
-
-class LineSink(Protocol):
-    """Where followers deliver lines (the pipeline)."""
-
-    def lines(self, container: str, container_id: str, stream: str, items: list[Item],
-              origin: Origin | None = None) -> None: ...
-
-    def detached(self, container: str, container_id: str) -> None: ...
-
-
-def keep_running(call: Callable[[], None], stopping: threading.Event, *,
-                 on_engine_failure: Callable, what: str, backoff_max: float = BACKOFF_MAX) -> None:
-    """Call again and again until `stopping` is set. Engine errors are retried with
-    exponential backoff and jitter (tenacity); a state file that cannot be written is waited
-    for quietly (the store logs it once); anything else (a bug, a stream cut in the middle of a
-    JSON event) is logged and tried again after 1 s, never a silent death."""
-    retry = Retrying(
-        retry=retry_if_exception(lambda exc: isinstance(exc, engine_errors())),
-        wait=wait_exponential_jitter(multiplier=0.2, max=backoff_max, jitter=0.2),
-        sleep=stopping.wait,
-        before_sleep=on_engine_failure,
-        stop=lambda _state: stopping.is_set(),
-        reraise=True,
-    )
-    while not stopping.is_set():
-        try:
-            retry(call)
-        except engine_errors():
-            pass
-        except StateUnwritable:
-            stopping.wait(1.0)  # the store said so once, and /healthz says so until it heals
-        except Exception:
-            log.exception("%s failed; trying again in 1 s", what)
-            stopping.wait(1.0)
-
-
-class EngineHealth:
-    """Says once that the engine is unreachable, and once that it is back.
-
-    A restarting engine answers, drops and answers again; that is one outage. So a
-    success counts as "back" only when no failure follows within `settle` seconds, and
-    the outage is then reported as lasting from its first failure to that success.
-    """
-
-    def __init__(self, stack: str = DEFAULT_STACK, settle: float = 5.0) -> None:
-        self.settle = settle
-        # Where the log lines say it: the stack's name when the agent may look after several.
-        self.where = "Docker engine" if stack == DEFAULT_STACK else f"stack {stack}: Docker engine"
-        self.error: str | None = None  # the last failure while it is down (for /healthz)
-        self._lock = threading.Lock()
-        self.down_since: float | None = None
-        self._back_at: float | None = None
-        self._timer: threading.Timer | None = None
-
-    def failed(self, exc: BaseException | None) -> None:
-        if answered(exc):  # a 4xx (the logs of a container being removed): the engine is there
-            log.debug("the Docker engine answered %s", exc)
-            return
-        with self._lock:
-            self._back_at = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self.error = engine_problem(exc) if exc is not None else "no answer"
-            if self.down_since is None:
-                self.down_since = time.monotonic()
-                # A certificate problem needs a person; a network one may pass by itself.
-                log.log(logging.ERROR if self.error.startswith(("TLS:", "SSH:")) else logging.WARNING,
-                        "%s unreachable (%s); retrying with backoff", self.where, self.error)
-
-    def ok(self) -> None:
-        with self._lock:
-            if self.down_since is None or self._back_at is not None:
-                return
-            back_at = self._back_at = time.monotonic()
-            self._timer = threading.Timer(self.settle, self._settled, args=(back_at,))
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _settled(self, back_at: float) -> None:
-        with self._lock:
-            if self._back_at != back_at or self.down_since is None:
-                return  # it failed again meanwhile: the same outage goes on
-            log.warning("%s reachable again after %.1f s", self.where, back_at - self.down_since)
-            self.down_since = self._back_at = self._timer = None
-            self.error = None
 
 
 @dataclass
@@ -176,20 +75,22 @@ def origins(name: str, role: str, stack: str = DEFAULT_STACK) -> dict[str, Origi
     return {STDOUT: Origin(name, STDOUT, role, stack), STDERR: Origin(name, STDERR, role, stack)}
 
 
-class Follower(threading.Thread):
-    """Keeps one container name's log stream attached, across its whole life.
+class Follower:
+    """Keeps one container name's log stream attached, across its whole life: the source of
+    its stdout and stderr lines. Its position (per stream, the first line not yet handled) is
+    stored once the sink acknowledged the lines before it.
 
     A bot's follower (`once`) ends when its container no longer runs and its last
     lines are read: bots come and go, and the engine's events start a new one.
     `drained` is set whenever the stream of a container that stopped has been read to its end.
     """
 
-    def __init__(self, name: str, api: docker.APIClient, sink: LineSink, health: EngineHealth, *,
-                 checkpoint: Checkpoint | None, catchup_window: float, max_line: int,
+    def __init__(self, name: str, api: docker.APIClient, sink: Sink, health: EngineHealth, *,
+                 checkpoints: Checkpoints | None = None, catchup_window: float, max_line: int,
                  backoff_max: float = BACKOFF_MAX, role: str = API, once: bool = False,
                  stack: str = DEFAULT_STACK) -> None:
-        super().__init__(name=f"follow-{name}" if stack == DEFAULT_STACK else f"follow-{stack}-{name}",
-                         daemon=True)
+        self.name = f"follow-{name}" if stack == DEFAULT_STACK else f"follow-{stack}-{name}"
+        self._loop = Loop(self.name, self._run, on_stop=self._close_response)
         self.container = name
         self.api = api
         self.sink = sink
@@ -203,19 +104,31 @@ class Follower(threading.Thread):
         self.origins = origins(name, role, stack)
         self.stack = stack
         self.drained = threading.Event()
-        self.wake = threading.Event()
-        self._stopping = threading.Event()
+        self._stopping = self._loop.stopping
         self._response: requests.Response | None = None
-        self._cid: str | None = checkpoint.container_id if checkpoint else None
-        self._resume = {STDOUT: checkpoint.stdout, STDERR: checkpoint.stderr} if checkpoint else None
-        self._from_store = checkpoint is not None
+        self._checkpoints = checkpoints
+        stored = checkpoints.get(CONTAINER, name) if checkpoints is not None else None
+        self._cid: str | None = stored["container_id"] if stored else None
+        self._resume = {STDOUT: int(stored["stdout"]), STDERR: int(stored["stderr"])} if stored else None
+        self._from_store = stored is not None
         self._dup: dict[str, tuple[int, int]] = {}
+        self._acked_cid: str | None = None  # the container the acknowledged positions are of
+        self._acked: dict[str, int] = {}  # stream -> first position not yet handled
 
     # -- control --------------------------------------------------------------------------
-    def stop(self) -> None:
-        self._stopping.set()
-        self.wake.set()
-        self._close_response()
+    def start(self) -> None:
+        self._loop.start()
+
+    def stop(self, deadline: float) -> None:
+        self._loop.stop(deadline)
+
+    def wake(self) -> None:
+        """Look at the container again now (it started, stopped, was re-created...)."""
+        self._loop.wake()
+
+    @property
+    def alive(self) -> bool:
+        return self._loop.alive
 
     def _close_response(self) -> None:
         resp = self._response
@@ -229,7 +142,7 @@ class Follower(threading.Thread):
                 resp.close()
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self) -> None:
+    def _run(self) -> None:
         keep_running(self._cycle, self._stopping, on_engine_failure=self._engine_failed,
                      what=f"follower for {self.container}", backoff_max=self.backoff_max)
 
@@ -243,7 +156,6 @@ class Follower(threading.Thread):
 
     def _cycle(self) -> None:
         """Inspect, read or follow the logs, then wait for a reason to look again."""
-        self.wake.clear()
         try:
             info = self.api.inspect_container(self.container)
         except NotFound:
@@ -251,7 +163,7 @@ class Follower(threading.Thread):
         self.health.ok()
         if info is None:
             self.status.state = "absent"
-            self.wake.wait(30)
+            self._loop.wait(30)
             return
         cid = info["Id"]
         running = bool(info["State"].get("Running"))
@@ -262,9 +174,8 @@ class Follower(threading.Thread):
             self._cid = cid
             self._resume = None
             self._dup.clear()
-            if hasattr(self.sink, "event"):  # a new container: what its environment says
-                for event in environment_events(info, self.container, self.role, self.stack):
-                    self.sink.event(event)
+            for event in environment_events(info, self.container, self.role, self.stack):
+                self.sink.put(Ready(event))  # a new container: what its environment says
         self.status.container_id = cid
         self.status.labels = dict(info["Config"].get("Labels") or {})
         since = self._since(info)
@@ -292,11 +203,11 @@ class Follower(threading.Thread):
             if self.once:
                 self._stopping.set()
                 return
-            self.wake.wait(30)
+            self._loop.wait(30)
 
     def _detached(self) -> None:
         if self._cid is not None:
-            self.sink.detached(self.container, self._cid)
+            self.sink.put(Close(self.container, generation=self._cid))
 
     def _since(self, info: dict) -> int:
         """Where to start: the resume point, within the catch-up window."""
@@ -408,23 +319,43 @@ class Follower(threading.Thread):
         self._resume[stream] = items[-1][0] + 1
         self.status.lines += len(items)
         self.status.last_line_at = time.time()
-        self.sink.lines(self.container, self._cid or "", stream, items, self.origins[stream])
+        cid, origin = self._cid or "", self.origins[stream]
+        ack = partial(self._handled, cid, stream) if self._checkpoints is not None else None
+        self.sink.put(Lines(self.container, origin.channel if origin is not None else stream, origin, items,
+                            items[-1][0] + 1, ack, generation=cid))
+
+    def _handled(self, cid: str, stream: str, position: int) -> None:
+        """The sink's acknowledgement (in its thread): a stream with nothing handled yet resumes
+        where the other one does."""
+        if cid != self._acked_cid:
+            self._acked_cid, self._acked = cid, {}
+        self._acked[stream] = position
+        top = max(self._acked.values())
+        if top and self._checkpoints is not None:
+            self._checkpoints.put(CONTAINER, self.container, {
+                "container_id": cid, STDOUT: self._acked.get(STDOUT) or top,
+                STDERR: self._acked.get(STDERR) or top})
 
 
 class Ingest:
     """Every source of lines and events on one engine: the followers of the named containers,
     the bots hummingbot-api deployed (their consoles and, with the bots folder, their log
-    files), and the engine's life events."""
+    files), and the engine's life events, which it answers as their `ContainerLife`."""
 
-    def __init__(self, names: list[str], sink: LineSink, *,
-                 checkpoints: Callable[[str], Checkpoint | None] = lambda _n: None,
+    def __init__(self, names: list[str], sink: Sink, *, checkpoints: Checkpoints | None = None,
                  client_factory: Callable[[], docker.DockerClient] | None = None,
                  catchup_window: float = 600.0, max_line: int = 64 * 1024,
                  bots: BotSelection | None = None, bots_dir: Path | None = None,
-                 store: Store | None = None, stack: str = DEFAULT_STACK) -> None:
+                 stack: str = DEFAULT_STACK, address: str = "", background: bool = False) -> None:
+        """`address`: the engine's, as /healthz names it. `background`: even the first try to
+        connect is made in a thread of its own, so the caller (and the other stacks) never wait
+        for an engine that is slow to answer."""
+        self.name = "ingest" if stack == DEFAULT_STACK else f"ingest-{stack}"
         self.names = names
         self.sink = sink
-        self.health = EngineHealth(stack)
+        self.engine = EngineHealth(stack)
+        self.address = address
+        self.background = background
         # Every followed container holds one connection: the pool must be as wide as that.
         self._client_factory = client_factory or (lambda: docker.from_env(max_pool_size=MAX_STREAMS))
         self._client: docker.DockerClient | None = None
@@ -440,33 +371,31 @@ class Ingest:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connected = threading.Event()  # set once a client was made (or when stopping)
-        self._connector: threading.Thread | None = None
-        self.files = LogFiles(sink, checkpoint=store.file_checkpoint if store else (lambda _p: None),
-                              catchup_window=catchup_window, max_line=max_line) \
-            if bots is not None and bots_dir is not None else None
+        self._connector: Loop | None = None
+        self.files = LogFiles(sink, checkpoints=checkpoints, catchup_window=catchup_window,
+                              max_line=max_line) if bots is not None and bots_dir is not None else None
         self._started_at = time.time()
-        self._watcher = LifeEvents(self, store=store, catchup_window=catchup_window,
-                                   keep_running=keep_running)
+        self._watcher = LifeEvents(self, client=lambda: self.client, health=self.engine,
+                                   checkpoints=checkpoints, catchup_window=catchup_window, stack=stack)
 
     @property
     def client(self) -> docker.DockerClient:
         assert self._client is not None
         return self._client
 
-    def start(self, background: bool = False) -> None:
+    # -- the component -----------------------------------------------------------------------------
+    def start(self) -> None:
         """Connect and start every source. An engine that does not answer yet (another host's,
-        down, or refusing the certificate) is tried again with backoff in a thread of its own;
-        `background`: even the first try is made there, so the caller (and the other stacks)
-        never wait for an engine that is slow to answer."""
-        if not background:
+        down, or refusing the certificate) is tried again with backoff in a thread of its own."""
+        if not self.background:
             try:
                 self._client = self._client_factory()
             except engine_errors() as exc:
-                self.health.failed(exc)
+                self.engine.failed(exc)
             else:
                 self._start_sources()
                 return
-        self._connector = threading.Thread(target=self._connect, name=f"engine-{self.stack}", daemon=True)
+        self._connector = Loop(f"engine-{self.stack}", self._connect)
         self._connector.start()
 
     def _connect(self) -> None:
@@ -474,10 +403,10 @@ class Ingest:
             self._client = self._client_factory()
             self._connected.set()
 
-        keep_running(once, self._connected, on_engine_failure=lambda st: self.health.failed(
+        keep_running(once, self._connected, on_engine_failure=lambda st: self.engine.failed(
             st.outcome.exception()), what=f"connecting to the engine of stack {self.stack}")
         if self._client is not None and not self._stopping.is_set():
-            self.health.ok()
+            self.engine.ok()
             self._start_sources()
 
     def _start_sources(self) -> None:
@@ -489,27 +418,59 @@ class Ingest:
             self.files.start()
         self._watcher.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop every source; `timeout` bounds the whole wait, however many bots are followed."""
-        deadline = time.monotonic() + timeout
+    def stop(self, deadline: float) -> None:
+        """Stop every source by the deadline, however many bots are followed."""
         self._stopping.set()
         self._connected.set()
         if self._connector is not None:
-            self._connector.join(max(0.0, deadline - time.monotonic()))
-        self._watcher.stop()
+            self._connector.stop(deadline)
+        self._watcher.stop(time.monotonic())  # asked first: it starts no follower meanwhile
         with self._lock:
             followers = list(self.followers.values())
+        now = time.monotonic()
+        for f in followers:  # all asked at once, then each waited for
+            f.stop(now)
         for f in followers:
-            f.stop()
-        for f in followers:
-            f.join(max(0.0, deadline - time.monotonic()))
+            f.stop(deadline)
         if self.files is not None:
-            self.files.stop(max(0.0, deadline - time.monotonic()))
-        if self._watcher.is_alive():
-            self._watcher.join(max(0.0, deadline - time.monotonic()))
+            self.files.stop(deadline)
+        self._watcher.stop(deadline)
         if self._client is not None:
             self._client.close()
 
+    def threads(self) -> dict[str, threading.Thread | None]:
+        """The engine's event thread, once the engine was reached (followers of bots come and go)."""
+        return {"docker-events": self._watcher.thread} if self._client is not None else {}
+
+    def health(self) -> list[str]:
+        """Streams not attached to a container that runs, and an engine not reached at all."""
+        status = self.status()
+        problems = [f"{name}: {st.state}" for name, st in status.items()
+                    if st.state not in ("attached", "absent", "stopped")]
+        down = self.engine.down_since
+        if down is not None and not status:
+            problems.append(f"Docker engine at {self.address} unreachable for"
+                            f" {time.monotonic() - down:.0f} s: {self.engine.error}")
+        return problems
+
+    def metrics(self) -> Iterable[Metric]:
+        lines = CounterMetricFamily("hb_medic_lines", "Log lines read", labels=["stack", "container"])
+        attached = GaugeMetricFamily("hb_medic_stream_attached", "1 while the log stream is attached",
+                                     labels=["stack", "container", "state"])
+        age = GaugeMetricFamily("hb_medic_last_line_age_seconds", "Seconds since the last line",
+                                labels=["stack", "container"])
+        engine = GaugeMetricFamily("hb_medic_engine_up", "1 while the stack's Docker engine answers",
+                                   labels=["stack"])
+        now = time.time()
+        for name, st in self.status().items():
+            lines.add_metric([self.stack, name], st.lines)
+            attached.add_metric([self.stack, name, st.state], 1.0 if st.state == "attached" else 0.0)
+            if st.last_line_at:
+                age.add_metric([self.stack, name], now - st.last_line_at)
+        engine.add_metric([self.stack], 0.0 if self.engine.down_since is not None else 1.0)
+        return [lines, attached, age, engine]
+
+    # -- what it knows ---------------------------------------------------------------------------
     def status(self) -> dict[str, FollowerStatus]:
         with self._lock:
             return {name: f.status for name, f in self.followers.items()}
@@ -525,7 +486,7 @@ class Ingest:
 
     # -- followers --------------------------------------------------------------------------------
     def _follow(self, name: str, role: str, *, once: bool = False) -> Follower:
-        f = Follower(name, self.client.api, self.sink, self.health, checkpoint=self._checkpoints(name),
+        f = Follower(name, self.client.api, self.sink, self.engine, checkpoints=self._checkpoints,
                      catchup_window=self.catchup_window, max_line=self.max_line, role=role, once=once,
                      stack=self.stack)
         with self._lock:
@@ -533,12 +494,12 @@ class Ingest:
         f.start()
         return f
 
+    # -- the life events (ContainerLife) --------------------------------------------------------------
     def wake(self, name: str) -> None:
         f = self.followers.get(name)
         if f is not None and name in self.names:
-            f.wake.set()
+            f.wake()
 
-    # -- from the life events ------------------------------------------------------------------------
     def connected(self) -> None:
         """The event stream is (again) attached: wake everyone, and find the bots there are."""
         for name in self.names:
@@ -583,7 +544,7 @@ class Ingest:
             known = self._bots.get(bot.name)
             follower = self.followers.get(bot.name)
             self._bots[bot.name] = bot
-        if follower is None or not follower.is_alive():
+        if follower is None or not follower.alive:
             self._follow(bot.name, BOT, once=True)
         folder = logs_folder(self.bots_dir, bot)
         if self.files is not None and folder is not None:
@@ -603,14 +564,13 @@ class Ingest:
             followed = name in self._bots
         if not followed and self._consider(cid, fresh=False) is None:
             return
-        threading.Thread(target=self._ended, args=(cid, name, exit_code, stopped, oom, at),
-                         name=f"end-{name}", daemon=True).start()
+        Loop(f"end-{name}", partial(self._ended, cid, name, exit_code, stopped, oom, at)).start()
 
     def _ended(self, cid: str, name: str, exit_code: int, stopped: bool, oom: bool, at: int) -> None:
         try:
             follower = self.followers.get(name)
             if follower is not None:
-                follower.wake.set()
+                follower.wake()
                 follower.drained.wait(DRAIN_WAIT)
             if self.files is not None:
                 self.files.drain(name)
@@ -631,7 +591,7 @@ class Ingest:
                                memory_limit=(state.get("HostConfig") or {}).get("Memory") or None)
             if stopped:
                 log.info("bot %s was stopped (exit code %d): not a death", name, exit_code)
-            self.sink.exit(event)
+            self.sink.put(Ended(event))
         except Exception:
             log.exception("telling the end of bot %s failed", name)
         finally:
@@ -639,7 +599,7 @@ class Ingest:
                 self.files.unwatch(name)
             with self._lock:
                 f = self.followers.get(name)
-                if f is not None and not f.is_alive():
+                if f is not None and not f.alive:
                     del self.followers[name]
                 self._bots.pop(name, None)
 
@@ -647,15 +607,15 @@ class Ingest:
         self._not_bots.discard(cid)
         with self._lock:
             gone = name in self._bots or (name in self.followers and name not in self.names)
-        if gone and hasattr(self.sink, "forget"):
+        if gone:
             if self.files is not None:
                 self.files.unwatch(name)
             with self._lock:
                 self._bots.pop(name, None)
                 f = self.followers.pop(name, None)
             if f is not None:
-                f.stop()
-            self.sink.forget(name)
+                f.stop(time.monotonic())  # asked only: the event stream must not wait for it
+            self.sink.put(Gone(name))
 
 
 DRAIN_WAIT = 2.0  # how long a bot's end waits for the last lines of its console

@@ -5,8 +5,9 @@ containers, starts following a bot the moment it starts, and tells a bot that
 died by itself from one that was stopped: `docker stop` (what hummingbot-api's
 stop does) and `docker kill` send a `kill` event before the `die`; an exit of
 the bot's own (whatever its code) or the kernel's out-of-memory kill (an `oom`
-event) has none. The last event handled is the checkpoint: after a restart the
-engine replays what happened meanwhile (within the catch-up window).
+event) has none. What it learns goes to a `ContainerLife` (the engine's ingest),
+and once that has taken an event, the event's time is the source's position: after
+a restart the engine replays what happened meanwhile (within the catch-up window).
 """
 
 from __future__ import annotations
@@ -16,34 +17,49 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+import docker
 import requests
 
+from agent.component import Loop
+from agent.ingest.engine import EngineHealth, keep_running
 from agent.ingest.split import format_ts
 from agent.names import DEFAULT_STACK
-from agent.store import StateUnwritable
-
-if TYPE_CHECKING:
-    from agent.ingest.follow import Ingest
-    from agent.store import Store
+from agent.state import Checkpoints, StateUnwritable
 
 log = logging.getLogger(__name__)
-MARK = "engine-events"  # the meta key of the checkpoint
+SOURCE = "engine-events"  # the checkpoints' source name
 SAVE_EVERY = 1.0
 
 
-class LifeEvents(threading.Thread):
-    def __init__(self, ingest: Ingest, *, store: Store | None, catchup_window: float,
-                 keep_running: Callable) -> None:
-        own = "" if ingest.stack == DEFAULT_STACK else f"-{ingest.stack}"
-        super().__init__(name=f"docker-events{own}", daemon=True)
-        self.ingest = ingest
-        self.mark = MARK if ingest.stack == DEFAULT_STACK else f"{MARK}:{ingest.stack}"
-        self.store = store
+class ContainerLife(Protocol):
+    """What the life events tell, as they happen."""
+
+    def connected(self) -> None:
+        """The event stream is (again) attached: anything may have happened meanwhile."""
+
+    def wake(self, name: str) -> None:
+        """Something happened to the container of that name: look at it again."""
+
+    def started(self, cid: str, name: str) -> None: ...
+
+    def died(self, cid: str, name: str, *, exit_code: int, stopped: bool, oom: bool, at: int) -> None: ...
+
+    def removed(self, cid: str, name: str) -> None: ...
+
+
+class LifeEvents:
+    def __init__(self, life: ContainerLife, *, client: Callable[[], docker.DockerClient],
+                 health: EngineHealth, checkpoints: Checkpoints | None, catchup_window: float,
+                 stack: str = DEFAULT_STACK) -> None:
+        self.name = "docker-events" if stack == DEFAULT_STACK else f"docker-events-{stack}"
+        self.life = life
+        self.client = client
+        self.health = health
+        self.checkpoints = checkpoints
         self.catchup_window = catchup_window
-        self._keep_running = keep_running
-        self._stopping = threading.Event()
+        self._loop = Loop(self.name, self._run, on_stop=self._close)
         self._stream = None
         self._last = 0  # ns of the latest event handled
         self._handled_before = 0  # events up to this were handled before (the replay repeats them)
@@ -51,42 +67,50 @@ class LifeEvents(threading.Thread):
         self._killed: dict[str, int] = {}  # container id -> ns of the last kill since its start
         self._oom: set[str] = set()
 
-    def stop(self) -> None:
-        self._stopping.set()
+    @property
+    def thread(self) -> threading.Thread:
+        return self._loop.thread
+
+    def start(self) -> None:
+        self._loop.start()
+
+    def stop(self, deadline: float) -> None:
+        self._loop.stop(deadline)
+        self._save(force=True)
+
+    def _close(self) -> None:
         stream = self._stream
         if stream is not None:
             with contextlib.suppress(Exception):
                 stream.close()
-        self._save(force=True)
 
-    def run(self) -> None:
-        self._keep_running(self._once, self._stopping,
-                           on_engine_failure=lambda s: self.ingest.health.failed(s.outcome.exception()),
-                           what="docker event watcher")
+    def _run(self) -> None:
+        keep_running(self._once, self._loop.stopping,
+                     on_engine_failure=lambda s: self.health.failed(s.outcome.exception()),
+                     what="docker event watcher")
 
     def _since(self) -> str:
         floor = time.time_ns() - int(self.catchup_window * 1e9)
-        if not self._last and self.store is not None:
+        if not self._last and self.checkpoints is not None:
             with contextlib.suppress(ValueError, TypeError):
-                self._last = int(self.store.meta_get(self.mark) or 0)
+                self._last = int((self.checkpoints.get(SOURCE, "") or {}).get("since") or 0)
         self._handled_before = self._last
         return format_ts(max(self._last, floor))
 
     def _once(self) -> None:
-        client = self.ingest.client
-        stream = client.events(decode=True, filters={"type": "container"}, since=self._since())
-        self.ingest.health.ok()
+        stream = self.client().events(decode=True, filters={"type": "container"}, since=self._since())
+        self.health.ok()
         self._stream = stream
         try:
             # Anything may have happened while nobody listened: look at everything once.
-            self.ingest.connected()
+            self.life.connected()
             for event in stream:
                 self._handle(event)
         finally:
             self._stream = None
             with contextlib.suppress(Exception):
                 stream.close()
-        if not self._stopping.is_set():
+        if not self._loop.stopping.is_set():
             raise requests.exceptions.ConnectionError("event stream ended")
 
     def _handle(self, event: dict) -> None:
@@ -98,7 +122,7 @@ class LifeEvents(threading.Thread):
         attrs = (event.get("Actor") or {}).get("Attributes") or {}
         name = attrs.get("name", "")
         if action in ("create", "start", "restart", "die", "stop", "destroy", "rename", "unpause"):
-            self.ingest.wake(name)
+            self.life.wake(name)
         if action == "kill":
             self._killed[cid] = at
         elif action == "oom":
@@ -106,26 +130,26 @@ class LifeEvents(threading.Thread):
         elif action == "start":
             self._killed.pop(cid, None)
             self._oom.discard(cid)
-            self.ingest.started(cid, name)
+            self.life.started(cid, name)
         elif action == "die":
             code = attrs.get("exitCode")
-            self.ingest.died(cid, name, exit_code=int(code) if str(code).lstrip("-").isdigit() else -1,
-                             stopped=cid in self._killed, oom=cid in self._oom, at=at or time.time_ns())
+            self.life.died(cid, name, exit_code=int(code) if str(code).lstrip("-").isdigit() else -1,
+                           stopped=cid in self._killed, oom=cid in self._oom, at=at or time.time_ns())
         elif action == "destroy":
             self._killed.pop(cid, None)
             self._oom.discard(cid)
-            self.ingest.removed(cid, name)
+            self.life.removed(cid, name)
         if at > self._last:
             self._last = at
             self._save()
 
     def _save(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.store is None or not self._last or (not force and now - self._saved_at < SAVE_EVERY):
+        if self.checkpoints is None or not self._last or (not force and now - self._saved_at < SAVE_EVERY):
             return
         self._saved_at = now
         try:
-            self.store.meta_set(self.mark, str(self._last))
+            self.checkpoints.put(SOURCE, "", {"since": self._last})
         except StateUnwritable:
             pass  # the store said so once, and /healthz says so until it heals
         except Exception:

@@ -4,6 +4,7 @@ stdout and stderr are merged in such a file, so the assembler runs in merged
 mode. Positions are 1-based line numbers of the input as given. A bot's output
 is replayed with its origin (role bot, channel console, errors or log); a
 console was a terminal, so its escape sequences are taken out as when followed.
+The replay is a source like the followed ones: it hands the same batches on.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from agent.assemble import Assembler, Item
 from agent.events import CONSOLE, Event, Origin
+from agent.ingest.assemble import Assembler, Item
+from agent.ingest.source import Batch, Close, Lines
 from agent.ingest.split import clean_terminal, parse_ts
 
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) ")
@@ -30,22 +32,26 @@ def detect_timestamps(first_lines: Iterable[str]) -> bool:
     return False
 
 
-def replay_lines(lines: Iterable[str], container: str = "replay",
-                 assembler: Assembler | None = None, origin: Origin | None = None) -> Iterator[Event]:
-    """Events from text lines (newlines stripped or not), in input order of completion."""
-    asm = assembler or Assembler(merged=True)
-    stream = origin.channel if origin is not None else MERGED
-    terminal = stream == CONSOLE
-    it = iter(lines)
-    head: list[str] = []
-    for line in it:
-        head.append(line)
-        if line.strip():
-            break
-    stamped = detect_timestamps(head)
-    batch: list[Item] = []
+class Replay:
+    """Saved output as a source: its lines in batches of the pipeline's kind, then the end of
+    its input. Positions are line numbers; a replay keeps none (it has nothing to resume)."""
 
-    def items() -> Iterator[Item]:
+    name = "replay"
+
+    def __init__(self, lines: Iterable[str], container: str = "replay", origin: Origin | None = None) -> None:
+        self.lines, self.container, self.origin = lines, container, origin
+
+    def batches(self) -> Iterator[Batch]:
+        stream = self.origin.channel if self.origin is not None else MERGED
+        terminal = stream == CONSOLE
+        it = iter(self.lines)
+        head: list[str] = []
+        for line in it:
+            head.append(line)
+            if line.strip():
+                break
+        stamped = detect_timestamps(head)
+        batch: list[Item] = []
         for n, raw in enumerate(_chain(head, it), start=1):
             text = raw.rstrip("\n").rstrip("\r")
             ts = 0
@@ -56,16 +62,41 @@ def replay_lines(lines: Iterable[str], container: str = "replay",
                     ts, text = stamp, text[m.end():]
             if terminal:
                 text = clean_terminal(text)
-            yield n, ts, text
+            batch.append((n, ts, text))
+            if len(batch) >= BATCH:
+                yield Lines(self.container, stream, self.origin, batch, n + 1)
+                batch = []
+        if batch:
+            yield Lines(self.container, stream, self.origin, batch, batch[-1][0] + 1)
+        yield Close(self.container)
 
-    for item in items():
-        batch.append(item)
-        if len(batch) >= BATCH:
-            yield from asm.feed(container, stream, batch, origin=origin)
-            batch = []
-    if batch:
-        yield from asm.feed(container, stream, batch, origin=origin)
-    yield from asm.flush(container)
+
+class _Assembled:
+    """A replay's sink: the assembler, in the caller's thread, its events taken as they complete."""
+
+    def __init__(self, assembler: Assembler) -> None:
+        self.assembler = assembler
+        self.events: list[Event] = []
+
+    def put(self, batch: Batch) -> None:
+        if isinstance(batch, Lines):
+            self.events += self.assembler.feed(batch.container, batch.channel, batch.items,
+                                               origin=batch.origin)
+        elif isinstance(batch, Close):
+            self.events += self.assembler.flush(batch.container)
+
+    def take(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
+
+
+def replay_lines(lines: Iterable[str], container: str = "replay",
+                 assembler: Assembler | None = None, origin: Origin | None = None) -> Iterator[Event]:
+    """Events from text lines (newlines stripped or not), in input order of completion."""
+    sink = _Assembled(assembler or Assembler(merged=True))
+    for batch in Replay(lines, container, origin).batches():
+        sink.put(batch)
+        yield from sink.take()
 
 
 def _chain(head: list[str], rest: Iterator[str]) -> Iterator[str]:

@@ -12,12 +12,13 @@ landed before it, the last round's checkpoint is set back to just before its fai
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import time
 
 from agent.ingest.split import parse_ts
-from agent.store import DUP_BITS
+from agent.records import DUP_BITS
 from faults.bed import Bed
 from faults.scenarios.common import log, settle
 
@@ -120,26 +121,37 @@ def _set_back(agent, bed: Bed, profile: str) -> bool:
     at = _line_ts(bed, profile)
     if at is None:
         return False
+    position = _stored(agent, bed)
+    if position is None:
+        return False
+    position["stderr"] = (at - 1_000_000) << DUP_BITS
     conn = sqlite3.connect(agent.state_db)
     try:
-        conn.execute("UPDATE checkpoints SET stderr_ts = ?, stderr_dup = 0 WHERE container = ?",
-                     (at - 1_000_000, bed.api_container))
+        conn.execute("UPDATE checkpoints SET position = ? WHERE source = 'container' AND key = ?",
+                     (json.dumps(position), bed.api_container))
         conn.commit()
     finally:
         conn.close()
     return _checkpoint(agent, bed) == at - 1_000_000
 
 
+def _stored(agent, bed: Bed) -> dict | None:
+    """The API container's checkpoint as stored (its positions are wider than SQLite's integers:
+    read as JSON text)."""
+    rows = agent.query("SELECT position FROM checkpoints WHERE source = 'container' AND key = ?",
+                       (bed.api_container,))
+    return json.loads(rows[0][0]) if rows else None
+
+
 def _checkpoint(agent, bed: Bed) -> int | None:
-    rows = agent.query("SELECT stderr_ts FROM checkpoints WHERE container = ?", (bed.api_container,))
-    return rows[0][0] if rows else None
+    position = _stored(agent, bed)
+    return position["stderr"] >> DUP_BITS if position else None
 
 
 def _position(agent, bed: Bed) -> int | None:
     """The stored stderr position: where a restart resumes reading."""
-    rows = agent.query("SELECT stderr_ts, stderr_dup FROM checkpoints WHERE container = ?",
-                       (bed.api_container,))
-    return rows[0][0] << DUP_BITS | rows[0][1] if rows else None
+    position = _stored(agent, bed)
+    return position["stderr"] if position else None
 
 
 def _snapshot(agent) -> dict:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.assemble import Assembler
 from agent.events import LINE, TRACEBACK
+from agent.ingest.assemble import Assembler
 from agent.ingest.replay import replay_file, replay_lines
 from tests import tracebacks as tb
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from agent.ingest.follow import EngineHealth
+from agent.ingest.engine import EngineHealth
 from tests.stack import wait_until
 
 ERR = ConnectionError("connection refused")
@@ -41,7 +41,7 @@ def test_a_source_waits_quietly_for_a_state_file_that_cannot_be_written(caplog):
     again a second later, with no traceback in the log; a bug is still logged with its traceback."""
     import threading
 
-    from agent.ingest.follow import keep_running
+    from agent.ingest.engine import keep_running
     from agent.store import StateUnwritable
 
     stopping = threading.Event()

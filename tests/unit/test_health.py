@@ -39,7 +39,7 @@ def test_healthy_then_each_problem(service):
     assert not ok and detail["problems"][0].startswith("pipeline loop stalled")
     service.pipeline.last_loop = time.monotonic()
     row = service.store.outbox_enqueue(incident="i", rule="r", target="t", message="{}")
-    service.store._conn().execute("UPDATE outbox SET created = ? WHERE id = ?", (time.time() - 7200, row))
+    service.store.conn().execute("UPDATE outbox SET created = ? WHERE id = ?", (time.time() - 7200, row))
     ok, detail = health(service)
     assert not ok and detail["problems"][0].startswith("notifications undelivered for")
     service.threads_alive = lambda: {"pipeline": True, "remedy": False}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agent.events import ERRORS, LOG
 from agent.ingest.files import LogFiles
-from agent.store import FileCheckpoint
+from agent.ingest.source import Close, Lines
 
 
 class Sink:
@@ -18,19 +18,36 @@ class Sink:
         self.resets: list[str] = []
         self.next: dict[str, int] = {}
 
-    def file_lines(self, origin, path, dev, ino, items, next_offset):
-        self.lines += [(origin.file, origin.channel, pos, text) for pos, _ts, text in items]
-        self.next[path] = next_offset
-
-    def file_reset(self, origin):
-        self.resets.append(origin.file)
+    def put(self, batch):
+        if isinstance(batch, Lines):
+            self.lines += [(batch.origin.file, batch.channel, pos, text) for pos, _ts, text in batch.items]
+            self.next[str(batch.origin.file)] = batch.next
+        elif isinstance(batch, Close):
+            self.resets.append(batch.origin.file)
 
     def texts(self, name: str) -> list[str]:
         return [t for f, _c, _p, t in self.lines if f == name]
 
 
+class Checkpoints:
+    """The state's checkpoints, in memory."""
+
+    def __init__(self, files: dict | None = None) -> None:
+        self.files = files or {}
+
+    def get(self, source, key):
+        return self.files.get(key) if source == "file" else None
+
+    def put(self, source, key, position):
+        self.files[key] = position
+
+    def put_many(self, items):
+        for item in items:
+            self.put(*item)
+
+
 def follow(folder: Path, sink: Sink, checkpoints=None, **kw) -> LogFiles:
-    files = LogFiles(sink, checkpoint=(checkpoints or {}).get, interval=3600, scan_every=0, **kw)
+    files = LogFiles(sink, checkpoints=Checkpoints(checkpoints), interval=3600, scan_every=0, **kw)
     files.watch("rb_a", folder, fresh=False, stack="default")
     return files
 
@@ -50,7 +67,7 @@ def test_new_files_appends_and_an_unfinished_line(tmp_path):
     files.poll_once()
     assert sink.texts("logs_rb_cfg.log") == ["a line", "half a line", "third"]
     assert [p for f, _c, p, _t in sink.lines if f == "logs_rb_cfg.log"] == [0, 8, 20]
-    assert sink.next[str(tmp_path / "logs_rb_cfg.log")] == 26
+    assert sink.next["logs_rb_cfg.log"] == 26
 
 
 def test_drain_reads_the_last_words_of_a_bot_that_stopped(tmp_path):
@@ -85,7 +102,7 @@ def test_a_restart_resumes_at_the_checkpoint_of_the_same_file(tmp_path):
     log = tmp_path / "logs_rb_cfg.log"
     log.write_text("handled\nnot yet\n")
     st = os.stat(log)
-    cp = FileCheckpoint(str(log), "rb_a", st.st_dev, st.st_ino, len("handled\n"))
+    cp = {"container": "rb_a", "dev": st.st_dev, "ino": st.st_ino, "offset": len("handled\n")}
     sink = Sink()
     follow(tmp_path, sink, {str(log): cp})
     assert sink.texts("logs_rb_cfg.log") == ["not yet"]

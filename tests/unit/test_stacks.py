@@ -5,7 +5,6 @@ the stacks share holding none of them (the outbox's turns, storm control, the bu
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,8 +14,10 @@ import pytest
 import yaml
 
 from agent.settings import BadSettings, Settings
-from agent.store import SCHEMA, Checkpoint, Incident, Store, _migrate
+from agent.state.file import SCHEMA, migrate
+from agent.store import Incident, Store
 from tests.stack import REPO
+from tests.statefiles import STACKS_VERSION, older_state
 
 
 def start(tmp_path: Path, stacks: list[dict], **env: str) -> subprocess.CompletedProcess:
@@ -94,12 +95,7 @@ def test_tls_off_and_unverified_are_allowed_but_said(tmp_path, secret):
 
 def test_a_state_file_of_the_previous_version_is_migrated_its_rows_the_stack_default(tmp_path):
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    for number, ddl in enumerate(SCHEMA[:-1], start=1):  # the file as the version before wrote it
-        for statement in (ddl,) if isinstance(ddl, str) else ddl:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {number}")
+    conn = older_state(path, STACKS_VERSION - 1)  # the file as the version before wrote it
     conn.execute("INSERT INTO checkpoints VALUES ('hummingbot-api', 'cid', 5, 1, 6, 2, 0)")
     conn.execute("INSERT INTO incidents (id, rule, key, state, severity, container, summary, fingerprint,"
                  " captures, created, updated)"
@@ -108,17 +104,19 @@ def test_a_state_file_of_the_previous_version_is_migrated_its_rows_the_stack_def
                  (time.time(),))
     conn.close()
     store = Store(path)
-    assert store.checkpoint("hummingbot-api") == Checkpoint("hummingbot-api", "cid", 5 << 10 | 1, 6 << 10 | 2)
-    assert store.checkpoint("hummingbot-api", "eu-1") is None
+    assert store.checkpoints().get("container", "hummingbot-api") == {
+        "container_id": "cid", "stdout": 5 << 10 | 1, "stderr": 6 << 10 | 2}
+    assert store.checkpoints("eu-1").get("container", "hummingbot-api") is None
     inc = store.get_incident("inc1")
     assert inc is not None and inc.stack == "default"
     assert store.attempts_since(0) == 1 and store.attempts_since(0, "eu-1") == 0
-    store.save_checkpoint(Checkpoint("hummingbot-api", "other", 9, 9, "eu-1"))  # the same name, another stack
-    assert store.checkpoint("hummingbot-api").container_id == "cid"
-    assert store.checkpoint("hummingbot-api", "eu-1").container_id == "other"
-    version = store._conn().execute("PRAGMA user_version").fetchone()[0]
+    store.checkpoints("eu-1").put("container", "hummingbot-api",  # the same name, another stack
+                                  {"container_id": "other", "stdout": 9, "stderr": 9})
+    assert store.checkpoints().get("container", "hummingbot-api")["container_id"] == "cid"
+    assert store.checkpoints("eu-1").get("container", "hummingbot-api")["container_id"] == "other"
+    version = store.conn().execute("PRAGMA user_version").fetchone()[0]
     assert version == len(SCHEMA)
-    _migrate(store._conn())  # again: nothing to do
+    migrate(store.conn())  # again: nothing to do
 
 
 def test_incidents_audit_and_budget_are_per_stack(tmp_path):

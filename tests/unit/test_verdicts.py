@@ -16,6 +16,7 @@ from agent.actions.hummingbot import CredentialsParams, provision_credentials
 from agent.events import BOT, CONSOLE, LOG, Origin
 from agent.ingest.files import LogFiles
 from agent.ingest.replay import replay_lines
+from agent.ingest.source import Lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.remedy.engine import Remedy
@@ -138,15 +139,13 @@ def file_results(folder, lines: list[str], mtime: float | None = None) -> list:
     got: list = []
 
     class Sink:
-        def file_lines(self, origin, path, dev, ino, items, next_offset) -> None:
-            got.extend(items)
+        def put(self, batch) -> None:
+            if isinstance(batch, Lines):
+                got.extend(batch.items)
 
-        def file_reset(self, origin) -> None:
-            pass
-
-    files = LogFiles(Sink(), checkpoint=lambda _p: None)
+    files = LogFiles(Sink())
     files.watch(BOT_NAME, logs, fresh=False, stack="default")
-    files.stop()
+    files.stop(time.monotonic())
     matcher = Matcher(list(RULES.values()))
     origin = Origin(BOT_NAME, LOG, BOT, file="logs_cfg.log")
     stamped = [f"{stamp(ts / 1e9)} {text}" for _, ts, text in got]
