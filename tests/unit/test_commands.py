@@ -4,7 +4,10 @@ nothing else, and the settings are read through Settings only (`hb-medic health`
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,6 +17,7 @@ import pytest
 from agent.cli import build_parser, main, table
 from agent.commands import GROUPS
 from agent.settings import Settings
+from tests.stack import REPO
 
 AGENT = Path(__file__).resolve().parents[2] / "agent"
 
@@ -118,11 +122,12 @@ def test_health_asks_where_the_settings_say_the_agent_listens(healthz, monkeypat
 
 
 @pytest.mark.parametrize("argv", [["rules", "check"], ["health"], ["run"]])
-def test_a_config_file_that_is_not_yaml_is_one_clear_line(argv, monkeypatch, tmp_path, capsys):
+def test_a_config_file_that_is_not_yaml_is_one_clear_line(argv, tmp_path):
     config = tmp_path / "stacks.yml"
     config.write_text("stacks: [\n")
-    monkeypatch.setenv("MEDIC_CONFIG_FILE", str(config))
-    assert main(argv) in (1, 2)
-    err = capsys.readouterr().err
-    assert f"hb-medic: {config} is not valid YAML:" in err and "line 2" in err
-    assert "Traceback" not in err
+    env = {**os.environ, "MEDIC_CONFIG_FILE": str(config)}
+    done = subprocess.run([sys.executable, "-m", "agent", *argv], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert done.returncode in (1, 2)
+    assert f"hb-medic: {config} is not valid YAML:" in done.stderr and "line 2" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agent.http import _Collector, health
+from agent.component import Component
+from agent.http import _Collector
 from agent.ingest.follow import FollowerStatus
 from agent.service import Service
 from agent.settings import Settings
@@ -18,32 +19,50 @@ from tests.stack import REPO
 
 @pytest.fixture
 def service(tmp_path):
+    """An agent whose components run but its engine's sources (no engine here): what the
+    engine would report of the followed container is its follower's status."""
     s = Service(Settings(state_db=tmp_path / "s.db", rules_dir=REPO / "rules", hummingbot_password="x"),
                 listen=False)
     s.ingest.followers = {"hummingbot-api": SimpleNamespace(status=FollowerStatus("hummingbot-api",
                                                                                    state="attached"))}
-    s.threads_alive = lambda: {"pipeline": True, "remedy": True}  # not started in these tests
-    return s
+    rt = s.main
+    for part in (s.notifier, s.unknown, s.watcher, rt.remedy, rt.pipeline, rt.feed):
+        part.start()
+    yield s
+    s.stop()
+
+
+def test_every_part_is_a_component(service):
+    rt = service.main
+    for part in (service.notifier, service.unknown, service.watcher, rt, rt.remedy, rt.pipeline, rt.feed,
+                 rt.ingest, rt.api_watch):
+        assert isinstance(part, Component), part
 
 
 def test_healthy_then_each_problem(service):
-    assert health(service)[0]
+    report = service.report
+    assert report() == (True, report()[1]) and report()[1]["problems"] == []
     service.ingest.followers["hummingbot-api"].status.state = "stopped"  # known to be down: fine
-    assert health(service)[0]
+    assert report()[0]
     service.ingest.followers["hummingbot-api"].status.state = "engine-down"
-    ok, detail = health(service)
+    ok, detail = report()
     assert not ok and detail["problems"] == ["hummingbot-api: engine-down"]
+    assert detail["stacks"]["default"]["streams"] == {"hummingbot-api": "engine-down"}
     service.ingest.followers["hummingbot-api"].status.state = "attached"
-    service.pipeline.last_loop = time.monotonic() - 60
-    ok, detail = health(service)
-    assert not ok and detail["problems"][0].startswith("pipeline loop stalled")
-    service.pipeline.last_loop = time.monotonic()
     row = service.store.outbox_enqueue(incident="i", rule="r", target="t", message="{}")
     service.store.conn().execute("UPDATE outbox SET created = ? WHERE id = ?", (time.time() - 7200, row))
-    ok, detail = health(service)
-    assert not ok and detail["problems"][0].startswith("notifications undelivered for")
-    service.threads_alive = lambda: {"pipeline": True, "remedy": False}
-    assert "remedy thread has stopped" in health(service)[1]["problems"]
+    ok, detail = report()
+    assert not ok and detail["problems"] == [detail["problems"][0]]
+    assert detail["problems"][0].startswith("notifications undelivered for")
+    service.store.conn().execute("DELETE FROM outbox")
+    assert report()[0]
+    service.main.remedy.stop(time.monotonic() + 5)
+    assert "remedy thread has stopped" in report()[1]["problems"]
+    service.main.pipeline.stop(time.monotonic() + 5)
+    service.main.pipeline.last_loop = time.monotonic() - 60
+    ok, detail = report()
+    assert not ok and detail["problems"][0].startswith("pipeline loop stalled")
+    assert "pipeline thread has stopped" in detail["problems"]
 
 
 def test_metrics_render(service):
@@ -55,13 +74,14 @@ def test_metrics_render(service):
     service.unknown.flush()
     service.store.audit("i", "action", "ensure_account", ok=True)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(service))
+    registry.register(_Collector(service.metrics))
     text = generate_latest(registry).decode()
     assert 'hb_medic_matches_total{rule="credentials-profile-missing",stack="default"} 2.0' in text
     assert 'hb_medic_actions_total{action="ensure_account",result="ok",stack="default"} 1.0' in text
     assert 'hb_medic_stream_attached{container="hummingbot-api",stack="default",state="attached"} 1.0' in text
     assert 'hb_medic_engine_up{stack="default"} 1.0' in text
     assert "hb_medic_unknown_events_total 3.0" in text and "hb_medic_unknown_fingerprints 1.0" in text
+    assert text.count("# TYPE hb_medic_lines_total counter") <= 1  # one family a name
 
 
 def test_incident_steps_are_logged_at_their_level(caplog):
