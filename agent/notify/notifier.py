@@ -23,6 +23,7 @@ from collections.abc import Callable
 import apprise
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
+from agent import templates
 from agent.events import spoken_duration
 from agent.match import captures as capture_check
 from agent.match.loader import render
@@ -30,8 +31,9 @@ from agent.match.model import Capture, Rule
 from agent.notify.message import NOTIFY_ONLY, Message, build, code, stack_mark
 from agent.notify.render import RENDERERS
 from agent.notify.targets import Target
+from agent.records import Incident
 from agent.redact import Redactor
-from agent.store import Incident, StateUnwritable, Store
+from agent.state import State, StateUnwritable
 
 log = logging.getLogger(__name__)
 DEPLOY_VALUE = Capture(type="name", max_length=128)
@@ -69,7 +71,7 @@ def title_values(rule: Rule, values: dict) -> dict:
 
 
 class Notifier:
-    def __init__(self, store: Store, targets: list[Target], *, rules: Callable[[], dict[str, Rule]],
+    def __init__(self, store: State, targets: list[Target], *, rules: Callable[[], dict[str, Rule]],
                  redactor: Redactor, storm_count: int = 10, storm_window: float = 300.0,
                  digest_after: float = 60.0, mode: str = "enforce", show_stack: bool = False) -> None:
         """`show_stack`: titles name the stack (the agent looks after several)."""
@@ -110,7 +112,7 @@ class Notifier:
 
     def _message(self, inc: Incident, step: str, text: str) -> Message | None:
         rule = self.rules().get(inc.rule)
-        acts = rule is not None and rule.acts(inc.values())
+        acts = rule is not None and rule.acts(templates.incident_values(inc))
         observing = self.mode == "observe" or (rule is not None and rule.observe_only)
         if step == "detected" and acts and not observing:
             return None  # the "detected, fixing" message follows at once
@@ -118,7 +120,7 @@ class Notifier:
             return None  # the "would have" message says it all
         if step == "resolved" and text.startswith("notified"):
             return None
-        values = inc.values()
+        values = templates.incident_values(inc)
         n = rule.notify if rule is not None else None
         next_steps = render(n.next_steps, values, code) if n and n.next_steps else ""
         if step == "detected" and not acts:  # a rule that only tells: say so, and what to do
@@ -132,7 +134,7 @@ class Notifier:
         if step == "ended" and rule is not None:  # what it was is in the first message
             rule_text = f"It is over: no such line came for {spoken_duration(rule.incident.quiet or 0)}."
             next_steps = ""
-        return build(inc, step, text, self.store.audit_trail(inc.id),
+        return build(inc, step, text, self.store.incidents.audit_trail(inc.id),
                      rule_title=render(n.title, title_values(rule, values)) if n else "",
                      rule_text=rule_text, next_steps=next_steps, redactor=self.redactor,
                      show_stack=self.show_stack)
@@ -141,12 +143,12 @@ class Notifier:
         if not self.targets:
             return
         # Storm control counts per stack: one stack's storm never holds another's messages.
-        held = storm_control and self.store.outbox_recent(
+        held = storm_control and self.store.outbox.recent(
             msg.rule, time.time() - self.storm_window, msg.stack) >= self.storm_count
         payload = msg.to_json()
         for t in self.targets.values():
             if t.wants(msg.severity):
-                self.store.outbox_enqueue(incident=msg.incident, rule=msg.rule, target=t.id,
+                self.store.outbox.enqueue(incident=msg.incident, rule=msg.rule, target=t.id,
                                           message=payload, status="held" if held else "pending",
                                           stack=msg.stack)
         self._wake.set()
@@ -157,7 +159,7 @@ class Notifier:
             self._wake.wait(1.0)
             self._wake.clear()
             try:
-                if self._unstored and self.store.write_problem is None:
+                if self._unstored and self.store.file.write_problem is None:
                     self._store_waiting()
                 self._digest()
                 self._deliver_due()
@@ -170,7 +172,7 @@ class Notifier:
         """Messages of steps taken while the state file could not be written, in order."""
         while self._unstored:
             inc_id, step, text = self._unstored[0]
-            inc = self.store.get_incident(inc_id)
+            inc = self.store.incidents.get(inc_id)
             if inc is not None:
                 msg = self._message(inc, step, text)
                 if msg is not None:
@@ -182,7 +184,7 @@ class Notifier:
         the next due message is looked up again: it may be that incident's next step."""
         while not self._stopping.is_set():
             now = time.time()
-            for row in self.store.outbox_due(now):
+            for row in self.store.outbox.due(now):
                 if self._stopping.is_set():
                     return
                 down = self._down.get(row[3])
@@ -198,7 +200,7 @@ class Notifier:
         row_id, _inc, _rule, target_id, payload, _status, _created, attempts, *_ = row
         target = self.targets.get(target_id)
         if target is None:
-            self.store.outbox_mark(row_id, status="dropped", attempts=attempts, next_at=0,
+            self.store.outbox.mark(row_id, status="dropped", attempts=attempts, next_at=0,
                                    error="target no longer configured")
             return True
         msg = Message.from_json(payload)
@@ -211,16 +213,16 @@ class Notifier:
             ok, error = False, type(exc).__name__
         attempts += 1
         if ok:
-            self.store.outbox_mark(row_id, status="sent", attempts=attempts, next_at=0)
+            self.store.outbox.mark(row_id, status="sent", attempts=attempts, next_at=0)
             if self._down.pop(target_id, None) is not None:
-                self.store.outbox_retry_now(target_id)  # back: the rest goes now, not after its backoff
+                self.store.outbox.retry_now(target_id)  # back: the rest goes now, not after its backoff
                 log.warning("notifications to %s are delivered again", target.private)
             return True
         self.failed += 1
         failures = self._down.get(target_id, (0, 0.0))[0] + 1
         delay = min(PROBE_MAX, 2.0 * 2 ** min(failures - 1, 8)) * (0.5 + random.random() / 2)
         self._down[target_id] = (failures, time.time() + delay)
-        self.store.outbox_mark(row_id, status="pending", attempts=attempts, next_at=time.time() + delay,
+        self.store.outbox.mark(row_id, status="pending", attempts=attempts, next_at=time.time() + delay,
                                error=self.redactor.text(error))
         if failures in (1, 10) or failures % 100 == 0:
             log.warning("notification to %s failed (%s; %d in a row): trying again every %.0f s at most",
@@ -228,7 +230,7 @@ class Notifier:
         return False
 
     def _digest(self) -> None:
-        held = self.store.outbox_held()
+        held = self.store.outbox.held()
         if not held:
             return
         by_rule: dict[tuple[str, str], list[tuple]] = {}
@@ -253,5 +255,5 @@ class Notifier:
                              actions=lines[:30], outcome="" if len(lines) <= 30 else
                              f"and {len(lines) - 30} more: see hb-medic incidents")
             for r in rows:
-                self.store.outbox_mark(r[0], status="digested", attempts=r[7], next_at=0)
+                self.store.outbox.mark(r[0], status="digested", attempts=r[7], next_at=0)
             self.enqueue(digest, storm_control=False)

@@ -262,6 +262,8 @@ SCHEMA: list[Migration] = [
     ),
     # one table for every source's checkpoint (see _one_checkpoints_table)
     _one_checkpoints_table,
+    # what its templates name of the event that opened an incident: stream, message, exception
+    "ALTER TABLE incidents ADD COLUMN opened_by TEXT NOT NULL DEFAULT '{}'",
 ]
 
 

@@ -38,8 +38,8 @@ def test_healthy_then_each_problem(service):
     ok, detail = health(service)
     assert not ok and detail["problems"][0].startswith("pipeline loop stalled")
     service.pipeline.last_loop = time.monotonic()
-    row = service.store.outbox_enqueue(incident="i", rule="r", target="t", message="{}")
-    service.store.conn().execute("UPDATE outbox SET created = ? WHERE id = ?", (time.time() - 7200, row))
+    row = service.store.outbox.enqueue(incident="i", rule="r", target="t", message="{}")
+    service.store.file.conn().execute("UPDATE outbox SET created = ? WHERE id = ?", (time.time() - 7200, row))
     ok, detail = health(service)
     assert not ok and detail["problems"][0].startswith("notifications undelivered for")
     service.threads_alive = lambda: {"pipeline": True, "remedy": False}
@@ -53,7 +53,7 @@ def test_metrics_render(service):
         service.unknown.observe(Event("hummingbot-api", "stderr", "line",
                                       [f"2026-11-29 07:27:4{n},788 - services.x - ERROR - broke"], n, n))
     service.unknown.flush()
-    service.store.audit("i", "action", "ensure_account", ok=True)
+    service.store.incidents.audit("i", "action", "ensure_account", ok=True)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(service))
     text = generate_latest(registry).decode()
