@@ -185,7 +185,7 @@ def cmd_run() -> int:
 
 def cmd_recorder(stack: str | None = None) -> int:
     from agent.service import RecorderError, start_recorder
-    from agent.store import Store
+    from agent.state import State
 
     _setup_logging()
     settings = _settings(RECORDER_NEEDS)
@@ -208,7 +208,7 @@ def cmd_recorder(stack: str | None = None) -> int:
         print("hb-medic: set MEDIC_RECORDER_ADDR (e.g. 0.0.0.0:8001) for the recorder", file=sys.stderr)
         return 2
     try:
-        thread = start_recorder(settings, Store(settings.state_db), stack=stack)
+        thread = start_recorder(settings, State(settings.state_db), stack=stack)
     except RecorderError as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
@@ -241,14 +241,14 @@ def cmd_incidents(as_json: bool, limit: int, stack: str | None = None) -> int:
     import json
     import time
 
-    from agent.store import Store
+    from agent.state import State
 
     settings = _settings(STATE_NEEDS)
     if settings is None:
         return 2
-    store = Store(settings.state_db)
-    for inc in store.incidents(limit, stack=stack):
-        trail = store.audit_trail(inc.id)
+    store = State(settings.state_db)
+    for inc in store.incidents.recent(limit, stack=stack):
+        trail = store.incidents.audit_trail(inc.id)
         if as_json:
             print(json.dumps({**{k: v for k, v in vars(inc).items()}, "audit": trail}, default=str))
             continue
@@ -269,7 +269,7 @@ def cmd_incidents(as_json: bool, limit: int, stack: str | None = None) -> int:
 
 
 def cmd_unknown(as_json: bool, since_text: str | None) -> int:
-    from agent.store import Store
+    from agent.state import State
     from agent.unknown.report import parse_duration, show
 
     since = None
@@ -282,7 +282,7 @@ def cmd_unknown(as_json: bool, since_text: str | None) -> int:
     settings = _settings(STATE_NEEDS)
     if settings is None:
         return 2
-    return show(Store(settings.state_db), since, as_json)
+    return show(State(settings.state_db), since, as_json)
 
 
 def cmd_suggest(args) -> int:
@@ -299,12 +299,12 @@ def cmd_suggest(args) -> int:
         return 2
     store = None
     if args.from_file is None:
-        from agent.store import Store
+        from agent.state import State
 
         settings = _settings(STATE_NEEDS)
         if settings is None:
             return 2
-        store = Store(settings.state_db)
+        store = State(settings.state_db)
     try:
         return suggest(fingerprint=args.fingerprint, from_file=args.from_file, store=store,
                        rule_id=args.rule_id, out_dir=None if args.stdout else args.out,
@@ -341,7 +341,7 @@ def cmd_retry_deploy(ident: str, body_text: str | None, route: str | None) -> in
     except (SettingsError, BadSettings) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
-    inc = service.store.get_incident(ident)
+    inc = service.store.incidents.get(ident)
     if inc is None:
         print(f"hb-medic: no incident {ident!r} (see hb-medic incidents)", file=sys.stderr)
         return 2
@@ -393,7 +393,7 @@ STATE_FILE_UNUSABLE = 3  # exit status: the state file cannot be used (see the m
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a reader that went away (`| head`, quitting `less`) ends it quietly."""
-    from agent.store import StateFileError
+    from agent.state import StateFileError
 
     try:
         code = _dispatch(argv)

@@ -70,9 +70,10 @@ def health(service: Service) -> tuple[bool, dict]:
     for name, alive in service.threads_alive().items():
         if not alive:
             problems.append(f"{name} thread has stopped")
-    if service.store.write_problem is not None:
-        problems.append(f"state file {service.store.path} cannot be written: {service.store.write_problem}")
-    oldest = service.store.outbox_oldest_pending()
+    if service.store.file.write_problem is not None:
+        problems.append(f"state file {service.store.file.path} cannot be written:"
+                        f" {service.store.file.write_problem}")
+    oldest = service.store.outbox.oldest_pending()
     if oldest is not None and time.time() - oldest > OUTBOX_STUCK:
         problems.append(f"notifications undelivered for {time.time() - oldest:.0f} s")
     recorder = service.main.config.recorder_addr if service.recorder is not None else None
@@ -115,12 +116,12 @@ class _Collector:
         yield from (lines, attached, age, engine, api, events, matches)
         actions = CounterMetricFamily("hb_medic_actions", "Actions run, by result",
                                       labels=["stack", "action", "result"])
-        for (stack, name, ok), n in sorted(s.store.action_counts().items()):
+        for (stack, name, ok), n in sorted(s.store.incidents.action_counts().items()):
             actions.add_metric([stack, name, "ok" if ok else "failed"], n)
         yield actions
         notes = GaugeMetricFamily("hb_medic_notifications", "Notification outbox, by status",
                                   labels=["status"])
-        for status, n in sorted(s.store.outbox_counts().items()):
+        for status, n in sorted(s.store.outbox.counts().items()):
             notes.add_metric([status], n)
         yield notes
         yield CounterMetricFamily("hb_medic_notifications_failed_attempts",
@@ -128,10 +129,10 @@ class _Collector:
         yield CounterMetricFamily("hb_medic_unknown_events", "Errors no rule knows, counted",
                                   value=s.unknown.seen)
         yield GaugeMetricFamily("hb_medic_unknown_fingerprints", "Errors no rule knows, by fingerprint,"
-                                " in the state file", value=s.store.unknown_count())
+                                " in the state file", value=s.store.unknown.count())
         open_ = GaugeMetricFamily("hb_medic_incidents_open", "Incidents not closed",
                                   labels=["stack", "rule"])
-        for (stack, rule), n in sorted(s.store.open_incident_counts().items()):
+        for (stack, rule), n in sorted(s.store.incidents.open_counts().items()):
             open_.add_metric([stack, rule], n)
         yield open_
 

@@ -25,7 +25,7 @@ from agent.assemble import Assembler, Item
 from agent.events import BOT, CONSOLE, ERRORS, LOG, Event, Origin
 from agent.ingest.split import STDERR, STDOUT
 from agent.names import DEFAULT_STACK
-from agent.store import StateUnwritable, Store
+from agent.state import State, StateUnwritable
 
 log = logging.getLogger(__name__)
 EventHandler = Callable[[Event], None]
@@ -37,7 +37,7 @@ PROBE_EVERY = 10.0  # seconds between checks that the state file can still be wr
 
 
 class Pipeline:
-    def __init__(self, handler: EventHandler, *, store: Store | None = None,
+    def __init__(self, handler: EventHandler, *, store: State | None = None,
                  assembler: Assembler | None = None, checkpoint_interval: float = 1.0,
                  tick: Callable[[float], None] | None = None, stack: str = DEFAULT_STACK,
                  max_queued: int = 0) -> None:
@@ -136,10 +136,10 @@ class Pipeline:
                 except Exception:
                     log.exception("pipeline tick failed")
             if now - last_save >= self.checkpoint_interval:
-                if self.store is not None and (self.store.write_problem is not None
+                if self.store is not None and (self.store.file.write_problem is not None
                                                or now - last_probe >= PROBE_EVERY):
                     # Even a quiet agent notices a state file it cannot write, and one that healed.
-                    self.store.probe_write()
+                    self.store.file.probe_write()
                     last_probe = now
                 if self._unsaved:
                     self._handle_unsaved()
@@ -235,7 +235,7 @@ class Pipeline:
 
     def _handle_unsaved(self) -> None:
         """The state file could not be written: try the waiting events again, in order."""
-        if self.store is not None and self.store.write_problem is not None:
+        if self.store is not None and self.store.file.write_problem is not None:
             return
         while self._unsaved:
             event = self._unsaved[0]

@@ -26,12 +26,13 @@ from agent.notify.notifier import Notifier
 from agent.notify.targets import Target, parse_config, parse_urls
 from agent.notify.unknown import burst_message, digest_message
 from agent.pipeline import Pipeline
+from agent.records import Unknown
 from agent.redact import Redactor
 from agent.remedy.engine import Remedy, log_step
 from agent.runtime import RecorderError, StackRuntime
 from agent.runtime import start_recorder as _start_recorder
 from agent.settings import Settings
-from agent.store import Store, Unknown
+from agent.state import State
 from agent.unknown.digest import DigestSchedule
 from agent.unknown.tracker import UnknownTracker
 
@@ -85,7 +86,7 @@ class Service:
             raise RulesError("\n".join(str(e) for e in loaded.errors))
         self.rules: Library = loaded
         self.watcher = RulesWatcher(settings.rules_dir, self._swap)
-        self.store = Store(settings.state_db)
+        self.store = State(settings.state_db)
         self.show_stack = len(stacks) > 1 or stacks[0].name != DEFAULT_STACK
         self.redactor = Redactor([x for c in stacks for x in c.secrets()],
                                  public=[c.hummingbot_username for c in stacks])
@@ -234,7 +235,7 @@ class Service:
         log.info("hb-medic stopped")
 
 
-def start_recorder(settings: Settings, store: Store, on_record=None,
+def start_recorder(settings: Settings, store: State, on_record=None,
                    stack: str | None = None) -> RecorderThread:
     """`hb-medic recorder [--stack NAME]`: one stack's recorder alone (the default stack's, or the
     only one)."""

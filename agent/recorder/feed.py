@@ -15,7 +15,7 @@ from collections.abc import Callable
 from agent.events import Event
 from agent.names import DEFAULT_STACK
 from agent.recorder.events import event_from_deploy
-from agent.store import Store
+from agent.state import State
 
 log = logging.getLogger(__name__)
 SOURCE = "deploys"  # its checkpoint: {"seq": the last deploy handled}
@@ -23,7 +23,7 @@ HANDLED_WAIT = 30.0  # seconds the feed waits for the pipeline to handle what it
 
 
 class DeployFeed(threading.Thread):
-    def __init__(self, store: Store, deliver: Callable[[Event, Callable[[], None]], None], *,
+    def __init__(self, store: State, deliver: Callable[[Event, Callable[[], None]], None], *,
                  catchup_window: float, interval: float = 1.0, stack: str = DEFAULT_STACK) -> None:
         """`deliver(event, handled)`: hands a failed exchange on; `handled()` once it was. Each
         stack has its own feed (its own checkpoint): one whose pipeline is busy holds no other."""
@@ -54,7 +54,7 @@ class DeployFeed(threading.Thread):
             self.wake.wait(self.interval)
             self.wake.clear()
             try:
-                rows = self.store.deploys_after(last, stack=self.stack)
+                rows = self.store.deploys.after(last, stack=self.stack)
                 handled: list[threading.Event] = []
                 for seq, d in rows:
                     if d.failed:
@@ -71,4 +71,4 @@ class DeployFeed(threading.Thread):
 
     def _first_in_window(self) -> int:
         """First start: exchanges older than the catch-up window are history."""
-        return self.store.deploy_seq_until(time.time() - self.catchup_window, self.stack)
+        return self.store.deploys.seq_until(time.time() - self.catchup_window, self.stack)
