@@ -72,7 +72,7 @@ STATE_FILE_UNUSABLE = 3  # exit status: the state file cannot be used (see the m
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a reader that went away (`| head`, quitting `less`) ends it quietly."""
     from agent.settings import BadSettings
-    from agent.store import StateFileError
+    from agent.state import StateFileError
 
     try:
         code = _dispatch(argv)

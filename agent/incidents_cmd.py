@@ -16,14 +16,14 @@ def incidents(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from agent.store import Store
+    from agent.state import State
 
     settings = read_settings(STATE_NEEDS)
     if settings is None:
         return 2
-    store = Store(settings.state_db)
-    for inc in store.incidents(args.limit, stack=args.stack):
-        trail = store.audit_trail(inc.id)
+    store = State(settings.state_db)
+    for inc in store.incidents.recent(args.limit, stack=args.stack):
+        trail = store.incidents.audit_trail(inc.id)
         if args.json:
             print(json.dumps({**{k: v for k, v in vars(inc).items()}, "audit": trail}, default=str))
             continue

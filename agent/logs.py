@@ -12,7 +12,7 @@ import time
 from typing import TextIO
 
 from agent.redact import Redactor
-from agent.store import StateUnwritable
+from agent.state import StateUnwritable
 
 # C0 controls (but tab), DEL, C1 controls (0x9b is a one-byte CSI), Unicode line and
 # paragraph separators: shown as escapes.

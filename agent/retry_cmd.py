@@ -39,7 +39,7 @@ def retry_deploy(args: argparse.Namespace) -> int:
     except (SettingsError, BadSettings) as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2
-    inc = service.store.get_incident(args.incident)
+    inc = service.store.incidents.get(args.incident)
     if inc is None:
         print(f"hb-medic: no incident {args.incident!r} (see hb-medic incidents)", file=sys.stderr)
         return 2

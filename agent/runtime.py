@@ -34,7 +34,7 @@ from agent.remedy.engine import Remedy
 from agent.remedy.fate import Fate
 from agent.shared import Shared
 from agent.stackconf import StackConfig, engine_client
-from agent.store import Store
+from agent.state import State
 
 if TYPE_CHECKING:
     from agent.recorder.proxy import RecorderServer
@@ -48,7 +48,7 @@ class RecorderError(Exception):
     """The recorder could not listen where it was told to."""
 
 
-def start_recorder(stack: StackConfig, store: Store, on_record=None) -> RecorderServer:
+def start_recorder(stack: StackConfig, store: State, on_record=None) -> RecorderServer:
     """The stack's recorder in its own thread, listening before this returns."""
     from agent.recorder.proxy import Recorder, RecorderServer  # aiohttp, only where a recorder runs
 

@@ -35,13 +35,14 @@ from agent.names import DEFAULT_STACK, parse_addr
 from agent.notify.notifier import Notifier
 from agent.notify.targets import Target, parse_config, parse_urls
 from agent.notify.unknown import burst_message, digest_message
+from agent.records import Unknown
 from agent.redact import Redactor
 from agent.remedy.engine import Remedy, log_step
 from agent.runtime import RecorderError, StackRuntime
 from agent.runtime import start_recorder as _start_recorder
 from agent.settings import Settings
 from agent.shared import Shared
-from agent.store import Store, Unknown
+from agent.state import State
 from agent.unknown.digest import DigestSchedule
 from agent.unknown.tracker import UnknownTracker
 
@@ -82,7 +83,7 @@ class Service:
             raise RulesError("\n".join(str(e) for e in loaded.errors))
         self.rules: Library = loaded
         self.watcher = RulesWatcher(settings.rules_dir, self._swap)
-        self.store = Store(settings.state_db)
+        self.store = State(settings.state_db)
         self.show_stack = len(stacks) > 1 or stacks[0].name != DEFAULT_STACK
         self.redactor = Redactor([x for c in stacks for x in c.secrets()],
                                  public=[c.hummingbot_username for c in stacks])
@@ -205,9 +206,7 @@ class Service:
             stacks[rt.name] = detail
         problems += [f"{name} thread has stopped" for name, t in self.threads().items()
                      if t is None or not t.is_alive()]
-        if self.store.write_problem is not None:
-            problems.append(f"state file {self.store.path} cannot be written: {self.store.write_problem}")
-        for part in (self.notifier, self.unknown, self.watcher):
+        for part in (self.store.file, self.notifier, self.unknown, self.watcher):
             problems += part.health()
         recorders = {rt.name: rt.config.recorder_addr for rt in self.stacks if rt.recorder is not None}
         return not problems, {"ok": not problems, "streams": streams, "problems": problems,
@@ -223,12 +222,12 @@ class Service:
         """What the state file counts for every stack: actions run, incidents open."""
         actions = CounterMetricFamily("hb_medic_actions", "Actions run, by result",
                                       labels=["stack", "action", "result"])
-        for (stack, name, ok), n in sorted(self.store.action_counts().items()):
+        for (stack, name, ok), n in sorted(self.store.incidents.action_counts().items()):
             actions.add_metric([stack, name, "ok" if ok else "failed"], n)
         yield actions
         open_ = GaugeMetricFamily("hb_medic_incidents_open", "Incidents not closed",
                                   labels=["stack", "rule"])
-        for (stack, rule), n in sorted(self.store.open_incident_counts().items()):
+        for (stack, rule), n in sorted(self.store.incidents.open_counts().items()):
             open_.add_metric([stack, rule], n)
         yield open_
 
@@ -275,7 +274,7 @@ class Service:
         log.info("hb-medic stopped")
 
 
-def start_recorder(settings: Settings, store: Store, on_record=None,
+def start_recorder(settings: Settings, store: State, on_record=None,
                    stack: str | None = None) -> RecorderServer:
     """`hb-medic recorder [--stack NAME]`: one stack's recorder alone (the default stack's, or the
     only one)."""

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from agent.events import Event
 from agent.match.library import Library
+from agent.records import Incident
 from agent.redact import Redactor
 from agent.settings import Settings
-from agent.store import Incident, Store
+from agent.state import State
 
 Notify = Callable[[Incident, str, str], None]  # (incident, step, text): log it and queue its message
 ObserveUnknown = Callable[[Event, Callable[[Event], bool]], bool]  # an event no rule matched
@@ -24,7 +25,7 @@ ObserveUnknown = Callable[[Event, Callable[[Event], bool]], bool]  # an event no
 @dataclass(frozen=True)
 class Shared:
     settings: Settings
-    store: Store
+    store: State
     rules: Callable[[], Library]  # the rules in force now (a reload swaps them)
     notify: Notify
     observe_unknown: ObserveUnknown

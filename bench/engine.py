@@ -23,7 +23,7 @@ from agent.ingest.pipeline import Pipeline
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.recorder.proxy import Recorder, RecorderServer
-from agent.store import Store
+from agent.state import State
 from tests.images import TOOLS_IMAGE
 from tests.stack import Stack, free_port, labels, wait_until
 
@@ -165,7 +165,7 @@ def recorder_added(client, requests: int) -> tuple[float, float]:
     with Stack(client) as stack:
         port = free_port()
         tmp = Path(tempfile.mkdtemp(prefix="medic-bench-"))
-        thread = RecorderServer(Recorder(stack.url, Store(tmp / "s.db")), "127.0.0.1", port)
+        thread = RecorderServer(Recorder(stack.url, State(tmp / "s.db")), "127.0.0.1", port)
         thread.start()
         thread.ready.wait(10)
         try:

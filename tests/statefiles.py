@@ -9,8 +9,8 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+from agent.state import State
 from agent.state.file import SCHEMA
-from agent.store import Store
 
 KINDS = ("garbage", "half", "directory", "empty", "foreign", "read-only")
 STACKS_VERSION = 30  # the schema version whose rows carry their stack
@@ -54,9 +54,9 @@ def before_checkpoints(path: Path) -> None:
 
 def good_state(path: Path, rows: int = 2000) -> None:
     """A real state file with `rows` audit rows (enough pages to cut one in half)."""
-    store = Store(path)
+    store = State(path)
     for n in range(rows):
-        store.audit(None, "decision", f"filler {n}", {"pad": "x" * 200})
+        store.incidents.audit(None, "decision", f"filler {n}", {"pad": "x" * 200})
     store.close()
 
 

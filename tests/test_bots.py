@@ -15,6 +15,7 @@ import time
 import httpx
 import pytest
 
+from agent.records import IncidentState
 from agent.service import Service
 from agent.settings import Settings
 from tests.stack import ADMIN, REPO, free_port, wait_until
@@ -59,7 +60,7 @@ def profile(stack, account: str, *, script: str | None = None, config: str | Non
 
 
 def incidents(service: Service, rule: str, *, bot: str | None = None, states=DONE) -> list:
-    return [i for i in service.store.incidents(100)
+    return [i for i in service.store.incidents.recent(100)
             if i.rule == rule and i.state in states and (bot is None or i.container.startswith(bot))]
 
 
@@ -69,7 +70,7 @@ def one(service: Service, rule: str, *, bot: str | None = None, states=DONE, tim
 
 
 def audit(service: Service, inc) -> list[tuple[str, str, bool | None]]:
-    return [(a["kind"], a["name"], a["ok"]) for a in service.store.audit_trail(inc.id)
+    return [(a["kind"], a["name"], a["ok"]) for a in service.store.incidents.audit_trail(inc.id)
             if a["kind"] in ("action", "verify", "retry")]
 
 
@@ -81,13 +82,13 @@ def test_password_file_missing_is_repaired_and_the_bot_redeployed_lives(make_sta
     bot = name(stack, "rb_c")
     first = deploy(service, instance_name=bot, credentials_profile="acct_c", script_config="cfg_c.yml")
     inc = one(service, "bot-password-file-missing", bot=bot, states=("resolved", "gave-up", "failed"))
-    assert inc.state == "resolved", inc.detail
+    assert inc.state == IncidentState.RESOLVED, inc.detail
     assert inc.container == first["unique_instance_name"]
     assert inc.captures["fate"].startswith("exited by itself with code 1 after ")
     steps = audit(service, inc)
     assert steps == [("action", "ensure_account", True), ("action", "provision_credentials", True),
                      ("retry", "retry_deploy", True)], steps
-    trail = service.store.audit_trail(inc.id)
+    trail = service.store.incidents.audit_trail(inc.id)
     retry = next(a for a in trail if a["name"] == "retry_deploy")
     assert f"still running after {SETTLE:.0f} s with no failure of its own" in retry["result"]
     assert "hummingbot-api hears its heartbeat (recently_active)" in retry["result"]
@@ -154,7 +155,8 @@ def test_failures_a_bot_dies_of_are_one_clear_message_each_and_nothing_changes(m
 
     for rule, container in deployed.items():
         inc = one(service, rule, bot=container)
-        assert inc.container == container and inc.state == "resolved", (rule, inc.state, inc.detail)
+        assert inc.container == container and inc.state == IncidentState.RESOLVED, \
+            (rule, inc.state, inc.detail)
         assert inc.captures.get("fate", "").startswith("exited by itself with code"), (rule, inc.captures)
         assert audit(service, inc) == [], rule  # notify only: nothing was changed
     wait_until(lambda: len(receiver.messages()) >= len(cases), 30, "a message per failure")
@@ -174,7 +176,7 @@ def test_failures_a_bot_dies_of_are_one_clear_message_each_and_nothing_changes(m
     died = texts["bot-died"]
     assert "exited by itself with code 3 after" in died and "rb_exit_three: leaving" in died  # last lines
     # Nobody died of the stop; nothing was changed, nothing deployed again.
-    assert not [i for i in service.store.incidents(100) if i.container == stopped_bot.name]
+    assert not [i for i in service.store.incidents.recent(100) if i.container == stopped_bot.name]
     assert not any(stopped_bot.name in m for m in receiver.messages())
     after = {p.relative_to(stack.bots / "credentials"): p.read_bytes()
              for p in (stack.bots / "credentials").rglob("*") if p.is_file()}
@@ -228,18 +230,18 @@ def test_live_keys_missing_provisioned_when_placed_else_the_exact_call(make_stac
     missing = deploy(service, instance_name=name(stack, "rb_n"), credentials_profile="acct_n",
                      script_config="cfg_live.yml")["unique_instance_name"]
     inc = one(service, "bot-live-keys-missing", bot=placed, states=("resolved", "gave-up", "failed"))
-    assert inc.state == "resolved", inc.detail
+    assert inc.state == IncidentState.RESOLVED, inc.detail
     assert audit(service, inc) == [("action", "provision_credentials", True), ("retry", "retry_deploy", True)]
     assert stack.http("GET", "/accounts/acct_k/credentials").json() == ["binance"]
     bots = [c["Names"][0].lstrip("/")
             for c in stack.client.api.containers(filters={"name": name(stack, "rb_k")})]
     assert len(bots) == 1 and bots[0] != placed
     inc = one(service, "bot-live-keys-missing", bot=missing, states=("resolved", "gave-up", "failed"))
-    assert inc.state == "gave-up" and inc.attempts == 1, inc.detail  # no point in trying again
+    assert inc.state == IncidentState.GAVE_UP and inc.attempts == 1, inc.detail  # no point in trying again
     assert ("POST /accounts/add-credential/acct_n/binance and a JSON object of binance_api_key,"
             " binance_api_secret") in inc.detail
-    trail = json.dumps(service.store.audit_trail(inc.id)) + json.dumps(
-        [service.store.audit_trail(i.id) for i in service.store.incidents(50)])
+    trail = json.dumps(service.store.incidents.audit_trail(inc.id)) + json.dumps(
+        [service.store.incidents.audit_trail(i.id) for i in service.store.incidents.recent(50)])
     assert "k-8f3a9c1e77" not in trail and "s-2b6d0e4f19" not in trail
 
 
@@ -260,10 +262,10 @@ def test_a_bot_that_keeps_dying_after_the_redeploy_gives_up_with_its_reason(make
     bot = name(stack, "rb_r")
     deploy(service, instance_name=bot, credentials_profile="acct_r", script_config="cfg_r.yml")
     inc = one(service, "bot-password-file-missing", bot=bot, states=("resolved", "gave-up"), timeout=120)
-    assert inc.state == "gave-up" and inc.attempts == 2, inc.detail
+    assert inc.state == IncidentState.GAVE_UP and inc.attempts == 2, inc.detail
     assert "exited by itself with code 0" in inc.detail and "bot-password-invalid" in inc.detail
     assert "(after 2 attempts)" in inc.detail
-    retries = [a for a in service.store.audit_trail(inc.id) if a["name"] == "retry_deploy"]
+    retries = [a for a in service.store.incidents.audit_trail(inc.id) if a["name"] == "retry_deploy"]
     assert [a["ok"] for a in retries] == [False, False]
     # Each redeployed bot died; none was removed; no third one.
     made = [c for c in stack.client.api.containers(all=True, filters={"name": bot})]
@@ -283,10 +285,10 @@ def test_the_seed_incidents_retry_is_verified_by_the_settle_rule(make_stack, age
                       json={"instance_name": "sharp-bot", "credentials_profile": "client_sharp"})
     assert resp.status_code == 500
     inc = one(service, "credentials-profile-missing", states=("resolved", "failed", "gave-up", "waiting"))
-    assert inc.state == "failed", inc.detail  # tried again later, up to its limit
+    assert inc.state == IncidentState.FAILED, inc.detail  # tried again later, up to its limit
     assert inc.detail.startswith("sharp-bot-") and "exited by itself with code 0 after" in inc.detail
     assert "bot-password-invalid" in inc.detail
-    retry = next(a for a in service.store.audit_trail(inc.id) if a["name"] == "retry_deploy")
+    retry = next(a for a in service.store.incidents.audit_trail(inc.id) if a["name"] == "retry_deploy")
     assert retry["ok"] is False and retry["params"]["route"] == "deploy-v2-script"
 
 

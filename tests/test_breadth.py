@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from agent.records import IncidentState
 from agent.service import Service
 from agent.settings import Settings
 from tests.receiver import Receiver
@@ -60,7 +61,7 @@ def via_recorder(service: Service, method: str, path: str, **kw) -> httpx.Respon
 
 
 def incidents(service: Service, rule: str, states=DONE) -> list:
-    return [i for i in service.store.incidents(200) if i.rule == rule and i.state in states]
+    return [i for i in service.store.incidents.recent(200) if i.rule == rule and i.state in states]
 
 
 def one(service: Service, rule: str, states=DONE, timeout: float = 90):
@@ -69,7 +70,7 @@ def one(service: Service, rule: str, states=DONE, timeout: float = 90):
 
 
 def actions(service: Service, inc) -> list[tuple[str, str, bool | None]]:
-    return [(a["kind"], a["name"], a["ok"]) for a in service.store.audit_trail(inc.id)
+    return [(a["kind"], a["name"], a["ok"]) for a in service.store.incidents.audit_trail(inc.id)
             if a["kind"] in ("action", "verify", "retry")]
 
 
@@ -114,7 +115,7 @@ def test_a_bot_killed_for_memory_is_told_with_its_limit_and_not_restarted(make_s
     bot = stack.bot(answer.json()["unique_instance_name"])
     bot.update(mem_limit="96m", memswap_limit="96m")  # as the capture did (docker update)
     inc = one(service, "bot-oom-killed")
-    assert inc.container == bot.name and inc.state == "resolved"
+    assert inc.container == bot.name and inc.state == IncidentState.RESOLVED
     bot.reload()
     assert bot.status == "exited" and bot.attrs["State"]["OOMKilled"] is True
     assert bot.attrs["State"]["ExitCode"] == 137
@@ -153,7 +154,7 @@ def test_a_rule_copy_that_asks_restarts_an_oom_killed_bot_within_its_attempts(ma
     bot = stack.bot(answer.json()["unique_instance_name"])
     bot.update(mem_limit="96m", memswap_limit="96m")
     inc = one(service, "bot-oom-killed", states=("gave-up", "resolved"), timeout=180)
-    assert inc.state == "gave-up", inc.detail
+    assert inc.state == IncidentState.GAVE_UP, inc.detail
     assert "no longer running" in inc.detail and "after 2 attempts" in inc.detail
     steps = actions(service, inc)
     assert steps.count(("action", "start_container", True)) == 2, steps
@@ -179,7 +180,7 @@ def test_a_bot_that_cannot_write_its_logs_is_told_with_the_folder(make_stack, ag
             "headless": True})
         assert answer.status_code == 200 and answer.json()["success"], answer.text
         inc = one(service, "bot-logs-not-writable")
-        assert inc.container == instance and inc.state == "resolved"
+        assert inc.container == instance and inc.state == IncidentState.RESOLVED
         assert inc.captures["file"] == "errors.log" and inc.captures["error"] == "Operation not permitted"
         assert inc.captures["fate"].startswith("exited by itself with code 1")
         assert actions(service, inc) == []
@@ -204,7 +205,7 @@ def test_credential_uploads_that_fail_are_told_by_reason_and_a_missing_account_i
     assert first.status_code == 400
     assert first.json() == {"detail": "Directory 'credentials/acct_new/connectors' not found"}
     inc = one(service, "credential-add-failed", states=("resolved", "gave-up", "failed"))
-    assert inc.state == "resolved", inc.detail
+    assert inc.state == IncidentState.RESOLVED, inc.detail
     assert inc.captures["reason"] == "account-missing" and inc.captures["account"] == "acct_new"
     assert inc.captures["connector"] == "binance"  # from the recorder's answer (its path)
     assert actions(service, inc) == [("action", "ensure_account", True)]
@@ -235,7 +236,7 @@ def test_credential_uploads_that_fail_are_told_by_reason_and_a_missing_account_i
             lambda r=reason: next((i for i in incidents(service, "credential-add-failed")
                                    if i.captures.get("reason") == r), None), 60, f"the {reason} incident")
     wrong_inc = by_reason["wrong-fields"]
-    assert wrong_inc.state == "gave-up" and wrong_inc.captures["connector"] == "binance"
+    assert wrong_inc.state == IncidentState.GAVE_UP and wrong_inc.captures["connector"] == "binance"
     assert "binance_api_key, binance_api_secret" in wrong_inc.detail
     assert by_reason["exchange-unreachable"].captures["host"] == "api.kucoin.com"
     wait_until(lambda: len(said(receiver, "Exchange keys not added")) >= 4, 30, "the messages")
@@ -252,7 +253,7 @@ def test_credential_uploads_that_fail_are_told_by_reason_and_a_missing_account_i
     texts = json.dumps(list(receiver.accepted))
     for secret in (CANARY_KEY, CANARY_SECRET, "CANARYpass5e4f"):
         assert secret.encode() not in db and secret not in texts
-    rows = service.store.conn().execute(
+    rows = service.store.file.conn().execute(
         "SELECT request_body, response_body FROM deploys WHERE route = 'add-credential'").fetchall()
     assert len(rows) == 4 and all(body == "" for body, _ in rows)
     assert all('"input"' not in answer for _, answer in rows)
@@ -268,7 +269,7 @@ def test_broken_settings_are_one_message_however_often_it_restarts(make_stack, a
     for _ in range(2):  # a restart policy (or a person) starts it again: it fails the same way
         stack.api.start()
         stack.wait_exit(timeout=60)
-    wait_until(lambda: service.store.get_incident(inc.id).events >= 3, 60, "the restarts' lines counted")
+    wait_until(lambda: service.store.incidents.get(inc.id).events >= 3, 60, "the restarts' lines counted")
     time.sleep(2)
     msgs = said(receiver, "does not start")
     assert len(msgs) == 1, [m["title"] for m in msgs]
@@ -288,7 +289,7 @@ def test_a_broker_host_that_names_nothing_starts_no_container(make_stack, agent,
     before = {c.id: c.status for c in stack.client.containers.list(all=True, filters=mine)}
     service = agent(stack)
     inc = one(service, "broker-unresolvable")
-    assert inc.state == "gave-up", inc.detail
+    assert inc.state == IncidentState.GAVE_UP, inc.detail
     assert f"BROKER_HOST={missing} names nothing" in inc.detail and "no container was started" in inc.detail
     assert actions(service, inc) == [("action", "start_named_broker", False)]
     assert not incidents(service, "broker-unreachable", states=(*DONE, "detected", "acting"))
@@ -316,7 +317,7 @@ def test_a_broker_host_naming_a_stopped_container_starts_that_container(make_sta
         environment=stack._api_env())
     service = agent(stack)
     inc = one(service, "broker-unresolvable")
-    assert inc.state == "resolved", inc.detail
+    assert inc.state == IncidentState.RESOLVED, inc.detail
     assert actions(service, inc) == [("action", "start_named_broker", True)]
     broker.reload()
     assert broker.status == "running"
@@ -344,12 +345,12 @@ def test_an_exchange_cut_off_is_one_opening_and_one_closing_message(make_stack, 
     inc = one(service, "exchange-unreachable", states=("ongoing",))
     assert inc.captures["exchange"] == "binance"
     wait_until(lambda: said(receiver, "Exchange binance out of reach"), 30, "the opening message")
-    wait_until(lambda: service.store.get_incident(inc.id).events >= 5, 60, "lines from both")
+    wait_until(lambda: service.store.incidents.get(inc.id).events >= 5, 60, "lines from both")
     wait_until(lambda: any(f"at:{bot}/" in key for key in _event_keys(service, inc)), 30,
                "the bot's lines in the same incident")
     control.unlink()  # back
-    ended = wait_until(lambda: (lambda i: i if i.state == "resolved" else None)(
-        service.store.get_incident(inc.id)), 60, "the incident to end by itself")
+    ended = wait_until(lambda: (lambda i: i if i.state == IncidentState.RESOLVED else None)(
+        service.store.incidents.get(inc.id)), 60, "the incident to end by itself")
     assert "no such line for 4 s: over after" in ended.detail
     wait_until(lambda: len(said(receiver, "Exchange binance out of reach")) == 2, 30, "the closing message")
     time.sleep(2)
@@ -364,7 +365,7 @@ def test_an_exchange_cut_off_is_one_opening_and_one_closing_message(make_stack, 
 
 def _event_keys(service: Service, inc) -> list[str]:
     """The events an incident counted (their keys name their containers)."""
-    rows = service.store.conn().execute(
+    rows = service.store.file.conn().execute(
         "SELECT key FROM incident_events WHERE incident = ?", (inc.id,)).fetchall()
     return [r[0] for r in rows]
 
@@ -396,5 +397,5 @@ def test_an_empty_config_password_is_told_before_the_first_deploy(make_stack, ag
         "script_config": "cfg_o4b.yml", "headless": True})
     assert answer.json() == {"success": False,
                              "message": "Password not provided. We cannot start the bot without a password."}
-    assert one(service, "config-password-missing").state == "resolved"
+    assert one(service, "config-password-missing").state == IncidentState.RESOLVED
     assert len(incidents(service, "config-password-empty")) == 1

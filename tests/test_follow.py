@@ -17,7 +17,7 @@ from agent.events import LINE, TRACEBACK
 from agent.ingest.follow import Ingest
 from agent.ingest.pipeline import Pipeline
 from agent.ingest.source import Lines
-from agent.store import Store
+from agent.state import State
 from tests.images import TOOLS_IMAGE as TOOLS
 from tests.proxy import EngineProxy
 from tests.stack import LABEL, labels, start_raiser, wait_until
@@ -180,14 +180,14 @@ def _lag(agent, container) -> float:
 
 def test_agent_restart_resumes_without_duplicate_or_gap(docker_client, raiser, tmp_path):
     name = f"medic-resume-{uuid.uuid4().hex[:6]}"
-    store = Store(tmp_path / "state.db")
+    store = State(tmp_path / "state.db")
     c = raiser(name, BEAT=0.01)
     first = Agent([name], store=store).start()
     boot_of(c)
     time.sleep(1.0)
     first.stop()
     time.sleep(1.0)  # lines written while the agent is down
-    second = Agent([name], store=Store(tmp_path / "state.db")).start()
+    second = Agent([name], store=State(tmp_path / "state.db")).start()
     time.sleep(1.0)
     c.stop(timeout=1)
     try:
@@ -207,14 +207,14 @@ def test_agent_restart_resumes_without_duplicate_or_gap(docker_client, raiser, t
 def test_catch_up_window_summarises_older_lines(docker_client, raiser, tmp_path, caplog):
     name = f"medic-window-{uuid.uuid4().hex[:6]}"
     c = raiser(name, BEAT=0.01)
-    first = Agent([name], store=Store(tmp_path / "s.db")).start()
+    first = Agent([name], store=State(tmp_path / "s.db")).start()
     boot_of(c)
     time.sleep(0.5)
     first.stop()
     time.sleep(3.0)
     restarted = time.time()
     caplog.set_level(logging.WARNING, logger="agent.ingest.follow")
-    second = Agent([name], store=Store(tmp_path / "s.db"), window=1.0).start()
+    second = Agent([name], store=State(tmp_path / "s.db"), window=1.0).start()
     try:
         wait_until(lambda: second.received, 10, "lines after the restart")
         status = second.ingest.status()[name]

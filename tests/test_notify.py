@@ -14,36 +14,38 @@ import pytest
 from agent.match.loader import load_rules
 from agent.notify.notifier import Notifier
 from agent.notify.targets import TargetError, parse_urls, split_entries
+from agent.records import Incident, IncidentState
 from agent.redact import Redactor
-from agent.store import Incident, Store
+from agent.state import State
 from tests.receiver import Receiver
 from tests.stack import REPO, wait_until
 
 RULES = {r.id: r for r in load_rules(REPO / "rules").rules}
 
 
-def incident(store: Store, ident: str, rule: str = "credentials-profile-missing", **kw) -> Incident:
-    inc = Incident(id=ident, rule=rule, key="client_sharp", state="acting", severity=RULES[rule].severity,
-                   container="hummingbot-api", fingerprint="v1:x", captures={"profile": "client_sharp"},
+def incident(store: State, ident: str, rule: str = "credentials-profile-missing", **kw) -> Incident:
+    inc = Incident(id=ident, rule=rule, key="client_sharp", state=IncidentState.ACTING,
+                   severity=RULES[rule].severity, container="hummingbot-api", fingerprint="v1:x",
+                   captures={"profile": "client_sharp"},
                    summary="credentials-profile-missing in hummingbot-api: FileNotFoundError: [Errno 2] "
                            "No such file or directory: 'bots/credentials/client_sharp'", **kw)
-    return store.create_incident(inc)
+    return store.incidents.create(inc)
 
 
-def notifier(store: Store, url: str, **kw) -> Notifier:
+def notifier(store: State, url: str, **kw) -> Notifier:
     n = Notifier(store, parse_urls(url), rules=lambda: RULES, redactor=kw.pop("redactor", Redactor()), **kw)
     n.start()
     return n
 
 
 def test_lifecycle_payloads(tmp_path):
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     with Receiver() as rx:
         n = notifier(store, rx.url)
         try:
             inc = incident(store, "inc00001", attempts=1)
-            store.audit(inc.id, "action", "ensure_account", {"profile": "client_sharp"}, True,
-                        "added profile client_sharp", 12.0)
+            store.incidents.audit(inc.id, "action", "ensure_account", {"profile": "client_sharp"}, True,
+                                  "added profile client_sharp", 12.0)
             steps = [("detected", "x"), ("acting", "attempt 1 of 3"), ("resolved", "fixed in 0.2 s")]
             for step, text in steps:
                 n.step(inc, step, text)
@@ -73,7 +75,7 @@ def test_lifecycle_payloads(tmp_path):
 
 
 def test_outage_then_recovery_across_a_restart_delivers_each_once(tmp_path):
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     with Receiver() as rx:
         rx.failing = True
         first = notifier(store, rx.url)
@@ -82,9 +84,9 @@ def test_outage_then_recovery_across_a_restart_delivers_each_once(tmp_path):
         wait_until(lambda: rx.refused >= 3, 15, "failed attempts")
         first.stop()  # the agent restarts during the outage
         rx.failing = False
-        second = notifier(Store(tmp_path / "s.db"), rx.url)
-        for row in second.store.outbox_due(time.time() + 3600):  # no waiting out the backoff in a test
-            second.store.outbox_mark(row[0], status="pending", attempts=row[7], next_at=0)
+        second = notifier(State(tmp_path / "s.db"), rx.url)
+        for row in second.store.outbox.due(time.time() + 3600):  # no waiting out the backoff in a test
+            second.store.outbox.mark(row[0], status="pending", attempts=row[7], next_at=0)
         try:
             wait_until(lambda: len(rx.accepted) >= 3, 20, "delivery after the outage")
             time.sleep(2)
@@ -94,13 +96,13 @@ def test_outage_then_recovery_across_a_restart_delivers_each_once(tmp_path):
     assert len(bodies) == 3 and len(set(bodies)) == 3
     assert sorted(b.split("Result: ")[1].split("\n")[0] for b in bodies) == [
         "failure 0", "failure 1", "failure 2"]
-    assert store.outbox_counts() == {"sent": 3}
+    assert store.outbox.counts() == {"sent": 3}
 
 
 def test_an_incidents_messages_arrive_in_order_and_the_outbox_drains_after_an_outage(tmp_path):
     """Receiver refusing, then accepting and hanging up: nothing lost or doubled, each incident's
     "Detected, fixing" before its "Fixed", everything delivered soon after the receiver is back."""
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     with Receiver() as rx:
         n = notifier(store, rx.url)
         try:
@@ -124,11 +126,11 @@ def test_an_incidents_messages_arrive_in_order_and_the_outbox_drains_after_an_ou
         mine = [m["title"].split(":")[0] for m in rx.accepted if f"incident {inc.id}" in m["message"]]
         assert mine == ["[CRITICAL] Detected, fixing", "[CRITICAL] Fixed"], mine
     assert max(rx.accepted_at) - back < 30
-    assert store.outbox_counts() == {"sent": 6}
+    assert store.outbox.counts() == {"sent": 6}
 
 
 def test_storm_is_digested(tmp_path):
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     with Receiver() as rx:
         n = notifier(store, rx.url, storm_count=3, storm_window=60, digest_after=1)
         try:
@@ -143,21 +145,21 @@ def test_storm_is_digested(tmp_path):
 
 def test_canary_secret_never_in_payload_log_or_audit(tmp_path, caplog):
     canary = "canary-Zx81-secret"
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     with Receiver() as rx:
         n = notifier(store, rx.url, redactor=Redactor([canary]))
         try:
             inc = incident(store, "canary01")
             inc.summary = f"ERROR - login failed for admin:{canary}@hummingbot-api"
-            store.audit(inc.id, "action", "http_request", {"path": "/", "password": canary}, False,
-                        f"answered 401 for {canary}")
+            store.incidents.audit(inc.id, "action", "http_request", {"path": "/", "password": canary}, False,
+                                  f"answered 401 for {canary}")
             n.step(inc, "failed", f"http_request: answered 401 ({canary})")
             wait_until(lambda: rx.accepted, 15, "the message")
         finally:
             n.stop()
     assert canary not in str(rx.accepted) and "***" in str(rx.accepted)
     assert canary not in caplog.text
-    outbox = store.conn().execute("SELECT message, last_error FROM outbox").fetchall()
+    outbox = store.file.conn().execute("SELECT message, last_error FROM outbox").fetchall()
     assert outbox and canary not in str(outbox)
 
 
@@ -225,19 +227,20 @@ def test_seed_incident_messages_in_order(make_stack, tmp_path):
 
 
 def test_a_notify_only_rule_says_so_and_gives_the_next_step(tmp_path):
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     rule = RULES["config-password-mismatch"]
     assert not (rule.actions or rule.verify or rule.retry_deploy)
     with Receiver() as rx:
         n = notifier(store, rx.url)
         try:
-            inc = store.create_incident(Incident(
-                id="inc00009", rule=rule.id, key="client_sharp", state="detected", severity=rule.severity,
-                container="hummingbot-api", fingerprint="v1:x", captures={"account": "client_sharp"},
+            inc = store.incidents.create(Incident(
+                id="inc00009", rule=rule.id, key="client_sharp", state=IncidentState.DETECTED,
+                severity=rule.severity, container="hummingbot-api", fingerprint="v1:x",
+                captures={"account": "client_sharp"},
                 summary="2026-06-29 14:03:07,515 - root - ERROR - Failed to authenticate for client_sharp"))
             n.step(inc, "detected", inc.summary)
             n.step(inc, "resolved", "notified; this rule runs no action")  # it closes: no second message
-            assert store.outbox_recent(rule.id, 0) == 1
+            assert store.outbox.recent(rule.id, 0) == 1
             wait_until(lambda: rx.accepted, 15, "the message")
         finally:
             n.stop()

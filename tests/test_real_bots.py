@@ -19,6 +19,7 @@ import uuid
 import httpx
 import pytest
 
+from agent.records import IncidentState
 from agent.service import Service
 from agent.settings import Settings
 from tests.realstack.images import BOT_IMAGE, ensure_real_images
@@ -76,7 +77,7 @@ def deployed(service: Service, **body) -> str:
 
 
 def incidents(service: Service, rule: str, *, bot: str | None = None, states=DONE) -> list:
-    return [i for i in service.store.incidents(200)
+    return [i for i in service.store.incidents.recent(200)
             if i.rule == rule and i.state in states and (bot is None or i.container.startswith(bot))]
 
 
@@ -86,12 +87,12 @@ def one(service: Service, rule: str, *, bot: str | None = None, states=DONE, tim
 
 
 def trail(service: Service, inc) -> list[tuple[str, str, bool | None]]:
-    return [(a["kind"], a["name"], a["ok"]) for a in service.store.audit_trail(inc.id)
+    return [(a["kind"], a["name"], a["ok"]) for a in service.store.incidents.audit_trail(inc.id)
             if a["kind"] in ("action", "verify", "retry")]
 
 
 def result_of(service: Service, inc, name: str) -> str:
-    return next(a["result"] for a in service.store.audit_trail(inc.id) if a["name"] == name)
+    return next(a["result"] for a in service.store.incidents.audit_trail(inc.id) if a["name"] == name)
 
 
 def script_config(stack: RealStack, name: str) -> str:
@@ -129,7 +130,7 @@ def test_real_seed_deploy_is_fixed_and_the_bot_lives_beside_unreachable_exchange
         resp = deploy(service, instance_name=f"{tag}sharp", credentials_profile=profile, script_config=config)
         assert resp.status_code == 500
         inc = one(service, "credentials-profile-missing", states=("resolved", "gave-up"), timeout=180)
-        assert inc.state == "resolved", inc.detail
+        assert inc.state == IncidentState.RESOLVED, inc.detail
         assert trail(service, inc) == [("action", "ensure_account", True),
                                        ("action", "provision_credentials", True),
                                        ("retry", "retry_deploy", True)]
@@ -140,7 +141,7 @@ def test_real_seed_deploy_is_fixed_and_the_bot_lives_beside_unreachable_exchange
         wait_until(lambda: said(receiver, "Fixed:"), 30, "the Fixed message")
         # hummingbot-api's own 500, seen by the recorder, is the incident's failure: no unknown error.
         time.sleep(6)
-        unknown = [u.summary for u in service.store.unknown_list()]
+        unknown = [u.summary for u in service.store.unknown.most_frequent()]
         assert not [s for s in unknown if "credentials/" in s or "deploy-v2-script" in s], unknown
 
 
@@ -164,7 +165,7 @@ def test_real_keys_the_exchange_cannot_check_are_not_sent_again(real_current, ag
     resp = deploy(service, instance_name=f"{tag}keyed", credentials_profile=profile)
     assert resp.status_code == 500
     inc = one(service, "credentials-profile-missing", states=("resolved", "gave-up", "failed"), timeout=120)
-    assert inc.state == "gave-up" and inc.attempts == 1, (inc.state, inc.attempts, inc.detail)
+    assert inc.state == IncidentState.GAVE_UP and inc.attempts == 1, (inc.state, inc.attempts, inc.detail)
     assert "add-credential" in inc.detail and "Cannot connect to host api.binance.com:443" in inc.detail
     assert trail(service, inc) == [("action", "ensure_account", True),
                                    ("action", "provision_credentials", False)]
@@ -172,10 +173,10 @@ def test_real_keys_the_exchange_cannot_check_are_not_sent_again(real_current, ag
                         "the message")
     assert "Cannot connect to host api.binance.com:443" in msg["message"]
     time.sleep(3)  # hummingbot-api's own log line of that refusal has come: it is the same failure
-    others = [(i.rule, i.captures.get("reason")) for i in service.store.incidents(50) if i.id != inc.id
+    others = [(i.rule, i.captures.get("reason")) for i in service.store.incidents.recent(50) if i.id != inc.id
               and i.rule not in ("exchange-unreachable", "insecure-default-credentials")]
     assert not others, others
-    everything = json.dumps(list(receiver.accepted)) + json.dumps(service.store.audit_trail(inc.id))
+    everything = json.dumps(list(receiver.accepted)) + json.dumps(service.store.incidents.audit_trail(inc.id))
     assert secret["binance_api_key"] not in everything and secret["binance_api_secret"] not in everything
 
 
@@ -220,7 +221,7 @@ def test_real_bots_that_die_at_start_are_told_and_repaired_where_safe(real_curre
     for case, problem in (("missing", "does not exist"), ("damaged", "is damaged")):
         inc = one(service, "bot-password-file-missing", bot=names[case], states=("resolved", "gave-up"),
                   timeout=180)
-        assert inc.state == "resolved", inc.detail
+        assert inc.state == IncidentState.RESOLVED, inc.detail
         assert inc.captures["problem"].startswith(problem)
         assert inc.captures["fate"].startswith("exited by itself with code 1")
         assert trail(service, inc)[-1] == ("retry", "retry_deploy", True)
@@ -230,7 +231,7 @@ def test_real_bots_that_die_at_start_are_told_and_repaired_where_safe(real_curre
     wait_until(lambda: said(receiver, "another password")
                and said(receiver, "no usable .password_verification"), 30, "the messages")
     # Nothing else was opened for these bots: no bot-died beside the rule that knew why.
-    assert not [i for i in service.store.incidents(200) if i.rule == "bot-died"]
+    assert not [i for i in service.store.incidents.recent(200) if i.rule == "bot-died"]
 
 
 # -- bots that keep running, failing ----------------------------------------------------------------
@@ -322,7 +323,7 @@ def test_real_a_stopped_bot_and_a_healthy_bot_make_no_incident(real_current, age
     assert bot.attrs["State"]["ExitCode"] == 137
     time.sleep(120)
     assert running(stack, healthy) == [healthy]
-    mine = [i for i in service.store.incidents(200) if i.container.startswith(tag)]
+    mine = [i for i in service.store.incidents.recent(200) if i.container.startswith(tag)]
     assert all(i.rule == "exchange-unreachable" for i in mine), [(i.rule, i.container) for i in mine]
     assert not [m for m in receiver.accepted if tag in m.get("title", "") + m.get("message", "")
                 and "Exchange" not in m.get("title", "")]

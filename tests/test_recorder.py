@@ -19,7 +19,7 @@ from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.recorder.events import event_from_deploy
 from agent.recorder.proxy import Recorder, RecorderServer
-from agent.store import Store
+from agent.state import State
 from tests.stack import ADMIN, free_port, wait_until
 
 pytestmark = pytest.mark.docker
@@ -32,7 +32,7 @@ def recorder(tmp_path):
     made = []
 
     def start(upstream: str):
-        store = Store(tmp_path / "state.db")
+        store = State(tmp_path / "state.db")
         port = free_port()
         thread = RecorderServer(Recorder(upstream, store), "127.0.0.1", port)
         thread.start()
@@ -106,8 +106,8 @@ def test_responses_are_byte_identical(make_stack, recorder, generation):
     # generation refuses '../etc' with a 422 (no deploy: not kept), the legacy one has no
     # name check and fails inside the deploy.
     expected = [200, 500] if generation == "current" else [200, 500, 500, 200]
-    wait_until(lambda: len(store.deploys_after(0)) >= len(expected), 10, "deploy records")
-    rows = [d for _, d in store.deploys_after(0)]
+    wait_until(lambda: len(store.deploys.after(0)) >= len(expected), 10, "deploy records")
+    rows = [d for _, d in store.deploys.after(0)]
     assert [r.status for r in rows] == expected
     assert [r.failed for r in rows] == [False, True, True, True][:len(expected)]
     assert rows[1].profile == "client_sharp"
@@ -203,7 +203,7 @@ def test_recorded_body_is_the_one_a_retry_sends(make_stack, recorder):
     resp = exchange(via, "POST", "/bot-orchestration/deploy-v2-script", auth=ADMIN, content=sent,
                     headers={"content-type": "application/json"})
     assert resp.status_code == 500
-    found = wait_until(lambda: store.find_deploy(profile="client_sharp", route="deploy-v2-script"),
+    found = wait_until(lambda: store.deploys.find(profile="client_sharp", route="deploy-v2-script"),
                        10, "the recorded failure")
     assert found.request_body == sent and found.body() == body
     assert found.failed and found.message == (
@@ -225,7 +225,7 @@ def test_no_authorization_or_password_in_the_state_database(make_stack, recorder
     for profile in ("p", "missing"):
         exchange(via, "POST", "/bot-orchestration/deploy-v2-script", auth=auth,
                  json={"instance_name": "c", "credentials_profile": profile})
-    wait_until(lambda: len(store.deploys_after(0)) == 2, 10, "records")
+    wait_until(lambda: len(store.deploys.after(0)) == 2, 10, "records")
     store.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
     token = base64.b64encode(f"canary-user:{canary_pass}".encode())
@@ -243,8 +243,8 @@ def test_hummingbot_api_down_gives_502_and_nothing_is_kept(recorder):
     assert resp.text.startswith("Bad Gateway: hummingbot-api unreachable")
     assert exchange(via, "GET", "/accounts/", auth=ADMIN).status_code == 502
     # The recorder's own 502 is no answer of hummingbot-api: the request written ahead is dropped.
-    wait_until(lambda: store.get_deploy(1) is None, 10, "the written-ahead request to be dropped")
-    assert store.deploys_after(0) == [] and store.find_deploy(profile="b") is None
+    wait_until(lambda: store.deploys.get(1) is None, 10, "the written-ahead request to be dropped")
+    assert store.deploys.after(0) == [] and store.deploys.find(profile="b") is None
 
 
 def test_concurrent_clients(make_stack, recorder):

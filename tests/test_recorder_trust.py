@@ -20,7 +20,7 @@ import httpx
 from agent.http import HealthServer
 from agent.recorder.proxy import Recorder, RecorderServer
 from agent.remedy.intent import from_recorder
-from agent.store import Store
+from agent.state import State
 from tests.stack import ADMIN, REPO, free_port, wait_until
 from tests.upstream import HeldUpstream
 
@@ -28,7 +28,7 @@ DEPLOY = "/bot-orchestration/deploy-v2-script"
 
 
 @contextlib.contextmanager
-def running_recorder(upstream: str, store: Store, **kw):
+def running_recorder(upstream: str, store: State, **kw):
     port = free_port()
     thread = RecorderServer(Recorder(upstream, store, **kw), "127.0.0.1", port)
     thread.start()
@@ -50,7 +50,7 @@ def body(instance: str, profile: str, **extra) -> str:
 
 
 def test_deploy_is_written_ahead_and_visible_while_in_flight(tmp_path):
-    store = Store(tmp_path / "state.db")
+    store = State(tmp_path / "state.db")
     with HeldUpstream() as up, running_recorder(up.url, store, login=ADMIN) as via:
         up.hold.set()
         sent = body("wa-bot", "wa_prof", headless=True)
@@ -59,23 +59,23 @@ def test_deploy_is_written_ahead_and_visible_while_in_flight(tmp_path):
         client.start()
         wait_until(lambda: up.received, 20, "the deploy to reach hummingbot-api")
         # Stored before hummingbot-api saw it, exact bytes, pending, not yet something to retry.
-        flight = store.deploys_in_flight("wa-bot")
+        flight = store.deploys.in_flight("wa-bot")
         assert len(flight) == 1
         pending = flight[0]
         assert (pending.state, pending.authenticated, pending.request_body) == ("pending", True, sent)
-        assert not pending.retryable and store.find_deploy(profile="wa_prof") is None
+        assert not pending.retryable and store.deploys.find(profile="wa_prof") is None
         # The same name without the login, at the same time: refused, and never written.
         refused = post(via, body("wa-bot", "wa_prof", image="evil/x:1"), auth=("admin", "nope"))
         assert refused.status_code == 401
-        assert [d.id for d in store.deploys_in_flight("wa-bot")] == [pending.id]
+        assert [d.id for d in store.deploys.in_flight("wa-bot")] == [pending.id]
         up.release()
         client.join(30)
         assert answers[0].status_code == 500
-        done = wait_until(lambda: (d := store.get_deploy(pending.id)) is not None and d.state == "answered"
+        done = wait_until(lambda: (d := store.deploys.get(pending.id)) is not None and d.state == "answered"
                           and d, 10, "the answer to complete the record")
         assert done.failed and done.retryable and done.status == 500
-        assert store.deploys_in_flight("wa-bot") == []
-        assert [d.id for _, d in store.deploys_after(0)] == [pending.id]  # the 401 left nothing
+        assert store.deploys.in_flight("wa-bot") == []
+        assert [d.id for _, d in store.deploys.after(0)] == [pending.id]  # the 401 left nothing
 
 
 def test_a_kill_between_forward_and_answer_loses_nothing(tmp_path):
@@ -100,34 +100,34 @@ def test_a_kill_between_forward_and_answer_loses_nothing(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-    store = Store(db)
-    [pending] = store.deploys_in_flight("kill-bot")
+    store = State(db)
+    [pending] = store.deploys.in_flight("kill-bot")
     assert pending.request_body == sent and pending.authenticated
     # The next recorder knows the answer will never come; hummingbot-api's log tells a
     # failure, and the retry finds the exact request it was sent.
     with running_recorder(f"http://127.0.0.1:{free_port()}", store, login=ADMIN):
         pass
-    assert store.get_deploy(pending.id).state == "lost" and store.deploys_in_flight("kill-bot") == []
+    assert store.deploys.get(pending.id).state == "lost" and store.deploys.in_flight("kill-bot") == []
     found = from_recorder(store, profile="kill_prof", instance=None, at=time.time())
     assert found is not None and found["raw"] == sent and found["deploy_id"] == pending.id
 
 
 def test_without_a_known_login_only_authenticated_answers_are_kept(tmp_path):
-    store = Store(tmp_path / "state.db")
+    store = State(tmp_path / "state.db")
     with HeldUpstream() as up, running_recorder(up.url, store) as via:  # `hb-medic recorder` without it
         assert post(via, body("anon-bot", "anon_prof"), auth=("admin", "nope")).status_code == 401
         assert post(via, body("auth-bot", "auth_prof")).status_code == 500
-        wait_until(lambda: store.deploys_after(0), 10, "the authenticated record")
-        rows = [d for _, d in store.deploys_after(0)]
+        wait_until(lambda: store.deploys.after(0), 10, "the authenticated record")
+        rows = [d for _, d in store.deploys.after(0)]
         assert [(d.instance, d.authenticated, d.retryable) for d in rows] == [("auth-bot", True, True)]
-        wait_until(lambda: store.find_deploy(profile="anon_prof") is None
-                   and not store.deploys_in_flight("anon-bot"), 10, "the refused request to be dropped")
+        wait_until(lambda: store.deploys.find(profile="anon_prof") is None
+                   and not store.deploys.in_flight("anon-bot"), 10, "the refused request to be dropped")
         # Not even a trace of the refused one on disk.
-        assert store.get_deploy(1) is None
+        assert store.deploys.get(1) is None
 
 
 def test_deploy_bodies_are_bounded(tmp_path):
-    store = Store(tmp_path / "state.db")
+    store = State(tmp_path / "state.db")
     with HeldUpstream() as up, running_recorder(up.url, store, login=ADMIN, body_timeout=2) as via:
         port = int(via.rsplit(":", 1)[1])
         # A declared 1 GiB body: refused at once, nothing forwarded.
@@ -151,33 +151,33 @@ def test_deploy_bodies_are_bounded(tmp_path):
         assert [p for p, _ in up.received] == [DEPLOY]
         # The refused ones were never written; the big one is kept without its body (too large
         # to keep, so never re-sent).
-        rows = wait_until(lambda: store.deploys_after(0), 10, "the record")
+        rows = wait_until(lambda: store.deploys.after(0), 10, "the record")
         assert [(d.instance, d.request_body) for _, d in rows] == [("big-bot", "")]
 
 
 def test_records_are_kept_within_their_retention(tmp_path):
-    store = Store(tmp_path / "state.db")
+    store = State(tmp_path / "state.db")
     old = time.time() - 40 * 86400
     for i in range(5):
-        store.record_deploy(route="deploy-v2-script", path=DEPLOY, request_body=body(f"b{i}", "p"),
-                            status=500, response_body="", failed=True, message="", profile="p",
-                            instance=f"b{i}", at=old if i == 0 else None)
-    pending = store.deploy_requested(route="deploy-v2-script", path=DEPLOY, request_body=body("p", "p"),
-                                     profile="p", instance="p", authenticated=True, at=old)
-    assert store.prune_deploys(max_age=30 * 86400, max_count=2) == 3  # one by age, two by count
-    assert [d.instance for _, d in store.deploys_after(0)] == ["b3", "b4"]
-    assert store.get_deploy(pending) is not None  # a request still in flight is never pruned
+        store.deploys.record(route="deploy-v2-script", path=DEPLOY, request_body=body(f"b{i}", "p"),
+                             status=500, response_body="", failed=True, message="", profile="p",
+                             instance=f"b{i}", at=old if i == 0 else None)
+    pending = store.deploys.requested(route="deploy-v2-script", path=DEPLOY, request_body=body("p", "p"),
+                                      profile="p", instance="p", authenticated=True, at=old)
+    assert store.deploys.prune(max_age=30 * 86400, max_count=2) == 3  # one by age, two by count
+    assert [d.instance for _, d in store.deploys.after(0)] == ["b3", "b4"]
+    assert store.deploys.get(pending) is not None  # a request still in flight is never pruned
     # The recorder applies it when it starts (and every hundred records).
     for _ in range(1200):
-        store.record_deploy(route="deploy-v2-script", path=DEPLOY, request_body="{}", status=200,
-                            response_body="", failed=False, message="", profile=None, instance=None)
+        store.deploys.record(route="deploy-v2-script", path=DEPLOY, request_body="{}", status=200,
+                             response_body="", failed=False, message="", profile=None, instance=None)
     with running_recorder(f"http://127.0.0.1:{free_port()}", store):
         pass
-    assert len(store.deploys_after(0, limit=5000)) == 1000
+    assert len(store.deploys.after(0, limit=5000)) == 1000
 
 
 def test_slow_and_many_clients_cannot_hold_the_recorder(tmp_path):
-    store = Store(tmp_path / "state.db")
+    store = State(tmp_path / "state.db")
     with HeldUpstream() as up, running_recorder(up.url, store, header_timeout=1.0) as via:
         port = int(via.rsplit(":", 1)[1])
         # Headers sent a little at a time, never finished: closed after the header timeout.

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.records import IncidentState
 from agent.service import Service
 from agent.settings import Settings
 from tests.stack import ADMIN, REPO, free_port, wait_until
@@ -45,7 +46,7 @@ def deploy(base: str, **body) -> httpx.Response:
 
 def incident(service: Service, rule: str, states: tuple[str, ...], timeout: float = 60):
     def found():
-        for inc in service.store.incidents(50):
+        for inc in service.store.incidents.recent(50):
             if inc.rule == rule and inc.state in states:
                 return inc
         return None
@@ -65,12 +66,12 @@ def test_seed_incident_fixed_and_deploy_retried_with_the_recorded_body(make_stac
     resp = deploy(via(service), **body)
     assert resp.status_code == 500
     inc = incident(service, "credentials-profile-missing", ("resolved", "gave-up", "waiting", "failed"))
-    assert inc.state == "resolved", inc.detail
+    assert inc.state == IncidentState.RESOLVED, inc.detail
     bots = running_bots(stack, "sharp-bot")
     assert len(bots) == 1 and bots[0].status == "running"
     assert "HEADLESS_MODE=true" in bots[0].attrs["Config"]["Env"]  # the recorded body, not a guess
     assert (stack.bots / "credentials" / "client_sharp" / "conf_client.yml").is_file()
-    trail = service.store.audit_trail(inc.id)
+    trail = service.store.incidents.audit_trail(inc.id)
     steps = [(a["kind"], a["name"], a["ok"]) for a in trail if a["kind"] in ("action", "retry")]
     assert steps == [("action", "ensure_account", True), ("action", "provision_credentials", True),
                      ("retry", "retry_deploy", True)]
@@ -106,7 +107,7 @@ def test_without_recorder_account_fixed_and_retry_deploy_finishes(make_stack, ag
     service = agent(stack, recorder=False)
     assert deploy(stack.url, instance_name="sharp-bot", credentials_profile="client_sharp").status_code == 500
     inc = incident(service, "credentials-profile-missing", ("waiting", "resolved", "gave-up", "failed"))
-    assert inc.state == "waiting", inc.detail
+    assert inc.state == IncidentState.WAITING, inc.detail
     assert "not guessed" in inc.detail and f"hb-medic retry-deploy {inc.id} --body" in inc.detail
     assert (stack.bots / "credentials" / "client_sharp" / "conf_client.yml").is_file()  # account fixed
     assert running_bots(stack, "sharp-bot") == []  # the deploy was not guessed
@@ -122,7 +123,7 @@ def test_without_recorder_account_fixed_and_retry_deploy_finishes(make_stack, ag
     assert out.returncode == 0, out.stderr
     assert "still running after 2 s with no failure of its own" in out.stdout
     assert len(running_bots(stack, "sharp-bot")) == 1
-    assert service.store.get_incident(inc.id).state == "resolved"
+    assert service.store.incidents.get(inc.id).state == IncidentState.RESOLVED
     listing = subprocess.run([sys.executable, "-m", "agent", "incidents"], capture_output=True, text=True,
                              env=env)
     assert f"{inc.id}" in listing.stdout and "retry-deploy by hand" in listing.stdout
@@ -135,8 +136,8 @@ def test_half_made_profile_repaired_and_deploy_retried(make_stack, agent):
     resp = deploy(via(service), instance_name="half-bot", credentials_profile="half_made")
     assert resp.status_code == 500 and "conf_client.yml" in resp.json()["detail"]
     inc = incident(service, "credentials-profile-incomplete", ("resolved", "gave-up", "waiting", "failed"))
-    assert inc.state == "resolved", inc.detail
-    trail = service.store.audit_trail(inc.id)
+    assert inc.state == IncidentState.RESOLVED, inc.detail
+    trail = service.store.incidents.audit_trail(inc.id)
     ensure = next(a for a in trail if a["name"] == "ensure_account")
     assert ensure["params"] == {"profile": "half_made"} and "repaired half-made" in ensure["result"]
     assert (stack.bots / "credentials" / "half_made" / "connectors").is_dir()
@@ -151,10 +152,10 @@ def test_client_that_redeployed_itself_gets_no_duplicate(make_stack, agent):
     # The client fixes things itself before the agent gets to it.
     stack.http("POST", "/accounts/add-account", params={"account_name": "own"})
     assert deploy(stack.url, instance_name="self-bot", credentials_profile="own").json()["success"]
-    service.remedy.attempt(service.store.get_incident(inc.id))
-    inc = service.store.get_incident(inc.id)
-    assert inc.state == "resolved", inc.detail
-    retry = next(a for a in service.store.audit_trail(inc.id) if a["name"] == "retry_deploy")
+    service.remedy.attempt(service.store.incidents.get(inc.id))
+    inc = service.store.incidents.get(inc.id)
+    assert inc.state == IncidentState.RESOLVED, inc.detail
+    retry = next(a for a in service.store.incidents.audit_trail(inc.id) if a["name"] == "retry_deploy")
     assert retry["result"].startswith("already deployed as self-bot (not sent again); self-bot still running")
     assert len(running_bots(stack, "self-bot")) == 1
 
@@ -165,13 +166,13 @@ def test_fifty_failures_in_a_minute_act_at_most_the_attempt_limit(make_stack, ag
     service = agent(stack, hummingbot_password="wrong")
     for _ in range(50):
         deploy(via(service), instance_name="storm", credentials_profile="client_storm")
-    wait_until(lambda: sum(i.events for i in service.store.incidents(50)
+    wait_until(lambda: sum(i.events for i in service.store.incidents.recent(50)
                            if i.rule == "credentials-profile-missing") >= 50, 30, "50 events counted")
-    incs = [i for i in service.store.incidents(50) if i.rule == "credentials-profile-missing"]
+    incs = [i for i in service.store.incidents.recent(50) if i.rule == "credentials-profile-missing"]
     assert len(incs) == 1
-    actions = [a for a in service.store.audit_trail(incs[0].id) if a["kind"] in ("action", "retry")]
+    actions = [a for a in service.store.incidents.audit_trail(incs[0].id) if a["kind"] in ("action", "retry")]
     assert 1 <= len(actions) <= 3
-    assert incs[0].state in ("failed", "gave-up")
+    assert incs[0].state in (IncidentState.FAILED, IncidentState.GAVE_UP)
 
 
 def test_observe_mode_changes_nothing(make_stack, agent):
@@ -185,7 +186,7 @@ def test_observe_mode_changes_nothing(make_stack, agent):
     time.sleep(1)
     assert sorted(p.name for p in (stack.bots / "credentials").iterdir()) == before
     assert running_bots(stack, "sharp-bot") == []
-    assert not [a for a in service.store.audit_trail(inc.id) if a["kind"] in ("action", "retry")]
+    assert not [a for a in service.store.incidents.audit_trail(inc.id) if a["kind"] in ("action", "retry")]
 
 
 def test_refused_capture_changes_nothing(make_stack, agent):
@@ -196,7 +197,7 @@ def test_refused_capture_changes_nothing(make_stack, agent):
     inc = incident(service, "credentials-profile-missing", ("refused",))
     assert inc.detail == "not acting: capture profile='../etc' contains '..'"
     assert sorted(str(p.relative_to(stack.bots)) for p in (stack.bots / "credentials").rglob("*")) == before
-    assert not [a for a in service.store.audit_trail(inc.id) if a["kind"] in ("action", "retry")]
+    assert not [a for a in service.store.incidents.audit_trail(inc.id) if a["kind"] in ("action", "retry")]
 
 
 def test_broker_outage_starts_the_broker(make_stack, agent):
@@ -204,10 +205,10 @@ def test_broker_outage_starts_the_broker(make_stack, agent):
     service = agent(stack, recorder=False)
     stack.broker_container.stop(timeout=1)
     inc = incident(service, "broker-unreachable", ("resolved", "gave-up", "failed"), timeout=60)
-    assert inc.state == "resolved", inc.detail
+    assert inc.state == IncidentState.RESOLVED, inc.detail
     stack.broker_container.reload()
     assert stack.broker_container.status == "running"
-    steps = [(a["kind"], a["name"], a["ok"]) for a in service.store.audit_trail(inc.id)
+    steps = [(a["kind"], a["name"], a["ok"]) for a in service.store.incidents.audit_trail(inc.id)
              if a["kind"] in ("action", "verify")]
     assert steps == [("action", "start_container", True), ("verify", "wait_container_running", True)]
     # hummingbot-api reconnects by itself: its MQTT errors stop.
@@ -225,10 +226,11 @@ def test_database_down_at_start_waits_then_starts_hummingbot_api(make_stack, age
     time.sleep(1)
     stack.postgres_container.start()  # postgres comes up while the agent waits for it
     inc = incident(service, "database-unavailable", ("resolved", "gave-up", "failed"), timeout=120)
-    assert inc.state == "resolved", inc.detail
+    assert inc.state == IncidentState.RESOLVED, inc.detail
     assert stack.api_status() == "running"
     assert stack.http("GET", "/").status_code == 200
-    steps = [a["name"] for a in service.store.audit_trail(inc.id) if a["kind"] in ("action", "verify")]
+    trail = service.store.incidents.audit_trail(inc.id)
+    steps = [a["name"] for a in trail if a["kind"] in ("action", "verify")]
     assert steps == ["wait_container_running", "start_container", "wait_http"]
 
 
@@ -255,9 +257,10 @@ def test_keys_provisioned_and_never_shown(make_stack, agent, tmp_path, caplog):
     service = agent(stack, credentials_dir=tmp_path / "keys")
     deploy(via(service), instance_name="sharp-bot", credentials_profile="client_sharp")
     inc = incident(service, "credentials-profile-missing", ("resolved", "gave-up", "waiting", "failed"))
-    assert inc.state == "resolved", inc.detail
+    assert inc.state == IncidentState.RESOLVED, inc.detail
     assert stack.http("GET", "/accounts/client_sharp/credentials").json() == ["bitmart"]
-    provision = next(a for a in service.store.audit_trail(inc.id) if a["name"] == "provision_credentials")
+    trail = service.store.incidents.audit_trail(inc.id)
+    provision = next(a for a in trail if a["name"] == "provision_credentials")
     assert provision["result"] == "added keys for client_sharp: bitmart"
     service.store.close()
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))

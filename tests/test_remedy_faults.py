@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from agent.records import IncidentState
 from agent.remedy.engine import Remedy
 from agent.service import Service
 from agent.settings import Settings
@@ -39,7 +40,7 @@ def deploy(service: Service, **body) -> httpx.Response:
 
 
 def incidents(service: Service, rule: str = "credentials-profile-missing") -> list:
-    return [i for i in service.store.incidents(50) if i.rule == rule]
+    return [i for i in service.store.incidents.recent(50) if i.rule == rule]
 
 
 def one_incident(service: Service, states: tuple[str, ...], timeout: float = 60):
@@ -72,15 +73,15 @@ def test_every_failed_deploy_of_a_profile_is_retried(make_stack, agent):
     for name in (a, a, b):  # the same profile, two instance names, one of them sent twice
         assert deploy(service, instance_name=name, credentials_profile="client_two").status_code == 500
     inc = one_incident(service, ("detected",))
-    wait_until(lambda: service.store.get_incident(inc.id).events >= 3, 30, "three failures counted")
-    service.remedy.attempt(service.store.get_incident(inc.id))
-    inc = service.store.get_incident(inc.id)
-    assert inc.state == "resolved", inc.detail
+    wait_until(lambda: service.store.incidents.get(inc.id).events >= 3, 30, "three failures counted")
+    service.remedy.attempt(service.store.incidents.get(inc.id))
+    inc = service.store.incidents.get(inc.id)
+    assert inc.state == IncidentState.RESOLVED, inc.detail
     assert len(incidents(service)) == 1
     assert [c.status for c in bots(stack, a)] == ["running"]
     assert [c.status for c in bots(stack, b)] == ["running"]
     assert len(add_accounts(stack)) == 1
-    retries = [r for r in service.store.audit_trail(inc.id) if r["name"] == "retry_deploy"]
+    retries = [r for r in service.store.incidents.audit_trail(inc.id) if r["name"] == "retry_deploy"]
     assert len(retries) == 2 and all(r["ok"] for r in retries)
 
 
@@ -92,23 +93,23 @@ def test_a_clients_own_deploy_in_flight_gets_no_duplicate_bot(make_stack, agent)
     inc = one_incident(service, ("detected",))
     # The client sends the same deploy again; it is on its way through the recorder (written
     # ahead, no answer yet) when the agent is about to re-send its failed one.
-    flying = service.store.deploy_requested(
+    flying = service.store.deploys.requested(
         route="deploy-v2-script", path="/bot-orchestration/deploy-v2-script",
         request_body=f'{{"instance_name": "{name}", "credentials_profile": "client_race"}}',
         profile="client_race", instance=name, authenticated=True)
-    worker = threading.Thread(target=service.remedy.attempt, args=(service.store.get_incident(inc.id),))
+    worker = threading.Thread(target=service.remedy.attempt, args=(service.store.incidents.get(inc.id),))
     worker.start()
     wait_until(lambda: stack.http("GET", "/accounts/").json().count("client_race"), 30, "the account fixed")
     time.sleep(1.0)
     assert bots(stack, name) == []  # the agent waits for the client's answer
     resp = stack.deploy(instance_name=name, credentials_profile="client_race")  # the client's lands
     assert resp.json()["success"] is True
-    service.store.deploy_answered(flying, status=200, response_body=resp.text, failed=False, message="")
+    service.store.deploys.answered(flying, status=200, response_body=resp.text, failed=False, message="")
     worker.join(90)
-    inc = service.store.get_incident(inc.id)
-    assert inc.state == "resolved", inc.detail
+    inc = service.store.incidents.get(inc.id)
+    assert inc.state == IncidentState.RESOLVED, inc.detail
     assert len(bots(stack, name)) == 1
-    retry = next(r for r in service.store.audit_trail(inc.id) if r["name"] == "retry_deploy")
+    retry = next(r for r in service.store.incidents.audit_trail(inc.id) if r["name"] == "retry_deploy")
     assert retry["result"].startswith("already deployed as ")
 
 
@@ -120,17 +121,18 @@ def test_hummingbot_api_outage_waits_then_finishes(make_stack, agent):
     inc = one_incident(service, ("detected",))
     stack.api.stop(timeout=2)  # hummingbot-api goes down right after the failure
     for _ in range(5):  # however often the agent tries, nothing is used up
-        service.remedy.attempt(service.store.get_incident(inc.id)) if service.store.get_incident(
-            inc.id).state != "outage" else service.remedy._look_again(service.store.get_incident(inc.id))
-    waiting = service.store.get_incident(inc.id)
-    assert waiting.state == "outage" and waiting.attempts == 0, (waiting.state, waiting.detail)
+        get = service.store.incidents.get
+        service.remedy.attempt(get(inc.id)) if get(inc.id).state != IncidentState.OUTAGE \
+            else service.remedy._look_again(get(inc.id))
+    waiting = service.store.incidents.get(inc.id)
+    assert waiting.state == IncidentState.OUTAGE and waiting.attempts == 0, (waiting.state, waiting.detail)
     assert waiting.detail.startswith("hummingbot-api does not answer") and "up to a day" in waiting.detail
     stack.api.start()
     wait_until(lambda: answers(stack), 60, "hummingbot-api back")
     Remedy.start(service.remedy)  # its workers look again by themselves
     # How soon after the return it finishes is measured by the fault suite (api-outage-*).
     inc = one_incident(service, ("resolved", "gave-up", "failed", "waiting"), timeout=60)
-    assert inc.state == "resolved", inc.detail
+    assert inc.state == IncidentState.RESOLVED, inc.detail
     assert inc.attempts == 1
     assert [c.status for c in bots(stack, name)] == ["running"]
     # A different deploy failing after that is a new failure, not hidden by the cooldown.

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from agent.records import IncidentState
 from tests.images import BOT_IMAGE
 from tests.receiver import Receiver
 from tests.stack import REPO, free_port, wait_until
@@ -44,11 +45,11 @@ def test_an_unauthenticated_deploy_is_never_retried(make_stack, agent):  # noqa:
     own = deploy(stack.url, instance_name="victim-bot", credentials_profile="client_victim")
     assert own.status_code == 500
     inc = incident(service, "credentials-profile-missing", ("resolved", "waiting", "gave-up", "failed"))
-    assert inc.state == "waiting", (inc.state, inc.detail)
+    assert inc.state == IncidentState.WAITING, (inc.state, inc.detail)
     assert (stack.bots / "credentials" / "client_victim").is_dir()  # the fix itself ran
     names = [c.name for c in stack.client.containers.list(all=True) if "pwned" in c.name]
     assert names == []
-    assert service.store.find_deploy(profile="client_victim") is None
+    assert service.store.deploys.find(profile="client_victim") is None
 
 
 def _forge(base: str, instance: str, profile: str) -> None:
@@ -68,7 +69,7 @@ def test_a_forged_log_line_is_never_acted_on(make_stack, agent):  # noqa: F811
                               r" config: instance_name='pwned-bot'")
     assert deploy(stack.url, instance_name="sharp-bot", credentials_profile="client_sharp").status_code == 500
     inc = incident(service, "credentials-profile-missing", ("resolved", "waiting", "gave-up", "failed"))
-    assert inc.state == "waiting" and inc.deploy is None, (inc.state, inc.deploy)
+    assert inc.state == IncidentState.WAITING and inc.deploy is None, (inc.state, inc.deploy)
     assert "pwned" not in inc.detail
     assert [c.name for c in stack.client.containers.list(all=True) if "pwned" in c.name] == []
 
@@ -82,12 +83,12 @@ def test_a_body_read_from_the_log_waits_for_a_person(make_stack, agent):  # noqa
     _forge(stack.url, "pwned-bot", "client_sharp")
     assert deploy(stack.url, instance_name="sharp-bot", credentials_profile="client_sharp").status_code == 500
     inc = incident(service, "credentials-profile-missing", ("resolved", "waiting", "gave-up", "failed"))
-    assert inc.state == "waiting", (inc.state, inc.detail)
+    assert inc.state == IncidentState.WAITING, (inc.state, inc.detail)
     assert inc.deploy["source"] == "log" and inc.deploy["body"]["instance_name"] == "sharp-bot"
     assert '"instance_name": "sharp-bot"' in inc.detail and "pwned" not in inc.detail
     assert running_bots(stack, "sharp-bot") == []
     # The person's word: the same checks, then the deploy.
-    result = service.remedy.finish(service.store.get_incident(inc.id), None, None)
+    result = service.remedy.finish(service.store.incidents.get(inc.id), None, None)
     assert "sharp-bot" in result
     assert [c.name for c in stack.client.containers.list(all=True) if "pwned" in c.name] == []
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Store
+from agent.records import IncidentState
+from agent.state import State
 from tests.stack import REPO, free_port, wait_until
 from tests.statefiles import before_checkpoints, damage, digest, good_state
 
@@ -70,7 +71,7 @@ def test_read_only_state_file_stops_the_start(tmp_path):
 
 def test_missing_state_file_is_created_whole(tmp_path):
     state = tmp_path / "sub" / "state.db"
-    Store(state).close()
+    State(state).close()
     assert state.stat().st_size > 0
     assert [p.name for p in state.parent.iterdir() if p.name.startswith(".")] == []
 
@@ -80,7 +81,7 @@ def test_a_state_file_of_the_previous_version_opens_with_its_checkpoints_in_one_
     container, followed files, the engine events in meta) is one source's row now."""
     state = tmp_path / "state.db"
     before_checkpoints(state)
-    store = Store(state)
+    store = State(state)
     default, eu = store.checkpoints(), store.checkpoints("eu-1")
     assert default.get("container", "hummingbot-api") == {
         "container_id": "cid", "stdout": 1_700_000_000_000_000_000 << 10 | 3,
@@ -94,11 +95,11 @@ def test_a_state_file_of_the_previous_version_opens_with_its_checkpoints_in_one_
     assert default.get("file", "/bots/rb_a/logs/logs_rb.log") is None
     assert default.get("engine-events", "") == {"since": 1700000000123456789}
     assert eu.get("engine-events", "") == {"since": 17}
-    conn = store.conn()
+    conn = store.file.conn()
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "file_checkpoints" not in tables
     assert conn.execute("SELECT key, value FROM meta").fetchall() == [("unknown_digest_at", "12.5")]
-    assert store.get_incident("inc1").state == "failed"
+    assert store.incidents.get("inc1").state == IncidentState.FAILED
     store.close()
 
 

@@ -17,7 +17,7 @@ import pytest
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.match.samples import blocks, check
-from agent.store import Store
+from agent.state import State
 from agent.unknown.suggest import _events_of
 from tests.receiver import Receiver
 from tests.stack import REPO, wait_until
@@ -30,9 +30,10 @@ PING = "Failed to ping gateway"
 
 
 def pings_counted(folder) -> int:
-    store = Store(folder / "state.db")
+    store = State(folder / "state.db")
     try:
-        return max([e.count for e in store.unknown_list() if e.exceptions == ["AttributeError"]] or [0])
+        counts = [e.count for e in store.unknown.most_frequent() if e.exceptions == ["AttributeError"]]
+        return max(counts or [0])
     finally:
         store.close()
 
@@ -108,8 +109,8 @@ def test_agent_counts_tells_once_digests_and_drafts(make_stack, tmp_path):
     samples = (drafts / f"{rule.id}.samples.log").read_text()
     for line, expect, lines in blocks(samples):
         assert check(Matcher([*LIBRARY, rule]), expect, lines, container) is None, line
-    store = Store(tmp_path / "state.db")
-    entries = {e.fingerprint: e for e in store.unknown_list()}
+    store = State(tmp_path / "state.db")
+    entries = {e.fingerprint: e for e in store.unknown.most_frequent()}
     for fp, entry in entries.items():
         if fp != rows[1]["fingerprint"]:
             assert all(Matcher([rule]).match(e) is None for e in _events_of(entry)), entry.summary

@@ -16,8 +16,7 @@ from agent.component import Loop, OneLoop
 from agent.ingest.source import Ready, Sink
 from agent.names import DEFAULT_STACK
 from agent.recorder.events import event_from_deploy
-from agent.state import Checkpoints
-from agent.store import Store
+from agent.state import Checkpoints, State
 
 log = logging.getLogger(__name__)
 SOURCE = "deploys"  # the checkpoints' source name
@@ -25,7 +24,7 @@ HANDLED_WAIT = 30.0  # seconds the feed waits for the pipeline to handle what it
 
 
 class DeployFeed(OneLoop):
-    def __init__(self, store: Store, sink: Sink, *, checkpoints: Checkpoints, catchup_window: float,
+    def __init__(self, store: State, sink: Sink, *, checkpoints: Checkpoints, catchup_window: float,
                  interval: float = 1.0, stack: str = DEFAULT_STACK) -> None:
         """Each stack has its own feed (its own position): one whose pipeline is busy holds no
         other."""
@@ -48,7 +47,7 @@ class DeployFeed(OneLoop):
         last = int(stored["seq"]) if stored else self._first_in_window()
         while not self.loop.wait(self.interval):
             try:
-                rows = self.store.deploys_after(last, stack=self.stack)
+                rows = self.store.deploys.after(last, stack=self.stack)
                 handled: list[threading.Event] = []
                 for seq, d in rows:
                     if d.failed:
@@ -67,4 +66,4 @@ class DeployFeed(OneLoop):
 
     def _first_in_window(self) -> int:
         """First start: exchanges older than the catch-up window are history."""
-        return self.store.deploy_seq_until(time.time() - self.catchup_window, self.stack)
+        return self.store.deploys.seq_until(time.time() - self.catchup_window, self.stack)

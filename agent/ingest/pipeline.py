@@ -29,8 +29,7 @@ from agent.events import BOT, CONSOLE, ERRORS, LOG, Event, Origin
 from agent.ingest.assemble import Assembler, Item
 from agent.ingest.source import Ack, Batch, Close, Ended, Gone, Lines, Ready
 from agent.names import DEFAULT_STACK
-from agent.state import StateUnwritable
-from agent.store import Store
+from agent.state import State, StateUnwritable
 
 log = logging.getLogger(__name__)
 EventHandler = Callable[[Event], None]
@@ -56,7 +55,7 @@ class _Cursor:
 
 
 class Pipeline:
-    def __init__(self, handler: EventHandler, *, store: Store | None = None,
+    def __init__(self, handler: EventHandler, *, store: State | None = None,
                  assembler: Assembler | None = None, checkpoint_interval: float = 1.0,
                  tick: Callable[[float], None] | None = None, stack: str = DEFAULT_STACK,
                  max_queued: int = 0) -> None:
@@ -137,10 +136,10 @@ class Pipeline:
                 except Exception:
                     log.exception("pipeline tick failed")
             if now - last_save >= self.checkpoint_interval:
-                if self.store is not None and (self.store.write_problem is not None
+                if self.store is not None and (self.store.file.write_problem is not None
                                                or now - last_probe >= PROBE_EVERY):
                     # Even a quiet agent notices a state file it cannot write, and one that healed.
-                    self.store.probe_write()
+                    self.store.file.probe_write()
                     last_probe = now
                 if self._unsaved:
                     self._handle_unsaved()
@@ -236,7 +235,7 @@ class Pipeline:
 
     def _handle_unsaved(self) -> None:
         """The state file could not be written: try the waiting events again, in order."""
-        if self.store is not None and self.store.write_problem is not None:
+        if self.store is not None and self.store.file.write_problem is not None:
             return
         while self._unsaved:
             event, ack, position = self._unsaved[0]

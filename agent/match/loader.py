@@ -20,17 +20,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from agent.match.deploy import FIELDS
 from agent.match.model import Rule
+from agent.templates import ACTION_NAMES, DEPLOY_FIELDS, NAMES
 
 Path_ = tuple[str | int, ...]
 TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
 # `[[ ... ]]`: a part of a message shown only when every value it names is known.
 OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.S)
-# bot: a bot's instance name as the client sent it (without the -YYYYmmdd-HHMMSS suffix);
-# fate and exit_code: how a bot ended (rules about a bot's death, or fatal rules).
-BUILTINS = {"container", "rule", "severity", "exception", "message", "stream", "bot", "fate", "exit_code"}
-# Values an action may take: the engine's names for the container, never text from a log line.
-ACTION_BUILTINS = {"container", "bot"}
-DEPLOY_FIELDS = set().union(*FIELDS.values())
 
 
 @dataclass
@@ -169,7 +164,7 @@ def _known_fields(parent: Path_) -> list[str]:
     from agent.match import model
 
     classes = {"where": model.Where, "match": model.Match, "frame": model.Frame, "captures": model.Capture,
-               "context": model.Context, "threshold": model.Threshold, "incident": model.Incident,
+               "context": model.Context, "threshold": model.Threshold, "incident": model.IncidentPolicy,
                "actions": model.ActionCall, "verify": model.ActionCall, "notify": model.Notify}
     names = [p for p in parent if isinstance(p, str)]
     cls = model.Rule
@@ -287,7 +282,7 @@ class _Semantics:
                                    f"{', '.join(sorted(DEPLOY_FIELDS))}")
                 continue
             spec = self.rule.captures.get(ref)
-            allowed = ACTION_BUILTINS if for_action else BUILTINS
+            allowed = ACTION_NAMES if for_action else NAMES
             if spec is None and ref not in allowed:
                 known = sorted(self.rule.captures) + sorted(allowed)
                 hint = difflib.get_close_matches(ref, known, n=1)

@@ -20,13 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import templates
 from agent.events import API, BOT, EXIT, LINE, RESPONSE, SIBLING, TRACEBACK, Event
 from agent.match import captures as capture_check
 from agent.match.deploy import parse_config_repr
 from agent.match.loader import params_of, render, unresolved
 from agent.match.model import Match as MatchSpec
 from agent.match.model import Rule
-from agent.names import CREDENTIAL_ROUTE, base_name, protected_profile
+from agent.names import CREDENTIAL_ROUTE, protected_profile
 
 ROLES = (API, BOT, SIBLING)
 CONTEXT_KEEP = 256  # recent context lines kept per container
@@ -421,19 +422,8 @@ class Matcher:
                 and protected_profile(profile):
             res.refused = (f"deploy credentials_profile={capture_check.shown(profile)} is a protected profile"
                            " (hummingbot-api's template: hb-medic never touches it)")
-        values: dict[str, Any] = {
-            "container": event.container, "rule": rule.id, "severity": rule.severity,
-            "stream": event.stream, "message": event.message[:500],
-            "exception": event.outermost.type if event.outermost else None,
-        }
-        if event.role == BOT:
-            values["bot"] = base_name(event.container)
-        if event.kind == EXIT and event.data:
-            values["fate"] = event.data.get("fate")
-            values["exit_code"] = event.data.get("exit_code")
-        values.update(res.captures)
-        if res.deploy:
-            values.update({f"deploy.{k}": v for k, v in res.deploy["body"].items()})
+        values = templates.match_values(event, rule.id, rule.severity, res.captures,
+                                        res.deploy["body"] if res.deploy else None)
         res.values = values
         if rule.threshold is not None and not res.refused:
             key = render(rule.incident.key, values)

@@ -125,7 +125,7 @@ class Threshold(Strict):
     window: float = Field(gt=0, description="...within this many seconds")
 
 
-class Incident(Strict):
+class IncidentPolicy(Strict):
     key: str = Field("", description="template of captures telling incidents of this rule apart")
     cooldown: float = Field(300, ge=0, description="seconds after an incident ends before acting again")
     max_attempts: int = Field(3, ge=1, le=20)
@@ -169,7 +169,7 @@ class Rule(Strict):
     captures: dict[str, Capture] = Field(default_factory=dict)
     context: list[Context] = Field(default_factory=list)
     threshold: Threshold | None = None
-    incident: Incident = Field(default_factory=Incident)
+    incident: IncidentPolicy = Field(default_factory=IncidentPolicy)
     actions: list[ActionCall] = Field(default_factory=list)
     verify: list[ActionCall] = Field(default_factory=list)
     retry_deploy: bool = Field(False, description="re-send the failed deploy once the fix is verified")

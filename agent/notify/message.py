@@ -16,8 +16,8 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from agent.names import DEFAULT_STACK
+from agent.records import Incident
 from agent.redact import Redactor
-from agent.store import Incident
 
 NOTIFY_ONLY = "notified; nothing to fix automatically"  # the result of a rule that only tells
 

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
+from agent import templates
 from agent.component import Loop, OneLoop
 from agent.events import spoken_duration
 from agent.match import captures as capture_check
@@ -32,8 +33,9 @@ from agent.match.model import Capture, Rule
 from agent.notify.message import NOTIFY_ONLY, Message, build, code, stack_mark
 from agent.notify.render import RENDERERS
 from agent.notify.targets import Target
+from agent.records import Incident
 from agent.redact import Redactor
-from agent.store import Incident, StateUnwritable, Store
+from agent.state import State, StateUnwritable
 
 log = logging.getLogger(__name__)
 DEPLOY_VALUE = Capture(type="name", max_length=128)
@@ -72,7 +74,7 @@ def title_values(rule: Rule, values: dict) -> dict:
 
 
 class Notifier(OneLoop):
-    def __init__(self, store: Store, targets: list[Target], *, rules: Callable[[], dict[str, Rule]],
+    def __init__(self, store: State, targets: list[Target], *, rules: Callable[[], dict[str, Rule]],
                  redactor: Redactor, storm_count: int = 10, storm_window: float = 300.0,
                  digest_after: float = 60.0, mode: str = "enforce", show_stack: bool = False) -> None:
         """`show_stack`: titles name the stack (the agent looks after several)."""
@@ -92,7 +94,7 @@ class Notifier(OneLoop):
     name = "notify"
 
     def health(self) -> list[str]:
-        oldest = self.store.outbox_oldest_pending()
+        oldest = self.store.outbox.oldest_pending()
         if oldest is not None and time.time() - oldest > OUTBOX_STUCK:
             return [f"notifications undelivered for {time.time() - oldest:.0f} s"]
         return []
@@ -100,7 +102,7 @@ class Notifier(OneLoop):
     def metrics(self) -> Iterator[Metric]:
         notes = GaugeMetricFamily("hb_medic_notifications", "Notification outbox, by status",
                                   labels=["status"])
-        for status, n in sorted(self.store.outbox_counts().items()):
+        for status, n in sorted(self.store.outbox.counts().items()):
             notes.add_metric([status], n)
         yield notes
         yield CounterMetricFamily("hb_medic_notifications_failed_attempts",
@@ -119,7 +121,7 @@ class Notifier(OneLoop):
 
     def _message(self, inc: Incident, step: str, text: str) -> Message | None:
         rule = self.rules().get(inc.rule)
-        acts = rule is not None and rule.acts(inc.values())
+        acts = rule is not None and rule.acts(templates.incident_values(inc))
         observing = self.mode == "observe" or (rule is not None and rule.observe_only)
         if step == "detected" and acts and not observing:
             return None  # the "detected, fixing" message follows at once
@@ -127,7 +129,7 @@ class Notifier(OneLoop):
             return None  # the "would have" message says it all
         if step == "resolved" and text.startswith("notified"):
             return None
-        values = inc.values()
+        values = templates.incident_values(inc)
         n = rule.notify if rule is not None else None
         next_steps = render(n.next_steps, values, code) if n and n.next_steps else ""
         if step == "detected" and not acts:  # a rule that only tells: say so, and what to do
@@ -141,7 +143,7 @@ class Notifier(OneLoop):
         if step == "ended" and rule is not None:  # what it was is in the first message
             rule_text = f"It is over: no such line came for {spoken_duration(rule.incident.quiet or 0)}."
             next_steps = ""
-        return build(inc, step, text, self.store.audit_trail(inc.id),
+        return build(inc, step, text, self.store.incidents.audit_trail(inc.id),
                      rule_title=render(n.title, title_values(rule, values)) if n else "",
                      rule_text=rule_text, next_steps=next_steps, redactor=self.redactor,
                      show_stack=self.show_stack)
@@ -150,12 +152,12 @@ class Notifier(OneLoop):
         if not self.targets:
             return
         # Storm control counts per stack: one stack's storm never holds another's messages.
-        held = storm_control and self.store.outbox_recent(
+        held = storm_control and self.store.outbox.recent(
             msg.rule, time.time() - self.storm_window, msg.stack) >= self.storm_count
         payload = msg.to_json()
         for t in self.targets.values():
             if t.wants(msg.severity):
-                self.store.outbox_enqueue(incident=msg.incident, rule=msg.rule, target=t.id,
+                self.store.outbox.enqueue(incident=msg.incident, rule=msg.rule, target=t.id,
                                           message=payload, status="held" if held else "pending",
                                           stack=msg.stack)
         self.loop.wake()
@@ -164,7 +166,7 @@ class Notifier(OneLoop):
     def _run(self) -> None:
         while not self.loop.wait(1.0):
             try:
-                if self._unstored and self.store.write_problem is None:
+                if self._unstored and self.store.file.write_problem is None:
                     self._store_waiting()
                 self._digest()
                 self._deliver_due()
@@ -177,7 +179,7 @@ class Notifier(OneLoop):
         """Messages of steps taken while the state file could not be written, in order."""
         while self._unstored:
             inc_id, step, text = self._unstored[0]
-            inc = self.store.get_incident(inc_id)
+            inc = self.store.incidents.get(inc_id)
             if inc is not None:
                 msg = self._message(inc, step, text)
                 if msg is not None:
@@ -189,7 +191,7 @@ class Notifier(OneLoop):
         the next due message is looked up again: it may be that incident's next step."""
         while not self.loop.stopping.is_set():
             now = time.time()
-            for row in self.store.outbox_due(now):
+            for row in self.store.outbox.due(now):
                 if self.loop.stopping.is_set():
                     return
                 down = self._down.get(row[3])
@@ -205,7 +207,7 @@ class Notifier(OneLoop):
         row_id, _inc, _rule, target_id, payload, _status, _created, attempts, *_ = row
         target = self.targets.get(target_id)
         if target is None:
-            self.store.outbox_mark(row_id, status="dropped", attempts=attempts, next_at=0,
+            self.store.outbox.mark(row_id, status="dropped", attempts=attempts, next_at=0,
                                    error="target no longer configured")
             return True
         msg = Message.from_json(payload)
@@ -218,16 +220,16 @@ class Notifier(OneLoop):
             ok, error = False, type(exc).__name__
         attempts += 1
         if ok:
-            self.store.outbox_mark(row_id, status="sent", attempts=attempts, next_at=0)
+            self.store.outbox.mark(row_id, status="sent", attempts=attempts, next_at=0)
             if self._down.pop(target_id, None) is not None:
-                self.store.outbox_retry_now(target_id)  # back: the rest goes now, not after its backoff
+                self.store.outbox.retry_now(target_id)  # back: the rest goes now, not after its backoff
                 log.warning("notifications to %s are delivered again", target.private)
             return True
         self.failed += 1
         failures = self._down.get(target_id, (0, 0.0))[0] + 1
         delay = min(PROBE_MAX, 2.0 * 2 ** min(failures - 1, 8)) * (0.5 + random.random() / 2)
         self._down[target_id] = (failures, time.time() + delay)
-        self.store.outbox_mark(row_id, status="pending", attempts=attempts, next_at=time.time() + delay,
+        self.store.outbox.mark(row_id, status="pending", attempts=attempts, next_at=time.time() + delay,
                                error=self.redactor.text(error))
         if failures in (1, 10) or failures % 100 == 0:
             log.warning("notification to %s failed (%s; %d in a row): trying again every %.0f s at most",
@@ -235,7 +237,7 @@ class Notifier(OneLoop):
         return False
 
     def _digest(self) -> None:
-        held = self.store.outbox_held()
+        held = self.store.outbox.held()
         if not held:
             return
         by_rule: dict[tuple[str, str], list[tuple]] = {}
@@ -260,5 +262,5 @@ class Notifier(OneLoop):
                              actions=lines[:30], outcome="" if len(lines) <= 30 else
                              f"and {len(lines) - 30} more: see hb-medic incidents")
             for r in rows:
-                self.store.outbox_mark(r[0], status="digested", attempts=r[7], next_at=0)
+                self.store.outbox.mark(r[0], status="digested", attempts=r[7], next_at=0)
             self.enqueue(digest, storm_control=False)

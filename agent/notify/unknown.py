@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 from agent.notify.message import Message, stack_mark
+from agent.records import Unknown
 from agent.redact import Redactor
-from agent.store import Unknown
 
 RULE = "unknown-errors"  # the outbox's rule column for these messages
 DIGEST_BUDGET = 2800  # characters of entries: the whole digest stays within Telegram's 4096

@@ -17,7 +17,7 @@ NEEDS = {"recorder_addr", "hummingbot_url", "state_db", "log_format", "log_level
                    help="with stacks in the config file: whose recorder (default: the stack default)")])
 def recorder(args: argparse.Namespace) -> int:
     from agent.service import RecorderError, start_recorder
-    from agent.store import Store
+    from agent.state import State
 
     setup_logging()
     settings = read_settings(NEEDS)
@@ -40,7 +40,7 @@ def recorder(args: argparse.Namespace) -> int:
         print("hb-medic: set MEDIC_RECORDER_ADDR (e.g. 0.0.0.0:8001) for the recorder", file=sys.stderr)
         return 2
     try:
-        thread = start_recorder(settings, Store(settings.state_db), stack=args.stack)
+        thread = start_recorder(settings, State(settings.state_db), stack=args.stack)
     except RecorderError as exc:
         print(f"hb-medic: {exc}", file=sys.stderr)
         return 2

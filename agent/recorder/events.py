@@ -8,7 +8,7 @@ import time
 
 from agent.events import API, RESPONSE, Event, Origin
 from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
-from agent.store import Deploy
+from agent.records import Deploy
 
 CONTAINER = "recorder"
 STREAM = "http"

@@ -43,7 +43,7 @@ from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
 from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard
 from agent.redact import mask_assignments
-from agent.store import Store
+from agent.state import State
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def proves_login(status: int) -> bool:
 
 
 class Recorder:
-    def __init__(self, upstream: str, store: Store, *, on_record: Callable[[int], None] | None = None,
+    def __init__(self, upstream: str, store: State, *, on_record: Callable[[int], None] | None = None,
                  login: tuple[str, str] | None = None, connect_timeout: float = 5.0,
                  max_connections: int = MAX_CONNECTIONS, header_timeout: float = HEADER_TIMEOUT,
                  body_timeout: float = BODY_TIMEOUT, stack: str = DEFAULT_STACK) -> None:
@@ -163,7 +163,7 @@ class Recorder:
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
-        lost = await self._in_db(self.store.deploys_lost, self.stack)
+        lost = await self._in_db(self.store.deploys.mark_lost, self.stack)
         if lost:
             log.warning("recorder: %d deploy(s) forwarded before the last stop never got their answer"
                         " recorded; a retry may use them if hummingbot-api's log shows they failed", lost)
@@ -269,7 +269,7 @@ class Recorder:
         deploy_id = None
         if self.login is None or self._carries_login(request.headers.get("Authorization")):
             try:  # written ahead: awaited, so the record exists before hummingbot-api sees the request
-                deploy_id = await self._in_db(self.store.deploy_requested, **row,
+                deploy_id = await self._in_db(self.store.deploys.requested, **row,
                                               authenticated=self.login is not None)
             except Exception:
                 log.exception("recorder: could not store a deploy request (forwarding it anyway)")
@@ -298,7 +298,7 @@ class Recorder:
             raise
         finally:
             if not settled and deploy_id is not None:
-                self._submit(self.store.deploy_dropped, deploy_id)
+                self._submit(self.store.deploys.drop, deploy_id)
 
     async def _credential(self, request: web.Request, url: URL, headers) -> web.StreamResponse:
         """A credential upload: forwarded unchanged (streamed); a refusal (400, 422) is kept as
@@ -342,7 +342,7 @@ class Recorder:
             return response
 
     def _write_credential(self, path: str, status: int, answer: str, message: str) -> None:
-        deploy_id = self.store.record_deploy(
+        deploy_id = self.store.deploys.record(
             route=CREDENTIAL_ROUTE, path=path, request_body="", status=status, response_body=answer,
             failed=True, message=message, profile=None, instance=None, stack=self.stack)
         if self.on_record is not None:
@@ -352,7 +352,7 @@ class Recorder:
         """Complete the record (in the background: the client's answer never waits for it)."""
         if not proves_login(status):
             if deploy_id is not None:
-                self._submit(self.store.deploy_dropped, deploy_id)
+                self._submit(self.store.deploys.drop, deploy_id)
             return
         failed, message = outcome(status, data)
         answer = dict(status=status, response_body=mask_assignments(data.decode("utf-8", "replace")[:8192]),
@@ -361,8 +361,8 @@ class Recorder:
 
     def _write_answer(self, deploy_id: int | None, row: dict, answer: dict) -> None:
         if deploy_id is None:  # not written ahead (no login the recorder knew): the answer proves one
-            deploy_id = self.store.deploy_requested(**row, authenticated=True)
-        self.store.deploy_answered(deploy_id, **answer)
+            deploy_id = self.store.deploys.requested(**row, authenticated=True)
+        self.store.deploys.answered(deploy_id, **answer)
         self._writes += 1
         if self._writes % PRUNE_EVERY == 0:
             self._prune()
@@ -370,7 +370,7 @@ class Recorder:
             self.on_record(deploy_id)
 
     def _prune(self) -> None:
-        n = self.store.prune_deploys(max_age=KEEP_DAYS * 86400, max_count=KEEP_COUNT)
+        n = self.store.deploys.prune(max_age=KEEP_DAYS * 86400, max_count=KEEP_COUNT)
         if n:
             log.info("recorder: %d deploy record(s) past retention removed", n)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from agent import templates
 from agent.actions import registry
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.events import RESPONSE, Event, spoken_duration
@@ -41,11 +42,12 @@ from agent.match.loader import params_of, unresolved
 from agent.match.matcher import Result
 from agent.match.model import Capture, Rule
 from agent.names import DEFAULT_STACK, base_name, protected_profile
+from agent.records import PENDING, Deploy, Incident
 from agent.redact import Redactor
 from agent.remedy import intent as intents
 from agent.remedy.outage import outage_of, reachable
 from agent.remedy.retry import already_deployed, retry_deploy
-from agent.store import PENDING, Deploy, Incident, StateUnwritable, Store
+from agent.state import State, StateUnwritable
 
 log = logging.getLogger(__name__)
 Notify = Callable[[Incident, str, str], None]
@@ -109,7 +111,7 @@ def unconfirmed(inc: Incident, intent: dict) -> str:
 
 
 class Remedy:
-    def __init__(self, store: Store, rules: Callable[[], dict[str, Rule]],
+    def __init__(self, store: State, rules: Callable[[], dict[str, Rule]],
                  context: Callable[[], ActionContext], *, notify: Notify | None = None,
                  mode: str = "enforce", budget: int = 100, stale_after: float = 900.0,
                  bots_dir: Path | None = None, recorder: bool = False,
@@ -154,22 +156,22 @@ class Remedy:
         """Attempts cut short by a stop or a kill are tried again at once. The cut attempt is
         not counted (the agent's end is not the fix failing), but an incident cut short
         MAX_INTERRUPTED times gives up: a fix that takes the agent down must not loop."""
-        for inc in self.store.incidents(limit=200, stack=self.stack):
+        for inc in self.store.incidents.recent(limit=200, stack=self.stack):
             if inc.state in ("detected", "acting", "verifying", "retrying"):
                 self._interrupted(inc, "interrupted by a restart of the agent")
 
     def _interrupted(self, inc: Incident, why: str) -> None:
-        cut = sum(1 for a in self.store.audit_trail(inc.id) if a["name"] == "interrupted") + 1
+        cut = sum(1 for a in self.store.incidents.audit_trail(inc.id) if a["name"] == "interrupted") + 1
         if cut >= MAX_INTERRUPTED:
-            self.store.audit(inc.id, "decision", "interrupted", result=why)
+            self.store.incidents.audit(inc.id, "decision", "interrupted", result=why)
             self._close(inc, "gave-up", f"{why}, the {cut}th time: not trying again; please look")
             return
         if inc.state != "detected":  # an attempt was running: it is neither counted nor budgeted
             inc.attempts = max(0, inc.attempts - 1)
-            self.store.audit(inc.id, "refund", "attempt not counted", result=why)
+            self.store.incidents.audit(inc.id, "refund", "attempt not counted", result=why)
         inc.state, inc.next_attempt, inc.detail = "failed", time.time(), why
-        self.store.save_incident(inc)
-        self.store.audit(inc.id, "decision", "interrupted", result=why)
+        self.store.incidents.save(inc)
+        self.store.incidents.audit(inc.id, "decision", "interrupted", result=why)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
@@ -198,50 +200,52 @@ class Remedy:
         now = time.time()
         if res.below_threshold:  # below the threshold, a line still keeps an ongoing condition going
             with self._lock:
-                current = self.store.latest_incident(rule.id, key, self.stack)
+                current = self.store.incidents.latest(rule.id, key, self.stack)
                 if current is not None and current.state == "ongoing" \
-                        and self.store.incident_of_event(keys) is None:
-                    self.store.count_event(current.id, keys)
+                        and self.store.incidents.of_event(keys) is None:
+                    self.store.incidents.count_event(current.id, keys)
             return None
         with self._lock:
             self._forget_old_events(now)
-            handled = self.store.incident_of_event(keys)
+            handled = self.store.incidents.of_event(keys)
             if handled is not None:  # replayed after a restart: that incident has it already
-                self.store.audit(handled, "decision", "replayed event already handled: no action",
-                                 event.where())
-                return self.store.get_incident(handled)
-            current = self.store.latest_incident(rule.id, key, self.stack)
+                self.store.incidents.audit(handled, "decision", "replayed event already handled: no action",
+                                           event.where())
+                return self.store.incidents.get(handled)
+            current = self.store.incidents.latest(rule.id, key, self.stack)
             if current is not None and current.state == "waiting" and now - current.updated > WAITING_TTL:
                 self._close(current, "gave-up", "nobody finished the deploy within a day: closed")
-                current = self.store.latest_incident(rule.id, key, self.stack)
+                current = self.store.incidents.latest(rule.id, key, self.stack)
             if current is not None and current.open:
-                self.store.count_event(current.id, keys)
+                self.store.incidents.count_event(current.id, keys)
                 return current
             if current is not None and current.closed and current.state in COOLING \
                     and now - current.closed < rule.incident.cooldown:
                 fresh = self._new_failed_deploy(current) if rule.retry_deploy else None
                 if fresh is None:
-                    self.store.count_event(current.id, keys)
-                    self.store.audit(current.id, "decision", "event during cooldown: no action",
-                                     {"fingerprint": event.fingerprint})
+                    self.store.incidents.count_event(current.id, keys)
+                    self.store.incidents.audit(current.id, "decision", "event during cooldown: no action",
+                                               {"fingerprint": event.fingerprint})
                     return current
                 log.info("incident %s is closed, but deploy %s failed since: a new incident", current.id,
                          fresh)
             own = self._own_call(res)
             if own is not None:  # it would open an incident: unless it is the echo of our own call
-                self.store.count_event(own.id, keys)
-                self.store.audit(own.id, "decision", "hummingbot-api's log of hb-medic's own call: no new"
-                                 " incident", {"rule": rule.id, **event.where()})
+                self.store.incidents.count_event(own.id, keys)
+                self.store.incidents.audit(own.id, "decision",
+                                           "hummingbot-api's log of hb-medic's own call: no new incident",
+                                           {"rule": rule.id, **event.where()})
                 return own
             inc = Incident(
                 id=secrets.token_hex(4), rule=rule.id, key=key, state="detected", severity=rule.severity,
                 container=event.container, summary=self.redactor.text(_summary(res)),
                 fingerprint=event.fingerprint, captures=_stored(res, self.redactor),
+                opened_by=templates.event_values(event, self.redactor.text),
                 deploy=_carried_deploy(res), stack=self.stack)
-            self.store.create_incident(inc, keys)
-        self.store.audit(inc.id, "decision", "detected",
-                         self.redactor.data({"captures": res.captures, **event.where()}),
-                         result=inc.summary)
+            self.store.incidents.create(inc, keys)
+        self.store.incidents.audit(inc.id, "decision", "detected",
+                                   self.redactor.data({"captures": res.captures, **event.where()}),
+                                   result=inc.summary)
         age = now - event.ts / 1e9 if event.ts else 0.0
         if res.refused:
             return self._close(inc, "refused", f"not acting: {res.refused}")
@@ -251,16 +255,16 @@ class Remedy:
         plan = self._plan(rule, res)
         if rule.incident.quiet is not None and not plan:  # it only tells: its start now, its end later
             inc.state = "ongoing"
-            self.store.save_incident(inc)
-            self.store.audit(inc.id, "decision", "ongoing",
-                             result=f"ends once no such line came for {rule.incident.quiet:g} s")
+            self.store.incidents.save(inc)
+            self.store.incidents.audit(inc.id, "decision", "ongoing",
+                                       result=f"ends once no such line came for {rule.incident.quiet:g} s")
             self.notify(inc, "detected", inc.summary)
             return inc
         self.notify(inc, "detected", inc.summary)
         if not plan:  # observed or not, a rule that only tells has told
             return self._close(inc, "resolved", "notified; this rule runs no action")
         if self.mode == "observe" or rule.observe_only:
-            self.store.audit(inc.id, "decision", "observe", {"would_run": plan})
+            self.store.incidents.audit(inc.id, "decision", "observe", {"would_run": plan})
             return self._close(inc, "observed", "would have run: " + " -> ".join(plan))
         self._enqueue(inc.id)
         return inc
@@ -275,17 +279,17 @@ class Remedy:
     def _forget_old_events(self, now: float) -> None:
         if now - self._forgot > 3600:
             self._forgot = now
-            self.store.forget_events(now - EVENTS_KEPT)
+            self.store.incidents.forget_events(now - EVENTS_KEPT)
 
     def _new_failed_deploy(self, closed: Incident) -> str | None:
         """A deploy of the closed incident's profile (or instance) that failed, or is still
         waiting for its answer, since it closed, and that no incident retried: a new failure,
         which the cooldown must not hide. Its instance name, if there is one."""
         since = (closed.closed or closed.updated) - 2
-        mine = {r["deploy_id"] for r in self.store.incident_deploys(closed.id)}
+        mine = {r["deploy_id"] for r in self.store.incidents.deploys(closed.id)}
         found = [d for d in self._recorded(closed, since)
                  if (d.retryable or d.state == PENDING) and d.id not in mine]
-        done = self.store.deploys_done([d.id for d in found])
+        done = self.store.incidents.deploys_done([d.id for d in found])
         fresh = [d for d in found if d.id not in done]
         return (fresh[0].instance or f"record {fresh[0].id}") if fresh else None
 
@@ -298,7 +302,7 @@ class Remedy:
         acting = self._acting.get(profile) if isinstance(profile, str) else None
         if acting is None or acting[1] < time.time():
             return None
-        inc = self.store.get_incident(acting[0])
+        inc = self.store.incidents.get(acting[0])
         return inc if inc is not None and inc.rule != res.rule.id else None
 
     def owns_deploy(self, event: Event) -> bool:
@@ -309,7 +313,7 @@ class Remedy:
         profile, instance = request.get("credentials_profile"), request.get("instance_name")
         names = {instance, base_name(instance)} if isinstance(instance, str) and instance else set()
         since = (event.ts / 1e9 if event.ts else time.time()) - OWNED_WINDOW
-        for inc in self.store.incidents(50, stack=self.stack):
+        for inc in self.store.incidents.recent(50, stack=self.stack):
             if inc.updated < since:
                 continue
             if (profile and inc.captures.get("profile") == profile) or inc.captures.get("instance") in names:
@@ -319,7 +323,7 @@ class Remedy:
     def _recorded(self, inc: Incident, since: float) -> list[Deploy]:
         instance = inc.captures.get("instance")
         names = tuple({instance, base_name(instance)}) if instance else ()
-        return self.store.deploys_of(profile=inc.captures.get("profile"), instances=names, since=since,
+        return self.store.deploys.of(profile=inc.captures.get("profile"), instances=names, since=since,
                                      stack=self.stack)
 
     def _plan(self, rule: Rule, res: Result) -> list[str]:
@@ -333,8 +337,8 @@ class Remedy:
         needed now, and trying again would not help)."""
         detail = self.redactor.text(detail)
         inc.state, inc.detail, inc.closed = state, detail, time.time()
-        self.store.save_incident(inc)
-        self.store.audit(inc.id, "decision", state, result=detail)
+        self.store.incidents.save(inc)
+        self.store.incidents.audit(inc.id, "decision", state, result=detail)
         self.notify(inc, step or state, detail)
         return inc
 
@@ -350,9 +354,9 @@ class Remedy:
         """Every second: incidents whose next attempt (or next look at an outage) is due."""
         while not self._stopping.wait(1.0):
             try:
-                if self._cut_short and self.store.write_problem is None:
+                if self._cut_short and self.store.file.write_problem is None:
                     self._resume_cut_short()
-                for inc in self.store.due_incidents(time.time(), self.stack):
+                for inc in self.store.incidents.due(time.time(), self.stack):
                     self._enqueue(inc.id)
                 self._end_quiet(time.time())
             except StateUnwritable:
@@ -362,21 +366,21 @@ class Remedy:
 
     def _end_quiet(self, now: float) -> None:
         """Ongoing conditions whose lines stopped: over, said once."""
-        for inc in self.store.ongoing_incidents(self.stack):
+        for inc in self.store.incidents.ongoing(self.stack):
             rule = self.rules().get(inc.rule)
             quiet = rule.incident.quiet if rule is not None and rule.incident.quiet else QUIET_DEFAULT
             if now - inc.updated < quiet:
                 continue
             with self._lock:  # a line counted meanwhile keeps it going
-                inc = self.store.get_incident(inc.id)
+                inc = self.store.incidents.get(inc.id)
                 if inc is None or inc.state != "ongoing" or now - inc.updated < quiet:
                     continue
                 lasted = max(0.0, inc.updated - inc.created)
                 detail = (f"no such line for {spoken_duration(quiet)}: over after {spoken_duration(lasted)}"
                           f" ({inc.events} line{'s' if inc.events != 1 else ''} counted)")
                 inc.state, inc.detail, inc.closed = "resolved", detail, now
-                self.store.save_incident(inc)
-                self.store.audit(inc.id, "decision", "ended", result=detail)
+                self.store.incidents.save(inc)
+                self.store.incidents.audit(inc.id, "decision", "ended", result=detail)
             self.notify(inc, "ended", detail)
 
     def _work(self) -> None:
@@ -386,7 +390,7 @@ class Remedy:
             if inc_id is None:
                 return
             try:
-                inc = self.store.get_incident(inc_id)
+                inc = self.store.incidents.get(inc_id)
                 if inc is not None and inc.state == "outage":
                     self._look_again(inc)
                 elif inc is not None and inc.state in ("detected", "failed"):
@@ -405,7 +409,7 @@ class Remedy:
         with self._busy_lock:
             cut, self._cut_short = sorted(self._cut_short), set()
         for inc_id in cut:
-            inc = self.store.get_incident(inc_id)
+            inc = self.store.incidents.get(inc_id)
             if inc is not None and inc.state in ("detected", "acting", "verifying", "retrying"):
                 self._interrupted(inc, "cut short: the state file could not be written")
 
@@ -421,10 +425,10 @@ class Remedy:
             back = outage_of(exc) is None and not isinstance(exc, StateUnwritable)
         if not back:
             inc.next_attempt = now + OUTAGE_LOOK
-            self.store.save_incident(inc)
+            self.store.incidents.save(inc)
             return
-        self.store.audit(inc.id, "decision", f"{inc.outage} answers again",
-                         result=f"after {now - (inc.outage_since or now):.0f} s: going on")
+        self.store.incidents.audit(inc.id, "decision", f"{inc.outage} answers again",
+                                   result=f"after {now - (inc.outage_since or now):.0f} s: going on")
         self.attempt(inc)
 
     def attempt(self, inc: Incident) -> None:
@@ -433,20 +437,21 @@ class Remedy:
             self._close(inc, "gave-up", f"rule {inc.rule} is no longer loaded")
             return
         with self._budget_lock:
-            used = self.store.attempts_since(time.time() - 3600, self.stack)
+            used = self.store.incidents.attempts_since(time.time() - 3600, self.stack)
             if used >= self.budget:
                 self._close(inc, "gave-up", f"action budget exhausted ({used} fix attempts in the last hour,"
                                             f" limit {self.budget}): not acting; please look")
                 return
-            if not self.store.claim_incident(inc.id, ("detected", "failed", "outage"), "acting"):
+            if not self.store.incidents.claim(inc.id, ("detected", "failed", "outage"), "acting"):
                 return  # someone else (hb-medic retry-deploy) took it
             resumed = inc.outage is not None
             inc.attempts += 1
             inc.state, inc.outage, inc.outage_since = "acting", None, None
-            self.store.save_incident(inc)
-            self.store.audit(inc.id, "attempt", f"attempt {inc.attempts} of {rule.incident.max_attempts}")
+            self.store.incidents.save(inc)
+            self.store.incidents.audit(inc.id, "attempt",
+                                       f"attempt {inc.attempts} of {rule.incident.max_attempts}")
         started = time.monotonic()
-        values = inc.values()
+        values = templates.incident_values(inc)
         calls, checks = rule.calls(values), rule.calls(values, "verify")
         steps = [c.action for c in calls] + [f"verify {c.action}" for c in checks]
         steps += ["retry_deploy"] if rule.retry_deploy else []
@@ -473,11 +478,11 @@ class Remedy:
             if rule.retry_deploy or any(n.startswith("deploy.") for c in calls
                                         for n in _templates(c.params)):
                 todo = self._deploys_to_retry(inc)
-                values.update({f"deploy.{k}": v for k, v in (todo[0]["body"] if todo else {}).items()})
+                values.update(templates.deploy_values(todo[0]["body"] if todo else {}))
             for call in calls:
                 self._run(inc, ctx, "action", call, values)
             inc.state = "verifying"
-            self.store.save_incident(inc)
+            self.store.incidents.save(inc)
             for call in checks:
                 self._run(inc, ctx, "verify", call, values)
             if rule.retry_deploy:
@@ -489,7 +494,7 @@ class Remedy:
                 if from_log is not None:
                     raise _Waiting(unconfirmed(inc, from_log))
                 inc.state = "retrying"
-                self.store.save_incident(inc)
+                self.store.incidents.save(inc)
                 self._retry_all(inc, ctx, todo)
         except StateUnwritable:
             raise
@@ -500,8 +505,8 @@ class Remedy:
         except _Waiting as waiting:
             acting.cancel()
             inc.state, inc.detail = "waiting", str(waiting)
-            self.store.save_incident(inc)
-            self.store.audit(inc.id, "decision", "waiting", result=inc.detail)
+            self.store.incidents.save(inc)
+            self.store.incidents.audit(inc.id, "decision", "waiting", result=inc.detail)
             self.notify(inc, "waiting", inc.detail)
             return
         except Exception as exc:  # ActionError, validation, HTTP, Docker: all end the attempt
@@ -519,8 +524,8 @@ class Remedy:
             else:
                 inc.state, inc.detail = "failed", detail
                 inc.next_attempt = time.time() + rule.incident.backoff * 2 ** (inc.attempts - 1)
-                self.store.save_incident(inc)
-                self.store.audit(inc.id, "decision", "failed", result=detail)
+                self.store.incidents.save(inc)
+                self.store.incidents.audit(inc.id, "decision", "failed", result=detail)
                 self.notify(inc, "failed", f"{detail}; next attempt in "
                                            f"{inc.next_attempt - time.time():.0f} s")
             return
@@ -538,9 +543,9 @@ class Remedy:
         inc.detail = self.redactor.text(
             f"{what} does not answer ({_short(exc)}): waiting for it, up to a day, then going on; this"
             " does not use up an attempt")
-        self.store.save_incident(inc)
-        self.store.audit(inc.id, "refund", "attempt not counted", result=f"{what} does not answer")
-        self.store.audit(inc.id, "decision", f"waiting for {what}", result=inc.detail)
+        self.store.incidents.save(inc)
+        self.store.incidents.audit(inc.id, "refund", "attempt not counted", result=f"{what} does not answer")
+        self.store.incidents.audit(inc.id, "decision", f"waiting for {what}", result=inc.detail)
         if first:
             self.notify(inc, "outage", inc.detail)
 
@@ -569,7 +574,7 @@ class Remedy:
                 return []
             found = self._intent(inc) if wait else None
             return [self._one(found, inc)] if found else []
-        done = self.store.deploys_done([d.id for d in failed])
+        done = self.store.incidents.deploys_done([d.id for d in failed])
         groups: dict[str, list[Deploy]] = {}
         for d in failed:
             groups.setdefault(base_name(d.instance or d.body().get("instance_name", "")), []).append(d)
@@ -583,12 +588,12 @@ class Remedy:
                          "ids": [d.id for d in group], "at": group[0].at})
         if todo and wait:
             inc.deploy = {k: todo[0][k] for k in ("route", "body", "raw", "source", "deploy_id")}
-            self.store.save_incident(inc)
-            self.store.audit(inc.id, "decision", "deploy requests found" if len(todo) > 1
-                             else "deploy request found",
-                             self.redactor.data({"source": "recorder", "route": todo[0]["route"],
-                                                 "instances": [t["base"] for t in todo],
-                                                 "body": todo[0]["body"]}))
+            self.store.incidents.save(inc)
+            self.store.incidents.audit(inc.id, "decision", "deploy requests found" if len(todo) > 1
+                                       else "deploy request found",
+                                       self.redactor.data({"source": "recorder", "route": todo[0]["route"],
+                                                           "instances": [t["base"] for t in todo],
+                                                           "body": todo[0]["body"]}))
         return todo
 
     def _intent(self, inc: Incident) -> dict | None:
@@ -598,10 +603,11 @@ class Remedy:
                                 at=inc.created, wait=3.0 if self.recorder else 0.0, stack=self.stack)
         if found is not None:
             inc.deploy = {k: found[k] for k in ("route", "body", "raw", "source", "deploy_id") if k in found}
-            self.store.save_incident(inc)
-            self.store.audit(inc.id, "decision", "deploy request found",
-                             self.redactor.data({"source": found.get("source"), "route": found.get("route"),
-                                                 "body": found.get("body")}))
+            self.store.incidents.save(inc)
+            self.store.incidents.audit(inc.id, "decision", "deploy request found",
+                                       self.redactor.data({"source": found.get("source"),
+                                                           "route": found.get("route"),
+                                                           "body": found.get("body")}))
         return found
 
     def _one(self, found: dict, inc: Incident) -> dict:
@@ -612,7 +618,7 @@ class Remedy:
 
     def _owned(self, inc: Incident, done_only: bool = False) -> bool:
         """Has this incident retried deploys already (so none left is not "unknown")?"""
-        return any(not done_only or r["state"] == "done" for r in self.store.incident_deploys(inc.id))
+        return any(not done_only or r["state"] == "done" for r in self.store.incidents.deploys(inc.id))
 
     def _retry_all(self, inc: Incident, ctx: ActionContext, todo: list[dict]) -> None:
         """Re-send each, side by side (each bot then has to live its settle time); deploys that
@@ -651,8 +657,8 @@ class Remedy:
             profile = half_made_profile(ctx)
             if profile is not None:
                 values["deploy.credentials_profile"] = profile
-                self.store.audit(inc.id, "decision", "half-made profile found through the API",
-                                 {"profile": profile})
+                self.store.incidents.audit(inc.id, "decision", "half-made profile found through the API",
+                                           {"profile": profile})
                 params, missing = params_of(call, values), []
         if missing:
             raise _Waiting(f"{call.action} needs {', '.join(missing)}, which no evidence gives. "
@@ -671,16 +677,17 @@ class Remedy:
         try:
             typed = spec.params.model_validate(params)
         except ValidationError as exc:
-            self.store.audit(inc.id, kind, call.action, shown, False, f"refused: {exc.errors()[0]['msg']}")
+            self.store.incidents.audit(inc.id, kind, call.action, shown, False,
+                                       f"refused: {exc.errors()[0]['msg']}")
             raise ActionError(f"{call.action}: parameter refused: {exc.errors()[0]['msg']}") from None
         try:
             result = spec.func(typed, ctx)
         except Exception as exc:
-            self.store.audit(inc.id, kind, call.action, shown, False, ctx.redactor.text(str(exc)),
-                             (time.monotonic() - started) * 1000)
+            self.store.incidents.audit(inc.id, kind, call.action, shown, False, ctx.redactor.text(str(exc)),
+                                       (time.monotonic() - started) * 1000)
             raise
-        self.store.audit(inc.id, kind, call.action, shown, True, ctx.redactor.text(str(result)),
-                         (time.monotonic() - started) * 1000)
+        self.store.incidents.audit(inc.id, kind, call.action, shown, True, ctx.redactor.text(str(result)),
+                                   (time.monotonic() - started) * 1000)
 
     def _retry(self, inc: Incident, ctx: ActionContext, intent: dict) -> str:
         started = time.monotonic()
@@ -694,21 +701,21 @@ class Remedy:
                 self._wait_for_earlier_sends(inc, ctx, base, since)
                 self._wait_for_clients(base, exclude=set(ids))
                 for deploy_id in ids:  # written ahead: a kill while it is out never sends a second one
-                    self.store.mark_incident_deploy(inc.id, deploy_id, base, "sending", sent_at=time.time())
+                    self.store.incidents.mark_deploy(inc.id, deploy_id, base, "sending", sent_at=time.time())
                 result = retry_deploy(ctx, intent["route"], raw, body, since=since)
         except StateUnwritable:
             raise
         except Exception as exc:
             reason = ctx.redactor.text(str(exc))
             for deploy_id in ids:
-                self.store.mark_incident_deploy(inc.id, deploy_id, base, "failed", reason)
-            self.store.audit(inc.id, "retry", "retry_deploy", params, False, reason,
-                             (time.monotonic() - started) * 1000)
+                self.store.incidents.mark_deploy(inc.id, deploy_id, base, "failed", reason)
+            self.store.incidents.audit(inc.id, "retry", "retry_deploy", params, False, reason,
+                                       (time.monotonic() - started) * 1000)
             raise
         for deploy_id in ids:
-            self.store.mark_incident_deploy(inc.id, deploy_id, base, "done", result)
-        self.store.audit(inc.id, "retry", "retry_deploy", params, True, result,
-                         (time.monotonic() - started) * 1000)
+            self.store.incidents.mark_deploy(inc.id, deploy_id, base, "done", result)
+        self.store.incidents.audit(inc.id, "retry", "retry_deploy", params, True, result,
+                                   (time.monotonic() - started) * 1000)
         return result
 
     def _name_lock(self, base: str) -> threading.Lock:
@@ -718,7 +725,7 @@ class Remedy:
     def _wait_for_earlier_sends(self, inc: Incident, ctx: ActionContext, base: str, since: float) -> None:
         """This incident sent it before and was cut off (a kill) before it knew the answer: give
         the bot time to show up before sending again."""
-        sent = [r["sent_at"] or 0.0 for r in self.store.incident_deploys(inc.id)
+        sent = [r["sent_at"] or 0.0 for r in self.store.incidents.deploys(inc.id)
                 if r["base"] == base and r["state"] == "sending"]
         if not sent:
             return
@@ -733,7 +740,7 @@ class Remedy:
         hummingbot-api's answer (if it deployed the bot, the retry sees it and sends nothing)."""
         deadline = time.monotonic() + CLIENT_WAIT
         while True:
-            flying = [d for d in self.store.deploys_in_flight(base, stack=self.stack) if d.id not in exclude]
+            flying = [d for d in self.store.deploys.in_flight(base, stack=self.stack) if d.id not in exclude]
             if not flying:
                 return
             if time.monotonic() >= deadline:
@@ -762,16 +769,16 @@ class Remedy:
             if problem:
                 raise ActionError(f"will not send this body: {problem}")
             inc.deploy = {"route": route, "body": body, "raw": raw, "source": "operator"}
-        if not self.store.claim_incident(inc.id, ("waiting",), "retrying"):
+        if not self.store.incidents.claim(inc.id, ("waiting",), "retrying"):
             raise ActionError(f"incident {inc.id} is no longer waiting (the agent or another command has it)")
         ctx = self.context()
-        self.store.audit(inc.id, "decision", "retry-deploy by hand", {"route": route})
+        self.store.incidents.audit(inc.id, "decision", "retry-deploy by hand", {"route": route})
         try:
             result = self._retry(inc, ctx, {"route": route, "body": body, "raw": raw, "source": "operator",
                                             "ids": [0], "at": inc.created,
                                             "base": base_name(str(body.get("instance_name", "")))})
         except Exception:
-            self.store.claim_incident(inc.id, ("retrying",), "waiting")
+            self.store.incidents.claim(inc.id, ("retrying",), "waiting")
             raise
         self._close(inc, "resolved", result)
         return result

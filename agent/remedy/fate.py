@@ -27,13 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import templates
 from agent.actions.base import BotMatch
 from agent.events import BOT, CONSOLE, ERRORS, EXIT, LOG, Event, Origin
 from agent.ingest.replay import replay_lines
 from agent.match.matcher import SAME_RECORD, Matcher, Result
 from agent.match.model import Rule
 from agent.remedy import intent as intents
-from agent.store import Store
+from agent.state import State
 
 log = logging.getLogger(__name__)
 KEEP = 3600.0  # what was seen of a bot is kept this long
@@ -58,7 +59,7 @@ class _Seen:
 
 class Fate:
     def __init__(self, rules: Callable[[], list[Rule]], submit: Callable[[Result], Any], *,
-                 store: Store | None = None, exit_wait: float = 10.0) -> None:
+                 store: State | None = None, exit_wait: float = 10.0) -> None:
         self.rules = rules
         self.submit = submit
         self.store = store
@@ -186,17 +187,16 @@ class Fate:
         if d is None:
             return
         res.deploy = {"route": d.route, "body": d.body(), "deploy_id": d.id, "source": "bot"}
-        res.values.update({f"deploy.{k}": v for k, v in d.body().items()})
+        res.values.update(templates.deploy_values(d.body()))
 
 
 def _with_fate(res: Result, data: dict) -> Result:
     """The match, telling how the bot ended."""
     fate = data.get("fate") or STILL_RUNNING
     res.captures["fate"] = fate
-    res.values["fate"] = fate
+    res.values.update(templates.fate_values(fate, data.get("exit_code")))
     if data.get("exit_code") is not None:
         res.captures["exit_code"] = str(data["exit_code"])
-        res.values["exit_code"] = data["exit_code"]
     return res
 
 

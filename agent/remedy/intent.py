@@ -21,7 +21,8 @@ from agent.match import captures as capture_check
 from agent.match.deploy import DEPLOY_NAME, FIELDS
 from agent.match.model import Capture
 from agent.names import DEFAULT_STACK, base_name
-from agent.store import ANSWERED, Deploy, Store
+from agent.records import ANSWERED, Deploy
+from agent.state import State
 
 DEFAULT_IMAGE = "hummingbot/hummingbot:latest"  # what hummingbot-api deploys when no image is given
 FILE_NAME = Capture(type="file", max_length=128)
@@ -77,19 +78,19 @@ def check_body(route: str, body: object, allowed_images: tuple[str, ...] = ()) -
     return None
 
 
-def from_recorder(store: Store, *, profile: str | None, instance: str | None, at: float,
+def from_recorder(store: State, *, profile: str | None, instance: str | None, at: float,
                   deploy_id: int | None = None, stack: str = DEFAULT_STACK) -> dict | None:
     """The failed request the recorder saw near `at` for that profile or instance: only one
     hummingbot-api accepted as authenticated (`Deploy.retryable`)."""
     if deploy_id is not None:
-        d = store.get_deploy(deploy_id)
+        d = store.deploys.get(deploy_id)
         if d is not None and not d.retryable:
             return None
     elif profile is None and instance is None:
         return None
     else:
         names = (instance, base_name(instance)) if instance else ()
-        d = store.find_deploy(profile=profile, instances=names, since=at - 300, until=at + 60, stack=stack)
+        d = store.deploys.find(profile=profile, instances=names, since=at - 300, until=at + 60, stack=stack)
     if d is None or d.body() is None:
         return None
     return {"route": d.route, "body": d.body(), "raw": d.request_body, "source": "recorder",
@@ -130,26 +131,26 @@ def from_bots_folder(bots: Path | None, *, profile: str | None, at: float) -> di
             "source": "bots folder"}
 
 
-def creator_of(store: Store, name: str, created: float | None, stack: str = DEFAULT_STACK) -> Deploy | None:
+def creator_of(store: State, name: str, created: float | None, stack: str = DEFAULT_STACK) -> Deploy | None:
     """The deploy that created a bot: the latest authenticated request of its name that
     hummingbot-api answered with success, shortly before the container was made."""
     at = created or time.time()
-    found = [d for d in store.deploys_of(instances=(name, base_name(name)), since=at - 600, until=at + 60,
+    found = [d for d in store.deploys.of(instances=(name, base_name(name)), since=at - 600, until=at + 60,
                                          stack=stack)
              if d.state == ANSWERED and not d.failed and d.authenticated and d.body() is not None]
     return found[-1] if found else None
 
 
-def of_bot(store: Store, deploy_id: int) -> dict | None:
+def of_bot(store: State, deploy_id: int) -> dict | None:
     """The recorded request that created a bot that died: a redeploy re-sends it (a request that
     succeeded at hummingbot-api; the failure was inside the bot, which the agent saw die)."""
-    d = store.get_deploy(deploy_id)
+    d = store.deploys.get(deploy_id)
     if d is None or d.state != ANSWERED or d.failed or not d.authenticated or d.body() is None:
         return None
     return {"route": d.route, "body": d.body(), "raw": d.request_body, "source": "bot", "deploy_id": d.id}
 
 
-def resolve(store: Store, bots: Path | None, *, deploy: dict | None, captures: dict, at: float,
+def resolve(store: State, bots: Path | None, *, deploy: dict | None, captures: dict, at: float,
             wait: float = 0.0, stack: str = DEFAULT_STACK) -> dict | None:
     """The intent, trying each source; `wait` covers a record still being written.
 
@@ -159,7 +160,7 @@ def resolve(store: Store, bots: Path | None, *, deploy: dict | None, captures: d
     if deploy and deploy.get("source") == "bot" and deploy.get("deploy_id") is not None:
         return of_bot(store, deploy["deploy_id"])
     if deploy and deploy.get("deploy_id") is not None:
-        if store.get_deploy(deploy["deploy_id"]) is None:
+        if store.deploys.get(deploy["deploy_id"]) is None:
             return deploy  # pruned since; the feed carried it from an answered, authenticated record
         return from_recorder(store, profile=None, instance=None, at=at, deploy_id=deploy["deploy_id"],
                              stack=stack)

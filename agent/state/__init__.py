@@ -4,7 +4,33 @@ notification outbox, errors no rule knows."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from agent.names import DEFAULT_STACK
 from agent.state.checkpoints import Checkpoints
+from agent.state.deploys import Deploys
 from agent.state.file import StateFile, StateFileError, StateUnwritable
+from agent.state.incidents import Incidents
+from agent.state.outbox import Outbox
+from agent.state.unknown import UnknownErrors
 
 __all__ = ["Checkpoints", "State", "StateFile", "StateFileError", "StateUnwritable"]
+
+
+class State:
+    """The state file and its repositories; a file that is not usable raises StateFileError."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.file = StateFile(path)
+        self.deploys = Deploys(self.file)
+        self.incidents = Incidents(self.file)
+        self.outbox = Outbox(self.file)
+        self.unknown = UnknownErrors(self.file)
+
+    def checkpoints(self, stack: str = DEFAULT_STACK) -> Checkpoints:
+        """Where each source of a stack resumes."""
+        return Checkpoints(self.file, stack)
+
+    def close(self) -> None:
+        """Closes this thread's connection (another use opens a new one)."""
+        self.file.close()

@@ -262,6 +262,8 @@ SCHEMA: list[Migration] = [
     ),
     # one table for every source's checkpoint (see _one_checkpoints_table)
     _one_checkpoints_table,
+    # what its templates name of the event that opened an incident: stream, message, exception
+    "ALTER TABLE incidents ADD COLUMN opened_by TEXT NOT NULL DEFAULT '{}'",
 ]
 
 
@@ -459,6 +461,12 @@ class StateFile:
                 log.error("state file %s cannot be written (%s): nothing new is saved (incidents,"
                           " checkpoints, notifications) until it can; /healthz says so", self.path, exc)
         return StateUnwritable(str(exc))
+
+    def health(self) -> list[str]:
+        """For /healthz: the agent runs on, but what it learns is not kept."""
+        if self.write_problem is None:
+            return []
+        return [f"state file {self.path} cannot be written: {self.write_problem}"]
 
     def probe_write(self) -> bool:
         """One small write (the header's own version again): True when the file can be

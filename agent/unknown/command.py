@@ -37,12 +37,12 @@ def rules_suggest(args: argparse.Namespace) -> int:
         return 2
     store = None
     if args.from_file is None:
-        from agent.store import Store
+        from agent.state import State
 
         settings = read_settings(STATE_NEEDS)
         if settings is None:
             return 2
-        store = Store(settings.state_db)
+        store = State(settings.state_db)
     try:
         return suggest(fingerprint=args.fingerprint, from_file=args.from_file, store=store,
                        rule_id=args.rule_id, out_dir=None if args.stdout else args.out,
@@ -58,7 +58,7 @@ def rules_suggest(args: argparse.Namespace) -> int:
     Arg("--since", metavar="DURATION", help="only those seen within, e.g. 30m, 6h, 2d"),
 ])
 def unknown(args: argparse.Namespace) -> int:
-    from agent.store import Store
+    from agent.state import State
     from agent.unknown.report import parse_duration, show
 
     since = None
@@ -71,4 +71,4 @@ def unknown(args: argparse.Namespace) -> int:
     settings = read_settings(STATE_NEEDS)
     if settings is None:
         return 2
-    return show(Store(settings.state_db), since, args.json)
+    return show(State(settings.state_db), since, args.json)

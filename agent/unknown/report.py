@@ -11,7 +11,8 @@ from typing import TextIO
 
 from agent.logs import printable
 from agent.names import DEFAULT_STACK
-from agent.store import Store, Unknown
+from agent.records import Unknown
+from agent.state import State
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -38,10 +39,10 @@ def as_json(e: Unknown) -> dict:
             "samples": e.samples, "suggest": f"hb-medic rules suggest {e.fingerprint}"}
 
 
-def show(store: Store, since: float | None, as_json_lines: bool, out: TextIO | None = None) -> int:
+def show(store: State, since: float | None, as_json_lines: bool, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     cutoff = time.time() - since if since is not None else 0.0
-    entries = store.unknown_list(since=cutoff)
+    entries = store.unknown.most_frequent(since=cutoff)
     if as_json_lines:
         for e in entries:
             print(json.dumps(as_json(e)), file=out)

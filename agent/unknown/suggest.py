@@ -31,8 +31,9 @@ from agent.match.library import load_library
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.match.samples import blocks, check
+from agent.records import Unknown
 from agent.redact import Redactor
-from agent.store import Store, Unknown
+from agent.state import State
 from agent.unknown.generalise import Template, generalise
 from agent.unknown.tracker import summary_of, worth_a_look
 
@@ -81,15 +82,15 @@ def _source(entry: Unknown) -> dict:
 
 
 # -- where the families come from ---------------------------------------------------------------
-def from_store(store: Store, fingerprint: str) -> tuple[Family, list[Family]]:
-    found = store.unknown_find(fingerprint)
+def from_store(store: State, fingerprint: str) -> tuple[Family, list[Family]]:
+    found = store.unknown.find(fingerprint)
     if not found:
         raise SuggestError(f"no error no rule knows has the fingerprint {fingerprint!r} (or it is not a"
                            " unique prefix): see hb-medic unknown")
     entry = found[0]
     for other in found[1:]:  # the same error in other stacks
         entry.containers += [c for c in other.containers if c not in entry.containers]
-    others = [Family(e, _events_of(e)) for e in store.unknown_list(limit=1000)
+    others = [Family(e, _events_of(e)) for e in store.unknown.most_frequent(limit=1000)
               if e.fingerprint != entry.fingerprint]
     return Family(entry, _events_of(entry)), others
 
@@ -426,7 +427,7 @@ def _checked(rule: dict, fam: Family, others: list[Family], library) -> Draft:
 
 
 # -- the command ----------------------------------------------------------------------------------
-def suggest(*, fingerprint: str | None, from_file: str | None, store: Store | None, rule_id: str | None,
+def suggest(*, fingerprint: str | None, from_file: str | None, store: State | None, rule_id: str | None,
             out_dir: str | None, rules_dir: str | None, container: str = "hummingbot-api",
             origin: Origin | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout

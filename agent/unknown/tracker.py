@@ -24,8 +24,9 @@ from prometheus_client.metrics_core import Metric
 from agent.component import Loop, OneLoop
 from agent.events import LINE, RESPONSE, TRACEBACK, Event
 from agent.names import DEFAULT_STACK
+from agent.records import Unknown
 from agent.redact import Redactor
-from agent.store import StateUnwritable, Store, Unknown
+from agent.state import State, StateUnwritable
 from agent.unknown.digest import DigestSchedule
 
 log = logging.getLogger("agent")
@@ -117,7 +118,7 @@ class _Live:
 
 
 class UnknownTracker(OneLoop):
-    def __init__(self, store: Store, redactor: Redactor, *, burst_count: int = 20,
+    def __init__(self, store: State, redactor: Redactor, *, burst_count: int = 20,
                  burst_window: float = 600.0, log_every: float = 3600.0, max_entries: int = MAX_ENTRIES,
                  on_burst: Burst | None = None, on_digest: Digest | None = None,
                  digest: DigestSchedule | None = None, tick_every: float = 2.0) -> None:
@@ -148,7 +149,7 @@ class UnknownTracker(OneLoop):
     def metrics(self) -> Iterator[Metric]:
         yield CounterMetricFamily("hb_medic_unknown_events", "Errors no rule knows, counted", value=self.seen)
         yield GaugeMetricFamily("hb_medic_unknown_fingerprints", "Errors no rule knows, by fingerprint,"
-                                " in the state file", value=self.store.unknown_count())
+                                " in the state file", value=self.store.unknown.count())
 
     def _run(self) -> None:
         while not self.loop.wait(self.tick_every):
@@ -212,7 +213,7 @@ class UnknownTracker(OneLoop):
         return True
 
     def _load(self, key: tuple[str, str], event: Event, at: float) -> _Live:
-        stored = self.store.unknown_get(*key)
+        stored = self.store.unknown.get(*key)
         if stored is not None:
             live = _Live(stored, known_before=True)
         else:
@@ -317,7 +318,7 @@ class UnknownTracker(OneLoop):
         entries = []
         for live in dirty:
             e = live.entry
-            stored = self.store.unknown_get(e.stack, e.fingerprint) if live.known_before else None
+            stored = self.store.unknown.get(e.stack, e.fingerprint) if live.known_before else None
             samples = list(stored.samples if stored is not None else e.samples)
             first = samples[:1] or ([self._sample(live.first)] if live.first else [])
             middle = ([self._sample(live.middle)] if live.middle is not None else samples[1:2])
@@ -327,7 +328,7 @@ class UnknownTracker(OneLoop):
                 if all(s["text"] != c["text"] for c in chosen):
                     chosen.append(s)
             entries.append(Unknown(**{**e.__dict__, "samples": chosen[:3]}))
-        dropped = self.store.unknown_save(entries, keep=self.max_entries)
+        dropped = self.store.unknown.save(entries, keep=self.max_entries)
         for live in dirty:
             live.first = live.middle = live.latest = None
             live.dirty = False
@@ -345,23 +346,23 @@ class UnknownTracker(OneLoop):
 
     def _maybe_digest(self, now: float) -> None:
         assert self.digest is not None and self.on_digest is not None
-        if self.store.write_problem is not None:
+        if self.store.file.write_problem is not None:
             return  # sent once the state file can record that it was sent
         if self._digest_last is None:
-            last_text = self.store.meta_get("unknown_digest_at")
-            if last_text is None:  # the first start: the first digest is at the next scheduled time
-                self.store.meta_set("unknown_digest_at", repr(now))
-            self._digest_last = now if last_text is None else float(last_text)
+            last = self.store.unknown.digest_at()
+            if last is None:  # the first start: the first digest is at the next scheduled time
+                self.store.unknown.set_digest_at(now)
+            self._digest_last = now if last is None else last
         last = self._digest_last
         if not self.digest.due(last, now):
             return
         # Whatever happened since it was last in a digest (or ever, if it never was).
-        entries = [e for e in self.store.unknown_list() if e.count > e.digested]
+        entries = [e for e in self.store.unknown.most_frequent() if e.count > e.digested]
         entries.sort(key=lambda e: e.last_seen, reverse=True)
         since = min([last, *(e.first_seen for e in entries if not e.digested)])
         if entries:
             self.on_digest(entries, since, now)
-            self.store.unknown_mark_digested([(e.stack, e.fingerprint, e.count) for e in entries])
+            self.store.unknown.mark_digested([(e.stack, e.fingerprint, e.count) for e in entries])
             with self._lock:  # the rows are written whole: the live entries must agree
                 for e in entries:
                     live = self._live.get((e.stack, e.fingerprint))
@@ -369,5 +370,5 @@ class UnknownTracker(OneLoop):
                         live.entry.digested = max(live.entry.digested, e.count)
         log.info("daily digest of errors no rule knows: %d fingerprint(s) since %s UTC", len(entries),
                  time.strftime("%Y-%m-%d %H:%M", time.gmtime(since)))
-        self.store.meta_set("unknown_digest_at", repr(now))
+        self.store.unknown.set_digest_at(now)
         self._digest_last = now

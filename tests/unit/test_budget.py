@@ -15,7 +15,7 @@ from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.remedy.engine import Remedy
-from agent.store import Store
+from agent.state import State
 
 RULE = """\
 id: three-steps
@@ -65,14 +65,14 @@ def test_budget_counts_attempts_not_actions(tmp_path, api):
     assert not loaded.errors, loaded.errors
     rules = {r.id: r for r in loaded.rules}
     ctx = ActionContext(docker=None, api=HummingbotAPI(url, "admin", "admin"))
-    remedy = Remedy(Store(tmp_path / "s.db"), lambda: rules, lambda: ctx, budget=4)
+    remedy = Remedy(State(tmp_path / "s.db"), lambda: rules, lambda: ctx, budget=4)
     matcher = Matcher(loaded.rules)
     lines = [f"2026-11-29 01:49:32,002 - services.x - ERROR - broken thing{i}" for i in range(6)]
     incidents = [remedy.submit(matcher.match(e)) for e in replay_lines(lines, "c")]
     for inc in incidents:
-        remedy.attempt(remedy.store.get_incident(inc.id))
-    states = [remedy.store.get_incident(i.id).state for i in incidents]
+        remedy.attempt(remedy.store.incidents.get(inc.id))
+    states = [remedy.store.incidents.get(i.id).state for i in incidents]
     assert states == ["resolved"] * 4 + ["gave-up"] * 2, states
     assert len(hits) == 4 * 3
-    detail = remedy.store.get_incident(incidents[4].id).detail
+    detail = remedy.store.incidents.get(incidents[4].id).detail
     assert "budget exhausted (4 fix attempts in the last hour, limit 4)" in detail

@@ -7,12 +7,11 @@ import sqlite3
 
 import pytest
 
-from agent.state import StateUnwritable
-from agent.store import Store
+from agent.state import State, StateUnwritable
 
 
 def test_positions_are_per_stack_source_and_key(tmp_path):
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     default, eu = store.checkpoints(), store.checkpoints("eu-1")
     assert default.get("container", "hummingbot-api") is None
     wide = {"container_id": "c1", "stdout": 1_765_000_000_000_000_000 << 10 | 5, "stderr": 1 << 70}
@@ -27,15 +26,15 @@ def test_positions_are_per_stack_source_and_key(tmp_path):
 
 
 def test_put_many_saves_all_or_nothing(tmp_path):
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     cps = store.checkpoints()
     cps.put_many([("container", "a", {"n": 1}), ("file", "/x", {"offset": 2})])
     assert cps.get("container", "a") == {"n": 1} and cps.get("file", "/x") == {"offset": 2}
     cps.put_many([])
-    store.conn().execute("CREATE TRIGGER refuse BEFORE INSERT ON checkpoints WHEN NEW.key = 'bad'"
-                         " BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    store.file.conn().execute("CREATE TRIGGER refuse BEFORE INSERT ON checkpoints WHEN NEW.key = 'bad'"
+                              " BEGIN SELECT RAISE(ABORT, 'refused'); END")
     with pytest.raises(StateUnwritable):  # the second cannot be written: the first is not either
         cps.put_many([("container", "a", {"n": 5}), ("file", "bad", {"offset": 3})])
     assert cps.get("container", "a") == {"n": 1}
     with pytest.raises(sqlite3.Error):
-        store.conn().execute("SELECT stdout_ts FROM checkpoints")  # the old shape is gone
+        store.file.conn().execute("SELECT stdout_ts FROM checkpoints")  # the old shape is gone

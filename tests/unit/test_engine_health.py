@@ -42,7 +42,7 @@ def test_a_source_waits_quietly_for_a_state_file_that_cannot_be_written(caplog):
     import threading
 
     from agent.ingest.engine import keep_running
-    from agent.store import StateUnwritable
+    from agent.state import StateUnwritable
 
     stopping = threading.Event()
     calls = []

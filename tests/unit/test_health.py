@@ -49,12 +49,12 @@ def test_healthy_then_each_problem(service):
     assert not ok and detail["problems"] == ["hummingbot-api: engine-down"]
     assert detail["stacks"]["default"]["streams"] == {"hummingbot-api": "engine-down"}
     service.ingest.followers["hummingbot-api"].status.state = "attached"
-    row = service.store.outbox_enqueue(incident="i", rule="r", target="t", message="{}")
-    service.store.conn().execute("UPDATE outbox SET created = ? WHERE id = ?", (time.time() - 7200, row))
+    row = service.store.outbox.enqueue(incident="i", rule="r", target="t", message="{}")
+    service.store.file.conn().execute("UPDATE outbox SET created = ? WHERE id = ?", (time.time() - 7200, row))
     ok, detail = report()
     assert not ok and detail["problems"] == [detail["problems"][0]]
     assert detail["problems"][0].startswith("notifications undelivered for")
-    service.store.conn().execute("DELETE FROM outbox")
+    service.store.file.conn().execute("DELETE FROM outbox")
     assert report()[0]
     service.main.remedy.stop(time.monotonic() + 5)
     assert "remedy thread has stopped" in report()[1]["problems"]
@@ -72,7 +72,7 @@ def test_metrics_render(service):
         service.unknown.observe(Event("hummingbot-api", "stderr", "line",
                                       [f"2026-11-29 07:27:4{n},788 - services.x - ERROR - broke"], n, n))
     service.unknown.flush()
-    service.store.audit("i", "action", "ensure_account", ok=True)
+    service.store.incidents.audit("i", "action", "ensure_account", ok=True)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(service.metrics))
     text = generate_latest(registry).decode()

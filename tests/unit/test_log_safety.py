@@ -12,7 +12,7 @@ import pytest
 from agent import logs
 from agent.events import TRACEBACK, Event, ExceptionInfo
 from agent.redact import Redactor
-from agent.store import Store
+from agent.state import State
 from agent.unknown.tracker import UnknownTracker
 
 HOSTILE = ("evil\x00nul \x1b[31mred\x1b[0m \x1b]0;title\x07 \x9b2J \r\n2026-01-01 forged entry"
@@ -42,7 +42,7 @@ def entries(fmt: str, stream: io.StringIO) -> list[str]:
 def test_log_text_is_escaped_one_line_per_entry(captured):
     fmt, stream = captured
     line = f"2026-11-29 01:49:32,002 - services.x - ERROR - {HOSTILE} s3cret-pass"
-    report = UnknownTracker(Store(":memory:"), Redactor()).observe  # logs an error no rule knows
+    report = UnknownTracker(State(":memory:"), Redactor()).observe  # logs an error no rule knows
     report(Event("hummingbot-api", "stderr", "line", [line], 1, 1))
     tb = Event("hummingbot-api", "stderr", TRACEBACK, ["Traceback (most recent call last):", HOSTILE], 2, 3,
                exceptions=[ExceptionInfo("ValueError", HOSTILE)])

@@ -14,8 +14,9 @@ from agent.match.loader import load_rules
 from agent.notify.notifier import Notifier, deliver
 from agent.notify.render import telegram
 from agent.notify.targets import parse_urls
+from agent.records import Incident
 from agent.redact import Redactor
-from agent.store import Incident, Store
+from agent.state import State
 from tests.receiver import Receiver
 from tests.stack import wait_until
 
@@ -50,10 +51,11 @@ def outside_code(slack_text: str) -> str:
     ("failed", {"profile": "client_sharp"}, f"deploy retry answered 200: {EVIL}"),
 ])
 def test_slack_gets_no_mention_link_or_markup_from_a_log(tmp_path, slack_payloads, state, captures, detail):
-    store = Store(tmp_path / "state.db")
-    inc = store.create_incident(incident(state, captures, f"credentials-profile-missing in hummingbot-api: "
-                                                         f"Error deploying V2 script: {EVIL}"))
-    store.audit(inc.id, "action", "ensure_account", {"profile": captures["profile"]}, True, f"added {EVIL}")
+    store = State(tmp_path / "state.db")
+    inc = store.incidents.create(incident(state, captures, f"credentials-profile-missing in hummingbot-api: "
+                                                          f"Error deploying V2 script: {EVIL}"))
+    store.incidents.audit(inc.id, "action", "ensure_account", {"profile": captures["profile"]}, True,
+                          f"added {EVIL}")
     notifier = Notifier(store, [], rules=lambda: RULES, redactor=Redactor())
     msg = notifier._message(inc, state, detail)
     [target] = parse_urls("slack://TokenA/TokenB/TokenC1234/#alerts")

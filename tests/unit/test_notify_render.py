@@ -6,8 +6,8 @@ from pathlib import Path
 
 from agent.notify.message import Message, build, code, plain
 from agent.notify.render import TELEGRAM_LIMIT, slack, telegram, text
+from agent.records import Incident, IncidentState
 from agent.redact import Redactor
-from agent.store import Incident
 
 REAL = Path(__file__).resolve().parents[1] / "real_logs"
 
@@ -56,8 +56,8 @@ def test_slack_markdown_code_block_and_plain_text():
 
 def test_build_redacts_and_says_would_have_in_observe():
     canary = "canary-pass-991"
-    inc = Incident(id="i1", rule="r", key="k", state="observed", severity="warning", container="c",
-                   summary=f"line with {canary}", fingerprint="f", captures={})
+    inc = Incident(id="i1", rule="r", key="k", state=IncidentState.OBSERVED, severity="warning",
+                   container="c", summary=f"line with {canary}", fingerprint="f", captures={})
     trail = [{"kind": "action", "name": "http_request", "params": {"password": canary, "path": "/"},
               "ok": True, "result": f"got {canary}", "at": 0, "duration_ms": 1}]
     m = build(inc, "failed", f"error {canary}", trail, redactor=Redactor([canary]))

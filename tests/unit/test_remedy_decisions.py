@@ -12,9 +12,10 @@ from agent.events import BOT, CONSOLE, Origin
 from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
+from agent.records import IncidentState
 from agent.remedy.engine import MAX_INTERRUPTED, Remedy
 from agent.remedy.intent import base_name, check_body, from_bots_folder
-from agent.store import Store
+from agent.state import State
 from tests.stack import REPO
 
 RULES = {r.id: r for r in load_rules(REPO / "rules").rules}
@@ -40,72 +41,74 @@ def result(profile="client_sharp", stamp=None):
 
 @pytest.fixture
 def remedy(tmp_path):
-    return Remedy(Store(tmp_path / "s.db"), lambda: RULES, no_context, budget=2, stale_after=60)
+    return Remedy(State(tmp_path / "s.db"), lambda: RULES, no_context, budget=2, stale_after=60)
 
 
 def test_same_failure_is_one_incident_counted(remedy):
     first = remedy.submit(result())
     for _ in range(9):
         assert remedy.submit(result()).id == first.id
-    assert remedy.store.get_incident(first.id).events == 10
+    assert remedy.store.incidents.get(first.id).events == 10
     assert remedy._queue.qsize() == 1  # one attempt queued, not ten
 
 
 def test_stale_event_reported_not_acted_on(remedy):
     inc = remedy.submit(result(stamp=time.time() - 3600))
-    assert inc.state == "stale" and "reported, not acted on" in inc.detail
+    assert inc.state == IncidentState.STALE and "reported, not acted on" in inc.detail
     assert remedy._queue.empty()
 
 
 def test_budget_exhausted_gives_up_without_acting(remedy):
     inc = remedy.submit(result())
     for n in range(2):
-        remedy.store.audit(f"other{n}", "attempt", "attempt 1 of 3")
-    remedy.attempt(remedy.store.get_incident(inc.id))  # would call no_context() if it acted
-    inc = remedy.store.get_incident(inc.id)
-    assert inc.state == "gave-up" and "budget exhausted (2 fix attempts in the last hour" in inc.detail
+        remedy.store.incidents.audit(f"other{n}", "attempt", "attempt 1 of 3")
+    remedy.attempt(remedy.store.incidents.get(inc.id))  # would call no_context() if it acted
+    inc = remedy.store.incidents.get(inc.id)
+    assert inc.state == IncidentState.GAVE_UP
+    assert "budget exhausted (2 fix attempts in the last hour" in inc.detail
 
 
 def test_cooldown_after_resolution(remedy):
     inc = remedy.submit(result())
-    inc = remedy.store.get_incident(inc.id)
-    inc.state, inc.closed = "resolved", time.time()
-    remedy.store.save_incident(inc)
+    inc = remedy.store.incidents.get(inc.id)
+    inc.state, inc.closed = IncidentState.RESOLVED, time.time()
+    remedy.store.incidents.save(inc)
     again = remedy.submit(result())
     assert again.id == inc.id
-    assert [a["name"] for a in remedy.store.audit_trail(inc.id)][-1] == "event during cooldown: no action"
+    trail = remedy.store.incidents.audit_trail(inc.id)
+    assert [a["name"] for a in trail][-1] == "event during cooldown: no action"
 
 
 def test_refused_and_observe(tmp_path):
-    r = Remedy(Store(tmp_path / "o.db"), lambda: RULES, no_context, mode="observe")
-    assert r.submit(result(profile="x;reboot")).state == "refused"
+    r = Remedy(State(tmp_path / "o.db"), lambda: RULES, no_context, mode="observe")
+    assert r.submit(result(profile="x;reboot")).state == IncidentState.REFUSED
     inc = r.submit(result())
-    assert inc.state == "observed"
+    assert inc.state == IncidentState.OBSERVED
     assert inc.detail == ("would have run: ensure_account(profile='client_sharp') -> "
                           "provision_credentials(profile='client_sharp') -> retry_deploy")
 
 
 def test_restart_resumes_interrupted_attempts(tmp_path):
-    store = Store(tmp_path / "r.db")
+    store = State(tmp_path / "r.db")
     r = Remedy(store, lambda: RULES, no_context)
     inc = r.submit(result())
-    inc = store.get_incident(inc.id)
-    inc.state, inc.attempts = "acting", 1
-    store.save_incident(inc)
-    store.audit(inc.id, "attempt", "attempt 1 of 3")
-    assert store.attempts_since(0) == 1
+    inc = store.incidents.get(inc.id)
+    inc.state, inc.attempts = IncidentState.ACTING, 1
+    store.incidents.save(inc)
+    store.incidents.audit(inc.id, "attempt", "attempt 1 of 3")
+    assert store.incidents.attempts_since(0) == 1
     Remedy(store, lambda: RULES, no_context).recover()
-    again = store.get_incident(inc.id)
+    again = store.incidents.get(inc.id)
     # The cut attempt is not counted, nor budgeted: a kill of the agent is not the fix failing.
-    assert again.state == "failed" and again.attempts == 0 and again.next_attempt <= time.time()
-    assert store.attempts_since(0) == 0
+    assert again.state == IncidentState.FAILED and again.attempts == 0 and again.next_attempt <= time.time()
+    assert store.incidents.attempts_since(0) == 0
     for _ in range(MAX_INTERRUPTED - 1):  # but a fix that keeps taking the agent down does not loop
-        again = store.get_incident(inc.id)
-        again.state, again.attempts = "acting", 1
-        store.save_incident(again)
+        again = store.incidents.get(inc.id)
+        again.state, again.attempts = IncidentState.ACTING, 1
+        store.incidents.save(again)
         Remedy(store, lambda: RULES, no_context).recover()
-    final = store.get_incident(inc.id)
-    assert final.state == "gave-up" and f"the {MAX_INTERRUPTED}th time" in final.detail
+    final = store.incidents.get(inc.id)
+    assert final.state == IncidentState.GAVE_UP and f"the {MAX_INTERRUPTED}th time" in final.detail
 
 
 def test_deploy_body_checks():
@@ -132,7 +135,7 @@ def test_controllers_intent_from_the_bots_folder(tmp_path):
 def test_retry_deploy_by_hand_only_for_waiting_incidents(remedy):
     from agent.actions.base import ActionError
 
-    inc = remedy.store.get_incident(remedy.submit(result()).id)
+    inc = remedy.store.incidents.get(remedy.submit(result()).id)
     with pytest.raises(ActionError, match="finishes only waiting incidents"):
         remedy.finish(inc, None, {"instance_name": "a", "credentials_profile": "b"})
 
@@ -156,7 +159,7 @@ def test_observe_only_rule_repeating_is_one_incident_within_its_cooldown(tmp_pat
     (and told) again, until the rule's cooldown has passed."""
     rules = {rid: r.model_copy(update={"observe_only": True}) for rid, r in RULES.items()}
     steps = []
-    remedy = Remedy(Store(tmp_path / "s.db"), lambda: rules, no_context,
+    remedy = Remedy(State(tmp_path / "s.db"), lambda: rules, no_context,
                     notify=lambda inc, step, text: steps.append(step))
     observing = Matcher(list(rules.values()))
 
@@ -166,15 +169,15 @@ def test_observe_only_rule_repeating_is_one_incident_within_its_cooldown(tmp_pat
     first = remedy.submit(observed())
     for _ in range(5):
         assert remedy.submit(observed()).id == first.id
-    inc = remedy.store.get_incident(first.id)
-    assert inc.state == "observed" and inc.events == 6
+    inc = remedy.store.incidents.get(first.id)
+    assert inc.state == IncidentState.OBSERVED and inc.events == 6
     assert steps == ["detected", "observed"]
 
 
 def test_a_replayed_event_joins_its_incident_whatever_the_cooldown(tmp_path):
     """A kill right after a fix, a restart long after the cooldown: the failure line, read again
     from before the checkpoint, is the same event and opens no second incident."""
-    store = Store(tmp_path / "k.db")
+    store = State(tmp_path / "k.db")
     line = "2026-11-29T01:49:32.002000001Z " + LINE.format(ts="2026-11-29 01:49:32,002", profile="client_k")
     matcher = Matcher(list(RULES.values()))
 
@@ -183,15 +186,16 @@ def test_a_replayed_event_joins_its_incident_whatever_the_cooldown(tmp_path):
         return matcher.match(event)
 
     first = Remedy(store, lambda: RULES, no_context, stale_after=10**10).submit(read())
-    inc = store.get_incident(first.id)
-    inc.state, inc.closed = "resolved", time.time() - 3600  # fixed an hour ago: its cooldown is over
-    store.save_incident(inc)
+    inc = store.incidents.get(first.id)
+    # fixed an hour ago: its cooldown is over
+    inc.state, inc.closed = IncidentState.RESOLVED, time.time() - 3600
+    store.incidents.save(inc)
     restarted = Remedy(store, lambda: RULES, no_context, stale_after=10**10)
     again = restarted.submit(read())
     assert again.id == first.id and restarted._queue.empty()
-    assert [i.id for i in store.incidents()] == [first.id]
-    assert store.get_incident(first.id).events == 1
-    assert store.audit_trail(first.id)[-1]["name"] == "replayed event already handled: no action"
+    assert [i.id for i in store.incidents.recent()] == [first.id]
+    assert store.incidents.get(first.id).events == 1
+    assert store.incidents.audit_trail(first.id)[-1]["name"] == "replayed event already handled: no action"
     # A new line of the same failure, after the cooldown, is a new incident.
     assert restarted.submit(result(profile="client_k")).id != first.id
 
@@ -211,28 +215,29 @@ def test_an_ongoing_condition_is_told_once_goes_on_below_its_threshold_and_ends_
     rules = dict(RULES)
     rules["exchange-unreachable"] = RULES["exchange-unreachable"].model_copy(deep=True)
     rules["exchange-unreachable"].incident.quiet = 0.5
-    remedy = Remedy(Store(tmp_path / "s.db"), lambda: rules, no_context,
+    remedy = Remedy(State(tmp_path / "s.db"), lambda: rules, no_context,
                     notify=lambda inc, step, text: steps.append((step, inc.id)))
     matcher = Matcher(list(rules.values()))
     now = time.time()
     first = [remedy.submit(_not_ready(matcher, "binance", now + i)) for i in range(3)]
     assert first[:2] == [None, None]  # below the threshold (3 within 180 s): nothing yet
     inc = first[2]
-    assert inc.state == "ongoing" and inc.captures["exchange"] == "binance"
+    assert inc.state == IncidentState.ONGOING and inc.captures["exchange"] == "binance"
     assert steps == [("detected", inc.id)]
     # A line much later, alone below the threshold (a new window), still keeps it going.
     late = _not_ready(matcher, "Binance_paper_trade".lower(), now + 400)
     assert late.below_threshold
     remedy.submit(late)
-    assert remedy.store.get_incident(inc.id).events == 2
+    assert remedy.store.incidents.get(inc.id).events == 2
     remedy._end_quiet(time.time())  # not yet: a line just came
-    assert remedy.store.get_incident(inc.id).state == "ongoing"
+    assert remedy.store.incidents.get(inc.id).state == IncidentState.ONGOING
     time.sleep(0.6)
     remedy._end_quiet(time.time())
-    ended = remedy.store.get_incident(inc.id)
-    assert ended.state == "resolved" and ended.detail.startswith("no such line for 0.5 s: over after ")
+    ended = remedy.store.incidents.get(inc.id)
+    assert ended.state == IncidentState.RESOLVED
+    assert ended.detail.startswith("no such line for 0.5 s: over after ")
     assert steps == [("detected", inc.id), ("ended", inc.id)]
     # Cut off again later: a new incident (cooldown 0), told again.
     again = [remedy.submit(_not_ready(matcher, "binance", now + 500 + i)) for i in range(3)]
-    assert again[2] is not None and again[2].id != inc.id and again[2].state == "ongoing"
+    assert again[2] is not None and again[2].id != inc.id and again[2].state == IncidentState.ONGOING
     assert steps[-1] == ("detected", again[2].id)

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.records import Incident, IncidentState
 from agent.settings import BadSettings, Settings
+from agent.state import State
 from agent.state.file import SCHEMA, migrate
-from agent.store import Incident, Store
 from tests.stack import REPO
 from tests.statefiles import STACKS_VERSION, older_state
 
@@ -103,43 +104,43 @@ def test_a_state_file_of_the_previous_version_is_migrated_its_rows_the_stack_def
     conn.execute("INSERT INTO audit (incident, at, kind, name) VALUES ('inc1', ?, 'attempt', 'a')",
                  (time.time(),))
     conn.close()
-    store = Store(path)
+    store = State(path)
     assert store.checkpoints().get("container", "hummingbot-api") == {
         "container_id": "cid", "stdout": 5 << 10 | 1, "stderr": 6 << 10 | 2}
     assert store.checkpoints("eu-1").get("container", "hummingbot-api") is None
-    inc = store.get_incident("inc1")
+    inc = store.incidents.get("inc1")
     assert inc is not None and inc.stack == "default"
-    assert store.attempts_since(0) == 1 and store.attempts_since(0, "eu-1") == 0
+    assert store.incidents.attempts_since(0) == 1 and store.incidents.attempts_since(0, "eu-1") == 0
     store.checkpoints("eu-1").put("container", "hummingbot-api",  # the same name, another stack
                                   {"container_id": "other", "stdout": 9, "stderr": 9})
     assert store.checkpoints().get("container", "hummingbot-api")["container_id"] == "cid"
     assert store.checkpoints("eu-1").get("container", "hummingbot-api")["container_id"] == "other"
-    version = store.conn().execute("PRAGMA user_version").fetchone()[0]
+    version = store.file.conn().execute("PRAGMA user_version").fetchone()[0]
     assert version == len(SCHEMA)
-    migrate(store.conn())  # again: nothing to do
+    migrate(store.file.conn())  # again: nothing to do
 
 
 def test_incidents_audit_and_budget_are_per_stack(tmp_path):
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     for stack in ("default", "eu-1"):
-        store.create_incident(Incident(id=f"i-{stack}", rule="r", key="k", state="detected", severity="error",
-                                       container="hummingbot-api", summary="s", fingerprint="f", captures={},
-                                       stack=stack))
-    assert store.latest_incident("r", "k").id == "i-default"
-    assert store.latest_incident("r", "k", "eu-1").id == "i-eu-1"
-    store.audit("i-eu-1", "attempt", "attempt 1 of 3")
-    assert store.attempts_since(0, "eu-1") == 1 and store.attempts_since(0) == 0
-    assert [i.id for i in store.incidents(10, stack="eu-1")] == ["i-eu-1"]
+        store.incidents.create(Incident(id=f"i-{stack}", rule="r", key="k", state=IncidentState.DETECTED,
+                                        severity="error", container="hummingbot-api", summary="s",
+                                        fingerprint="f", captures={}, stack=stack))
+    assert store.incidents.latest("r", "k").id == "i-default"
+    assert store.incidents.latest("r", "k", "eu-1").id == "i-eu-1"
+    store.incidents.audit("i-eu-1", "attempt", "attempt 1 of 3")
+    assert store.incidents.attempts_since(0, "eu-1") == 1 and store.incidents.attempts_since(0) == 0
+    assert [i.id for i in store.incidents.recent(10, stack="eu-1")] == ["i-eu-1"]
 
 
 def test_the_stacks_take_turns_in_the_outbox_and_storms_count_per_stack(tmp_path):
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     for n in range(5):  # a flood from one stack first
-        store.outbox_enqueue(incident=f"a{n}", rule="r", target="t", message=f"a{n}", stack="flood")
-    store.outbox_enqueue(incident="b0", rule="r", target="t", message="b0", stack="calm")
-    due = [row[4] for row in store.outbox_due(time.time() + 1)]
+        store.outbox.enqueue(incident=f"a{n}", rule="r", target="t", message=f"a{n}", stack="flood")
+    store.outbox.enqueue(incident="b0", rule="r", target="t", message="b0", stack="calm")
+    due = [row[4] for row in store.outbox.due(time.time() + 1)]
     assert due[:2] == ["a0", "b0"], due  # the calm stack's message goes second, not sixth
-    assert store.outbox_recent("r", 0, "flood") == 5 and store.outbox_recent("r", 0, "calm") == 1
+    assert store.outbox.recent("r", 0, "flood") == 5 and store.outbox.recent("r", 0, "calm") == 1
 
 
 def test_a_slow_fix_on_one_stack_queues_nothing_of_another(tmp_path, secret):
@@ -160,8 +161,8 @@ def test_a_slow_fix_on_one_stack_queues_nothing_of_another(tmp_path, secret):
     fast.remedy.attempt = lambda inc: ran.set()
     for rt in (slow, fast):
         rt.remedy.start()
-        inc = service.store.create_incident(Incident(
-            id=f"i-{rt.name}", rule="credentials-profile-missing", key="k", state="detected",
+        inc = service.store.incidents.create(Incident(
+            id=f"i-{rt.name}", rule="credentials-profile-missing", key="k", state=IncidentState.DETECTED,
             severity="critical", container="hummingbot-api", summary="s", fingerprint="f", captures={},
             stack=rt.name))
         rt.remedy._enqueue(inc.id)

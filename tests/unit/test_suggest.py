@@ -18,7 +18,7 @@ from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.match.samples import blocks, check
 from agent.redact import Redactor
-from agent.store import Store
+from agent.state import State
 from agent.unknown.generalise import generalise
 from agent.unknown.suggest import draft, from_log
 from agent.unknown.tracker import UnknownTracker
@@ -128,7 +128,7 @@ def test_generalise_keeps_what_is_constant_and_captures_what_varies():
 def noisy_store(tmp_path, monkeypatch):
     db = tmp_path / "state.db"
     monkeypatch.setenv("MEDIC_STATE_DB", str(db))
-    store = Store(db)
+    store = State(db)
     tracker = UnknownTracker(store, Redactor())
     matcher = Matcher(LIBRARY)
     for path in [REAL / "b_current_ee7ce5c_deploy_missing_profile.log"]:
@@ -163,7 +163,7 @@ def test_unknown_command_lists_most_frequent_first(noisy_store, capsys):
 
 
 def test_suggest_from_the_state_file_writes_a_checked_draft(noisy_store, tmp_path, capsys):
-    (ping,) = [e for e in noisy_store.unknown_list() if e.exceptions == ["AttributeError"]]
+    (ping,) = [e for e in noisy_store.unknown.most_frequent() if e.exceptions == ["AttributeError"]]
     out = tmp_path / "drafts"
     assert main(["rules", "suggest", ping.fingerprint[:8], "--out", str(out)]) == 0
     said = capsys.readouterr().out
@@ -192,7 +192,7 @@ def test_failed_deploys_the_recorder_saw_are_one_entry_and_draft_a_recorder_rule
     from agent.recorder.events import event_from_exchange
     from agent.unknown.suggest import suggest
 
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     tracker = UnknownTracker(store, Redactor())
     for n, name in enumerate(["bot-a", "bot-b", "bot-c"], 1):
         tracker.observe(event_from_exchange(
@@ -202,7 +202,7 @@ def test_failed_deploys_the_recorder_saw_are_one_entry_and_draft_a_recorder_rule
                     f"containers/create?name={name}-2026112{n}-07274{n}: Internal Server Error"
                     " (\"mount denied\")"))
     tracker.flush()
-    (entry,) = store.unknown_list()
+    (entry,) = store.unknown.most_frequent()
     assert entry.count == 3 and entry.kind == "response"
     assert entry.samples[0]["text"].startswith('RECORDED {"route": "deploy-v2-script", "status": 200')
     out = tmp_path / "drafts"
@@ -216,7 +216,7 @@ def test_failed_deploys_the_recorder_saw_are_one_entry_and_draft_a_recorder_rule
 
 
 def test_no_draft_for_an_error_a_rule_now_knows(noisy_store, tmp_path, capsys):
-    (ping,) = [e for e in noisy_store.unknown_list() if e.exceptions == ["AttributeError"]]
+    (ping,) = [e for e in noisy_store.unknown.most_frequent() if e.exceptions == ["AttributeError"]]
     assert main(["rules", "suggest", ping.fingerprint, "--out", str(tmp_path / "d")]) == 0
     capsys.readouterr()
     assert main(["rules", "suggest", ping.fingerprint, "--rules", str(tmp_path / "d"), "--stdout"]) == 1
@@ -249,7 +249,7 @@ def test_a_bots_error_from_two_bots_is_one_entry_and_drafts_by_role_and_channel(
     from agent.events import Origin
     from agent.unknown.suggest import suggest
 
-    store = Store(tmp_path / "s.db")
+    store = State(tmp_path / "s.db")
     tracker = UnknownTracker(store, Redactor())
     for name, secs in [("rb_a-20261129-072744", 42), ("rb_b-20261129-081010", 61)]:
         line = (f"2026-11-29 07:29:05,198 - hummingbot.connector.exchange.gate_io - ERROR - Order book for"
@@ -257,7 +257,7 @@ def test_a_bots_error_from_two_bots_is_one_entry_and_drafts_by_role_and_channel(
         for e in replay_lines([line], name, origin=Origin(name, "errors", "bot")):
             assert tracker.observe(e)
     tracker.flush()
-    (entry,) = store.unknown_list()
+    (entry,) = store.unknown.most_frequent()
     assert (entry.role, entry.stream, entry.count) == ("bot", "errors", 2)
     assert entry.containers == ["rb_b-20261129-081010", "rb_a-20261129-072744"]
     out = tmp_path / "drafts"

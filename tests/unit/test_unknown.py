@@ -16,7 +16,7 @@ from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.redact import Redactor
-from agent.store import Store
+from agent.state import State
 from agent.unknown.digest import DigestSchedule
 from agent.unknown.tracker import SAMPLE_CHARS, UnknownTracker
 from tests.noise import GATEWAY_PING, REAL, hours_of
@@ -36,7 +36,7 @@ def replay(tracker: UnknownTracker, lines: list[str], container: str = "hummingb
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "state.db")
+    s = State(tmp_path / "state.db")
     yield s
     s.close()
 
@@ -46,7 +46,7 @@ def test_hours_of_captured_noise_are_one_entry_each_and_one_log_line_an_hour(sto
     tracker = UnknownTracker(store, Redactor())
     with caplog.at_level(logging.INFO, logger="agent"):
         replay(tracker, lines)
-    entries = {e.summary: e for e in store.unknown_list()}
+    entries = {e.summary: e for e in store.unknown.most_frequent()}
     pings = sum(1 for x in lines if PING in x)
     dns = sum(1 for x in lines if "Unexpected error while retrieving rates from Gate.IO" in x)
     assert pings > 5000 and dns > 100
@@ -79,7 +79,7 @@ def test_every_capture_gives_one_entry_per_problem(store):
         for path in sorted(REAL.glob("*.log")):
             replay(tracker, path.read_text().splitlines())
     by_summary: dict[str, list[str]] = {}
-    for e in store.unknown_list():
+    for e in store.unknown.most_frequent():
         by_summary.setdefault(e.summary, []).append(e.fingerprint)
     assert all(len(fps) == 1 for fps in by_summary.values()), by_summary
     assert not any("Cannot connect to host" in s for s in by_summary)
@@ -114,7 +114,7 @@ def test_samples_are_redacted_and_capped(store):
           "Traceback (most recent call last):", *"\n".join(frames).splitlines(),
           "RuntimeError: password s3cret-Pa55 refused"]
     replay(tracker, tb)
-    (entry,) = store.unknown_list()
+    (entry,) = store.unknown.most_frequent()
     text = entry.samples[0]["text"]
     assert "s3cret-Pa55" not in text and "s3cret-Pa55" not in entry.summary
     assert len(text) <= SAMPLE_CHARS
@@ -127,7 +127,7 @@ def test_the_store_keeps_the_most_recently_seen(store):
     tracker = UnknownTracker(store, Redactor(), max_entries=5)
     lines = [f"2026-11-29 07:{i:02d}:00,000 - services.x{i} - ERROR - broke" for i in range(8)]
     replay(tracker, lines)
-    kept = sorted(e.logger for e in store.unknown_list())
+    kept = sorted(e.logger for e in store.unknown.most_frequent())
     assert kept == [f"services.x{i}" for i in range(3, 8)]
 
 
@@ -155,7 +155,7 @@ def test_burst_message_once_for_a_new_error(store):
     replay(tracker, ping_lines(30, start + 3600))  # the same day: no second message
     replay(tracker, ping_lines(30, start + 90000))  # the next day it is no longer new
     assert len(bursts) == 1
-    assert store.unknown_list()[0].burst_at == entry.burst_at
+    assert store.unknown.most_frequent()[0].burst_at == entry.burst_at
     # A restarted agent remembers: no second message for the same error that day either.
     again = UnknownTracker(store, Redactor(), burst_count=5, burst_window=60,
                            on_burst=lambda e, n, w: bursts.append((e, n)))
@@ -224,24 +224,24 @@ def test_digest_and_burst_reach_a_receiver_through_the_outbox(store):
     assert digest["title"].startswith("[INFO] Errors no rule knows: 2 since ")
     body = digest["message"]
     assert f"{pings:,} times in hummingbot-api" in body
-    newest_first = sorted(store.unknown_list(), key=lambda e: -e.last_seen)
+    newest_first = sorted(store.unknown.most_frequent(), key=lambda e: -e.last_seen)
     assert body.index(newest_first[0].fingerprint) < body.index(newest_first[1].fingerprint)
     assert body.count("hb-medic rules suggest v2:") == 2
     assert paging.accepted == []  # info and warning: not for the pager
 
 
 def test_counts_wait_in_memory_while_the_state_file_cannot_be_written(store, monkeypatch):
-    from agent.store import StateUnwritable
+    from agent.state import StateUnwritable
 
     tracker = UnknownTracker(store, Redactor(), digest=DigestSchedule.parse("09:00"),
                              on_digest=lambda *a: pytest.fail("no digest while nothing can be recorded"))
-    save = store.unknown_save
+    save = store.unknown.save
 
     def full(*args, **kw):
-        store.write_problem = "database or disk is full"
+        store.file.write_problem = "database or disk is full"
         raise StateUnwritable("database or disk is full")
 
-    monkeypatch.setattr(store, "unknown_save", full)
+    monkeypatch.setattr(store.unknown, "save", full)
     lines = ping_lines(5, 1_800_000_000.0)
     matcher = Matcher(RULES)
     for e in replay_lines(lines, "hummingbot-api"):
@@ -249,10 +249,10 @@ def test_counts_wait_in_memory_while_the_state_file_cannot_be_written(store, mon
     with pytest.raises(StateUnwritable):
         tracker.flush()
     tracker._maybe_digest(1_800_100_000.0)  # not sent: it could not be recorded as sent
-    monkeypatch.setattr(store, "unknown_save", save)
-    store.write_problem = None
+    monkeypatch.setattr(store.unknown, "save", save)
+    store.file.write_problem = None
     tracker.flush()
-    (entry,) = store.unknown_list()
+    (entry,) = store.unknown.most_frequent()
     assert entry.count == 5 and len(entry.samples) == 3
     assert entry.samples[0]["text"] == lines[0].split(" ", 1)[1]
 
@@ -260,7 +260,7 @@ def test_counts_wait_in_memory_while_the_state_file_cannot_be_written(store, mon
 def test_a_long_digest_fits_telegram_and_points_to_the_rest():
     from agent.notify.render import telegram
     from agent.notify.unknown import digest_message
-    from agent.store import Unknown
+    from agent.records import Unknown
 
     now = 1_800_000_000.0
     entries = [Unknown("default", f"v2:{n:016x}", "hummingbot-api", ["hummingbot-api"], "stderr", "line",
@@ -296,5 +296,5 @@ def test_a_failed_deploy_a_rule_explains_is_not_an_unknown_error(store, tmp_path
     (event,) = list(replay_lines([line], "hummingbot-api"))
     remedy.submit(Matcher(RULES).match(event))
     tracker.stop()  # what waits is decided now
-    summaries = [u.summary for u in store.unknown_list()]
+    summaries = [u.summary for u in store.unknown.most_frequent()]
     assert summaries == ["boom"]

@@ -19,9 +19,10 @@ from agent.ingest.replay import replay_lines
 from agent.ingest.source import Lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
+from agent.records import IncidentState
 from agent.remedy.engine import Remedy
 from agent.remedy.fate import Fate
-from agent.store import Store
+from agent.state import State
 from tests.stack import REPO
 
 RULES = {r.id: r for r in load_rules(REPO / "rules").rules}
@@ -230,26 +231,26 @@ def test_an_attempt_that_needs_a_person_at_once_is_one_message(tmp_path):
     rules = {r.id: r for r in load_rules(tmp_path / "rules").rules}
     api = FakeAPI({"/bot-orchestration/mqtt": httpx.Response(200, json={"data": {"mqtt_connected": True}})})
     told: list[str] = []
-    remedy = Remedy(Store(tmp_path / "s.db"), lambda: rules, lambda: ActionContext(docker=None, api=api),
+    remedy = Remedy(State(tmp_path / "s.db"), lambda: rules, lambda: ActionContext(docker=None, api=api),
                     notify=lambda _inc, step, _text: told.append(step))
     matcher = Matcher(list(rules.values()))
     (event,) = replay_lines([f"{stamp(time.time())} 07:38:33 - hummingbot_application - MQTT bridge"
                              " disconnected: [Errno 111] Connection refused."], BOT_NAME,
                             origin=Origin(BOT_NAME, CONSOLE, BOT))
     inc = remedy.submit(matcher.match(event))
-    remedy.attempt(remedy.store.get_incident(inc.id))
+    remedy.attempt(remedy.store.incidents.get(inc.id))
     time.sleep(1.5)  # past the hold: nothing more comes
-    assert remedy.store.get_incident(inc.id).state == "gave-up"
+    assert remedy.store.incidents.get(inc.id).state == IncidentState.GAVE_UP
     assert told == ["detected", "needs-you"]
 
 
 def test_observe_mode_tells_a_rule_that_only_tells_as_it_is(tmp_path):
     told: list[tuple[str, str]] = []
-    remedy = Remedy(Store(tmp_path / "o.db"), lambda: RULES, lambda: None, mode="observe", stale_after=1e10,
+    remedy = Remedy(State(tmp_path / "o.db"), lambda: RULES, lambda: None, mode="observe", stale_after=1e10,
                     notify=lambda _inc, step, text: told.append((step, text)))
     lines = (REPO / "rules" / "insecure-default-credentials.samples.log").read_text().splitlines()
     (res,) = [r for e in replay_lines([x for x in lines if "CRITICAL" in x], "hummingbot-api")
               if (r := Matcher(list(RULES.values())).match(e)) is not None]
     inc = remedy.submit(res)
-    assert inc.state == "resolved"
+    assert inc.state == IncidentState.RESOLVED
     assert not any("would have" in text for _, text in told)
