@@ -13,7 +13,7 @@ from agent.ingest.replay import open_input, replay_lines
 from agent.logs import printable
 from agent.match.library import load_library
 from agent.match.matcher import Matcher, Result
-from agent.match.model import schema
+from agent.match.model import RETRY_DEPLOY, schema
 from agent.match.samples import as_json
 
 
@@ -122,7 +122,7 @@ def _human(event: Event, r: Result | None, s: _Style, out: TextIO) -> None:
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
         note = s(f"  (needs {', '.join(missing)}: from the deploy recorder)", "33") if missing else ""
         print(f"    action    {name}({shown}){note}", file=out)
-    if "retry_deploy" in r.actions:
+    if RETRY_DEPLOY in r.actions:
         how = "with the body above" if r.deploy else "with the recorded request (not in this log)"
         print(f"    action    retry_deploy {how}", file=out)
     print(f"    notify    {printable(r.text(r.rule.notify.title))}", file=out)

@@ -214,7 +214,8 @@ class StackRuntime:
         """Its long-running threads that should be alive (for /healthz); the engine's event
         thread only once the engine was reached."""
         out: dict[str, threading.Thread | None] = {
-            "pipeline": self.pipeline._thread, "remedy": self.remedy._thread, "deploy-feed": self.feed}
+            "pipeline": self.pipeline._thread, "remedy": self.remedy.threads()["remedy"],
+            "deploy-feed": self.feed}
         if self.ingest._client is not None:
             out["docker-events"] = self.ingest._watcher
         return out

@@ -121,7 +121,8 @@ def test_hummingbot_api_outage_waits_then_finishes(make_stack, agent):
     stack.api.stop(timeout=2)  # hummingbot-api goes down right after the failure
     for _ in range(5):  # however often the agent tries, nothing is used up
         service.remedy.attempt(service.store.get_incident(inc.id)) if service.store.get_incident(
-            inc.id).state != "outage" else service.remedy._look_again(service.store.get_incident(inc.id))
+            inc.id).state != "outage" else service.remedy.attempts.look_again(
+                service.store.get_incident(inc.id))
     waiting = service.store.get_incident(inc.id)
     assert waiting.state == "outage" and waiting.attempts == 0, (waiting.state, waiting.detail)
     assert waiting.detail.startswith("hummingbot-api does not answer") and "up to a day" in waiting.detail

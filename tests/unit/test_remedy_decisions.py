@@ -8,12 +8,14 @@ import time
 import pytest
 
 from agent.actions.base import ActionContext
+from agent.actions.deploys import check_body
 from agent.events import BOT, CONSOLE, Origin
 from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
-from agent.remedy.engine import MAX_INTERRUPTED, Remedy
-from agent.remedy.intent import base_name, check_body, from_bots_folder
+from agent.remedy.decisions import MAX_INTERRUPTED
+from agent.remedy.engine import Remedy
+from agent.remedy.intent import base_name, from_bots_folder
 from agent.store import Store
 from tests.stack import REPO
 
@@ -48,13 +50,13 @@ def test_same_failure_is_one_incident_counted(remedy):
     for _ in range(9):
         assert remedy.submit(result()).id == first.id
     assert remedy.store.get_incident(first.id).events == 10
-    assert remedy._queue.qsize() == 1  # one attempt queued, not ten
+    assert remedy.pool.queued() == 1  # one attempt queued, not ten
 
 
 def test_stale_event_reported_not_acted_on(remedy):
     inc = remedy.submit(result(stamp=time.time() - 3600))
     assert inc.state == "stale" and "reported, not acted on" in inc.detail
-    assert remedy._queue.empty()
+    assert remedy.pool.queued() == 0
 
 
 def test_budget_exhausted_gives_up_without_acting(remedy):
@@ -188,7 +190,7 @@ def test_a_replayed_event_joins_its_incident_whatever_the_cooldown(tmp_path):
     store.save_incident(inc)
     restarted = Remedy(store, lambda: RULES, no_context, stale_after=10**10)
     again = restarted.submit(read())
-    assert again.id == first.id and restarted._queue.empty()
+    assert again.id == first.id and restarted.pool.queued() == 0
     assert [i.id for i in store.incidents()] == [first.id]
     assert store.get_incident(first.id).events == 1
     assert store.audit_trail(first.id)[-1]["name"] == "replayed event already handled: no action"
@@ -225,10 +227,10 @@ def test_an_ongoing_condition_is_told_once_goes_on_below_its_threshold_and_ends_
     assert late.below_threshold
     remedy.submit(late)
     assert remedy.store.get_incident(inc.id).events == 2
-    remedy._end_quiet(time.time())  # not yet: a line just came
+    remedy.intake.end_quiet(time.time())  # not yet: a line just came
     assert remedy.store.get_incident(inc.id).state == "ongoing"
     time.sleep(0.6)
-    remedy._end_quiet(time.time())
+    remedy.intake.end_quiet(time.time())
     ended = remedy.store.get_incident(inc.id)
     assert ended.state == "resolved" and ended.detail.startswith("no such line for 0.5 s: over after ")
     assert steps == [("detected", inc.id), ("ended", inc.id)]
