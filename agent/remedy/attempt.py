@@ -135,8 +135,9 @@ class Attempts:
         started = time.monotonic()
         values = inc.values()
         steps = decisions.steps(rule, values)
-        acting = Held(self.journal.notify, copy.copy(inc), "acting", f"running {' -> '.join(steps.names())}"
-                      f" (attempt {inc.attempts} of {rule.incident.max_attempts})")
+        acting = Held(self.journal.notify, copy.copy(inc), IncidentState.ACTING,
+                      f"running {' -> '.join(steps.names())} (attempt {inc.attempts} of"
+                      f" {rule.incident.max_attempts})")
         if not resumed:  # after an outage the "waiting" message said it would go on
             acting.start(ACTING_HOLD)
         profile = inc.captures.get("profile") or (inc.deploy or {}).get("body", {}).get("credentials_profile")
@@ -207,7 +208,7 @@ class Attempts:
             return
         inc.state, inc.detail, inc.next_attempt = failed.state, failed.detail, failed.next_attempt
         self.store.save_incident(inc)
-        self.store.audit(inc.id, "decision", "failed", result=detail)
+        self.store.audit(inc.id, "decision", IncidentState.FAILED, result=detail)
         self.journal.notify(inc, IncidentState.FAILED, f"{detail}; next attempt in "
                                                       f"{inc.next_attempt - time.time():.0f} s")
 

@@ -54,7 +54,7 @@ class Journal:
         """Held until a person gives what only a person can (`hb-medic retry-deploy`)."""
         inc.state, inc.detail = IncidentState.WAITING, detail
         self.store.save_incident(inc)
-        self.store.audit(inc.id, "decision", "waiting", result=inc.detail)
+        self.store.audit(inc.id, "decision", IncidentState.WAITING, result=inc.detail)
         self.notify(inc, IncidentState.WAITING, inc.detail)
 
 
