@@ -238,3 +238,16 @@ def test_an_ongoing_condition_is_told_once_goes_on_below_its_threshold_and_ends_
     again = [remedy.submit(_not_ready(matcher, "binance", now + 500 + i)) for i in range(3)]
     assert again[2] is not None and again[2].id != inc.id and again[2].state == "ongoing"
     assert steps[-1] == ("detected", again[2].id)
+
+
+def test_the_remedy_is_a_component_with_its_dispatcher_and_workers(tmp_path):
+    from agent.component import Component
+
+    remedy = Remedy(Store(tmp_path / "c.db"), lambda: RULES, no_context, stack="east")
+    assert isinstance(remedy, Component) and remedy.health() == [] and list(remedy.metrics()) == []
+    threads = remedy.threads()
+    assert threads["remedy"].name == "remedy-east" and len(threads) == 1 + 8
+    remedy.start()
+    assert all(t.is_alive() for t in remedy.threads().values())
+    remedy.stop(time.monotonic() + 5)
+    assert not any(t.is_alive() for t in remedy.threads().values())
