@@ -64,8 +64,9 @@ class Remedy:
         self.pool.start()
 
     def stop(self, deadline: float | None = None, *, timeout: float | None = None) -> None:
-        """By the deadline (time.monotonic()); `timeout` (seconds from now) is for a caller that
-        has no deadline yet. An attempt in progress is not waited for beyond it."""
+        """By the deadline (time.monotonic()). An attempt in progress is not waited for beyond
+        it: its incident is tried again at the next start. `timeout` (seconds from now) serves
+        the service's stop until it hands every component the common deadline."""
         if deadline is None:
             deadline = time.monotonic() + (10.0 if timeout is None else timeout)
         self.pool.stop(deadline)

@@ -173,5 +173,5 @@ def test_a_slow_fix_on_one_stack_queues_nothing_of_another(tmp_path, secret):
     finally:
         release.set()
         for rt in (slow, fast):
-            rt.remedy.stop(timeout=5)
+            rt.remedy.stop(time.monotonic() + 5)
         service.store.close()
