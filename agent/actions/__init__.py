@@ -48,6 +48,6 @@ def action(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def registry() -> dict[str, ActionSpec]:
     """All actions, with their modules imported (each registers itself)."""
-    from agent.actions import bots, docker_actions, hummingbot  # noqa: F401
+    from agent.actions import bots, deploys, docker_actions, hummingbot  # noqa: F401
 
     return REGISTRY

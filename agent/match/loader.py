@@ -19,7 +19,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from agent.match.deploy import FIELDS
-from agent.match.model import Rule
+from agent.match.model import RETRY_DEPLOY, Rule
 from agent.templates import ACTION_NAMES, DEPLOY_FIELDS, NAMES
 
 Path_ = tuple[str | int, ...]
@@ -258,12 +258,29 @@ class _Semantics:
         for group in ("actions", "verify"):
             for i, call in enumerate(getattr(r, group)):
                 self.action((group, i), call)
+                if call.action == RETRY_DEPLOY:
+                    self.retry((group, i), group == "actions" and i == len(r.actions) - 1)
         bot_only = r.where.roles == ["bot"]  # a bot's own deploy is the one to send again
         if r.retry_deploy and r.source == "log" and not r.context and "instance" not in r.captures \
                 and "profile" not in r.captures and not bot_only:
-            self.err(("retry_deploy",), "retry_deploy needs a capture (profile or instance) or a deploy"
+            self.err(self.retry_path(), "retry_deploy needs a capture (profile or instance) or a deploy"
                                         " context to find the failed request")
         return self.errors
+
+    def retry(self, path: Path_, last: bool) -> None:
+        """The deploy retry runs once the fix is verified, on whatever failed deploy the incident
+        owns: listed last of the actions, unconditionally."""
+        if not last:
+            self.err(path, "retry_deploy runs after the verify steps: list it last of the actions")
+        if path[0] == "actions" and self.rule.actions[int(path[1])].when:
+            self.err((*path, "when"), "retry_deploy takes no when: it re-sends whatever failed deploy"
+                                      " the incident owns")
+
+    def retry_path(self) -> Path_:
+        """Where the rule asks for the deploy retry: the flag, or the listed action."""
+        if ("retry_deploy",) in self.lines.lines:
+            return ("retry_deploy",)
+        return ("actions", next(i for i, c in enumerate(self.rule.actions) if c.action == RETRY_DEPLOY))
 
     def groups(self, path: Path_, rx: re.Pattern, allow: set[str] = frozenset()) -> set[str]:
         names = set(rx.groupindex)
@@ -306,6 +323,11 @@ class _Semantics:
                         else f"; actions: {', '.join(sorted(self.actions))}"))
             return
         fields = spec.params.model_fields
+        if getattr(spec.params, "from_evidence", False):  # the failed request, never the rule's
+            if call.params:
+                self.err((*path, "params"), f"action {call.action} takes no parameters: it sends the"
+                                            " failed request as it was")
+            return
         for key, value in call.params.items():
             p = (*path, "params", key)
             if key not in fields:

@@ -25,8 +25,8 @@ from agent.events import API, BOT, EXIT, LINE, RESPONSE, SIBLING, TRACEBACK, Eve
 from agent.match import captures as capture_check
 from agent.match.deploy import parse_config_repr
 from agent.match.loader import params_of, render, unresolved
+from agent.match.model import RETRY_DEPLOY, Rule
 from agent.match.model import Match as MatchSpec
-from agent.match.model import Rule
 from agent.names import CREDENTIAL_ROUTE, protected_profile
 
 ROLES = (API, BOT, SIBLING)
@@ -54,14 +54,14 @@ class Result:
         """What would run, in order (nothing when refused or below the threshold)."""
         if self.refused or self.below_threshold:
             return []
-        names = [c.action for c in self.rule.calls(self.values)]
-        return [*names, "retry_deploy"] if self.rule.retry_deploy else names
+        return [c.action for c in self.rule.calls(self.values)]
 
     def action_params(self) -> list[tuple[str, dict[str, Any], list[str]]]:
-        """(action, params with templates filled, names still unknown) for each action."""
+        """(action, params with templates filled, names still unknown) for each action the rule's
+        parameters fill: all but retry_deploy, whose parameters are the failed request."""
         return [(c.action, params_of(c, self.values),
                  [n for v in c.params.values() if isinstance(v, str) for n in unresolved(v, self.values)])
-                for c in self.rule.calls(self.values)]
+                for c in self.rule.calls(self.values) if c.action != RETRY_DEPLOY]
 
     def text(self, template: str | None) -> str:
         return render(template or "", self.values)

@@ -136,6 +136,9 @@ class IncidentPolicy(Strict):
                     " once none came for this many seconds (one message at its start, one at its end)")
 
 
+RETRY_DEPLOY = "retry_deploy"  # the action that re-sends the failed deploy, after the verify steps
+
+
 class ActionCall(Strict):
     action: str = Field(description="an action of the registry")
     params: dict[str, Any] = Field(default_factory=dict, description="values; strings may use {templates}")
@@ -172,7 +175,9 @@ class Rule(Strict):
     incident: IncidentPolicy = Field(default_factory=IncidentPolicy)
     actions: list[ActionCall] = Field(default_factory=list)
     verify: list[ActionCall] = Field(default_factory=list)
-    retry_deploy: bool = Field(False, description="re-send the failed deploy once the fix is verified")
+    retry_deploy: bool = Field(
+        False, description="re-send the failed deploy once the fix is verified: the same as listing the"
+                           " retry_deploy action last")
     observe_only: bool = Field(False, description="report what would be done, never act")
     fatal: bool = Field(
         False, description="(bot rules) the bot exits after this: its death is waited for "
@@ -182,6 +187,16 @@ class Rule(Strict):
     def calls(self, values: dict[str, Any], group: str = "actions") -> list[ActionCall]:
         """The actions (or verify steps) that apply to a match or incident with these values."""
         return [c for c in getattr(self, group) if c.applies(values)]
+
+    @model_validator(mode="after")
+    def _retry_as_action(self) -> Rule:
+        """`retry_deploy: true` (the shipped rules' and older rules' form) is the action listed
+        last; either form sets both, so code asks `retry_deploy` and runs `actions`."""
+        listed = any(c.action == RETRY_DEPLOY for c in self.actions)
+        if self.retry_deploy and not listed:
+            self.actions.append(ActionCall(action=RETRY_DEPLOY))
+        self.retry_deploy = self.retry_deploy or listed
+        return self
 
     def acts(self, values: dict[str, Any]) -> bool:
         return bool(self.calls(values) or self.calls(values, "verify") or self.retry_deploy)

@@ -17,65 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from agent.match import captures as capture_check
-from agent.match.deploy import DEPLOY_NAME, FIELDS
-from agent.match.model import Capture
+from agent.actions.deploys import check_body
 from agent.names import DEFAULT_STACK, base_name
 from agent.records import ANSWERED, Deploy
 from agent.state import State
-
-DEFAULT_IMAGE = "hummingbot/hummingbot:latest"  # what hummingbot-api deploys when no image is given
-FILE_NAME = Capture(type="file", max_length=128)
-
-
-def image_allowed(image: str, allowed: tuple[str, ...] = ()) -> bool:
-    """The default image, or one on MEDIC_ALLOWED_IMAGES: an exact reference, or `repo:*` for
-    any tag of that repository."""
-    if image == DEFAULT_IMAGE or image in allowed:
-        return True
-    repo, sep, _tag = image.rpartition(":")
-    return bool(sep) and "/" not in _tag and f"{repo}:*" in allowed
-
-
-def check_body(route: str, body: object, allowed_images: tuple[str, ...] = ()) -> str | None:
-    """None when the body is a deploy request hb-medic may re-send, else why not.
-
-    hb-medic sends it with its own login and hummingbot-api runs it with the Docker socket,
-    the profile's keys and CONFIG_PASSWORD: every field is checked, not only the names."""
-    if route not in FIELDS:
-        return f"unknown deploy route {route!r}"
-    if not isinstance(body, dict):
-        return "the body must be a JSON object"
-    unknown = set(body) - FIELDS[route]
-    if unknown:
-        return f"unknown fields for {route}: {', '.join(sorted(unknown))}"
-    for name in ("instance_name", "credentials_profile"):
-        value = body.get(name)
-        if not isinstance(value, str) or not DEPLOY_NAME.match(value):
-            return f"{name} must be letters, digits, _ or - (got {capture_check.shown(str(value))})"
-    image = body.get("image")
-    if image is not None and (not isinstance(image, str) or not image_allowed(image, allowed_images)):
-        return (f"image {capture_check.shown(str(image))} is neither {DEFAULT_IMAGE} nor on"
-                " MEDIC_ALLOWED_IMAGES (add it there to let hb-medic re-send deploys of it)")
-    files = [("script", body.get("script")), ("script_config", body.get("script_config"))]
-    if route == "deploy-v2-controllers":
-        controllers = body.get("controllers_config")
-        if not isinstance(controllers, list):
-            return "controllers_config must be a list"
-        files += [("controllers_config", c) for c in controllers]
-    for name, value in files:
-        if value is None and name != "controllers_config":
-            continue
-        reason = "is not text" if not isinstance(value, str) else capture_check.check(FILE_NAME, value)
-        if reason:
-            return f"{name} must be a plain file name: {capture_check.shown(str(value))} {reason}"
-    if not isinstance(body.get("headless", False), bool):
-        return "headless must be true or false"
-    for name in ("max_global_drawdown_quote", "max_controller_drawdown_quote"):
-        value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            return f"{name} must be a number"
-    return None
 
 
 def from_recorder(store: State, *, profile: str | None, instance: str | None, at: float,

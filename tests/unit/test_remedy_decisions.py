@@ -8,13 +8,14 @@ import time
 import pytest
 
 from agent.actions.base import ActionContext
+from agent.actions.deploys import check_body
 from agent.events import BOT, CONSOLE, Origin
 from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
-from agent.records import IncidentState
-from agent.remedy.engine import MAX_INTERRUPTED, Remedy
-from agent.remedy.intent import base_name, check_body, from_bots_folder
+from agent.remedy.decisions import MAX_INTERRUPTED
+from agent.remedy.engine import Remedy
+from agent.remedy.intent import base_name, from_bots_folder
 from agent.state import State
 from tests.stack import REPO
 
@@ -49,13 +50,13 @@ def test_same_failure_is_one_incident_counted(remedy):
     for _ in range(9):
         assert remedy.submit(result()).id == first.id
     assert remedy.store.incidents.get(first.id).events == 10
-    assert remedy._queue.qsize() == 1  # one attempt queued, not ten
+    assert remedy.pool.queued() == 1  # one attempt queued, not ten
 
 
 def test_stale_event_reported_not_acted_on(remedy):
     inc = remedy.submit(result(stamp=time.time() - 3600))
-    assert inc.state == IncidentState.STALE and "reported, not acted on" in inc.detail
-    assert remedy._queue.empty()
+    assert inc.state == "stale" and "reported, not acted on" in inc.detail
+    assert remedy.pool.queued() == 0
 
 
 def test_budget_exhausted_gives_up_without_acting(remedy):
@@ -64,14 +65,13 @@ def test_budget_exhausted_gives_up_without_acting(remedy):
         remedy.store.incidents.audit(f"other{n}", "attempt", "attempt 1 of 3")
     remedy.attempt(remedy.store.incidents.get(inc.id))  # would call no_context() if it acted
     inc = remedy.store.incidents.get(inc.id)
-    assert inc.state == IncidentState.GAVE_UP
-    assert "budget exhausted (2 fix attempts in the last hour" in inc.detail
+    assert inc.state == "gave-up" and "budget exhausted (2 fix attempts in the last hour" in inc.detail
 
 
 def test_cooldown_after_resolution(remedy):
     inc = remedy.submit(result())
     inc = remedy.store.incidents.get(inc.id)
-    inc.state, inc.closed = IncidentState.RESOLVED, time.time()
+    inc.state, inc.closed = "resolved", time.time()
     remedy.store.incidents.save(inc)
     again = remedy.submit(result())
     assert again.id == inc.id
@@ -81,9 +81,9 @@ def test_cooldown_after_resolution(remedy):
 
 def test_refused_and_observe(tmp_path):
     r = Remedy(State(tmp_path / "o.db"), lambda: RULES, no_context, mode="observe")
-    assert r.submit(result(profile="x;reboot")).state == IncidentState.REFUSED
+    assert r.submit(result(profile="x;reboot")).state == "refused"
     inc = r.submit(result())
-    assert inc.state == IncidentState.OBSERVED
+    assert inc.state == "observed"
     assert inc.detail == ("would have run: ensure_account(profile='client_sharp') -> "
                           "provision_credentials(profile='client_sharp') -> retry_deploy")
 
@@ -93,22 +93,22 @@ def test_restart_resumes_interrupted_attempts(tmp_path):
     r = Remedy(store, lambda: RULES, no_context)
     inc = r.submit(result())
     inc = store.incidents.get(inc.id)
-    inc.state, inc.attempts = IncidentState.ACTING, 1
+    inc.state, inc.attempts = "acting", 1
     store.incidents.save(inc)
     store.incidents.audit(inc.id, "attempt", "attempt 1 of 3")
     assert store.incidents.attempts_since(0) == 1
     Remedy(store, lambda: RULES, no_context).recover()
     again = store.incidents.get(inc.id)
     # The cut attempt is not counted, nor budgeted: a kill of the agent is not the fix failing.
-    assert again.state == IncidentState.FAILED and again.attempts == 0 and again.next_attempt <= time.time()
+    assert again.state == "failed" and again.attempts == 0 and again.next_attempt <= time.time()
     assert store.incidents.attempts_since(0) == 0
     for _ in range(MAX_INTERRUPTED - 1):  # but a fix that keeps taking the agent down does not loop
         again = store.incidents.get(inc.id)
-        again.state, again.attempts = IncidentState.ACTING, 1
+        again.state, again.attempts = "acting", 1
         store.incidents.save(again)
         Remedy(store, lambda: RULES, no_context).recover()
     final = store.incidents.get(inc.id)
-    assert final.state == IncidentState.GAVE_UP and f"the {MAX_INTERRUPTED}th time" in final.detail
+    assert final.state == "gave-up" and f"the {MAX_INTERRUPTED}th time" in final.detail
 
 
 def test_deploy_body_checks():
@@ -170,7 +170,7 @@ def test_observe_only_rule_repeating_is_one_incident_within_its_cooldown(tmp_pat
     for _ in range(5):
         assert remedy.submit(observed()).id == first.id
     inc = remedy.store.incidents.get(first.id)
-    assert inc.state == IncidentState.OBSERVED and inc.events == 6
+    assert inc.state == "observed" and inc.events == 6
     assert steps == ["detected", "observed"]
 
 
@@ -187,12 +187,11 @@ def test_a_replayed_event_joins_its_incident_whatever_the_cooldown(tmp_path):
 
     first = Remedy(store, lambda: RULES, no_context, stale_after=10**10).submit(read())
     inc = store.incidents.get(first.id)
-    # fixed an hour ago: its cooldown is over
-    inc.state, inc.closed = IncidentState.RESOLVED, time.time() - 3600
+    inc.state, inc.closed = "resolved", time.time() - 3600  # fixed an hour ago: its cooldown is over
     store.incidents.save(inc)
     restarted = Remedy(store, lambda: RULES, no_context, stale_after=10**10)
     again = restarted.submit(read())
-    assert again.id == first.id and restarted._queue.empty()
+    assert again.id == first.id and restarted.pool.queued() == 0
     assert [i.id for i in store.incidents.recent()] == [first.id]
     assert store.incidents.get(first.id).events == 1
     assert store.incidents.audit_trail(first.id)[-1]["name"] == "replayed event already handled: no action"
@@ -222,22 +221,34 @@ def test_an_ongoing_condition_is_told_once_goes_on_below_its_threshold_and_ends_
     first = [remedy.submit(_not_ready(matcher, "binance", now + i)) for i in range(3)]
     assert first[:2] == [None, None]  # below the threshold (3 within 180 s): nothing yet
     inc = first[2]
-    assert inc.state == IncidentState.ONGOING and inc.captures["exchange"] == "binance"
+    assert inc.state == "ongoing" and inc.captures["exchange"] == "binance"
     assert steps == [("detected", inc.id)]
     # A line much later, alone below the threshold (a new window), still keeps it going.
     late = _not_ready(matcher, "Binance_paper_trade".lower(), now + 400)
     assert late.below_threshold
     remedy.submit(late)
     assert remedy.store.incidents.get(inc.id).events == 2
-    remedy._end_quiet(time.time())  # not yet: a line just came
-    assert remedy.store.incidents.get(inc.id).state == IncidentState.ONGOING
+    remedy.intake.end_quiet(time.time())  # not yet: a line just came
+    assert remedy.store.incidents.get(inc.id).state == "ongoing"
     time.sleep(0.6)
-    remedy._end_quiet(time.time())
+    remedy.intake.end_quiet(time.time())
     ended = remedy.store.incidents.get(inc.id)
-    assert ended.state == IncidentState.RESOLVED
-    assert ended.detail.startswith("no such line for 0.5 s: over after ")
+    assert ended.state == "resolved" and ended.detail.startswith("no such line for 0.5 s: over after ")
     assert steps == [("detected", inc.id), ("ended", inc.id)]
     # Cut off again later: a new incident (cooldown 0), told again.
     again = [remedy.submit(_not_ready(matcher, "binance", now + 500 + i)) for i in range(3)]
-    assert again[2] is not None and again[2].id != inc.id and again[2].state == IncidentState.ONGOING
+    assert again[2] is not None and again[2].id != inc.id and again[2].state == "ongoing"
     assert steps[-1] == ("detected", again[2].id)
+
+
+def test_the_remedy_is_a_component_with_its_dispatcher_and_workers(tmp_path):
+    from agent.component import Component
+
+    remedy = Remedy(State(tmp_path / "c.db"), lambda: RULES, no_context, stack="east")
+    assert isinstance(remedy, Component) and remedy.health() == [] and list(remedy.metrics()) == []
+    threads = remedy.threads()
+    assert threads["remedy"].name == "remedy-east" and len(threads) == 1 + 8
+    remedy.start()
+    assert all(t.is_alive() for t in remedy.threads().values())
+    remedy.stop(time.monotonic() + 5)
+    assert not any(t.is_alive() for t in remedy.threads().values())

@@ -118,3 +118,33 @@ def test_rules_check_exit_codes(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 1
     assert "my-rule.yml:7: match[0].mesage: unknown field" in bad.stdout
+
+
+def test_retry_deploy_is_an_action_or_the_older_flag(tmp_path):
+    """`retry_deploy: true` (the shipped rules' form, and user rules written before) and
+    `- action: retry_deploy` listed last are one rule; either way it runs after the verify steps."""
+    flag = GOOD.format(id="my-rule").replace("notify:", "retry_deploy: true\nnotify:")
+    listed = GOOD.format(id="my-rule").replace("notify:", "  - action: retry_deploy\nnotify:")
+    rules = []
+    for text in (flag, listed):
+        result = load_rules(write(tmp_path, text))
+        assert result.errors == [], result.errors
+        rules.append(result.rules[0])
+    assert [c.action for c in rules[0].actions] == [c.action for c in rules[1].actions] \
+        == ["ensure_account", "retry_deploy"]
+    assert rules[0].retry_deploy and rules[1].retry_deploy
+    assert Rule.model_validate(rules[0].model_dump()).actions == rules[0].actions  # not appended twice
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("actions:\n", "actions:\n  - action: retry_deploy\n"),
+     ":11: retry_deploy runs after the verify steps: list it last of the actions"),
+    (("notify:", "  - action: retry_deploy\n    params: {route: deploy-v2-script}\nnotify:"),
+     ":14: action retry_deploy takes no parameters: it sends the failed request as it was"),
+    (("notify:", "  - action: retry_deploy\n    when: {profile: x}\nnotify:"),
+     ":14: retry_deploy takes no when: it re-sends whatever failed deploy the incident owns"),
+])
+def test_retry_deploy_mistakes(tmp_path, change, expected):
+    text = GOOD.format(id="my-rule").replace(*change)
+    found = errors(write(tmp_path, text))
+    assert any(expected in e for e in found), found

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.actions.deploys import check_body, image_allowed
 from agent.ingest.replay import replay_lines
 from agent.match.loader import load_rules
 from agent.match.matcher import Matcher
 from agent.redact import Redactor
-from agent.remedy.intent import check_body, image_allowed
 
 REPO = Path(__file__).resolve().parent.parent.parent
 LIBRARY = load_rules(REPO / "rules").rules
@@ -121,7 +121,7 @@ def test_no_event_ends_on_a_blank_line_and_every_key_line_says_something():
     """Over every golden sample (real captures and their shapes): the real postgres-down traceback
     ended on the blank line after its exception, and its message read `database-unavailable in
     hummingbot-api: ` with nothing after it."""
-    from agent.remedy.engine import _summary
+    from agent.remedy.decisions import summary as _summary
 
     for sample in sorted((REPO / "rules").glob("*.samples.log")):
         lines = [x for x in sample.read_text().splitlines() if not x.startswith("#")]

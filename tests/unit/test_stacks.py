@@ -165,12 +165,12 @@ def test_a_slow_fix_on_one_stack_queues_nothing_of_another(tmp_path, secret):
             id=f"i-{rt.name}", rule="credentials-profile-missing", key="k", state=IncidentState.DETECTED,
             severity="critical", container="hummingbot-api", summary="s", fingerprint="f", captures={},
             stack=rt.name))
-        rt.remedy._enqueue(inc.id)
+        rt.remedy.pool.enqueue(inc.id)
     try:
         assert ran.wait(10), "the fast stack's fix waited behind the slow one's"
         assert not release.is_set()
     finally:
         release.set()
         for rt in (slow, fast):
-            rt.remedy.stop(timeout=5)
+            rt.remedy.stop(time.monotonic() + 5)
         service.store.close()

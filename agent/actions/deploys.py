@@ -1,10 +1,18 @@
 """Re-send the failed deploy, once the fix is verified, exactly as it was sent.
 
+`retry_deploy` is an action like the others, with one difference: its parameters are
+the failed request itself, which only the evidence gives (the recorder's record, a
+logged body, the bots folder, or the operator's --body), never the rule. A rule lists
+it bare, last (it runs after the verify steps), or says `retry_deploy: true`.
+
+Every field of a body is checked before it is sent (`check_body`): hb-medic sends it
+with its own login and hummingbot-api runs it with the Docker socket.
+
 Before sending: is it already done? A client that retried by itself must not
 get a second bot, so any bot of the same base name deployed since the failure
 (hummingbot-api's bot status, or a container of that name created since) means
 done. Sending retries connection errors and 5xx with exponential backoff and
-jitter; success means `success: true` and the bot alive (agent.remedy.alive: still
+jitter; success means `success: true` and the bot alive (agent.actions.alive: still
 running after the settle time, no failure of its own, heard by hummingbot-api).
 """
 
@@ -13,8 +21,10 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
+from typing import Any, ClassVar
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 from tenacity import (
     RetryError,
     Retrying,
@@ -23,14 +33,83 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from agent.actions import action
+from agent.actions.alive import bot_lives
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
+from agent.match import captures as capture_check
+from agent.match.deploy import DEPLOY_NAME, FIELDS
+from agent.match.model import Capture
 from agent.names import CONTAINER_NAME_PATTERN, STAMP, base_name
-from agent.remedy.alive import bot_lives
-from agent.remedy.intent import check_body
 
 CONTAINER_NAME = re.compile(CONTAINER_NAME_PATTERN)
 ROUTES = {"deploy-v2-script": "/bot-orchestration/deploy-v2-script",
           "deploy-v2-controllers": "/bot-orchestration/deploy-v2-controllers"}
+SEND_TRIES = 3  # connection errors and 5xx answers are tried again, with backoff
+DEFAULT_IMAGE = "hummingbot/hummingbot:latest"  # what hummingbot-api deploys when no image is given
+FILE_NAME = Capture(type="file", max_length=128)
+
+
+class DeployParams(BaseModel):
+    """The failed request, exactly as it was sent, and when it failed (a bot of that name
+    deployed since then means done). Filled from the evidence, never written in a rule."""
+
+    model_config = ConfigDict(extra="forbid")
+    from_evidence: ClassVar[bool] = True
+
+    route: str  # deploy-v2-script or deploy-v2-controllers, checked with the body (check_body)
+    body: dict[str, Any]
+    raw: str  # the bytes sent, as they were sent
+    since: float  # wall clock
+
+
+def image_allowed(image: str, allowed: tuple[str, ...] = ()) -> bool:
+    """The default image, or one on MEDIC_ALLOWED_IMAGES: an exact reference, or `repo:*` for
+    any tag of that repository."""
+    if image == DEFAULT_IMAGE or image in allowed:
+        return True
+    repo, sep, _tag = image.rpartition(":")
+    return bool(sep) and "/" not in _tag and f"{repo}:*" in allowed
+
+
+def check_body(route: str, body: object, allowed_images: tuple[str, ...] = ()) -> str | None:
+    """None when the body is a deploy request hb-medic may re-send, else why not.
+
+    hb-medic sends it with its own login and hummingbot-api runs it with the Docker socket,
+    the profile's keys and CONFIG_PASSWORD: every field is checked, not only the names."""
+    if route not in FIELDS:
+        return f"unknown deploy route {route!r}"
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    unknown = set(body) - FIELDS[route]
+    if unknown:
+        return f"unknown fields for {route}: {', '.join(sorted(unknown))}"
+    for name in ("instance_name", "credentials_profile"):
+        value = body.get(name)
+        if not isinstance(value, str) or not DEPLOY_NAME.match(value):
+            return f"{name} must be letters, digits, _ or - (got {capture_check.shown(str(value))})"
+    image = body.get("image")
+    if image is not None and (not isinstance(image, str) or not image_allowed(image, allowed_images)):
+        return (f"image {capture_check.shown(str(image))} is neither {DEFAULT_IMAGE} nor on"
+                " MEDIC_ALLOWED_IMAGES (add it there to let hb-medic re-send deploys of it)")
+    files = [("script", body.get("script")), ("script_config", body.get("script_config"))]
+    if route == "deploy-v2-controllers":
+        controllers = body.get("controllers_config")
+        if not isinstance(controllers, list):
+            return "controllers_config must be a list"
+        files += [("controllers_config", c) for c in controllers]
+    for name, value in files:
+        if value is None and name != "controllers_config":
+            continue
+        reason = "is not text" if not isinstance(value, str) else capture_check.check(FILE_NAME, value)
+        if reason:
+            return f"{name} must be a plain file name: {capture_check.shown(str(value))} {reason}"
+    if not isinstance(body.get("headless", False), bool):
+        return "headless must be true or false"
+    for name in ("max_global_drawdown_quote", "max_controller_drawdown_quote"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"{name} must be a number"
+    return None
 
 
 def _deployed_since(name: str, base: str, since: float) -> bool:
@@ -70,9 +149,10 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError | _ServerError)
 
 
-def retry_deploy(ctx: ActionContext, route: str, raw_body: str, body: dict, *, since: float,
-                 attempts: int = 3) -> str:
+@action
+def retry_deploy(params: DeployParams, ctx: ActionContext) -> str:
     """Send it; return what happened, or raise ActionError."""
+    route, raw_body, body, since, attempts = params.route, params.raw, params.body, params.since, SEND_TRIES
     problem = check_body(route, body, ctx.allowed_images)
     if problem:
         raise ActionError(f"will not re-send this deploy: {problem}")
