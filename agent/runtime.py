@@ -236,7 +236,8 @@ class StackRuntime(Component):
     def detail(self) -> dict:
         """What /healthz shows of it."""
         problems = self.health()
-        return {"ok": not problems, "engine": "ok" if self.ingest.engine_up() else "unreachable",
+        engine = "ok" if self.ingest.engine.down_since is None else "unreachable"
+        return {"ok": not problems, "engine": engine,
                 "api": "ok" if self.api_watch.problem is None else self.api_watch.problem,
                 "streams": {name: st.state for name, st in self.ingest.status().items()},
                 "problems": problems}

@@ -12,8 +12,8 @@ import yaml
 from docker.errors import NotFound
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.actions import action
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
+from agent.actions.registry import action
 from agent.actions.types import ContainerName
 from agent.hummingbot_api import broker_status
 

@@ -33,9 +33,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from agent.actions import action
 from agent.actions.alive import bot_lives
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
+from agent.actions.registry import action
 from agent.match import captures as capture_check
 from agent.match.deploy import DEPLOY_NAME, FIELDS
 from agent.match.model import Capture

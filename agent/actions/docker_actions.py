@@ -8,8 +8,8 @@ import time
 from docker.errors import NotFound
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.actions import action
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
+from agent.actions.registry import action
 from agent.actions.types import ContainerName, ImageRef
 from agent.hummingbot_api import broker_status
 from agent.names import CONTAINER_NAME_PATTERN

@@ -12,8 +12,10 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.actions import action, keyfiles
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
+from agent.actions.keyfiles import placed_keys as placed_key_files
+from agent.actions.keyfiles import read_key_file
+from agent.actions.registry import action
 from agent.actions.types import ApiPath, ConnectorName, ProfileName
 
 VERIFICATION_MAX = 64 * 1024  # a .password_verification is about 1 KiB
@@ -38,7 +40,7 @@ class WaitHttpParams(BaseModel):
 
 def placed_keys(ctx: ActionContext, profile: str) -> dict[str, Path]:
     """Connector -> key file the operator placed for this profile (MEDIC_CREDENTIALS_DIR)."""
-    return keyfiles.placed_keys(ctx.credentials_dir, profile)
+    return placed_key_files(ctx.credentials_dir, profile)
 
 
 @action
@@ -170,7 +172,7 @@ def provision_credentials(params: CredentialsParams, ctx: ActionContext) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", connector):
             raise ActionError(f"credentials file {path.name}: not a connector name")
         try:
-            text = keyfiles.read_key_file(path)
+            text = read_key_file(path)
             keys = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (OSError, ValueError, yaml.YAMLError):
             # The parser's message would quote the line, keys and all: never pass it on.

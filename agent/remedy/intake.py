@@ -108,7 +108,7 @@ class Intake:
                 id=secrets.token_hex(4), rule=rule.id, key=key, state=IncidentState.DETECTED,
                 severity=rule.severity, container=event.container,
                 summary=redactor.text(decisions.summary(res)), fingerprint=event.fingerprint,
-                opened_by=templates.event_values(event, self.redactor.text),
+                opened_by=templates.event_values(event, redactor.text),
                 captures=decisions.stored(res, redactor), deploy=decisions.carried_deploy(res),
                 stack=self.stack)
             self.store.incidents.create(inc, keys)

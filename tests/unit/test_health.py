@@ -23,8 +23,8 @@ def service(tmp_path):
     engine would report of the followed container is its follower's status."""
     s = Service(Settings(state_db=tmp_path / "s.db", rules_dir=REPO / "rules", hummingbot_password="x"),
                 listen=False)
-    s.ingest.followers = {"hummingbot-api": SimpleNamespace(status=FollowerStatus("hummingbot-api",
-                                                                                   state="attached"))}
+    s.ingest.followers = {"hummingbot-api": SimpleNamespace(
+        status=FollowerStatus("hummingbot-api", state="attached"), stop=lambda deadline: None)}
     rt = s.main
     for part in (s.notifier, s.unknown, s.watcher, rt.remedy, rt.pipeline, rt.feed):
         part.start()
