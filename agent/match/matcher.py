@@ -16,7 +16,7 @@ import re
 import re._parser as sre_parse  # the regex parser the re module itself uses
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,17 +167,9 @@ class _Alternative:
                 return None
             if self.level is not None and h.level not in self.level:
                 return None
-            if self.message is not None:
-                m = self.message.search(e.message)
-                if m is None:
-                    return None
-                caught.update({k: v for k, v in m.groupdict().items() if v is not None})
-        if self.line is not None:
-            m = self.line.search(e.lines[0] if e.lines else "")
-            if m is None:
+            if not _all_found([(self.message, e.message)], caught):
                 return None
-            caught.update({k: v for k, v in m.groupdict().items() if v is not None})
-        return caught
+        return caught if _all_found([(self.line, e.lines[0] if e.lines else "")], caught) else None
 
 
     def _match_exit(self, e: Event) -> dict[str, str] | None:
@@ -192,14 +184,8 @@ class _Alternative:
             return None
         caught: dict[str, str] = {}
         last = "\n".join(data.get("last_console", []) + data.get("last_errors", []))
-        for rx, text in ((self.message, last), (self.line, e.lines[0] if e.lines else "")):
-            if rx is None:
-                continue
-            m = rx.search(text)
-            if m is None:
-                return None
-            caught.update({k: v for k, v in m.groupdict().items() if v is not None})
-        return caught
+        found = _all_found([(self.message, last), (self.line, e.lines[0] if e.lines else "")], caught)
+        return caught if found else None
 
     def _match_response(self, e: Event) -> dict[str, str] | None:
         """A recorded deploy exchange: route, status, response message, request fields."""
@@ -215,14 +201,20 @@ class _Alternative:
         checks = [(self.message, str(data.get("message", ""))), (self.line, e.lines[0] if e.lines else "")]
         request = data.get("request") or {}
         checks += [(rx, str(request.get(k, ""))) for k, rx in self.request]
-        for rx, text in checks:
-            if rx is None:
-                continue
-            m = rx.search(text)
-            if m is None:
-                return None
-            caught.update({k: v for k, v in m.groupdict().items() if v is not None})
-        return caught
+        return caught if _all_found(checks, caught) else None
+
+
+def _all_found(checks: Iterable[tuple[re.Pattern[str] | None, str]], caught: dict[str, str]) -> bool:
+    """Every pattern (None: nothing to check) is found in its text; their named groups that
+    matched join `caught`."""
+    for rx, text in checks:
+        if rx is None:
+            continue
+        m = rx.search(text)
+        if m is None:
+            return False
+        caught.update({k: v for k, v in m.groupdict().items() if v is not None})
+    return True
 
 
 class _Streams:
