@@ -17,10 +17,13 @@ import random
 import sqlite3
 import time
 
+import yaml
+
 from agent.ingest.split import parse_ts
 from agent.records import DUP_BITS
 from faults.bed import Bed
 from faults.scenarios.common import log, settle
+from tests.stack import REPO
 
 TARGET = "nothing repeated: no second incident, no action run again, no deploy asked of a person"
 RULE = "credentials-profile-missing"
@@ -32,7 +35,8 @@ def run(quick: bool) -> dict:
     # The fix ends within the checkpoint interval after the failure line, as in the finding: the
     # account only (a re-sent bot must live 30 s, and by then the checkpoint is long past the
     # line). The quick run: a shorter cooldown.
-    change: dict = {"retry_deploy": False}
+    shipped = yaml.safe_load((REPO / "rules" / f"{RULE}.yml").read_text())
+    change: dict = {"actions": [a for a in shipped["actions"] if a["action"] != "retry_deploy"]}
     if quick:
         change["incident"] = {"cooldown": 5}
     with Bed("kill-after-fix", quick=quick, rules={RULE: change}) as bed:
