@@ -23,7 +23,7 @@ MODULES = (
     "agent.unknown.command",
     "agent.incidents_cmd",
     "agent.notify.command",
-    "agent.doctor",
+    "agent.doctor_cmd",
     "agent.retry_cmd",
 )
 
@@ -71,25 +71,33 @@ STATE_FILE_UNUSABLE = 3  # exit status: the state file cannot be used (see the m
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a reader that went away (`| head`, quitting `less`) ends it quietly."""
-    from agent.settings import BadSettings
-    from agent.state import StateFileError
-
     try:
         code = _dispatch(argv)
         sys.stdout.flush()  # a broken pipe shows here, not at interpreter exit
         return code
-    except StateFileError as exc:  # one message, its own exit status (a restart policy shows it)
-        print(f"hb-medic: {exc}", file=sys.stderr)
-        return STATE_FILE_UNUSABLE
-    except BadSettings as exc:  # a command that reads one setting met a config file it cannot read
-        for message in exc.problems.values():
-            print(f"hb-medic: {message}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         # Nothing more can be written: point stdout at /dev/null so the interpreter's own
         # final flush stays silent, and exit as a process stopped by SIGPIPE would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+    except Exception as exc:
+        return _said(exc)
+
+
+def _said(exc: Exception) -> int:
+    """A state file or a config file a command cannot use: one message and an exit status, no
+    traceback. Their modules load only here: `hb-medic health` never pays for them."""
+    from agent.settings import BadSettings
+    from agent.state import StateFileError
+
+    if isinstance(exc, StateFileError):  # its own exit status (a restart policy shows it)
+        print(f"hb-medic: {exc}", file=sys.stderr)
+        return STATE_FILE_UNUSABLE
+    if isinstance(exc, BadSettings):  # a command that reads one setting met a config file it cannot read
+        for message in exc.problems.values():
+            print(f"hb-medic: {message}", file=sys.stderr)
+        return 2
+    raise exc
 
 
 def _dispatch(argv: list[str] | None) -> int:

@@ -7,11 +7,9 @@ The exit status is 0 only when no finding the configured features need failed.
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import errno
 import json
-import logging
 import os
 import socket
 import sqlite3
@@ -24,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from agent import __version__, sshengine
-from agent.commands import Arg, command
 from agent.names import DEFAULT_STACK
 from agent.settings import SECRETS_DIR, BadSettings, Settings, load
 from agent.stackconf import StackConfig, engine_client, engine_problem
@@ -482,11 +479,3 @@ def run(send: bool = False, out: TextIO | None = None, checks: list[Check] | Non
         return 1
     print(f"all {total} checks passed: hb-medic can do its job here", file=out)
     return 0
-
-
-@command("doctor", help="check that the agent can do its job here; each ✗ with its fix",
-         args=[Arg("--send", action="store_true", help="also send a test message to every notify target")])
-def doctor_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
-    return run(send=args.send)

@@ -44,3 +44,10 @@ def parse_addr(addr: str) -> tuple[str, int]:
     """`host:port` (or `:port`, every address) where the agent listens: health server, recorder."""
     host, _, port = addr.rpartition(":")
     return (host or "0.0.0.0"), int(port)
+
+# Where the agent serves /healthz and /metrics unless told otherwise (agent.settings), and what an
+# address looks like. Here, not in the settings, so `hb-medic health` can know them without
+# loading pydantic (the image's HEALTHCHECK runs it every 15 s).
+DEFAULT_HTTP_ADDR = "127.0.0.1:9108"
+SECRETS_DIR = "/run/secrets"  # Docker's secret files, one a setting (medic_<name>)
+HTTP_ADDR_PATTERN = r"^[^\s:]*:\d{1,5}$"

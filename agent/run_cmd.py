@@ -36,6 +36,21 @@ def _engine_problem(done: threading.Event, patience: float = 10.0) -> str | None
                 return f"the Docker engine at {host} does not answer: {exc}\n    fix: {docker_fix(host)}"
 
 
+def _plain_http_addr() -> str | None:
+    """The address when only the environment can set it (no config file, no secret file) and it
+    is well formed; else None, and the settings decide (and say what is wrong). The image's
+    HEALTHCHECK runs `hb-medic health` every 15 s: this spares it loading pydantic each time
+    (0.4 s instead of 1.5 s)."""
+    import re
+
+    from agent.names import DEFAULT_HTTP_ADDR, HTTP_ADDR_PATTERN, SECRETS_DIR
+
+    if os.environ.get("MEDIC_CONFIG_FILE") or os.path.exists(os.path.join(SECRETS_DIR, "medic_http_addr")):
+        return None
+    addr = os.environ.get("MEDIC_HTTP_ADDR", DEFAULT_HTTP_ADDR)  # settings.Settings reads the same
+    return addr if re.fullmatch(HTTP_ADDR_PATTERN, addr) else None
+
+
 @command("run", help="run the agent (settings from MEDIC_* environment variables)")
 def run(args: argparse.Namespace) -> int:
     from agent import logs
@@ -79,14 +94,16 @@ def health(args: argparse.Namespace) -> int:
     address is unhealthy, as an agent that cannot answer."""
     import urllib.request
 
-    from agent.settings import BadSettings, load
+    addr = _plain_http_addr()
+    if addr is None:
+        from agent.settings import BadSettings, load
 
-    try:
-        addr = load({"http_addr"}).http_addr
-    except BadSettings as exc:
-        for message in exc.problems.values():
-            print(f"hb-medic: {message}", file=sys.stderr)
-        return 1
+        try:
+            addr = load({"http_addr"}).http_addr
+        except BadSettings as exc:
+            for message in exc.problems.values():
+                print(f"hb-medic: {message}", file=sys.stderr)
+            return 1
     host, _, port = addr.rpartition(":")
     host = "127.0.0.1" if host in ("", "0.0.0.0") else host
     try:

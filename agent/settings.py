@@ -21,10 +21,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from agent.names import IMAGE_PATTERN
+from agent.names import DEFAULT_HTTP_ADDR, HTTP_ADDR_PATTERN, IMAGE_PATTERN, SECRETS_DIR
 from agent.stackconf import DEFAULT_STACK, StackConfig
-
-SECRETS_DIR = "/run/secrets"
 
 
 def default_state_db() -> Path:
@@ -80,7 +78,7 @@ class Settings(BaseSettings):
     notify_urls: SecretStr | None = Field(
         None, description="apprise URLs, comma separated; `tag1,tag2=URL` routes by severity.")
     notify_config: Path | None = Field(None, description="An apprise config file (with tags).")
-    http_addr: str = Field("127.0.0.1:9108", pattern=r"^[^\s:]*:\d{1,5}$",
+    http_addr: str = Field(DEFAULT_HTTP_ADDR, pattern=HTTP_ADDR_PATTERN,
                            description="host:port for /healthz and /metrics.")
     log_format: Literal["text", "json"] = Field("text", description="The agent's own log lines.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
