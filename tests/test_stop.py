@@ -87,7 +87,8 @@ def test_sigterm_during_a_bots_settle_time_ends_within_the_stop_timeout(make_sta
     env["MEDIC_BOT_SETTLE"] = "3"
     proc = start()
     try:
-        wait_until(lambda: query(db, "SELECT state FROM incidents") == [("resolved",)],
+        mine = f"SELECT state FROM incidents WHERE rule = '{RULE}'"
+        wait_until(lambda: query(db, mine) == [("resolved",)],
                    90, "resolved after the restart")
         assert [c.status for c in bots(stack, name)] == ["running"]  # the same bot, not a second one
         trail = [r[0] for r in query(db, "SELECT result FROM audit WHERE name = 'retry_deploy'")]
