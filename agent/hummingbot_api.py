@@ -64,9 +64,22 @@ class HummingbotAPI:
 def broker_status(api: HummingbotAPI) -> dict | None:
     """What GET /bot-orchestration/mqtt says of hummingbot-api's broker (`mqtt_connected`,
     `broker_host`, `broker_port`, ...), or None when it cannot be told."""
+    return broker_reply(api)[0]
+
+
+def broker_reply(api: HummingbotAPI) -> tuple[dict | None, str]:
+    """The broker's status, or None and why it cannot be told: hummingbot-api itself did not
+    answer (stopped, say), or answered something else than the status (its broker may be fine)."""
     try:
         resp = api.request("GET", "/bot-orchestration/mqtt")
+    except httpx.TransportError as exc:
+        return None, f"hummingbot-api did not answer ({type(exc).__name__})"
+    except httpx.HTTPError as exc:
+        return None, f"hummingbot-api's answer about its broker could not be read ({type(exc).__name__})"
+    try:
         data = resp.json().get("data") if resp.status_code == 200 else None  # {"status": ..., "data": {...}}
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return None
-    return data if isinstance(data, dict) else None
+    except (ValueError, AttributeError):
+        data = None
+    if isinstance(data, dict):
+        return data, ""
+    return None, f"hummingbot-api answered {resp.status_code} without its broker's status"

@@ -252,24 +252,34 @@ class Service:
         return lines
 
     def stop(self) -> None:
-        """Detach from the engines, finish what is assembled, save the checkpoints."""
+        """Detach from the engines, finish what is assembled, save the checkpoints; every thread
+        ends within MEDIC_STOP_TIMEOUT (below Docker's grace, so the agent is never killed)."""
         now = time.monotonic()
+        deadline = now + self.settings.stop_timeout
+        for rt in self.stacks:  # first: the waits inside running fixes end while the rest stops
+            rt.remedy.halt()
         self.watcher.stop(now + 0.2)
         if self.http is not None:
             self.http.stop(now + 0.5)
-        deadline = time.monotonic() + 1.5
-        stoppers = [threading.Thread(target=rt.stop, args=(deadline,), daemon=True) for rt in self.stacks]
+        sources = min(deadline, time.monotonic() + 1.5)
+        stoppers = [threading.Thread(target=rt.stop, args=(sources,), daemon=True) for rt in self.stacks]
         for t in stoppers:  # side by side: a stack whose engine hangs holds no other's stop
             t.start()
         for t in stoppers:
-            t.join(left(deadline + 0.5))
-        self.unknown.stop(time.monotonic() + 0.5)  # after the pipelines: their last counts are written
-        # An action in progress is not waited for: its incident is tried again at the next
-        # start (the attempt is counted), so a stop stays within Docker's patience.
-        remedies = time.monotonic() + 0.3
+            t.join(left(min(deadline, sources + 0.5)))
+        self.unknown.stop(min(deadline, time.monotonic() + 0.5))  # after the pipelines: their last counts
+        # Attempts in progress have ended their waits: each saves where its incident stands and is
+        # tried again at the next start. One still inside a request that does not answer is left
+        # (a daemon thread): its incident is tried again at the next start too.
+        remedies = deadline - 0.5
         for rt in self.stacks:
             rt.remedy.stop(remedies)
-        self.notifier.stop(time.monotonic() + 0.3)
+        busy = [f"{rt.where}{name}" for rt in self.stacks for name, t in rt.remedy.threads().items()
+                if t is not None and t.is_alive()]
+        if busy:
+            log.warning("stopping with a fix still busy (%s): its incident goes on at the next start",
+                        ", ".join(busy))
+        self.notifier.stop(min(deadline, time.monotonic() + 0.3))
         self.store.close()
         log.info("hb-medic stopped")
 

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     recorder_addr: str | None = Field(
         None, pattern=r"^[^\s:]*:\d{1,5}$",
         description="host:port for the deploy recorder to listen on (off unless set).")
+    stop_timeout: float = Field(
+        8.0, ge=1, le=600,
+        description="On SIGTERM every thread ends within this many seconds, fixes saved where they stand;"
+                    " keep it below the container's stop grace (Docker's default: 10 s).")
     grace_ms: float = Field(30.0, ge=0, le=1000,
                             description="How long a finished traceback waits for a chained one.")
     allowed_images: Annotated[list[str], NoDecode] = Field(

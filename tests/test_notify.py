@@ -143,6 +143,46 @@ def test_storm_is_digested(tmp_path):
     assert rx.titles()[-1] == "[WARNING] 7 more messages: script-config-missing"
 
 
+def test_a_final_message_is_never_held_for_a_digest(tmp_path):
+    store = State(tmp_path / "s.db")
+    with Receiver() as rx:
+        n = notifier(store, rx.url, storm_count=3, storm_window=60, digest_after=600)
+        try:
+            incs = [incident(store, f"final{i:03d}", attempts=1) for i in range(4)]
+            for inc in incs:  # the storm limit reached: the fourth "fixing" is held
+                n.step(inc, "acting", "running ensure_account (attempt 1 of 3)")
+            for inc, step in zip(incs, ("resolved", "gave-up", "needs-you", "observed"), strict=True):
+                n.step(inc, step, f"{step} at last")
+            wait_until(lambda: len(rx.accepted) == 7, 15, "three steps and the four final messages")
+            time.sleep(1.5)
+        finally:
+            n.stop()
+    assert store.outbox.counts().get("held") == 1  # the fourth "fixing" only
+    assert len(rx.accepted) == 7
+
+
+def test_a_step_told_already_is_not_told_again(tmp_path):
+    """A restart in the middle of an attempt runs it again: its "fixing" message, the same step at
+    the same attempt in the same words, goes out once; the next attempt's goes out."""
+    store = State(tmp_path / "s.db")
+    with Receiver() as rx:
+        n = notifier(store, rx.url)
+        try:
+            inc = incident(store, "again001", attempts=1)
+            n.step(inc, "acting", "running ensure_account -> retry_deploy (attempt 1 of 3)")
+            store.incidents.audit(inc.id, "action", "ensure_account", {"profile": "client_sharp"}, True, "ok")
+            n.step(inc, "acting", "running ensure_account -> retry_deploy (attempt 1 of 3)")  # resumed
+            inc.attempts = 2
+            n.step(inc, "acting", "running ensure_account -> retry_deploy (attempt 2 of 3)")
+            n.step(inc, "resolved", "fixed in 3.0 s")
+            wait_until(lambda: len(rx.accepted) == 3, 15, "three messages")
+            time.sleep(1.5)
+        finally:
+            n.stop()
+    assert [t.split(":")[0] for t in rx.titles()] == [
+        "[CRITICAL] Detected, fixing", "[CRITICAL] Fixing again (attempt 2)", "[CRITICAL] Fixed"]
+
+
 def test_canary_secret_never_in_payload_log_or_audit(tmp_path, caplog):
     canary = "canary-Zx81-secret"
     store = State(tmp_path / "s.db")

@@ -24,7 +24,7 @@ from docker.errors import NotFound
 
 from agent.actions.base import ActionContext, ActionError, BotMatch
 from agent.events import describe_exit
-from agent.hummingbot_api import broker_status
+from agent.hummingbot_api import broker_reply
 
 HEARD_WAIT = 30.0  # beyond the settle time, how long a heartbeat may take to show
 DEATH_WAIT = 5.0  # how long a death waits for the agent's account of it (its reason)
@@ -57,7 +57,7 @@ def bot_lives(ctx: ActionContext, name: str, *, since: float) -> str:
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        time.sleep(min(1.0, left))
+        ctx.pause(min(1.0, left))
     lived = f"{name} still running after {settle:.0f} s with no failure of its own"
     try:
         heard = _heard(ctx, name, wait=HEARD_WAIT if settle else 0.0)
@@ -86,7 +86,7 @@ def _death(ctx: ActionContext, name: str, state: dict) -> str:
             if death.get("stopped"):
                 return f"{name} was stopped (exit code {death.get('exit_code')}) before it settled"
             return f"{name} {death.get('fate')}: {death['reason']}"
-        time.sleep(0.2)
+        ctx.pause(0.2)
     code = state.get("ExitCode")
     code = code if isinstance(code, int) else -1
     return f"{name} {describe_exit(code, None, bool(state.get('OOMKilled')))}"
@@ -94,8 +94,10 @@ def _death(ctx: ActionContext, name: str, state: dict) -> str:
 
 def _heard(ctx: ActionContext, name: str, *, wait: float) -> str:
     """`recently_active`, where hummingbot-api's broker works."""
-    data = broker_status(ctx.api)
-    if data is None or data.get("mqtt_connected") is not True:
+    data, unknown = broker_reply(ctx.api)
+    if data is None:  # hummingbot-api itself did not answer: nothing is known of its broker
+        return f"; {unknown}, so its heartbeat was not checked"
+    if data.get("mqtt_connected") is not True:
         return "; hummingbot-api's broker is not connected, so its heartbeat was not checked"
     deadline = time.monotonic() + wait
     while True:
@@ -110,7 +112,7 @@ def _heard(ctx: ActionContext, name: str, *, wait: float) -> str:
         if time.monotonic() >= deadline:
             raise ActionError(f"{name} runs, but hummingbot-api never heard its heartbeat (recently_active"
                               " false): check mqtt_bridge in its conf_client.yml")
-        time.sleep(1.0)
+        ctx.pause(1.0)
 
 
 def _running_for(ctx: ActionContext, name: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -21,6 +22,11 @@ class ActionError(Exception):
 class NeedsHuman(ActionError):
     """The fix cannot go on without a person (trying again would not help); the message says
     exactly what to do."""
+
+
+class Stopped(Exception):
+    """The agent is stopping: a wait inside an action ended early. Not the fix failing: the
+    incident is saved where it stands and goes on at the next start."""
 
 
 @dataclass(frozen=True)
@@ -59,3 +65,11 @@ class ActionContext:
     allowed_images: tuple[str, ...] = ()  # images a deploy retry may name besides the default
     watch: BotWatch | None = None
     settle: float = 30.0  # how long a (re)deployed bot must live before it counts as fixed
+    # Set when the agent stops: every wait of an action (settle time, heartbeat, backoff) ends
+    # at once, so a stop never waits for a fix (Docker's grace is 10 s).
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, or raise Stopped as soon as the agent stops."""
+        if self.stopping.wait(max(0.0, seconds)):
+            raise Stopped("the agent is stopping")

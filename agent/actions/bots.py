@@ -48,7 +48,7 @@ def bot_quiet(params: QuietParams, ctx: ActionContext) -> str:
             raise ActionError(f"{params.name} still: {seen[-1]}")
         if time.monotonic() >= deadline:
             return f"{params.name}: no {params.rule} for {params.seconds:.0f} s"
-        time.sleep(0.5)
+        ctx.pause(0.5)
 
 
 class BrokerDownParams(BaseModel):

@@ -173,7 +173,7 @@ def retry_deploy(params: DeployParams, ctx: ActionContext) -> str:
     try:
         resp = Retrying(retry=retry_if_exception(_transient), stop=stop_after_attempt(attempts),
                         wait=wait_exponential_jitter(multiplier=0.5, max=10, jitter=0.5),
-                        reraise=False)(send)
+                        sleep=ctx.pause, reraise=False)(send)  # a stop ends the backoff (Stopped)
     except RetryError as exc:
         last = exc.last_attempt.exception()
         # chained: an unreachable hummingbot-api makes the incident wait instead of failing it

@@ -78,7 +78,7 @@ def wait_container_running(params: WaitRunningParams, ctx: ActionContext) -> str
         if time.monotonic() > deadline:
             raise ActionError(f"{params.name} not running after {params.timeout:.0f} s "
                               f"(status {c.status}{', ' + health if health else ''})")
-        time.sleep(0.5)
+        ctx.pause(0.5)
 
 
 @action
@@ -103,7 +103,7 @@ def image_present(params: ImageParams, ctx: ActionContext) -> str:
         except NotFound:
             if time.monotonic() >= deadline:
                 raise ActionError(f"image {params.image} is not on the engine") from None
-        time.sleep(1.0)
+        ctx.pause(1.0)
 
 
 class BrokerParams(BaseModel):

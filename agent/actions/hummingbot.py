@@ -115,7 +115,7 @@ def wait_http(params: WaitHttpParams, ctx: ActionContext) -> str:
             last = f"status {resp.status_code}"
         except httpx.HTTPError as exc:
             last = type(exc).__name__
-        time.sleep(0.5)
+        ctx.pause(0.5)
     raise ActionError(f"GET {params.path}: {last} after {params.timeout:.0f} s")
 
 

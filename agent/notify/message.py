@@ -20,6 +20,8 @@ from agent.records import Incident
 from agent.redact import Redactor
 
 NOTIFY_ONLY = "notified; nothing to fix automatically"  # the result of a rule that only tells
+# An incident's last word: never held back for a storm's digest (the person waits for it).
+FINAL_STEPS = frozenset({"resolved", "gave-up", "needs-you", "observed"})
 
 HEADLINES = {
     "detected": "Detected",
@@ -96,9 +98,18 @@ class Message:
     next_steps: str = ""
     stack: str = DEFAULT_STACK
     show_stack: bool = False  # the agent looks after several stacks (or one not called default)
+    attempt: int = 0  # the incident's attempt when the step was told
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
+
+    def repeats(self, other: Message) -> bool:
+        """The same step of the same incident at the same attempt, in the same words: what a
+        restart in the middle of an attempt would tell a second time. The actions list is left
+        out (a resumed attempt's trail is longer)."""
+        mine, theirs = asdict(self), asdict(other)
+        mine.pop("actions"), theirs.pop("actions")
+        return mine == theirs
 
     @classmethod
     def from_json(cls, text: str) -> Message:
@@ -138,7 +149,7 @@ def build(inc: Incident, step: str, text: str, trail: list[dict], *, rule_title:
                            f" {rule_title or inc.rule}")),
         summary=summary, excerpt=plain(r.text(inc.summary)), actions=actions,
         outcome=detail if step != "waiting" else "The account is fixed; the deploy was not re-sent.",
-        next_steps=steps or "", stack=inc.stack, show_stack=show_stack)
+        next_steps=steps or "", stack=inc.stack, show_stack=show_stack, attempt=inc.attempts)
 
 
 def stack_mark(stack: str, show: bool) -> str:

@@ -8,7 +8,9 @@ number of messages waiting; its first success ends the backoff of everything
 waiting for it, so the whole outbox drains within moments of its return.
 
 Storm control: past `storm_count` messages for one rule within `storm_window`
-seconds, further messages are held and sent as one digest.
+seconds, further messages are held and sent as one digest; an incident's final message
+(fixed, gave up, needs you, observed) is never held. A step told already (a restart in
+the middle of an attempt runs it again) is not told twice.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from agent.events import spoken_duration
 from agent.match import captures as capture_check
 from agent.match.loader import render
 from agent.match.model import Capture, Rule
-from agent.notify.message import NOTIFY_ONLY, Message, build, code, stack_mark
+from agent.notify.message import FINAL_STEPS, NOTIFY_ONLY, Message, build, code, stack_mark
 from agent.notify.render import RENDERERS
 from agent.notify.targets import Target
 from agent.records import Incident
@@ -112,7 +114,7 @@ class Notifier(OneLoop):
     def step(self, inc: Incident, step: str, text: str) -> None:
         try:
             msg = self._message(inc, step, text)
-            if msg is not None:
+            if msg is not None and not self._told(msg):
                 self.enqueue(msg)
         except StateUnwritable:
             self._unstored.append((inc.id, step, text))  # queued when the state file heals
@@ -148,11 +150,20 @@ class Notifier(OneLoop):
                      rule_text=rule_text, next_steps=next_steps, redactor=self.redactor,
                      show_stack=self.show_stack)
 
+    def _told(self, msg: Message) -> bool:
+        """Was this very step queued for the incident already (a resumed attempt tells it again)?"""
+        told = self.store.outbox.of_incident(msg.incident, list(self.targets))
+        if any(msg.repeats(Message.from_json(m)) for m in told):
+            log.info("incident %s: %s already told, not sent again", msg.incident, msg.step)
+            return True
+        return False
+
     def enqueue(self, msg: Message, storm_control: bool = True) -> None:
         if not self.targets:
             return
-        # Storm control counts per stack: one stack's storm never holds another's messages.
-        held = storm_control and self.store.outbox.recent(
+        # Storm control counts per stack: one stack's storm never holds another's messages. An
+        # incident's final message is never held: the person waits for it.
+        held = storm_control and msg.step not in FINAL_STEPS and self.store.outbox.recent(
             msg.rule, time.time() - self.storm_window, msg.stack) >= self.storm_count
         payload = msg.to_json()
         for t in self.targets.values():
@@ -182,7 +193,7 @@ class Notifier(OneLoop):
             inc = self.store.incidents.get(inc_id)
             if inc is not None:
                 msg = self._message(inc, step, text)
-                if msg is not None:
+                if msg is not None and not self._told(msg):
                     self.enqueue(msg)
             self._unstored.popleft()
 

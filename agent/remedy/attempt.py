@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from agent import templates
 from agent.actions import registry
-from agent.actions.base import ActionContext, ActionError, NeedsHuman
+from agent.actions.base import ActionContext, ActionError, NeedsHuman, Stopped
 from agent.match import captures as capture_check
 from agent.match.loader import params_of, unresolved
 from agent.match.model import ActionCall, Capture, Rule
@@ -125,6 +125,8 @@ class Attempts:
                                    f"action budget exhausted ({used} fix attempts in the last hour,"
                                    f" limit {self.budget.limit}): not acting; please look")
                 return
+            if self.resends.stopping.is_set():
+                return  # the agent stops: the incident stays due, for the next start
             if not self.store.incidents.claim(inc.id, (IncidentState.DETECTED, IncidentState.FAILED,
                                                        IncidentState.OUTAGE), IncidentState.ACTING):
                 return  # someone else (hb-medic retry-deploy) took it
@@ -155,19 +157,29 @@ class Attempts:
     def _steps(self, inc: Incident, rule: Rule, values: dict, steps: decisions.Steps, acting: Held,
                started: float) -> None:
         """One attempt's actions, checks and deploy retries, and how it ends."""
+        resent = ""
         try:
             ctx = self.context()
             todo: list[dict] = []
+            done_before = False  # every deploy was re-sent before a stop or a kill cut the attempt
             if steps.uses_deploy():
                 todo = self.resends.todo(inc)
-                values.update(templates.deploy_values(todo[0]["body"] if todo else {}))
-            for call in steps.calls:
-                self._action(inc, ctx, "action", call, values)
+                done_before = steps.retries and not todo and self.resends.owned(inc, done_only=True)
+                body = todo[0]["body"] if todo else (inc.deploy or {}).get("body") if done_before else None
+                values.update(templates.deploy_values(body or {}))
+            if done_before:  # the fix was verified before its deploys went out: straight to verification
+                self.store.incidents.audit(inc.id, "decision", "deploys already re-sent",
+                                           result="not running the fix again: verifying")
+            else:
+                for call in steps.calls:
+                    self._action(inc, ctx, "action", call, values)
             inc.state = IncidentState.VERIFYING
             self.store.incidents.save(inc)
             for call in steps.checks:
                 self._action(inc, ctx, "verify", call, values)
-            if steps.retries:
+            if done_before:
+                resent = self.resends.verify_done(inc, ctx)
+            elif steps.retries:
                 if not todo and not self.resends.owned(inc):
                     raise Waiting(
                         "fixed, but the failed deploy's request is not known (no recorder record, no"
@@ -180,6 +192,10 @@ class Attempts:
                 self.resends.send_all(inc, ctx, todo)
         except StateUnwritable:
             raise
+        except Stopped:
+            acting.cancel()
+            self.interrupted(inc, "interrupted by a stop of the agent")
+            return
         except Refused as refused:
             acting.cancel()
             self.journal.close(inc, IncidentState.REFUSED, str(refused))
@@ -198,7 +214,8 @@ class Attempts:
             return
         acting.cancel()
         took = time.monotonic() - started
-        self.journal.close(inc, IncidentState.RESOLVED, f"fixed in {took:.1f} s")
+        self.journal.close(inc, IncidentState.RESOLVED,
+                           f"fixed in {took:.1f} s" + (f"; {resent}" if resent else ""))
 
     def _failed(self, inc: Incident, rule: Rule, exc: Exception) -> None:
         detail = self.journal.redactor.text(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ActionError)
@@ -247,6 +264,10 @@ class Attempts:
             raise ActionError(f"{call.action}: parameter refused: {exc.errors()[0]['msg']}") from None
         try:
             result = spec.func(typed, ctx)
+        except Stopped:
+            self.store.incidents.audit(inc.id, kind, call.action, shown, None, "cut short: the agent stopped",
+                                       (time.monotonic() - started) * 1000)
+            raise
         except Exception as exc:
             self.store.incidents.audit(inc.id, kind, call.action, shown, False, ctx.redactor.text(str(exc)),
                                        (time.monotonic() - started) * 1000)

@@ -45,13 +45,17 @@ class Remedy(Component):
         never queues another stack's fix behind it."""
         self.store = store
         self.rules = rules
+        # Set when the agent stops: every wait inside a fix (a bot's settle time, a heartbeat, a
+        # backoff) ends at once, and the attempt is saved where it stands for the next start.
+        self.stopping = threading.Event()
+        self._make_context = context
         self.journal = Journal(store, notify or log_step, redactor or Redactor())
         own = "" if stack == DEFAULT_STACK else f"-{stack}"
         self.pool = Pool(f"remedy{own}", self._work, self._tick)
         acting = Acting()
-        self.resends = Resends(store, context, self.journal.redactor, NameLocks(), bots_dir=bots_dir,
-                               recorder=recorder, stack=stack)
-        self.attempts = Attempts(store, rules, context, self.journal, Budget(store, budget, stack),
+        self.resends = Resends(store, self.context, self.journal.redactor, NameLocks(), bots_dir=bots_dir,
+                               recorder=recorder, stack=stack, stopping=self.stopping)
+        self.attempts = Attempts(store, rules, self.context, self.journal, Budget(store, budget, stack),
                                  self.resends, acting, stack)
         self.intake = Intake(store, rules, self.journal, self.resends, acting, self.pool.enqueue,
                              lambda: self.pool.stopping, mode=mode, stale_after=stale_after,
@@ -63,10 +67,24 @@ class Remedy(Component):
         self.recover()
         self.pool.start()
 
+    def halt(self) -> None:
+        """The first step of a stop, at once: the waits inside running fixes end, and no new
+        attempt begins."""
+        self.stopping.set()
+        self.pool.halt()
+
     def stop(self, deadline: float | None = None) -> None:
-        """By the deadline (time.monotonic()). An attempt in progress is not waited for beyond
-        it: its incident is tried again at the next start."""
+        """By the deadline (time.monotonic()). An attempt in progress ends its waits at once and
+        saves where its incident stands; one still busy at the deadline (a request that does not
+        answer) is tried again at the next start."""
+        self.halt()
         self.pool.stop(by(deadline))
+
+    def context(self) -> ActionContext:
+        """What actions work with, their waits tied to this remedy's stop."""
+        ctx = self._make_context()
+        ctx.stopping = self.stopping
+        return ctx
 
     def health(self) -> list[str]:
         if self.pool.any_cut_short:

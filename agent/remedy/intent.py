@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -96,8 +97,10 @@ def of_bot(store: State, deploy_id: int) -> dict | None:
 
 
 def resolve(store: State, bots: Path | None, *, deploy: dict | None, captures: dict, at: float,
-            wait: float = 0.0, stack: str = DEFAULT_STACK) -> dict | None:
-    """The intent, trying each source; `wait` covers a record still being written.
+            wait: float = 0.0, stack: str = DEFAULT_STACK,
+            pause: Callable[[float], None] = time.sleep) -> dict | None:
+    """The intent, trying each source; `wait` covers a record still being written (`pause`
+    sleeps meanwhile: the remedy's ends when the agent stops).
 
     `deploy` is what the match carried: a recorded exchange (with its record id) or a
     body logged at INFO (source "log"), which the recorder's exact bytes take over.
@@ -115,7 +118,7 @@ def resolve(store: State, bots: Path | None, *, deploy: dict | None, captures: d
                               at=at, stack=stack)
         if found or time.monotonic() >= deadline:
             break
-        time.sleep(0.2)
+        pause(0.2)
     if found is None and deploy and deploy.get("body") is not None:
         found = {**deploy, "raw": json.dumps(deploy["body"]), "source": "log"}
     if found is None:

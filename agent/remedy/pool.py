@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
+from agent.actions.base import Stopped
 from agent.component import Loop
 from agent.remedy.journal import log
 from agent.state import State, StateUnwritable
 
 WORKERS = 8  # incidents worked on side by side (a retried bot must live its settle time)
+STOP_GRACE = 2.0  # once the agent stops, how long side-by-side work may take to end its waits
+T = TypeVar("T")
 TICK = 1.0  # seconds between two looks for incidents whose next attempt is due
 
 
@@ -40,11 +45,18 @@ class Pool:
             worker.start()
         self.dispatcher.start()
 
+    def halt(self) -> None:
+        """Take nothing more from the queue (the incidents left in it are due at the next start)."""
+        for loop in (self.dispatcher, *self.workers):
+            loop.stopping.set()
+        for _ in self.workers:
+            self._queue.put(None)
+        self.dispatcher.wake()
+
     def stop(self, deadline: float) -> None:
         """An attempt in progress is not waited for beyond the deadline: its incident is tried
         again at the next start."""
-        for _ in self.workers:
-            self._queue.put(None)
+        self.halt()
         for loop in (self.dispatcher, *self.workers):
             loop.stop(deadline)
 
@@ -88,7 +100,7 @@ class Pool:
     def _serve(self) -> None:
         while True:
             inc_id = self._queue.get()
-            if inc_id is None:
+            if inc_id is None or self.stopping:
                 return
             try:
                 self._work(inc_id)
@@ -100,6 +112,42 @@ class Pool:
             finally:
                 with self._lock:
                     self._busy.discard(inc_id)
+
+
+def side_by_side(name: str, work: Callable[[T], object], items: Sequence[T], *,
+                 stopping: threading.Event, workers: int = WORKERS) -> list[BaseException | None]:
+    """`work(item)` for each item on up to `workers` threads; each item's exception (or None),
+    in order. The threads are `Loop`s (daemons, which Python never waits for at exit). Once
+    `stopping` is set they get STOP_GRACE seconds to end (their waits end at once); an item
+    not begun, or still running then, is Stopped."""
+    errors: list[BaseException | None] = [Stopped("the agent is stopping")] * len(items)
+    pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(len(items)):
+        pending.put(i)
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                i = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                work(items[i])
+                errors[i] = None
+            except BaseException as exc:  # handed to the caller, whatever it is
+                errors[i] = exc
+
+    loops = [Loop(f"{name}-{n}", serve) for n in range(min(len(items), workers))]
+    for loop in loops:
+        loop.start()
+    for loop in loops:
+        while loop.alive and not stopping.is_set():
+            loop.thread.join(0.2)
+    if stopping.is_set():
+        end = time.monotonic() + STOP_GRACE
+        for loop in loops:
+            loop.thread.join(max(0.0, end - time.monotonic()))
+    return list(errors)
 
 
 class Budget:

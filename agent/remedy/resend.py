@@ -11,15 +11,15 @@ profile's deploy failed again since is no reason to rest for the cooldown.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from agent.actions import registry
-from agent.actions.base import ActionContext, ActionError, NeedsHuman
+from agent.actions.base import ActionContext, ActionError, NeedsHuman, Stopped
 from agent.actions.deploys import already_deployed, check_body
 from agent.match.model import RETRY_DEPLOY
 from agent.names import base_name
@@ -27,7 +27,7 @@ from agent.records import PENDING, Deploy, Incident, IncidentState
 from agent.redact import Redactor
 from agent.remedy import intent as intents
 from agent.remedy.outage import outage_of
-from agent.remedy.pool import WORKERS, NameLocks
+from agent.remedy.pool import NameLocks, side_by_side
 from agent.state import State, StateUnwritable
 
 CLIENT_WAIT = 30.0  # how long a retry waits for a client's own deploy of that name to be answered
@@ -51,7 +51,10 @@ def unconfirmed(inc: Incident, intent: dict) -> str:
 
 class Resends:
     def __init__(self, store: State, context: Callable[[], ActionContext], redactor: Redactor,
-                 names: NameLocks, *, bots_dir: Path | None, recorder: bool, stack: str) -> None:
+                 names: NameLocks, *, bots_dir: Path | None, recorder: bool, stack: str,
+                 stopping: threading.Event | None = None) -> None:
+        """`stopping`: set when the agent stops; every wait here ends then (Stopped)."""
+        self.stopping = stopping or threading.Event()
         self.store = store
         self.context = context
         self.redactor = redactor
@@ -78,10 +81,10 @@ class Resends:
             if not any(d.state == PENDING and d.at >= inc.created - 60 for d in records) \
                     or time.monotonic() >= deadline:
                 break
-            time.sleep(0.2)
+            self._pause(0.2)
         failed = [d for d in records if d.retryable and d.body() is not None]
         if not failed:
-            if self.owned(inc):
+            if self.owned(inc, done_only=True):  # sent and verified; a failed one is sent again
                 return []
             found = self.intent(inc) if wait else None
             return [self._one(found, inc)] if found else []
@@ -111,7 +114,8 @@ class Resends:
         """The one request the event carried, a log or the bots folder gave (or the recorder's
         latest record): the evidence when there is no list of recorded failures."""
         found = intents.resolve(self.store, self.bots_dir, deploy=inc.deploy, captures=inc.captures,
-                                at=inc.created, wait=3.0 if self.recorder else 0.0, stack=self.stack)
+                                at=inc.created, wait=3.0 if self.recorder else 0.0, stack=self.stack,
+                                pause=self._pause)
         if found is not None:
             inc.deploy = {k: found[k] for k in ("route", "body", "raw", "source", "deploy_id") if k in found}
             self.store.incidents.save(inc)
@@ -128,6 +132,23 @@ class Resends:
     def owned(self, inc: Incident, done_only: bool = False) -> bool:
         """Has this incident retried deploys already (so none left is not "unknown")?"""
         return any(not done_only or r["state"] == "done" for r in self.store.incidents.deploys(inc.id))
+
+    def verify_done(self, inc: Incident, ctx: ActionContext) -> str:
+        """Every deploy was re-sent (and its bot lived its settle time) before the agent stopped
+        or was killed, but the incident was not closed: no deploy is sent again; each of their
+        bots must still run. What was found, or ActionError."""
+        rows = [r for r in self.store.incidents.deploys(inc.id) if r["state"] == "done"]
+        found, gone = [], []
+        for base in dict.fromkeys(r["base"] for r in rows):
+            name = already_deployed(ctx, base, inc.created - 300)
+            (found if name else gone).append(name or base)
+        if gone:
+            raise ActionError(f"re-sent before the agent's restart, but no bot of {', '.join(gone)} runs now")
+        return f"re-sent before the agent's restart (not sent again); running: {', '.join(found)}"
+
+    def _pause(self, seconds: float) -> None:
+        if self.stopping.wait(seconds):
+            raise Stopped("the agent is stopping")
 
     def new_failure(self, closed: Incident) -> str | None:
         """A deploy of the closed incident's profile (or instance) that failed, or is still
@@ -157,13 +178,12 @@ class Resends:
         tried: set[str] = set()
         for _round in range(ROUNDS):
             tried.update(t["base"] for t in todo)
-            with ThreadPoolExecutor(max_workers=min(len(todo), WORKERS),
-                                    thread_name_prefix=f"retry-{inc.id}") as pool:
-                results = [(t, pool.submit(self.send, inc, ctx, t)) for t in todo]
-            for intent, future in results:
-                exc = future.exception()
-                if isinstance(exc, StateUnwritable):
-                    raise exc
+            errors = side_by_side(f"retry-{inc.id[:8]}", lambda t: self.send(inc, ctx, t), todo,
+                                  stopping=self.stopping)
+            for exc in errors:
+                if isinstance(exc, StateUnwritable | Stopped):
+                    raise exc  # the incident is saved where it stands by the caller
+            for intent, exc in zip(todo, errors, strict=True):
                 if exc is not None and outage_of(exc) is not None:
                     outage = exc
                 elif exc is not None:
@@ -195,11 +215,12 @@ class Resends:
             with self.names.of(base):  # whichever incident it is, one deploy of a name at a time
                 self._wait_for_earlier_sends(inc, ctx, base, since)
                 self._wait_for_clients(base, exclude=set(ids))
+                self._pause(0)  # stopping now: not sent (nothing written ahead to wait for at the next start)
                 for deploy_id in ids:  # written ahead: a kill while it is out never sends a second one
                     self.store.incidents.mark_deploy(inc.id, deploy_id, base, "sending", sent_at=time.time())
                 result = spec.func(typed, ctx)
-        except StateUnwritable:
-            raise
+        except (StateUnwritable, Stopped):
+            raise  # not an outcome: a deploy written ahead as sending stays so (never sent twice)
         except Exception as exc:
             reason = ctx.redactor.text(str(exc))
             for deploy_id in ids:
@@ -224,7 +245,7 @@ class Resends:
         while time.time() < until:
             if already_deployed(ctx, base, since):
                 return  # retry_deploy sees it too and does not send again
-            time.sleep(0.5)
+            self._pause(0.5)
 
     def _wait_for_clients(self, base: str, exclude: set[int]) -> None:
         """A client's own deploy of this name still on its way through the recorder: wait for
@@ -237,7 +258,7 @@ class Resends:
             if time.monotonic() >= deadline:
                 raise ActionError(f"a deploy of {base} from a client is still waiting for hummingbot-api's"
                                   " answer: not sending a second one now")
-            time.sleep(0.2)
+            self._pause(0.2)
 
     # -- `hb-medic retry-deploy` -----------------------------------------------------------------------
     def by_hand(self, inc: Incident, route: str | None, body: dict | None) -> str:

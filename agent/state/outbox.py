@@ -55,6 +55,15 @@ class Outbox:
             "SELECT COUNT(DISTINCT message) FROM outbox WHERE rule = ? AND stack = ? AND created >= ?"
             " AND status != 'held'", (rule, stack, since)).fetchone()[0])
 
+    def of_incident(self, incident: str, targets: list[str]) -> list[str]:
+        """The messages queued for an incident (whatever became of them): what it was told."""
+        if not targets:
+            return []
+        marks = ",".join("?" * len(targets))
+        return [r[0] for r in self._file.conn().execute(
+            f"SELECT DISTINCT message FROM outbox WHERE target IN ({marks}) AND incident = ?",
+            (*targets, incident)).fetchall()]
+
     def held(self) -> list[tuple]:
         return self._file.conn().execute(
             f"SELECT {COLUMNS} FROM outbox WHERE status = 'held' ORDER BY id").fetchall()

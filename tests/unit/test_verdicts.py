@@ -254,3 +254,18 @@ def test_observe_mode_tells_a_rule_that_only_tells_as_it_is(tmp_path):
     inc = remedy.submit(res)
     assert inc.state == IncidentState.RESOLVED
     assert not any("would have" in text for _, text in told)
+
+
+def test_hummingbot_api_that_does_not_answer_is_not_called_a_broker_down():
+    """hummingbot-api stopped during a bot's settle time: it did not answer, which says nothing
+    of its broker."""
+    from agent.actions.alive import _heard
+    from agent.hummingbot_api import HummingbotAPI
+    from tests.stack import free_port
+
+    ctx = ActionContext(docker=None, api=HummingbotAPI(f"http://127.0.0.1:{free_port()}", "admin", "admin",
+                                                       timeout=2))
+    said = _heard(ctx, "bot-1", wait=0.0)
+    assert said == "; hummingbot-api did not answer (ConnectError), so its heartbeat was not checked"
+    api = FakeAPI({"/bot-orchestration/mqtt": httpx.Response(200, json={"data": {"mqtt_connected": False}})})
+    assert "broker is not connected" in _heard(ActionContext(docker=None, api=api), "bot-1", wait=0.0)
