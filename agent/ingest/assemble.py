@@ -11,6 +11,13 @@ Every other line is a one-line event. A WARNING or higher record is held for
 the same grace, because a traceback or a continuation of its message (such as
 SQLAlchemy's ``(Background on this error at: ...)``) may follow.
 
+A line without a header goes on with a record's (or an exception's) message only
+where the format continues: it is indented, it is one of SQLAlchemy's trailer
+lines, the message left a bracket open (``... configuration (``) or is pydantic's
+``N validation errors for Model`` listing. Anything else after a record (plain
+text, a run of NUL or undecodable bytes) is no part of it: it would hide the
+record from the rules, so it becomes a line of its own.
+
 Where stdout and stderr arrive merged (file replay), request lines of the other
 stream (uvicorn access lines, logfire lines) can land inside a traceback; they
 become events of their own and do not break it.
@@ -48,6 +55,10 @@ _FOREIGN = re.compile(
 )
 _HOLD = re.compile(r" - (?:WARNING|ERROR|CRITICAL|NETWORK) - ")
 _GROUP_LINE = re.compile(r"^\s*[|+]")
+# What a message's next line looks like where the format continues it (see `continues`).
+_GOES_ON = re.compile(r"^(?:\s|\(Background on this error at: |\[(?:SQL|parameters|cached since)\b)")
+_LISTING = re.compile(r"\b\d+ validation errors? for [\w.]+$", re.M)  # pydantic's, then its fields
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ufffd]")  # control characters, undecodable bytes
 _GROUP_PREFIX = re.compile(r"^(\s*)(?:\| ?|\+[-+]*.*$)")
 
 MAX_CONTINUATION = 50
@@ -61,6 +72,11 @@ def _cut(text: str, limit: int) -> str:
 def is_header(text: str) -> bool:
     """A line that starts a log record of its own (never part of a traceback body)."""
     return bool(_APP_RECORD.match(text) or _UVICORN_PREFIX.match(text) or _FOREIGN.match(text))
+
+
+def _depth(text: str) -> int:
+    """Brackets a line opens and leaves open (negative: it closes more than it opens)."""
+    return sum(map(text.count, "([{")) - sum(map(text.count, ")]}"))
 
 
 class _Builder:
@@ -78,9 +94,11 @@ class _Builder:
         "kind",
         "last_pos",
         "last_ts",
+        "listing",
         "max_chars",
         "max_lines",
         "omitted",
+        "open",
         "state",
         "tail",
         "ts",
@@ -101,7 +119,24 @@ class _Builder:
         self.state = "held"  # held | frames | after_exc | blank | chain | group
         self.foreign_run = 0
         self.continuation = 0
+        self.open = 0  # brackets the message being continued left open
+        self.listing = False  # the message is pydantic's listing of errors
         self.interleaved: list[Event] = []
+
+    def message_starts(self, text: str) -> None:
+        """A record line or an exception line: its message may be continued from here."""
+        self.continuation = 0
+        self.open = max(0, _depth(text))
+        self.listing = bool(_LISTING.search(text))
+
+    def continues(self, text: str) -> bool:
+        """Whether a line without a header goes on with the message (see the module's docstring)."""
+        if self.continuation >= MAX_CONTINUATION or _NOT_TEXT.search(text):
+            return False
+        if not (self.open > 0 or self.listing or _GOES_ON.match(text)):
+            return False
+        self.open = max(0, self.open + _depth(text))
+        return True
 
     def add(self, pos: int, ts: int, text: str) -> None:
         if len(text) > self.max_chars:
@@ -216,6 +251,7 @@ class Assembler:
         elif _HOLD.search(text) or text.startswith("ERROR:"):
             b = st.builder = _Builder(LINE, pos, ts, self.max_lines, self.max_chars)
             b.add(pos, ts, text)
+            b.message_starts(text)
         else:
             if len(text) > self.max_chars:
                 text = _cut(text, self.max_chars)
@@ -294,7 +330,7 @@ class Assembler:
             elif self._is_group_start(text):
                 self._start_tb(st, pos, ts, text, header=b)
                 b.state = "group"
-            elif text and not text.isspace() and not is_header(text) and b.continuation < MAX_CONTINUATION:
+            elif text and not text.isspace() and not is_header(text) and b.continues(text):
                 b.add(pos, ts, text)  # the record's message goes on
                 b.continuation += 1
             else:
@@ -323,7 +359,7 @@ class Assembler:
                 b.add(pos, ts, text)
                 b.add_exception(text, 0)
                 b.state = "after_exc"
-                b.continuation = 0
+                b.message_starts(text)
             return
 
         if state == "group":
@@ -332,13 +368,14 @@ class Assembler:
                 return
             state = "after_exc"  # the group block ended; what follows is like after an exception
             b.state = state
+            b.message_starts("")
 
         if state == "after_exc":
             if not text:
                 b.add(pos, ts, text)
                 b.state = "blank"
             elif (is_header(text) or _TB_LINE.match(text) or self._is_group_start(text)
-                  or b.continuation >= MAX_CONTINUATION):
+                  or not b.continues(text)):
                 self._close(container, stream, st, append)
                 self._line(container, stream, st, pos, ts, text, append)  # a fresh start
             else:
@@ -370,7 +407,7 @@ class Assembler:
                 b.add(pos, ts, text)  # a chained exception with no frames
                 b.add_exception(text, 0)
                 b.state = "after_exc"
-                b.continuation = 0
+                b.message_starts(text)
             else:
                 self._close(container, stream, st, append)
                 self._line(container, stream, st, pos, ts, text, append)  # a fresh start

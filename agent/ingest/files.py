@@ -15,6 +15,13 @@ A bot writes its last words (the failure before its logging is set up) to
 errors.log just before it exits: `drain` reads everything that is there, at
 once, so the death that follows is told with them.
 
+The bots folder itself (MEDIC_BOTS_DIR) is looked at on every poll: when it is gone
+(removed, renamed away, a volume not mounted) the bots' log files cannot be read, which is
+said once in the agent's log and in /healthz while it lasts, and once more when it is back.
+A folder put back in its place may be another one holding copies of the same files: a file
+whose first bytes and the bytes before the position read are the ones already read is the
+same log, followed on from there, so nothing old is read again as new.
+
 A line's time is when the bot wrote it, not when it was read: a record's own
 `YYYY-MM-DD HH:MM:SS,mmm` (the bot's local time, turned into UTC by the file's
 clock offset, learned from its newest record and its modification time), and a
@@ -30,6 +37,7 @@ import contextlib
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,6 +60,7 @@ FIRST_READ = 1024 * 1024  # a file met for the first time is replayed from at mo
 ASCTIME = re.compile(rb"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d),(\d{3}) ")
 ZONE_STEP = 900 * 10**9  # time zones are whole quarter hours from UTC
 CLOCK_TAIL = 64 * 1024  # how much of a file's end is read to learn its clock
+SAME = 4096  # bytes compared at a file's start and before the position read, to know a copy
 
 
 @dataclass
@@ -82,8 +91,12 @@ class _Bot:
 class LogFiles:
     def __init__(self, sink: Sink, *, checkpoints: Checkpoints | None = None,
                  catchup_window: float = 600.0, max_line: int = 64 * 1024, interval: float = 1.0,
-                 scan_every: float = 5.0) -> None:
+                 scan_every: float = 5.0, root: Path | None = None) -> None:
+        """`root`: the bots folder the bots' folders are in, watched for going away."""
         self.name = "bot-log-files"
+        self.root = root
+        self.gone: tuple[float, str] | None = None  # since (monotonic), and why: the root is gone
+        self._root_id: tuple[int, int] | None = None
         self.sink = sink
         self.checkpoints = checkpoints
         self.catchup_window = catchup_window
@@ -120,6 +133,14 @@ class LogFiles:
         with self._lock:
             return list(self._bots)
 
+    def health(self) -> list[str]:
+        """The bots folder gone: no bot's failure written to its log files can be seen."""
+        gone = self.gone
+        if gone is None:
+            return []
+        return [f"bots folder {self.root} is gone for {time.monotonic() - gone[0]:.0f} s ({gone[1]}):"
+                " the bots' log files cannot be read"]
+
     def start(self) -> None:
         self._loop.start()
 
@@ -132,12 +153,38 @@ class LogFiles:
     def poll_once(self) -> None:
         """Read what is new in every followed file (and look for new files when it is time)."""
         now = time.monotonic()
+        self._look_at_root(now)
         with self._lock:
             for b in list(self._bots.values()):
                 try:
                     self._poll(b, now, scan=now - b.scanned >= self.scan_every)
                 except Exception:
                     log.exception("following the log files of %s failed", b.name)
+
+    def _look_at_root(self, now: float) -> None:
+        """Is the bots folder there? Each change is said once."""
+        if self.root is None:
+            return
+        try:
+            st = os.stat(self.root)
+            problem = None if stat.S_ISDIR(st.st_mode) else "not a folder"
+        except OSError as exc:
+            problem = exc.strerror or type(exc).__name__
+        if problem is not None:
+            if self.gone is None:
+                self.gone = (now, problem)
+                log.warning("bots folder %s is gone (%s): the bots' log files cannot be read, so failures"
+                            " they write there go unseen until it is back (their consoles are still"
+                            " followed)", self.root, problem)
+            return
+        ident = (st.st_dev, st.st_ino)
+        if self.gone is not None:
+            other = self._root_id is not None and ident != self._root_id
+            log.warning("bots folder %s is back after %.0f s%s: following the bots' log files again",
+                        self.root, now - self.gone[0], " (another folder: each file followed on from"
+                        " where it was when it is the same log)" if other else "")
+            self.gone = None
+        self._root_id = ident
 
     def _poll(self, b: _Bot, now: float, *, scan: bool, final: bool = False) -> None:
         if scan:
@@ -246,7 +293,11 @@ class LogFiles:
         except OSError:
             return  # gone for now: what was open has been read; the name may come back
         if (st.st_dev, st.st_ino) != (f.dev, f.ino):
-            self._read(f, final=True)  # the rest of the old file, then the new one from its start
+            self._read(f, final=False)  # the rest of the old file
+            if self._continued(b, f, st):
+                self._read(f, final)
+                return
+            self._read(f, final=True)  # its unfinished last line, then the new one from its start
             with contextlib.suppress(OSError):
                 f.fh.close()
             del b.files[name]
@@ -260,6 +311,36 @@ class LogFiles:
             f.fh.seek(0)
             f.offset, f.buf, f.ts = 0, b"", 0
             self._read(f, final)
+
+
+    def _continued(self, b: _Bot, f: _File, st: os.stat_result) -> bool:
+        """The name is now a copy of the file read so far (its folder replaced by another holding
+        the same files): follow the copy on from the same offset."""
+        if f.offset == 0 or st.st_size < f.offset:
+            return False
+        try:
+            fh = open(f.path, "rb")  # noqa: SIM115 (kept open as the followed file)
+        except OSError:
+            return False
+        try:
+            new = os.fstat(fh.fileno())
+            n = min(SAME, f.offset)
+            same = (new.st_dev, new.st_ino) == (st.st_dev, st.st_ino) and all(
+                os.pread(fh.fileno(), n, at) == os.pread(f.fh.fileno(), n, at) for at in (0, f.offset - n))
+        except OSError:
+            same = False
+        if not same:
+            fh.close()
+            return False
+        with contextlib.suppress(OSError):
+            f.fh.close()
+        fh.seek(f.offset)
+        f.fh, f.dev, f.ino = fh, new.st_dev, new.st_ino
+        f.ack = partial(self._handled, str(f.path), b.name, new.st_dev, new.st_ino) \
+            if self.checkpoints is not None else None
+        log.info("%s is another file with the same content (its folder was replaced): followed on from"
+                 " byte %d", f.path, f.offset)
+        return True
 
 
 def _local_ns(line: bytes) -> int | None:

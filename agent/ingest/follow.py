@@ -373,7 +373,8 @@ class Ingest:
         self._connected = threading.Event()  # set once a client was made (or when stopping)
         self._connector: Loop | None = None
         self.files = LogFiles(sink, checkpoints=checkpoints, catchup_window=catchup_window,
-                              max_line=max_line) if bots is not None and bots_dir is not None else None
+                              max_line=max_line, root=bots_dir) \
+            if bots is not None and bots_dir is not None else None
         self._started_at = time.time()
         self._watcher = LifeEvents(self, client=lambda: self.client, health=self.engine,
                                    checkpoints=checkpoints, catchup_window=catchup_window, stack=stack)
@@ -443,7 +444,8 @@ class Ingest:
         return {"docker-events": self._watcher.thread} if self._client is not None else {}
 
     def health(self) -> list[str]:
-        """Streams not attached to a container that runs, and an engine not reached at all."""
+        """Streams not attached to a container that runs, an engine not reached at all, and the
+        bots folder gone."""
         status = self.status()
         problems = [f"{name}: {st.state}" for name, st in status.items()
                     if st.state not in ("attached", "absent", "stopped")]
@@ -451,6 +453,8 @@ class Ingest:
         if down is not None and not status:
             problems.append(f"Docker engine at {self.address} unreachable for"
                             f" {time.monotonic() - down:.0f} s: {self.engine.error}")
+        if self.files is not None:
+            problems += self.files.health()
         return problems
 
     def metrics(self) -> Iterable[Metric]:

@@ -42,4 +42,6 @@ SCENARIOS: dict[str, Scenario] = {
     "hostile-bytes": Scenario("hostile_bytes", 300, 600),
     "state-file": Scenario("state_file", 300, 400),
     "fuzz": Scenario("fuzz", 300, 900),
+    "headerless-after-failure": Scenario("headerless_after", 300, 400),
+    "bots-folder": Scenario("bots_folder", 300, 400),
 }

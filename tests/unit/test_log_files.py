@@ -17,11 +17,13 @@ class Sink:
         self.lines: list[tuple[str, str, int, str]] = []  # (file, channel, offset, text)
         self.resets: list[str] = []
         self.next: dict[str, int] = {}
+        self.acks: list = []  # (ack, position) of each batch of lines
 
     def put(self, batch):
         if isinstance(batch, Lines):
             self.lines += [(batch.origin.file, batch.channel, pos, text) for pos, _ts, text in batch.items]
             self.next[str(batch.origin.file)] = batch.next
+            self.acks.append((batch.ack, batch.next))
         elif isinstance(batch, Close):
             self.resets.append(batch.origin.file)
 
@@ -126,3 +128,71 @@ def test_an_old_file_met_the_first_time_is_not_replayed(tmp_path):
         f.write("now\n")
     files.poll_once()
     assert sink.texts("logs_rb_cfg.log") == ["now"]
+
+
+def bots_folder(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "bots"
+    logs = root / "instances" / "rb_a" / "logs"
+    logs.mkdir(parents=True)
+    return root, logs
+
+
+def test_a_vanished_bots_folder_is_said_once_each_way_and_in_health(tmp_path, caplog):
+    root, logs = bots_folder(tmp_path)
+    sink = Sink()
+    files = follow(logs, sink, root=root)
+    files.poll_once()
+    assert files.health() == []
+    os.rename(root, tmp_path / "bots.gone")
+    for _ in range(3):
+        files.poll_once()
+    (problem,) = files.health()
+    assert problem.startswith(f"bots folder {root} is gone for ") and "log files cannot be read" in problem
+    root.mkdir()  # replaced by an empty folder
+    for _ in range(3):
+        files.poll_once()
+    assert files.health() == []
+    said = [r.getMessage() for r in caplog.records if "bots folder" in r.getMessage()]
+    assert len(said) == 2, said
+    assert "is gone (No such file or directory)" in said[0]
+    assert "failures they write there go unseen" in said[0]
+    assert "is back after" in said[1] and "another folder" in said[1]
+    # The bot's folder comes back in it: its new file is read from its start.
+    logs.mkdir(parents=True)
+    (logs / "errors.log").write_text("first words\n")
+    files.poll_once()
+    assert sink.texts("errors.log") == ["first words"]
+
+
+def test_a_bots_folder_replaced_by_a_copy_reads_nothing_old_again(tmp_path):
+    root, logs = bots_folder(tmp_path)
+    (logs / "errors.log").write_text("2026-11-29 07:29:05,198 - root - ERROR - old failure\nhalf")
+    sink = Sink()
+    files = follow(logs, sink, root=root)
+    files.poll_once()
+    assert sink.texts("errors.log") == ["2026-11-29 07:29:05,198 - root - ERROR - old failure"]
+    os.rename(root, tmp_path / "bots.old")
+    files.poll_once()
+    (logs / "errors.log").parent.mkdir(parents=True)
+    (logs / "errors.log").write_bytes((tmp_path / "bots.old/instances/rb_a/logs/errors.log").read_bytes()
+                                      + b" a line\nnew failure\n")  # a copy, written on
+    files.poll_once()
+    assert sink.texts("errors.log") == ["2026-11-29 07:29:05,198 - root - ERROR - old failure",
+                                        "half a line", "new failure"]
+    assert sink.resets == []
+    ack, position = sink.acks[-1]  # the checkpoint names the copy
+    ack(position)
+    assert files.checkpoints.files[str(logs / "errors.log")]["ino"] == os.stat(logs / "errors.log").st_ino
+
+
+def test_a_file_of_another_content_under_the_name_is_read_from_its_start(tmp_path):
+    root, logs = bots_folder(tmp_path)
+    (logs / "errors.log").write_text("one\ntwo\n")
+    sink = Sink()
+    files = follow(logs, sink, root=root)
+    files.poll_once()
+    os.rename(logs / "errors.log", logs / "errors.log.1")
+    (logs / "errors.log").write_text("one\nTWO and more\n")  # as long, another content: rotation
+    files.poll_once()
+    assert sink.texts("errors.log") == ["one", "two", "one", "TWO and more"]
+    assert sink.resets == ["errors.log"]
