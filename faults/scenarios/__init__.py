@@ -38,6 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
     "api-outage-10min": Scenario("api_outage", 0, 1000, full_only=True, function="run_long"),
     "kill-after-fix": Scenario("kill_after_fix", 300, 900),
     "hostile-bytes": Scenario("hostile_bytes", 300, 600),
+    "full-disk": Scenario("full_disk", 300, 400),
     "state-file": Scenario("state_file", 300, 400),
     "fuzz": Scenario("fuzz", 300, 900),
 }
