@@ -24,7 +24,7 @@ ABOUT_IT = ("cannot be written", "can be written again", "later ones are dropped
 
 
 def run(quick: bool) -> dict:
-    lines, full_s = (30, 5.0) if quick else (600, 30.0)
+    lines, full_s = (30, 5.0) if quick else (1500, 30.0)
     disk = Path(tempfile.mkdtemp(prefix="medic-faults-full-disk-"))
     out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE},mode=0755", "medic-test", str(disk)],
                          capture_output=True, text=True)
@@ -84,7 +84,8 @@ def _run(bed: Bed, disk: Path, lines: int, full_s: float) -> dict:
     agent.stop()
     about = {k: text.count(k) for k in ABOUT_IT}
     silent = lines - opened - int(dropped)
-    full_503 = bool(samples) and all(s == 503 for s in samples)
+    # a probe left unanswered on a loaded machine is timing, not an answer: every answer is 503
+    full_503 = 503 in samples and all(s in (503, 0) for s in samples)
     heal_s = max(to_200 or 0.0, to_handled or 0.0) if healthy and handled else None
     measured = {"failure_lines_while_full": lines, "full_s": round(freed - filled, 1),
                 "incidents_opened_after": opened, "dropped_counted": int(dropped),
