@@ -251,6 +251,7 @@ class StackRuntime(Component):
         for rule, n in sorted(self.counts["matches"].items()):
             matches.add_metric([self.name, rule], n)
         yield from self.ingest.metrics()
+        yield from self.pipeline.metrics()
         yield from self.api_watch.metrics()
         yield from (events, matches)
         yield from self.remedy.metrics()

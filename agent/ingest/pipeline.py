@@ -9,6 +9,10 @@ event once handled. What a source's position looks like is the source's business
 A bot's death (an exit event from the engine's life events) is handled after
 every line the bot wrote before it: the bot's open events are closed first,
 and the event carries the bot's last lines of each channel.
+
+While the state file cannot be written (a full disk, say), events wait in memory, in order,
+up to a bound, and are handled once it can be written again; what comes past the bound is
+dropped, counted (hb_medic_events_dropped) and said once in the log and on /healthz.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from agent.component import Loop, left
@@ -36,7 +41,7 @@ EventHandler = Callable[[Event], None]
 TAIL_LINES = 40  # a bot's last lines kept per channel: its death is matched with them
 SHOWN_LINES = 6  # ... and the message shows the last few of each
 TAIL_CHARS = 400
-UNSAVED_MAX = 10_000
+UNSAVED_MAX = 10_000  # events that may wait for the state file
 PROBE_EVERY = 10.0  # seconds between checks that the state file can still be written
 LOOP_STALE = 15.0  # seconds without a loop: the pipeline is stuck
 _IDLE = Gone("")  # what the loop takes when nothing came in time
@@ -58,10 +63,10 @@ class Pipeline:
     def __init__(self, handler: EventHandler, *, store: State | None = None,
                  assembler: Assembler | None = None, checkpoint_interval: float = 1.0,
                  tick: Callable[[float], None] | None = None, stack: str = DEFAULT_STACK,
-                 max_queued: int = 0) -> None:
+                 max_queued: int = 0, max_unsaved: int = UNSAVED_MAX) -> None:
         """`max_queued`: batches that may wait (0: no bound); a source that gets ahead waits
         for the pipeline, so a flooding stack holds its own followers, never memory. `store`:
-        whether the state file can be written (events wait while it cannot)."""
+        whether the state file can be written (events wait while it cannot, `max_unsaved` at most)."""
         self.handler = handler
         self.stack = stack
         self.store = store
@@ -77,8 +82,10 @@ class Pipeline:
         self._generation: dict[str, str] = {}  # container -> id of the container now under the name
         self._tails: dict[tuple[str, str], deque[str]] = {}
         # Events whose handling found the state file unwritable, in order, until it can be written.
-        self._unsaved: deque[tuple[Event, Ack | None, int]] = deque(maxlen=UNSAVED_MAX)
-        self.dropped = 0  # events that did not fit there (a long outage of the state file)
+        self._unsaved: deque[tuple[Event, Ack | None, int]] = deque()
+        self.max_unsaved = max_unsaved
+        self.dropped = 0  # events that did not fit there (a long outage of the state file), ever
+        self._dropped_now = 0  # ... since events began to wait this time
         self.last_loop = time.monotonic()
 
     # -- the sink (any thread) -----------------------------------------------------------------
@@ -100,10 +107,22 @@ class Pipeline:
 
     def health(self) -> list[str]:
         age = time.monotonic() - self.last_loop
-        return [f"pipeline loop stalled for {age:.0f} s"] if age > LOOP_STALE else []
+        problems = [f"pipeline loop stalled for {age:.0f} s"] if age > LOOP_STALE else []
+        waiting, dropped = len(self._unsaved), self._dropped_now
+        if waiting or dropped:
+            problems.append(f"{waiting} events wait for the state file to be written (at most"
+                            f" {self.max_unsaved})" + (f"; {dropped} more were dropped" if dropped else ""))
+        return problems
 
     def metrics(self) -> Iterable[Metric]:
-        return ()
+        waiting = GaugeMetricFamily("hb_medic_events_waiting",
+                                    "Events waiting in memory for the state file to be written",
+                                    labels=["stack"])
+        waiting.add_metric([self.stack], len(self._unsaved))
+        dropped = CounterMetricFamily("hb_medic_events_dropped", "Events dropped because more than"
+                                      " the bound waited for the state file to be written", labels=["stack"])
+        dropped.add_metric([self.stack], self.dropped)
+        return (waiting, dropped)
 
     # -- the loop ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -216,7 +235,9 @@ class Pipeline:
 
     def _emit(self, events: list[Event], ack: Ack | None = None, position: int = 0) -> None:
         for event in events:
-            if self._unsaved:  # keep their order: behind the ones waiting for the state file
+            # While the state file cannot be written, and behind the ones already waiting for
+            # it (in their order): what is handled now could not be kept.
+            if self._unsaved or (self.store is not None and self.store.file.write_problem is not None):
                 self._keep(event, ack, position)
                 continue
             try:
@@ -229,9 +250,15 @@ class Pipeline:
             self._acknowledge(ack, position)
 
     def _keep(self, event: Event, ack: Ack | None, position: int) -> None:
-        if len(self._unsaved) == self._unsaved.maxlen:
-            self.dropped += 1
-        self._unsaved.append((event, ack, position))
+        if len(self._unsaved) < self.max_unsaved:
+            self._unsaved.append((event, ack, position))
+            return
+        self.dropped += 1
+        self._dropped_now += 1
+        if self._dropped_now == 1:
+            log.error("%s: %d events wait for the state file to be written, the most kept in memory:"
+                      " later ones are dropped until it can be written, counted in"
+                      " hb_medic_events_dropped and on /healthz", self.name, self.max_unsaved)
 
     def _handle_unsaved(self) -> None:
         """The state file could not be written: try the waiting events again, in order."""
@@ -247,6 +274,7 @@ class Pipeline:
                 log.exception("event handler failed on %r", event)
             self._unsaved.popleft()
             self._acknowledge(ack, position)
+        self._dropped_now = 0
 
     @staticmethod
     def _acknowledge(ack: Ack | None, position: int) -> None:

@@ -8,7 +8,9 @@ WAL so readers never block the writer, and the schema versioned with
 empty, a directory, read-only) stops the start with one message naming it and
 what to do, and is never modified; only a missing file is new, and it is
 created whole. A write that fails while running is logged once, shown on
-/healthz, and raised as StateUnwritable so callers can wait for it quietly.
+/healthz, and raised as StateUnwritable so callers can wait for it quietly; a full
+disk is one such state until its filesystem has room again (a few small writes that
+still fit do not end it).
 """
 
 from __future__ import annotations
@@ -300,31 +302,48 @@ class StateUnwritable(sqlite3.OperationalError):
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "COMMIT", "BEGIN")
+_LANDS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "COMMIT")  # BEGIN alone proves nothing
+ROOM = 256 * 1024  # free bytes its filesystem needs before a full disk counts as healed
+
+
+def _is(sql: str, kinds: tuple[str, ...]) -> bool:
+    return sql.lstrip()[:7].upper().startswith(kinds)
 
 
 class _Connection(sqlite3.Connection):
-    """Reports write failures (and the first write that works again) to its state file, whoever
-    the writer is, so "cannot be written" is logged once and shown on /healthz."""
+    """Reports write failures (and the first committed write that works again) to its state
+    file, whoever the writer is, so "cannot be written" is logged once and shown on /healthz.
+    A failed write closes it; a writer still holding it gets StateUnwritable, never sqlite3's
+    "Cannot operate on a closed database"."""
 
     state_file: StateFile
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
 
     def execute(self, sql: str, parameters=(), /) -> sqlite3.Cursor:  # type: ignore[override]
+        if self.closed:
+            raise self.state_file._unwritable()
         try:
             cur = super().execute(sql, parameters)
         except sqlite3.DatabaseError as exc:
-            if sql.lstrip()[:7].upper().startswith(_WRITES):
+            if _is(sql, _WRITES):
                 raise self.state_file._write_failed(exc) from exc
             raise
-        if self.state_file.write_problem is not None and sql.lstrip()[:7].upper().startswith(_WRITES):
+        if self.state_file.write_problem is not None and _is(sql, _LANDS) and not self.in_transaction:
             self.state_file._write_ok()
         return cur
 
     def executemany(self, sql: str, seq, /) -> sqlite3.Cursor:  # type: ignore[override]
+        if self.closed:
+            raise self.state_file._unwritable()
         try:
             cur = super().executemany(sql, seq)
         except sqlite3.DatabaseError as exc:
             raise self.state_file._write_failed(exc) from exc
-        if self.state_file.write_problem is not None:
+        if self.state_file.write_problem is not None and not self.in_transaction:
             self.state_file._write_ok()
         return cur
 
@@ -345,6 +364,8 @@ class StateFile:
         self._lock = threading.Lock()
         self.write_problem: str | None = None  # why the last write failed, until one works
         self._problem_since = 0.0
+        self._problem_at = 0.0  # the same, as wall-clock time (what /healthz shows)
+        self._disk_full = False  # the problem is a full filesystem: it ends only when there is ROOM
         try:
             if self.path != ":memory:" and self._check_file(Path(self.path)):
                 self._check_content()
@@ -439,9 +460,10 @@ class StateFile:
         return StateFileError(self.path, f"is damaged ({text})", _move_aside(Path(self.path)))
 
     def conn(self) -> sqlite3.Connection:
-        """This thread's connection (sqlite3 objects are not shared across threads)."""
+        """This thread's connection (sqlite3 objects are not shared across threads); a closed
+        one is replaced, never reused."""
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None or conn.closed:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, factory=_Connection)
             conn.state_file = self
             conn.execute("PRAGMA journal_mode=WAL")
@@ -451,6 +473,9 @@ class StateFile:
 
 
     # -- writes that fail while running ------------------------------------------------------
+    # One state from the first failed write until a write lands again and, where the disk was
+    # full, its filesystem has ROOM again: a full disk still takes the odd small write (SQLite
+    # reuses its log's space), and those must not end it (nor the next failure start it again).
     def _write_failed(self, exc: sqlite3.DatabaseError) -> StateUnwritable:
         # SQLite may keep treating this connection as read-only: the next use opens a new one.
         self.close()
@@ -458,19 +483,44 @@ class StateFile:
             if self.write_problem is None:
                 self.write_problem = str(exc)
                 self._problem_since = time.monotonic()
-                log.error("state file %s cannot be written (%s): nothing new is saved (incidents,"
-                          " checkpoints, notifications) until it can; /healthz says so", self.path, exc)
+                self._problem_at = time.time()
+                free = self.free_bytes()
+                self._disk_full = free is not None and free < ROOM
+                room = f"; {free // 1024} KiB free on its filesystem" if self._disk_full else ""
+                log.error("state file %s cannot be written (%s%s): nothing new is saved (incidents,"
+                          " checkpoints, notifications) until it can, events wait in memory; /healthz"
+                          " says so", self.path, exc, room)
         return StateUnwritable(str(exc))
+
+    def _unwritable(self) -> StateUnwritable:
+        """For a writer still holding the connection a failed write closed."""
+        return StateUnwritable(self.write_problem or "its connection was closed by a failed write")
+
+    def free_bytes(self) -> int | None:
+        """Free space on the state file's filesystem (None where it cannot be known)."""
+        if self.path == ":memory:":
+            return None
+        try:
+            st = os.statvfs(Path(self.path).absolute().parent)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
 
     def health(self) -> list[str]:
         """For /healthz: the agent runs on, but what it learns is not kept."""
-        if self.write_problem is None:
-            return []
-        return [f"state file {self.path} cannot be written: {self.write_problem}"]
+        with self._lock:
+            if self.write_problem is None:
+                return []
+            since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self._problem_at))
+            free = self.free_bytes() if self._disk_full else None
+            room = f"; {free // 1024} KiB free on its filesystem" if free is not None else ""
+            return [f"state file {self.path} cannot be written since {since}"
+                    f" ({time.monotonic() - self._problem_since:.0f} s): {self.write_problem}{room}"]
 
     def probe_write(self) -> bool:
         """One small write (the header's own version again): True when the file can be
-        written, which also ends a reported problem."""
+        written (and, after a full disk, its filesystem has room again), which also ends a
+        reported problem."""
         try:
             conn = self.conn()
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -478,15 +528,20 @@ class StateFile:
         except sqlite3.DatabaseError as exc:
             self._write_failed(exc)
             return False
-        self._write_ok()
-        return True
+        return self._write_ok()
 
-    def _write_ok(self) -> None:
+    def _write_ok(self) -> bool:
+        """A write landed: the problem ends, unless the disk was full and still has no room."""
         with self._lock:
-            if self.write_problem is not None:
-                log.warning("state file %s can be written again (after %.0f s)", self.path,
-                            time.monotonic() - self._problem_since)
-                self.write_problem = None
+            if self.write_problem is None:
+                return True
+            if self._disk_full and (free := self.free_bytes()) is not None and free < ROOM:
+                return False
+            log.warning("state file %s can be written again (after %.0f s)", self.path,
+                        time.monotonic() - self._problem_since)
+            self.write_problem = None
+            self._disk_full = False
+            return True
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -503,6 +558,7 @@ class StateFile:
             yield conn
             conn.execute("COMMIT")
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):  # a failed write has closed the connection
-                conn.execute("ROLLBACK")
+            if not conn.closed:  # a failed write closes it, which rolls back
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise

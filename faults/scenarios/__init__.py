@@ -40,6 +40,7 @@ SCENARIOS: dict[str, Scenario] = {
     "stop-clean": Scenario("stop_clean", 300, 600),
     "restart-messages": Scenario("restart_messages", 300, 600),
     "hostile-bytes": Scenario("hostile_bytes", 300, 600),
+    "full-disk": Scenario("full_disk", 300, 400),
     "state-file": Scenario("state_file", 300, 400),
     "fuzz": Scenario("fuzz", 300, 900),
     "headerless-after-failure": Scenario("headerless_after", 300, 400),
