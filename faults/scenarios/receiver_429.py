@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 
 from faults.bed import Bed
 from faults.scenarios.common import log, settle
@@ -49,25 +50,26 @@ def run(quick: bool) -> dict:
         accepted = list(rx.accepted)
         early, limited = rx.early, rx.limited  # early: requests after the 429, before the allowed time
         agent.stop()
-    seen: dict[tuple[str, str], int] = {}
-    for m in accepted:
-        key = (m.get("title", ""), m.get("message", ""))
-        seen[key] = seen.get(key, 0) + 1
+    # Each message counted against its row in the outbox: (incident, title). A step the agent
+    # stored twice (a restart in the middle of an attempt) is two rows, and no double delivery.
+    stored_rows = Counter((_short(incident), json.loads(message)["title"]) for incident, message in outbox)
+    received_rows = Counter(_received(m) for m in accepted)
+    doubled = sum(max(0, n - stored_rows[k]) for k, n in received_rows.items())
+    lost = sum(max(0, n - received_rows[k]) for k, n in stored_rows.items())
+    stored_twice = sum(n - 1 for n in stored_rows.values())
     written: dict[str, list[str]] = {}
     for incident, message in outbox:
-        written.setdefault(incident, []).append(json.loads(message)["title"])
+        written.setdefault(_short(incident), []).append(json.loads(message)["title"])
     received: dict[str, list[str]] = {}
     for m in accepted:
-        found = re.search(r"incident ([0-9a-f]{8})", m.get("message", ""))
-        if found:
-            received.setdefault(found[1], []).append(m.get("title", ""))
+        incident, title = _received(m)
+        received.setdefault(incident, []).append(title)
     order_problems = [inc for inc, titles in written.items()
                       if inc in received and [t for t in received[inc] if t in titles] != titles]
-    doubled = sum(n - 1 for n in seen.values())
-    lost = max(0, stored - len(accepted))
     measured = {"retry_after_s": wait, "answers_429": limited, "requests_before_allowed": early,
                 "messages_stored": stored, "messages_received": len(accepted), "lost": lost,
                 "doubled": doubled, "incidents_out_of_order": len(order_problems),
+                "steps_stored_twice": stored_twice,
                 "metrics_wait_shown_s": shown,
                 "drained_after_allowed_s": round(drain_s, 1) if drain_s is not None else None}
     ok = (drained and early == 0 and lost == 0 and doubled == 0 and not order_problems
@@ -75,7 +77,20 @@ def run(quick: bool) -> dict:
     return {"pass": ok, "measured": measured,
             "figure": f"Retry-After {wait} s with a kill: {early} requests before the allowed time,"
                       f" {lost} lost, {doubled} doubled, {len(order_problems)} out of order; drained"
-                      f" {measured['drained_after_allowed_s']} s after the allowed time"}
+                      f" {measured['drained_after_allowed_s']} s after the allowed time"
+                      + (f" ({stored_twice} steps stored twice by the restart, each delivered once)"
+                         if stored_twice else "")}
+
+
+def _short(incident: str | None) -> str:
+    """An incident as its messages name it (the first 8 characters of its id)."""
+    return (incident or "")[:8]
+
+
+def _received(m: dict) -> tuple[str, str]:
+    """(incident, title) of a received message."""
+    found = re.search(r"incident ([0-9a-f]{8})", m.get("message", ""))
+    return (found[1] if found else "", m.get("title", ""))
 
 
 def _gauge(agent) -> float | None:
