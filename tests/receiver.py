@@ -1,11 +1,17 @@
 """A local HTTP receiver for apprise's json:// plugin: records what it accepted, and plays
 an outage of Slack or Telegram in three ways: answer 500 (`failing`), refuse connections
 (`mode = "refuse"`: nothing listens on the port) or accept and close without an answer
-(`mode = "close"`)."""
+(`mode = "close"`), and a rate limit (`limit(seconds)`: 429 asking to wait).
+
+It also answers as Telegram's Bot API (a path `/bot<token>/sendMessage`) and as a Slack
+webhook (`/services/...`) would, for their apprise plugins pointed at it: a Telegram rate
+limit is said only in the JSON answer (`parameters.retry_after`), Slack's and the others' in
+a `Retry-After` header."""
 
 from __future__ import annotations
 
 import json
+import math
 import socket
 import threading
 import time
@@ -20,6 +26,11 @@ class Receiver:
         self.accepted_at: list[float] = []
         self.refused = 0
         self.failing = False
+        self.requests_at: list[float] = []  # when each request came, whatever the answer
+        self.limited = 0  # requests answered 429
+        self.early = 0  # of those, the ones that came before the wait asked for had passed
+        self._limit: float | None = None  # armed: the next request starts a rate limit this long
+        self._limited_until = 0.0
         self._mode = "ok"
         self._lock = threading.Lock()
         outer = self
@@ -27,21 +38,45 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                flavour = ("telegram" if self.path.startswith("/bot") else
+                           "slack" if self.path.startswith("/services/") else "json")
+                headers: dict[str, str] = {}
+                answer = b"ok" if flavour == "slack" else b'{"ok":true,"result":{}}'
                 with outer._lock:
+                    now = time.time()
+                    outer.requests_at.append(now)
                     if outer._mode == "close":  # read the request, then hang up without an answer
                         outer.refused += 1
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return
-                    if outer.failing:
+                    if outer._limit is not None:  # the first request of a rate limit
+                        outer._limited_until, outer._limit = now + outer._limit, None
+                    elif now < outer._limited_until:
+                        outer.early += 1
+                    if now < outer._limited_until:
+                        outer.limited += 1
+                        status, left = 429, math.ceil(outer._limited_until - now)
+                        if flavour == "telegram":
+                            answer = json.dumps({"ok": False, "error_code": 429,
+                                                 "description": f"Too Many Requests: retry after {left}",
+                                                 "parameters": {"retry_after": left}}).encode()
+                        else:
+                            headers["Retry-After"] = str(left)
+                            answer = b"rate_limited"
+                    elif outer.failing:
                         outer.refused += 1
                         status = 500
                     else:
                         outer.accepted.append(json.loads(body))
-                        outer.accepted_at.append(time.time())
+                        outer.accepted_at.append(now)
                         status = 200
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, *args):
                 pass
@@ -83,6 +118,18 @@ class Receiver:
                 raise OSError(f"cannot listen on 127.0.0.1:{self.port} again")
         self._mode = mode
 
+    def limit(self, seconds: float) -> None:
+        """The next request is answered 429, asking to wait `seconds`; so is every one before
+        they have passed (counted in `early`), asking for the time left."""
+        with self._lock:
+            self._limit = seconds
+
+    @property
+    def limited_until(self) -> float:
+        """When the current (or last) rate limit ends; 0 before any."""
+        with self._lock:
+            return self._limited_until
+
     def __enter__(self) -> Receiver:
         return self
 
@@ -94,7 +141,7 @@ class Receiver:
 
     def messages(self) -> list[str]:
         with self._lock:
-            return [m.get("message", "") for m in self.accepted]
+            return [m.get("message", m.get("text", "")) for m in self.accepted]
 
     def titles(self) -> list[str]:
         with self._lock:
@@ -103,4 +150,5 @@ class Receiver:
     def timed(self) -> list[tuple[float, str]]:
         """(when, message) of each accepted message."""
         with self._lock:
-            return [(t, m.get("message", "")) for t, m in zip(self.accepted_at, self.accepted, strict=True)]
+            return [(t, m.get("message", m.get("text", "")))
+                    for t, m in zip(self.accepted_at, self.accepted, strict=True)]

@@ -5,7 +5,9 @@ Order and outages: one incident's messages go to a target in the order of its
 steps (a later one waits for the earlier one). A target that fails is tried
 again after a backoff that grows to at most PROBE_MAX seconds, whatever the
 number of messages waiting; its first success ends the backoff of everything
-waiting for it, so the whole outbox drains within moments of its return.
+waiting for it, so the whole outbox drains within moments of its return. A
+target that answers with a rate limit gets nothing before the time it asked
+for (agent/notify/ratelimit.py).
 
 Storm control: past `storm_count` messages for one rule within `storm_window`
 seconds, further messages are held and sent as one digest; an incident's final message
@@ -16,10 +18,10 @@ the middle of an attempt runs it again) is not told twice.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import apprise
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -32,6 +34,7 @@ from agent.events import spoken_duration
 from agent.match import captures as capture_check
 from agent.match.loader import render
 from agent.match.model import Capture, Rule
+from agent.notify import answers, ratelimit
 from agent.notify.message import FINAL_STEPS, NOTIFY_ONLY, Message, build, code, stack_mark
 from agent.notify.render import RENDERERS
 from agent.notify.targets import Target
@@ -42,22 +45,40 @@ from agent.state import State, StateUnwritable
 log = logging.getLogger(__name__)
 DEPLOY_VALUE = Capture(type="name", max_length=128)
 OUTBOX_STUCK = 1800.0  # seconds the oldest undelivered message may wait before /healthz says so
-PROBE_MAX = 20.0  # longest wait between two tries of a target that is down
 TYPES = {"critical": apprise.NotifyType.FAILURE, "error": apprise.NotifyType.FAILURE,
          "warning": apprise.NotifyType.WARNING, "info": apprise.NotifyType.INFO}
 
 
-def deliver(target: Target, msg: Message, timeout: float = 15.0) -> tuple[bool, str]:
-    """One message to one target; judged by apprise's result status, not truthiness of old APIs."""
+class Delivery(NamedTuple):
+    ok: bool
+    error: str
+    rate_limited: bool = False  # the receiver answered 429
+    asked: float | None = None  # seconds it asked to be left alone (Retry-After, retry_after)
+
+
+def deliver_once(target: Target, msg: Message, timeout: float = 15.0) -> Delivery:
+    """One message to one target; judged by apprise's result status, not truthiness of old APIs,
+    with the rate limit the receiver's answers told of."""
     renderer, fmt = RENDERERS[target.kind]
     title, body = renderer(msg)
     a = apprise.Apprise()
     a.add(target.plugin)
     kind = apprise.NotifyType.SUCCESS if msg.step == "resolved" else TYPES.get(msg.severity,
                                                                               apprise.NotifyType.INFO)
-    result = a.notify(body=body, title=title, body_format=fmt, notify_type=kind, timeout=timeout)
-    ok = result.status == apprise.AppriseResultStatus.SUCCESS
-    return ok, "" if ok else f"{result.status.name.lower()}"
+    with answers.observe() as got:
+        result = a.notify(body=body, title=title, body_format=fmt, notify_type=kind, timeout=timeout)
+    if result.status == apprise.AppriseResultStatus.SUCCESS:
+        return Delivery(True, "")
+    if ratelimit.rate_limited(got):
+        asked = ratelimit.asked_wait(got, time.time())
+        said = f": retry after {asked:.0f} s" if asked is not None else ""
+        return Delivery(False, f"{ratelimit.RATE_LIMITED} (429){said}", True, asked)
+    return Delivery(False, result.status.name.lower())
+
+
+def deliver(target: Target, msg: Message, timeout: float = 15.0) -> tuple[bool, str]:
+    ok, error, *_ = deliver_once(target, msg, timeout)
+    return ok, error
 
 
 def title_values(rule: Rule, values: dict) -> dict:
@@ -89,7 +110,9 @@ class Notifier(OneLoop):
         self.mode = mode
         self.failed = 0  # delivery attempts that failed (a metric)
         self._unstored: deque[tuple[str, str, str]] = deque(maxlen=1000)
-        self._down: dict[str, tuple[int, float]] = {}  # target -> (failures in a row, next try)
+        self.holds = ratelimit.Holds()  # when each target may be tried again
+        self._holds_loaded = False
+        self.rate_limited = 0  # answers that asked to wait (a metric)
         self.loop = Loop("notify", self._run)
 
     # -- the component ---------------------------------------------------------------------------
@@ -109,6 +132,17 @@ class Notifier(OneLoop):
         yield notes
         yield CounterMetricFamily("hb_medic_notifications_failed_attempts",
                                   "Delivery attempts that failed", value=self.failed)
+        yield CounterMetricFamily("hb_medic_notifications_rate_limited",
+                                  "Delivery attempts a receiver answered with a rate limit (429)",
+                                  value=self.rate_limited)
+        wait = GaugeMetricFamily("hb_medic_notify_target_wait_seconds",
+                                 "Seconds until a target may be tried again (0: now); rate_limited"
+                                 " says whether the receiver asked for it", labels=["target", "rate_limited"])
+        now = time.time()
+        for t in self.targets.values():
+            limited = "true" if self.holds.limited(t.id) else "false"
+            wait.add_metric([t.private, limited], self.holds.remaining(t.id, now))
+        yield wait
 
     # -- from the remedy: never raises -----------------------------------------------------------
     def step(self, inc: Incident, step: str, text: str) -> None:
@@ -200,13 +234,16 @@ class Notifier(OneLoop):
     def _deliver_due(self) -> None:
         """Send what is due, oldest first, until nothing more can go now. After each delivery
         the next due message is looked up again: it may be that incident's next step."""
+        if not self._holds_loaded:  # a target's backoff or rate limit outlives a restart
+            self.holds.load({t: (until, error.startswith(ratelimit.RATE_LIMITED))
+                             for t, (until, error) in self.store.outbox.next_tries(time.time()).items()})
+            self._holds_loaded = True
         while not self.loop.stopping.is_set():
             now = time.time()
-            for row in self.store.outbox.due(now):
+            for row in self.store.outbox.due(now, skip=self.holds.blocked(now)):
                 if self.loop.stopping.is_set():
                     return
-                down = self._down.get(row[3])
-                if down is not None and now < down[1]:
+                if self.holds.waiting(row[3], time.time()):
                     continue  # this target failed a moment ago: wait for its next try
                 if self._send(row):
                     break
@@ -222,30 +259,47 @@ class Notifier(OneLoop):
                                    error="target no longer configured")
             return True
         msg = Message.from_json(payload)
-        try:
-            ok, error = Retrying(stop=stop_after_attempt(2), reraise=True,
-                                 wait=wait_exponential_jitter(multiplier=0.5, max=2, jitter=0.5),
-                                 retry=retry_if_result(lambda r: not r[0]),
-                                 retry_error_callback=lambda s: s.outcome.result())(deliver, target, msg)
+        try:  # a second try at once, unless the receiver asked to wait
+            result = Retrying(stop=stop_after_attempt(2), reraise=True,
+                              wait=wait_exponential_jitter(multiplier=0.5, max=2, jitter=0.5),
+                              retry=retry_if_result(lambda r: not r.ok and not r.rate_limited),
+                              retry_error_callback=lambda s: s.outcome.result())(deliver_once, target, msg)
         except Exception as exc:  # a plugin bug must not stop the outbox
-            ok, error = False, type(exc).__name__
+            result = Delivery(False, type(exc).__name__)
         attempts += 1
-        if ok:
+        if result.ok:
             self.store.outbox.mark(row_id, status="sent", attempts=attempts, next_at=0)
-            if self._down.pop(target_id, None) is not None:
+            if self.holds.succeeded(target_id):
                 self.store.outbox.retry_now(target_id)  # back: the rest goes now, not after its backoff
                 log.warning("notifications to %s are delivered again", target.private)
             return True
         self.failed += 1
-        failures = self._down.get(target_id, (0, 0.0))[0] + 1
-        delay = min(PROBE_MAX, 2.0 * 2 ** min(failures - 1, 8)) * (0.5 + random.random() / 2)
-        self._down[target_id] = (failures, time.time() + delay)
-        self.store.outbox.mark(row_id, status="pending", attempts=attempts, next_at=time.time() + delay,
-                               error=self.redactor.text(error))
-        if failures in (1, 10) or failures % 100 == 0:
+        self.rate_limited += result.rate_limited
+        hold = self.holds.failed(target_id, time.time(), limited=result.rate_limited, asked=result.asked)
+        self.store.outbox.mark(row_id, status="pending", attempts=attempts, next_at=hold.until,
+                               error=self.redactor.text(result.error))
+        if hold.new_episode:
+            self._say_limited(target, hold)
+        elif not hold.limited and (hold.failures in (1, 10) or hold.failures % 100 == 0):
             log.warning("notification to %s failed (%s; %d in a row): trying again every %.0f s at most",
-                        target.private, error, failures, PROBE_MAX)
+                        target.private, result.error, hold.failures, ratelimit.PROBE_MAX)
         return False
+
+    @staticmethod
+    def _say_limited(target: Target, hold: ratelimit.Hold) -> None:
+        """Once per rate limit: until the target takes a message again, it is not said again."""
+        wait = hold.until - time.time()
+        at = time.strftime("%H:%M:%S", time.localtime(hold.until))
+        if hold.asked is None:
+            log.warning("notifications to %s are rate limited (429, no time given): its messages wait,"
+                        " next try in %.0f s (%s)", target.private, wait, at)
+        elif hold.asked > ratelimit.RETRY_AFTER_MAX:
+            log.warning("notifications to %s are rate limited: the receiver asks for %.0f s, more than the"
+                        " longest wait honoured; its messages wait %.0f s, until %s", target.private,
+                        hold.asked, wait, at)
+        else:
+            log.warning("notifications to %s are rate limited: the receiver asks for %.0f s; its messages"
+                        " wait until %s", target.private, hold.asked, at)
 
     def _digest(self) -> None:
         held = self.store.outbox.held()

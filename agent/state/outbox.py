@@ -24,18 +24,29 @@ class Outbox:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (incident, rule, target, message, status, now, now, stack))
         return int(cur.lastrowid)
 
-    def due(self, now: float, limit: int = 50) -> list[tuple]:
+    def due(self, now: float, limit: int = 50, skip: frozenset[str] | set[str] = frozenset()) -> list[tuple]:
         """Messages to send now: only the first pending one of each incident and target, so an
         incident's messages arrive in the order of its steps; the stacks take turns (each one's
         oldest first, then each one's second...), so a stack with many messages never makes
-        another's wait behind all of them."""
+        another's wait behind all of them. Targets in `skip` wait (down or rate limited): their
+        messages never crowd out another target's."""
+        skipped = sorted(skip)
         return self._file.conn().execute(
             f"SELECT {COLUMNS} FROM (SELECT *,"
             " ROW_NUMBER() OVER (PARTITION BY stack ORDER BY id) AS turn"
             " FROM outbox AS o WHERE status = 'pending' AND next_at <= ?"
+            f" AND target NOT IN ({', '.join('?' * len(skipped))})"
             " AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.status = 'pending' AND e.target = o.target"
             " AND e.incident IS o.incident AND e.id < o.id))"
-            " ORDER BY turn, id LIMIT ?", (now, limit)).fetchall()
+            " ORDER BY turn, id LIMIT ?", (now, *skipped, limit)).fetchall()
+
+    def next_tries(self, now: float) -> dict[str, tuple[float, str]]:
+        """Targets whose next try is still ahead (a message of theirs failed): target -> (when,
+        that message's error). What a restart needs to keep a target's backoff or rate limit."""
+        rows = self._file.conn().execute(
+            "SELECT target, next_at, last_error FROM outbox WHERE status = 'pending' AND next_at > ?"
+            " ORDER BY next_at", (now,)).fetchall()
+        return {target: (next_at, error or "") for target, next_at, error in rows}
 
     def retry_now(self, target: str) -> None:
         """A target answers again: everything waiting for it is due now (its backoff is over)."""
