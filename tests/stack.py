@@ -126,19 +126,28 @@ class Stack:
                     container_lines(c, stdout=True, stderr=True)), 20, "a listener to start")
         if self.postgres_container is not None and not self.postgres_running:
             self.postgres_container.stop(timeout=1)
-        self.api = self.client.containers.run(
-            STANDIN_IMAGE,
-            name=self.prefix + "hummingbot-api",
-            detach=True,
-            network_mode="host",
-            labels=labels(self.run_id),
-            volumes=self._api_volumes(),
-            environment=self._api_env(),
-        )
-        if self.wait_ready:
+        for attempt in range(3):
+            self.api = self.client.containers.run(
+                STANDIN_IMAGE,
+                name=self.prefix + "hummingbot-api",
+                detach=True,
+                network_mode="host",
+                labels=labels(self.run_id),
+                volumes=self._api_volumes(),
+                environment=self._api_env(),
+            )
+            if not self.wait_ready:
+                break
             wait_until(self._ready_or_exited, 30, "the stand-in to start")
-            if self.api_status() != "running":
-                raise AssertionError("stand-in exited:\n" + "\n".join(self.lines("all")))
+            if self.api_status() == "running":
+                break
+            lines = "\n".join(self.lines("all"))
+            if "address already in use" not in lines or attempt == 2:
+                raise AssertionError("stand-in exited:\n" + lines)
+            # The free port was taken by another process meanwhile (tests and fault scenarios
+            # run side by side): another port, another try.
+            self.api.remove(force=True)
+            self.api_port = free_port()
         return self
 
     def close(self) -> None:
