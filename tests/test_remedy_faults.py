@@ -112,6 +112,38 @@ def test_a_clients_own_deploy_in_flight_gets_no_duplicate_bot(make_stack, agent)
     assert retry["result"].startswith("already deployed as ")
 
 
+def test_a_clients_deploy_waits_behind_the_agents_resend_of_that_name(make_stack, agent):
+    """The other way round: the agent's re-send is out when the client sends the same deploy
+    again. Side by side (or in the same second) hummingbot-api would replace the re-sent bot's
+    conf folder before refusing the second container; the recorder holds the client's until the
+    re-send is answered and the next second has begun."""
+    stack = make_stack()
+    service = agent(stack)
+    name = stack.unique("held")
+    assert deploy(service, instance_name=name, credentials_profile="client_held").status_code == 500
+    inc = one_incident(service, ("detected",))
+    assert service.store.sends.agent_send(inc.id, [0], name) == []  # the agent's re-send is out
+    seen = len(deploys_seen(stack))
+    answer: list[httpx.Response] = []
+    client = threading.Thread(target=lambda: answer.append(
+        deploy(service, instance_name=name, credentials_profile="client_held")))
+    client.start()
+    time.sleep(2.0)
+    assert client.is_alive() and len(deploys_seen(stack)) == seen  # held, not forwarded
+    service.store.incidents.mark_deploy(inc.id, 0, name, "done", "running: x")
+    answered = time.time()
+    client.join(10)
+    assert answer and answer[0].status_code == 500  # hummingbot-api's own answer, unchanged
+    assert len(deploys_seen(stack)) == seen + 1
+    [record] = [d for d in service.store.deploys.of(profile="client_held", since=answered - 1)]
+    assert record.at >= int(answered) + 1  # not in the second the re-send was answered
+
+
+def deploys_seen(stack) -> list[str]:
+    return [x for x in stack.lines("stdout") if "POST /bot-orchestration/deploy-v2-script" in x
+            and "HTTP/1.1" in x]
+
+
 def test_hummingbot_api_outage_waits_then_finishes(make_stack, agent):
     stack = make_stack()
     service = agent(stack)

@@ -29,6 +29,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -39,7 +40,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from agent.component import Loop, OneLoop
-from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
+from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, base_name
 from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard
 from agent.redact import mask_assignments
@@ -60,6 +61,7 @@ BODY_TIMEOUT = 30.0  # seconds to send a deploy body
 HEADER_TIMEOUT = 10.0  # seconds from connecting to a request's complete headers
 KEEPALIVE = 30.0  # an idle connection between requests is closed after this
 MAX_CONNECTIONS = 256
+HOLD = 30.0  # at most this long a client's deploy waits behind the agent's re-send of that name
 KEEP_BODY = 64 * 1024  # longer request bodies are not stored (so never re-sent); responses are cut
 KEEP_DAYS = 30  # retention of deploy records, by age ...
 KEEP_COUNT = 1000  # ... and by count
@@ -135,7 +137,8 @@ class Recorder:
     def __init__(self, upstream: str, store: State, *, on_record: Callable[[int], None] | None = None,
                  login: tuple[str, str] | None = None, connect_timeout: float = 5.0,
                  max_connections: int = MAX_CONNECTIONS, header_timeout: float = HEADER_TIMEOUT,
-                 body_timeout: float = BODY_TIMEOUT, stack: str = DEFAULT_STACK) -> None:
+                 body_timeout: float = BODY_TIMEOUT, stack: str = DEFAULT_STACK,
+                 hold: float = HOLD) -> None:
         """`login`: hummingbot-api's username and password, when known: a deploy carrying them is
         written ahead as authenticated; one without them is stored only if the answer proves a
         login after all. `stack`: whose hummingbot-api it stands in front of (its records say so)."""
@@ -146,6 +149,7 @@ class Recorder:
         self.login = f"{login[0]}:{login[1]}".encode() if login else None
         self.connect_timeout = connect_timeout
         self.body_timeout = body_timeout
+        self.hold = hold
         self.session: aiohttp.ClientSession | None = None
         self._last_warning = -1e9
         self._writes = 0
@@ -269,8 +273,7 @@ class Recorder:
         deploy_id = None
         if self.login is None or self._carries_login(request.headers.get("Authorization")):
             try:  # written ahead: awaited, so the record exists before hummingbot-api sees the request
-                deploy_id = await self._in_db(self.store.deploys.requested, **row,
-                                              authenticated=self.login is not None)
+                deploy_id = await self._admit(row)
             except Exception:
                 log.exception("recorder: could not store a deploy request (forwarding it anyway)")
         assert self.session is not None
@@ -299,6 +302,30 @@ class Recorder:
         finally:
             if not settled and deploy_id is not None:
                 self._submit(self.store.deploys.drop, deploy_id)
+
+    async def _admit(self, row: dict) -> int | None:
+        """Write the request ahead once no re-send of the agent's for that instance name is out
+        (see agent.state.sends): held meanwhile, at most `hold` seconds, then forwarded anyway."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.hold
+        base = base_name(row["instance"] or "")
+        held = False
+        while True:
+            admission = await self._in_db(self.store.sends.client_request, **row, base=base,
+                                          authenticated=self.login is not None)
+            if admission.deploy_id is not None:
+                if held:
+                    log.info("recorder: a deploy of %s was held %.1f s while hb-medic's re-send of it"
+                             " was out; forwarded now", base, self.hold - (deadline - loop.time()))
+                return admission.deploy_id
+            if loop.time() >= deadline:
+                log.warning("recorder: a deploy of %s held %.0f s behind hb-medic's re-send of it:"
+                            " forwarding it anyway", base, self.hold)
+                return await self._in_db(self.store.deploys.requested, **row,
+                                         authenticated=self.login is not None)
+            held = True
+            await asyncio.sleep(min(max(admission.not_before - time.time(), 0.01), 0.2,
+                                    max(deadline - loop.time(), 0.0)))
 
     async def _credential(self, request: web.Request, url: URL, headers) -> web.StreamResponse:
         """A credential upload: forwarded unchanged (streamed); a refusal (400, 422) is kept as

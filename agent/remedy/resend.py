@@ -214,10 +214,7 @@ class Resends:
                 raise ActionError(f"will not re-send this deploy: {exc.errors()[0]['msg']}") from None
             with self.names.of(base):  # whichever incident it is, one deploy of a name at a time
                 self._wait_for_earlier_sends(inc, ctx, base, since)
-                self._wait_for_clients(base, exclude=set(ids))
-                self._pause(0)  # stopping now: not sent (nothing written ahead to wait for at the next start)
-                for deploy_id in ids:  # written ahead: a kill while it is out never sends a second one
-                    self.store.incidents.mark_deploy(inc.id, deploy_id, base, "sending", sent_at=time.time())
+                self._claim(inc, base, ids)
                 result = spec.func(typed, ctx)
         except (StateUnwritable, Stopped):
             raise  # not an outcome: a deploy written ahead as sending stays so (never sent twice)
@@ -247,12 +244,15 @@ class Resends:
                 return  # retry_deploy sees it too and does not send again
             self._pause(0.5)
 
-    def _wait_for_clients(self, base: str, exclude: set[int]) -> None:
-        """A client's own deploy of this name still on its way through the recorder: wait for
-        hummingbot-api's answer (if it deployed the bot, the retry sees it and sends nothing)."""
+    def _claim(self, inc: Incident, base: str, ids: list[int]) -> None:
+        """Write the re-send ahead (a kill while it is out never sends a second one), once no
+        client's own deploy of this name is on its way through the recorder: the recorder holds
+        new ones meanwhile (see agent.state.sends). A client's deploy that deployed the bot is
+        seen by `retry_deploy`, which then sends nothing."""
         deadline = time.monotonic() + CLIENT_WAIT
         while True:
-            flying = [d for d in self.store.deploys.in_flight(base, stack=self.stack) if d.id not in exclude]
+            self._pause(0)  # stopping now: not sent (nothing written ahead to wait for at the next start)
+            flying = self.store.sends.agent_send(inc.id, ids, base, stack=self.stack, exclude=set(ids))
             if not flying:
                 return
             if time.monotonic() >= deadline:

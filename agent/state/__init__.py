@@ -12,6 +12,7 @@ from agent.state.deploys import Deploys
 from agent.state.file import StateFile, StateFileError, StateUnwritable
 from agent.state.incidents import Incidents
 from agent.state.outbox import Outbox
+from agent.state.sends import Sends
 from agent.state.unknown import UnknownErrors
 
 __all__ = ["Checkpoints", "State", "StateFile", "StateFileError", "StateUnwritable"]
@@ -26,6 +27,7 @@ class State:
         self.incidents = Incidents(self.file)
         self.outbox = Outbox(self.file)
         self.unknown = UnknownErrors(self.file)
+        self.sends = Sends(self.file)
 
     def checkpoints(self, stack: str = DEFAULT_STACK) -> Checkpoints:
         """Where each source of a stack resumes."""

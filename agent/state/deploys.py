@@ -3,6 +3,7 @@ header): written ahead, kept only when the answer proves the request authenticat
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
@@ -21,6 +22,25 @@ def _deploy(row: tuple) -> Deploy:
     return Deploy(*row[:7], bool(row[7]), *row[8:12], bool(row[12]))
 
 
+def insert_request(conn: sqlite3.Connection, *, route: str, path: str, request_body: str,
+                   profile: str | None, instance: str | None, authenticated: bool, at: float,
+                   stack: str) -> int:
+    """A request written ahead (pending), on a connection that may be inside a transaction."""
+    cur = conn.execute(
+        "INSERT INTO deploys (at, route, path, request_body, status, response_body, failed, message,"
+        " profile, instance, state, authenticated, stack)"
+        " VALUES (?, ?, ?, ?, 0, '', 0, '', ?, ?, ?, ?, ?)",
+        (at, route, path, request_body, profile, instance, PENDING, int(authenticated), stack))
+    return int(cur.lastrowid)
+
+
+def in_flight(conn: sqlite3.Connection, instance: str, *, within: float, stack: str) -> list[Deploy]:
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM deploys WHERE instance = ? AND state = ? AND at >= ?"
+        " AND stack = ? ORDER BY id", (instance, PENDING, time.time() - within, stack)).fetchall()
+    return [_deploy(r) for r in rows]
+
+
 class Deploys:
     def __init__(self, file: StateFile) -> None:
         self._file = file
@@ -30,13 +50,9 @@ class Deploys:
                   stack: str = DEFAULT_STACK) -> int:
         """Write ahead: the request is stored before it is forwarded, so a crash before the
         answer never loses it. Returns the record id."""
-        cur = self._file.conn().execute(
-            "INSERT INTO deploys (at, route, path, request_body, status, response_body, failed, message,"
-            " profile, instance, state, authenticated, stack)"
-            " VALUES (?, ?, ?, ?, 0, '', 0, '', ?, ?, ?, ?, ?)",
-            (time.time() if at is None else at, route, path, request_body, profile, instance, PENDING,
-             int(authenticated), stack))
-        return int(cur.lastrowid)
+        return insert_request(self._file.conn(), route=route, path=path, request_body=request_body,
+                              profile=profile, instance=instance, authenticated=authenticated,
+                              at=time.time() if at is None else at, stack=stack)
 
     def answered(self, deploy_id: int, *, status: int, response_body: str, failed: bool,
                  message: str) -> None:
@@ -75,10 +91,7 @@ class Deploys:
                   stack: str = DEFAULT_STACK) -> list[Deploy]:
         """Deploys of this instance base name (as the client sent it) forwarded in the last
         `within` seconds and not answered yet, oldest first. Poll `get(id)` for the answer."""
-        rows = self._file.conn().execute(
-            f"SELECT {COLUMNS} FROM deploys WHERE instance = ? AND state = ? AND at >= ?"
-            " AND stack = ? ORDER BY id", (instance, PENDING, time.time() - within, stack)).fetchall()
-        return [_deploy(r) for r in rows]
+        return in_flight(self._file.conn(), instance, within=within, stack=stack)
 
     def after(self, last_seq: int, limit: int = 100,
               stack: str = DEFAULT_STACK) -> list[tuple[int, Deploy]]:

@@ -28,6 +28,18 @@ def _incident(r: tuple) -> Incident:
                     json.loads(r[9]) if r[9] else None, *r[10:20], json.loads(r[20]))
 
 
+def mark_deploy(conn: sqlite3.Connection, incident: str, deploy_id: int, base: str, state: str,
+                result: str = "", sent_at: float | None = None) -> None:
+    """An incident's deploy and where its re-send stands, on a connection that may be inside a
+    transaction."""
+    conn.execute(
+        "INSERT INTO incident_deploys (incident, deploy_id, base, state, result, sent_at, updated)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident, deploy_id, base) DO UPDATE SET"
+        " state = excluded.state, result = excluded.result,"
+        " sent_at = COALESCE(excluded.sent_at, incident_deploys.sent_at), updated = excluded.updated",
+        (incident, deploy_id, base, state, result, sent_at, time.time()))
+
+
 def _remember_events(conn: sqlite3.Connection, incident: str, events: tuple[str, ...]) -> None:
     now = time.time()
     for key in events:
@@ -81,12 +93,7 @@ class Incidents:
     def mark_deploy(self, incident: str, deploy_id: int, base: str, state: str, result: str = "",
                     sent_at: float | None = None) -> None:
         """`state`: sending (written before the request goes out), done, failed."""
-        self._file.conn().execute(
-            "INSERT INTO incident_deploys (incident, deploy_id, base, state, result, sent_at, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident, deploy_id, base) DO UPDATE SET"
-            " state = excluded.state, result = excluded.result,"
-            " sent_at = COALESCE(excluded.sent_at, incident_deploys.sent_at), updated = excluded.updated",
-            (incident, deploy_id, base, state, result, sent_at, time.time()))
+        mark_deploy(self._file.conn(), incident, deploy_id, base, state, result, sent_at)
 
     def deploys_done(self, deploy_ids: list[int]) -> set[int]:
         """Which of these recorded deploys some incident already retried successfully."""
