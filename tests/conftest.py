@@ -11,7 +11,7 @@ from docker.errors import DockerException
 
 from tests.images import BASE_IMAGE, ensure_images
 from tests.receiver import Receiver
-from tests.stack import REPO, Stack, free_port, sweep
+from tests.stack import REPO, Stack, free_port, prefixed_rules, sweep
 
 AGENT_IMAGE = f"medic-test/hb-medic:run-{os.getpid()}"  # this run's build, whatever other checkouts build
 
@@ -108,3 +108,20 @@ def start_service():
     yield start
     for service in made:
         service.stop()
+
+
+@pytest.fixture
+def driven_agent(tmp_path, start_service):
+    """An agent following a test bed stack's hummingbot-api with its recorder in front, the
+    test running the attempts itself (`drive`); a re-sent bot must live 3 s (not 30): these
+    tests are about incidents."""
+    from agent.settings import Settings
+
+    def start(stack, *, drive: bool = True, **extra):
+        settings = Settings(
+            containers=[stack.prefix + "hummingbot-api"], state_db=tmp_path / "state.db",
+            rules_dir=prefixed_rules(stack.prefix, tmp_path / "rules"), hummingbot_url=stack.url,
+            catchup_window=120, recorder_addr=f"127.0.0.1:{free_port()}", **{"bot_settle": 3, **extra})
+        return start_service(settings, drive=drive)
+
+    return start

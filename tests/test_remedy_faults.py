@@ -13,24 +13,15 @@ import pytest
 
 from agent.remedy.engine import Remedy
 from agent.service import Service
-from agent.settings import Settings
-from tests.stack import ADMIN, free_port, prefixed_rules, wait_until
+from tests.stack import ADMIN, wait_until
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture
-def agent(tmp_path, start_service):
-    def start(stack, *, drive: bool = True, **extra) -> Service:
-        """`drive`: the test runs attempts itself (no remedy worker)."""
-        settings = Settings(
-            containers=[stack.prefix + "hummingbot-api"], state_db=tmp_path / "state.db",
-            rules_dir=prefixed_rules(stack.prefix, tmp_path / "rules"), hummingbot_url=stack.url,
-            catchup_window=120, recorder_addr=f"127.0.0.1:{free_port()}",
-            bot_settle=3, **extra)  # a re-sent bot must live 3 s (not 30): these tests are about incidents
-        return start_service(settings, drive=drive)
 
-    return start
+@pytest.fixture
+def agent(driven_agent):
+    return driven_agent
 
 
 def deploy(service: Service, **body) -> httpx.Response:
@@ -131,8 +122,8 @@ def test_a_clients_deploy_waits_behind_the_agents_resend_of_that_name(make_stack
     time.sleep(2.0)
     assert client.is_alive() and len(deploys_seen(stack)) == seen  # held, not forwarded
     service.store.incidents.mark_deploy(inc.id, 0, name, "done", "running: x")
-    answered = time.time()
-    client.join(10)
+    answered = service.store.incidents.deploys(inc.id)[0]["updated"]
+    client.join(60)
     assert answer and answer[0].status_code == 500  # hummingbot-api's own answer, unchanged
     assert len(deploys_seen(stack)) == seen + 1
     [record] = [d for d in service.store.deploys.of(profile="client_held", since=answered - 1)]

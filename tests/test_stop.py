@@ -19,7 +19,6 @@ import httpx
 import pytest
 
 from agent.records import IncidentState
-from agent.service import Service
 from agent.settings import Settings
 from tests.receiver import Receiver
 from tests.stack import ADMIN, REPO, free_port, prefixed_rules, wait_until
@@ -100,16 +99,10 @@ def test_sigterm_during_a_bots_settle_time_ends_within_the_stop_timeout(make_sta
             proc.kill()
 
 
-@pytest.fixture
-def agent(tmp_path, start_service):
-    def start(stack, *, drive: bool = True, **extra) -> Service:
-        settings = Settings(
-            containers=[stack.prefix + "hummingbot-api"], state_db=tmp_path / "state.db",
-            rules_dir=prefixed_rules(stack.prefix, tmp_path / "rules"), hummingbot_url=stack.url,
-            catchup_window=120, recorder_addr=f"127.0.0.1:{free_port()}", **{"bot_settle": 3, **extra})
-        return start_service(settings, drive=drive)
 
-    return start
+@pytest.fixture
+def agent(driven_agent):
+    return driven_agent
 
 
 def test_a_resumed_incident_whose_deploys_are_all_done_goes_straight_to_verification(make_stack, agent):
