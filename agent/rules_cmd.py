@@ -10,7 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, TextIO
 
 from agent.commands import Arg, UsageError, command, group
-from agent.events import BOT, TRACEBACK, Event, Origin
+from agent.events import BOT, EXIT, RESPONSE, TRACEBACK, Event, Origin
 from agent.ingest.replay import open_input, replay_lines
 from agent.logs import printable
 
@@ -45,7 +45,8 @@ def rules_check(args: argparse.Namespace) -> int:
     return check(user_rules(args.rules))
 
 
-@command("rules", "test", help="replay saved `docker logs` output through the rules", args=[
+@command("rules", "test", help="replay saved `docker logs` output (and RECORDED/EXITED lines: recorded "
+                                "exchanges, bots' deaths) through the rules", args=[
     Arg("logfiles", nargs="+", metavar="LOGFILE", help="a file, or - for stdin"),
     rules_arg(),
     Arg("--json", action="store_true", help="one JSON object a line"),
@@ -95,7 +96,10 @@ def print_schema(out: TextIO = sys.stdout) -> int:
 
 
 def reportable(event: Event, result: Result | None) -> bool:
-    return result is not None or event.kind == TRACEBACK or event.level in ("ERROR", "CRITICAL")
+    """What `rules test` shows: every match, and what no rule matched that is worth a look (a
+    traceback, an ERROR record, a recorded exchange or a bot's death: those the user asked about)."""
+    return result is not None or event.kind in (TRACEBACK, RESPONSE, EXIT) \
+        or event.level in ("ERROR", "CRITICAL")
 
 
 class _Style:

@@ -5,23 +5,33 @@ mode. Positions are 1-based line numbers of the input as given. A bot's output
 is replayed with its origin (role bot, channel console, errors or log); a
 console was a terminal, so its escape sequences are taken out as when followed.
 The replay is a source like the followed ones: it hands the same batches on.
+
+What the agent sees besides lines can be saved too, one a line, in the form of the golden
+samples: `RECORDED {json}` is a deploy exchange the recorder saw (route, status, request,
+message) and `EXITED {json}` a bot's death from the engine's events (exit_code, lived,
+oom_killed, memory_limit, last_console, last_errors, last_log). They replay as the ready-made
+events the agent makes of them, so a recorder or engine rule is tested like a log rule; a
+line that only looks like one (its JSON does not parse or fit) stays a line.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from agent.events import CONSOLE, Event, Origin
+from agent.events import BOT, CONSOLE, Event, Origin, exit_event
 from agent.ingest.assemble import Assembler, Item
-from agent.ingest.source import Batch, Close, Lines
+from agent.ingest.source import Batch, Close, Ended, Lines, Ready
 from agent.ingest.split import clean_terminal, parse_ts
+from agent.recorder.events import event_from_exchange
 
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) ")
 MERGED = "merged"
 BATCH = 4096
+RECORDED, EXITED = "RECORDED ", "EXITED "
 
 
 def detect_timestamps(first_lines: Iterable[str]) -> bool:
@@ -38,8 +48,12 @@ class Replay:
 
     name = "replay"
 
-    def __init__(self, lines: Iterable[str], container: str = "replay", origin: Origin | None = None) -> None:
+    def __init__(self, lines: Iterable[str], container: str = "replay", origin: Origin | None = None,
+                 exited_as: str | None = None) -> None:
         self.lines, self.container, self.origin = lines, container, origin
+        # whose death an EXITED line tells: the bot replayed, else the name given, else "bot"
+        self.exited_as = exited_as or (origin.container if origin is not None and origin.role == BOT
+                                       else "bot")
 
     def batches(self) -> Iterator[Batch]:
         stream = self.origin.channel if self.origin is not None else MERGED
@@ -62,6 +76,13 @@ class Replay:
                     ts, text = stamp, text[m.end():]
             if terminal:
                 text = clean_terminal(text)
+            saved = self._saved(n, text)
+            if saved is not None:
+                if batch:
+                    yield Lines(self.container, stream, self.origin, batch, n)
+                    batch = []
+                yield saved
+                continue
             batch.append((n, ts, text))
             if len(batch) >= BATCH:
                 yield Lines(self.container, stream, self.origin, batch, n + 1)
@@ -69,6 +90,22 @@ class Replay:
         if batch:
             yield Lines(self.container, stream, self.origin, batch, batch[-1][0] + 1)
         yield Close(self.container)
+
+
+    def _saved(self, n: int, text: str) -> Ready | Ended | None:
+        """The ready-made event a RECORDED or EXITED line stands for (its position: line n)."""
+        if not text.startswith((RECORDED, EXITED)):
+            return None
+        recorded = text.startswith(RECORDED)
+        try:
+            fields = json.loads(text[len(RECORDED if recorded else EXITED):])
+            if not isinstance(fields, dict):
+                return None
+            if recorded:
+                return Ready(event_from_exchange(n=n, **fields), position=n)
+            return Ended(exit_event(self.exited_as, ts=n, **fields))
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return None  # not one of ours after all: an ordinary line
 
 
 class _Assembled:
@@ -84,6 +121,8 @@ class _Assembled:
                                                origin=batch.origin)
         elif isinstance(batch, Close):
             self.events += self.assembler.flush(batch.container)
+        elif isinstance(batch, Ready | Ended):
+            self.events.append(batch.event)
 
     def take(self) -> list[Event]:
         events, self.events = self.events, []
@@ -91,10 +130,11 @@ class _Assembled:
 
 
 def replay_lines(lines: Iterable[str], container: str = "replay",
-                 assembler: Assembler | None = None, origin: Origin | None = None) -> Iterator[Event]:
+                 assembler: Assembler | None = None, origin: Origin | None = None,
+                 exited_as: str | None = None) -> Iterator[Event]:
     """Events from text lines (newlines stripped or not), in input order of completion."""
     sink = _Assembled(assembler or Assembler(merged=True))
-    for batch in Replay(lines, container, origin).batches():
+    for batch in Replay(lines, container, origin, exited_as).batches():
         sink.put(batch)
         yield from sink.take()
 

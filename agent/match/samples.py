@@ -9,9 +9,10 @@ checks every draft against its own samples before it says it wrote one.
 - `"not": id`: no event of the block matched by that rule (a near miss).
 
 Recorder rules see deploy exchanges, not log lines: their samples are `RECORDED {json}`
-lines (route, status, request body, response message). Rules about a bot's death see
-exit events: `EXITED {json}` lines (exit_code, lived, oom_killed, and the bot's last
-lines: last_console, last_errors). A bot's output comes through other channels: a
+lines (route, status, request body, response message). Rules about a bot's death see exit
+events: `EXITED {json}` lines (exit_code, lived, oom_killed, and the bot's last lines:
+last_console, last_errors). Both replay as `rules test` replays them (agent.ingest.replay).
+A bot's output comes through other channels: a
 `# replay: {"role": "bot", "channel": "errors"}` line says where the blocks after it
 come from (as `rules test --role bot --channel errors` would replay them).
 """
@@ -20,10 +21,9 @@ from __future__ import annotations
 
 import json
 
-from agent.events import TRACEBACK, Event, Origin, exit_event
+from agent.events import TRACEBACK, Event, Origin
 from agent.ingest.replay import replay_lines
 from agent.match.matcher import Matcher, Result
-from agent.recorder.events import event_from_exchange
 
 
 def as_json(event: Event, result: Result | None) -> dict:
@@ -62,16 +62,15 @@ def blocks(text: str) -> list[Block]:
     return out
 
 
+EXITED_BOT = "rb_x-20261129-073004"  # the bot whose death a sample's EXITED line tells
+
+
 def events_of(lines: list[str], source: dict, container: str = "hummingbot-api") -> list[Event]:
-    if lines and all(x.startswith("RECORDED ") for x in lines):
-        return [event_from_exchange(n=i, **json.loads(x[len("RECORDED "):])) for i, x in enumerate(lines, 1)]
-    if lines and all(x.startswith("EXITED ") for x in lines):
-        return [exit_event("rb_x-20261129-073004", ts=i, **json.loads(x[len("EXITED "):]))
-                for i, x in enumerate(lines, 1)]
+    """The block's events, as `rules test` replays them (RECORDED and EXITED lines included)."""
     if source:
         origin = Origin(source.get("container", "rb_a-20261129-072744"), source["channel"], source["role"])
-        return list(replay_lines(lines, origin.container, origin=origin))
-    return list(replay_lines(lines, container))
+        return list(replay_lines(lines, origin.container, origin=origin, exited_as=EXITED_BOT))
+    return list(replay_lines(lines, container, exited_as=EXITED_BOT))
 
 
 def check(matcher: Matcher, expect: dict, lines: list[str], container: str = "hummingbot-api") -> str | None:
