@@ -54,6 +54,7 @@ def run(quick: bool) -> dict:
         later_s = time.monotonic() - started
         settle(lambda: sum(1 for t in [*tricksters, later] if _said(rx, t)) == n + 1, 30)
         messages = [m for m in rx.accepted if any(t in str(m) for t in [*tricksters, later])]
+        untold = [t for t in [*tricksters, later] if not _incident(agent, t)]
         agent.stop()
         text = agent.text()
         state = b"".join(p.read_bytes() for p in agent.workdir.glob("state.db*"))
@@ -63,17 +64,20 @@ def run(quick: bool) -> dict:
               "state_file": state.count(CANARY)}
     foreign = sum(str(r[0]).count(MARKER) for r in rows) + sum(str(m).count(MARKER) for m in messages)
     stuck = [p for _code, body in samples for p in body.get("problems", []) if "stuck" in p]
+    stalls = len(stuck) + len(untold)  # said by /healthz, or seen: a death never told (a frozen reading)
     refused = text.count("is refused")
-    ok = (sum(canary.values()) == 0 and foreign == 0 and not stuck and told and bool(later_told)
+    ok = (sum(canary.values()) == 0 and foreign == 0 and not stalls and told and bool(later_told)
           and len(messages) >= n + 1 and refused >= 3 * n)
     measured = {"bots": n, "canary_bytes_out": canary, "foreign_lines_in_incidents": foreign,
-                "healthz_samples": len(samples), "stalls": len(stuck), "deaths_told": told,
+                "healthz_samples": len(samples), "healthz_stuck": len(stuck), "deaths_untold": len(untold),
+                "stalls": stalls, "deaths_told": told,
                 "later_death_told_after_s": round(later_s, 1) if later_told else None,
                 "messages": len(messages), "refusals_logged": refused}
     figure = (f"{n} bots: canary bytes out {sum(canary.values())} (messages/log/state {canary['messages']}/"
               f"{canary['agent_log']}/{canary['state_file']}), another bot's lines in incidents {foreign},"
-              f" stalls {len(stuck)} in {len(samples)} /healthz samples, every death told: {told}, the"
-              f" later bot's after {later_s:.1f} s, {refused} refusals logged")
+              f" stalls {stalls} ({len(stuck)} of {len(samples)} /healthz samples stuck, {len(untold)} deaths"
+              " untold),"
+              f" the later bot's death told after {later_s:.1f} s, {refused} refusals logged")
     return {"pass": ok, "measured": measured, "details": {"stuck": stuck[:3]}, "figure": figure}
 
 
