@@ -17,7 +17,8 @@ from tests.receiver import Receiver
 from tests.stack import labels
 
 TARGET = ("0 canary bytes in messages, the agent's log or the state file; 0 lines of another bot in an"
-          " incident; 0 stalls (/healthz never says stuck); every death told, the later bot's too")
+          " incident; 0 stalls (/healthz never says stuck, no death untold); every death told, the"
+          " later bot's too")
 CANARY = b"MIIEvQ-canary-9052"
 SECRET = (b"-----BEGIN PRIVATE KEY-----\n" + CANARY + b"\n-----END PRIVATE KEY-----\n"
           b"secret phrase: abandon ability able about above absent " + CANARY + b"\n")
