@@ -22,6 +22,15 @@ A folder put back in its place may be another one holding copies of the same fil
 whose first bytes and the bytes before the position read are the ones already read is the
 same log, followed on from there, so nothing old is read again as new.
 
+A bot owns its logs/ folder and runs user scripts: nothing is read there but regular files of
+its own (`confined`: no link is followed from the bots folder down, no open blocks). A name that is
+refused (a link to a key file or to another bot's log, a FIFO, a hard link) is said once in the
+agent's log, by its escaped name, and never read.
+
+One thread does every open and read; the others only hand it bots to watch, forget or drain and
+wait for a drain within a bound, so a file system that hangs holds up nobody else, and a pass that
+has not completed for `stuck_after` seconds is said in /healthz, naming what it was reading.
+
 A line's time is when the bot wrote it, not when it was read: a record's own
 `YYYY-MM-DD HH:MM:SS,mmm` (the bot's local time, turned into UTC by the file's
 clock offset, learned from its newest record and its modification time), and a
@@ -47,6 +56,7 @@ from typing import BinaryIO
 
 from agent.component import Loop
 from agent.events import BOT, ERRORS, LOG, Origin
+from agent.ingest import confined
 from agent.ingest.assemble import Item
 from agent.ingest.source import Ack, Close, Lines, Sink
 from agent.state import Checkpoints
@@ -61,6 +71,7 @@ ASCTIME = re.compile(rb"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d),(\d{3}) ")
 ZONE_STEP = 900 * 10**9  # time zones are whole quarter hours from UTC
 CLOCK_TAIL = 64 * 1024  # how much of a file's end is read to learn its clock
 SAME = 4096  # bytes compared at a file's start and before the position read, to know a copy
+DRAIN_WAIT = 5.0  # how long a bot's end waits for the reading of its files' last lines
 
 
 @dataclass
@@ -86,13 +97,15 @@ class _Bot:
     fresh: bool  # created after the agent started: every file from its start
     files: dict[str, _File] = field(default_factory=dict)
     scanned: float = 0.0
+    refused: dict[str, str] = field(default_factory=dict)  # name ("" the folder) -> why, said once
 
 
 class LogFiles:
     def __init__(self, sink: Sink, *, checkpoints: Checkpoints | None = None,
                  catchup_window: float = 600.0, max_line: int = 64 * 1024, interval: float = 1.0,
-                 scan_every: float = 5.0, root: Path | None = None) -> None:
-        """`root`: the bots folder the bots' folders are in, watched for going away."""
+                 scan_every: float = 5.0, root: Path | None = None, stuck_after: float | None = None) -> None:
+        """`root`: the bots folder the bots' folders are in, watched for going away; nothing below
+        it is reached through a link. `stuck_after`: seconds a pass may take before /healthz says so."""
         self.name = "bot-log-files"
         self.root = root
         self.gone: tuple[float, str] | None = None  # since (monotonic), and why: the root is gone
@@ -104,42 +117,71 @@ class LogFiles:
         self.interval = interval
         self.scan_every = scan_every
         self.lines = 0
-        self._bots: dict[str, _Bot] = {}
+        self.stuck_after = stuck_after if stuck_after is not None else max(30.0, 10 * interval)
+        # Guards only the lists below, never held during I/O: every open and read is the loop's
+        # (or, before the loop runs and after it stopped, the caller's).
         self._lock = threading.Lock()
+        self._bots: dict[str, _Bot] = {}
+        self._drains: dict[str, threading.Event] = {}  # bots whose files the next pass reads to the end
+        self._retired: list[_Bot] = []  # unwatched while the loop runs: their files closed by it
+        self._pass: float | None = None  # when the running pass began (monotonic)
+        self._at = ""  # what the running pass is reading
         self._loop = Loop(self.name, self.poll_once, every=interval)
 
     # -- control (any thread) -------------------------------------------------------------------
     def watch(self, bot: str, folder: Path, *, fresh: bool, stack: str) -> None:
         with self._lock:
-            if bot not in self._bots:
-                self._bots[bot] = _Bot(bot, folder, stack, fresh)
-                self._poll(self._bots[bot], time.monotonic(), scan=True)
+            if bot in self._bots:
+                return
+            b = self._bots[bot] = _Bot(bot, folder, stack, fresh)
+        if self._loop.alive:
+            self._loop.wake()  # its first pass opens the files
+        else:
+            self._poll(b, time.monotonic(), scan=True)
 
-    def drain(self, bot: str) -> None:
-        """Read what the bot's files hold now, its unfinished last line too (it has stopped)."""
+    def drain(self, bot: str, timeout: float = DRAIN_WAIT) -> bool:
+        """Read what the bot's files hold now, its unfinished last line too (it has stopped).
+        Waits for the loop's pass at most `timeout` seconds; whether it was read."""
         with self._lock:
             b = self._bots.get(bot)
-            if b is not None:
-                self._poll(b, time.monotonic(), scan=True, final=True)
+            if b is None:
+                return True
+            done = self._drains.setdefault(bot, threading.Event()) if self._loop.alive else None
+        if done is None:
+            self._poll(b, time.monotonic(), scan=True, final=True)
+            return True
+        self._loop.wake()
+        if done.wait(timeout):
+            return True
+        log.warning("the log files of bot %s were not read to their end within %.0f s (the reading is"
+                    " stuck at %s): its end is told without them", bot, timeout, self._at or "?")
+        return False
 
     def unwatch(self, bot: str) -> None:
         with self._lock:
             b = self._bots.pop(bot, None)
-            for f in b.files.values() if b is not None else ():
-                with contextlib.suppress(OSError):
-                    f.fh.close()
+            if b is not None and self._loop.alive:
+                self._retired.append(b)
+                return
+        if b is not None:
+            _close(b)
 
     def watched(self) -> list[str]:
         with self._lock:
             return list(self._bots)
 
     def health(self) -> list[str]:
-        """The bots folder gone: no bot's failure written to its log files can be seen."""
-        gone = self.gone
-        if gone is None:
-            return []
-        return [f"bots folder {self.root} is gone for {time.monotonic() - gone[0]:.0f} s ({gone[1]}):"
-                " the bots' log files cannot be read"]
+        """The bots folder gone, or a pass stuck: no bot's failure written to its log files can be seen."""
+        problems = []
+        gone, began = self.gone, self._pass
+        if gone is not None:
+            problems.append(f"bots folder {self.root} is gone for {time.monotonic() - gone[0]:.0f} s"
+                            f" ({gone[1]}): the bots' log files cannot be read")
+        if began is not None and time.monotonic() - began > self.stuck_after:
+            problems.append(f"source {self.name} is stuck: a pass over the bots' log files has not completed"
+                            f" for {time.monotonic() - began:.0f} s (reading {self._at or '?'}): failures"
+                            " written there go unseen")
+        return problems
 
     def start(self) -> None:
         self._loop.start()
@@ -148,18 +190,35 @@ class LogFiles:
         self._loop.stop(deadline)
         for bot in self.watched():
             self.unwatch(bot)
+        if not self._loop.alive:
+            with self._lock:
+                retired, self._retired = self._retired, []
+            for b in retired:
+                _close(b)
 
     # -- the loop ---------------------------------------------------------------------------------
     def poll_once(self) -> None:
         """Read what is new in every followed file (and look for new files when it is time)."""
-        now = time.monotonic()
-        self._look_at_root(now)
-        with self._lock:
-            for b in list(self._bots.values()):
+        now = self._pass = time.monotonic()
+        self._at = "the bots folder"
+        try:
+            self._look_at_root(now)
+            with self._lock:
+                bots = list(self._bots.values())
+                drains, self._drains = self._drains, {}
+                retired, self._retired = self._retired, []
+            for b in retired:
+                _close(b)
+            for b in bots:
+                final = b.name in drains
                 try:
-                    self._poll(b, now, scan=now - b.scanned >= self.scan_every)
+                    self._poll(b, now, scan=final or now - b.scanned >= self.scan_every, final=final)
                 except Exception:
                     log.exception("following the log files of %s failed", b.name)
+            for done in drains.values():
+                done.set()
+        finally:
+            self._pass, self._at = None, ""
 
     def _look_at_root(self, now: float) -> None:
         """Is the bots folder there? Each change is said once."""
@@ -187,26 +246,54 @@ class LogFiles:
         self._root_id = ident
 
     def _poll(self, b: _Bot, now: float, *, scan: bool, final: bool = False) -> None:
-        if scan:
-            b.scanned = now
-            try:
-                names = [e.name for e in os.scandir(b.folder) if LOG_FILE.match(e.name) and e.is_file()]
-            except OSError:
-                names = []
-            for name in names:
-                if name not in b.files:
-                    self._open(b, name)
-        for name, f in list(b.files.items()):
-            self._read(f, final)
-            self._follow_name(b, name, f, final)
+        self._at = f"{b.name} logs/"
+        try:
+            folder = confined.open_folder(self.root, b.folder)
+        except confined.Refused as exc:
+            self._refuse(b, "", str(exc))
+            folder = None
+        except OSError:
+            folder = None
+        else:
+            b.refused.pop("", None)
+        try:
+            if scan and folder is not None:
+                b.scanned = now
+                try:
+                    names = [e.name for e in os.scandir(folder) if LOG_FILE.match(e.name)]
+                except OSError:
+                    names = []
+                for name in names:
+                    if name not in b.files:
+                        self._open(b, folder, name)
+            for name, f in list(b.files.items()):
+                self._at = f"{b.name} logs/{name}"
+                self._read(f, final)
+                if folder is not None:
+                    self._follow_name(b, folder, name, f, final)
+        finally:
+            if folder is not None:
+                os.close(folder)
 
-    def _open(self, b: _Bot, name: str, *, from_start: bool = False) -> None:
+    def _refuse(self, b: _Bot, name: str, why: str) -> None:
+        """Said once for each name and reason; nothing of it is read."""
+        if b.refused.get(name) == why:
+            return
+        b.refused[name] = why
+        what = f"the file {name!a} in" if name else "the folder"
+        log.warning("bot %s: %s its logs/ is refused, %s: nothing of it is read (a bot's log files"
+                    " must be regular files of its own logs/ folder)", b.name, what, why)
+
+    def _open(self, b: _Bot, folder: int, name: str, *, from_start: bool = False) -> None:
         path = b.folder / name
         try:
-            fh = open(path, "rb")  # noqa: SIM115 (kept open: a rotated file is read to its end)
-            st = os.fstat(fh.fileno())
+            fh, st = confined.open_file(folder, name)
+        except confined.Refused as exc:
+            self._refuse(b, name, str(exc))
+            return
         except OSError:
             return
+        b.refused.pop(name, None)
         channel = ERRORS if name == "errors.log" else LOG
         origin = Origin(b.name, channel, BOT, b.stack, file=name)
         offset, ts, mid_line = 0, 0, False
@@ -286,15 +373,15 @@ class LogFiles:
         self.lines += len(items)
         self.sink.put(Lines(f.origin.container, f.origin.channel, f.origin, items, next_offset, f.ack))
 
-    def _follow_name(self, b: _Bot, name: str, f: _File, final: bool) -> None:
+    def _follow_name(self, b: _Bot, folder: int, name: str, f: _File, final: bool) -> None:
         """The name may now be another file (rotation) or a shorter one (truncation)."""
         try:
-            st = os.stat(f.path)
+            st = os.stat(name, dir_fd=folder, follow_symlinks=False)
         except OSError:
             return  # gone for now: what was open has been read; the name may come back
         if (st.st_dev, st.st_ino) != (f.dev, f.ino):
             self._read(f, final=False)  # the rest of the old file
-            if self._continued(b, f, st):
+            if self._continued(b, folder, name, f, st):
                 self._read(f, final)
                 return
             self._read(f, final=True)  # its unfinished last line, then the new one from its start
@@ -302,7 +389,7 @@ class LogFiles:
                 f.fh.close()
             del b.files[name]
             self.sink.put(Close(f.origin.container, f.origin))
-            self._open(b, name, from_start=True)
+            self._open(b, folder, name, from_start=True)
             new = b.files.get(name)
             if new is not None:
                 self._read(new, final)
@@ -313,15 +400,15 @@ class LogFiles:
             self._read(f, final)
 
 
-    def _continued(self, b: _Bot, f: _File, st: os.stat_result) -> bool:
+    def _continued(self, b: _Bot, folder: int, name: str, f: _File, st: os.stat_result) -> bool:
         """The name is now a copy of the file read so far (its folder replaced by another holding
         the same files): follow the copy on from the same offset."""
-        if f.offset == 0 or st.st_size < f.offset:
+        if f.offset == 0 or st.st_size < f.offset or not stat.S_ISREG(st.st_mode):
             return False
         try:
-            fh = open(f.path, "rb")  # noqa: SIM115 (kept open as the followed file)
-        except OSError:
-            return False
+            fh, _ = confined.open_file(folder, name)
+        except (confined.Refused, OSError):
+            return False  # said, if refused, when it is opened as a new file
         try:
             new = os.fstat(fh.fileno())
             n = min(SAME, f.offset)
@@ -341,6 +428,12 @@ class LogFiles:
         log.info("%s is another file with the same content (its folder was replaced): followed on from"
                  " byte %d", f.path, f.offset)
         return True
+
+
+def _close(b: _Bot) -> None:
+    for f in b.files.values():
+        with contextlib.suppress(OSError):
+            f.fh.close()
 
 
 def _local_ns(line: bytes) -> int | None:

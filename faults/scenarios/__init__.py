@@ -46,4 +46,5 @@ SCENARIOS: dict[str, Scenario] = {
     "fuzz": Scenario("fuzz", 300, 900),
     "headerless-after-failure": Scenario("headerless_after", 300, 400),
     "bots-folder": Scenario("bots_folder", 300, 400),
+    "bot-log-tricks": Scenario("bot_log_tricks", 300, 400),
 }

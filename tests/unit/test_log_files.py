@@ -4,6 +4,7 @@ truncation, rotation by rename, and the checkpoint a restart resumes from."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -196,3 +197,121 @@ def test_a_file_of_another_content_under_the_name_is_read_from_its_start(tmp_pat
     files.poll_once()
     assert sink.texts("errors.log") == ["one", "two", "one", "TWO and more"]
     assert sink.resets == ["errors.log"]
+
+
+SECRET = "-----BEGIN PRIVATE KEY-----\nMIIEvQ-canary-7731\n-----END PRIVATE KEY-----\nseed: canary words\n"
+
+
+def test_links_fifos_and_hard_links_in_a_bots_logs_are_refused_once_and_never_read(tmp_path, caplog):
+    root, logs = bots_folder(tmp_path)
+    other = root / "instances" / "rb_b" / "logs"
+    other.mkdir(parents=True)
+    (other / "logs_b.log").write_text("the other bot's line\n")
+    outside = tmp_path / "wallet.txt"
+    outside.write_text(SECRET)
+    (logs / "logs_zz.log").symlink_to(outside)
+    (logs / "logs_zy.log").symlink_to("../../rb_b/logs/logs_b.log")
+    os.mkfifo(logs / "logs_fifo.log")
+    os.link(outside, logs / "logs_hard.log")
+    (logs / "errors.log").write_text("own line\n")
+    sink = Sink()
+    files = follow(logs, sink, root=root)
+    for _ in range(3):
+        files.poll_once()
+    assert [t for _f, _c, _p, t in sink.lines] == ["own line"]
+    said = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(said) == 4, said
+    assert any("'logs_zz.log'" in s and "a link" in s for s in said)
+    assert any("'logs_fifo.log'" in s and "a FIFO" in s for s in said)
+    assert any("'logs_hard.log'" in s and "2 hard links" in s for s in said)
+    assert "canary" not in caplog.text and "other bot" not in caplog.text
+    # Made a file of its own: read.
+    (logs / "logs_zz.log").unlink()
+    (logs / "logs_zz.log").write_text("now its own\n")
+    files.poll_once()
+    assert sink.texts("logs_zz.log") == ["now its own"]
+
+
+def test_a_fifo_or_a_link_renamed_over_a_followed_file_blocks_nothing_and_is_not_read(tmp_path, caplog):
+    root, logs = bots_folder(tmp_path)
+    log = logs / "logs_cfg.log"
+    log.write_text("first\n")
+    sink = Sink()
+    files = LogFiles(sink, interval=0.05, scan_every=0, root=root, stuck_after=2)
+    files.start()
+    try:
+        files.watch("rb_a", logs, fresh=False, stack="default")
+        assert _until(lambda: sink.texts("logs_cfg.log") == ["first"])
+        with open(log, "a") as f:
+            f.write("last of it\n")
+        os.mkfifo(logs / "fifo")
+        os.rename(logs / "fifo", log)  # rotation to a FIFO: an open would wait for a writer forever
+        assert _until(lambda: any("a FIFO" in r.getMessage() for r in caplog.records))
+        time.sleep(0.5)
+        assert files.health() == []
+        assert sink.texts("logs_cfg.log") == ["first", "last of it"]
+        (tmp_path / "secret").write_text(SECRET)
+        os.unlink(log)
+        (logs / "link").symlink_to(tmp_path / "secret")
+        os.rename(logs / "link", log)  # and then to a link out of the folder
+        (logs / "errors.log").write_text("Traceback (most recent call last):\nFileNotFoundError: x")
+        assert files.drain("rb_a", timeout=5)  # the loop runs: it drains, nothing waits on a lock
+        assert sink.texts("errors.log") == ["Traceback (most recent call last):", "FileNotFoundError: x"]
+        assert "canary" not in str(sink.lines) and "canary" not in caplog.text
+        assert any("'logs_cfg.log'" in r.getMessage() and "a link" in r.getMessage() for r in caplog.records)
+    finally:
+        files.stop(time.monotonic() + 2)
+
+
+def test_a_bots_logs_or_instance_folder_that_is_a_link_is_refused(tmp_path, caplog):
+    root = tmp_path / "bots"
+    (root / "instances").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "errors.log").write_text("not the bot's\n")
+    (root / "instances" / "rb_a").symlink_to(tmp_path)  # the instance folder
+    (root / "instances" / "rb_b").mkdir()
+    (root / "instances" / "rb_b" / "logs").symlink_to(elsewhere)  # the logs folder
+    sink = Sink()
+    files = LogFiles(sink, interval=3600, scan_every=0, root=root)
+    files.watch("rb_a", root / "instances" / "rb_a" / "logs", fresh=False, stack="default")
+    files.watch("rb_b", root / "instances" / "rb_b" / "logs", fresh=False, stack="default")
+    files.poll_once()
+    assert sink.lines == []
+    said = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(said) == 2 and all("the folder its logs/ is refused" in s for s in said), said
+
+
+def test_a_pass_that_does_not_complete_is_said_in_health_naming_the_source(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "errors.log").write_text("one\n")
+    release = threading.Event()
+
+    class Stuck(Sink):
+        def put(self, batch):
+            release.wait(30)  # a consumer that does not take the lines
+            super().put(batch)
+
+    files = LogFiles(Stuck(), interval=0.05, scan_every=0, stuck_after=0.5)
+    files.start()
+    try:
+        files.watch("rb_a", logs, fresh=False, stack="default")
+        assert _until(lambda: files.health() != [])
+        (problem,) = files.health()
+        assert problem.startswith("source bot-log-files is stuck") and "rb_a logs/errors.log" in problem
+        assert not files.drain("rb_a", timeout=0.2)  # its caller is not held up
+        release.set()
+        assert _until(lambda: files.health() == [])
+    finally:
+        release.set()
+        files.stop(time.monotonic() + 2)
+
+
+def _until(done, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        time.sleep(0.05)
+    return bool(done())
