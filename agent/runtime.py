@@ -189,7 +189,7 @@ class StackRuntime(Component):
             self.fate.exited(event, res)
         elif res is not None:
             self.fate.matched(res)
-        elif not self.fate.explains(event):
+        elif self.matcher.reads(event) and not self.fate.explains(event):
             self.shared.observe_unknown(event, self.remedy.owns_deploy)
 
     def _submit(self, res: Result) -> None:
