@@ -106,8 +106,8 @@ def from_log(path: str, container: str, rules_dir: str | None, origin: Origin | 
         fh = open_input(path)
     except OSError as exc:
         raise SuggestError(f"cannot read {path}: {exc.strerror}") from exc
-    with fh:
-        for event in replay_lines(fh, container, origin=origin):
+    with fh:  # redacted as it is read: a secret in the log is in neither the draft nor its samples
+        for event in replay_lines((redactor.text(line) for line in fh), container, origin=origin):
             if not worth_a_look(event) or matcher.match(event) is not None:
                 continue
             fam = families.get(event.fingerprint)
