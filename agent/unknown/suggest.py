@@ -106,8 +106,8 @@ def from_log(path: str, container: str, rules_dir: str | None, origin: Origin | 
         fh = open_input(path)
     except OSError as exc:
         raise SuggestError(f"cannot read {path}: {exc.strerror}") from exc
-    with fh:  # redacted as it is read: a secret in the log is in neither the draft nor its samples
-        for event in replay_lines((redactor.text(line) for line in fh), container, origin=origin):
+    with fh:
+        for event in replay_lines(fh, container, origin=origin):
             if not worth_a_look(event) or matcher.match(event) is not None:
                 continue
             fam = families.get(event.fingerprint)
@@ -128,7 +128,17 @@ def from_log(path: str, container: str, rules_dir: str | None, origin: Origin | 
                 fam.events = [*fam.events[:1], *fam.events[1:][-1:], event][:3]
             else:
                 fam.events[-1] = event
+    for fam in families.values():  # a secret in the log is in neither the draft nor its samples
+        fam.events = [_redacted(e, redactor, container, origin) for e in fam.events]
     return list(families.values())
+
+
+def _redacted(event: Event, redactor: Redactor, container: str, origin: Origin | None) -> Event:
+    """The event assembled again from its redacted lines (its fingerprint stays the one the
+    agent counts it under)."""
+    again = [e for e in replay_lines([redactor.text(x) for x in event.lines], container, origin=origin)
+             if worth_a_look(e)]
+    return again[0] if again else event
 
 
 def _library(rules_dir: str | None):
