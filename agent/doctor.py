@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from agent import __version__, sshengine
 from agent.names import DEFAULT_STACK
+from agent.redact import shown_url
 from agent.settings import SECRETS_DIR, BadSettings, Settings, load
 from agent.stackconf import StackConfig, engine_client, engine_problem
 
@@ -246,10 +247,11 @@ def hummingbot_api(d: Doctor) -> Iterator[Finding]:
 def _api(where: str, s: StackConfig) -> Iterator[Finding]:
     import httpx
 
-    url = s.hummingbot_url.rstrip("/")
+    target = s.hummingbot_url.rstrip("/")
+    url = shown_url(target)  # as doctor prints it
     secret = f"the secret file {SECRETS_DIR}/medic_hummingbot_password"
     try:
-        root = httpx.get(url + "/", timeout=5)
+        root = httpx.get(target + "/", timeout=5)
     except httpx.HTTPError as exc:
         yield Finding(False, f"{where}hummingbot-api at {url} cannot be reached: {exc}",
                       "start hummingbot-api, or set MEDIC_HUMMINGBOT_URL (on its compose network:"
@@ -262,7 +264,7 @@ def _api(where: str, s: StackConfig) -> Iterator[Finding]:
         return
     auth = (s.hummingbot_username, s.hummingbot_password.get_secret_value())
     try:
-        resp = httpx.get(url + "/accounts/", auth=auth, timeout=10)
+        resp = httpx.get(target + "/accounts/", auth=auth, timeout=10)
     except httpx.HTTPError as exc:
         yield Finding(False, f"{where}hummingbot-api at {url} answered / but not /accounts/: {exc}",
                       "check hummingbot-api's log: docker logs --tail 50 hummingbot-api")

@@ -30,6 +30,7 @@ from agent.ingest.follow import MAX_STREAMS, Ingest
 from agent.ingest.pipeline import Pipeline
 from agent.match.matcher import Matcher, Result
 from agent.names import DEFAULT_STACK, parse_addr
+from agent.redact import shown_url
 from agent.remedy.engine import Remedy
 from agent.remedy.fate import Fate
 from agent.shared import Shared
@@ -108,10 +109,11 @@ class ApiWatch(OneLoop):
 
     def _look(self) -> None:
         s = self.stack
-        url = s.hummingbot_url.rstrip("/")
+        target = s.hummingbot_url.rstrip("/")
+        url = shown_url(target)  # as told in /healthz and the log
         password = s.hummingbot_password.get_secret_value() if s.hummingbot_password else ""
         try:
-            resp = httpx.get(url + "/accounts/", auth=(s.hummingbot_username, password), timeout=10)
+            resp = httpx.get(target + "/accounts/", auth=(s.hummingbot_username, password), timeout=10)
             status: int | None = resp.status_code
         except httpx.HTTPError as exc:
             status, problem = None, f"hummingbot-api at {url} does not answer ({type(exc).__name__}: {exc})"
@@ -189,7 +191,7 @@ class StackRuntime(Component):
             self.fate.exited(event, res)
         elif res is not None:
             self.fate.matched(res)
-        elif not self.fate.explains(event):
+        elif self.matcher.reads(event) and not self.fate.explains(event):
             self.shared.observe_unknown(event, self.remedy.owns_deploy)
 
     def _submit(self, res: Result) -> None:
@@ -264,13 +266,13 @@ class StackRuntime(Component):
             " (their log files: set MEDIC_BOTS_DIR)" if self.bots and not self.where else ""
         lines = [f"{self.where}following: {', '.join(c.containers)}; bots hummingbot-api deploys:"
                  f" {bots}{files}",
-                 f"{self.where}hummingbot-api: {c.hummingbot_url} as {c.hummingbot_username}"]
+                 f"{self.where}hummingbot-api: {shown_url(c.hummingbot_url)} as {c.hummingbot_username}"]
         if self.where:
             lines.insert(0, f"{self.where}Docker engine {c.engine()}"
                             + (" (TLS, server verified)" if getattr(c.tls, "verify", False) else
                                " (TLS, server NOT verified)" if c.tls not in (None, "off") else ""))
         if self.recorder is not None:
-            lines.append(f"{self.where}deploy recorder: {c.recorder_addr} -> {c.hummingbot_url}")
+            lines.append(f"{self.where}deploy recorder: {c.recorder_addr} -> {shown_url(c.hummingbot_url)}")
         return lines
 
 

@@ -209,9 +209,10 @@ class Service:
         for part in (self.store.file, self.notifier, self.unknown, self.watcher):
             problems += part.health()
         recorders = {rt.name: rt.config.recorder_addr for rt in self.stacks if rt.recorder is not None}
-        return not problems, {"ok": not problems, "streams": streams, "problems": problems,
-                              "recorder": recorders.get(self.main.name), "recorders": recorders,
-                              "stacks": stacks}
+        # What a program printed and the URLs of the stacks are in it: shown as the log shows them.
+        return not problems, self.redactor.data({
+            "ok": not problems, "streams": streams, "problems": problems,
+            "recorder": recorders.get(self.main.name), "recorders": recorders, "stacks": stacks})
 
     def metrics(self) -> list[Metric]:
         """/metrics: every component's families, one family a name."""

@@ -11,6 +11,7 @@ names the stack and the field.
 
 from __future__ import annotations
 
+import base64
 import os
 import ssl
 from pathlib import Path
@@ -157,7 +158,20 @@ class StackConfig(BaseModel):
         return self.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
     def secrets(self) -> list[str]:
-        return [self.hummingbot_password.get_secret_value()] if self.hummingbot_password else []
+        """Values never shown: the password, and the login in HTTP Basic's form (the base64 of
+        `user:password`, as an `Authorization: Basic` header or alone, padded or not)."""
+        if not self.hummingbot_password:
+            return []
+        password = self.hummingbot_password.get_secret_value()
+        return [password, *basic_forms(self.hummingbot_username, password)]
+
+
+def basic_forms(user: str, password: str) -> list[str]:
+    """The login as HTTP Basic sends it: base64 of `user:password` (standard and URL-safe
+    alphabets, with and without its padding)."""
+    raw = f"{user}:{password}".encode()
+    forms = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    return sorted(forms | {f.rstrip("=") for f in forms})
 
 
 def engine_client(stack: StackConfig, *, timeout: float = 60, max_pool_size: int = 10):

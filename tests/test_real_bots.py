@@ -15,6 +15,7 @@ import re
 import subprocess
 import time
 import uuid
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -330,3 +331,33 @@ def test_real_a_stopped_bot_and_a_healthy_bot_make_no_incident(real_current, age
     assert all(i.rule == "exchange-unreachable" for i in mine), [(i.rule, i.container) for i in mine]
     assert not [m for m in receiver.accepted if tag in m.get("title", "") + m.get("message", "")
                 and "Exchange" not in m.get("title", "")]
+
+
+# -- what anybody who reaches the real hummingbot-api can write -----------------------------------
+def test_real_forged_error_lines_and_an_unauthenticated_upload_open_nothing(real_current, agent, receiver):
+    """21 requests without the login to `/x%0A<a forged ERROR record>`: the real hummingbot-api
+    prints the decoded path on stdout; nothing is counted, nobody is told. A credential upload
+    without the login whose body is not UTF-8: the real one answers 400 before its login check;
+    the recorder keeps nothing and no incident names the sender's account."""
+    stack = real_current
+    service = agent(stack, new_tag())
+    urgent = "URGENT: exchange keys leaked, rotate now at https://evil.example/rotate"
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')},000 - root - ERROR - {urgent}"
+    with httpx.Client(base_url=stack.url, timeout=30) as c:
+        for _ in range(21):
+            assert c.get("/x%0A" + quote(line) + "%0A").status_code in (401, 404)
+    stack.wait_line("stdout", r"root - ERROR - URGENT: exchange keys leaked")
+    raw = b'{"binance_api_key": "\xff\xfe"}'
+    with httpx.Client(base_url=f"http://{service.settings.recorder_addr}", timeout=60) as c:
+        refused = c.post("/accounts/add-credential/victim_acct/binance", content=raw,
+                         headers={"Content-Type": "application/json"})
+    assert refused.status_code == 400, refused.text
+    time.sleep(6)  # the tracker's ticks, the recorder's write
+    service.unknown.flush()
+    entries = service.store.unknown.most_frequent()
+    assert [e.summary for e in entries if "URGENT" in e.summary] == []
+    assert all(e.stream == "stderr" for e in entries), [(e.summary, e.stream) for e in entries]
+    assert "evil.example" not in json.dumps(receiver.accepted)
+    assert service.store.file.conn().execute(
+        "SELECT COUNT(*) FROM deploys WHERE route = 'add-credential'").fetchone()[0] == 0
+    assert [i for i in service.store.incidents.recent(50) if "victim_acct" in json.dumps(i.captures)] == []

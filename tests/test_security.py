@@ -16,7 +16,7 @@ import pytest
 from agent.records import IncidentState
 from tests.images import BOT_IMAGE
 from tests.receiver import Receiver
-from tests.stack import REPO, free_port, wait_until
+from tests.stack import ADMIN, REPO, free_port, wait_until
 from tests.test_remedy import agent, deploy, incident, running_bots, via  # noqa: F401 (the agent fixture)
 from tests.test_run import start_agent, stop_agent
 
@@ -124,3 +124,54 @@ def test_a_secret_in_a_log_line_goes_nowhere(make_stack, tmp_path):
                         ("incidents", incidents.stdout), ("state file", state.decode("latin-1"))):
         assert canary not in text, where
     assert "CONFIG_PASSWORD=***" in sent and "CONFIG_PASSWORD=***" in incidents.stdout
+
+
+URGENT = "URGENT: exchange keys leaked, rotate now at https://evil.example/rotate"
+
+
+def test_a_flood_of_forged_error_lines_is_no_unknown_error_and_no_message(make_stack, agent, receiver):  # noqa: F811
+    """21 requests without the login to `/x%0A<a forged ERROR record>`: hummingbot-api prints the
+    decoded path on stdout, which no rule reads; nothing is counted and nobody is told, while a
+    real error no rule knows on stderr (the gateway ping) is."""
+    stack = make_stack(real_names=True, gateway_ping=1)
+    service = agent(stack, recorder=False, notify_urls=receiver.url)
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')},000 - root - ERROR - {URGENT}"
+    with httpx.Client(base_url=stack.url, timeout=30) as c:
+        for _ in range(21):
+            assert c.get("/x%0A" + quote(line) + "%0A").status_code == 404
+    stack.wait_line("stdout", r"^\d{4}-\d\d-\d\d [\d:,]+ - root - ERROR - URGENT: exchange keys leaked",
+                    count=21, timeout=30)
+    ping = wait_until(lambda: next((e for e in service.store.unknown.most_frequent()
+                                    if "Failed to ping gateway" in "".join(s["text"] for s in e.samples)),
+                                   None), 60, "the gateway ping counted")
+    time.sleep(3)  # another tick of the tracker
+    service.unknown.flush()
+    entries = service.store.unknown.most_frequent()
+    assert [e for e in entries if "URGENT" in e.summary or "evil.example" in json.dumps(e.samples)] == []
+    assert all(e.stream == "stderr" for e in entries), [(e.summary, e.stream) for e in entries]
+    assert ping.container == "hummingbot-api"
+    assert "evil.example" not in json.dumps(receiver.accepted)
+    assert not any("New error no rule knows" in t for t in receiver.titles())
+
+
+def test_an_unauthenticated_credential_upload_that_is_not_utf8_opens_nothing(make_stack, agent):  # noqa: F811
+    """hummingbot-api answers a body that is not UTF-8 with 400 before it checks the login: kept
+    (and acted on) only when the request carried the login."""
+    stack = make_stack(real_names=True)
+    service = agent(stack)
+    path = "/accounts/add-credential/victim_acct/binance"
+    raw = b'{"binance_api_key": "\xff\xfe"}'
+    with httpx.Client(base_url=via(service), timeout=60) as c:
+        for auth in (None, ("admin", "wrong")):
+            refused = c.post(path, content=raw, auth=auth, headers={"Content-Type": "application/json"})
+            assert refused.status_code == 400, refused.text
+        time.sleep(3)
+        assert service.store.file.conn().execute(
+            "SELECT COUNT(*) FROM deploys WHERE route = 'add-credential'").fetchone()[0] == 0
+        assert [i for i in service.store.incidents.recent(50) if i.rule == "credential-add-failed"] == []
+        # The same request with the login: hummingbot-api's refusal is kept.
+        assert c.post(path, content=raw, auth=ADMIN, headers={"Content-Type": "application/json"}
+                      ).status_code == 400
+    wait_until(lambda: service.store.file.conn().execute(
+        "SELECT COUNT(*) FROM deploys WHERE route = 'add-credential'").fetchone()[0] == 1, 20,
+        "the refusal with the login kept")

@@ -304,6 +304,7 @@ class Matcher:
         self._gates, self._ungated = api.gates, api.ungated
         self._any_role = _Index([c for c in compiled if c.roles is None])
         self._exit_rules = [c for c in compiled if c.on_exits]
+        self._readers = [c for c in compiled if c.on_lines or c.on_tracebacks]  # see reads()
         ctx: set[str] = set()
         self._ctx_ungated = False
         # Tracebacks a context looks for (a bot's log file explaining its console): a few kept per
@@ -368,6 +369,15 @@ class Matcher:
                 if caught is not None:
                     return self._result(c, event, caught, alt.sets)
         return None
+
+    def reads(self, event: Event) -> bool:
+        """Would a rule of this load read this event's container and stream at all (whatever the
+        event says)? Errors no rule knows are counted only from there: a stream no rule reads (the
+        request paths hummingbot-api prints on stdout) is one anybody can write to. A recorded
+        exchange is the recorder's own."""
+        if event.kind == RESPONSE:
+            return True
+        return any(self._where(c, event) for c in self._readers)
 
     def _where(self, c: _Compiled, e: Event) -> bool:
         if c.containers is not None and e.container not in c.containers:

@@ -93,6 +93,9 @@ class Message:
     title: str
     summary: str  # what happened, one or two sentences: never shortened
     excerpt: str = ""  # the key line(s) of the event: shortened first when space is short
+    # Says whose text the excerpt is, when it is a program's output quoted (the agent's own words):
+    # every channel then shows it under this label, fenced, its control characters escaped.
+    excerpt_from: str = ""
     actions: list[str] = field(default_factory=list)  # "name(params): result" lines
     outcome: str = ""
     next_steps: str = ""

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.logs import printable
 from agent.notify.message import Message, segments
 
 TELEGRAM_LIMIT = 4096
@@ -37,6 +38,12 @@ def slack_code(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def quoted(excerpt: str, prefix: str = "") -> str:
+    """A program's output as a quote: each line's control characters shown escaped (nothing it
+    printed moves the cursor, clears a screen or starts a line of its own), each line prefixed."""
+    return "\n".join(prefix + printable(line) for line in excerpt.split("\n"))
+
+
 def _fit(build, excerpt: str, limit: int) -> str:
     """Shorten the excerpt (keeping its end, where the exception is) until the text fits."""
     text = build(excerpt)
@@ -57,6 +64,7 @@ class Style:
     meta: str  # around the incident/container/rule line
     label: str  # around "Done:", "Result:", "Next:"
     block: str  # around the excerpt
+    quote: str  # before each line of an excerpt that quotes a program (see Message.excerpt_from)
     bullet: str
     sep: str
     limit: int
@@ -68,10 +76,10 @@ def _same(text: str) -> str:
 
 
 TELEGRAM = Style(html.escape, lambda t: f"<code>{html.escape(t)}</code>", html.escape, "<i>{}</i>",
-                 "<b>{}</b>", "<pre>{}</pre>", "• ", "\n\n", TELEGRAM_LIMIT, True)
-SLACK = Style(slack_escape, slack_code, _same, "_{}_", "**{}**", "```\n{}\n```", "• ", "\n", SLACK_LIMIT,
-              False)
-TEXT = Style(_same, _same, _same, "{}", "{}", "{}", "- ", "\n\n", TEXT_LIMIT, False)
+                 "<b>{}</b>", "<pre>{}</pre>", "", "• ", "\n\n", TELEGRAM_LIMIT, True)
+SLACK = Style(slack_escape, slack_code, _same, "_{}_", "**{}**", "```\n{}\n```", "", "• ", "\n",
+              SLACK_LIMIT, False)
+TEXT = Style(_same, _same, _same, "{}", "{}", "{}", "| ", "- ", "\n\n", TEXT_LIMIT, False)
 
 
 def _render(m: Message, st: Style) -> tuple[str, str]:
@@ -84,7 +92,10 @@ def _render(m: Message, st: Style) -> tuple[str, str]:
         stack = m.stack if m.show_stack else ""
         meta = " · ".join(p for p in (incident, stack, m.container, m.rule) if p)
         parts += [e(m.summary), st.meta.format(e(meta))]
-        if excerpt:
+        if excerpt and m.excerpt_from:
+            parts.append(st.label.format(e(m.excerpt_from)) + "\n" + st.block.format(
+                st.block_escape(quoted(excerpt, st.quote).replace("```", "\'\'\'"))))
+        elif excerpt:
             parts.append(st.block.format(st.block_escape(excerpt.replace("```", "\'\'\'"))))
         if m.actions:
             parts.append(st.label.format("Done:") + "\n" + "\n".join(st.bullet + e(a) for a in m.actions))

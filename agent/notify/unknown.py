@@ -2,8 +2,9 @@
 
 Both are `info`/`warning` messages of their own kind through the same outbox as
 incident steps. Everything taken from a log (summaries, sample lines) goes in the
-excerpt, which every channel shows as code; titles and summaries carry only
-counts, container names and fingerprints.
+excerpt, which every channel shows under a label saying whose output it is, fenced
+(quoted line by line in plain text) with its control characters escaped; titles and
+summaries carry only counts, container names and fingerprints.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def digest_message(entries: list[Unknown], since: float, now: float,
         container=", ".join(containers[:3]) + (f" (+{len(containers) - 3})" if len(containers) > 3 else ""),
         title=f"[INFO] Errors no rule knows: {len(entries)} since {_clock(since)}",
         summary=summary, excerpt=r.text("\n\n".join(blocks)),
+        excerpt_from="Each error: its count and where, its first line quoted as the program printed it"
+                     " (not hb-medic's words), the command that drafts a rule:",
         next_steps="Review a draft before you use it: it is written with observe_only: true."
                    " Keep the ones that are real failures in your rules folder.")
 
@@ -91,5 +94,6 @@ def burst_message(e: Unknown, count: int, window: float, redactor: Redactor | No
                  " This message is sent"
                  " once; from now on it is counted and in the daily digest."),
         excerpt=r.text(sample),
+        excerpt_from=f"What {e.container} printed on {e.stream}, quoted as it was (not hb-medic's words):",
         next_steps=f"If hb-medic should know it: {suggest_command(e)} (writes a draft rule and its samples"
                    " to review), or see every error no rule knows with: hb-medic unknown")

@@ -15,7 +15,7 @@ other refusal) and an exchange hummingbot-api never answered (the recorder's
 own 502) leave nothing behind. The Authorization header is never stored.
 
 Credential uploads (`POST /accounts/add-credential/<account>/<connector>`) stream through too; a
-refusal (400, or a 422 that carried the login) is kept as route, path, status and answer only:
+refusal (400 or 422) that carried the login is kept as route, path, status and answer only:
 their bodies hold exchange keys and are never stored.
 """
 
@@ -353,12 +353,12 @@ class Recorder:
                 data = await upstream.read()
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 return self._unreachable(request, exc)
-            # 400 is the handler's own answer (the login was checked before it ran); a 422 for a body
-            # that is not JSON comes before the login check, so only one carrying the login counts.
+            # Neither status proves the login: a body that is not JSON (422) or not UTF-8 (400) is
+            # refused before the login check, so only a refusal carrying the login is kept.
             status = upstream.status
             # An answer to a body too long to check it against is not kept (it could repeat a key).
-            if not too_long and (status == 400 or (
-                    status == 422 and self._carries_login(request.headers.get("Authorization")))):
+            if not too_long and status in (400, 422) and self._carries_login(
+                    request.headers.get("Authorization")):
                 answer = scrub_answer(data, bytes(kept))
                 message = outcome(status, answer.encode())[1]
                 self._submit(self._write_credential, request.path, status, answer, message)

@@ -3,6 +3,7 @@ are dropped), and when their last digest went out."""
 
 from __future__ import annotations
 
+import heapq
 import json
 
 from agent.records import Unknown
@@ -26,6 +27,24 @@ def _unknown(r: tuple) -> Unknown:
 
 def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _over_share(rows: list[tuple[int, str, str]], excess: int) -> list[int]:
+    """`excess` rowids to drop from (rowid, container, stream) rows, most recently seen first:
+    each from the source holding the most at that moment (of equals, the one whose oldest is
+    oldest), its least recently seen."""
+    by_source: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for age, (rowid, container, stream) in enumerate(rows):
+        by_source.setdefault((container, stream), []).append((age, rowid))
+    heap = [(-len(ids), -ids[-1][0], ids) for ids in by_source.values()]
+    heapq.heapify(heap)
+    out: list[int] = []
+    while len(out) < excess and heap:
+        _, _, ids = heapq.heappop(heap)
+        out.append(ids.pop()[1])
+        if ids:
+            heapq.heappush(heap, (-len(ids), -ids[-1][0], ids))
+    return out
 
 
 class UnknownErrors:
@@ -59,19 +78,23 @@ class UnknownErrors:
         return [_unknown(r) for r in rows]
 
     def save(self, entries: list[Unknown], keep: int) -> int:
-        """Write entries whole (the agent is their only writer); then drop the least recently
-        seen beyond `keep` of each stack written (a stack full of new errors never pushes out
-        another's). Returns how many were dropped."""
+        """Write entries whole (the agent is their only writer); then, in each stack written
+        that holds more than `keep`, drop the least recently seen of the source (container and
+        stream) that holds the most, until `keep` are left: a stack full of new errors never
+        pushes out another's, nor one source another's. Returns how many were dropped."""
         with self._file.transaction(immediate=False) as conn:
             conn.executemany(
                 f"INSERT OR REPLACE INTO unknown ({COLUMNS}) VALUES"
                 f" ({','.join('?' * len(COLUMNS.split(',')))})", [_row(e) for e in entries])
-            dropped = 0
+            dropped: list[int] = []
             for stack in sorted({e.stack for e in entries}):
-                dropped += conn.execute(
-                    "DELETE FROM unknown WHERE rowid IN (SELECT rowid FROM unknown WHERE stack = ?"
-                    " ORDER BY last_seen DESC LIMIT -1 OFFSET ?)", (stack, keep)).rowcount
-        return dropped
+                (n,) = conn.execute("SELECT COUNT(*) FROM unknown WHERE stack = ?", (stack,)).fetchone()
+                if n > keep:
+                    rows = conn.execute("SELECT rowid, container, stream FROM unknown WHERE stack = ?"
+                                        " ORDER BY last_seen DESC", (stack,)).fetchall()
+                    dropped += _over_share(rows, n - keep)
+            conn.executemany("DELETE FROM unknown WHERE rowid = ?", [(r,) for r in dropped])
+        return len(dropped)
 
     def mark_digested(self, keys: list[tuple[str, str, int]]) -> None:
         """(stack, fingerprint, count) included in a digest: later digests count from there."""

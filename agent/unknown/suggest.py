@@ -128,7 +128,17 @@ def from_log(path: str, container: str, rules_dir: str | None, origin: Origin | 
                 fam.events = [*fam.events[:1], *fam.events[1:][-1:], event][:3]
             else:
                 fam.events[-1] = event
+    for fam in families.values():  # a secret in the log is in neither the draft nor its samples
+        fam.events = [_redacted(e, redactor, container, origin) for e in fam.events]
     return list(families.values())
+
+
+def _redacted(event: Event, redactor: Redactor, container: str, origin: Origin | None) -> Event:
+    """The event assembled again from its redacted lines (its fingerprint stays the one the
+    agent counts it under)."""
+    again = [e for e in replay_lines([redactor.text(x) for x in event.lines], container, origin=origin)
+             if worth_a_look(e)]
+    return again[0] if again else event
 
 
 def _library(rules_dir: str | None):
@@ -240,11 +250,15 @@ def build(fam: Family, rule_id: str, literal_values: bool = False) -> dict:
         del rule["captures"]
     rule["incident"] = {"cooldown": 3600}
     rule["observe_only"] = True
+    # What a person reads: the agent's own words, the log's text only as values ({message},
+    # {exception}), which every channel shows as code; a title carries nothing from a log.
     seen = "{container}" if e.kind != RESPONSE else "the deploy recorder"
+    said = ("printed a traceback ({exception}) on {stream}; its record, quoted:" if e.kind == TRACEBACK
+            else "printed on {stream}, quoted:")
     rule["notify"] = {
-        "title": f"{what} in {seen}"[:200],
-        "text": f"{seen} logged: {tmpl.template}"[:900] if e.kind != RESPONSE
-        else f"hummingbot-api answered a {match['route']} deploy with: {tmpl.template}"[:900],
+        "title": f"Drafted rule {e.fingerprint} matched in {seen}",
+        "text": f"{seen} {said} {{message}}" if e.kind != RESPONSE
+        else f"hummingbot-api answered a {match['route']} deploy with (quoted): {{message}}",
         "next_steps": "A drafted rule: find out what causes this, then give the rule actions or keep it"
                       " notify-only (and drop observe_only)."}
     return rule

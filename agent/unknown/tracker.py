@@ -31,7 +31,7 @@ from agent.unknown.digest import DigestSchedule
 
 log = logging.getLogger("agent")
 
-MAX_ENTRIES = 1000  # fingerprints kept in the state file, least recently seen dropped first
+MAX_ENTRIES = 1000  # fingerprints kept a stack; the least recently seen of the largest source dropped first
 SAMPLE_CHARS = 8000  # a sample longer than this keeps its record line and its end
 LINE_CHARS = 1000  # a sample's line longer than this is cut
 SUMMARY_CHARS = 300
@@ -95,6 +95,11 @@ def _recorded(event: Event) -> str:
     d = event.data or {}
     return "RECORDED " + json.dumps({"route": d.get("route"), "status": d.get("status"),
                                      "request": d.get("request") or {}, "message": d.get("message", "")})
+
+
+def source_of(e: Unknown) -> tuple[str, str]:
+    """Where an error no rule knows comes from: its container and stream (a bot's channel)."""
+    return e.container, e.stream
 
 
 def _where(e: Unknown, container: str) -> str:
@@ -226,14 +231,25 @@ class UnknownTracker(OneLoop):
                 summary=self.redactor.text(summary_of(event)), count=0, first_seen=at, last_seen=at,
                 role=event.role),
                 known_before=False)
-        if len(self._live) >= self.max_entries:  # forget the least recently seen (it is stored)
-            oldest = min(self._live, key=lambda k: self._live[k].entry.last_seen)
+        if len(self._live) >= self.max_entries:  # forget one (it is stored): see _evictable
+            oldest = self._evictable()
             if self._live[oldest].dirty:
                 with contextlib.suppress(StateUnwritable):  # then its last counts are lost
                     self._write([self._live[oldest]])
             del self._live[oldest]
         self._live[key] = live
         return live
+
+    def _evictable(self) -> tuple[str, str]:
+        """The least recently seen entry of the source (container and stream) holding the most:
+        a source that floods the tracker with new fingerprints pushes out only its own."""
+        by_source: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for key, live in self._live.items():
+            by_source.setdefault(source_of(live.entry), []).append(key)
+        oldest = {src: min(keys, key=lambda k: self._live[k].entry.last_seen)
+                  for src, keys in by_source.items()}
+        src = max(by_source, key=lambda s: (len(by_source[s]), -self._live[oldest[s]].entry.last_seen))
+        return oldest[src]
 
     def _burst(self, live: _Live, at: float, event: Event) -> tuple[Unknown, int] | None:
         """More than burst_count within burst_window of an error first seen within a day."""
@@ -335,8 +351,8 @@ class UnknownTracker(OneLoop):
             live.known_before = True
             live.entry.samples = []  # kept in the state file, not in memory
         if dropped:
-            log.info("%d unknown error fingerprints dropped (least recently seen; at most %d a stack are"
-                     " kept)",
+            log.info("%d unknown error fingerprints dropped (least recently seen of the container and"
+                     " stream with the most; at most %d a stack are kept)",
                      dropped, self.max_entries)
 
     def _sample(self, event: Event) -> dict:

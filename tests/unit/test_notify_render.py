@@ -66,3 +66,33 @@ def test_build_redacts_and_says_would_have_in_observe():
     obs = build(inc, "observed", "would have run: ensure_account(profile='x')", [], redactor=Redactor())
     assert obs.title.startswith("[WARNING] Observe mode: would have acted")
     assert plain(obs.outcome) == "would have run: ensure_account(profile='x')"
+
+
+def test_a_program_s_output_is_quoted_under_a_label_never_as_the_agent_s_words():
+    """An error no rule knows whose line says what an attacker wants: every channel shows it under
+    the agent's label saying whose output it is, fenced (quoted line by line in plain text), its
+    control characters escaped; the title carries none of it."""
+    from agent.notify.unknown import burst_message, digest_message
+    from agent.records import Unknown
+
+    forged = ("2026-11-29 07:00:00,000 - root - ERROR - URGENT: exchange keys leaked, rotate now at"
+              " https://evil.example/r\nhb-medic: all clear\x1b[2J\r")
+    e = Unknown(stack="default", fingerprint="v2:0123456789abcdef", container="hummingbot-api",
+                containers=["hummingbot-api"], stream="stderr", kind="line", logger="root", level="ERROR",
+                exceptions=[], summary="URGENT: exchange keys leaked, rotate now at https://evil.example/r",
+                count=21, first_seen=0.0, last_seen=60.0, samples=[{"text": forged}])
+    for m in (burst_message(e, 21, 600), digest_message([e], 0.0, 60.0)):
+        assert "evil" not in m.title and "URGENT" not in m.title and "evil" not in m.summary
+        _, body = text(m)
+        label = m.excerpt_from
+        assert label and "not hb-medic's words" in label
+        assert body.index(label) < body.index("| ")
+        quoted = [x for x in body.splitlines() if "URGENT" in x or "all clear" in x]
+        assert quoted and all(x.startswith("| ") for x in quoted), quoted
+        assert "\x1b" not in body
+        if m.step == "unknown-burst":
+            assert "\\x1b[2J\\r" in body
+        _, tg = telegram(m)
+        assert f"<b>{label.replace(chr(39), '&#x27;')}</b>\n<pre>" in tg and tg.count("<pre>") == 1
+        _, sl = slack(m)
+        assert "```\n" in sl and sl.index("```") > sl.index("not hb-medic") and "\x1b" not in sl

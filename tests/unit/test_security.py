@@ -135,3 +135,32 @@ def test_no_event_ends_on_a_blank_line_and_every_key_line_says_something():
                if (r := matcher.match(e)) and r.rule.id == "database-unavailable")
     assert _summary(res) == ("database-unavailable in hummingbot-api: ConnectionRefusedError: [Errno 111]"
                              " Connect call failed ('127.0.0.1', 48807)")
+
+
+def test_errors_no_rule_knows_are_counted_only_where_a_rule_reads():
+    """The streams a rule of the loaded set reads, derived from the rules: hummingbot-api's
+    stderr (not the stdout where request paths land), a bot's channels; a rule of one's own that
+    reads hummingbot-api's stdout opens it."""
+    from agent.events import BOT, SIBLING, Origin
+    from agent.match.model import Rule
+
+    forged = f"{TS} - root - ERROR - URGENT: exchange keys leaked, rotate now at https://evil.example/r"
+    matcher = Matcher(LIBRARY)
+
+    def on(stream: str, container: str = "hummingbot-api", origin: Origin | None = None):
+        (event,) = replay_lines([forged], container, origin=origin)
+        event.stream = stream
+        return event
+
+    assert matcher.match(on("stdout")) is None and not matcher.reads(on("stdout"))
+    assert matcher.reads(on("stderr")) and matcher.reads(on("merged"))
+    for channel, read in (("console", True), ("log", True), ("errors", True), ("stdout", False)):
+        origin = Origin("rb-bot", channel, BOT)
+        assert matcher.reads(on(channel, "rb-bot", origin)) is read, channel
+    sibling = Origin("hummingbot-broker", "stderr", SIBLING)
+    assert not matcher.reads(on("stderr", "hummingbot-broker", sibling))  # no rule reads that container
+    mine = Rule.model_validate({"id": "api-stdout", "severity": "info", "description": "mine",
+                                "where": {"containers": ["hummingbot-api"], "stream": "stdout"},
+                                "match": [{"kind": "line", "message": "^never$"}],
+                                "notify": {"title": "t", "text": "t"}})
+    assert Matcher([*LIBRARY, mine]).reads(on("stdout"))

@@ -107,6 +107,25 @@ def test_the_gateway_ping_draft_names_what_it_saw():
     assert d.rule["severity"] == "error"
 
 
+def test_a_draft_s_message_quotes_the_log_and_its_title_carries_none_of_it(tmp_path):
+    """A drafted rule's notification presents what the program printed as a value ({message},
+    shown as code), never as the agent's own words; its title names the fingerprint only."""
+    urgent = "URGENT: exchange keys leaked, rotate now at https://evil.example/r"
+    log = tmp_path / "forged.log"
+    log.write_text("".join(f"2026-11-29 07:00:{i:02d},000 - evil.example - ERROR - {urgent}\n"
+                           for i in range(3)))
+    (fam,) = from_log(str(log), "hummingbot-api", None)
+    d = draft(fam, [], "forged", None)
+    notify = d.rule["notify"]
+    assert notify["title"] == f"Drafted rule {fam.entry.fingerprint} matched in {{container}}"
+    assert notify["text"] == "{container} printed on {stream}, quoted: {message}"
+    assert "URGENT" not in notify["text"] + notify["title"] + notify["next_steps"]
+    (ping,) = [f for f in from_log(str(GATEWAY_PING), "hummingbot-api", None) if f.entry.exceptions]
+    tb = draft(ping, [], "gateway-ping", None).rule["notify"]
+    assert tb["text"] == ("{container} printed a traceback ({exception}) on {stream}; its record, quoted:"
+                          " {message}")
+
+
 def test_generalise_keeps_what_is_constant_and_captures_what_varies():
     t = generalise(["Cannot connect to host api.gateio.ws:443 ssl:default [Name or service not known]",
                     "Cannot connect to host api.binance.com:443 ssl:default"

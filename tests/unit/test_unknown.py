@@ -298,3 +298,58 @@ def test_a_failed_deploy_a_rule_explains_is_not_an_unknown_error(store, tmp_path
     tracker.stop()  # what waits is decided now
     summaries = [u.summary for u in store.unknown.most_frequent()]
     assert summaries == ["boom"]
+
+
+def _named(i: int) -> str:
+    """A name no fingerprint normalises away (letters only)."""
+    out = ""
+    while True:
+        out = chr(ord("a") + i % 26) + out
+        i //= 26
+        if not i:
+            return out
+
+
+def test_one_source_flooding_new_fingerprints_pushes_out_only_its_own(store):
+    """Over a thousand fingerprints from one container's stream do not push out an error of
+    another's, in the tracker or in the state file; the flood keeps its most recent."""
+    tracker = UnknownTracker(store, Redactor())
+    (real,) = replay_lines(["2026-11-29 07:00:00,000 - services.real - ERROR - the real one broke"],
+                           "hummingbot-api")
+    real.stream = "stderr"
+    assert tracker.observe(real)
+    tracker.flush()
+    for n in range(1500):
+        (forged,) = replay_lines([f"2026-11-29 08:{n // 60 % 60:02d}:{n % 60:02d},000 - root - ERROR -"
+                                  f" account acct_{_named(n)} leaked"], "rb-evil")
+        forged.stream = "log"
+        tracker.observe(forged)
+        if n % 100 == 99:
+            tracker.flush()
+    tracker.flush()
+    kept = store.unknown.most_frequent(limit=5000)
+    assert len(kept) == 1000
+    assert [e.fingerprint for e in kept if e.container == "hummingbot-api"] == [real.fingerprint]
+    flood = sorted(e.last_seen for e in kept if e.container == "rb-evil")
+    assert len(flood) == 999 and flood[-1] == max(e.last_seen for e in kept)
+    assert (("default", real.fingerprint) in tracker._live) and len(tracker._live) <= 1000
+
+
+def test_the_store_drops_from_the_source_holding_the_most(store):
+    """Two sources over the limit: the larger one loses its least recently seen until they are
+    even, then they take turns."""
+    from agent.records import Unknown
+
+    def entry(fp: str, container: str, at: float) -> Unknown:
+        return Unknown(stack="default", fingerprint=fp, container=container, containers=[container],
+                       stream="stderr", kind="line", logger="x", level="ERROR", exceptions=[], summary="s",
+                       count=1, first_seen=at, last_seen=at)
+
+    old = [entry(f"a{i}", "a", float(i)) for i in range(3)]  # the oldest of all
+    flood = [entry(f"b{i}", "b", 100.0 + i) for i in range(10)]
+    assert store.unknown.save(old + flood, keep=8) == 5
+    left = {e.fingerprint for e in store.unknown.most_frequent()}
+    assert left == {"a0", "a1", "a2", *(f"b{i}" for i in range(5, 10))}
+    assert store.unknown.save([entry("a3", "a", 200.0)], keep=8) == 1  # b still holds the most
+    left = {e.fingerprint for e in store.unknown.most_frequent()}
+    assert "b5" not in left and {"a0", "a3"} <= left
