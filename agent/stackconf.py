@@ -120,7 +120,7 @@ class StackConfig(BaseModel):
         import re
 
         for name in value:
-            if not re.match(CONTAINER_NAME_PATTERN, name):
+            if not re.fullmatch(CONTAINER_NAME_PATTERN, name):
                 raise ValueError(f"{name[:80]!r} is not a container name")
         return value
 

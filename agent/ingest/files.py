@@ -190,7 +190,7 @@ class LogFiles:
         if scan:
             b.scanned = now
             try:
-                names = [e.name for e in os.scandir(b.folder) if LOG_FILE.match(e.name) and e.is_file()]
+                names = [e.name for e in os.scandir(b.folder) if LOG_FILE.fullmatch(e.name) and e.is_file()]
             except OSError:
                 names = []
             for name in names:
