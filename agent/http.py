@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -92,6 +93,11 @@ class _BoundedServer(ThreadingHTTPServer):
             self.answering(request)
             self._slots.release()
             raise
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that left before its answer is its own business, not a traceback in the log."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def process_request_thread(self, request, client_address) -> None:
         request.settimeout(self.deadline)  # each read and write

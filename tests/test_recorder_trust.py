@@ -306,6 +306,31 @@ def test_slow_clients_reconnecting_cannot_keep_health_checks_out():
         server.stop(time.monotonic() + 5)
 
 
+def test_a_health_client_that_leaves_early_is_no_traceback(capfd):
+    """A client that hung up before its answer (a health check's timeout on a busy host) put a
+    BrokenPipeError traceback in the agent's log."""
+    port = free_port()
+
+    def slow_report():
+        time.sleep(0.5)
+        return True, {"ok": True, "pad": "x" * 300_000}
+
+    server = HealthServer(slow_report, lambda: [], "127.0.0.1", port)
+    server.start()
+    try:
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            s.close()  # a reset, before the answer
+        time.sleep(1.5)
+        assert _get(f"http://127.0.0.1:{port}", "/healthz") == 200
+    finally:
+        server.stop(time.monotonic() + 5)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err
+
+
 def test_a_malformed_request_is_one_line_in_the_log(tmp_path, caplog):
     """Each request aiohttp cannot parse (a bad target) used to put a whole traceback in the
     agent's log: now one line, and a flood of them one line every few seconds."""
