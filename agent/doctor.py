@@ -134,6 +134,9 @@ def settings_valid(d: Doctor) -> Iterator[Finding]:
 def docker_engine(d: Doctor) -> Iterator[Finding]:
     for stack in d.stacks:
         host = stack.engine()
+        if plain := stack.plain_engine():  # whether it answers or not: the setting is the exposure
+            what, _, fix = plain.partition(". ")
+            yield Finding(True, f"{d.where(stack)}{what}", fix, warn=True)
         client = d.docker(stack)
         if client is None:
             yield Finding(False, f"{d.where(stack)}Docker engine at {host} does not answer:"
@@ -143,9 +146,6 @@ def docker_engine(d: Doctor) -> Iterator[Finding]:
         yield Finding(True, f"{d.where(stack)}Docker engine {v.get('Version', '?')} (API"
                             f" {v.get('ApiVersion', '?')}, {v.get('Os', '?')}/{v.get('Arch', '?')})"
                             f" at {host}")
-        if plain := stack.plain_engine():
-            what, _, fix = plain.partition(". ")
-            yield Finding(True, f"{d.where(stack)}{what}", fix, warn=True)
 
 
 def docker_fix(host: str) -> str:
