@@ -16,7 +16,10 @@ FROM ${BASE}
 # compose adds at run time (group_add: the gid of /var/run/docker.sock on the host).
 RUN (getent group medic || groupadd --system --gid 10001 medic) \
  && useradd --system --uid 10001 --gid medic --home-dir /data --shell /usr/sbin/nologin medic \
- && mkdir -p /data && chown medic:medic /data
+ && mkdir -p /data && chown medic:medic /data \
+ && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
+# No setuid or setgid program is left (su, mount, passwd...): nothing in the container can gain
+# privileges, whatever runs in it (compose adds no-new-privileges and drops every capability too).
 COPY --from=build /opt/hb-medic /opt/hb-medic
 # The shipped rules are inside the package; your own go in a folder named by MEDIC_RULES_DIR.
 ENV PATH=/opt/hb-medic/bin:$PATH \

@@ -1,4 +1,5 @@
-"""`hb-medic doctor`: can the agent do its job here? Each check says ✓ or ✗, and for ✗ the fix.
+"""`hb-medic doctor`: can the agent do its job here? Each check says ✓ or ✗, and for ✗ the fix;
+`!` is a warning: the agent works, but something is exposed (with what to do about it).
 
 A check is one function registered with :func:`check`: it gets the :class:`Doctor`
 (settings, a Docker client, hummingbot-api's URL...) and yields :class:`Finding`s.
@@ -7,6 +8,7 @@ The exit status is 0 only when no finding the configured features need failed.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import errno
 import json
@@ -30,14 +32,15 @@ from agent.stackconf import StackConfig, engine_client, engine_problem
 if TYPE_CHECKING:  # docker-py and httpx load when a check needs them: `hb-medic health` does not
     import docker
 
-OK, FAIL = "✓", "✗"
+OK, FAIL, WARN = "✓", "✗", "!"
 
 
 @dataclass
 class Finding:
     ok: bool
     what: str  # what was found, in a line
-    fix: str = ""  # for a failure: exactly what to do
+    fix: str = ""  # for a failure or a warning: exactly what to do
+    warn: bool = False  # it works, but is exposed: told, not counted as a failure
 
 
 class Doctor:
@@ -132,6 +135,9 @@ def settings_valid(d: Doctor) -> Iterator[Finding]:
 def docker_engine(d: Doctor) -> Iterator[Finding]:
     for stack in d.stacks:
         host = stack.engine()
+        if plain := stack.plain_engine():  # whether it answers or not: the setting is the exposure
+            what, _, fix = plain.partition(". ")
+            yield Finding(True, f"{d.where(stack)}{what}", fix, warn=True)
         client = d.docker(stack)
         if client is None:
             yield Finding(False, f"{d.where(stack)}Docker engine at {host} does not answer:"
@@ -411,6 +417,27 @@ def _unsafe_keys(root: Path) -> str | None:
 
 
 @check
+def secret_files(d: Doctor) -> Iterator[Finding]:
+    """Secret files anyone but their owner may read: the agent reads them all the same, but so can
+    every user of the host (a file written with the usual umask 022 is 0644)."""
+    files = sorted(Path(SECRETS_DIR).glob("medic_*")) if os.path.isdir(SECRETS_DIR) else []
+    files += [s.hummingbot_password_file for s in d.stacks if s.hummingbot_password_file is not None]
+    modes = {}
+    for path in files:
+        with contextlib.suppress(OSError):  # settings_valid tells of a secret it cannot read
+            modes[path] = path.stat().st_mode & 0o777
+    exposed = {path: mode for path, mode in modes.items() if mode & 0o044}
+    for path, mode in exposed.items():
+        who = "group and others" if mode & 0o044 == 0o044 else "others" if mode & 0o004 else "its group"
+        yield Finding(True, f"secret file {path}: readable by {who} (mode {mode:04o})",
+                      "let only the agent's user read it: on the host, chmod 600 the file and chown it to"
+                      " uid 10001 (the image's user), e.g. printf '%s' \"$PASSWORD\" | sudo install -m 600"
+                      " -o 10001 /dev/stdin secrets/hummingbot_password", warn=True)
+    if modes and not exposed:
+        yield Finding(True, f"secret files: {len(modes)}, readable by their owner only")
+
+
+@check
 def notify_targets(d: Doctor) -> Iterator[Finding]:
     from agent.notify.notifier import deliver
     from agent.notify.sample import sample_message
@@ -463,7 +490,7 @@ def run(send: bool = False, out: TextIO | None = None, checks: list[Check] | Non
         settings, bad = load(needs=()), exc.problems
     d = Doctor(settings, bad, send=send)
     print(f"hb-medic {__version__} doctor", file=out)
-    failed = total = 0
+    failed = total = warned = 0
     for fn in checks if checks is not None else CHECKS:
         try:
             findings = list(fn(d))
@@ -473,11 +500,13 @@ def run(send: bool = False, out: TextIO | None = None, checks: list[Check] | Non
         for f in findings:
             total += 1
             failed += not f.ok
-            print(f"{OK if f.ok else FAIL} {f.what}", file=out)
-            if not f.ok and f.fix:
+            warned += f.ok and f.warn
+            print(f"{FAIL if not f.ok else WARN if f.warn else OK} {f.what}", file=out)
+            if (not f.ok or f.warn) and f.fix:
                 print(f"    fix: {f.fix}", file=out)
     if failed:
         print(f"{failed} of {total} checks failed: fix them and run hb-medic doctor again", file=out)
         return 1
-    print(f"all {total} checks passed: hb-medic can do its job here", file=out)
+    print(f"all {total} checks passed: hb-medic can do its job here"
+          + (f" ({warned} warning{'s' if warned > 1 else ''} above)" if warned else ""), file=out)
     return 0

@@ -8,8 +8,13 @@ the hot path almost nothing.
 
 The server may listen beyond loopback (the image binds 0.0.0.0), so a client
 gets at most `DEADLINE` seconds for its whole exchange and at most
-`MAX_CONNECTIONS` are served at once (more get a 503 and are closed): slow or
-many clients cannot hold the agent's threads.
+`MAX_CONNECTIONS` are served at once: slow or many clients cannot hold the
+agent's threads. When every place is taken, a new connection gets the place of
+the one that has been sending its request longest, if that one has taken more
+than `GRACE` (a normal client sends its request at once: one still sending is
+slow); only when none has, the new one gets a 503 and is closed. So clients
+that trickle their requests, however often they reconnect, never keep the
+container's own health check (`hb-medic health`) from an answer.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -28,6 +35,7 @@ from agent.component import Loop, OneLoop
 
 DEADLINE = 5.0  # seconds a client has for its whole request and answer
 MAX_CONNECTIONS = 16
+GRACE = 0.25  # seconds a connection may take to send its request before its place can go to another
 BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 Report = Callable[[], tuple[bool, dict]]  # /healthz: (healthy, what to show)
@@ -48,19 +56,48 @@ class _BoundedServer(ThreadingHTTPServer):
         super().__init__(addr, handler)
         self.deadline = deadline
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
+        self._reading: dict[socket.socket, float] = {}  # connections still sending their request
+        self.evicted = 0
+
+    def answering(self, sock: socket.socket) -> None:
+        """The connection's request is in: its place can no longer go to another."""
+        with self._lock:
+            self._reading.pop(sock, None)
+
+    def _evict_slowest(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            slow = [(since, s) for s, since in self._reading.items() if now - since > GRACE]
+            if not slow:
+                return False
+            _since, sock = min(slow, key=lambda c: c[0])
+            del self._reading[sock]
+        _cut(sock)  # its thread ends and gives its place back
+        self.evicted += 1
+        return True
 
     def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
+        if not self._slots.acquire(blocking=False) and not (
+                self._evict_slowest() and self._slots.acquire(timeout=1.0)):
             with contextlib.suppress(OSError):
                 request.settimeout(1.0)
                 request.sendall(BUSY)
             self.shutdown_request(request)
             return
+        with self._lock:
+            self._reading[request] = time.monotonic()
         try:
             super().process_request(request, client_address)
         except BaseException:
+            self.answering(request)
             self._slots.release()
             raise
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that left before its answer is its own business, not a traceback in the log."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def process_request_thread(self, request, client_address) -> None:
         request.settimeout(self.deadline)  # each read and write
@@ -71,6 +108,7 @@ class _BoundedServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             cut.cancel()
+            self.answering(request)
             self._slots.release()
 
 
@@ -91,6 +129,11 @@ class HealthServer(OneLoop):
         registry.register(_Collector(metrics))
 
         class Handler(BaseHTTPRequestHandler):
+            def parse_request(self) -> bool:
+                parsed = super().parse_request()
+                self.server.answering(self.connection)  # type: ignore[attr-defined]
+                return parsed
+
             def do_GET(self):
                 if self.path.split("?")[0] == "/healthz":
                     ok, detail = report()

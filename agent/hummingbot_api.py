@@ -44,7 +44,7 @@ class HummingbotAPI:
         """Account names; anything that is not a plain name is left out (never put in a path)."""
         resp = self.request("GET", "/accounts/")
         resp.raise_for_status()
-        return [a for a in resp.json() if isinstance(a, str) and _NAME.match(a)]
+        return [a for a in resp.json() if isinstance(a, str) and _NAME.fullmatch(a)]
 
     def account_credentials(self, account: str) -> list[str] | None:
         """Connector names of an account; None when its connectors folder is missing (half-made)."""

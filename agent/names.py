@@ -23,7 +23,7 @@ STAMP = re.compile(r"^(?P<base>.+)-(?P<ts>\d{8}-\d{6})$")
 
 def base_name(instance: str) -> str:
     """The name the client sent: the current generation appends -YYYYmmdd-HHMMSS."""
-    m = STAMP.match(instance)
+    m = STAMP.fullmatch(instance)
     return m["base"] if m else instance
 # Profiles hb-medic never touches, whatever a log or a request says: master_account is
 # hummingbot-api's template (add-account copies it). Compared case-folded: on a case-insensitive

@@ -173,6 +173,8 @@ class Service:
         for line in self.summary():
             log.info("%s", line)
         for c in self.settings.stack_list():
+            if plain := c.plain_engine():
+                log.warning("stack %s: %s", c.name, plain)
             if c.tls == "off":
                 log.warning("stack %s: plain tcp:// to %s (tls: off): anyone on that network reaches the"
                             " engine as root; use TLS unless it is a socket proxy on a private network",

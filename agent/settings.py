@@ -129,7 +129,7 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             for v in value:
                 ref = v[:-2] + ":x" if isinstance(v, str) and v.endswith(":*") else v
-                if not isinstance(ref, str) or not re.match(IMAGE_PATTERN, ref):
+                if not isinstance(ref, str) or not re.fullmatch(IMAGE_PATTERN, ref):
                     raise ValueError(f"{str(v)[:80]!r} is not an image reference (or repo:*)")
         return value
 

@@ -121,7 +121,7 @@ class StackConfig(BaseModel):
         import re
 
         for name in value:
-            if not re.match(CONTAINER_NAME_PATTERN, name):
+            if not re.fullmatch(CONTAINER_NAME_PATTERN, name):
                 raise ValueError(f"{name[:80]!r} is not a container name")
         return value
 
@@ -156,6 +156,20 @@ class StackConfig(BaseModel):
     def engine(self) -> str:
         """Where its engine is, as a person would write it."""
         return self.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def plain_engine(self) -> str | None:
+        """Why its engine is spoken to in plain HTTP without its config saying so, or None: an
+        engine taken from DOCKER_HOST=tcp://... with neither DOCKER_TLS_VERIFY nor DOCKER_CERT_PATH
+        (docker-py then uses no TLS). `tls: off` in the config file is a choice, warned of apart."""
+        host = os.environ.get("DOCKER_HOST", "")
+        if self.docker_host is not None or not host.startswith("tcp://"):
+            return None
+        if os.environ.get("DOCKER_TLS_VERIFY") or os.environ.get("DOCKER_CERT_PATH"):
+            return None
+        return (f"DOCKER_HOST={host} without TLS: the Docker API, root on that host, goes in plain HTTP;"
+                " anyone on that network can use it or pose as it. Fine for a socket proxy on a private"
+                " network (compose.hardened.yaml); otherwise set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH,"
+                " or name the engine with tls in MEDIC_CONFIG_FILE")
 
     def secrets(self) -> list[str]:
         """Values never shown: the password, and the login in HTTP Basic's form (the base64 of

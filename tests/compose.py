@@ -53,7 +53,11 @@ class ComposeUp:
             path = self.dir / "secrets" / name
             path.parent.mkdir(exist_ok=True)
             path.write_text(text)
-            path.chmod(0o644)  # the agent runs as uid 10001: as with the default umask
+            if os.geteuid() == 0:  # as the docs say: the agent's user (uid 10001) alone may read it
+                os.chown(path, 10001, -1)
+                path.chmod(0o600)
+            else:  # the agent runs as uid 10001: as with the default umask
+                path.chmod(0o644)
         override.setdefault("secrets", {}).update(
             {name: {"file": str(self.dir / "secrets" / name)} for name in secrets})
         for svc in override.get("services", {}).values():

@@ -4,6 +4,8 @@ inside the container; the hardened one through the socket proxy built from docke
 
 from __future__ import annotations
 
+import os
+
 import docker
 import httpx
 import pytest
@@ -62,6 +64,7 @@ def test_compose_yaml_fixes_the_seed_incident(agent_image, docker_client, make_s
             assert "✓ container hummingbot-api: running" in out.decode()
             assert f"✓ deploy recorder: 127.0.0.1:{recorder} is the running agent's" in out.decode()
             assert "✓ notify target json://127.0.0.1:" in out.decode()
+            _assert_locked_down(agent, out.decode())
             code, out = agent.exec_run(["hb-medic", "incidents"])
             assert code == 0 and "resolved" in out.decode() and "credentials-profile-missing" in out.decode()
             assert agent.attrs["Config"]["User"] == "medic"
@@ -150,6 +153,10 @@ def test_compose_hardened_yaml_fixes_it_through_the_socket_proxy(agent_image, do
         code, out = agent.exec_run(["hb-medic", "doctor"])
         assert code == 0, out.decode()
         assert f"at {engine}" in out.decode() and "✓ container hummingbot-api: running" in out.decode()
+        # The proxy is plain tcp:// (a private network in the shipped file): said, not failed.
+        assert f"! DOCKER_HOST={engine} without TLS" in out.decode()
+        assert agent.logs().decode().count(f"DOCKER_HOST={engine} without TLS") == 1  # once, at start
+        _assert_locked_down(agent, out.decode())
         # Through the proxy: what the allow-list forbids never reaches the engine.
         via = docker.DockerClient(base_url=engine, timeout=30)
         try:
@@ -167,3 +174,17 @@ def test_compose_hardened_yaml_fixes_it_through_the_socket_proxy(agent_image, do
         _show_logs(docker_client, "hb-medic")
         compose.close()
     assert not docker_client.containers.list(all=True, filters={"name": "^hb-medic-docker-proxy$"})
+
+
+def _assert_locked_down(agent, doctor: str) -> None:
+    """As both compose files run it: no new privileges, no capabilities, a read-only root with /data
+    and /tmp writable, no setuid program in the image, the secrets for its user's eyes only."""
+    host = agent.attrs["HostConfig"]
+    assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"], host
+    assert "no-new-privileges:true" in host["SecurityOpt"] and "/tmp" in host["Tmpfs"], host
+    for writable in ("/data", "/tmp"):
+        assert agent.exec_run(["sh", "-c", f"touch {writable}/.probe && rm {writable}/.probe"])[0] == 0
+    code, out = agent.exec_run(["find", "/", "-xdev", "-perm", "/6000", "-type", "f"], user="root")
+    assert code == 0 and out.decode().strip() == "", out.decode()
+    if os.geteuid() == 0:  # the test bed wrote them as the docs say (0600, the agent's user)
+        assert "✓ secret files: 2, readable by their owner only" in doctor, doctor

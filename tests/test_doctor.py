@@ -116,3 +116,41 @@ def test_a_check_is_one_function_and_a_broken_one_fails_cleanly(tmp_path, capsys
     out = capsys.readouterr().out
     assert "✓ my extra check" in out
     assert "✗ broken: the check itself failed: RuntimeError('boom')" in out
+
+
+def test_secret_files_others_may_read_are_a_warning(tmp_path, capsys, monkeypatch):
+    """The documented `printf ... > secrets/hummingbot_password` with the usual umask leaves the
+    file 0644: readable by every user of the host. doctor says so, with the fix, and still passes."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    monkeypatch.setattr(doctor, "SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("MEDIC_STATE_DB", str(tmp_path / "s.db"))
+    (secrets / "medic_hummingbot_password").write_text("admin")
+    (secrets / "medic_hummingbot_password").chmod(0o644)
+    (secrets / "medic_notify_urls").write_text("")
+    (secrets / "medic_notify_urls").chmod(0o640)
+    assert doctor.run(checks=[doctor.secret_files]) == 0
+    out = capsys.readouterr().out
+    password = secrets / "medic_hummingbot_password"
+    assert f"! secret file {password}: readable by group and others (mode 0644)" in out
+    assert f"! secret file {secrets}/medic_notify_urls: readable by its group (mode 0640)" in out
+    assert "fix: let only the agent's user read it" in out and "install -m 600" in out
+    assert "(2 warnings above)" in out
+    for f in secrets.iterdir():
+        f.chmod(0o600)
+    assert doctor.run(checks=[doctor.secret_files]) == 0
+    out = capsys.readouterr().out
+    assert "✓ secret files: 2, readable by their owner only" in out and "!" not in out
+
+
+def test_a_plain_tcp_docker_host_is_a_warning(setup, tmp_path):
+    """DOCKER_HOST=tcp://... without DOCKER_TLS_VERIFY talks plain HTTP to the engine: said, whether
+    the engine answers or not (here nothing listens)."""
+    _stack, env = setup
+    engine = f"tcp://127.0.0.1:{free_port()}"
+    out = run_doctor({**env, "DOCKER_HOST": engine}, cwd=tmp_path)
+    assert f"! DOCKER_HOST={engine} without TLS: the Docker API, root on that host, goes in plain" \
+           " HTTP" in out.stdout, out.stdout
+    assert "fix: Fine for a socket proxy on a private network" in out.stdout
+    tls = run_doctor({**env, "DOCKER_HOST": engine, "DOCKER_TLS_VERIFY": "1"}, cwd=tmp_path)
+    assert "without TLS" not in tls.stdout and f"Docker engine at {engine}" in tls.stdout

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -233,6 +234,123 @@ def test_slow_and_many_clients_cannot_hold_the_health_server():
         server.stop(time.monotonic() + 5)
 
 
+def test_slow_bodies_on_any_route_cannot_hold_the_recorder(tmp_path):
+    """260 connections sending a credential-free route's body a byte every 25 s once held 256
+    of the recorder's places for minutes, and a normal request got a 503. Scaled: 10 trickling
+    clients against 8 places, a 4 s body deadline, a byte a second."""
+    store = State(tmp_path / "state.db")
+    with HeldUpstream() as up, running_recorder(up.url, store, max_connections=8, body_timeout=4.0) as via:
+        port = int(via.rsplit(":", 1)[1])
+        head = (b"POST /accounts/add-account HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWRtaW46YWRtaW4=\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+        started = time.monotonic()
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+        for s in slow:
+            s.sendall(head)
+        ended: dict[int, tuple[float, bytes]] = {}
+        trickling = threading.Thread(target=_trickle, args=(slow, ended, 30.0), daemon=True)
+        trickling.start()
+        time.sleep(1.5)  # every place taken by a client still sending its body
+        asked = time.monotonic()
+        assert _get(via, "/accounts/") == 200  # a normal request is served all the same
+        assert time.monotonic() - asked < 3
+        trickling.join(30)
+        assert len(ended) == 10, ended
+        for at, answer in ended.values():
+            assert at - started < 4.0 + 5, at - started  # none held past the body deadline
+            # closed, refused late (408), or, for the two beyond the places that came at the same
+            # moment as the others, refused at once (503)
+            assert answer == b"" or answer.startswith((b"HTTP/1.1 408", b"HTTP/1.1 503")), answer
+        assert sum(a.startswith(b"HTTP/1.1 503") for _, a in ended.values()) <= 2
+        assert any(a.startswith(b"HTTP/1.1 408") for _, a in ended.values())
+        assert not any(p == "/accounts/add-account" for p, _ in up.received)  # no half body went on
+        for s in slow:
+            s.close()
+
+
+def test_slow_clients_reconnecting_cannot_keep_health_checks_out():
+    """20 slow clients reopening every 4.5 s (the deadline: 5 s) kept /healthz answering 503 to
+    17 of 20 normal requests. Scaled: 6 clients against 4 places, a 2 s deadline, reopening
+    every 1.8 s; every normal request is answered 200."""
+    port = free_port()
+    server = HealthServer(lambda: (True, {"ok": True}), lambda: [], "127.0.0.1", port, max_connections=4,
+                          deadline=2.0)
+    server.start()
+    stop = threading.Event()
+
+    def slow_client(delay: float) -> None:
+        time.sleep(delay)
+        while not stop.is_set():
+            opened = time.monotonic()
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\n")
+                while not stop.is_set() and time.monotonic() - opened < 1.8:
+                    s.sendall(b"X")
+                    time.sleep(0.3)
+            stop.wait(max(0.0, 1.8 - (time.monotonic() - opened)))
+
+    clients = [threading.Thread(target=slow_client, args=(i * 0.3,), daemon=True) for i in range(6)]
+    for c in clients:
+        c.start()
+    try:
+        time.sleep(3)  # every place taken, again and again
+        answers = []
+        for _ in range(10):
+            answers.append(_get(f"http://127.0.0.1:{port}", "/healthz"))
+            time.sleep(0.45)
+        assert answers == [200] * 10, answers
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(10)
+        server.stop(time.monotonic() + 5)
+
+
+def test_a_health_client_that_leaves_early_is_no_traceback(capfd):
+    """A client that hung up before its answer (a health check's timeout on a busy host) put a
+    BrokenPipeError traceback in the agent's log."""
+    port = free_port()
+
+    def slow_report():
+        time.sleep(0.5)
+        return True, {"ok": True, "pad": "x" * 300_000}
+
+    server = HealthServer(slow_report, lambda: [], "127.0.0.1", port)
+    server.start()
+    try:
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            s.close()  # a reset, before the answer
+        time.sleep(1.5)
+        assert _get(f"http://127.0.0.1:{port}", "/healthz") == 200
+    finally:
+        server.stop(time.monotonic() + 5)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err
+
+
+def test_a_malformed_request_is_one_line_in_the_log(tmp_path, caplog):
+    """Each request aiohttp cannot parse (a bad target) used to put a whole traceback in the
+    agent's log: now one line, and a flood of them one line every few seconds."""
+    store = State(tmp_path / "state.db")
+    caplog.set_level(logging.INFO)
+    with HeldUpstream() as up, running_recorder(up.url, store) as via:
+        port = int(via.rsplit(":", 1)[1])
+        for _ in range(5):
+            for bad in (b"GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n", b"GET \x00 HTTP/1.1\r\n\r\n"):
+                with socket.create_connection(("127.0.0.1", port)) as s:
+                    s.sendall(bad)
+                    s.settimeout(5)
+                    assert s.recv(64).startswith(b"HTTP/1.0 400")
+        assert _get(via, "/accounts/") == 200
+    told = [r for r in caplog.records if r.name.startswith("aiohttp")]
+    assert len(told) == 1, [r.getMessage() for r in told]
+    assert told[0].exc_info is None and "\n" not in told[0].getMessage()
+    assert "malformed request" in told[0].getMessage()
+
+
 # -- helpers -------------------------------------------------------------------------------------
 def _ignore(func, *args) -> None:
     with contextlib.suppress(httpx.HTTPError):
@@ -292,3 +410,24 @@ def _raw_exchange(port: int, head: bytes, piece: bytes, *, total: int = 0,
                 time.sleep(pause)
     return (int(answer.split()[1]) if answer.startswith(b"HTTP/") else None), sent
 
+
+
+def _trickle(socks: list[socket.socket], ended: dict[int, tuple[float, bytes]], limit: float) -> None:
+    """A byte a second on each socket until the server answers or closes it: (when, what came)."""
+    for s in socks:
+        s.setblocking(False)
+    deadline = time.monotonic() + limit
+    while len(ended) < len(socks) and time.monotonic() < deadline:
+        for i, s in enumerate(socks):
+            if i in ended:
+                continue
+            try:
+                answer = s.recv(4096)
+            except BlockingIOError:
+                with contextlib.suppress(OSError):
+                    s.send(b" ")
+                continue
+            except OSError:
+                answer = b""
+            ended[i] = (time.monotonic(), answer)
+        time.sleep(0.2 if len(ended) else 1.0)

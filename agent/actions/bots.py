@@ -77,7 +77,7 @@ def broker_down(params: BrokerDownParams, ctx: ActionContext) -> str:
 
 def _address(host: object, port: object) -> str:
     """host:port when both are plain values (they go into a message)."""
-    if isinstance(host, str) and HOST.match(host) and isinstance(port, int) and 0 < port < 65536:
+    if isinstance(host, str) and HOST.fullmatch(host) and isinstance(port, int) and 0 < port < 65536:
         return f"{host}:{port}"
     return ""
 

@@ -85,7 +85,7 @@ def check_body(route: str, body: object, allowed_images: tuple[str, ...] = ()) -
         return f"unknown fields for {route}: {', '.join(sorted(unknown))}"
     for name in ("instance_name", "credentials_profile"):
         value = body.get(name)
-        if not isinstance(value, str) or not DEPLOY_NAME.match(value):
+        if not isinstance(value, str) or not DEPLOY_NAME.fullmatch(value):
             return f"{name} must be letters, digits, _ or - (got {capture_check.shown(str(value))})"
     image = body.get("image")
     if image is not None and (not isinstance(image, str) or not image_allowed(image, allowed_images)):
@@ -115,7 +115,7 @@ def check_body(route: str, body: object, allowed_images: tuple[str, ...] = ()) -
 def _deployed_since(name: str, base: str, since: float) -> bool:
     if name == base:
         return True
-    m = STAMP.match(name)
+    m = STAMP.fullmatch(name)
     if not m or m["base"] != base:
         return False
     return datetime.strptime(m["ts"], "%Y%m%d-%H%M%S").timestamp() >= since - 2
@@ -191,6 +191,6 @@ def retry_deploy(params: DeployParams, ctx: ActionContext) -> str:
                              " deploy the bot again")
         raise ActionError(f"deploy retry answered {resp.status_code}: {message or resp.text[:300]}")
     name = data.get("unique_instance_name") or body["instance_name"]
-    if not isinstance(name, str) or not CONTAINER_NAME.match(name):
+    if not isinstance(name, str) or not CONTAINER_NAME.fullmatch(name):
         raise ActionError(f"deploy answered success with an unusable instance name {str(name)[:80]!r}")
     return f"deployed {name}; " + bot_lives(ctx, name, since=sent)

@@ -53,13 +53,13 @@ class BotInfo:
 def recognise(info: dict) -> BotInfo | None:
     """A bot, from `docker inspect` of a container; None for anything else."""
     name = (info.get("Name") or "").lstrip("/")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         return None
     instance = None
     for mount in info.get("Mounts") or []:
         if mount.get("Destination") in (CONF_MOUNT, LOGS_MOUNT):
             m = _INSTANCE.search(mount.get("Source") or "")
-            if m and _NAME.match(m["instance"]) and ".." not in m["instance"]:
+            if m and _NAME.fullmatch(m["instance"]) and ".." not in m["instance"]:
                 instance = m["instance"]
                 if mount.get("Destination") == CONF_MOUNT:
                     break

@@ -260,7 +260,7 @@ class LogFiles:
             if scan and folder is not None:
                 b.scanned = now
                 try:
-                    names = [e.name for e in os.scandir(folder) if LOG_FILE.match(e.name)]
+                    names = [e.name for e in os.scandir(folder) if LOG_FILE.fullmatch(e.name)]
                 except OSError:
                     names = []
                 for name in names:

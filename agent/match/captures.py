@@ -41,7 +41,7 @@ def check(spec: Capture, value: str, compiled_pattern: re.Pattern | None = None)
             return "starts with '-'"
         if "/" in value and spec.type not in _SLASH_OK:
             return "contains '/'"
-        if not _TYPES[spec.type].match(value):
+        if not _TYPES[spec.type].fullmatch(value):
             return f"is not a valid {spec.type}"
         if spec.type == "profile" and protected_profile(value):
             return "is a protected profile (hummingbot-api's template: hb-medic never touches it)"

@@ -38,6 +38,6 @@ def parse_config_repr(text: str, route: str) -> dict[str, Any] | None:
             return None
     for required in ("instance_name", "credentials_profile"):
         value = body.get(required)
-        if not isinstance(value, str) or not DEPLOY_NAME.match(value):
+        if not isinstance(value, str) or not DEPLOY_NAME.fullmatch(value):
             return None
     return body

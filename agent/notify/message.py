@@ -80,7 +80,7 @@ def segments(text: str) -> list[tuple[bool, str]]:
 
 
 def code_unless_plain(text: str) -> str:
-    return text if _PLAIN.match(text) else code(text)
+    return text if _PLAIN.fullmatch(text) else code(text)
 
 
 @dataclass

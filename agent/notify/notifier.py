@@ -44,6 +44,7 @@ from agent.state import State, StateUnwritable
 
 log = logging.getLogger(__name__)
 DEPLOY_VALUE = Capture(type="name", max_length=128)
+TITLE_VALUE = Capture(type="file", max_length=128)  # a value no capture declares
 OUTBOX_STUCK = 1800.0  # seconds the oldest undelivered message may wait before /healthz says so
 TYPES = {"critical": apprise.NotifyType.FAILURE, "error": apprise.NotifyType.FAILURE,
          "warning": apprise.NotifyType.WARNING, "info": apprise.NotifyType.INFO}
@@ -82,18 +83,29 @@ def deliver(target: Target, msg: Message, timeout: float = 15.0) -> tuple[bool, 
 
 
 def title_values(rule: Rule, values: dict) -> dict:
-    """A title is plain text everywhere (Slack's cannot hold code): only captures that pass
-    their check as a name, file or image appear in it; free text and refused values are
-    shown in the message body, as code."""
-    safe = dict(values)
-    for name, spec in rule.captures.items():
-        value = values.get(name)
-        if value is not None and (spec.type == "text" or capture_check.check(spec, str(value))):
-            safe[name] = "(see below)"
-    for key in [k for k in safe if k.startswith("deploy.")]:
-        if capture_check.check(DEPLOY_VALUE, str(safe[key])):
+    """A title is plain text everywhere (Slack's cannot hold code): only values that pass a
+    check as a name, file or image appear in it (free text and refused values are shown in the
+    message body, as code), and their dots and `@` are broken (`login-binance[.]com`), so a
+    chat app never makes a link or a mention of a name someone chose."""
+    safe = {}
+    for key, value in values.items():
+        spec = rule.captures.get(key)
+        if spec is None:
+            spec = DEPLOY_VALUE if key.startswith("deploy.") else TITLE_VALUE
+        if isinstance(value, bool | int | float) and spec is TITLE_VALUE:
+            safe[key] = value  # an exit code, a count
+        elif value is None:
+            safe[key] = value
+        elif spec.type == "text" or capture_check.check(spec, str(value)):
             safe[key] = "(see below)"
+        else:
+            safe[key] = unlinkable(str(value))
     return safe
+
+
+def unlinkable(value: str) -> str:
+    """A name as it may stand in a title: no dot or `@` a chat app would make a link of."""
+    return value.replace(".", "[.]").replace("@", "[@]")
 
 
 class Notifier(OneLoop):

@@ -19,7 +19,7 @@ CREDENTIAL_PATH = re.compile(r"^/accounts/add-credential/([^/]+)/([^/]+)/?$")
 
 def credential_target(path: str) -> dict[str, str] | None:
     """{account, connector} of a credential upload's path (its body is never kept)."""
-    m = CREDENTIAL_PATH.match(path)
+    m = CREDENTIAL_PATH.fullmatch(path)
     return {"account": m[1], "connector": m[2]} if m else None
 
 

@@ -4,7 +4,9 @@ Clients point at it instead of hummingbot-api. Every method, path, query,
 header and body goes upstream unchanged and hummingbot-api's status, headers
 and body come back unchanged; bodies stream, except those of the two deploy
 routes, which are read whole (at most 1 MiB: larger ones are answered 413 and
-never forwarded) so they can be recorded.
+never forwarded) so they can be recorded. Every body, on every route, must
+come within BODY_TIMEOUT of its headers (408 and closed otherwise), so a client
+trickling a body holds no place for long.
 
 A deploy request is written to the state file before it is forwarded (a crash
 before the answer never loses it) when it carries hummingbot-api's login, as
@@ -42,7 +44,7 @@ from yarl import URL
 from agent.component import Loop, OneLoop
 from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, base_name
 from agent.recorder.events import credential_target
-from agent.recorder.guard import ConnectionGuard
+from agent.recorder.guard import ConnectionGuard, OneLineErrors
 from agent.redact import mask_assignments
 from agent.state import State
 
@@ -57,7 +59,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "transfer-encoding", "upgrade"}
 CHUNK = 64 * 1024
 MAX_DEPLOY_BODY = 1024 * 1024  # a deploy body is a few hundred bytes; more is never forwarded
-BODY_TIMEOUT = 30.0  # seconds to send a deploy body
+BODY_TIMEOUT = 30.0  # seconds to send a request body, on every route
 HEADER_TIMEOUT = 10.0  # seconds from connecting to a request's complete headers
 KEEPALIVE = 30.0  # an idle connection between requests is closed after this
 MAX_CONNECTIONS = 256
@@ -127,6 +129,37 @@ def _strings(body: bytes) -> set[str]:
     return found
 
 
+class _Body:
+    """A request body streamed upstream within a deadline. `late` tells, once the upstream
+    exchange failed, that it failed for the client's sake: it sent too slowly, or went."""
+
+    def __init__(self, request: web.Request, timeout: float, tap: Callable[[bytes], None] | None = None):
+        self.request, self.tap = request, tap
+        self.deadline = asyncio.get_running_loop().time() + timeout
+        self.late = False
+
+    async def chunks(self):
+        it = aiter(self.request.content.iter_chunked(CHUNK))
+        while True:
+            try:
+                async with asyncio.timeout_at(self.deadline):
+                    chunk = await anext(it)
+            except StopAsyncIteration:
+                return
+            except (TimeoutError, ConnectionError):
+                self.late = True
+                raise
+            if self.tap is not None:
+                self.tap(chunk)
+            yield chunk
+
+
+def too_slow() -> web.Response:
+    refused = web.Response(status=408, text="Request Timeout: the request body came too slowly\n")
+    refused.force_close()  # the rest of the body is not read
+    return refused
+
+
 def proves_login(status: int) -> bool:
     """Only the deploy handler itself answers 2xx or 500; hummingbot-api checks the login before
     it runs (a refused login is 401, a body it cannot parse is 422 whatever the login)."""
@@ -193,18 +226,27 @@ class Recorder:
         if request.method == "POST" and request.path.startswith(CREDENTIAL_PREFIX) \
                 and credential_target(request.path) is not None:
             return await self._credential(request, url, headers)
-        body = request.content.iter_chunked(CHUNK) if request.body_exists else None
+        body = _Body(request, self.body_timeout) if request.body_exists else None
         assert self.session is not None
         try:
-            upstream = await self.session.request(request.method, url, headers=headers, data=body,
+            upstream = await self.session.request(request.method, url, headers=headers,
+                                                  data=body.chunks() if body else None,
                                                   allow_redirects=False)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return self._unreachable(request, exc)
+            return too_slow() if body and body.late else self._unreachable(request, exc)
         async with upstream:
             response = self._response(upstream)
             await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                # The exchange broke after the answer began (the body came too slowly, or
+                # hummingbot-api went): the client sees the connection end short.
+                response.force_close()
+                if request.transport is not None:
+                    request.transport.close()
+                return response
             await response.write_eof()
             return response
 
@@ -239,7 +281,7 @@ class Recorder:
                                 status=413, text="Payload Too Large: a deploy body is at most 1 MiB\n")
                             break
             except TimeoutError:
-                refused = web.Response(status=408, text="Request Timeout: the deploy body came too slowly\n")
+                return too_slow()
             if refused is None:
                 return bytes(buf)
         refused.force_close()  # the rest of the body is not read
@@ -334,25 +376,24 @@ class Recorder:
         kept = bytearray()  # the body, to mask what an answer repeats of it (never stored)
         too_long = False
 
-        async def body():
+        def keep(chunk: bytes) -> None:
             nonlocal too_long
-            async for chunk in request.content.iter_chunked(CHUNK):
-                if not too_long:
-                    too_long = len(kept) + len(chunk) > KEEP_BODY
-                    kept.extend(b"" if too_long else chunk)
-                yield chunk
+            if not too_long:
+                too_long = len(kept) + len(chunk) > KEEP_BODY
+                kept.extend(b"" if too_long else chunk)
 
+        body = _Body(request, self.body_timeout, keep) if request.body_exists else None
         assert self.session is not None
         try:
             upstream = await self.session.request("POST", url, headers=headers, allow_redirects=False,
-                                                  data=body() if request.body_exists else None)
+                                                  data=body.chunks() if body else None)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return self._unreachable(request, exc)
+            return too_slow() if body and body.late else self._unreachable(request, exc)
         async with upstream:
             try:
                 data = await upstream.read()
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                return self._unreachable(request, exc)
+                return too_slow() if body and body.late else self._unreachable(request, exc)
             # Neither status proves the login: a body that is not JSON (422) or not UTF-8 (400) is
             # refused before the login check, so only a refusal carrying the login is kept.
             status = upstream.status
@@ -496,7 +537,8 @@ class RecorderServer(OneLoop):
     async def _serve(self) -> None:
         self._stop_event = asyncio.Event()
         runner = web.AppRunner(self.recorder.app, access_log=None, handle_signals=False,
-                               shutdown_timeout=0.5, keepalive_timeout=KEEPALIVE)
+                               shutdown_timeout=0.5, keepalive_timeout=KEEPALIVE,
+                               logger=OneLineErrors(logging.getLogger("aiohttp.server"), "recorder"))
         await runner.setup()
         guard = self.recorder.guard
         guard.attach(runner.server)

@@ -12,7 +12,7 @@ _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
 def parse_time_of_day(text: str) -> int:
     """`HH:MM` or `HH:MM:SS` to seconds after midnight."""
-    m = _TIME.match(text.strip())
+    m = _TIME.fullmatch(text.strip())
     if m is None:
         raise ValueError(f"{text!r} is not a time of day (HH:MM, 24-hour)")
     return int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3] or 0)

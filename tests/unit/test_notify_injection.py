@@ -74,3 +74,21 @@ def test_slack_gets_no_mention_link_or_markup_from_a_log(tmp_path, slack_payload
     _, body = telegram(msg)
     assert "<!channel>" not in body and "<https://" not in body
     assert "evil.example" not in re.sub(r"<(code|pre)>.*?</\1>", "", body, flags=re.S)
+
+
+def test_a_domain_from_a_log_is_no_link_in_a_title(tmp_path):
+    """A value of type file (dots allowed) such as `login-binance.com.evil.example` went into the
+    title as plain text, where chat apps make it a link: in a title its dots are broken; the body
+    shows it whole, as code."""
+    store = State(tmp_path / "state.db")
+    domain = "login-binance.com.evil.example"
+    inc = store.incidents.create(Incident(
+        id="d0d0d0d0", rule="script-config-missing", key=domain, state="open", severity="warning",
+        container="hummingbot-api", summary="script-config-missing in hummingbot-api", fingerprint="v2:0",
+        captures={"config": domain}))
+    msg = Notifier(store, [], rules=lambda: RULES, redactor=Redactor())._message(inc, "detected", "")
+    assert "login-binance[.]com[.]evil[.]example" in msg.title, msg.title
+    assert "binance.com" not in msg.title and "evil.example" not in msg.title
+    _, body = telegram(msg)  # Telegram has no title of its own: it heads the body
+    assert "evil.example" not in re.sub(r"<(code|pre)>.*?</\1>", "", body, flags=re.S), body
+    assert f"<code>{domain}</code>" in body

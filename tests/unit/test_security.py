@@ -164,3 +164,34 @@ def test_errors_no_rule_knows_are_counted_only_where_a_rule_reads():
                                 "match": [{"kind": "line", "message": "^never$"}],
                                 "notify": {"title": "t", "text": "t"}})
     assert Matcher([*LIBRARY, mine]).reads(on("stdout"))
+
+
+@pytest.mark.parametrize("body", [
+    {"instance_name": "bot\n", "credentials_profile": "p"},
+    {"instance_name": "bot", "credentials_profile": "p\n"},
+    {"instance_name": "bot", "credentials_profile": "p", "script": "s.py\n"},
+])
+def test_a_trailing_newline_is_no_part_of_a_name(body):
+    """`re.match` with a pattern ending in `$` accepts a trailing newline: names are matched whole."""
+    from agent.match import captures
+    from agent.match.model import Capture
+
+    assert check_body("deploy-v2-script", {"instance_name": "bot", "credentials_profile": "p"}) is None
+    assert check_body("deploy-v2-script", body) is not None
+    for kind in ("name", "profile", "file", "image"):
+        assert captures.check(Capture(type=kind), "x1") is None
+        assert captures.check(Capture(type=kind), "x1\n") is not None
+
+
+def test_names_elsewhere_are_matched_whole():
+    from agent.ingest.bots import recognise
+    from agent.ingest.files import LOG_FILE
+    from agent.names import base_name
+    from agent.stackconf import StackConfig
+
+    assert LOG_FILE.fullmatch("errors.log") and not LOG_FILE.fullmatch("errors.log\n")
+    with pytest.raises(ValueError):
+        StackConfig(name="default", containers=["hummingbot-api\n"])
+    assert base_name("bot-20261201-101010") == "bot" and base_name("bot-20261201-101010\n") != "bot"
+    bot = {"Name": "/bot", "Config": {"Image": "hummingbot/hummingbot:latest"}, "State": {"Running": True}}
+    assert recognise(bot) is not None and recognise({**bot, "Name": "/bot\n"}) is None
