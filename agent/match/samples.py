@@ -13,7 +13,9 @@ lines (route, status, request body, response message). Rules about a bot's death
 exit events: `EXITED {json}` lines (exit_code, lived, oom_killed, and the bot's last
 lines: last_console, last_errors). A bot's output comes through other channels: a
 `# replay: {"role": "bot", "channel": "errors"}` line says where the blocks after it
-come from (as `rules test --role bot --channel errors` would replay them).
+come from (as `rules test --role bot --channel errors` would replay them); `"gateway":
+"present"` or `"absent"` there says whether the stack has a gateway (`rules test --gateway`),
+`"role": "gateway"` that the lines are the gateway container's.
 """
 
 from __future__ import annotations
@@ -68,7 +70,10 @@ def events_of(lines: list[str], source: dict, container: str = "hummingbot-api")
     if lines and all(x.startswith("EXITED ") for x in lines):
         return [exit_event("rb_x-20261129-073004", ts=i, **json.loads(x[len("EXITED "):]))
                 for i, x in enumerate(lines, 1)]
-    if source:
+    if source.get("role") == "gateway":
+        origin = Origin(source.get("container", "gateway"), source.get("channel", "merged"), "gateway")
+        return list(replay_lines(lines, origin.container, origin=origin))
+    if source.get("role"):
         origin = Origin(source.get("container", "rb_a-20261129-072744"), source["channel"], source["role"])
         return list(replay_lines(lines, origin.container, origin=origin))
     return list(replay_lines(lines, container))
@@ -77,8 +82,15 @@ def events_of(lines: list[str], source: dict, container: str = "hummingbot-api")
 def check(matcher: Matcher, expect: dict, lines: list[str], container: str = "hummingbot-api") -> str | None:
     """None when the block gives what it expects, else what went wrong."""
     expect = dict(expect)
-    events = events_of(lines, expect.pop("_source", {}), container)
-    results = [as_json(e, matcher.match(e)) for e in events]
+    source = expect.pop("_source", {})
+    events = events_of(lines, source, container)
+    known = matcher.gateway
+    if "gateway" in source:  # the stack has a gateway (present) or none (absent)
+        matcher.gateway = lambda: source["gateway"] == "present"
+    try:
+        results = [as_json(e, matcher.match(e)) for e in events]
+    finally:
+        matcher.gateway = known
     if "not" in expect and any(r["rule"] == expect["not"] for r in results):
         return f"matched {expect['not']}, which it must not: {results}"
     if expect.get("rule"):
