@@ -27,7 +27,7 @@ from agent.match.deploy import parse_config_repr
 from agent.match.loader import params_of, render, unresolved
 from agent.match.model import RETRY_DEPLOY, Rule
 from agent.match.model import Match as MatchSpec
-from agent.names import CREDENTIAL_ROUTE, protected_profile
+from agent.names import CREDENTIAL_ROUTE, GATEWAY_ROUTE, protected_profile
 
 ROLES = (API, BOT, GATEWAY, SIBLING)
 CONTEXT_KEEP = 256  # recent context lines kept per container
@@ -399,7 +399,7 @@ class Matcher:
                 sets: dict[str, str] | None = None) -> Result:
         rule = c.rule
         res = Result(rule, event, dict(caught))
-        if event.kind == RESPONSE and event.data and event.data.get("route") != CREDENTIAL_ROUTE:
+        if event.kind == RESPONSE and event.data and event.data.get("route") not in (CREDENTIAL_ROUTE, GATEWAY_ROUTE):
             # a deploy exchange carries its request; a credential upload's is never kept
             res.deploy = {"route": event.data.get("route"), "body": event.data.get("request") or {}}
         self._add_context(c, res)

@@ -39,7 +39,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from agent.component import Loop, OneLoop
-from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
+from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, GATEWAY_ROUTE
 from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard
 from agent.redact import mask_assignments
@@ -64,6 +64,14 @@ KEEP_BODY = 64 * 1024  # longer request bodies are not stored (so never re-sent)
 KEEP_DAYS = 30  # retention of deploy records, by age ...
 KEEP_COUNT = 1000  # ... and by count
 PRUNE_EVERY = 100  # records between two prunes
+
+
+KEEP_GATEWAY_ANSWER = 4096
+
+
+def is_gateway_path(path: str) -> bool:
+    """hummingbot-api's routes that need the gateway: /gateway/..., /accounts/gateway/..."""
+    return path.startswith(("/gateway/", "/accounts/gateway/")) or path in ("/gateway", "/accounts/gateway")
 
 
 def _forward_headers(headers) -> CIMultiDict:
@@ -196,13 +204,22 @@ class Recorder:
                                                   allow_redirects=False)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return self._unreachable(request, exc)
+        # hummingbot-api's 503 on its gateway routes ("Gateway service is not available") is kept
+        # (route gateway, path, status, answer): nothing in its log says it.
+        gateway = upstream.status == 503 and is_gateway_path(request.path)
+        kept = bytearray()
         async with upstream:
             response = self._response(upstream)
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
+                if gateway and len(kept) < KEEP_GATEWAY_ANSWER:
+                    kept.extend(chunk[:KEEP_GATEWAY_ANSWER - len(kept)])
                 await response.write(chunk)
             await response.write_eof()
-            return response
+        if gateway:  # the handler's own answer: the login was checked before it ran
+            answer = kept.decode("utf-8", "replace")
+            self._submit(self._write_gateway, request.path, answer, outcome(503, bytes(kept))[1])
+        return response
 
     def _response(self, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -344,6 +361,13 @@ class Recorder:
     def _write_credential(self, path: str, status: int, answer: str, message: str) -> None:
         deploy_id = self.store.deploys.record(
             route=CREDENTIAL_ROUTE, path=path, request_body="", status=status, response_body=answer,
+            failed=True, message=message, profile=None, instance=None, stack=self.stack)
+        if self.on_record is not None:
+            self.on_record(deploy_id)
+
+    def _write_gateway(self, path: str, answer: str, message: str) -> None:
+        deploy_id = self.store.deploys.record(
+            route=GATEWAY_ROUTE, path=path, request_body="", status=503, response_body=answer,
             failed=True, message=message, profile=None, instance=None, stack=self.stack)
         if self.on_record is not None:
             self.on_record(deploy_id)
