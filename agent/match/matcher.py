@@ -85,8 +85,12 @@ def required_literal(pattern: str) -> str | None:
     return best if len(best) >= 4 else None
 
 
+_GATEWAY_LEVEL = {"WARNING": "warn"}  # the gateway's records: `| error |`, `| warn |`
+
+
 def _level_literals(levels: list[str]) -> list[str]:
-    return [lit for lvl in levels for lit in (f" - {lvl} - ", f"{lvl}:")]
+    return [lit for lvl in levels
+            for lit in (f" - {lvl} - ", f"{lvl}:", f" | {_GATEWAY_LEVEL.get(lvl, lvl.lower())} | ")]
 
 
 class _Alternative:
@@ -123,7 +127,8 @@ class _Alternative:
         if s.level:
             return _level_literals(s.level)
         if s.logger:
-            return [f" - {name} - " for name in s.logger] + [f":{name}:" for name in s.logger]
+            return [f" - {name} - " for name in s.logger] + [f":{name}:" for name in s.logger] \
+                + ([" | "] if "gateway" in s.logger else [])
         for rx in (s.message, s.line):
             if rx and (lit := required_literal(rx)):
                 return [lit]
@@ -399,7 +404,8 @@ class Matcher:
                 sets: dict[str, str] | None = None) -> Result:
         rule = c.rule
         res = Result(rule, event, dict(caught))
-        if event.kind == RESPONSE and event.data and event.data.get("route") not in (CREDENTIAL_ROUTE, GATEWAY_ROUTE):
+        if event.kind == RESPONSE and event.data \
+                and event.data.get("route") not in (CREDENTIAL_ROUTE, GATEWAY_ROUTE):
             # a deploy exchange carries its request; a credential upload's is never kept
             res.deploy = {"route": event.data.get("route"), "body": event.data.get("request") or {}}
         self._add_context(c, res)
