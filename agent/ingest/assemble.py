@@ -330,6 +330,12 @@ class Assembler:
         b = st.builder
         st.builder = None
         assert b is not None
+        if b.state in ("node_src", "node_exc"):  # a `file.js:NN` line no Node.js error followed
+            for n, text in enumerate(b.head):
+                if text.strip():
+                    append(Event(container, stream, LINE, [text], b.first_pos + n, b.first_pos + n, b.ts,
+                                 origin=st.origin))
+            return
         append(b.event(container, stream, st.origin))
         for event in b.interleaved:
             append(event)
