@@ -16,7 +16,8 @@ own 502) leave nothing behind. The Authorization header is never stored.
 
 Credential uploads (`POST /accounts/add-credential/<account>/<connector>`) stream through too; a
 refusal (400, or a 422 that carried the login) is kept as route, path, status and answer only:
-their bodies hold exchange keys and are never stored.
+their bodies hold exchange keys and are never stored. A 503 on hummingbot-api's gateway routes is
+kept the same way (route `gateway`, path and answer; no body) when the request carried the login.
 """
 
 from __future__ import annotations
@@ -205,8 +206,11 @@ class Recorder:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return self._unreachable(request, exc)
         # hummingbot-api's 503 on its gateway routes ("Gateway service is not available") is kept
-        # (route gateway, path, status, answer): nothing in its log says it.
-        gateway = upstream.status == 503 and is_gateway_path(request.path)
+        # (route gateway, path, status, answer): nothing in its log says it. Only for a request that
+        # carries the login (as far as the recorder knows it): something in front of hummingbot-api
+        # may answer 503 before any login is checked.
+        gateway = upstream.status == 503 and is_gateway_path(request.path) \
+            and self._may_carry_login(request.headers.get("Authorization"))
         kept = bytearray()
         async with upstream:
             response = self._response(upstream)
@@ -216,7 +220,7 @@ class Recorder:
                     kept.extend(chunk[:KEEP_GATEWAY_ANSWER - len(kept)])
                 await response.write(chunk)
             await response.write_eof()
-        if gateway:  # the handler's own answer: the login was checked before it ran
+        if gateway:
             answer = kept.decode("utf-8", "replace")
             self._submit(self._write_gateway, request.path, answer, outcome(503, bytes(kept))[1])
         return response
@@ -257,6 +261,12 @@ class Recorder:
                 return bytes(buf)
         refused.force_close()  # the rest of the body is not read
         return refused
+
+    def _may_carry_login(self, header: str | None) -> bool:
+        """The known login, or any Basic credentials when the recorder knows none."""
+        if self.login is None:
+            return bool(header) and header.partition(" ")[0].lower() == "basic"
+        return self._carries_login(header)
 
     def _carries_login(self, header: str | None) -> bool:
         if self.login is None or not header:
