@@ -17,7 +17,7 @@ from agent.ingest.follow import is_gateway_image
 from agent.state import State
 from tests.images import TOOLS_IMAGE
 from tests.receiver import Receiver
-from tests.stack import ADMIN, REPO, free_port, labels, wait_until
+from tests.stack import ADMIN, REPO, Stack, free_port, labels, wait_until
 from tests.test_run import start_agent, stop_agent
 
 pytestmark = pytest.mark.docker
@@ -187,3 +187,68 @@ def test_a_gateway_restarted_in_a_loop_is_found_and_told_once(docker_client, mak
     assert [m["title"] for m in told] == [CERTS], rx.titles()
     assert unknown_counts(tmp_path / "state.db") == {}
     assert SECRET not in text and all(SECRET not in str(m) for m in rx.accepted)
+
+
+# The test bed's gateway: the real 2.13's crash without its server key (or with conf/crash there, to
+# make one that crashes whatever its certificates), else its start line.
+FAKE_GATEWAY = [
+    "sh", "-c", "if [ -f /home/gateway/certs/server_key.pem ] && [ ! -f /home/gateway/conf/crash ]; then"
+    " echo \"$(date '+%F %T') | info | \tGateway version 2.13.0 starting at https://localhost:15888\";"
+    " exec sleep 3600; else echo \"Error: ENOENT: no such file or directory, open"
+    " './certs/server_key.pem'\" >&2; exit 7; fi"]
+
+
+def test_recreate_gateway_through_hummingbot_api_makes_the_certificates_and_refuses_a_foreign_gateway(
+        docker_client, tmp_path):
+    import json
+
+    from agent.actions import registry
+    from agent.actions.base import ActionContext, ActionError, NeedsHuman
+    from agent.hummingbot_api import HummingbotAPI
+
+    spec = registry()["recreate_gateway"]
+    stack = Stack(docker_client)
+    name = stack.prefix + "gateway"
+    stack.env.update(STANDIN_GATEWAY_NAME=name, STANDIN_GATEWAY_IMAGE=TOOLS_IMAGE,
+                     STANDIN_GATEWAY_COMMAND=json.dumps(FAKE_GATEWAY))
+    with stack:
+        api = HummingbotAPI(stack.url, "admin", "admin")
+        ctx = ActionContext(docker=docker_client, api=api)
+        started = stack.http("POST", "/gateway/start", json={"image": "hummingbot/gateway:latest",
+                                                              "port": 15888})
+        assert started.status_code == 200 and started.json()["success"], started.text
+        certs = stack.bots / "gateway-files" / "certs"
+        assert sorted(p.name for p in certs.iterdir()) == sorted(
+            ["ca_cert.pem", "ca_key.pem", "client_cert.pem", "client_csr.pem", "client_key.pem",
+             "server_cert.pem", "server_csr.pem", "server_key.pem"])
+        # The certificates go missing under it: at its next start it crashes, and again and again.
+        assert stack.api.exec_run(["sh", "-c", "rm -f bots/gateway-files/certs/*.pem"]).exit_code == 0
+        crashing = docker_client.containers.get(name)
+        crashing.restart(timeout=1)
+        wait_until(lambda: crashing.reload() or crashing.attrs["RestartCount"] >= 2, 60, "the restart loop")
+        foreign = docker_client.containers.run(
+            TOOLS_IMAGE, entrypoint=["sleep", "300"], name=stack.prefix + "dex-gateway", detach=True,
+            network_mode="none", labels=labels(stack.run_id))
+        try:
+            with pytest.raises(NeedsHuman, match="not the gateway hummingbot-api manages"):
+                spec.func(spec.params.model_validate({"container": foreign.name}), ctx)
+            assert docker_client.containers.get(name).id == crashing.id  # nothing was recreated
+            done = spec.func(spec.params.model_validate({"container": name, "settle": 3}), ctx)
+        finally:
+            api.close()
+        assert done.startswith(f"hummingbot-api recreated the gateway ({name}), running 3 s"), done
+        new = docker_client.containers.get(name)
+        assert new.id != crashing.id and new.status == "running" and new.attrs["RestartCount"] == 0
+        assert (certs / "server_key.pem").is_file()
+        assert "Gateway version 2.13.0 starting" in new.logs().decode()
+        # A gateway that crashes even so is not called fixed.
+        assert stack.api.exec_run(["touch", "bots/gateway-files/conf/crash"]).exit_code == 0
+        api = HummingbotAPI(stack.url, "admin", "admin")
+        try:
+            new.restart(timeout=1)
+            wait_until(lambda: new.reload() or new.attrs["RestartCount"] >= 1, 60, "the new loop")
+            with pytest.raises(ActionError, match="the new gateway exited"):
+                spec.func(spec.params.model_validate({"container": name, "settle": 3}),
+                          ActionContext(docker=docker_client, api=api))
+        finally:
+            api.close()
