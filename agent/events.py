@@ -19,7 +19,7 @@ LINE, TRACEBACK, RESPONSE, EXIT = "line", "traceback", "response", "exit"
 FINGERPRINT_VERSION = "2"
 
 # Roles of what the agent follows, and the channels lines come through.
-API, BOT, SIBLING = "hummingbot-api", "bot", "sibling"
+API, BOT, SIBLING, GATEWAY = "hummingbot-api", "bot", "sibling", "gateway"
 CONSOLE, ERRORS, LOG = "console", "errors", "log"
 
 
@@ -38,8 +38,15 @@ class Origin:
 
 
 def role_of(container: str) -> str:
-    """The role of a followed container that is not a bot: hummingbot-api or a sibling."""
-    return API if container.endswith("hummingbot-api") else SIBLING
+    """The role of a followed container that is not a bot: hummingbot-api, the gateway
+    (hummingbot-api's `POST /gateway/start` names it `gateway`; a compose file's may be
+    `<project>-gateway-1`), or a sibling."""
+    if container.endswith("hummingbot-api"):
+        return API
+    return GATEWAY if _GATEWAY_NAME.search(container) else SIBLING
+
+
+_GATEWAY_NAME = re.compile(r"(?:^|[-_])gateway(?:[-_]\d+)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +67,7 @@ class Frame:
         """Application code, as opposed to the interpreter's or an installed library's."""
         f = self.file
         return not ("site-packages" in f or "dist-packages" in f or "/lib/python" in f
-                    or f.startswith("<"))
+                    or f.startswith(("<", "node:")) or "/node_modules/" in f)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +93,16 @@ _BOT_FILE = re.compile(
 _CONSOLE = re.compile(r"^(\d\d:\d\d:\d\d) - (\S+) - (.*)$", re.S)
 _UVICORN = re.compile(r"^(TRACE|DEBUG|INFO|WARNING|ERROR|CRITICAL):\s+(.*)$", re.S)
 _LOGFIRE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) ((?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS) .*)$", re.S)
+# The gateway's own records (Node, winston): local time, level, a tab, the message.
+_GATEWAY = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \| (debug|info|warn|error) \| \t?(.*)$", re.S)
+_GATEWAY_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "error": "ERROR"}
 _STDLIB = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):([\w.]+):(.*)$", re.S)
 
 
 def parse_header(line: str) -> Header | None:
-    """Header of the record formats: hummingbot-api's records, uvicorn, logfire, stdlib, and a
-    bot's log files and console."""
+    """Header of the record formats: hummingbot-api's records, uvicorn, logfire, stdlib, a
+    bot's log files and console, and the gateway's (`2026-12-06 21:49:23 | info | \tmessage`:
+    logger `gateway`, its level upper-cased, warn as WARNING)."""
     if m := _APP.match(line):
         return Header(m[1], m[2], m[3], m[4])
     if m := _BOT_FILE.match(line):
@@ -100,6 +111,8 @@ def parse_header(line: str) -> Header | None:
         return Header(m[1], m[2], None, m[3])
     if m := _STDLIB.match(line):
         return Header(None, m[2], m[1], m[3])
+    if m := _GATEWAY.match(line):
+        return Header(m[1], GATEWAY, _GATEWAY_LEVELS[m[2]], m[3])
     if m := _UVICORN.match(line):
         return Header(None, "uvicorn", m[1], m[2])
     if m := _LOGFIRE.match(line):
@@ -108,6 +121,8 @@ def parse_header(line: str) -> Header | None:
 
 
 _FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+)(?:, in (.*))?$')
+# A Node.js stack frame: `    at fn (/path/file.js:13:27)` or `    at /path/file.js:13:27`.
+_NODE_FRAME = re.compile(r"^\s+at (?:(?:async )?(.+?) \((.+?):(\d+):\d+\)|(.+?):(\d+):\d+)$")
 
 # Normalisation for fingerprints: values that change between occurrences of the
 # same failure. Order matters: the specific forms first, bare numbers last.
@@ -262,6 +277,9 @@ class Event:
             m = _FRAME.match(file_line)
             if m:
                 out.append(Frame(m[1], int(m[2]), m[3] or "", code.strip()))
+            elif n := _NODE_FRAME.match(file_line):
+                file, line = (n[2], n[3]) if n[2] else (n[4], n[5])
+                out.append(Frame(file, int(line), n[1] or "", ""))
         return out
 
     @cached_property

@@ -38,6 +38,7 @@ def protected_profile(name: str) -> bool:
 # The recorder's name for credential uploads (POST /accounts/add-credential/<account>/<connector>),
 # beside the two deploy routes.
 CREDENTIAL_ROUTE = "add-credential"
+GATEWAY_ROUTE = "gateway"  # the recorder's route of hummingbot-api's answers on its gateway routes
 
 
 def parse_addr(addr: str) -> tuple[str, int]:

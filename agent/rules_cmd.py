@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the rules load when a command reads them: `hb-medic health`
 
 group("rules", help="check, test and describe rule files")
 
-ROLES = ["hummingbot-api", "bot", "sibling"]
+ROLES = ["hummingbot-api", "bot", "gateway", "sibling"]
 CHANNELS = ["console", "errors", "log"]
 ROLE_AND_CHANNEL = "--role bot needs --channel console|errors|log (and --channel needs --role bot)"
 
@@ -57,12 +57,15 @@ def rules_check(args: argparse.Namespace) -> int:
     Arg("--channel", choices=CHANNELS,
         help="for --role bot: a saved console (docker logs, -t or not), logs/errors.log, or a "
              "logs/logs_*.log file"),
+    Arg("--gateway", choices=["present", "absent"],
+        help="whether the stack has a gateway (the agent sees it on the engine; a replay is told): "
+             "without it, the rules that depend on it do not match"),
 ])
 def rules_test(args: argparse.Namespace) -> int:
     if (args.role == "bot") != (args.channel is not None):
         raise UsageError(ROLE_AND_CHANNEL)
     origin = origin_for(args.role, args.channel, args.container)
-    return run_test(args.logfiles, user_rules(args.rules), args.json, origin)
+    return run_test(args.logfiles, user_rules(args.rules), args.json, origin, gateway=args.gateway)
 
 
 @command("rules", "schema", help="JSON Schema of the rule format")
@@ -110,6 +113,11 @@ class _Style:
         return f"\033[{code}m{text}\033[0m" if self.on else text
 
 
+def gateway_fact(given: str | None):
+    """`--gateway present|absent` as the matcher asks it (None: not known)."""
+    return None if given is None else (lambda: given == "present")
+
+
 def origin_for(role: str, channel: str | None, container: str | None) -> Origin | None:
     """Where a replayed file came from; None for hummingbot-api's `docker logs` (merged streams)."""
     if channel is None and role == "hummingbot-api":
@@ -119,8 +127,10 @@ def origin_for(role: str, channel: str | None, container: str | None) -> Origin 
 
 
 def run_test(paths: list[str], rules_dir: str | None, as_json_lines: bool,
-             origin: Origin | str | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """`origin`: where the files came from (a container name alone: hummingbot-api's streams)."""
+             origin: Origin | str | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+             gateway: str | None = None) -> int:
+    """`origin`: where the files came from (a container name alone: hummingbot-api's streams);
+    `gateway`: present or absent, whether the stack has one (None: not known)."""
     from agent.match.library import load_library
     from agent.match.matcher import Matcher
     from agent.match.samples import as_json
@@ -135,7 +145,8 @@ def run_test(paths: list[str], rules_dir: str | None, as_json_lines: bool,
     style = _Style(out.isatty() and not os.environ.get("NO_COLOR"))
     counts: Counter[str] = Counter()
     for path in paths:
-        matcher = Matcher(loaded.rules)  # each file is its own log: no state carried over
+        # each file is its own log: no state carried over
+        matcher = Matcher(loaded.rules, gateway=gateway_fact(gateway))
         try:
             fh = open_input(path)
         except OSError as exc:

@@ -155,7 +155,7 @@ class StackRuntime(Component):
                              catchup_window=s.catchup_window, max_line=s.max_line_bytes, bots=self.bots,
                              bots_dir=stack.bots_dir, stack=stack.name, address=stack.engine(),
                              background=shared.show_stack)
-        self.matcher = Matcher(shared.rules().rules, labels=self.ingest.labels)
+        self.matcher = Matcher(shared.rules().rules, labels=self.ingest.labels, gateway=self.has_gateway)
         self.feed = DeployFeed(store, self.pipeline, checkpoints=checkpoints, catchup_window=s.catchup_window,
                                stack=stack.name)
         self.api_watch = ApiWatch(stack, self.where)
@@ -181,6 +181,13 @@ class StackRuntime(Component):
                 watch=self.fate, settle=s.bot_settle, allowed_images=tuple(s.allowed_images))
         return self._context
 
+    def has_gateway(self) -> bool | None:
+        """Whether this stack has a gateway: its `gateway` setting, else a gateway container on
+        its engine (None until the engine's containers were listed)."""
+        if self.config.gateway != "auto":
+            return self.config.gateway == "present"
+        return self.ingest.has_gateway()
+
     # -- events ---------------------------------------------------------------------------------
     def handle(self, event: Event) -> None:
         """One event of this stack's pipeline: match it, then on to the remedy (or counted)."""
@@ -201,7 +208,7 @@ class StackRuntime(Component):
         self.remedy.submit(res)
 
     def rules_changed(self, rules: list) -> None:
-        self.matcher = Matcher(rules, labels=self.ingest.labels)
+        self.matcher = Matcher(rules, labels=self.ingest.labels, gateway=self.has_gateway)
 
     # -- the component --------------------------------------------------------------------------
     def start(self) -> None:

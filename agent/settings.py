@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     bots_dir: Path | None = Field(
         None, description="hummingbot-api's bots/ folder, mounted read-only: the bots' log files, and"
                           " deploys to rebuild.")
+    gateway: Literal["auto", "present", "absent"] = Field(
+        "auto", description="Whether the stack has a Hummingbot Gateway: auto (a container named gateway,"
+                            " or of a `*/gateway:*` image, on the engine), present or absent.")
     bots: str = Field(
         "all", pattern=r"^[^\s]+$",
         description="Which bots hummingbot-api deployed to follow: all, off, or shell patterns of container"
@@ -179,7 +182,7 @@ class Settings(BaseSettings):
             base = {"name": DEFAULT_STACK, "containers": self.containers,
                     "hummingbot_url": self.hummingbot_url, "hummingbot_username": self.hummingbot_username,
                     "recorder_addr": self.recorder_addr, "bots_dir": self.bots_dir,
-                    "credentials_dir": self.credentials_dir, "bots": self.bots}
+                    "credentials_dir": self.credentials_dir, "bots": self.bots, "gateway": self.gateway}
             stack = StackConfig.model_validate({**base, **entry})
             if stack.hummingbot_password is None and self.hummingbot_password is not None:
                 stack = stack.model_copy(update={"hummingbot_password": self.hummingbot_password})

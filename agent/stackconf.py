@@ -93,6 +93,9 @@ class StackConfig(BaseModel):
     credentials_dir: Path | None = None
     bots: str | None = Field(None, pattern=r"^[^\s]+$",
                              description="all, off, or name patterns (MEDIC_BOTS).")
+    gateway: Literal["auto", "present", "absent"] = Field(
+        "auto", description="Whether the stack has a Hummingbot Gateway (MEDIC_GATEWAY); auto: a gateway"
+                            " container (named gateway, or of a `*/gateway:*` image) on its engine.")
     # Read from hummingbot_password_file at validation (or the environment, for `default`).
     hummingbot_password: SecretStr | None = Field(None, exclude=True)
 

@@ -127,6 +127,31 @@ def test_without_a_known_login_only_authenticated_answers_are_kept(tmp_path):
         assert store.deploys.get(1) is None
 
 
+def test_a_gateway_503_is_kept_only_for_a_request_carrying_the_login(tmp_path):
+    """hummingbot-api checks the login before its gateway handlers run; something in front of it that
+    answers 503 for it does not: a 503 of a request without the login is nobody's evidence."""
+    store = State(tmp_path / "state.db")
+    for login_checked in (False, True):
+        with HeldUpstream(login_checked=login_checked) as up, \
+                running_recorder(up.url, store, login=("admin", "admin")) as via, \
+                httpx.Client(base_url=via, timeout=30) as c:
+            for auth in (None, ("admin", "nope")):
+                assert c.get("/gateway/connectors", auth=auth).status_code == (401 if login_checked else 503)
+            assert c.get("/gateway/chains", auth=ADMIN).status_code == 503
+            wait_until(lambda n=1 + login_checked: len(store.deploys.after(0)) == n, 10, "the record")
+            time.sleep(0.5)  # nothing more comes
+    assert [(d.route, d.path) for _, d in store.deploys.after(0)] == [("gateway", "/gateway/chains")] * 2
+    # Without a known login, a request that carries none is not kept either.
+    other = State(tmp_path / "other.db")
+    with HeldUpstream(login_checked=False) as up, running_recorder(up.url, other) as via, \
+            httpx.Client(base_url=via, timeout=30) as c:
+        assert c.get("/gateway/connectors").status_code == 503
+        assert c.get("/gateway/chains", auth=ADMIN).status_code == 503
+        wait_until(lambda: other.deploys.after(0), 10, "the record")
+        time.sleep(0.5)
+    assert [d.path for _, d in other.deploys.after(0)] == ["/gateway/chains"]
+
+
 def test_deploy_bodies_are_bounded(tmp_path):
     store = State(tmp_path / "state.db")
     with HeldUpstream() as up, running_recorder(up.url, store, login=ADMIN, body_timeout=2) as via:

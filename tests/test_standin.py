@@ -538,3 +538,28 @@ def test_rate_oracle_noise_chained_traceback(make_stack):
                             r"to host api\.\w+\.\w+:443 ssl:default \[Temporary failure in name "
                             r"resolution\]", line) for line in block)
     assert not only(stack.lines("stdout"), "Traceback|ERROR")
+
+
+# --- the gateway routes with no gateway (the shared captures' gateway g4) ---------------------------
+
+def test_current_gateway_routes_without_a_gateway_answer_as_captured(stack):
+    assert stack.http("GET", "/gateway/status").json() == {
+        "running": False, "container_id": None, "image": None, "created_at": None, "port": None}
+    for method, path in (("GET", "/gateway/logs"), ("POST", "/gateway/stop")):
+        r = stack.http(method, path)
+        assert (r.status_code, r.json()) == (404, {"detail": "Gateway container not found"}), path
+    paths = ["/gateway/connectors", "/gateway/chains", "/gateway/networks", "/gateway/apiKeys",
+             "/accounts/gateway/wallets"]
+    for path in paths:
+        r = stack.http("GET", path)
+        assert r.status_code == 503 and r.content == b'{"detail":"Gateway service is not available"}', path
+        assert r.headers["content-type"] == "application/json"
+    # The login first, as on every router: an unauthenticated request never reaches the handler.
+    assert stack.http("GET", "/gateway/connectors", auth=None).status_code == 401
+    assert stack.http("GET", "/gateway/connectors", auth=("admin", "nope")).status_code == 401
+    stack.wait_line("stdout", r'"GET /accounts/gateway/wallets HTTP/1.1" 503 Service Unavailable')
+    for path in paths:
+        assert only(stack.lines("stdout"), ACCESS.format(method="GET", path=re.escape(path),
+                                                         status="503 Service Unavailable")), path
+    # The 503s add no application log line.
+    assert not only(stack.lines("all"), "not available")

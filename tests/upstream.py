@@ -1,7 +1,9 @@
 """A hummingbot-api double whose deploy answers a test can hold back, to look at the
 recorder between forwarding a request and its answer (in flight, killed mid-way).
 It checks the login as hummingbot-api does (401 before the handler runs) and
-answers a held deploy like a missing credentials profile (500)."""
+answers a held deploy like a missing credentials profile (500). Its gateway routes answer 503
+`Gateway service is not available`; with `login_checked=False` before any login check, as a
+proxy in front of hummingbot-api that answers for it would."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from tests.stack import free_port
 
 
 class HeldUpstream:
-    def __init__(self, user: str = "admin", password: str = "admin") -> None:
+    def __init__(self, user: str = "admin", password: str = "admin", login_checked: bool = True) -> None:
+        self.login_checked = login_checked
         self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,10 +47,14 @@ class HeldUpstream:
             self._loop.call_soon_threadsafe(self._release.set)
 
     async def _handle(self, request: web.Request) -> web.Response:
+        if request.path.startswith("/gateway/") and not self.login_checked:
+            return web.json_response({"detail": "Gateway service is not available"}, status=503)
         if request.headers.get("Authorization") != self.expected:
             return web.json_response({"detail": "Incorrect username or password"}, status=401)
         body = await request.read()
         self.received.append((request.path, body))
+        if request.path.startswith("/gateway/"):
+            return web.json_response({"detail": "Gateway service is not available"}, status=503)
         if "deploy" not in request.path:
             return web.json_response([])
         if self.hold.is_set():

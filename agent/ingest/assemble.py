@@ -7,6 +7,12 @@ exceptions and exception groups. It closes on structure: the final exception
 line followed by anything that cannot continue it; only when the input pauses
 right after an exception line does a short grace (tens of ms) decide.
 
+A Node.js crash (the gateway's, before its logger starts) is one event too: the
+``/path/file.js:NN`` line Node prints first, the source line and its caret, the
+``Error: ...`` line, its ``    at ...`` frames, the error's properties block
+(``{ errno: -2, code: 'ENOENT', ... }``, kept as part of its message) and the
+closing ``Node.js vNN`` line, which ends it.
+
 Every other line is a one-line event. A WARNING or higher record is held for
 the same grace, because a traceback or a continuation of its message (such as
 SQLAlchemy's ``(Background on this error at: ...)``) may follow.
@@ -48,6 +54,7 @@ _APP_RECORD = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - "  # hummingbot-api's record format, a bot's log files
     r"|^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:"  # logging's default format
     r"|^\d\d:\d\d:\d\d - \S+ - "  # a bot's console
+    r"|^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| (?:debug|info|warn|error) \| "  # the gateway's records
 )
 _FOREIGN = re.compile(
     r'^(?:INFO|WARNING|ERROR):\s+\S+ - "[A-Z]+ \S+ HTTP/[\d.]+" \d{3}'  # uvicorn access
@@ -60,6 +67,15 @@ _GOES_ON = re.compile(r"^(?:\s|\(Background on this error at: |\[(?:SQL|paramete
 _LISTING = re.compile(r"\b\d+ validation errors? for [\w.]+$", re.M)  # pydantic's, then its fields
 _NOT_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ufffd]")  # control characters, undecodable bytes
 _GROUP_PREFIX = re.compile(r"^(\s*)(?:\| ?|\+[-+]*.*$)")
+
+# A Node.js crash: where it was thrown (`/home/gateway/dist/https.js:13`, `node:internal/...:70`),
+# the error line (`Error: ...`, `TypeError [ERR_X]: ...`), frames, and the runtime's last word.
+_NODE_HEAD = re.compile(r"^(?:/|node:|[A-Za-z]:\\)\S*:\d+$")
+_NODE_EXC = re.compile(r"^([A-Za-z_$][\w$.]*)(?: \[[\w.]+\])?: (.*)$"
+                       r"|^([A-Za-z_$][\w$.]*(?:Error|Exception))$")
+_NODE_AT = re.compile(r"^\s+at \S")
+_NODE_END = re.compile(r"^Node\.js v\d+")
+NODE_STATES = ("node_src", "node_exc", "node_frames", "node_props", "node_tail")
 
 MAX_CONTINUATION = 50
 MAX_FOREIGN_RUN = 200
@@ -228,14 +244,16 @@ class Assembler:
                 # The hot path: most lines are plain one-line events.
                 if not text or text.isspace():
                     continue
-                if text[-1] != ":" and not text.startswith("ERROR:") and not hold(text):
+                if text[-1] != ":" and not text.startswith("ERROR:") and not hold(text) \
+                        and not (text[-1].isdigit() and _NODE_HEAD.match(text)):
                     if len(text) > self.max_chars:
                         text = _cut(text, self.max_chars)
                     append(Event(container, stream, LINE, [text], pos, pos, ts, origin=origin))
                     continue
             line(container, stream, st, pos, ts, text, append)
         if st.builder is not None:
-            st.deadline = now + (self.stall if st.builder.state == "frames" else self.grace)
+            ongoing = st.builder.state == "frames" or st.builder.state in NODE_STATES[:4]
+            st.deadline = now + (self.stall if ongoing else self.grace)
         return out
 
     def _line(self, container, stream, st: _StreamState, pos, ts, text, append) -> None:
@@ -248,6 +266,10 @@ class Assembler:
             self._start_tb(st, pos, ts, text)
             if self._is_group_start(text):
                 st.builder.state = "group"
+        elif _NODE_HEAD.match(text):
+            b = st.builder = _Builder(TRACEBACK, pos, ts, self.max_lines, self.max_chars)
+            b.add(pos, ts, text)
+            b.state = "node_src"
         elif _HOLD.search(text) or text.startswith("ERROR:"):
             b = st.builder = _Builder(LINE, pos, ts, self.max_lines, self.max_chars)
             b.add(pos, ts, text)
@@ -308,6 +330,12 @@ class Assembler:
         b = st.builder
         st.builder = None
         assert b is not None
+        if b.state in ("node_src", "node_exc"):  # a `file.js:NN` line no Node.js error followed
+            for n, text in enumerate(b.head):
+                if text.strip():
+                    append(Event(container, stream, LINE, [text], b.first_pos + n, b.first_pos + n, b.ts,
+                                 origin=st.origin))
+            return
         append(b.event(container, stream, st.origin))
         for event in b.interleaved:
             append(event)
@@ -323,6 +351,10 @@ class Assembler:
                 self._close(container, stream, st, append)
             return
         b.foreign_run = 0
+
+        if state in NODE_STATES:
+            self._node_step(container, stream, st, pos, ts, text, append)
+            return
 
         if state == "held":
             if _TB_LINE.match(text):
@@ -411,6 +443,57 @@ class Assembler:
             else:
                 self._close(container, stream, st, append)
                 self._line(container, stream, st, pos, ts, text, append)  # a fresh start
+
+    def _node_step(self, container, stream, st: _StreamState, pos, ts, text, append) -> None:
+        """A Node.js crash: header, source and caret, error line, frames, properties, version."""
+        b = st.builder
+        state = b.state
+        if state == "node_src":
+            if not text.strip():
+                b.state = "node_exc"
+            b.add(pos, ts, text)  # the source line, its caret, the blank line before the error
+            if len(b.head) > 4 and b.state == "node_src":
+                b.state = "node_exc"  # no blank line: the error comes next, or this is no crash
+            return
+        if state == "node_exc":
+            m = _NODE_EXC.match(text)
+            if not text.strip():
+                b.add(pos, ts, text)
+            elif m is not None and not is_header(text):
+                b.add(pos, ts, text)
+                b.exceptions.append(ExceptionInfo(m[1] or m[3], m[2] or ""))
+                b.depth_exc.append(0)
+                b.state = "node_frames"
+            else:
+                self._close(container, stream, st, append)
+                self._line(container, stream, st, pos, ts, text, append)
+            return
+        if state == "node_frames" and _NODE_AT.match(text):
+            b.add(pos, ts, text)
+            if len(b.frame_lines) < 256:
+                b.frame_lines.append((text.removesuffix(" {"), ""))
+            if text.endswith(" {"):
+                b.state = "node_props"  # the error's own properties follow
+            return
+        if state == "node_frames" and text.strip().startswith("... ") and text.strip().endswith("..."):
+            b.add(pos, ts, text)  # "... 2 lines matching cause stack trace ..."
+            return
+        if state == "node_props":
+            b.add(pos, ts, text)
+            if text.strip() == "}":
+                b.state = "node_tail"
+            elif b.continuation < MAX_CONTINUATION:
+                b.continue_message(text)
+            return
+        if not text.strip():
+            b.add(pos, ts, text)
+            b.state = "node_tail"
+        elif _NODE_END.match(text):
+            b.add(pos, ts, text)
+            self._close(container, stream, st, append)
+        else:
+            self._close(container, stream, st, append)
+            self._line(container, stream, st, pos, ts, text, append)
 
     @staticmethod
     def _is_group_start(text: str) -> bool:

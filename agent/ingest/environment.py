@@ -5,7 +5,8 @@ deploy answered `{"success": false, "message": "Password not provided..."}`. The
 the environment from the engine whenever it meets a new container of hummingbot-api (the first
 attach, a re-created container) and tells what is wrong as one line on the `engine` channel,
 which only the agent writes: no log line, whatever it says, can pose as one. Values are never
-carried, only whether they are empty.
+carried, only whether they are empty. The gateway's GATEWAY_PASSPHRASE the same way: without it a
+gateway that runs secured cannot decrypt its server key.
 """
 
 from __future__ import annotations
@@ -13,24 +14,35 @@ from __future__ import annotations
 import calendar
 import time
 
-from agent.events import API, LINE, Event, Origin
+from agent.events import API, GATEWAY, LINE, Event, Origin
 
 ENGINE = "engine"
 EMPTY_CONFIG_PASSWORD = ("CONFIG_PASSWORD is empty in the container's environment: every deploy will"
                          " answer \"Password not provided\"")
 
 
+MISSING_GATEWAY_PASSPHRASE = ("GATEWAY_PASSPHRASE is {how} in the gateway's environment while it runs"
+                              " secured (DEV is not true): it cannot open its certificates")
+
+
 def environment_events(info: dict, container: str, role: str, stack: str) -> list[Event]:
-    """Events for what `docker inspect` of hummingbot-api shows wrong in its environment."""
-    if role != API:
+    """Events for what `docker inspect` of hummingbot-api or the gateway shows wrong in its
+    environment."""
+    if role not in (API, GATEWAY):
         return []
     env = (info.get("Config") or {}).get("Env") or []
     values = dict(item.partition("=")[::2] for item in env if isinstance(item, str))
-    if "CONFIG_PASSWORD" not in values or values["CONFIG_PASSWORD"]:
+    if role == GATEWAY:
+        if values.get("DEV", "").lower() == "true" or values.get("GATEWAY_PASSPHRASE"):
+            return []
+        text = MISSING_GATEWAY_PASSPHRASE.format(how="empty" if "GATEWAY_PASSPHRASE" in values else "not set")
+    elif "CONFIG_PASSWORD" not in values or values["CONFIG_PASSWORD"]:
         return []
+    else:
+        text = EMPTY_CONFIG_PASSWORD
     ts = _ns((info.get("State") or {}).get("StartedAt") or info.get("Created") or "") or time.time_ns()
-    where = Origin(container, ENGINE, API, stack)
-    return [Event(container, ENGINE, LINE, [EMPTY_CONFIG_PASSWORD], ts, ts, ts, origin=where)]
+    where = Origin(container, ENGINE, role, stack)
+    return [Event(container, ENGINE, LINE, [text], ts, ts, ts, origin=where)]
 
 
 def _ns(stamp: str) -> int:

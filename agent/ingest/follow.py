@@ -32,7 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from agent.component import Loop
-from agent.events import API, BOT, CONSOLE, DEFAULT_STACK, Origin, exit_event, role_of
+from agent.events import API, BOT, CONSOLE, DEFAULT_STACK, GATEWAY, Origin, exit_event, role_of
 from agent.ingest.assemble import Item
 from agent.ingest.bots import BotInfo, BotSelection, logs_folder, maybe_bot, recognise
 from agent.ingest.engine import BACKOFF_MAX, EngineHealth, answered, engine_errors, keep_running
@@ -368,6 +368,8 @@ class Ingest:
         self.followers: dict[str, Follower] = {}
         self._bots: dict[str, BotInfo] = {}  # followed bots by name
         self._not_bots: set[str] = set()  # container ids looked at that are no bots
+        self._gateways: set[str] = set()  # names of the gateway containers on the engine
+        self._gateways_seen = False  # the engine's containers were listed once
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connected = threading.Event()  # set once a client was made (or when stopping)
@@ -413,6 +415,7 @@ class Ingest:
     def _start_sources(self) -> None:
         if self._stopping.is_set():
             return
+        self._scan_gateways()  # before any line is read: the rules about the gateway need to know
         for name in self.names:
             self._follow(name, role_of(name))
         if self.files is not None:
@@ -484,6 +487,34 @@ class Ingest:
         f = self.followers.get(name)
         return f.status.labels if f is not None else {}
 
+    def has_gateway(self) -> bool | None:
+        """Whether a gateway container exists on the engine (None: not looked yet)."""
+        with self._lock:
+            return bool(self._gateways) if self._gateways_seen else None
+
+    def _scan_gateways(self) -> None:
+        try:
+            listed = self.client.api.containers(all=True)
+        except DockerException:
+            return  # the engine went away meanwhile: the next connection looks again
+        for c in listed:
+            self._gateway_seen((c.get("Names") or ["/"])[0].lstrip("/"), c.get("Image") or "")
+        with self._lock:
+            self._gateways_seen = True
+
+    def _gateway_seen(self, name: str, image: str) -> None:
+        """A container of the gateway (by its name, or its image `<owner>/gateway:<tag>`): noted,
+        and followed as the gateway when it is not among the named containers."""
+        if role_of(name) != GATEWAY and not is_gateway_image(image):
+            return
+        with self._lock:
+            self._gateways.add(name)
+            follower = self.followers.get(name)
+        if name not in self.names and (follower is None or not follower.alive) \
+                and not self._stopping.is_set():
+            log.info("following the gateway %s", name)
+            self._follow(name, GATEWAY)
+
     def followed_bots(self) -> list[str]:
         with self._lock:
             return list(self._bots)
@@ -508,6 +539,7 @@ class Ingest:
         """The event stream is (again) attached: wake everyone, and find the bots there are."""
         for name in self.names:
             self.wake(name)
+        self._scan_gateways()
         if self.bots is None:
             return
         floor = time.time() - self.catchup_window
@@ -531,6 +563,8 @@ class Ingest:
         return _epoch(finished) >= floor
 
     def started(self, cid: str, name: str) -> None:
+        if role_of(name) == GATEWAY:
+            self._gateway_seen(name, "")
         if self.bots is not None and name not in self.names:
             self._consider(cid, fresh=True)
 
@@ -610,6 +644,7 @@ class Ingest:
     def removed(self, cid: str, name: str) -> None:
         self._not_bots.discard(cid)
         with self._lock:
+            self._gateways.discard(name)
             gone = name in self._bots or (name in self.followers and name not in self.names)
         if gone:
             if self.files is not None:
@@ -620,6 +655,11 @@ class Ingest:
             if f is not None:
                 f.stop(time.monotonic())  # asked only: the event stream must not wait for it
             self.sink.put(Gone(name))
+
+
+def is_gateway_image(image: str) -> bool:
+    """`hummingbot/gateway:latest`, `local/gateway:real`, `gateway:dev`."""
+    return image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0] == "gateway"
 
 
 DRAIN_WAIT = 2.0  # how long a bot's end waits for the last lines of its console

@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import templates
-from agent.events import API, BOT, EXIT, LINE, RESPONSE, SIBLING, TRACEBACK, Event
+from agent.events import API, BOT, EXIT, GATEWAY, LINE, RESPONSE, SIBLING, TRACEBACK, Event
 from agent.match import captures as capture_check
 from agent.match.deploy import parse_config_repr
 from agent.match.loader import params_of, render, unresolved
 from agent.match.model import RETRY_DEPLOY, Rule
 from agent.match.model import Match as MatchSpec
-from agent.names import CREDENTIAL_ROUTE, protected_profile
+from agent.names import CREDENTIAL_ROUTE, GATEWAY_ROUTE, protected_profile
 
-ROLES = (API, BOT, SIBLING)
+ROLES = (API, BOT, GATEWAY, SIBLING)
 CONTEXT_KEEP = 256  # recent context lines kept per container
 CONTEXT_TRACEBACKS = 8  # recent tracebacks kept per container, for contexts that look for one
 UNTIMED_WINDOW_LINES = 500  # without timestamps, "within" means this many lines before
@@ -85,8 +85,12 @@ def required_literal(pattern: str) -> str | None:
     return best if len(best) >= 4 else None
 
 
+_GATEWAY_LEVEL = {"WARNING": "warn"}  # the gateway's records: `| error |`, `| warn |`
+
+
 def _level_literals(levels: list[str]) -> list[str]:
-    return [lit for lvl in levels for lit in (f" - {lvl} - ", f"{lvl}:")]
+    return [lit for lvl in levels
+            for lit in (f" - {lvl} - ", f"{lvl}:", f" | {_GATEWAY_LEVEL.get(lvl, lvl.lower())} | ")]
 
 
 class _Alternative:
@@ -123,7 +127,8 @@ class _Alternative:
         if s.level:
             return _level_literals(s.level)
         if s.logger:
-            return [f" - {name} - " for name in s.logger] + [f":{name}:" for name in s.logger]
+            return [f" - {name} - " for name in s.logger] + [f":{name}:" for name in s.logger] \
+                + ([" | "] if "gateway" in s.logger else [])
         for rx in (s.message, s.line):
             if rx and (lit := required_literal(rx)):
                 return [lit]
@@ -249,6 +254,7 @@ class _Compiled:
         self.acts_on_deploy_profile = any("{deploy.credentials_profile}" in v for a in rule.actions
                                           for v in a.params.values() if isinstance(v, str))
         self.roles = set(rule.where.roles) if rule.where.roles else None
+        self.gateway = None if rule.where.gateway is None else rule.where.gateway == "present"
         self.on_lines = any(a.kind in ("any", LINE) for a in self.alternatives)
         self.on_tracebacks = any(a.kind in ("any", TRACEBACK) for a in self.alternatives)
         self.on_exits = any(a.kind == EXIT for a in self.alternatives)
@@ -286,10 +292,13 @@ class Matcher:
     """All rules of one load, ready to match events of log sources."""
 
     def __init__(self, rules: list[Rule], *, check_where: bool = True,
-                 labels: Callable[[str], dict[str, str]] | None = None) -> None:
+                 labels: Callable[[str], dict[str, str]] | None = None,
+                 gateway: Callable[[], bool | None] | None = None) -> None:
         """`labels(container)` gives a container's labels; without it (replay), label
-        conditions are not checked."""
+        conditions are not checked. `gateway()` says whether the stack has a gateway (None: not
+        known); without an answer, a rule that depends on it does not match."""
         self.labels = labels
+        self.gateway = gateway
         compiled = [_Compiled(r) for r in rules]
         compiled.sort(key=lambda c: (-c.rule.priority, -c.specificity, c.rule.id))
         self.rules = compiled
@@ -364,6 +373,8 @@ class Matcher:
         for c in candidates:
             if self.check_where and event.kind != RESPONSE and not self._where(c, event):
                 continue
+            if c.gateway is not None and (self.gateway is None or self.gateway() is not c.gateway):
+                continue
             for alt in c.alternatives:
                 caught = alt.match(event)
                 if caught is not None:
@@ -403,7 +414,8 @@ class Matcher:
                 sets: dict[str, str] | None = None) -> Result:
         rule = c.rule
         res = Result(rule, event, dict(caught))
-        if event.kind == RESPONSE and event.data and event.data.get("route") != CREDENTIAL_ROUTE:
+        if event.kind == RESPONSE and event.data \
+                and event.data.get("route") not in (CREDENTIAL_ROUTE, GATEWAY_ROUTE):
             # a deploy exchange carries its request; a credential upload's is never kept
             res.deploy = {"route": event.data.get("route"), "body": event.data.get("request") or {}}
         self._add_context(c, res)

@@ -20,7 +20,7 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, str | int) else value
 
 
-Role = Literal["hummingbot-api", "bot", "sibling"]
+Role = Literal["hummingbot-api", "bot", "gateway", "sibling"]
 Channel = Literal["stdout", "stderr", "console", "errors", "log", "recorder", "engine"]
 
 
@@ -31,7 +31,12 @@ class Where(Strict):
     labels: dict[str, str] | None = Field(None, description="container labels that must all be present")
     stream: Literal["any", "stdout", "stderr"] = "any"
     roles: list[Role] | None = Field(
-        None, description="what the container is: hummingbot-api, bot (a bot it deployed), sibling")
+        None, description="what the container is: hummingbot-api, bot (a bot it deployed), gateway (the "
+                          "Hummingbot Gateway), sibling")
+    gateway: Literal["present", "absent"] | None = Field(
+        None, description="only on a stack that has a gateway (present) or has none (absent): a gateway "
+                          "container on its engine, or its `gateway` setting; a replay without that "
+                          "knowledge (rules test without --gateway) never matches such a rule")
     channels: list[Channel] | None = Field(
         None, description="where the lines come from: stdout, stderr, console (a bot's TTY), errors (a "
                           "bot's logs/errors.log), log (its logs_*.log), recorder, engine (life events)")

@@ -14,7 +14,9 @@ events: `EXITED {json}` lines (exit_code, lived, oom_killed, and the bot's last 
 last_console, last_errors). Both replay as `rules test` replays them (agent.ingest.replay).
 A bot's output comes through other channels: a
 `# replay: {"role": "bot", "channel": "errors"}` line says where the blocks after it
-come from (as `rules test --role bot --channel errors` would replay them).
+come from (as `rules test --role bot --channel errors` would replay them); `"gateway":
+"present"` or `"absent"` there says whether the stack has a gateway (`rules test --gateway`),
+`"role": "gateway"` that the lines are the gateway container's.
 """
 
 from __future__ import annotations
@@ -67,7 +69,10 @@ EXITED_BOT = "rb_x-20261129-073004"  # the bot whose death a sample's EXITED lin
 
 def events_of(lines: list[str], source: dict, container: str = "hummingbot-api") -> list[Event]:
     """The block's events, as `rules test` replays them (RECORDED and EXITED lines included)."""
-    if source:
+    if source.get("role") == "gateway":
+        origin = Origin(source.get("container", "gateway"), source.get("channel", "merged"), "gateway")
+        return list(replay_lines(lines, origin.container, origin=origin, exited_as=EXITED_BOT))
+    if source.get("role"):
         origin = Origin(source.get("container", "rb_a-20261129-072744"), source["channel"], source["role"])
         return list(replay_lines(lines, origin.container, origin=origin, exited_as=EXITED_BOT))
     return list(replay_lines(lines, container, exited_as=EXITED_BOT))
@@ -76,8 +81,15 @@ def events_of(lines: list[str], source: dict, container: str = "hummingbot-api")
 def check(matcher: Matcher, expect: dict, lines: list[str], container: str = "hummingbot-api") -> str | None:
     """None when the block gives what it expects, else what went wrong."""
     expect = dict(expect)
-    events = events_of(lines, expect.pop("_source", {}), container)
-    results = [as_json(e, matcher.match(e)) for e in events]
+    source = expect.pop("_source", {})
+    events = events_of(lines, source, container)
+    known = matcher.gateway
+    if "gateway" in source:  # the stack has a gateway (present) or none (absent)
+        matcher.gateway = lambda: source["gateway"] == "present"
+    try:
+        results = [as_json(e, matcher.match(e)) for e in events]
+    finally:
+        matcher.gateway = known
     if "not" in expect and any(r["rule"] == expect["not"] for r in results):
         return f"matched {expect['not']}, which it must not: {results}"
     if expect.get("rule"):

@@ -7,7 +7,7 @@ import re
 import time
 
 from agent.events import API, RESPONSE, Event, Origin
-from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
+from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, GATEWAY_ROUTE
 from agent.records import Deploy
 
 CONTAINER = "recorder"
@@ -26,8 +26,11 @@ def credential_target(path: str) -> dict[str, str] | None:
 def event_from_deploy(d: Deploy, stack: str = DEFAULT_STACK) -> Event:
     """Position is the record id, so `first_line` tells which exchange it was. For a credential
     upload, `request` is what its path says (account, connector): the body held the keys."""
-    body = (credential_target(d.path) or {}) if d.route == CREDENTIAL_ROUTE else (d.body() or {})
-    summary = f"POST {d.path} -> {d.status}: {d.message}"
+    if d.route == GATEWAY_ROUTE:  # hummingbot-api's answer on a gateway route: its path is all
+        body, summary = {"path": d.path}, f"{d.path} -> {d.status}: {d.message}"
+    else:
+        body = (credential_target(d.path) or {}) if d.route == CREDENTIAL_ROUTE else (d.body() or {})
+        summary = f"POST {d.path} -> {d.status}: {d.message}"
     return Event(CONTAINER, STREAM, RESPONSE, [summary], d.id, d.id, int(d.at * 1e9),
                  data={"route": d.route, "status": d.status, "message": d.message, "request": body,
                        "deploy_id": d.id},
@@ -36,6 +39,10 @@ def event_from_deploy(d: Deploy, stack: str = DEFAULT_STACK) -> Event:
 
 def event_from_exchange(route: str, status: int, request: dict, message: str, n: int = 1) -> Event:
     """The same, from a description (golden samples, tests)."""
+    if route == GATEWAY_ROUTE:
+        d = Deploy(n, time.time(), route, request.get("path", "/gateway/connectors"), "", status, "", True,
+                   message, None, None)
+        return event_from_deploy(d)
     if route == CREDENTIAL_ROUTE:
         path = f"/accounts/add-credential/{request.get('account', '')}/{request.get('connector', '')}"
         d = Deploy(n, time.time(), route, path, "", status, "", True, message, None, None)

@@ -18,7 +18,8 @@ own 502) leave nothing behind. The Authorization header is never stored.
 
 Credential uploads (`POST /accounts/add-credential/<account>/<connector>`) stream through too; a
 refusal (400 or 422) that carried the login is kept as route, path, status and answer only:
-their bodies hold exchange keys and are never stored.
+their bodies hold exchange keys and are never stored. A 503 on hummingbot-api's gateway routes is
+kept the same way (route `gateway`, path and answer; no body) when the request carried the login.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from agent.component import Loop, OneLoop
-from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, base_name
+from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, GATEWAY_ROUTE, base_name
 from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard, OneLineErrors
 from agent.redact import mask_assignments
@@ -68,6 +69,14 @@ KEEP_BODY = 64 * 1024  # longer request bodies are not stored (so never re-sent)
 KEEP_DAYS = 30  # retention of deploy records, by age ...
 KEEP_COUNT = 1000  # ... and by count
 PRUNE_EVERY = 100  # records between two prunes
+
+
+KEEP_GATEWAY_ANSWER = 4096
+
+
+def is_gateway_path(path: str) -> bool:
+    """hummingbot-api's routes that need the gateway: /gateway/..., /accounts/gateway/..."""
+    return path.startswith(("/gateway/", "/accounts/gateway/")) or path in ("/gateway", "/accounts/gateway")
 
 
 def _forward_headers(headers) -> CIMultiDict:
@@ -234,11 +243,20 @@ class Recorder:
                                                   allow_redirects=False)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return too_slow() if body and body.late else self._unreachable(request, exc)
+        # hummingbot-api's 503 on its gateway routes ("Gateway service is not available") is kept
+        # (route gateway, path, status, answer): nothing in its log says it. Only for a request that
+        # carries the login (as far as the recorder knows it): something in front of hummingbot-api
+        # may answer 503 before any login is checked.
+        gateway = upstream.status == 503 and is_gateway_path(request.path) \
+            and self._may_carry_login(request.headers.get("Authorization"))
+        kept = bytearray()
         async with upstream:
             response = self._response(upstream)
             await response.prepare(request)
             try:
                 async for chunk in upstream.content.iter_any():
+                    if gateway and len(kept) < KEEP_GATEWAY_ANSWER:
+                        kept.extend(chunk[:KEEP_GATEWAY_ANSWER - len(kept)])
                     await response.write(chunk)
             except (TimeoutError, aiohttp.ClientError, OSError):
                 # The exchange broke after the answer began (the body came too slowly, or
@@ -248,7 +266,10 @@ class Recorder:
                     request.transport.close()
                 return response
             await response.write_eof()
-            return response
+        if gateway:
+            answer = kept.decode("utf-8", "replace")
+            self._submit(self._write_gateway, request.path, answer, outcome(503, bytes(kept))[1])
+        return response
 
     def _response(self, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -286,6 +307,12 @@ class Recorder:
                 return bytes(buf)
         refused.force_close()  # the rest of the body is not read
         return refused
+
+    def _may_carry_login(self, header: str | None) -> bool:
+        """The known login, or any Basic credentials when the recorder knows none."""
+        if self.login is None:
+            return bool(header) and header.partition(" ")[0].lower() == "basic"
+        return self._carries_login(header)
 
     def _carries_login(self, header: str | None) -> bool:
         if self.login is None or not header:
@@ -412,6 +439,13 @@ class Recorder:
     def _write_credential(self, path: str, status: int, answer: str, message: str) -> None:
         deploy_id = self.store.deploys.record(
             route=CREDENTIAL_ROUTE, path=path, request_body="", status=status, response_body=answer,
+            failed=True, message=message, profile=None, instance=None, stack=self.stack)
+        if self.on_record is not None:
+            self.on_record(deploy_id)
+
+    def _write_gateway(self, path: str, answer: str, message: str) -> None:
+        deploy_id = self.store.deploys.record(
+            route=GATEWAY_ROUTE, path=path, request_body="", status=503, response_body=answer,
             failed=True, message=message, profile=None, instance=None, stack=self.stack)
         if self.on_record is not None:
             self.on_record(deploy_id)

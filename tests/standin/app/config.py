@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from urllib.parse import urlparse
 
@@ -66,6 +67,11 @@ NOISE_INTERVAL = float(os.environ.get("STANDIN_NOISE_INTERVAL", "0"))
 # The current generation (with a newer hummingbot library) pings a gateway every 2 s and logs
 # the failure with its traceback; seconds between pings, 0 = off.
 GATEWAY_PING = float(os.environ.get("STANDIN_GATEWAY_PING", "0" if LEGACY else "2"))
+# The container its gateway routes look for (hummingbot-api's POST /gateway/start names it gateway).
+GATEWAY_NAME = os.environ.get("STANDIN_GATEWAY_NAME", "gateway")
+# Test-bed aids: the image and entrypoint (JSON list) a gateway start runs instead of the body's image.
+GATEWAY_IMAGE = os.environ.get("STANDIN_GATEWAY_IMAGE", "")
+GATEWAY_COMMAND = json.loads(os.environ.get("STANDIN_GATEWAY_COMMAND", "null"))
 
 # Test-bed aids, invisible in the logs: the image a deploy uses when the body
 # names none (so nothing is ever pulled), and labels put on bot containers so
