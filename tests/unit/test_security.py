@@ -154,7 +154,8 @@ def test_errors_no_rule_knows_are_counted_only_where_a_rule_reads():
 
     assert matcher.match(on("stdout")) is None and not matcher.reads(on("stdout"))
     assert matcher.reads(on("stderr")) and matcher.reads(on("merged"))
-    for channel, read in (("console", True), ("log", True), ("errors", True), ("stdout", False)):
+    # A bot's stdout is its console when it runs without a terminal (a gateway rule reads it).
+    for channel, read in (("console", True), ("log", True), ("errors", True), ("stdout", True)):
         origin = Origin("rb-bot", channel, BOT)
         assert matcher.reads(on(channel, "rb-bot", origin)) is read, channel
     sibling = Origin("hummingbot-broker", "stderr", SIBLING)
