@@ -38,6 +38,10 @@ def protected_profile(name: str) -> bool:
 # The recorder's name for credential uploads (POST /accounts/add-credential/<account>/<connector>),
 # beside the two deploy routes.
 CREDENTIAL_ROUTE = "add-credential"
+# ... and for a 404 on a route of another generation of hummingbot-api (agent.recorder.routes): the
+# route's template only. Neither is a deploy a retry may send.
+ROUTE_MISSING = "route-missing"
+EVIDENCE_ROUTES = (CREDENTIAL_ROUTE, ROUTE_MISSING)
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
