@@ -39,6 +39,10 @@ def protected_profile(name: str) -> bool:
 # beside the two deploy routes.
 CREDENTIAL_ROUTE = "add-credential"
 GATEWAY_ROUTE = "gateway"  # the recorder's route of hummingbot-api's answers on its gateway routes
+# ... for a 404 on a route of another generation of hummingbot-api (agent.recorder.routes): the
+# route's template only. Neither is a deploy a retry may send.
+ROUTE_MISSING = "route-missing"
+EVIDENCE_ROUTES = (CREDENTIAL_ROUTE, GATEWAY_ROUTE, ROUTE_MISSING)
 
 
 def parse_addr(addr: str) -> tuple[str, int]:

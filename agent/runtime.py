@@ -264,6 +264,8 @@ class StackRuntime(Component):
         yield from self.api_watch.metrics()
         yield from (events, matches)
         yield from self.remedy.metrics()
+        if self.recorder is not None:
+            yield from self.recorder.metrics()
 
     def summary(self) -> list[str]:
         c = self.config

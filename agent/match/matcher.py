@@ -27,7 +27,7 @@ from agent.match.deploy import parse_config_repr
 from agent.match.loader import params_of, render, unresolved
 from agent.match.model import RETRY_DEPLOY, Rule
 from agent.match.model import Match as MatchSpec
-from agent.names import CREDENTIAL_ROUTE, GATEWAY_ROUTE, protected_profile
+from agent.names import EVIDENCE_ROUTES, protected_profile
 
 ROLES = (API, BOT, GATEWAY, SIBLING)
 CONTEXT_KEEP = 256  # recent context lines kept per container
@@ -414,9 +414,9 @@ class Matcher:
                 sets: dict[str, str] | None = None) -> Result:
         rule = c.rule
         res = Result(rule, event, dict(caught))
-        if event.kind == RESPONSE and event.data \
-                and event.data.get("route") not in (CREDENTIAL_ROUTE, GATEWAY_ROUTE):
-            # a deploy exchange carries its request; a credential upload's is never kept
+        if event.kind == RESPONSE and event.data and event.data.get("route") not in EVIDENCE_ROUTES:
+            # a deploy exchange carries its request; a credential upload's is never kept, nor a
+            # missing route's
             res.deploy = {"route": event.data.get("route"), "body": event.data.get("request") or {}}
         self._add_context(c, res)
         for name, value in (sets or {}).items():  # what neither the event nor its context said

@@ -20,6 +20,11 @@ Credential uploads (`POST /accounts/add-credential/<account>/<connector>`) strea
 refusal (400 or 422) that carried the login is kept as route, path, status and answer only:
 their bodies hold exchange keys and are never stored. A 503 on hummingbot-api's gateway routes is
 kept the same way (route `gateway`, path and answer; no body) when the request carried the login.
+
+A 404 with FastAPI's own `{"detail":"Not Found"}` to a request whose method and path match a route
+of another generation of hummingbot-api (agent.recorder.routes) means a client of another release:
+it is kept as that route's template (never the path the client sent, nor a body), once per template
+per `routes.KEEP_EVERY` seconds, every one counted.
 """
 
 from __future__ import annotations
@@ -33,17 +38,20 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
 from yarl import URL
 
 from agent.component import Loop, OneLoop
-from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, GATEWAY_ROUTE, base_name
+from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, GATEWAY_ROUTE, ROUTE_MISSING, base_name
+from agent.recorder import routes
 from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard, OneLineErrors
 from agent.redact import mask_assignments
@@ -69,6 +77,8 @@ KEEP_BODY = 64 * 1024  # longer request bodies are not stored (so never re-sent)
 KEEP_DAYS = 30  # retention of deploy records, by age ...
 KEEP_COUNT = 1000  # ... and by count
 PRUNE_EVERY = 100  # records between two prunes
+NOT_FOUND = {"detail": "Not Found"}  # FastAPI's answer when no route has the path
+NOT_FOUND_MAX = 256  # a longer 404 body is no router's "Not Found": not read, streamed
 
 
 KEEP_GATEWAY_ANSWER = 4096
@@ -195,6 +205,8 @@ class Recorder:
         self.session: aiohttp.ClientSession | None = None
         self._last_warning = -1e9
         self._writes = 0
+        self._missing_kept: dict[tuple[str, str], float] = {}  # (method, template) -> loop time kept
+        self.routes_missing: dict[tuple[str, str, str], int] = {}  # (method, template, gens) -> 404s seen
         self._db = ThreadPoolExecutor(1, thread_name_prefix="recorder-db")  # one writer, in order
         self.guard = ConnectionGuard(max_connections=max_connections, header_timeout=header_timeout)
         self.app = web.Application(client_max_size=0, middlewares=[self.guard.middleware])
@@ -252,6 +264,18 @@ class Recorder:
         kept = bytearray()
         async with upstream:
             response = self._response(upstream)
+            missing = routes.missing_route(request.method, request.path) if upstream.status == 404 else None
+            if missing is not None and upstream.content_length is not None \
+                    and upstream.content_length <= NOT_FOUND_MAX:
+                try:
+                    data = await upstream.read()
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    return self._unreachable(request, exc)
+                self._route_missing(request, missing, data)
+                await response.prepare(request)
+                await response.write(data)
+                await response.write_eof()
+                return response
             await response.prepare(request)
             try:
                 async for chunk in upstream.content.iter_any():
@@ -270,6 +294,40 @@ class Recorder:
             answer = kept.decode("utf-8", "replace")
             self._submit(self._write_gateway, request.path, answer, outcome(503, bytes(kept))[1])
         return response
+
+    def _route_missing(self, request: web.Request, missing: routes.Missing, answer: bytes) -> None:
+        """A 404 to a route of another generation: counted, and kept once per template per
+        KEEP_EVERY seconds, when no route had the path (FastAPI's own answer) and the client holds
+        hummingbot-api's login where the recorder knows it (anyone else could only make noise)."""
+        try:
+            if json.loads(answer) != NOT_FOUND:
+                return
+        except ValueError:
+            return
+        if self.login is not None and not self._carries_login(request.headers.get("Authorization")):
+            return
+        generations = " ".join(missing.generations)
+        key = (missing.method, missing.template, generations)
+        self.routes_missing[key] = self.routes_missing.get(key, 0) + 1
+        now = asyncio.get_running_loop().time()
+        last = self._missing_kept.get(key[:2])
+        if last is not None and now - last < routes.KEEP_EVERY:
+            return
+        self._missing_kept[key[:2]] = now
+        log.warning("recorder: a client called %s %s, a route of hummingbot-api's %s generation; this"
+                    " hummingbot-api has no such route (404)", missing.method, missing.template, generations)
+        self._submit(self._write_missing, missing)
+
+    def _write_missing(self, missing: routes.Missing) -> None:
+        generations = " ".join(missing.generations)
+        request = {"method": missing.method, "template": missing.template, "generations": generations}
+        deploy_id = self.store.deploys.record(
+            route=ROUTE_MISSING, path=missing.template, request_body=json.dumps(request), status=404,
+            response_body=json.dumps(NOT_FOUND), failed=True,
+            message=f"{missing.method} {missing.template}: no such route here (hummingbot-api {generations})",
+            profile=None, instance=None, stack=self.stack)
+        if self.on_record is not None:
+            self.on_record(deploy_id)
 
     def _response(self, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -547,6 +605,14 @@ class RecorderServer(OneLoop):
         self._aio: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self.loop = Loop(self.name, self._run, on_stop=self._signal_stop)
+
+    def metrics(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "hb_medic_recorder_routes_missing", "404s to a route of another hummingbot-api generation",
+            labels=["stack", "method", "template", "generations"])
+        for (method, template, generations), n in sorted(list(self.recorder.routes_missing.items())):
+            family.add_metric([self.recorder.stack, method, template, generations], n)
+        yield family
 
     def _signal_stop(self) -> None:
         if self._aio is not None and self._stop_event is not None:

@@ -6,16 +6,16 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK
+from agent.names import DEFAULT_STACK, EVIDENCE_ROUTES
 from agent.records import ANSWERED, LOST, PENDING, Deploy
 from agent.state.file import StateFile
 
 COLUMNS = ("id, at, route, path, request_body, status, response_body, failed, message, profile, instance,"
            " state, authenticated")
 
-# The recorder also keeps the answers of credential uploads (CREDENTIAL_ROUTE, no request body):
-# evidence for the matcher, never a request a retry may send.
-DEPLOYS_ONLY = f"route != '{CREDENTIAL_ROUTE}'"
+# The recorder also keeps the answers of credential uploads (no request body) and 404s on routes of
+# another generation (EVIDENCE_ROUTES): evidence for the matcher, never a request a retry may send.
+DEPLOYS_ONLY = "route NOT IN ({})".format(", ".join(f"'{r}'" for r in EVIDENCE_ROUTES))
 
 
 def _deploy(row: tuple) -> Deploy:
