@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from agent.actions.base import ActionContext, NeedsHuman
-from agent.actions.host import DiskParams, disk_usage, offset_text
+from agent.actions.host import DiskParams, OwnerParams, disk_usage, instance_owner, offset_text
 from agent.records import IncidentState
 from tests.stack import wait_until
 from tests.test_bots import agent, deploy, incidents, name, one, profile  # noqa: F401 (agent: a fixture)
@@ -38,9 +38,10 @@ lg = logging.getLogger("{BYBIT}")
 
 def on_tick():
     try:
-        raise OSError("Error executing request GET https://api.bybit.com/v5/account/wallet-balance. HTTP status"
-                      " is 400. Error: {{\\"retCode\\":10002,\\"retMsg\\":\\"invalid request, please check your server"
-                      " timestamp or recv_window param. req_timestamp[1796000005904],server_timestamp"
+        raise OSError("Error executing request GET https://api.bybit.com/v5/account/wallet-balance."
+                      " HTTP status is 400. Error: {{\\"retCode\\":10002,\\"retMsg\\":\\"invalid request,"
+                      " please check your server timestamp or recv_window param."
+                      " req_timestamp[1796000005904],server_timestamp"
                       "[1796000000004],recv_window[5000]\\"}}")
     except OSError:
         lg.error("Unexpected error while fetching account updates.", exc_info=True)
@@ -61,11 +62,11 @@ def test_orders_short_of_balance_are_one_message_per_bot_and_connector(make_stac
     time.sleep(8)
     found = incidents(service, "bot-insufficient-balance", bot=bot, states=tuple(IncidentState))
     assert len(found) == 1, found
-    assert service.store.incidents.get(found[0].id).count >= 8
-    titles = wait_until(lambda: [t for t in receiver.titles if "not enough balance" in t] or None, 30,
+    assert service.store.incidents.get(found[0].id).events >= 8
+    titles = wait_until(lambda: [t for t in receiver.titles() if "not enough balance" in t] or None, 30,
                         "the balance message")
     time.sleep(2)
-    titles = [t for t in receiver.titles if "not enough balance" in t]
+    titles = [t for t in receiver.titles() if "not enough balance" in t]
     assert len(titles) == 1 and "coinbase_advanced_trade" in titles[0], titles
     assert stack.bot(bot).status == "running"
 
@@ -81,9 +82,10 @@ def test_the_clock_offset_is_told_from_the_times_the_exchange_quotes(make_stack,
     assert inc.captures["connector"] == "bybit"
     assert "5.9 s ahead of the exchange's server time" in inc.detail, inc.detail
     assert "timedatectl set-ntp true" in inc.detail
-    text = wait_until(lambda: [m for m in receiver.messages if "5.9 s ahead" in m] or None, 30,
+    text = wait_until(lambda: [m for m in receiver.messages() if "5.9 s ahead" in m] or None, 30,
                       "the clock message")
-    assert "this host's clock is off" in text[0]
+    assert "timedatectl set-ntp true" in text[0]
+    assert any("this host's clock is off" in t for t in receiver.titles()), receiver.titles()
 
 
 def test_offset_text_either_way():
@@ -109,9 +111,27 @@ def test_a_full_disk_is_told_with_what_uses_it(tmp_path):
         client.close()
     text = str(told.value)
     # The engine's own figures (its system df) and the bots' folders, largest first.
-    assert "images " in text and "containers' own files" in text and "volumes " in text and "build cache" in text
+    assert "images " in text and "containers' own files" in text
+    assert "volumes " in text and "build cache" in text
     assert "bots' logs 4.0 MB, data 200.0 KB" in text, text
     assert "largest: bots/instances/rb_big-20261129-074500/logs 4.0 MB, " \
            "bots/instances/rb_small-20261129-074501/data 200.0 KB" in text, text
     # What is safe to remove is told, and what never is.
     assert "docker image prune -a" in text and "Never remove a running bot's data/" in text
+
+
+@pytest.mark.parametrize(("user", "owner"), [("", "0:0"), ("1000:1001", "1000:1001"), ("1000", "1000:1000")])
+def test_the_chown_names_the_user_the_bots_image_runs_as(user, owner):
+    """The exact command of bot-files-not-writable: the user is read from the bot's container (a
+    created container of a stand-in bot image: the same Config.User an image's USER gives)."""
+    client = docker.from_env()
+    image = next(t for i in client.images.list("medic-test/hummingbot") for t in i.tags)
+    box = client.containers.create(image, user=user or None, name=f"rb_own-{time.time_ns()}")
+    try:
+        ctx = ActionContext(docker=client, api=None)  # type: ignore[arg-type]
+        with pytest.raises(NeedsHuman) as told:
+            instance_owner(OwnerParams(name=box.name), ctx)
+    finally:
+        box.remove(force=True)
+        client.close()
+    assert f"sudo chown -R {owner} bots/instances/{box.name} " in str(told.value), str(told.value)

@@ -39,7 +39,8 @@ def _user(ctx: ActionContext, name: str) -> str:
     if uid.isdigit() and (not gid or gid.isdigit()):
         return f"{uid}:{gid or uid}"
     image = (attrs.get("Config") or {}).get("Image") or "<image>"
-    return f"$(docker run --rm --entrypoint id {image} -u {uid}):$(docker run --rm --entrypoint id {image} -g {uid})"
+    run = f"docker run --rm --entrypoint id {image}"
+    return f"$({run} -u {uid}):$({run} -g {uid})"
 
 
 @action
