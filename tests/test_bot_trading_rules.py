@@ -12,7 +12,7 @@ import time
 import docker
 import pytest
 
-from agent.actions.base import ActionContext, NeedsHuman
+from agent.actions.base import ActionContext
 from agent.actions.host import DiskParams, OwnerParams, disk_usage, instance_owner, offset_text
 from agent.records import IncidentState
 from tests.stack import wait_until
@@ -78,14 +78,28 @@ def test_the_clock_offset_is_told_from_the_times_the_exchange_quotes(make_stack,
     (stack.bots / "scripts" / "rb_clock.py").write_text(CLOCK)
     bot = deploy(service, instance_name=name(stack, "rb_ck"), credentials_profile="acct_ck",
                  script_config="cfg_ck.yml")["unique_instance_name"]
-    inc = one(service, "bot-clock-skew", bot=bot, states=(IncidentState.GAVE_UP,))
+    # The offset is computed by a telling action: the incident ends told ("observed": a person was
+    # told, nothing changed), never given up, since nothing was tried and nothing failed.
+    inc = one(service, "bot-clock-skew", bot=bot)
+    assert inc.state == IncidentState.OBSERVED, (inc.state, inc.detail)
     assert inc.captures["connector"] == "bybit"
     assert "5.9 s ahead of the exchange's server time" in inc.detail, inc.detail
     assert "timedatectl set-ntp true" in inc.detail
-    text = wait_until(lambda: [m for m in receiver.messages() if "5.9 s ahead" in m] or None, 30,
-                      "the clock message")
-    assert "timedatectl set-ntp true" in text[0]
-    assert any("this host's clock is off" in t for t in receiver.titles()), receiver.titles()
+    trail = service.store.incidents.audit_trail(inc.id)
+    assert [(a["kind"], a["name"], a["ok"]) for a in trail if a["kind"] in ("tell", "action")] \
+        == [("tell", "clock_offset", True)], trail
+    msgs = wait_until(lambda: [m for m in receiver.accepted if "5.9 s ahead" in m.get("message", "")] or None,
+                      30, "the clock message")
+    time.sleep(2)  # no other message of it follows
+    told = [m for m in receiver.accepted if "this host's clock is off" in m.get("title", "")]
+    assert len(told) == 1 and told == msgs, [m.get("title") for m in receiver.accepted]
+    title = f"[ERROR] Needs you: Bot {name(stack, 'rb_ck')}: bybit refuses its requests, this host's clock" \
+        " is off"
+    assert told[0]["title"] == title, told[0]["title"]
+    assert "timedatectl set-ntp true" in told[0]["message"]
+    # Nothing was done, so nothing is listed as done (let alone as FAILED): the advice is the result.
+    assert "FAILED" not in told[0]["message"] and "Done:" not in told[0]["message"], told[0]["message"]
+    assert "Gave up" not in told[0]["message"] and "fixing" not in told[0]["message"].lower()
 
 
 def test_offset_text_either_way():
@@ -105,11 +119,9 @@ def test_a_full_disk_is_told_with_what_uses_it(tmp_path):
     client = docker.from_env()
     try:
         ctx = ActionContext(docker=client, api=None, bots_dir=bots)  # type: ignore[arg-type]
-        with pytest.raises(NeedsHuman) as told:
-            disk_usage(DiskParams(), ctx)
+        text = disk_usage(DiskParams(), ctx)
     finally:
         client.close()
-    text = str(told.value)
     # The engine's own figures (its system df) and the bots' folders, largest first.
     assert "images " in text and "containers' own files" in text
     assert "volumes " in text and "build cache" in text
@@ -127,11 +139,16 @@ def test_the_chown_names_the_user_the_bots_image_runs_as(user, owner):
     client = docker.from_env()
     image = next(t for i in client.images.list("medic-test/hummingbot") for t in i.tags)
     box = client.containers.create(image, user=user or None, name=f"rb_own-{time.time_ns()}")
+    ctx = ActionContext(docker=client, api=None)  # type: ignore[arg-type]
     try:
-        ctx = ActionContext(docker=client, api=None)  # type: ignore[arg-type]
-        with pytest.raises(NeedsHuman) as told:
-            instance_owner(OwnerParams(name=box.name), ctx)
+        try:
+            told = instance_owner(OwnerParams(name=box.name), ctx)
+        finally:
+            box.remove(force=True)
+        gone = instance_owner(OwnerParams(name=box.name), ctx)
     finally:
-        box.remove(force=True)
         client.close()
-    assert f"sudo chown -R {owner} bots/instances/{box.name} " in str(told.value), str(told.value)
+    assert f"the bot runs as {owner} (uid:gid)" in told, told
+    assert f"sudo chown -R {owner} bots/instances/{box.name} " in told, told
+    # A container removed since: the official image's user, said as such, in a command that runs.
+    assert f"sudo chown -R 0:0 bots/instances/{box.name} " in gone and "its container is gone" in gone, gone

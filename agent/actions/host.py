@@ -1,7 +1,8 @@
 """Actions that look at the host a stack runs on and tell a person what only they can change: a
 bot's folder owned by the wrong user, a full disk, a clock that drifted. They read (the Docker
-API, the read-only bots folder, numbers a log gave) and never change anything: each ends with
-NeedsHuman and the exact step to take."""
+API, the read-only bots folder, numbers a log gave) and never change anything: each is a telling
+action (`@action(tells=True)`) whose result is the advice, the exact step to take with the facts
+it found; its incident ends told ("Needs you"), not given up."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import docker.errors
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.actions.base import ActionContext, ActionError, NeedsHuman
+from agent.actions.base import ActionContext
 from agent.actions.registry import action
 from agent.actions.types import ContainerName
 
@@ -25,34 +26,36 @@ class OwnerParams(BaseModel):
     name: ContainerName = Field(description="the bot's container (its instance folder has its name)")
 
 
-def _user(ctx: ActionContext, name: str) -> str:
+def _user(ctx: ActionContext, name: str) -> tuple[str, str]:
     """The user the bot's container runs as, as `uid:gid` for chown (the image's USER, which
-    hummingbot-api never overrides); a user given by name is resolved by the image itself."""
+    hummingbot-api never overrides; a user given by name is resolved by the image itself), and
+    what that rests on."""
     try:
         attrs = ctx.docker.api.inspect_container(name)
-    except docker.errors.NotFound:
-        raise ActionError(f"no container {name}") from None
+    except docker.errors.NotFound:  # removed since: the official image's user, and how to check
+        return ROOT, ("its container is gone: root for the official image (docker image inspect -f"
+                      " '{{.Config.User}}' IMAGE shows another image's user)")
     user = ((attrs.get("Config") or {}).get("User") or "").strip()
     if not user:
-        return ROOT
+        return ROOT, "uid:gid"
     uid, _, gid = user.partition(":")
     if uid.isdigit() and (not gid or gid.isdigit()):
-        return f"{uid}:{gid or uid}"
+        return f"{uid}:{gid or uid}", "uid:gid"
     image = (attrs.get("Config") or {}).get("Image") or "<image>"
     run = f"docker run --rm --entrypoint id {image}"
-    return f"$({run} -u {uid}):$({run} -g {uid})"
+    return f"$({run} -u {uid}):$({run} -g {uid})", f"user {uid} of its image"
 
 
-@action
+@action(tells=True)
 def instance_owner(params: OwnerParams, ctx: ActionContext) -> str:
     """A bot could not write a file of its own instance folder: say the one chown that gives that
     folder (and nothing else) to the user the image runs as. hb-medic's view of the bots folder
     is read-only, and owners on the host are a person's to change."""
-    owner = _user(ctx, params.name)
+    owner, basis = _user(ctx, params.name)
     folder = f"bots/instances/{params.name}"
-    raise NeedsHuman(f"the bot runs as {owner} (uid:gid). On the host, in hummingbot-api's folder, run: "
-                     f"sudo chown -R {owner} {folder} (only this bot's folder; lsattr -d {folder}/* shows an"
-                     " immutable flag, which chattr -i removes), then deploy the bot again")
+    return (f"the bot runs as {owner} ({basis}). On the host, in hummingbot-api's folder, run: "
+            f"sudo chown -R {owner} {folder} (only this bot's folder; lsattr -d {folder}/* shows an"
+            " immutable flag, which chattr -i removes), then deploy the bot again")
 
 
 class DiskParams(BaseModel):
@@ -123,7 +126,7 @@ def bots_usage(bots: Path) -> list[str]:
     return [f"bots' logs {_size(logs)}, data {_size(data)}" + (f" (largest: {top})" if top else "")]
 
 
-@action
+@action(tells=True)
 def disk_usage(params: DiskParams, ctx: ActionContext) -> str:
     """A disk is full: say what uses it (the engine's images, containers, volumes and build cache;
     the bots' log and data folders) and what is safe to remove. Told, never done: removing is a
@@ -134,7 +137,7 @@ def disk_usage(params: DiskParams, ctx: ActionContext) -> str:
         parts = [f"the engine's disk usage could not be read ({type(exc).__name__})"]
     if ctx.bots_dir is not None and ctx.bots_dir.is_dir():
         parts += bots_usage(ctx.bots_dir)
-    raise NeedsHuman(
+    return (
         "the disk is full. Using it: " + "; ".join(parts) + ". Safe to remove: images no container uses "
         "(docker image prune -a), stopped containers of bots you no longer need (docker container prune),"
         " unused build cache (docker builder prune), old rotated bot logs (bots/instances/*/logs/"
@@ -153,10 +156,10 @@ def offset_text(request_ms: int, server_ms: int) -> str:
     return f"{abs(delta):.1f} s {'ahead of' if delta >= 0 else 'behind'}"
 
 
-@action
+@action(tells=True)
 def clock_offset(params: ClockParams, ctx: ActionContext) -> str:
     """The exchange refused a signed request for its time: say by how much this host's clock is off
     (from the times the exchange's answer quotes) and the fix, which needs the host's root."""
-    raise NeedsHuman(f"this host's clock is {offset_text(params.request_ms, params.server_ms)} the"
-                     " exchange's server time. Sync it with NTP on the host (timedatectl set-ntp true, or"
-                     " chronyc makestep; check with timedatectl status), then the bot's next requests pass")
+    return (f"this host's clock is {offset_text(params.request_ms, params.server_ms)} the"
+            " exchange's server time. Sync it with NTP on the host (timedatectl set-ntp true, or"
+            " chronyc makestep; check with timedatectl status), then the bot's next requests pass")
