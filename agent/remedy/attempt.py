@@ -165,7 +165,6 @@ class Attempts:
                started: float) -> None:
         """One attempt's actions, checks and deploy retries, and how it ends."""
         resent = ""
-        advice: list[str] = []
         try:
             ctx = self.context()
             if steps.told:  # facts for a person, gathered; nothing changes, nothing to verify
