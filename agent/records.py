@@ -26,7 +26,9 @@ class IncidentState(StrEnum):
     ONGOING = "ongoing"  # a condition that lasts (an exchange out of reach) and ends by itself
     RESOLVED = "resolved"  # fixed and verified, or the condition ended
     GAVE_UP = "gave-up"  # the attempts are spent; a person must look
-    OBSERVED = "observed"  # observe mode, or a notify-only rule: told, nothing done
+    # Told, nothing done: observe mode, or an attempt of telling actions only (its message "Needs
+    # you"). A rule that runs no action at all ends resolved ("notified").
+    OBSERVED = "observed"
     REFUSED = "refused"  # the captures were refused: no action ran
     STALE = "stale"  # too old to act on when seen (a catch-up after a long stop)
 

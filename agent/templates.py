@@ -9,13 +9,18 @@ free text.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from agent.events import BOT, EXIT, Event
+from agent.events import BOT, EXIT, Event, spoken_duration
 from agent.match.deploy import FIELDS
 from agent.names import base_name
 from agent.records import Incident
+
+if TYPE_CHECKING:
+    from agent.match.model import Capture
 
 # container, rule, severity, stack: where it happened and what the rule says of it;
 # bot: a bot's instance name as the client sent it (without the -YYYYmmdd-HHMMSS suffix);
@@ -69,3 +74,35 @@ def incident_values(inc: Incident) -> dict[str, Any]:
     if inc.deploy and inc.deploy.get("body"):
         values.update(deploy_values(inc.deploy["body"]))
     return values
+
+
+def epoch_ms(value: Any, now: float) -> str | None:
+    """Milliseconds since 1970 as a person reads them: the UTC date and time, and how long from
+    now (a ban's end, a deadline). None for a value that is no such time."""
+    try:
+        at = int(str(value)) / 1000
+        when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (ValueError, OverflowError, OSError):
+        return None
+    ahead = at - now
+    if abs(ahead) < 1:
+        return f"{when} (now)"
+    return f"{when} (in {spoken_duration(ahead)})" if ahead > 0 else f"{when} ({spoken_duration(-ahead)} ago)"
+
+
+SHOWN = {"epoch_ms": epoch_ms}
+
+
+def shown_values(captures: Mapping[str, Capture], values: dict[str, Any],
+                 now: float | None = None) -> dict[str, Any]:
+    """The captures a rule declares with `shown:`, as a message shows them (actions and the
+    incident key keep the values as captured). A value that cannot be shown so stays as it is."""
+    now = time.time() if now is None else now
+    out: dict[str, Any] = {}
+    for name, spec in captures.items():
+        value = values.get(name)
+        if spec.shown is not None and value not in (None, ""):
+            text = SHOWN[spec.shown](value, now)
+            if text is not None:
+                out[name] = text
+    return out

@@ -180,7 +180,8 @@ def test_a_bot_that_cannot_write_its_logs_is_told_with_the_folder(make_stack, ag
             "headless": True})
         assert answer.status_code == 200 and answer.json()["success"], answer.text
         inc = one(service, "bot-logs-not-writable")
-        assert inc.container == instance and inc.state == IncidentState.RESOLVED
+        # Told with the exact chown (instance_owner reads the container's user): observed, nothing done.
+        assert inc.container == instance and inc.state == IncidentState.OBSERVED, (inc.state, inc.detail)
         assert inc.captures["file"] == "errors.log" and inc.captures["error"] == "Operation not permitted"
         assert inc.captures["fate"].startswith("exited by itself with code 1")
         assert actions(service, inc) == []
@@ -189,6 +190,8 @@ def test_a_bot_that_cannot_write_its_logs_is_told_with_the_folder(make_stack, ag
         (msg,) = said(receiver, instance)
         assert f"bots/instances/{instance}/logs" in msg["message"]
         assert "chattr -i" in msg["message"] and "chown" in msg["message"]
+        assert f"sudo chown -R 0:0 bots/instances/{instance} " in msg["message"], msg["message"]
+        assert msg["title"].startswith("[CRITICAL] Needs you: Bot "), msg["title"]
         assert not incidents(service, "bot-died")
     finally:
         subprocess.run(["chattr", "-i", str(logs)], check=False)

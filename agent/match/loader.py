@@ -260,12 +260,30 @@ class _Semantics:
                 self.action((group, i), call)
                 if call.action == RETRY_DEPLOY:
                     self.retry((group, i), group == "actions" and i == len(r.actions) - 1)
+        self.telling()
         bot_only = r.where.roles == ["bot"]  # a bot's own deploy is the one to send again
         if r.retry_deploy and r.source == "log" and not r.context and "instance" not in r.captures \
                 and "profile" not in r.captures and not bot_only:
             self.err(self.retry_path(), "retry_deploy needs a capture (profile or instance) or a deploy"
                                         " context to find the failed request")
         return self.errors
+
+    def telling(self) -> None:
+        """An action that only tells (its result is advice for a person) ends its attempt told:
+        listed with actions that change things, verify steps or a deploy retry, its advice would
+        be lost and its incident would read as fixed."""
+        def tells(call) -> bool:
+            return getattr(self.actions.get(call.action), "tells", False)
+        r = self.rule
+        told = [i for i, c in enumerate(r.actions) if tells(c)]
+        for i, call in enumerate(r.verify):
+            if tells(call):
+                self.err(("verify", i, "action"), f"{call.action} only tells: it is no check; list it"
+                                                  " under actions")
+        if told and (len(told) < len(r.actions) or r.verify or r.retry_deploy):
+            self.err(("actions", told[0], "action"),
+                     f"{r.actions[told[0]].action} only tells (its incident ends told, nothing changed):"
+                     " a rule's actions are all such actions, without verify or retry_deploy, or none is")
 
     def retry(self, path: Path_, last: bool) -> None:
         """The deploy retry runs once the fix is verified, on whatever failed deploy the incident

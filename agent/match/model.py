@@ -91,6 +91,9 @@ class Capture(Strict):
     case: Literal["lower", "upper"] | None = Field(
         None, description="keep the value in this case (one incident for Binance and binance; a setting "
                           "named as its environment variable)")
+    shown: Literal["epoch_ms"] | None = Field(
+        None, description="how a message shows the value (actions and the incident key get it as captured):"
+                          " epoch_ms, milliseconds since 1970, as a UTC date and time and how long from now")
 
 
 class Context(Strict):

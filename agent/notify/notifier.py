@@ -177,7 +177,9 @@ class Notifier(OneLoop):
             return None  # the "would have" message says it all
         if step == "resolved" and text.startswith("notified"):
             return None
-        values = templates.incident_values(inc)
+        raw = templates.incident_values(inc)
+        shown = templates.shown_values(rule.captures, raw) if rule is not None else {}
+        values = {**raw, **shown}
         n = rule.notify if rule is not None else None
         next_steps = render(n.next_steps, values, code) if n and n.next_steps else ""
         if step == "detected" and not acts:  # a rule that only tells: say so, and what to do
@@ -192,7 +194,7 @@ class Notifier(OneLoop):
             rule_text = f"It is over: no such line came for {spoken_duration(rule.incident.quiet or 0)}."
             next_steps = ""
         return build(inc, step, text, self.store.incidents.audit_trail(inc.id),
-                     rule_title=render(n.title, title_values(rule, values)) if n else "",
+                     rule_title=render(n.title, {**title_values(rule, raw), **shown}) if n else "",
                      rule_text=rule_text, next_steps=next_steps, redactor=self.redactor,
                      show_stack=self.show_stack)
 

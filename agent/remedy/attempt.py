@@ -50,6 +50,11 @@ class Waiting(Exception):
     """The fix needs something only a human can give (usually the deploy body)."""
 
 
+class Told(Exception):
+    """An attempt of telling actions ended: its advice for a person (what to do, with the facts
+    gathered). Nothing was changed: the incident ends told, not fixed and not given up."""
+
+
 class Acting:
     """Which incident acts on which credentials profile, and until when: hummingbot-api's log
     line of a call hb-medic made for it is that incident's, not a new failure."""
@@ -138,11 +143,13 @@ class Attempts:
                                        f"attempt {inc.attempts} of {rule.incident.max_attempts}")
         started = time.monotonic()
         values = templates.incident_values(inc)
-        steps = decisions.steps(rule, values)
+        steps = decisions.steps(rule, values, {n for n, spec in self.actions.items() if spec.tells})
         acting = Held(self.journal.notify, copy.copy(inc), IncidentState.ACTING,
                       f"running {' -> '.join(steps.names())} (attempt {inc.attempts} of"
                       f" {rule.incident.max_attempts})")
-        if not resumed:  # after an outage the "waiting" message said it would go on
+        # After an outage the "waiting" message said it would go on; an attempt that only tells
+        # fixes nothing, and its one message is what it tells.
+        if not resumed and not steps.told:
             acting.start(ACTING_HOLD)
         profile = inc.captures.get("profile") or (inc.deploy or {}).get("body", {}).get("credentials_profile")
         if isinstance(profile, str) and profile:
@@ -160,6 +167,9 @@ class Attempts:
         resent = ""
         try:
             ctx = self.context()
+            if steps.told:  # facts for a person, gathered; nothing changes, nothing to verify
+                advice = [self._action(inc, ctx, "tell", call, values) for call in steps.calls]
+                raise Told(" ".join(a.strip() for a in advice if a.strip()))
             todo: list[dict] = []
             done_before = False  # every deploy was re-sent before a stop or a kill cut the attempt
             if steps.uses_deploy():
@@ -204,6 +214,11 @@ class Attempts:
             acting.cancel()
             self.journal.wait(inc, str(waiting))
             return
+        except Told as told:  # told a person what to do: nothing was done, nothing failed
+            acting.cancel()
+            self.journal.close(inc, IncidentState.OBSERVED, str(told) or "told; nothing changed",
+                               step="needs-you")
+            return
         except Exception as exc:  # ActionError, validation, HTTP, Docker: all end the attempt
             what = outage_of(exc)
             if what is not None:
@@ -231,7 +246,8 @@ class Attempts:
         self.journal.notify(inc, IncidentState.FAILED, f"{detail}; next attempt in "
                                                       f"{inc.next_attempt - time.time():.0f} s")
 
-    def _action(self, inc: Incident, ctx: ActionContext, kind: str, call: ActionCall, values: dict) -> None:
+    def _action(self, inc: Incident, ctx: ActionContext, kind: str, call: ActionCall, values: dict) -> str:
+        """Run one call and audit it; what it returned, as text."""
         spec = self.actions[call.action]
         params = params_of(call, values)
         missing = [n for v in call.params.values() if isinstance(v, str) for n in unresolved(v, values)]
@@ -274,6 +290,7 @@ class Attempts:
             raise
         self.store.incidents.audit(inc.id, kind, call.action, shown, True, ctx.redactor.text(str(result)),
                                    (time.monotonic() - started) * 1000)
+        return "" if result is None else str(result)
 
     # -- outages -----------------------------------------------------------------------------------
     def look_again(self, inc: Incident) -> None:

@@ -9,6 +9,7 @@ up to the rule's attempt limit; an event from long ago is reported, not acted on
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -112,6 +113,9 @@ class Steps:
     calls: list[ActionCall]
     checks: list[ActionCall]
     retries: bool
+    # Every call only gathers facts for a person (actions registered with tells=True): the attempt
+    # changes nothing and ends told, with what they returned as its advice.
+    told: bool = False
 
     def names(self) -> list[str]:
         return [c.action for c in self.calls] + [f"verify {c.action}" for c in self.checks] \
@@ -122,10 +126,14 @@ class Steps:
         return self.retries or any(n.startswith("deploy.") for c in self.calls for n in templates(c.params))
 
 
-def steps(rule: Rule, values: dict) -> Steps:
+def steps(rule: Rule, values: dict, telling: Collection[str] = ()) -> Steps:
+    """`telling`: the names of the actions that only tell (see Steps.told)."""
     calls = rule.calls(values)
-    return Steps([c for c in calls if c.action != RETRY_DEPLOY], rule.calls(values, "verify"),
-                 any(c.action == RETRY_DEPLOY for c in calls))
+    fix = [c for c in calls if c.action != RETRY_DEPLOY]
+    checks = rule.calls(values, "verify")
+    retries = any(c.action == RETRY_DEPLOY for c in calls)
+    told = bool(fix) and not checks and not retries and all(c.action in telling for c in fix)
+    return Steps(fix, checks, retries, told)
 
 
 def plan(res: Result) -> list[str]:

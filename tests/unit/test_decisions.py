@@ -55,3 +55,14 @@ def test_steps_run_the_deploy_retry_last_and_a_failure_backs_off_then_gives_up()
     assert last.state == IncidentState.GAVE_UP and last.detail == f"boom (after {spent} attempts)"
     human = decisions.after_failure("do this", needs_human=True, attempts=1, rule=RULE)
     assert (human.state, human.step) == (IncidentState.GAVE_UP, "needs-you")
+
+
+def test_an_attempt_of_telling_actions_alone_ends_told():
+    """Only an attempt whose every call tells (no fix, no check, no deploy retry) is told."""
+    clock = decisions.steps(RULES["bot-clock-skew"], {"request_ms": "1796000005904", "server_ms": "1"},
+                            {"clock_offset"})
+    assert clock.told and clock.names() == ["clock_offset"]
+    # The offset not quoted: no call at all, a rule that only tells (not an attempt).
+    assert not decisions.steps(RULES["bot-clock-skew"], {}, {"clock_offset"}).told
+    assert not decisions.steps(RULE, {"profile": "p"}, {"ensure_account", "provision_credentials"}).told
+    assert not decisions.steps(RULES["disk-full"], {}, set()).told  # not registered as telling

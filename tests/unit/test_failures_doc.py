@@ -16,7 +16,8 @@ def test_every_rule_is_in_the_catalogue_and_the_catalogue_names_only_rules():
     assert rules - named == set(), f"rules missing from docs/failures.md: {sorted(rules - named)}"
     looks_like_rules = {n for n in named if n.count("-") >= 1 and n not in rules}
     # the rest of what is quoted: reason classes, commands, file names
-    reasons = {"account-missing", "exchange-unreachable", "unknown-connector", "wrong-fields", "not-json"}
+    reasons = {"account-missing", "exchange-unreachable", "unknown-connector", "wrong-fields", "not-json",
+               "keys-rejected"}
     assert looks_like_rules <= reasons | {"add-credential", "add-account", "delete-account",
                                           "hummingbot-broker", "hummingbot-api", "config-map"}, \
         sorted(looks_like_rules - reasons)

@@ -148,3 +148,28 @@ def test_retry_deploy_mistakes(tmp_path, change, expected):
     text = GOOD.format(id="my-rule").replace(*change)
     found = errors(write(tmp_path, text))
     assert any(expected in e for e in found), found
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    # A telling action beside one that changes things: its advice would be lost, the incident "fixed".
+    (("actions:\n", "actions:\n  - action: disk_usage\n"),
+     ":11: disk_usage only tells (its incident ends told, nothing changed): a rule's actions are all such"),
+    (("notify:", "verify:\n  - action: disk_usage\nnotify:"),
+     ":14: disk_usage only tells: it is no check; list it under actions"),
+    (('actions:\n  - action: ensure_account\n    params: {profile: "{profile}"}\n',
+      "actions:\n  - action: disk_usage\nretry_deploy: true\n"),
+     ":11: disk_usage only tells"),
+])
+def test_telling_actions_stand_alone(tmp_path, change, expected):
+    text = GOOD.format(id="my-rule").replace(*change)
+    assert text != GOOD.format(id="my-rule"), "the change did not apply"
+    found = errors(write(tmp_path, text))
+    assert any(expected in e for e in found), found
+
+
+def test_a_rule_of_telling_actions_alone_loads(tmp_path):
+    text = GOOD.format(id="my-rule").replace(
+        'actions:\n  - action: ensure_account\n    params: {profile: "{profile}"}\n',
+        "actions:\n  - action: disk_usage\n")
+    result = load_rules(write(tmp_path, text))
+    assert result.errors == [] and [c.action for c in result.rules[0].actions] == ["disk_usage"]

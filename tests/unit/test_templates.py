@@ -77,3 +77,36 @@ def test_a_match_has_the_values_of_its_event():
     died = templates.match_values(exit_event("rb_x-20261129-073004", exit_code=1, ts=1, lived=4.4),
                                   "bot-died", "critical", {}, None)
     assert died["bot"] == "rb_x" and died["exit_code"] == 1 and died["fate"].startswith("exited by itself")
+
+
+def test_a_time_in_milliseconds_is_shown_as_a_utc_date_and_how_far_from_now():
+    now = 1796000000.0
+    assert templates.epoch_ms("1796009000000", now) == "2026-11-30 03:23:20 UTC (in 2.5 h)"
+    assert templates.epoch_ms("1795999400000", now) == "2026-11-30 00:43:20 UTC (10 min ago)"
+    assert templates.epoch_ms("1796000000000", now) == "2026-11-30 00:53:20 UTC (now)"
+    assert templates.epoch_ms("9999999999999999", now) is None  # past any calendar: left as captured
+    assert templates.epoch_ms("soon", now) is None
+
+
+def test_the_ip_ban_message_shows_the_end_of_the_ban_as_a_date(tmp_path):
+    """bot-ip-banned: Binance quotes the ban's end in ms since 1970; the message says when, in UTC,
+    and how long from now. The incident keeps the value as captured."""
+    import time
+
+    from agent.notify.notifier import Notifier
+    from agent.redact import Redactor
+    from agent.state import State
+    from tests.stack import REPO
+
+    rules = {r.id: r for r in load_rules(REPO / "rules").rules}
+    until = int((time.time() + 3 * 3600) * 1000)
+    store = State(tmp_path / "state.db")
+    inc = store.incidents.create(Incident(
+        id="b1", rule="bot-ip-banned", key="binance", state=IncidentState.DETECTED, severity="critical",
+        container="rb_ban-20261129-074200", summary="s", fingerprint="f",
+        captures={"connector": "binance", "until": str(until)}))
+    msg = Notifier(store, [], rules=lambda: rules, redactor=Redactor())._message(inc, "detected", "")
+    assert msg is not None and "ms since 1970" not in msg.summary and str(until) not in msg.summary
+    day = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until // 1000))
+    assert f"for too many requests until \ue000{day} (in 3.0 h)\ue001." in msg.summary, msg.summary
+    assert inc.captures["until"] == str(until)

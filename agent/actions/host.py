@@ -1,0 +1,165 @@
+"""Actions that look at the host a stack runs on and tell a person what only they can change: a
+bot's folder owned by the wrong user, a full disk, a clock that drifted. They read (the Docker
+API, the read-only bots folder, numbers a log gave) and never change anything: each is a telling
+action (`@action(tells=True)`) whose result is the advice, the exact step to take with the facts
+it found; its incident ends told ("Needs you"), not given up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import docker.errors
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.actions.base import ActionContext
+from agent.actions.registry import action
+from agent.actions.types import ContainerName
+
+ROOT = "0:0"  # the official image runs as root (no USER in its Dockerfile)
+TOP = 5       # the largest folders told
+SCAN_LIMIT = 200_000  # files looked at under the bots folder, at most
+
+
+class OwnerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: ContainerName = Field(description="the bot's container (its instance folder has its name)")
+
+
+def _user(ctx: ActionContext, name: str) -> tuple[str, str]:
+    """The user the bot's container runs as, as `uid:gid` for chown (the image's USER, which
+    hummingbot-api never overrides; a user given by name is resolved by the image itself), and
+    what that rests on."""
+    try:
+        attrs = ctx.docker.api.inspect_container(name)
+    except docker.errors.NotFound:  # removed since: the official image's user, and how to check
+        return ROOT, ("its container is gone: root for the official image (docker image inspect -f"
+                      " '{{.Config.User}}' IMAGE shows another image's user)")
+    user = ((attrs.get("Config") or {}).get("User") or "").strip()
+    if not user:
+        return ROOT, "uid:gid"
+    uid, _, gid = user.partition(":")
+    if uid.isdigit() and (not gid or gid.isdigit()):
+        return f"{uid}:{gid or uid}", "uid:gid"
+    image = (attrs.get("Config") or {}).get("Image") or "<image>"
+    run = f"docker run --rm --entrypoint id {image}"
+    return f"$({run} -u {uid}):$({run} -g {uid})", f"user {uid} of its image"
+
+
+@action(tells=True)
+def instance_owner(params: OwnerParams, ctx: ActionContext) -> str:
+    """A bot could not write a file of its own instance folder: say the one chown that gives that
+    folder (and nothing else) to the user the image runs as. hb-medic's view of the bots folder
+    is read-only, and owners on the host are a person's to change."""
+    owner, basis = _user(ctx, params.name)
+    folder = f"bots/instances/{params.name}"
+    return (f"the bot runs as {owner} ({basis}). On the host, in hummingbot-api's folder, run: "
+            f"sudo chown -R {owner} {folder} (only this bot's folder; lsattr -d {folder}/* shows an"
+            " immutable flag, which chattr -i removes), then deploy the bot again")
+
+
+class DiskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def engine_usage(ctx: ActionContext) -> list[str]:
+    """What the Docker engine keeps (its `system df`), with what of it can go."""
+    df = ctx.docker.df()
+    images = df.get("Images") or []
+    containers = df.get("Containers") or []
+    volumes = df.get("Volumes") or []
+    cache = df.get("BuildCache") or []
+    unused = [i for i in images if not i.get("Containers")]
+    exited = [c for c in containers if c.get("State") != "running"]
+    vol_size = sum(max(0, (v.get("UsageData") or {}).get("Size", 0) or 0) for v in volumes)
+    lines = [
+        f"images {_size(df.get('LayersSize') or 0)} ({len(images)}; {len(unused)} used by no container: "
+        f"{_size(sum(i.get('Size', 0) for i in unused))} at most)",
+        f"containers' own files {_size(sum(c.get('SizeRw', 0) or 0 for c in containers))} "
+        f"({len(exited)} not running: {_size(sum(c.get('SizeRw', 0) or 0 for c in exited))})",
+        f"volumes {_size(vol_size)} ({len(volumes)})",
+        f"build cache {_size(sum(b.get('Size', 0) for b in cache if not b.get('InUse')))} unused",
+    ]
+    return lines
+
+
+def _tree(root: Path, budget: list[int]) -> int:
+    """Bytes under root (files only, links not followed), within the budget of files looked at."""
+    total = 0
+    for base, _dirs, files in os.walk(root, followlinks=False):
+        for f in files:
+            if budget[0] <= 0:
+                return total
+            budget[0] -= 1
+            try:
+                st = os.lstat(os.path.join(base, f))
+            except OSError:
+                continue
+            total += st.st_size
+    return total
+
+
+def bots_usage(bots: Path) -> list[str]:
+    """The bots' log and data folders, largest first (bots/instances/<bot>/logs, data)."""
+    budget = [SCAN_LIMIT]
+    sizes: list[tuple[int, str]] = []
+    instances = bots / "instances"
+    for inst in sorted(instances.iterdir()) if instances.is_dir() else []:
+        if inst.is_symlink() or not inst.is_dir():
+            continue
+        for sub in ("logs", "data"):
+            folder = inst / sub
+            if folder.is_dir() and not folder.is_symlink():
+                sizes.append((_tree(folder, budget), f"bots/instances/{inst.name}/{sub}"))
+    sizes.sort(reverse=True)
+    logs = sum(n for n, p in sizes if p.endswith("/logs"))
+    data = sum(n for n, p in sizes if p.endswith("/data"))
+    top = ", ".join(f"{p} {_size(n)}" for n, p in sizes[:TOP] if n)
+    return [f"bots' logs {_size(logs)}, data {_size(data)}" + (f" (largest: {top})" if top else "")]
+
+
+@action(tells=True)
+def disk_usage(params: DiskParams, ctx: ActionContext) -> str:
+    """A disk is full: say what uses it (the engine's images, containers, volumes and build cache;
+    the bots' log and data folders) and what is safe to remove. Told, never done: removing is a
+    person's choice."""
+    try:
+        parts = engine_usage(ctx)
+    except docker.errors.DockerException as exc:
+        parts = [f"the engine's disk usage could not be read ({type(exc).__name__})"]
+    if ctx.bots_dir is not None and ctx.bots_dir.is_dir():
+        parts += bots_usage(ctx.bots_dir)
+    return (
+        "the disk is full. Using it: " + "; ".join(parts) + ". Safe to remove: images no container uses "
+        "(docker image prune -a), stopped containers of bots you no longer need (docker container prune),"
+        " unused build cache (docker builder prune), old rotated bot logs (bots/instances/*/logs/"
+        "logs_*.log.20*). Never remove a running bot's data/ (its trades) or postgres' volume; check df -h")
+
+
+class ClockParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_ms: int = Field(ge=0, description="the request's timestamp, as the exchange's answer quotes it")
+    server_ms: int = Field(ge=0, description="the exchange's time when it answered, as it quotes it")
+
+
+def offset_text(request_ms: int, server_ms: int) -> str:
+    """This host's clock against the exchange's, from the two times the exchange's answer quotes."""
+    delta = (request_ms - server_ms) / 1000
+    return f"{abs(delta):.1f} s {'ahead of' if delta >= 0 else 'behind'}"
+
+
+@action(tells=True)
+def clock_offset(params: ClockParams, ctx: ActionContext) -> str:
+    """The exchange refused a signed request for its time: say by how much this host's clock is off
+    (from the times the exchange's answer quotes) and the fix, which needs the host's root."""
+    return (f"this host's clock is {offset_text(params.request_ms, params.server_ms)} the"
+            " exchange's server time. Sync it with NTP on the host (timedatectl set-ntp true, or"
+            " chronyc makestep; check with timedatectl status), then the bot's next requests pass")
