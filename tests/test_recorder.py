@@ -77,6 +77,7 @@ def test_responses_are_byte_identical(make_stack, recorder, generation):
         ("GET", "/accounts/", {"auth": ("admin", "wrong")}),
         ("GET", "/accounts/", {}),
         ("GET", "/", {}),
+        ("GET", "/x%0A2026-01-01%2000:00:00,000%20-%20root%20-%20ERROR%20-%20forged", {}),  # a newline too
         ("POST", "/accounts/add-account", {"params": {"account_name": "prof"}, "auth": ADMIN}),
     ]
     for method, path, kw in cases:

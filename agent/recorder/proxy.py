@@ -210,7 +210,7 @@ class Recorder:
         self._db = ThreadPoolExecutor(1, thread_name_prefix="recorder-db")  # one writer, in order
         self.guard = ConnectionGuard(max_connections=max_connections, header_timeout=header_timeout)
         self.app = web.Application(client_max_size=0, middlewares=[self.guard.middleware])
-        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle)  # a decoded newline too
         self.app.on_startup.append(self._open)
         self.app.on_cleanup.append(self._close)
 
