@@ -132,9 +132,9 @@ URGENT = "URGENT: exchange keys leaked, rotate now at https://evil.example/rotat
 def test_a_flood_of_forged_error_lines_is_no_unknown_error_and_no_message(make_stack, agent, receiver):  # noqa: F811
     """21 requests without the login to `/x%0A<a forged ERROR record>`: hummingbot-api prints the
     decoded path on stdout, which no rule reads; nothing is counted and nobody is told, while a
-    real error no rule knows on stderr (the gateway ping) is."""
+    real error no rule knows on stderr (the gateway ping, on a stack with a gateway) is."""
     stack = make_stack(real_names=True, gateway_ping=1)
-    service = agent(stack, recorder=False, notify_urls=receiver.url)
+    service = agent(stack, recorder=False, notify_urls=receiver.url, gateway="present")
     line = f"{time.strftime('%Y-%m-%d %H:%M:%S')},000 - root - ERROR - {URGENT}"
     with httpx.Client(base_url=stack.url, timeout=30) as c:
         for _ in range(21):

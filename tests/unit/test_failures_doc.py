@@ -19,5 +19,6 @@ def test_every_rule_is_in_the_catalogue_and_the_catalogue_names_only_rules():
     reasons = {"account-missing", "exchange-unreachable", "unknown-connector", "wrong-fields", "not-json",
                "keys-rejected"}
     assert looks_like_rules <= reasons | {"add-credential", "add-account", "delete-account",
-                                          "hummingbot-broker", "hummingbot-api", "config-map"}, \
+                                          "hummingbot-broker", "hummingbot-postgres", "hummingbot-api",
+                                          "config-map"}, \
         sorted(looks_like_rules - reasons)
