@@ -292,7 +292,8 @@ class Recorder:
             await response.write_eof()
         if gateway:
             answer = kept.decode("utf-8", "replace")
-            self._submit(self._write_gateway, request.path, answer, outcome(503, bytes(kept))[1])
+            self._submit(self._write_evidence, GATEWAY_ROUTE, request.path, 503, answer,
+                         outcome(503, bytes(kept))[1])
         return response
 
     def _route_missing(self, request: web.Request, missing: routes.Missing, answer: bytes) -> None:
@@ -321,13 +322,10 @@ class Recorder:
     def _write_missing(self, missing: routes.Missing) -> None:
         generations = " ".join(missing.generations)
         request = {"method": missing.method, "template": missing.template, "generations": generations}
-        deploy_id = self.store.deploys.record(
-            route=ROUTE_MISSING, path=missing.template, request_body=json.dumps(request), status=404,
-            response_body=json.dumps(NOT_FOUND), failed=True,
-            message=f"{missing.method} {missing.template}: no such route here (hummingbot-api {generations})",
-            profile=None, instance=None, stack=self.stack)
-        if self.on_record is not None:
-            self.on_record(deploy_id)
+        self._write_evidence(
+            ROUTE_MISSING, missing.template, 404, json.dumps(NOT_FOUND),
+            f"{missing.method} {missing.template}: no such route here (hummingbot-api {generations})",
+            request_body=json.dumps(request))
 
     def _response(self, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -487,23 +485,19 @@ class Recorder:
                     request.headers.get("Authorization")):
                 answer = scrub_answer(data, bytes(kept))
                 message = outcome(status, answer.encode())[1]
-                self._submit(self._write_credential, request.path, status, answer, message)
+                self._submit(self._write_evidence, CREDENTIAL_ROUTE, request.path, status, answer, message)
             response = self._response(upstream)
             await response.prepare(request)
             await response.write(data)
             await response.write_eof()
             return response
 
-    def _write_credential(self, path: str, status: int, answer: str, message: str) -> None:
+    def _write_evidence(self, route: str, path: str, status: int, answer: str, message: str,
+                        request_body: str = "") -> None:
+        """An answer kept as evidence for the matcher (a credential refusal, a gateway 503, a missing
+        route): never a request a retry may send."""
         deploy_id = self.store.deploys.record(
-            route=CREDENTIAL_ROUTE, path=path, request_body="", status=status, response_body=answer,
-            failed=True, message=message, profile=None, instance=None, stack=self.stack)
-        if self.on_record is not None:
-            self.on_record(deploy_id)
-
-    def _write_gateway(self, path: str, answer: str, message: str) -> None:
-        deploy_id = self.store.deploys.record(
-            route=GATEWAY_ROUTE, path=path, request_body="", status=503, response_body=answer,
+            route=route, path=path, request_body=request_body, status=status, response_body=answer,
             failed=True, message=message, profile=None, instance=None, stack=self.stack)
         if self.on_record is not None:
             self.on_record(deploy_id)
