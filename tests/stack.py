@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import re
 import shutil
 import socket
@@ -48,11 +49,23 @@ TEMPLATE = {
 }
 
 
+# Below the kernel's ephemeral range (32768-60999 by default): a port asked of the kernel comes from
+# that range, which every outgoing connection on the host also draws from, so a port chosen there
+# can be taken by a connection (the real stack's, a bot's) before the test binds it.
+_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    """A port that is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that is free on 127.0.0.1 right now, outside the range outgoing connections use."""
+    for _ in range(200):
+        port = random.SystemRandom().choice(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port on 127.0.0.1 between 20000 and 32000")
 
 
 def container_lines(container, *, stdout: bool, stderr: bool) -> list[str]:

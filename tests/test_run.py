@@ -34,7 +34,9 @@ def stop_agent(proc: subprocess.Popen) -> float:
 
 
 def test_run_reports_and_resumes(docker_client, tmp_path):
-    name = f"medic-run-{uuid.uuid4().hex[:6]}"
+    # Named as hummingbot-api is (its role): errors no rule knows are counted only from the
+    # streams a rule reads, and the rules read hummingbot-api's stderr.
+    name = f"medic-run-{uuid.uuid4().hex[:6]}-hummingbot-api"
     env = {"MEDIC_CONTAINERS": name, "MEDIC_STATE_DB": str(tmp_path / "state.db")}
     log = tmp_path / "agent.log"
     first = start_agent(env, log)

@@ -281,7 +281,7 @@ def test_an_ssh_stack_is_followed_through_the_engine_hosts_ssh(docker_client, tm
     the engine host's sshd runs `docker system dial-stdio`. Here the sshd is the test's own and
     the engine behind it the shared one."""
     gate = SshGate(free_port()).start()
-    name = f"medic-ssh-{os.urandom(3).hex()}"
+    name = f"medic-ssh-{os.urandom(3).hex()}-hummingbot-api"  # its role: a stream the rules read
     raiser = start_raiser(docker_client, name, name, BEAT=0.2)
     try:
         secret = tmp_path / "pw"
