@@ -1,0 +1,1 @@
+"""Preflight: a deploy checked against the stack before hummingbot-api sees it."""
