@@ -69,10 +69,15 @@ class EngineView:
         return self._get("containers", ask)
 
     def config_password(self, container: str) -> str | None:
-        """"set", "empty" or None (not in the environment: hummingbot-api's default) for a container;
-        EngineFailed also when there is no such container."""
+        """"set", "empty", None (not in the environment: hummingbot-api's default) or "missing" (no
+        such container)."""
         def ask() -> str | None:
-            env = self._engine.api.inspect_container(container).get("Config", {}).get("Env") or []
+            from docker.errors import NotFound
+
+            try:
+                env = self._engine.api.inspect_container(container).get("Config", {}).get("Env") or []
+            except NotFound:
+                return "missing"
             for item in env:
                 if isinstance(item, str) and item.partition("=")[0] == "CONFIG_PASSWORD":
                     return "set" if item.partition("=")[2] else "empty"
@@ -133,6 +138,8 @@ def config_password(req: DeployRequest, ctx: Context) -> Finding | None:
         state = view(ctx.engine).config_password(ctx.api_container)
     except EngineFailed as exc:
         return skipped("config-password", f"{ctx.api_container}'s environment cannot be read ({exc})")
+    if state == "missing":
+        return skipped("config-password", f"no container {ctx.api_container} on the engine")
     if state != "empty":
         how = "set" if state == "set" else "not set (hummingbot-api's default)"
         return Finding("config-password", True, f"{ctx.api_container}: CONFIG_PASSWORD {how}")
