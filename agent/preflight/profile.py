@@ -10,7 +10,8 @@ from agent.actions.base import ActionError
 from agent.actions.hummingbot import verification_problem
 from agent.actions.keyfiles import placed_keys
 from agent.match import captures as capture_check
-from agent.preflight.model import NAME, PROFILE, Context, DeployRequest, Finding, skipped
+from agent.names import protected_profile
+from agent.preflight.model import NAME, PROFILE, Context, DeployRequest, Finding, refused, skipped
 
 
 def _folder(req: DeployRequest, ctx: Context, check: str) -> Path | Finding | None:
@@ -21,10 +22,10 @@ def _folder(req: DeployRequest, ctx: Context, check: str) -> Path | Finding | No
         return None
     if ctx.bots_dir is None:
         return skipped(check, "no bots folder (MEDIC_BOTS_DIR)")
-    refused = capture_check.check(PROFILE, profile)
-    if refused is not None:
-        return Finding(check, False, f"the credentials profile name {refused}",
-                       fix="deploy with a plain profile name (letters, digits, _ and -)")
+    # hummingbot-api's template may be deployed with; hb-medic only never changes it (no fix).
+    bad = refused(check, "credentials_profile", profile, NAME if protected_profile(profile) else PROFILE)
+    if bad is not None:
+        return bad
     return ctx.bots_dir / "credentials" / profile
 
 
@@ -38,7 +39,8 @@ def profile_exists(req: DeployRequest, ctx: Context) -> Finding | None:
     if folder.is_dir():
         return Finding("profile", True, f"credentials profile {profile} exists")
     return Finding("profile", False, f"credentials profile {profile} does not exist",
-                   rule="credentials-profile-missing", captures={"profile": profile}, fixable=True,
+                   rule="credentials-profile-missing", captures={"profile": profile},
+                   fixable=not protected_profile(profile),
                    fix=f"hb-medic adds profile {profile} through add-account (and the exchange keys placed"
                        " for it)")
 
@@ -56,7 +58,7 @@ def profile_complete(req: DeployRequest, ctx: Context) -> Finding | None:
     instance = req.instance
     captures = {"instance": instance} if instance and capture_check.check(NAME, instance) is None else {}
     says = f"credentials profile {profile} has no conf_client.yml: the deploy will fail"
-    if not (folder / "connectors").is_dir():
+    if not (folder / "connectors").is_dir() and not protected_profile(profile):
         return Finding("profile-complete", False, says, rule="credentials-profile-incomplete",
                        captures=captures, fixable=True,
                        fix=f"hb-medic repairs profile {profile} (delete-account, add-account)")
@@ -86,7 +88,7 @@ def password_verification(req: DeployRequest, ctx: Context) -> Finding | None:
     except ActionError:  # a key file hb-medic would refuse to read: none of them counts as placed
         placed = set()
     lost = [c for c in held if c not in placed]
-    if not lost:
+    if not lost and not protected_profile(profile):
         return Finding("password-verification", False, says, rule="bot-password-file-missing",
                        captures={"problem": problem}, fixable=True,
                        fix=f"hb-medic rebuilds profile {profile} (delete-account, add-account"
