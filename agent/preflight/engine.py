@@ -98,6 +98,13 @@ def view(engine: Any) -> EngineView:
         return found
 
 
+def name_on_engine(image: str) -> str:
+    """The reference as the engine lists it: Docker Hub's host and `library/` left out, `:latest`
+    when no tag or digest is given."""
+    name = image.removeprefix("docker.io/").removeprefix("index.docker.io/").removeprefix("library/")
+    return name if ":" in name.rpartition("/")[2] or "@" in name else f"{name}:latest"
+
+
 def image_present(req: DeployRequest, ctx: Context) -> Finding | None:
     """Docker cannot start a bot whose image it cannot find or pull (rule deploy-image-unavailable:
     hummingbot-api answers success:false). hb-medic never pulls; an image outside
@@ -119,8 +126,7 @@ def image_present(req: DeployRequest, ctx: Context) -> Finding | None:
         refs = view(ctx.engine).images()
     except EngineFailed as exc:
         return skipped("image", f"the engine did not answer ({exc})")
-    name = image if ":" in image.rpartition("/")[2] or "@" in image else f"{image}:latest"
-    if name in refs:
+    if name_on_engine(image) in refs:
         return Finding("image", True, f"image {image} is on the engine")
     return Finding("image", False, f"image {image} is not on the engine: the deploy will fail unless Docker"
                                    " can pull it", rule="deploy-image-unavailable", captures={"image": image},

@@ -322,3 +322,16 @@ def test_the_command_says_a_bad_body_in_one_line_and_exits_2(tmp_path, capsys, c
     assert main(["preflight", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and says in err, err
+
+
+@pytest.mark.parametrize("image, listed", [
+    ("hummingbot/hummingbot", "hummingbot/hummingbot:latest"),
+    ("docker.io/hummingbot/hummingbot:2.1", "hummingbot/hummingbot:2.1"),
+    ("docker.io/library/python:3", "python:3"),
+    ("registry.local:5000/team/bot", "registry.local:5000/team/bot:latest"),
+    ("team/bot@sha256:" + "a" * 64, "team/bot@sha256:" + "a" * 64),
+])
+def test_an_image_is_looked_up_as_the_engine_lists_it(image, listed):
+    from agent.preflight.engine import name_on_engine
+
+    assert name_on_engine(image) == listed
