@@ -136,9 +136,25 @@ def test_an_engine_that_does_not_answer_is_said_never_guessed(make_stack, tmp_pa
     env = {**settings_of(stack, BOT_IMAGE), "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
     out = preflight(env, body, tmp_path)
     lines = out.stdout.splitlines()
-    for check in ("hummingbot-api's environment cannot be read", "the engine did not answer"):
-        assert any(x.startswith("? not checked: ") and check in x for x in lines), out.stdout
+    said = f"? not checked: no Docker engine (unix://{tmp_path}/no.sock does not answer: "
+    gone = [x for x in lines if x.startswith(said)]
+    assert len(gone) == 2, out.stdout  # CONFIG_PASSWORD and the image
     assert out.returncode == 0, out.stdout + out.stderr  # nothing failed: what could not be checked is said
+
+
+def test_an_engine_that_goes_away_is_said_by_each_check_that_asks_it(tmp_path):
+    """A client made while the engine answered, asked once it no longer does (docker-py with a fixed
+    API version does not call the engine until asked)."""
+    import docker
+
+    gone = docker.DockerClient(base_url=f"unix://{tmp_path}/gone.sock", version="1.41", timeout=5)
+    ctx = Context(engine=gone, api_container="hummingbot-api")
+    body = {"instance_name": "a", "credentials_profile": "b", "script": "s.py"}
+    found = {f.check: f for f in run(DeployRequest("deploy-v2-script", body, "legacy"), ctx)[0]}
+    for check in ("config-password", "image", "name-conflict"):
+        assert found[check].skipped and found[check].ok, found[check]
+    assert "environment cannot be read" in found["config-password"].says
+    assert "the engine did not answer" in found["image"].says
 
 
 def test_a_stack_that_is_not_there(make_stack, tmp_path):

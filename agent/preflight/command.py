@@ -98,11 +98,11 @@ def _context(settings, stack):
     from agent.preflight.checks import Context
     from agent.stackconf import engine_client
 
+    engine, problem = None, None
     try:
         engine = engine_client(stack, timeout=10)
-    except DockerException as exc:  # docker-py reads DOCKER_HOST and the TLS files here
-        print(f"hb-medic: the Docker engine at {stack.engine()} cannot be used: {exc}", file=sys.stderr)
-        engine = None
+    except DockerException as exc:  # docker-py asks the engine's version here
+        problem = f"{stack.engine()} does not answer: {' '.join(str(exc).split())[:200]}"
     api = next((name for name in stack.containers if name.endswith("hummingbot-api")), None)
-    return Context(bots_dir=stack.bots_dir, engine=engine, api_container=api,
+    return Context(bots_dir=stack.bots_dir, engine=engine, api_container=api, engine_problem=problem,
                    allowed_images=tuple(settings.allowed_images), credentials_dir=stack.credentials_dir)

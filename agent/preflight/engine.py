@@ -21,7 +21,6 @@ from agent.preflight.model import NAME, Context, DeployRequest, Finding, refused
 
 TTL = 3.0
 IMAGE = Capture(type="image", max_length=255)
-NO_ENGINE = "no Docker engine"
 
 
 class EngineFailed(Exception):
@@ -98,6 +97,10 @@ def view(engine: Any) -> EngineView:
         return found
 
 
+def _no_engine(ctx: Context) -> str:
+    return f"no Docker engine ({ctx.engine_problem})" if ctx.engine_problem else "no Docker engine"
+
+
 def name_on_engine(image: str) -> str:
     """The reference as the engine lists it: Docker Hub's host and `library/` left out, `:latest`
     when no tag or digest is given."""
@@ -121,7 +124,7 @@ def image_present(req: DeployRequest, ctx: Context) -> Finding | None:
                                        " nor re-send this deploy",
                        fix=f"add {image} to MEDIC_ALLOWED_IMAGES if it is yours")
     if ctx.engine is None:
-        return skipped("image", NO_ENGINE)
+        return skipped("image", _no_engine(ctx))
     try:
         refs = view(ctx.engine).images()
     except EngineFailed as exc:
@@ -138,8 +141,8 @@ def config_password(req: DeployRequest, ctx: Context) -> Finding | None:
     `script`; current: a script config, which the controllers route always has): rule
     config-password-missing. Read through the engine as `doctor` does; the value is never kept."""
     if ctx.engine is None or ctx.api_container is None:
-        return skipped("config-password", NO_ENGINE if ctx.engine is None else "hummingbot-api's container"
-                                                                                " is not known")
+        return skipped("config-password", _no_engine(ctx) if ctx.engine is None
+                       else "hummingbot-api's container is not known (MEDIC_CONTAINERS)")
     try:
         state = view(ctx.engine).config_password(ctx.api_container)
     except EngineFailed as exc:
@@ -172,7 +175,7 @@ def name_conflict(req: DeployRequest, ctx: Context) -> Finding | None:
     if refused("name-conflict", "instance_name", name, NAME) is not None:
         return None  # the instance-name check says so
     if ctx.engine is None:
-        return skipped("name-conflict", NO_ENGINE)
+        return skipped("name-conflict", _no_engine(ctx))
     try:
         names = view(ctx.engine).containers()
     except EngineFailed as exc:

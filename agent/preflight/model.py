@@ -69,6 +69,7 @@ class Context:
     api_container: str | None = None  # hummingbot-api's container name (its environment)
     allowed_images: tuple[str, ...] = ()
     credentials_dir: Path | None = None  # MEDIC_CREDENTIALS_DIR: exchange keys placed for hb-medic
+    engine_problem: str | None = None  # why `engine` is None, when a client could not be made
 
 
 Check = Callable[[DeployRequest, Context], Finding | None]  # None: does not apply to this request
