@@ -209,3 +209,28 @@ def test_real_preflight_foretells_the_seed_and_passes_a_good_deploy(real_stack, 
         assert seen in out.stdout, out.stdout
     answer = stack.http("POST", "/bot-orchestration/deploy-v2-script", json=good)
     assert answer.status_code == 200 and answer.json()["success"], answer.text
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_the_controllers_route_read_from_stdin(make_stack, tmp_path, generation):
+    """A controller config the body lists is missing: foretold, then hummingbot-api's own warning."""
+    from tests.images import BOT_IMAGE
+
+    stack = make_stack(generation=generation, broker=False)
+    profile = stack.unique("acct").replace("-", "_")
+    assert stack.http("POST", "/accounts/add-account", params={"account_name": profile}).status_code == 201
+    (stack.bots / "conf" / "controllers" / "here.yml").write_text("controller_name: pmm_simple\n")
+    gone = stack.unique("gone")
+    body = {"instance_name": stack.unique("ctl"), "credentials_profile": profile, "image": BOT_IMAGE,
+            "controllers_config": ["here", gone]}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MEDIC_")}
+    env = {**environ, "PYTHONPATH": str(REPO), **settings_of(stack, BOT_IMAGE)}
+    out = subprocess.run([sys.executable, "-m", "agent", "preflight", "-", "--route", "deploy-v2-controllers",
+                          "--generation", generation], input=json.dumps(body), capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert crosses(out) == [f"✗ controller config not in bots/conf/controllers: {gone}.yml"], out.stdout
+    assert "foretells: controller-config-missing" in out.stdout
+    assert "✓ script v2_with_controllers.py is in bots/scripts" in out.stdout
+    assert stack.deploy("deploy-v2-controllers", **body).json()["success"]
+    stack.wait_line("stderr", rf"Controller config file {gone}\.yml not found in bots/conf/controllers")
