@@ -25,6 +25,7 @@ MODULES = (
     "agent.notify.command",
     "agent.doctor_cmd",
     "agent.retry_cmd",
+    "agent.preflight.command",
 )
 
 

@@ -19,6 +19,7 @@ from agent.actions.registry import action
 from agent.actions.types import ApiPath, ConnectorName, ProfileName
 
 VERIFICATION_MAX = 64 * 1024  # a .password_verification is about 1 KiB
+DAMAGED = "is damaged (not the key file hummingbot-api writes)"
 
 class ProfileParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -92,14 +93,21 @@ def _no_verification(ctx: ActionContext, profile: str) -> bool:
     from the bot that said so."""
     if ctx.bots_dir is None:
         return True
-    path = ctx.bots_dir / "credentials" / profile / ".password_verification"
+    return verification_problem(ctx.bots_dir / "credentials" / profile / ".password_verification") is not None
+
+
+def verification_problem(path: Path) -> str | None:
+    """What is wrong with a .password_verification, in the words of rule bot-password-file-missing
+    (its `problem`), or None when it is the hex-encoded key file add-account writes."""
     try:
-        if not path.is_file() or path.stat().st_size > VERIFICATION_MAX:
-            return True
+        if not path.is_file():
+            return "does not exist"
+        if path.stat().st_size > VERIFICATION_MAX:
+            return DAMAGED
         keyfile = json.loads(bytes.fromhex(path.read_text(encoding="ascii").strip()).decode())
     except (OSError, ValueError):  # not hex, not text, not JSON
-        return True
-    return not (isinstance(keyfile, dict) and "crypto" in keyfile)
+        return DAMAGED
+    return None if isinstance(keyfile, dict) and "crypto" in keyfile else DAMAGED
 
 
 @action

@@ -3,87 +3,37 @@ the stack's state (reads only: the bots folder, hummingbot-api's API, the engine
 
 A check foretells a failure a rule would recognise after the fact: its finding names that rule
 and the rule's captures, so a fix before forwarding is the rule's own fix (the same actions,
-budget, audit and messages), never a second copy of it.
+budget, audit and messages), never a second copy of it. The checks live in modules named for
+what they read (profile, scripts, names, connectors, engine); this one gathers them in the order
+hummingbot-api and then the bot would meet their failures.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from agent.match import captures as capture_check
-from agent.match.model import Capture
+from agent.preflight.connectors import live_keys
+from agent.preflight.engine import config_password, image_present, name_conflict
+from agent.preflight.model import Check, Context, DeployRequest, Finding
+from agent.preflight.names import instance_name
+from agent.preflight.profile import password_verification, profile_complete, profile_exists
+from agent.preflight.scripts import controller_configs_exist, script_config_exists, script_exists
 
-PROFILE = Capture(type="profile", max_length=64)
+__all__ = ["CHECKS", "Check", "Context", "DeployRequest", "Finding", "profile_exists", "run"]
 
-
-@dataclass(frozen=True, slots=True)
-class DeployRequest:
-    """A deploy as the recorder received it: its route and its parsed JSON body."""
-
-    route: str  # deploy-v2-script | deploy-v2-controllers
-    body: dict[str, Any]
-    generation: str = "current"  # legacy | current (agent.recorder.routes.GENERATIONS)
-
-    @property
-    def profile(self) -> str | None:
-        value = self.body.get("credentials_profile")
-        return value if isinstance(value, str) else None
-
-    @property
-    def instance(self) -> str | None:
-        value = self.body.get("instance_name")
-        return value if isinstance(value, str) else None
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One check's verdict. `rule`/`captures`: the rule whose failure this foretells, and what it
-    would capture (a fix runs that rule's actions); `fixable`: those actions fix it before the
-    deploy is forwarded (nothing left for a retry)."""
-
-    check: str  # a stable id: profile, password-verification, script-config, image, ...
-    ok: bool
-    says: str  # one line for a person: "credentials profile client_sharp does not exist"
-    rule: str | None = None
-    captures: dict[str, str] = field(default_factory=dict)
-    fixable: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What the checks may read. Any part may be missing (None): the checks that need it say
-    they could not run, they never guess."""
-
-    bots_dir: Path | None = None  # hummingbot-api's bots/ folder, read-only
-    engine: Any = None  # a docker.DockerClient
-    api: Any = None  # an agent.hummingbot_api.HummingbotAPI
-    api_container: str | None = None  # hummingbot-api's container name (its environment)
-    allowed_images: tuple[str, ...] = ()
-
-
-Check = Callable[[DeployRequest, Context], Finding | None]  # None: does not apply to this request
-
-
-def profile_exists(req: DeployRequest, ctx: Context) -> Finding | None:
-    """hummingbot-api copies bots/credentials/<profile> into the bot's folder: a missing one is
-    the seed incident (rule credentials-profile-missing)."""
-    profile = req.profile
-    if profile is None or ctx.bots_dir is None:
-        return None
-    refused = capture_check.check(PROFILE, profile)
-    if refused is not None:
-        return Finding("profile", False, f"the credentials profile name {refused}")
-    if (ctx.bots_dir / "credentials" / profile).is_dir():
-        return Finding("profile", True, f"credentials profile {profile} exists")
-    return Finding("profile", False, f"credentials profile {profile} does not exist",
-                   rule="credentials-profile-missing", captures={"profile": profile}, fixable=True)
-
-
-CHECKS: tuple[Check, ...] = (profile_exists,)
+CHECKS: tuple[Check, ...] = (
+    instance_name,            # hummingbot-api's 422, before anything
+    profile_exists,           # its copy of the profile
+    profile_complete,         # its read of conf_client.yml
+    script_config_exists,     # its copy of the script config (a warning, then the bot stops)
+    controller_configs_exist,
+    config_password,          # its refusal to start a bot without one
+    image_present,            # Docker's answers
+    name_conflict,
+    password_verification,    # the bot's own start
+    script_exists,
+    live_keys,
+)
 
 
 def run(req: DeployRequest, ctx: Context, deadline: float | None = None,
