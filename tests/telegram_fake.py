@@ -12,6 +12,7 @@ and delivers button presses (callback_query) and commands (message) from any use
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import socket
@@ -115,9 +116,9 @@ class TelegramFake:
         query_id = str(next(self._ids) * 7919)
         msg = {"message_id": message or 0, "chat": {"id": int(chat or self.chat_id), "type": "supergroup"},
                "date": int(time.time())}
-        self._queue({"callback_query": {"id": query_id, "from": {"id": user, "is_bot": False,
-                                                                  "first_name": username, "username": username},
-                                        "message": msg, "chat_instance": "1", "data": data}})
+        sender = {"id": user, "is_bot": False, "first_name": username, "username": username}
+        self._queue({"callback_query": {"id": query_id, "from": sender, "message": msg, "chat_instance": "1",
+                                        "data": data}})
         return query_id
 
     def command(self, user: int, text: str, chat: str | None = None) -> None:
@@ -170,10 +171,8 @@ class TelegramFake:
                 status, body = fake._call(method, params)
                 if status == 0:  # gone while the poll waited: hang up without an answer
                     self.close_connection = True
-                    try:
+                    with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
                     return
                 self._answer(status, body, method, params)
 
@@ -208,7 +207,8 @@ class TelegramFake:
         if method == "getChat":
             if str(p.get("chat_id")) != self.chat_id:
                 return 400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
-            return 200, {"ok": True, "result": {"id": int(self.chat_id), "type": "supergroup", "title": "ops"}}
+            chat = {"id": int(self.chat_id), "type": "supergroup", "title": "ops"}
+            return 200, {"ok": True, "result": chat}
         if method == "sendMessage":
             if str(p.get("chat_id")) != self.chat_id and not self._known_chat(p.get("chat_id")):
                 return 400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
