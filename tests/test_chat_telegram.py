@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 
 import pytest
 
-from agent import logs
+from agent import doctor, logs
 from agent.chat.telegram import Telegram, from_url
 from agent.chat.transport import ChatError, EditGone, Posted
 from agent.redact import Redactor
@@ -252,3 +253,54 @@ def test_transport_unit_shapes():
         with pytest.raises(EditGone):
             t.edit(Posted(fake.chat_id, "9999"), "y", [])
         assert t.me()["username"] == "medic_test_bot" and "AAH" not in repr(t)
+
+
+def _doctor(monkeypatch, fake: TelegramFake, users: str, send: bool, chat: str | None = None,
+            token: str | None = None) -> tuple[int, str]:
+    monkeypatch.setenv("MEDIC_CHAT", "telegram")
+    monkeypatch.setenv("MEDIC_NOTIFY_URLS", f"tgram://{token or fake.token}/{chat or fake.chat_id}")
+    monkeypatch.setenv("MEDIC_TELEGRAM_API_URL", fake.url)
+    monkeypatch.setenv("MEDIC_CHAT_TELEGRAM_USERS", users)
+    out = io.StringIO()
+
+    def telegram_only(d):
+        return doctor.telegram_chat(d, wait=10)
+
+    code = doctor.run(send=send, out=out, checks=[telegram_only])
+    return code, out.getvalue()
+
+
+def test_doctor_checks_the_telegram_chat_and_its_test_button_comes_back(monkeypatch):
+    with TelegramFake() as fake:
+        def press_when_posted():
+            wait_until(lambda: fake.sent(), 10, "the test message")
+            button = fake.sent()[0].markup["inline_keyboard"][0][0]
+            fake.press(5151, button["callback_data"], username="bob")
+
+        presser = threading.Thread(target=press_when_posted, daemon=True)
+        presser.start()
+        code, out = _doctor(monkeypatch, fake, "5151", send=True)
+        presser.join(5)
+    assert code == 0, out
+    assert "✓ telegram chat: bot @medic_test_bot (token valid)" in out
+    assert f"✓ telegram chat {fake.chat_id} (ops): reachable" in out
+    assert "✓ telegram chat: 1 allowed user may press and command" in out
+    assert "✓ telegram chat: the press came back, from bob (user id 5151)" in out
+    assert fake.updates, "the doctor confirmed no update: the agent still gets what waits for it"
+    assert SECRET not in out
+
+
+def test_doctor_says_what_to_fix(monkeypatch):
+    with TelegramFake() as fake:
+        code, out = _doctor(monkeypatch, fake, "", send=False, token="999:not-the-token-abcdefghijkl")
+        assert code == 1 and "✗ telegram chat" in out and "401" in out and "BotFather" in out, out
+        code, out = _doctor(monkeypatch, fake, "", send=False, chat="-100999")
+        assert code == 1 and "✗ telegram chat -100999: not reachable by the bot" in out, out
+        assert "add the bot to that group" in out
+        code, out = _doctor(monkeypatch, fake, "", send=False)
+        assert code == 1 and "✗ telegram chat: no allowed users" in out and "MEDIC_CHAT_TELEGRAM_USERS" in out
+        code, out = _doctor(monkeypatch, fake, "1,2", send=True)
+        assert code == 1 and "✗ telegram chat: no press of the test button within 10 s" in out, out
+    fake_gone = _doctor(monkeypatch, fake, "1", send=False)
+    assert fake_gone[0] == 1 and "did not answer" in fake_gone[1] and "MEDIC_TELEGRAM_API_URL" in fake_gone[1]
+    assert "not-the-token" not in out
