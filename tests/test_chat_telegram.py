@@ -197,15 +197,27 @@ def test_a_restart_does_not_hand_the_same_press_again(tmp_path):
     assert [p[1] for p in second.presses] == ["ignore:inc0002:def"]
 
 
-def test_a_stop_ends_a_long_poll_at_once(tmp_path):
-    with TelegramFake() as fake, bed(tmp_path / "s.db", fake, operator=OperatorDouble(), listen=True) as b:
-        listener = b.channels.listeners[0]
-        listener.transport.poll_seconds = 30
-        wait_until(lambda: fake.of("getUpdates"), 10, "a first poll")
-        time.sleep(0.5)  # now inside a 30 s poll
-        start = time.monotonic()
-        listener.stop(time.monotonic() + 2)
-        assert time.monotonic() - start < 2.5 and not listener.loop.alive
+def test_a_stop_returns_at_once_and_a_poll_in_progress_hands_nothing_more(tmp_path):
+    """A long poll cannot be cut short (closing the client does not wake a thread reading its
+    socket): the stop returns by its deadline, and the poll ends by itself without handing what
+    it brings to the operator; the next start reads it."""
+    operator = OperatorDouble()
+    with TelegramFake() as fake:
+        with bed(tmp_path / "s.db", fake, operator=operator, listen=True) as b:
+            listener = b.channels.listeners[0]
+            listener.transport.poll_seconds = 5
+            wait_until(lambda: fake.of("getMe"), 10, "the listener started")
+            time.sleep(3)  # a first poll of 2 s is over: now inside one of 5 s
+            start = time.monotonic()
+            listener.stop(time.monotonic() + 1)
+            assert time.monotonic() - start < 1.5
+            query = fake.press(9, "fix:late0001:abc")  # the poll in progress returns it
+            wait_until(lambda: not listener.loop.alive, 10, "the poll's thread ended")
+        assert operator.presses == [] and query not in fake.answers
+        later = OperatorDouble()
+        with bed(tmp_path / "s.db", fake, operator=later, listen=True):
+            wait_until(lambda: query in fake.answers, 15, "the press read at the next start")
+    assert [p[1] for p in later.presses] == ["fix:late0001:abc"]
 
 
 def test_the_token_stays_out_of_the_log_the_state_and_errors(tmp_path):

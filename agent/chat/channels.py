@@ -36,7 +36,8 @@ class ChatSetupError(ValueError):
 class Listener(OneLoop):
     """Reads one bot's presses and commands (the transport's `listen`) and hands them to the
     operator. Nothing of a fix waits for it: a chat service gone for minutes only delays the
-    answers to presses."""
+    answers to presses. A stop returns by its deadline; a long poll then in progress ends by
+    itself within POLL_SECONDS (its thread is a daemon) and hands nothing more to the operator."""
 
     def __init__(self, transport: Telegram, operator: Operator) -> None:
         self.transport = transport

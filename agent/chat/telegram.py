@@ -29,7 +29,7 @@ from agent.chat.transport import Button, ChatError, EditGone, Posted, RateLimite
 
 log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://api.telegram.org"
-POLL_SECONDS = 10  # getUpdates' long-poll wait: a stop closes the connection sooner
+POLL_SECONDS = 10  # getUpdates' long-poll wait: also how long a poll may outlive a stop (see close)
 BACKOFF_MAX = 30.0  # longest wait between two polls while the service is unreachable
 # What Telegram answers (400) when a message cannot be edited any more.
 GONE = ("message to edit not found", "message can't be edited", "message_id_invalid", "chat not found")
@@ -172,6 +172,8 @@ class Telegram:
                 self._failed(str(exc), failures)
                 self._sleep(min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 6)), stopping)
                 continue
+            if stopping() or self._closed.is_set():
+                return  # stopped while it waited: what it read is read again at the next start
             if self.problem:
                 log.warning("telegram: the Bot API answers again")
             failures, self.problem, self.problem_since = 0, "", 0.0
@@ -247,7 +249,9 @@ class Telegram:
         self.call("sendMessage", params)
 
     def close(self) -> None:
-        """Ends a poll in progress (a stop): listen returns."""
+        """A stop: no request after it. A poll in progress cannot be cut short (closing the
+        client does not wake a thread blocked reading its socket): it ends by itself within
+        POLL_SECONDS, and what it brings is not handled (it is read again at the next start)."""
         self._closed.set()
         self._http.close()
 
