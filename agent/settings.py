@@ -81,6 +81,17 @@ class Settings(BaseSettings):
     notify_urls: SecretStr | None = Field(
         None, description="apprise URLs, comma separated; `tag1,tag2=URL` routes by severity.")
     notify_config: Path | None = Field(None, description="An apprise config file (with tags).")
+    chat: Annotated[list[Literal["telegram", "slack"]], NoDecode] = Field(
+        default_factory=list,
+        description="Interactive chats, comma separated (telegram, slack; off by default): one message per"
+                    " incident, edited as it moves, with buttons and commands. Telegram's bot and chat are"
+                    " those of the tgram:// notify URL.")
+    chat_telegram_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Telegram user ids who may answer (buttons, commands), comma"
+                                          " separated; nobody else may.")
+    telegram_api_url: str = Field(
+        "https://api.telegram.org", pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="The Telegram Bot API's base URL (a self-hosted Bot API server's).")
     http_addr: str = Field(DEFAULT_HTTP_ADDR, pattern=HTTP_ADDR_PATTERN,
                            description="host:port for /healthz and /metrics.")
     log_format: Literal["text", "json"] = Field("text", description="The agent's own log lines.")
@@ -135,6 +146,21 @@ class Settings(BaseSettings):
                 if not isinstance(ref, str) or not re.fullmatch(IMAGE_PATTERN, ref):
                     raise ValueError(f"{str(v)[:80]!r} is not an image reference (or repo:*)")
         return value
+
+    @field_validator("chat", mode="before")
+    @classmethod
+    def _chat(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [p for p in (x.strip().lower() for x in value.split(","))
+                     if p and p not in ("off", "none")]
+        return value
+
+    @field_validator("chat_telegram_users", mode="before")
+    @classmethod
+    def _user_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return [str(v) for v in value] if isinstance(value, list) else value
 
     @field_validator("stacks", mode="before")
     @classmethod
