@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import asdict, dataclass, field
 
 from agent.names import DEFAULT_STACK
@@ -102,6 +103,13 @@ class Message:
     stack: str = DEFAULT_STACK
     show_stack: bool = False  # the agent looks after several stacks (or one not called default)
     attempt: int = 0  # the incident's attempt when the step was told
+    headline: str = ""  # the step in a few words ("Fixing again (attempt 2)")
+    at: float = 0.0  # when the step was told (epoch s)
+    # The incident's steps told before this one, oldest first ("12:00:03 Fix failed, will try
+    # again: ..."): a chat's living message shows them, and an apprise target's final message
+    # tells the intermediate steps folded into it (agent.notify.notifier).
+    steps: list[str] = field(default_factory=list)
+    folded: int = 0  # of those, intermediate steps an apprise target was not sent on their own
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -111,8 +119,18 @@ class Message:
         restart in the middle of an attempt would tell a second time. The actions list is left
         out (a resumed attempt's trail is longer)."""
         mine, theirs = asdict(self), asdict(other)
-        mine.pop("actions"), theirs.pop("actions")
+        for key in ("actions", "at", "steps", "folded"):
+            mine.pop(key), theirs.pop(key)
         return mine == theirs
+
+    def as_step(self) -> str:
+        """This message as one line of a later message's steps: when, what, and why a fix failed."""
+        what = self.headline or HEADLINES.get(self.step, self.step)
+        line = f"{time.strftime('%H:%M:%S', time.localtime(self.at))} {what}"
+        if self.step in ("failed", "outage", "refused") and self.outcome:
+            why = plain(self.outcome)
+            line += ": " + code(why if len(why) <= 160 else why[:159] + "…")
+        return line
 
     @classmethod
     def from_json(cls, text: str) -> Message:
@@ -152,7 +170,8 @@ def build(inc: Incident, step: str, text: str, trail: list[dict], *, rule_title:
                            f" {rule_title or inc.rule}")),
         summary=summary, excerpt=plain(r.text(inc.summary)), actions=actions,
         outcome=detail if step != "waiting" else "The account is fixed; the deploy was not re-sent.",
-        next_steps=steps or "", stack=inc.stack, show_stack=show_stack, attempt=inc.attempts)
+        next_steps=steps or "", stack=inc.stack, show_stack=show_stack, attempt=inc.attempts,
+        headline=headline, at=time.time())
 
 
 def stack_mark(stack: str, show: bool) -> str:

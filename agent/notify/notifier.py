@@ -9,6 +9,18 @@ waiting for it, so the whole outbox drains within moments of its return. A
 target that answers with a rate limit gets nothing before the time it asked
 for (agent/notify/ratelimit.py).
 
+One message per incident in a chat: a target that is also a chat channel (MEDIC_CHAT; its
+LivingMessages in `chats`) gets each step of an incident as an edit of that incident's one
+message (agent/chat/living.py), through the same outbox: an edit is a row like a send.
+
+Folding, for the other targets: an incident's intermediate steps (FOLDED_STEPS: "Fix failed,
+will try again", "Fixing again (attempt n)") are not sent one by one. They wait in the outbox
+(status `folded`) and the next message of the incident, usually its final one, tells them in
+its "Steps so far" (they become `folded-in`). So that nothing is lost when no later message
+comes (an agent stopped for good, a retry that waits for hours), a folded step is sent as it
+is once it has waited `fold_for` seconds (FOLD_FOR: 10 minutes), still before anything of its
+incident queued after it.
+
 Storm control: past `storm_count` messages for one rule within `storm_window`
 seconds, further messages are held and sent as one digest; an incident's final message
 (fixed, gave up, needs you, observed) is never held. A step told already (a restart in
@@ -21,7 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import apprise
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -29,6 +41,7 @@ from prometheus_client.metrics_core import Metric
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
 from agent import templates
+from agent.chat.transport import ChatError, RateLimited
 from agent.component import Loop, OneLoop
 from agent.events import spoken_duration
 from agent.match import captures as capture_check
@@ -45,6 +58,7 @@ from agent.state import State, StateUnwritable
 log = logging.getLogger(__name__)
 DEPLOY_VALUE = Capture(type="name", max_length=128)
 TITLE_VALUE = Capture(type="file", max_length=128)  # a value no capture declares
+FOLD_FOR = 600.0  # seconds a folded step waits for a later message of its incident (see above)
 OUTBOX_STUCK = 1800.0  # seconds the oldest undelivered message may wait before /healthz says so
 TYPES = {"critical": apprise.NotifyType.FAILURE, "error": apprise.NotifyType.FAILURE,
          "warning": apprise.NotifyType.WARNING, "info": apprise.NotifyType.INFO}
@@ -82,6 +96,17 @@ def deliver(target: Target, msg: Message, timeout: float = 15.0) -> tuple[bool, 
     return ok, error
 
 
+class Chat(Protocol):
+    """A chat target's living messages (agent.chat.living.LivingMessages)."""
+
+    def deliver(self, msg: Message) -> None: ...
+
+
+def folded(msg: Message) -> bool:
+    """An intermediate step: an apprise target hears of it in the next message of its incident."""
+    return bool(msg.incident) and (msg.step == "failed" or (msg.step == "acting" and msg.attempt > 1))
+
+
 def title_values(rule: Rule, values: dict) -> dict:
     """A title is plain text everywhere (Slack's cannot hold code): only values that pass a
     check as a name, file or image appear in it (free text and refused values are shown in the
@@ -111,9 +136,13 @@ def unlinkable(value: str) -> str:
 class Notifier(OneLoop):
     def __init__(self, store: State, targets: list[Target], *, rules: Callable[[], dict[str, Rule]],
                  redactor: Redactor, storm_count: int = 10, storm_window: float = 300.0,
-                 digest_after: float = 60.0, mode: str = "enforce", show_stack: bool = False) -> None:
-        """`show_stack`: titles name the stack (the agent looks after several)."""
+                 digest_after: float = 60.0, mode: str = "enforce", show_stack: bool = False,
+                 chats: dict[str, Chat] | None = None, fold_for: float = FOLD_FOR) -> None:
+        """`show_stack`: titles name the stack (the agent looks after several). `chats`: the
+        targets (by id) that are chat channels, their living messages."""
         self.store = store
+        self.chats = chats or {}
+        self.fold_for = fold_for
         self.show_stack = show_stack
         self.targets = {t.id: t for t in targets}
         self.rules = rules
@@ -193,10 +222,14 @@ class Notifier(OneLoop):
         if step == "ended" and rule is not None:  # what it was is in the first message
             rule_text = f"It is over: no such line came for {spoken_duration(rule.incident.quiet or 0)}."
             next_steps = ""
-        return build(inc, step, text, self.store.incidents.audit_trail(inc.id),
-                     rule_title=render(n.title, {**title_values(rule, raw), **shown}) if n else "",
-                     rule_text=rule_text, next_steps=next_steps, redactor=self.redactor,
-                     show_stack=self.show_stack)
+        msg = build(inc, step, text, self.store.incidents.audit_trail(inc.id),
+                    rule_title=render(n.title, {**title_values(rule, raw), **shown}) if n else "",
+                    rule_text=rule_text, next_steps=next_steps, redactor=self.redactor,
+                    show_stack=self.show_stack)
+        earlier = [Message.from_json(m) for m in self.store.outbox.of_incident(inc.id, list(self.targets))]
+        earlier = [m for m in earlier if not msg.repeats(m)]
+        msg.steps, msg.folded = [m.as_step() for m in earlier], sum(folded(m) for m in earlier)
+        return msg
 
     def _told(self, msg: Message) -> bool:
         """Was this very step queued for the incident already (a resumed attempt tells it again)?"""
@@ -214,11 +247,18 @@ class Notifier(OneLoop):
         held = storm_control and msg.step not in FINAL_STEPS and self.store.outbox.recent(
             msg.rule, time.time() - self.storm_window, msg.stack) >= self.storm_count
         payload = msg.to_json()
+        fold = folded(msg)
         for t in self.targets.values():
-            if t.wants(msg.severity):
-                self.store.outbox.enqueue(incident=msg.incident, rule=msg.rule, target=t.id,
-                                          message=payload, status="held" if held else "pending",
-                                          stack=msg.stack)
+            if not t.wants(msg.severity):
+                continue
+            status, bound = ("held" if held else "pending"), None
+            if t.id not in self.chats and not held and msg.incident:
+                if fold:  # told by the next message of the incident, or after the bound
+                    status, bound = "folded", time.time() + self.fold_for
+                else:  # this message lists the steps folded before it
+                    self.store.outbox.fold_in(msg.incident, t.id)
+            self.store.outbox.enqueue(incident=msg.incident, rule=msg.rule, target=t.id, message=payload,
+                                      status=status, stack=msg.stack, next_at=bound)
         self.loop.wake()
 
     # -- the worker ----------------------------------------------------------------------------------
@@ -228,6 +268,7 @@ class Notifier(OneLoop):
                 if self._unstored and self.store.file.write_problem is None:
                     self._store_waiting()
                 self._digest()
+                self.store.outbox.release_folded(time.time())
                 self._deliver_due()
             except StateUnwritable:
                 pass  # the store said so once; /healthz shows it
@@ -277,7 +318,7 @@ class Notifier(OneLoop):
             result = Retrying(stop=stop_after_attempt(2), reraise=True,
                               wait=wait_exponential_jitter(multiplier=0.5, max=2, jitter=0.5),
                               retry=retry_if_result(lambda r: not r.ok and not r.rate_limited),
-                              retry_error_callback=lambda s: s.outcome.result())(deliver_once, target, msg)
+                              retry_error_callback=lambda s: s.outcome.result())(self._deliver, target, msg)
         except Exception as exc:  # a plugin bug must not stop the outbox
             result = Delivery(False, type(exc).__name__)
         attempts += 1
@@ -298,6 +339,20 @@ class Notifier(OneLoop):
             log.warning("notification to %s failed (%s; %d in a row): trying again every %.0f s at most",
                         target.private, result.error, hold.failures, ratelimit.PROBE_MAX)
         return False
+
+    def _deliver(self, target: Target, msg: Message) -> Delivery:
+        """Through apprise, or as an edit or a post of the incident's message in a chat."""
+        chat = self.chats.get(target.id)
+        if chat is None:
+            return deliver_once(target, msg)
+        try:
+            chat.deliver(msg)
+        except RateLimited as exc:
+            said = f": retry after {exc.retry_after:.0f} s" if exc.retry_after is not None else ""
+            return Delivery(False, f"{ratelimit.RATE_LIMITED} (429){said}", True, exc.retry_after)
+        except ChatError as exc:
+            return Delivery(False, str(exc) or type(exc).__name__)
+        return Delivery(True, "")
 
     @staticmethod
     def _say_limited(target: Target, hold: ratelimit.Hold) -> None:

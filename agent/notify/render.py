@@ -82,7 +82,11 @@ SLACK = Style(slack_escape, slack_code, _same, "_{}_", "**{}**", "```\n{}\n```",
 TEXT = Style(_same, _same, _same, "{}", "{}", "{}", "| ", "- ", "\n\n", TEXT_LIMIT, False)
 
 
-def _render(m: Message, st: Style) -> tuple[str, str]:
+def _render(m: Message, st: Style, steps: bool | None = None) -> tuple[str, str]:
+    """`steps`: show the steps so far (None: only when intermediate steps were folded into this
+    message, as for an apprise target; a chat's living message shows them always)."""
+    steps = bool(m.folded) if steps is None else steps
+
     def e(text: str) -> str:
         return "".join(st.code(t) if is_code else st.escape(t) for is_code, t in segments(text))
 
@@ -97,6 +101,9 @@ def _render(m: Message, st: Style) -> tuple[str, str]:
                 st.block_escape(quoted(excerpt, st.quote).replace("```", "\'\'\'"))))
         elif excerpt:
             parts.append(st.block.format(st.block_escape(excerpt.replace("```", "\'\'\'"))))
+        if steps and m.steps:
+            parts.append(st.label.format("Steps so far:") + "\n"
+                         + "\n".join(st.bullet + e(step) for step in m.steps))
         if m.actions:
             parts.append(st.label.format("Done:") + "\n" + "\n".join(st.bullet + e(a) for a in m.actions))
         if m.outcome:
@@ -109,12 +116,12 @@ def _render(m: Message, st: Style) -> tuple[str, str]:
                                                                                        st.limit)
 
 
-def telegram(m: Message) -> tuple[str, str]:
-    return _render(m, TELEGRAM)
+def telegram(m: Message, steps: bool | None = None) -> tuple[str, str]:
+    return _render(m, TELEGRAM, steps)
 
 
-def slack(m: Message) -> tuple[str, str]:
-    return _render(m, SLACK)
+def slack(m: Message, steps: bool | None = None) -> tuple[str, str]:
+    return _render(m, SLACK, steps)
 
 
 def text(m: Message) -> tuple[str, str]:

@@ -1,12 +1,13 @@
 """The agent's state in one SQLite file (agent.state.file), kept by one small repository per
 subsystem: where each source resumes, recorded deploys, incidents and their audit trail, the
-notification outbox, errors no rule knows."""
+notification outbox, errors no rule knows, the chat channels' living messages."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from agent.names import DEFAULT_STACK
+from agent.state.chat import ChatMessages
 from agent.state.checkpoints import Checkpoints
 from agent.state.deploys import Deploys
 from agent.state.file import StateFile, StateFileError, StateUnwritable
@@ -28,6 +29,7 @@ class State:
         self.outbox = Outbox(self.file)
         self.unknown = UnknownErrors(self.file)
         self.sends = Sends(self.file)
+        self.chat = ChatMessages(self.file)
 
     def checkpoints(self, stack: str = DEFAULT_STACK) -> Checkpoints:
         """Where each source of a stack resumes."""

@@ -266,6 +266,18 @@ SCHEMA: list[Migration] = [
     _one_checkpoints_table,
     # what its templates name of the event that opened an incident: stream, message, exception
     "ALTER TABLE incidents ADD COLUMN opened_by TEXT NOT NULL DEFAULT '{}'",
+    # a chat's living message of each incident (Telegram's message_id, Slack's ts), so a restart
+    # edits the same message instead of posting a second one
+    """
+    CREATE TABLE chat_messages (
+        incident TEXT NOT NULL,
+        target   TEXT NOT NULL,
+        chat     TEXT NOT NULL,
+        message  TEXT NOT NULL,
+        updated  REAL NOT NULL,
+        PRIMARY KEY (incident, target)
+    )
+    """,
 ]
 
 

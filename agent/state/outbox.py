@@ -17,11 +17,13 @@ class Outbox:
         self._file = file
 
     def enqueue(self, *, incident: str | None, rule: str, target: str, message: str,
-                status: str = "pending", stack: str = DEFAULT_STACK) -> int:
+                status: str = "pending", stack: str = DEFAULT_STACK, next_at: float | None = None) -> int:
+        """`next_at`: a folded message's bound (see release_folded)."""
         now = time.time()
         cur = self._file.conn().execute(
             "INSERT INTO outbox (incident, rule, target, message, status, created, next_at, stack)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (incident, rule, target, message, status, now, now, stack))
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (incident, rule, target, message, status, now, now if next_at is None else next_at, stack))
         return int(cur.lastrowid)
 
     def due(self, now: float, limit: int = 50, skip: frozenset[str] | set[str] = frozenset()) -> list[tuple]:
@@ -60,6 +62,19 @@ class Outbox:
             " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
             (status, attempts, next_at, error, status, time.time(), row_id))
 
+    def fold_in(self, incident: str, target: str) -> int:
+        """The incident's folded messages to a target are told by the message queued now (it lists
+        the steps so far): they are not sent on their own."""
+        return self._file.conn().execute(
+            "UPDATE outbox SET status = 'folded-in' WHERE status = 'folded' AND incident = ? AND target = ?",
+            (incident, target)).rowcount
+
+    def release_folded(self, now: float) -> int:
+        """Folded messages whose bound passed with no later message of their incident: sent as they
+        are (before anything of that incident queued later: they are older)."""
+        return self._file.conn().execute(
+            "UPDATE outbox SET status = 'pending' WHERE status = 'folded' AND next_at <= ?", (now,)).rowcount
+
     def recent(self, rule: str, since: float, stack: str = DEFAULT_STACK) -> int:
         """Messages of a rule in a stack since then (one per step, whatever the number of targets)."""
         return int(self._file.conn().execute(
@@ -67,13 +82,14 @@ class Outbox:
             " AND status != 'held'", (rule, stack, since)).fetchone()[0])
 
     def of_incident(self, incident: str, targets: list[str]) -> list[str]:
-        """The messages queued for an incident (whatever became of them): what it was told."""
+        """The messages queued for an incident (whatever became of them): what it was told, in
+        the order of its steps."""
         if not targets:
             return []
         marks = ",".join("?" * len(targets))
         return [r[0] for r in self._file.conn().execute(
-            f"SELECT DISTINCT message FROM outbox WHERE target IN ({marks}) AND incident = ?",
-            (*targets, incident)).fetchall()]
+            f"SELECT message FROM outbox WHERE target IN ({marks}) AND incident = ?"
+            " GROUP BY message ORDER BY MIN(id)", (*targets, incident)).fetchall()]
 
     def held(self) -> list[tuple]:
         return self._file.conn().execute(
