@@ -1,0 +1,221 @@
+"""Slack as a chat transport, against the local Slack of tests/fakes/slack.py: messages posted
+and edited through the Web API, rate limits and gone messages told as the Transport says,
+presses, slash commands and mentions over Socket Mode handed to the operator and answered,
+a dropped connection opened anew, and the tokens nowhere but in the requests' headers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from agent.chat.slack import SlackTransport, blocks
+from agent.chat.transport import Button, ChatError, EditGone, Posted, RateLimited, Who
+from tests.fakes.slack import FakeSlack
+
+ALICE, MALLORY = "U0ALICE", "U0MALLORY"
+
+
+@pytest.fixture
+def fake():
+    with FakeSlack() as f:
+        yield f
+
+
+def transport(fake: FakeSlack, **kw) -> SlackTransport:
+    return SlackTransport(fake.bot_token, fake.app_token, fake.channel, api_url=fake.api_url, timeout=5,
+                          **kw)
+
+
+class Operator:
+    """A small double of agent.chat.operator.Operator: records what reached it, answers in words."""
+
+    def __init__(self) -> None:
+        self.presses: list[tuple[Who, str]] = []
+        self.commands: list[tuple[Who, str]] = []
+
+    def press(self, who: Who, data: str) -> str:
+        self.presses.append((who, data))
+        return "not allowed" if who.user != ALICE else f"Fixing incident {data.split(':')[1]}"
+
+    def command(self, who: Who, text: str) -> str:
+        self.commands.append((who, text))
+        return f"status: 1 open incident <!channel> & {text}"
+
+
+class Listening:
+    """`transport.listen` on a thread of the test, stopped at the end."""
+
+    def __init__(self, t: SlackTransport, op: Operator) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=t.listen, args=(op.press, op.command, self.stop.is_set),
+                                       daemon=True)
+
+    def __enter__(self) -> Listening:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "listen did not return after stopping() said so"
+
+
+def test_post_shows_escaped_text_and_buttons_then_edit_replaces_them(fake):
+    t = transport(fake)
+    buttons = [Button("Fix now", "fix:12:tok1"), Button("Ignore", "ignore:12:tok2")]
+    where = t.post("*Detected, fixing* &lt;!channel&gt;", buttons)
+    assert where == Posted(fake.channel, where.message) and where.message in fake.messages
+    msg = fake.messages[where.message]
+    assert msg.buttons() == [("Fix now", "fix:12:tok1"), ("Ignore", "ignore:12:tok2")]
+    section = msg.blocks[0]
+    assert section["type"] == "section" and section["text"] == {
+        "type": "mrkdwn", "text": "*Detected, fixing* &lt;!channel&gt;", "verbatim": True}
+    actions = msg.blocks[-1]["elements"]
+    assert [a["action_id"] for a in actions] == ["fix:12:tok1", "ignore:12:tok2"]
+    post = next(c for c in fake.calls if c["method"] == "chat.postMessage")["args"]
+    assert post["unfurl_links"] is False and post["link_names"] is False
+
+    t.edit(where, "*Fixed*", [])
+    assert msg.current == "*Fixed*" and msg.buttons() == []
+    assert [c["method"] for c in fake.calls] == ["chat.postMessage", "chat.update"]
+
+
+def test_a_long_message_is_split_into_sections_never_inside_an_entity():
+    text = ("x" * 2995 + "&amp;" + "y" * 10) * 3
+    parts = [b["text"]["text"] for b in blocks(text, [])]
+    assert "".join(parts) == text and all(len(p) <= 3000 for p in parts)
+    assert all(p.count("&") == p.count(";") for p in parts)
+
+
+@pytest.mark.parametrize("error", ["message_not_found", "cant_update_message", "edit_window_closed"])
+def test_a_message_that_cannot_be_edited_is_edit_gone(fake, error):
+    t = transport(fake)
+    where = t.post("first", [])
+    fake.delete(where.message, error)
+    with pytest.raises(EditGone, match=error):
+        t.edit(where, "second", [])
+    with pytest.raises(EditGone, match="message_not_found"):
+        t.edit(Posted(fake.channel, "1.000000"), "never posted", [])
+
+
+def test_other_refusals_are_chat_errors_naming_the_method_and_code(fake):
+    t = SlackTransport(fake.bot_token, fake.app_token, "C0ELSEWHERE", api_url=fake.api_url)
+    with pytest.raises(ChatError, match=r"^slack chat.postMessage: channel_not_found$") as exc:
+        t.post("hello", [])
+    assert not isinstance(exc.value, EditGone | RateLimited)
+    gone = SlackTransport(fake.bot_token, fake.app_token, fake.channel, api_url="http://127.0.0.1:9/api/",
+                          timeout=2)
+    with pytest.raises(ChatError, match="the Web API cannot be reached"):
+        gone.post("hello", [])
+
+
+def test_429_is_rate_limited_with_retry_after(fake):
+    t = transport(fake)
+    fake.limit("chat.postMessage", 7)
+    with pytest.raises(RateLimited) as exc:
+        t.post("hello", [])
+    assert exc.value.retry_after == 7
+    where = Posted(fake.channel, "1.000001")
+    fake.limit("chat.update", 3)
+    with pytest.raises(RateLimited) as exc:
+        t.edit(where, "hello", [])
+    assert exc.value.retry_after == 3
+    # one call each: slack_sdk does not retry the 429 behind the outbox's back
+    assert [(c["method"], c["status"]) for c in fake.calls] == [("chat.postMessage", 429),
+                                                                 ("chat.update", 429)]
+
+
+def test_presses_commands_and_mentions_reach_the_operator_and_the_answers_the_person(fake):
+    t, op = transport(fake), Operator()
+    where = t.post("incident 12", [Button("Fix now", "fix:12:tok1")])
+    with Listening(t, op):
+        fake.wait_connected()
+        pressed = fake.press(ALICE, "fix:12:tok1", ts=where.message, label="Fix now")
+        fake.wait_ack(pressed)
+        fake.wait_ephemeral(1)
+        typed = fake.command(MALLORY, "status")
+        mentioned = fake.mention(ALICE, "incident 12")
+        empty = fake.command(ALICE, "  ")
+        for envelope in (typed, mentioned, empty):
+            fake.wait_ack(envelope)
+        answers = fake.wait_ephemeral(4)
+    assert op.presses == [(Who("slack", ALICE, fake.channel, "user-u0alice"), "fix:12:tok1")]
+    assert op.commands == [(Who("slack", MALLORY, fake.channel, "user-u0mallory"), "status"),
+                           (Who("slack", ALICE, fake.channel), "incident 12"),
+                           (Who("slack", ALICE, fake.channel, "user-u0alice"), "help")]
+    assert answers[0]["user"] == ALICE and answers[0]["text"] == "Fixing incident 12"
+    assert answers[1]["user"] == MALLORY
+    # the operator's words are plain text: no mention or link can be made of them
+    assert answers[1]["text"] == "status: 1 open incident &lt;!channel&gt; &amp; status"
+    assert {a["channel"] for a in answers} == {fake.channel}
+    # each envelope acknowledged before its answer was shown
+    assert fake.acks[pressed] <= answers[0]["at"]
+
+
+def test_a_press_from_anyone_reaches_the_operator_which_says_no(fake):
+    t, op = transport(fake), Operator()
+    with Listening(t, op):
+        fake.wait_connected()
+        fake.wait_ack(fake.press(MALLORY, "fix:12:tok1"))
+        answers = fake.wait_ephemeral(1)
+    assert op.presses[0][0].user == MALLORY and answers == [
+        {"channel": fake.channel, "user": MALLORY, "text": "not allowed", "at": answers[0]["at"]}]
+
+
+def test_a_dropped_connection_is_opened_again_and_the_next_press_arrives(fake):
+    t, op = transport(fake, ping_interval=0.5), Operator()
+    with Listening(t, op):
+        fake.wait_connected()
+        fake.wait_ack(fake.press(ALICE, "fix:1:a"))
+        opened = sum(m == "apps.connections.open" for m in fake.methods())
+        fake.drop()
+        fake.wait_connected(timeout=15, count=2)
+        started = time.monotonic()
+        fake.wait_ack(fake.press(ALICE, "retry:1:b"))
+        assert time.monotonic() - started < 5
+    assert [d for _, d in op.presses] == ["fix:1:a", "retry:1:b"]
+    assert sum(m == "apps.connections.open" for m in fake.methods()) > opened  # a new URL for the new link
+
+
+def test_stopping_ends_listen_even_while_slack_cannot_be_reached():
+    t = SlackTransport("xoxb-x", "xapp-x", "C0MEDIC", api_url="http://127.0.0.1:9/api/", ping_interval=0.2)
+    stop = threading.Event()
+    thread = threading.Thread(target=t.listen, args=(lambda w, d: "", lambda w, d: "", stop.is_set),
+                              daemon=True)
+    thread.start()
+    time.sleep(1)
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_the_tokens_appear_in_no_log_line_and_no_error(fake, caplog):
+    caplog.set_level(logging.DEBUG)
+    t, op = transport(fake, ping_interval=0.5), Operator()
+    errors = []
+    wrong = SlackTransport("xoxb-wrong-secret-value", "xapp-wrong-secret-value", fake.channel,
+                           api_url=fake.api_url)
+    fake.limit("chat.update", 2)
+    for call in (lambda: wrong.post("x", []), lambda: t.edit(Posted(fake.channel, "9.9"), "x", []),
+                 lambda: t.post("x", [Button("Fix now", "fix:1:t")])):
+        try:
+            call()
+        except ChatError as exc:
+            errors.append(exc)
+    with Listening(t, op):
+        fake.wait_connected()
+        fake.wait_ack(fake.command(ALICE, "status"))
+        fake.wait_ephemeral(1)
+        fake.drop()
+        fake.wait_connected(timeout=15, count=2)
+    with Listening(wrong, op):  # an app token Slack refuses: it tries and says so, without the token
+        time.sleep(1.5)
+    assert [str(e) for e in errors] == ["slack chat.postMessage: invalid_auth",
+                                        "rate limited (429), retry after 2.0 s"]
+    shown = caplog.text + "".join(f"{e!s} {e!r} {e.__cause__!r} {e.__context__!r}" for e in errors)
+    assert "invalid_auth" in caplog.text  # the refused app token was told, without itself
+    for secret in (fake.bot_token, fake.app_token, "wrong-secret-value"):
+        assert secret not in shown
