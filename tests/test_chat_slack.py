@@ -11,8 +11,11 @@ import time
 
 import pytest
 
+from agent.chat.living import LivingMessages
 from agent.chat.slack import SlackTransport, blocks
 from agent.chat.transport import Button, ChatError, EditGone, Posted, RateLimited, Who
+from agent.notify.message import Message
+from agent.state import State
 from tests.fakes.slack import FakeSlack
 
 ALICE, MALLORY = "U0ALICE", "U0MALLORY"
@@ -219,3 +222,53 @@ def test_the_tokens_appear_in_no_log_line_and_no_error(fake, caplog):
     assert "invalid_auth" in caplog.text  # the refused app token was told, without itself
     for secret in (fake.bot_token, fake.app_token, "wrong-secret-value"):
         assert secret not in shown
+
+
+def story(incident: str = "7") -> list[Message]:
+    """The six steps one bot whose fix cannot work produced (as told against the real programs),
+    with a hostile line in the excerpt a log could hold."""
+    base = dict(incident=incident, severity="critical", rule="bot-died", container="pmm-bot",
+                summary="The bot `pmm-bot` died.",
+                excerpt="Error <!channel> see <https://evil.example|here> & more")
+    steps = [("acting", 1, "Detected, fixing"), ("failed", 1, "Fix failed, will try again"),
+             ("acting", 2, "Fixing again (attempt 2)"), ("failed", 2, "Fix failed, will try again"),
+             ("acting", 3, "Fixing again (attempt 3)"), ("gave-up", 3, "Gave up: a human is needed")]
+    out, told = [], []
+    for step, attempt, headline in steps:
+        m = Message(step=step, attempt=attempt, headline=headline, title=headline, at=time.time(),
+                    outcome="the container exited again" if step == "failed" else "", **base)
+        m.steps = list(told)
+        told.append(m.as_step())
+        out.append(m)
+    return out
+
+
+def test_the_six_message_story_is_one_edited_slack_message_and_one_for_the_person(fake, tmp_path):
+    store = State(tmp_path / "state.db")
+    t = transport(fake)
+    living = LivingMessages(store, t, "slack-target",
+                            buttons=lambda inc: [Button("Retry", f"retry:{inc}:tok")])
+    steps = story()
+    for m in steps[:5]:
+        living.deliver(m)
+    assert fake.methods() == ["chat.postMessage"] + ["chat.update"] * 4
+    (first,) = fake.messages.values()
+    assert "Fixing again (attempt 3)" in first.current and "Steps so far" in first.current
+    assert first.current.count("Fix failed, will try again") == 2
+    assert first.buttons() == [("Retry", "retry:7:tok")]
+    # the hostile line arrives as entities: no mention, no link
+    assert "&lt;!channel&gt;" in first.current
+    assert "&lt;https://evil.example|here&gt; &amp; more" in first.current
+    assert "<!channel>" not in first.current and "<https://" not in first.current
+    living.deliver(steps[5])  # a person is needed: a message that rings
+    assert fake.methods()[-1] == "chat.postMessage" and len(fake.messages) == 2
+    assert (living.posted, living.edited) == (2, 4)
+    last = fake.messages[store.chat.where("7", "slack-target")[1]]
+    assert "Gave up" in last.current and last.current.count("Fixing again") == 2
+
+    # the message deleted meanwhile: the next step posts a new one and edits that from then on
+    fake.delete(last.ts)
+    living.deliver(Message(incident="7", step="resolved", severity="critical", rule="bot-died",
+                           container="pmm-bot", title="Fixed", summary="It runs again.", at=time.time()))
+    assert fake.methods()[-2:] == ["chat.update", "chat.postMessage"] and len(fake.messages) == 3
+    assert store.chat.where("7", "slack-target")[1] not in (first.ts, last.ts)
