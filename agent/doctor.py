@@ -469,6 +469,32 @@ def notify_targets(d: Doctor) -> Iterator[Finding]:
 
 
 @check
+def telegram_chat(d: Doctor, wait: float | None = None) -> Iterator[Finding]:
+    """The Telegram chat, when MEDIC_CHAT names it (agent.chat.checkup)."""
+    if "telegram" not in d.settings.chat:
+        return
+    from agent.chat import checkup
+    from agent.chat.channels import ChatSetupError, telegram_targets
+    from agent.notify.targets import TargetError
+    from agent.redact import Redactor
+    from agent.service import notify_targets as parse
+
+    try:
+        found = telegram_targets(parse(d.settings, Redactor()))
+    except (TargetError, ChatSetupError) as exc:
+        yield Finding(False, f"telegram chat: {exc}", f"correct {checkup.TOKEN_WHERE}")
+        return
+    if not found:
+        yield Finding(False, "telegram chat: MEDIC_CHAT names telegram, but no notify target is a Telegram"
+                             " one", f"add {checkup.TOKEN_WHERE}")
+        return
+    chats = [(t.private, token, chat) for t, token, chat in found]
+    for ok, what, fix in checkup.findings(d.settings, d.send, chats,
+                                          wait=checkup.PRESS_WAIT if wait is None else wait):
+        yield Finding(ok, what, fix)
+
+
+@check
 def mode(d: Doctor) -> Iterator[Finding]:
     s = d.settings
     if s.mode == "observe":

@@ -85,3 +85,5 @@ def setup(fmt: str = "text", redactor: Redactor | None = None, level: int | str 
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("docker").setLevel(logging.WARNING)
     logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)  # it logs URLs with their tokens
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines hold the Telegram bot token
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -25,6 +25,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from agent import __version__
+from agent.chat.channels import ChatSetupError
+from agent.chat.channels import build as build_chats
+from agent.chat.operator import Operator
 from agent.component import left, merged
 from agent.http import HealthServer
 from agent.ingest.follow import Ingest
@@ -65,9 +68,10 @@ class Service:
     and what they share: the state file, the rules, the notifier, the count of errors no rule
     knows, the health server."""
 
-    def __init__(self, settings: Settings, *, listen: bool = True) -> None:
-        """`listen=False`: no recorder and no health server (one-off commands beside a running
-        agent)."""
+    def __init__(self, settings: Settings, *, listen: bool = True, operator: Operator | None = None) -> None:
+        """`listen=False`: no recorder, no health server and no chat listener (one-off commands
+        beside a running agent). `operator`: who answers the chat's presses and commands (none:
+        the chat only shows the incidents)."""
         self.settings = settings
         stacks = settings.stack_list()
         missing = [c.name for c in stacks if c.hummingbot_password is None]
@@ -88,8 +92,13 @@ class Service:
         self.redactor = Redactor([x for c in stacks for x in c.secrets()],
                                  public=[c.hummingbot_username for c in stacks])
         self.targets = notify_targets(settings, self.redactor)
+        try:
+            self.chat = build_chats(settings.chat, self.store, self.targets, self.redactor,
+                                    operator if listen else None, telegram_api_url=settings.telegram_api_url)
+        except ChatSetupError as exc:
+            raise SettingsError(str(exc)) from None
         self.notifier = Notifier(self.store, self.targets, rules=self._rules, redactor=self.redactor,
-                                 mode=settings.mode, show_stack=self.show_stack)
+                                 mode=settings.mode, show_stack=self.show_stack, chats=self.chat.chats)
         self.unknown = UnknownTracker(
             self.store, self.redactor, burst_count=settings.unknown_burst_count,
             burst_window=settings.unknown_burst_minutes * 60, on_burst=self._unknown_burst,
@@ -164,6 +173,8 @@ class Service:
 
     def start(self) -> None:
         self.notifier.start()
+        for listener in self.chat.listeners:
+            listener.start()
         self.unknown.start()
         for rt in self.stacks:
             rt.start()
@@ -188,7 +199,7 @@ class Service:
         """The agent's long-running threads, for /healthz (a stack's prefixed by its name where
         the agent has several)."""
         threads: dict[str, threading.Thread | None] = {}
-        for part in (self.notifier, self.unknown, self.watcher):
+        for part in (self.notifier, self.unknown, self.watcher, *self.chat.listeners):
             threads.update(part.threads())
         for rt in self.stacks:
             threads.update({f"{rt.where}{name}": t for name, t in rt.threads().items()})
@@ -208,7 +219,7 @@ class Service:
             stacks[rt.name] = detail
         problems += [f"{name} thread has stopped" for name, t in self.threads().items()
                      if t is None or not t.is_alive()]
-        for part in (self.store.file, self.notifier, self.unknown, self.watcher):
+        for part in (self.store.file, self.notifier, self.unknown, self.watcher, *self.chat.listeners):
             problems += part.health()
         recorders = {rt.name: rt.config.recorder_addr for rt in self.stacks if rt.recorder is not None}
         # What a program printed and the URLs of the stacks are in it: shown as the log shows them.
@@ -219,7 +230,8 @@ class Service:
     def metrics(self) -> list[Metric]:
         """/metrics: every component's families, one family a name."""
         return merged(chain((m for rt in self.stacks for m in rt.metrics()), self._state_metrics(),
-                            self.notifier.metrics(), self.unknown.metrics()))
+                            self.notifier.metrics(), self.unknown.metrics(),
+                            (m for listener in self.chat.listeners for m in listener.metrics())))
 
     def _state_metrics(self) -> Iterator[Metric]:
         """What the state file counts for every stack: actions run, incidents open."""
@@ -245,6 +257,7 @@ class Service:
         lines += [f"rules: {self.rules.describe()}",
                   "notify: " + (", ".join(t.private for t in self.targets)
                                 or "nobody (MEDIC_NOTIFY_URLS unset)"),
+                  *self.chat.described,
                   f"state: {s.state_db}"]
         lines.append("errors no rule knows: counted (hb-medic unknown); digest "
                      + (f"daily at {s.unknown_digest_time}" if s.unknown_digest else "off")
@@ -262,6 +275,8 @@ class Service:
         for rt in self.stacks:  # first: the waits inside running fixes end while the rest stops
             rt.remedy.halt()
         self.watcher.stop(now + 0.2)
+        for listener in self.chat.listeners:  # a long poll in progress is cut short
+            listener.stop(now + 0.5)
         if self.http is not None:
             self.http.stop(now + 0.5)
         sources = min(deadline, time.monotonic() + 1.5)

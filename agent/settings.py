@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     notify_urls: SecretStr | None = Field(
         None, description="apprise URLs, comma separated; `tag1,tag2=URL` routes by severity.")
     notify_config: Path | None = Field(None, description="An apprise config file (with tags).")
+    chat: Annotated[list[Literal["telegram", "slack"]], NoDecode] = Field(
+        default_factory=list,
+        description="Interactive chats, comma separated (telegram, slack; off by default): one message per"
+                    " incident, edited as it moves, with buttons and commands. Telegram's bot and chat are"
+                    " those of the tgram:// notify URL.")
+    telegram_api_url: str = Field(
+        "https://api.telegram.org", pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="The Telegram Bot API's base URL (a self-hosted Bot API server's).")
     slack_bot_token: SecretStr | None = Field(
         None, description="The Slack app's bot token (xoxb-...; env, or the secret file"
                           " medic_slack_bot_token): posts and edits the incidents' messages.")
@@ -152,6 +160,14 @@ class Settings(BaseSettings):
                     raise ValueError(f"{str(v)[:80]!r} is not an image reference (or repo:*)")
         return value
 
+    @field_validator("chat", mode="before")
+    @classmethod
+    def _chat(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [p for p in (x.strip().lower() for x in value.split(","))
+                     if p and p not in ("off", "none")]
+        return value
+
     @field_validator("stacks", mode="before")
     @classmethod
     def _stacks(cls, value: object) -> object:
@@ -216,10 +232,6 @@ class Settings(BaseSettings):
                     raise ValueError(f"{str(v)[:40]!r} is not a Slack user id (U..., in the person's profile:"
                                      " Copy member ID)")
         return value
-
-    def slack_enabled(self) -> bool:
-        """Slack is a chat channel when any of its settings is given (doctor then asks for the rest)."""
-        return bool(self.slack_bot_token or self.slack_app_token or self.slack_channel)
 
     @field_validator("log_level", mode="before")
     @classmethod
