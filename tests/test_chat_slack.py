@@ -1,22 +1,31 @@
-"""Slack as a chat transport, against the local Slack of tests/fakes/slack.py: messages posted
+"""Slack as a chat transport, against the local Slack of tests/slack_fake.py: messages posted
 and edited through the Web API, rate limits and gone messages told as the Transport says,
 presses, slash commands and mentions over Socket Mode handed to the operator and answered,
 a dropped connection opened anew, and the tokens nowhere but in the requests' headers."""
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
+from agent import logs
+from agent.chat.channels import build
 from agent.chat.living import LivingMessages
 from agent.chat.slack import SlackTransport, blocks
 from agent.chat.transport import Button, ChatError, EditGone, Posted, RateLimited, Who
 from agent.notify.message import Message
+from agent.notify.notifier import Notifier
+from agent.redact import Redactor
+from agent.settings import Settings
 from agent.state import State
-from tests.fakes.slack import FakeSlack
+from tests.chatbed import RULES, STORY, OperatorDouble, incident
+from tests.slack_fake import FakeSlack
+from tests.stack import wait_until
 
 ALICE, MALLORY = "U0ALICE", "U0MALLORY"
 
@@ -272,3 +281,95 @@ def test_the_six_message_story_is_one_edited_slack_message_and_one_for_the_perso
                            container="pmm-bot", title="Fixed", summary="It runs again.", at=time.time()))
     assert fake.methods()[-2:] == ["chat.update", "chat.postMessage"] and len(fake.messages) == 3
     assert store.chat.where("7", "slack-target")[1] not in (first.ts, last.ts)
+
+
+# -- wired as the agent wires it: the notifier's outbox, the living messages, the listener ----------
+
+@contextmanager
+def slack_bed(path, fake: FakeSlack, operator=None, redactor: Redactor | None = None):
+    """The real notifier and outbox with the Slack chat that MEDIC_CHAT=slack builds, and its
+    listener handing presses and commands to `operator`."""
+    settings = Settings(chat=["slack"], slack_bot_token=fake.bot_token, slack_app_token=fake.app_token,
+                        slack_channel=fake.channel, slack_api_url=fake.api_url)
+    store, redactor = State(path), redactor or Redactor()
+    channels = build(settings.chat, store, [], redactor, operator, telegram_api_url="", settings=settings)
+    notifier = Notifier(store, channels.targets, rules=lambda: RULES, redactor=redactor, chats=channels.chats)
+    parts = [notifier, *channels.listeners]
+    for part in parts:
+        part.start()
+    try:
+        yield store, notifier, channels
+    finally:
+        for part in reversed(parts):
+            part.stop(time.monotonic() + 5)
+
+
+def tell(notifier: Notifier, inc, story=STORY) -> None:
+    for step, attempt, text in story:
+        inc.attempts = attempt
+        notifier.step(inc, step, text)
+
+
+def drained(store: State) -> bool:
+    counts = store.outbox.counts()
+    return not counts.get("pending") and not counts.get("folded")
+
+
+def test_wired_the_story_is_one_edited_message_and_a_press_on_it_reaches_the_operator(fake, tmp_path):
+    op = OperatorDouble()
+    with slack_bed(tmp_path / "s.db", fake, op) as (store, notifier, channels):
+        tell(notifier, incident(store, "story001"))
+        wait_until(lambda: drained(store) and len(fake.messages) == 2, 20, "every step delivered")
+        living, needs_you = fake.messages.values()
+        assert fake.methods().count("chat.update") == 4 and len(living.edits) == 4
+        assert living.current.startswith("*[CRITICAL] Fixing again (attempt 3)")
+        assert needs_you.current.startswith("*[CRITICAL] Gave up: a human is needed")
+        assert needs_you.current.count("Fix failed, will try again") == 2
+        assert needs_you.buttons() == [("Fix now", "fix:story001:t0k3n"), ("Ignore", "ignore:story001:t0k3n")]
+        assert store.chat.where("story001", channels.targets[0].id) == (fake.channel, needs_you.ts)
+        fake.wait_connected()
+        fake.wait_ack(fake.press(ALICE, "fix:story001:t0k3n", ts=needs_you.ts))
+        answer = fake.wait_ephemeral(1)[0]
+    assert [(w.user, d) for w, d, _ in op.presses] == [(ALICE, "fix:story001:t0k3n")]
+    assert answer["user"] == ALICE and answer["text"] == "fix incident story001: done"
+    assert store.outbox.counts() == {"sent": 6}
+
+
+def test_wired_retry_after_is_honoured_and_each_step_lands_once_in_order(fake, tmp_path):
+    with slack_bed(tmp_path / "s.db", fake) as (store, notifier, _):
+        inc = incident(store, "rl000001")
+        tell(notifier, inc, STORY[:1])
+        wait_until(lambda: len(fake.messages) == 1 and drained(store), 15, "the first message")
+        fake.limit("chat.update", 3)
+        limited_at = time.time()
+        tell(notifier, inc, STORY[1:4])
+        wait_until(lambda: drained(store), 30, "every edit after the rate limit")
+    updates = [c for c in fake.calls if c["method"] == "chat.update"]
+    assert [c["status"] for c in updates] == [429, 200, 200, 200]  # asked once, then waited
+    assert min(c["at"] for c in updates if c["status"] == 200) >= limited_at + 2.5
+    (message,) = fake.messages.values()
+    assert [e["text"].split("\n")[0].split(":")[0] for e in message.edits] == [
+        "*[CRITICAL] Fix failed, will try again", "*[CRITICAL] Fixing again (attempt 2)",
+        "*[CRITICAL] Fix failed, will try again"]
+    assert store.outbox.counts() == {"sent": 4}
+
+
+def test_wired_tokens_stay_out_of_the_log_and_the_state(fake, tmp_path):
+    out = io.StringIO()
+    redactor = Redactor()
+    logs.setup("text", redactor, level="DEBUG", stream=out)
+    try:
+        with slack_bed(tmp_path / "s.db", fake, OperatorDouble(), redactor=redactor) as (store, notifier, _):
+            tell(notifier, incident(store, "tok00001"), STORY[:2])
+            wait_until(lambda: drained(store), 15, "delivered")
+            fake.wait_connected()
+            fake.wait_ack(fake.command(ALICE, "status"))
+            fake.wait_ephemeral(1)
+            logging.getLogger("test").info("the bot token is %s", fake.bot_token)  # masked if ever said
+    finally:
+        logs.setup("text", Redactor(), level="INFO")
+    text = out.getvalue()
+    assert "the bot token is ***" in text
+    state = (tmp_path / "s.db").read_bytes()
+    for secret in (fake.bot_token, fake.app_token):
+        assert secret not in text and secret.encode() not in state

@@ -17,17 +17,21 @@ speaks through a maintained websocket implementation rather than a hand-written 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
+import threading
 import time
 import urllib.error
 from collections.abc import Callable
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from agent.chat.transport import Button, ChatError, EditGone, Posted, RateLimited, Who
 from agent.notify.render import mrkdwn_escape as escape
+from agent.notify.targets import Target
 
 DEFAULT_API_URL = "https://slack.com/api/"
 SECTION_LIMIT = 3000  # characters of one section block's text
@@ -118,6 +122,16 @@ class SlackTransport:
         # Connection errors are retried once by slack_sdk's default handler; a 429 is not retried
         # here but handed up as RateLimited, so the outbox waits what Slack asked for.
         self._web = WebClient(token=bot_token, base_url=self.api_url, timeout=int(max(1, timeout)))
+        self._closed = threading.Event()
+        self.problem = ""  # why Socket Mode is not connected, until it is (health)
+        self.problem_since = 0.0
+
+    def __repr__(self) -> str:  # never a token
+        return f"SlackTransport(channel={self.channel!r})"
+
+    def close(self) -> None:
+        """Ends `listen` (a stop); posting and editing still work."""
+        self._closed.set()
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -177,13 +191,45 @@ class SlackTransport:
 
         client.socket_mode_request_listeners.append(handle)
         connecting = asyncio.ensure_future(client.connect())
+        self._closed.clear()
         try:
-            while not stopping():
+            while not stopping() and not self._closed.is_set():
                 await asyncio.sleep(0.1)
+                self._connected(await client.is_connected())
         finally:
             await client.close()
             connecting.cancel()
             await asyncio.gather(connecting, return_exceptions=True)
+
+
+    def _connected(self, connected: bool) -> None:
+        if connected and self.problem:
+            log.warning("slack: Socket Mode is connected again")
+            self.problem, self.problem_since = "", 0.0
+        elif not connected and not self.problem:
+            self.problem, self.problem_since = "Socket Mode is not connected", time.time()
+
+
+def from_settings(settings: Any) -> SlackTransport:
+    """The transport the settings describe; ValueError naming what is missing (never a value)."""
+    missing = [name for name, value in (("MEDIC_SLACK_BOT_TOKEN", settings.slack_bot_token),
+                                        ("MEDIC_SLACK_APP_TOKEN", settings.slack_app_token),
+                                        ("MEDIC_SLACK_CHANNEL", settings.slack_channel)) if not value]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise ValueError(f"MEDIC_CHAT names slack, but {' and '.join(missing)} {verb} not set"
+                         " (the tokens: environment or the secret files medic_slack_bot_token,"
+                         " medic_slack_app_token)")
+    return SlackTransport(settings.slack_bot_token.get_secret_value(),
+                          settings.slack_app_token.get_secret_value(), settings.slack_channel,
+                          api_url=settings.slack_api_url)
+
+
+def target(transport: SlackTransport) -> Target:
+    """The Slack chat as a notify target of its own (its outbox rows, its rate limit): not an
+    apprise URL, so it has no plugin; the notifier hands its messages to the living messages."""
+    ident = hashlib.sha256(f"slack-chat:{transport.api_url}:{transport.channel}".encode()).hexdigest()[:16]
+    return Target(ident, f"slack chat {transport.channel}", "slack")
 
 
 def incoming(kind: str, payload: dict) -> tuple[str, Who, str] | None:

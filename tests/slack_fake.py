@@ -155,7 +155,8 @@ class FakeSlack:
             "channel": {"id": channel, "name": "medic"}, "trigger_id": uuid.uuid4().hex,
             "response_url": f"http://127.0.0.1:{self.port}/actions/{uuid.uuid4().hex}",
             "actions": [{"type": "button", "action_id": value, "block_id": "medic", "value": value,
-                         "text": {"type": "plain_text", "text": label or value}, "action_ts": f"{time.time():.6f}"}],
+                         "text": {"type": "plain_text", "text": label or value},
+                         "action_ts": f"{time.time():.6f}"}],
         }, accepts=False)
 
     def command(self, user: str, text: str, channel: str | None = None, command: str = "/medic") -> str:
@@ -300,7 +301,8 @@ class FakeSlack:
         await ws.prepare(request)
         self.connections += 1
         await ws.send_str(json.dumps({"type": "hello", "num_connections": len(self._sockets) + 1,
-                                      "debug_info": {"host": "fake-slack", "approximate_connection_time": 3600},
+                                      "debug_info": {"host": "fake-slack",
+                                                     "approximate_connection_time": 3600},
                                       "connection_info": {"app_id": APP}}))
         self._sockets.add(ws)
         try:
