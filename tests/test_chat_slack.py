@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from agent import logs
+from agent import doctor, logs
 from agent.chat.channels import build
 from agent.chat.living import LivingMessages
 from agent.chat.slack import SlackTransport, blocks
@@ -373,3 +373,71 @@ def test_wired_tokens_stay_out_of_the_log_and_the_state(fake, tmp_path):
     state = (tmp_path / "s.db").read_bytes()
     for secret in (fake.bot_token, fake.app_token):
         assert secret not in text and secret.encode() not in state
+
+
+# -- doctor ------------------------------------------------------------------------------------------
+
+def _doctor(monkeypatch, fake: FakeSlack, users: str, send: bool, *, bot: str | None = None,
+            app: str | None = None, channel: str | None = None, api: str | None = None) -> tuple[int, str]:
+    monkeypatch.setenv("MEDIC_CHAT", "slack")
+    monkeypatch.setenv("MEDIC_SLACK_BOT_TOKEN", bot if bot is not None else fake.bot_token)
+    monkeypatch.setenv("MEDIC_SLACK_APP_TOKEN", app if app is not None else fake.app_token)
+    monkeypatch.setenv("MEDIC_SLACK_CHANNEL", channel or fake.channel)
+    monkeypatch.setenv("MEDIC_SLACK_API_URL", api or fake.api_url)
+    monkeypatch.setenv("MEDIC_CHAT_SLACK_USERS", users)
+    out = io.StringIO()
+    code = doctor.run(send=send, out=out, checks=[lambda d: doctor.slack_chat(d, wait=10)])
+    return code, out.getvalue()
+
+
+def test_doctor_checks_the_slack_chat_and_its_test_button_comes_back(monkeypatch, fake):
+    def press_when_posted():
+        wait_until(lambda: fake.messages, 10, "the test message")
+        message = next(iter(fake.messages.values()))
+        fake.wait_connected()
+        fake.press(ALICE, message.buttons()[0][1], ts=message.ts)
+
+    presser = threading.Thread(target=press_when_posted, daemon=True)
+    presser.start()
+    code, out = _doctor(monkeypatch, fake, ALICE, send=True)
+    presser.join(5)
+    assert code == 0, out
+    assert "✓ slack chat: bot hb-medic in workspace Fake (bot token valid)" in out
+    assert "✓ slack chat: the app-level token opens Socket Mode" in out
+    assert f"✓ slack chat: channel {fake.channel} (#medic): reachable" in out
+    assert "✓ slack chat: 1 allowed user may press and command" in out
+    assert f"✓ slack chat: the press came back, from user-u0alice (user id {ALICE})" in out
+    (message,) = fake.messages.values()
+    assert message.buttons() == [] and "came back" in message.current  # the test button taken away
+    assert fake.wait_ephemeral(1)[0]["text"] == "hb-medic got it"
+    assert fake.bot_token not in out and fake.app_token not in out
+
+
+def test_doctor_says_what_to_fix_for_slack(monkeypatch, fake):
+    code, out = _doctor(monkeypatch, fake, "", send=False, bot="xoxb-not-the-token", app="xapp-not-the-token")
+    assert code == 1, out
+    assert "✗ slack chat: the bot token was refused (slack auth.test: invalid_auth)" in out
+    assert "Bot User OAuth Token" in out and "medic_slack_bot_token" in out
+    assert "✗ slack chat: the app-level token cannot open Socket Mode (slack apps.connections.open:" \
+           " invalid_auth)" in out and "connections:write" in out
+    assert "✗ slack chat: no allowed users" in out and "MEDIC_CHAT_SLACK_USERS" in out
+    code, out = _doctor(monkeypatch, fake, ALICE, send=False, bot=fake.app_token, app=fake.bot_token)
+    assert "not a bot token (they start with xoxb-)" in out and "not an app-level token" in out
+    code, out = _doctor(monkeypatch, fake, ALICE, send=False, channel="C0ELSEWHERE")
+    assert code == 1 and "✗ slack chat: channel C0ELSEWHERE is not reachable by the bot" in out, out
+    assert "/invite" in out
+    code, out = _doctor(monkeypatch, fake, ALICE, send=True)
+    assert code == 1 and "✗ slack chat: no press of the test button within 10 s" in out, out
+    code, out = _doctor(monkeypatch, fake, ALICE, send=False, api="http://127.0.0.1:9/api/")
+    assert code == 1 and "cannot be reached" in out and "MEDIC_SLACK_API_URL" in out
+    assert "not-the-token" not in out and fake.bot_token not in out
+
+
+def test_doctor_says_which_slack_setting_is_missing(monkeypatch, fake):
+    monkeypatch.setenv("MEDIC_CHAT", "slack")
+    for name in ("MEDIC_SLACK_BOT_TOKEN", "MEDIC_SLACK_APP_TOKEN", "MEDIC_SLACK_CHANNEL"):
+        monkeypatch.delenv(name, raising=False)
+    out = io.StringIO()
+    assert doctor.run(out=out, checks=[doctor.slack_chat]) == 1
+    for name in ("MEDIC_SLACK_BOT_TOKEN", "MEDIC_SLACK_APP_TOKEN", "MEDIC_SLACK_CHANNEL"):
+        assert f"✗ slack chat: {name} is not set" in out.getvalue()
