@@ -86,6 +86,9 @@ class Settings(BaseSettings):
         description="Interactive chats, comma separated (telegram, slack; off by default): one message per"
                     " incident, edited as it moves, with buttons and commands. Telegram's bot and chat are"
                     " those of the tgram:// notify URL.")
+    chat_telegram_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Telegram user ids who may answer (buttons, commands), comma"
+                                          " separated; nobody else may.")
     telegram_api_url: str = Field(
         "https://api.telegram.org", pattern=r"^https?://[^\s/]+(/\S*)?$",
         description="The Telegram Bot API's base URL (a self-hosted Bot API server's).")
@@ -167,6 +170,13 @@ class Settings(BaseSettings):
             value = [p for p in (x.strip().lower() for x in value.split(","))
                      if p and p not in ("off", "none")]
         return value
+
+    @field_validator("chat_telegram_users", mode="before")
+    @classmethod
+    def _user_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return [str(v) for v in value] if isinstance(value, list) else value
 
     @field_validator("stacks", mode="before")
     @classmethod

@@ -7,10 +7,12 @@ Beside it, a plain apprise target (tests.receiver) gets the intermediate steps f
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
 
+import httpx
 import pytest
 
 from agent import doctor, logs
@@ -19,7 +21,7 @@ from agent.chat.transport import ChatError, EditGone, Posted
 from agent.redact import Redactor
 from tests.chatbed import STORY, OperatorDouble, bed, incident
 from tests.receiver import Receiver
-from tests.stack import wait_until
+from tests.stack import ADMIN, free_port, prefixed_rules, wait_until
 from tests.telegram_fake import TOKEN, TelegramFake
 
 SECRET = TOKEN.split(":")[1]
@@ -304,3 +306,44 @@ def test_doctor_says_what_to_fix(monkeypatch):
     fake_gone = _doctor(monkeypatch, fake, "1", send=False)
     assert fake_gone[0] == 1 and "did not answer" in fake_gone[1] and "MEDIC_TELEGRAM_API_URL" in fake_gone[1]
     assert "not-the-token" not in out
+
+
+@pytest.mark.docker
+def test_the_agent_keeps_one_message_per_incident_and_hands_presses_to_its_operator(make_stack, tmp_path):
+    """The whole agent (in this process) with MEDIC_CHAT=telegram against the stand-in: the seed
+    incident is one Telegram message, posted then edited to Fixed; a press reaches the operator;
+    the token is nowhere in /healthz or the start-up summary."""
+    from agent.service import Service
+    from agent.settings import Settings
+
+    stack = make_stack()
+    operator = OperatorDouble()
+    with TelegramFake() as fake, Receiver() as rx:
+        settings = Settings(
+            containers=[stack.prefix + "hummingbot-api"], state_db=tmp_path / "state.db",
+            rules_dir=prefixed_rules(stack.prefix, tmp_path / "rules"), hummingbot_url=stack.url,
+            catchup_window=120, bots="off", bot_settle=2, recorder_addr=f"127.0.0.1:{free_port()}",
+            chat=["telegram"], notify_urls=f"{fake.notify_url()},{rx.url}", telegram_api_url=fake.url)
+        service = Service(settings, operator=operator)
+        service.start()
+        try:
+            body = {"instance_name": stack.unique("chat"), "credentials_profile": "client_chat",
+                    "headless": True}
+            with httpx.Client(base_url=f"http://{settings.recorder_addr}", auth=ADMIN, timeout=60) as c:
+                assert c.post("/bot-orchestration/deploy-v2-script", json=body).status_code == 500
+            wait_until(lambda: any(headlines(s.text).startswith("<b>[CRITICAL] Fixed") for s in fake.sent()),
+                       90, "the incident's message edited to Fixed")
+            query = fake.press(4242, fake.sent()[0].markup["inline_keyboard"][0][0]["callback_data"])
+            wait_until(lambda: query in fake.answers, 15, "the press answered")
+            wait_until(lambda: len(rx.accepted) >= 2, 30, "the apprise target's messages")
+            report = json.dumps(service.report()[1])
+            summary = "\n".join(service.summary())
+        finally:
+            service.stop()
+    sent = fake.sent()
+    assert len(sent) == 1 and sent[0].edits, [s.text[:80] for s in sent]
+    assert headlines(sent[0].edits[0]).startswith("<b>[CRITICAL] Detected, fixing")
+    assert operator.presses[0][1].startswith("fix:") and fake.answers[query].startswith("fix incident")
+    assert [t.split(":")[0] for t in rx.titles()] == ["[CRITICAL] Detected, fixing", "[CRITICAL] Fixed"]
+    assert "chat: telegram, bot 123456789, chat -100424242" in summary
+    assert SECRET not in report and SECRET not in summary

@@ -9,7 +9,6 @@ read (getUpdates without an offset), so presses waiting for the agent stay for i
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -25,13 +24,8 @@ TOKEN_WHERE = ("the tgram://BOT_TOKEN/CHAT_ID URL in MEDIC_NOTIFY_URLS (or the s
 
 
 def allowed_users(settings: Any) -> list[str]:
-    """Telegram user ids that may act (the operator's allow-list setting)."""
-    value = getattr(settings, "chat_telegram_users", None)
-    if value is None:
-        value = os.environ.get(USERS_SETTING, "")
-    if isinstance(value, str):
-        value = value.split(",")
-    return [str(v).strip() for v in value or [] if str(v).strip()]
+    """Telegram user ids that may act (the operator's allow-list)."""
+    return [str(u) for u in settings.chat_telegram_users]
 
 
 def findings(settings: Any, send: bool, found: list[tuple[str, str, str]], *,

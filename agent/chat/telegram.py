@@ -34,6 +34,7 @@ BACKOFF_MAX = 30.0  # longest wait between two polls while the service is unreac
 # What Telegram answers (400) when a message cannot be edited any more.
 GONE = ("message to edit not found", "message can't be edited", "message_id_invalid", "chat not found")
 ANSWER_LIMIT = 200  # answerCallbackQuery's text: 0-200 characters
+ANSWER_MAX = 3000  # a command's answer, in characters before escaping
 
 
 class BadURL(ValueError):
@@ -236,12 +237,14 @@ class Telegram:
         if not command:
             return
         answer = on_command(who, command)
-        self.call("sendMessage", {"chat_id": who.chat, "text": html.escape(answer), "parse_mode": "HTML",
-                                  "disable_web_page_preview": True,
-                                  "reply_parameters": {"message_id": message.get("message_id"),
-                                                       "allow_sending_without_reply": True}}
-                  if isinstance(message.get("message_id"), int) else
-                  {"chat_id": who.chat, "text": html.escape(answer), "parse_mode": "HTML"})
+        if len(answer) > ANSWER_MAX:  # Telegram's 4096 characters, once escaped
+            answer = answer[:ANSWER_MAX - 1] + "…"
+        params: dict[str, Any] = {"chat_id": who.chat, "text": html.escape(answer), "parse_mode": "HTML",
+                                  "disable_web_page_preview": True}
+        if isinstance(message.get("message_id"), int):  # the answer quotes the command
+            params["reply_parameters"] = {"message_id": message["message_id"],
+                                          "allow_sending_without_reply": True}
+        self.call("sendMessage", params)
 
     def close(self) -> None:
         """Ends a poll in progress (a stop): listen returns."""

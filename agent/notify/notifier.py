@@ -13,8 +13,8 @@ One message per incident in a chat: a target that is also a chat channel (MEDIC_
 LivingMessages in `chats`) gets each step of an incident as an edit of that incident's one
 message (agent/chat/living.py), through the same outbox: an edit is a row like a send.
 
-Folding, for the other targets: an incident's intermediate steps (FOLDED_STEPS: "Fix failed,
-will try again", "Fixing again (attempt n)") are not sent one by one. They wait in the outbox
+Folding, for the other targets: an incident's intermediate steps (`folded`: "Fix failed, will
+try again", "Fixing again (attempt n)") are not sent one by one. They wait in the outbox
 (status `folded`) and the next message of the incident, usually its final one, tells them in
 its "Steps so far" (they become `folded-in`). So that nothing is lost when no later message
 comes (an agent stopped for good, a retry that waits for hours), a folded step is sent as it
