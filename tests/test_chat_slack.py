@@ -441,3 +441,18 @@ def test_doctor_says_which_slack_setting_is_missing(monkeypatch, fake):
     assert doctor.run(out=out, checks=[doctor.slack_chat]) == 1
     for name in ("MEDIC_SLACK_BOT_TOKEN", "MEDIC_SLACK_APP_TOKEN", "MEDIC_SLACK_CHANNEL"):
         assert f"✗ slack chat: {name} is not set" in out.getvalue()
+
+
+def test_wired_a_stop_ends_the_listener_at_once_and_health_tells_a_lost_connection(fake, tmp_path):
+    with slack_bed(tmp_path / "s.db", fake, OperatorDouble()) as (_, _, channels):
+        (listener,) = channels.listeners
+        fake.wait_connected()
+        wait_until(lambda: not listener.transport.problem, 5, "connected")
+        fake.stop()  # Slack gone: the connection drops and cannot be opened again
+        wait_until(lambda: listener.transport.problem, 10, "the lost connection noticed")
+        assert listener.health() == []  # told only after a while (UNREACHABLE)
+        listener.transport.problem_since -= 3600
+        assert listener.health() and "Socket Mode is not connected" in listener.health()[0]
+        start = time.monotonic()
+        listener.stop(time.monotonic() + 2)
+        assert time.monotonic() - start < 2.5 and not listener.loop.alive
