@@ -6,11 +6,13 @@ a dropped connection opened anew, and the tokens nowhere but in the requests' he
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
 from contextlib import contextmanager
 
+import httpx
 import pytest
 
 from agent import doctor, logs
@@ -25,7 +27,7 @@ from agent.settings import Settings
 from agent.state import State
 from tests.chatbed import RULES, STORY, OperatorDouble, incident
 from tests.slack_fake import FakeSlack
-from tests.stack import wait_until
+from tests.stack import ADMIN, free_port, prefixed_rules, wait_until
 
 ALICE, MALLORY = "U0ALICE", "U0MALLORY"
 
@@ -456,3 +458,42 @@ def test_wired_a_stop_ends_the_listener_at_once_and_health_tells_a_lost_connecti
         start = time.monotonic()
         listener.stop(time.monotonic() + 2)
         assert time.monotonic() - start < 2.5 and not listener.loop.alive
+
+
+@pytest.mark.docker
+def test_the_agent_keeps_one_slack_message_per_incident_and_hands_presses_to_its_operator(
+        make_stack, tmp_path, fake):
+    """The whole agent (in this process) with MEDIC_CHAT=slack against the stand-in: the seed
+    incident is one Slack message, posted then edited to Fixed; a press on it reaches the operator
+    and its answer the presser; neither token is in /healthz or the start-up summary."""
+    from agent.service import Service
+
+    stack = make_stack()
+    operator = OperatorDouble()
+    settings = Settings(
+        containers=[stack.prefix + "hummingbot-api"], state_db=tmp_path / "state.db",
+        rules_dir=prefixed_rules(stack.prefix, tmp_path / "rules"), hummingbot_url=stack.url,
+        catchup_window=120, bots="off", bot_settle=2, recorder_addr=f"127.0.0.1:{free_port()}",
+        chat=["slack"], slack_bot_token=fake.bot_token, slack_app_token=fake.app_token,
+        slack_channel=fake.channel, slack_api_url=fake.api_url, chat_slack_users=[ALICE])
+    service = Service(settings, operator=operator)
+    service.start()
+    try:
+        body = {"instance_name": stack.unique("chat"), "credentials_profile": "client_chat", "headless": True}
+        with httpx.Client(base_url=f"http://{settings.recorder_addr}", auth=ADMIN, timeout=60) as c:
+            assert c.post("/bot-orchestration/deploy-v2-script", json=body).status_code == 500
+        wait_until(lambda: any(m.current.startswith("*[CRITICAL] Fixed") for m in fake.messages.values()),
+                   90, "the incident's message edited to Fixed")
+        (message,) = fake.messages.values()
+        fake.wait_connected()
+        fake.wait_ack(fake.press(ALICE, message.buttons()[0][1], ts=message.ts))
+        answer = fake.wait_ephemeral(1)[0]
+        report = json.dumps(service.report()[1])
+        summary = "\n".join(service.summary())
+    finally:
+        service.stop()
+    assert message.edits and message.text.startswith("*[CRITICAL] Detected, fixing")
+    assert operator.presses[0][1].startswith("fix:") and answer["text"].startswith("fix incident")
+    assert f"chat: slack, channel {fake.channel}" in summary
+    for secret in (fake.bot_token, fake.app_token):
+        assert secret not in report and secret not in summary

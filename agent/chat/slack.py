@@ -157,10 +157,12 @@ class SlackTransport:
                stopping: Callable[[], bool]) -> None:
         """Until `stopping()`: the Socket Mode connection (reconnected by slack_sdk when it drops);
         each envelope acknowledged first, then handed to its callback, whose answer is shown to the
-        person alone."""
+        person alone. The callbacks run on this thread's event loop: they decide and return (the
+        operator's fixes run elsewhere), so the connection's pings wait for nothing long."""
         asyncio.run(self._listen(on_press, on_command, stopping))
 
     async def _listen(self, on_press, on_command, stopping) -> None:
+        import aiohttp
         from slack_sdk.socket_mode.aiohttp import SocketModeClient
         from slack_sdk.socket_mode.response import SocketModeResponse
         from slack_sdk.web.async_client import AsyncWebClient
@@ -185,7 +187,7 @@ class SlackTransport:
                     await web.api_call("chat.postEphemeral", json={
                         "channel": who.chat, "user": who.user, "text": escape(reply[:TEXT_LIMIT]),
                         "link_names": False})
-                except (SlackApiError, SlackClientError, OSError) as exc:
+                except (SlackApiError, SlackClientError, OSError, aiohttp.ClientError, TimeoutError) as exc:
                     log.warning("slack: the answer could not be shown: %s",
                                 refused("chat.postEphemeral", exc))
 
