@@ -125,6 +125,7 @@ class SlackTransport:
         self._closed = threading.Event()
         self.problem = ""  # why Socket Mode is not connected, until it is (health)
         self.problem_since = 0.0
+        self._up = False  # connected when last looked
 
     def __repr__(self) -> str:  # never a token
         return f"SlackTransport(channel={self.channel!r})"
@@ -194,6 +195,7 @@ class SlackTransport:
         client.socket_mode_request_listeners.append(handle)
         connecting = asyncio.ensure_future(client.connect())
         self._closed.clear()
+        self._up = False
         try:
             while not stopping() and not self._closed.is_set():
                 await asyncio.sleep(0.1)
@@ -205,11 +207,15 @@ class SlackTransport:
 
 
     def _connected(self, connected: bool) -> None:
-        if connected and self.problem:
-            log.warning("slack: Socket Mode is connected again")
-            self.problem, self.problem_since = "", 0.0
-        elif not connected and not self.problem:
-            self.problem, self.problem_since = "Socket Mode is not connected", time.time()
+        """Health, and a log line at each change: connected, or lost (then slack_sdk reconnects)."""
+        if connected:
+            if not self._up:
+                log.info("slack: Socket Mode connected: presses and commands come in")
+            self.problem, self.problem_since, self._up = "", 0.0, True
+        elif not self.problem:
+            if self._up:
+                log.warning("slack: the Socket Mode connection was lost; connecting again")
+            self.problem, self.problem_since, self._up = "Socket Mode is not connected", time.time(), False
 
 
 def from_settings(settings: Any) -> SlackTransport:
