@@ -495,6 +495,18 @@ def telegram_chat(d: Doctor, wait: float | None = None) -> Iterator[Finding]:
 
 
 @check
+def slack_chat(d: Doctor, wait: float | None = None) -> Iterator[Finding]:
+    """The Slack chat, when MEDIC_CHAT names it (agent.chat.slack_checkup)."""
+    if "slack" not in d.settings.chat:
+        return
+    from agent.chat import slack_checkup
+
+    for ok, what, fix in slack_checkup.findings(d.settings, d.send,
+                                                wait=slack_checkup.PRESS_WAIT if wait is None else wait):
+        yield Finding(ok, what, fix)
+
+
+@check
 def mode(d: Doctor) -> Iterator[Finding]:
     s = d.settings
     if s.mode == "observe":

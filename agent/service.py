@@ -94,9 +94,11 @@ class Service:
         self.targets = notify_targets(settings, self.redactor)
         try:
             self.chat = build_chats(settings.chat, self.store, self.targets, self.redactor,
-                                    operator if listen else None, telegram_api_url=settings.telegram_api_url)
+                                    operator if listen else None, telegram_api_url=settings.telegram_api_url,
+                                    settings=settings)
         except ChatSetupError as exc:
             raise SettingsError(str(exc)) from None
+        self.targets += self.chat.targets
         self.notifier = Notifier(self.store, self.targets, rules=self._rules, redactor=self.redactor,
                                  mode=settings.mode, show_stack=self.show_stack, chats=self.chat.chats)
         self.unknown = UnknownTracker(

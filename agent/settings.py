@@ -92,6 +92,22 @@ class Settings(BaseSettings):
     telegram_api_url: str = Field(
         "https://api.telegram.org", pattern=r"^https?://[^\s/]+(/\S*)?$",
         description="The Telegram Bot API's base URL (a self-hosted Bot API server's).")
+    slack_bot_token: SecretStr | None = Field(
+        None, description="The Slack app's bot token (xoxb-...; env, or the secret file"
+                          " medic_slack_bot_token): posts and edits the incidents' messages.")
+    slack_app_token: SecretStr | None = Field(
+        None, description="The Slack app's app-level token (xapp-..., scope connections:write; env, or the"
+                          " secret file medic_slack_app_token): Socket Mode, which brings button presses and"
+                          " commands without a public address.")
+    slack_channel: str | None = Field(
+        None, pattern=r"^[CGD][A-Z0-9]{2,}$",
+        description="The Slack channel's id (C..., in the channel's details) the messages go to.")
+    slack_api_url: str = Field("https://slack.com/api/", pattern=r"^https?://[^\s/]+(/\S*)?$",
+                               description="Slack's Web API base URL.")
+    chat_slack_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Slack user ids (U...) who may press the buttons and give commands, comma separated;"
+                    " everyone else is told they are not allowed.")
     http_addr: str = Field(DEFAULT_HTTP_ADDR, pattern=HTTP_ADDR_PATTERN,
                            description="host:port for /healthz and /metrics.")
     log_format: Literal["text", "json"] = Field("text", description="The agent's own log lines.")
@@ -214,6 +230,18 @@ class Settings(BaseSettings):
                 stack = stack.model_copy(update={"hummingbot_password": self.hummingbot_password})
             return stack
         return StackConfig.model_validate({"bots": self.bots, **entry})
+
+    @field_validator("chat_slack_users", mode="before")
+    @classmethod
+    def _slack_users(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for v in value:
+                if not isinstance(v, str) or not re.fullmatch(r"[UW][A-Z0-9]{2,}", v):
+                    raise ValueError(f"{str(v)[:40]!r} is not a Slack user id (U..., in the person's profile:"
+                                     " Copy member ID)")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -4,6 +4,10 @@ presses and commands are read by a Listener component and handed to the operator
 
 Telegram: a `tgram://TOKEN/CHAT_ID` target of MEDIC_NOTIFY_URLS (or its secret file, or the
 apprise config file) is the chat; its token is the bot's.
+
+Slack: the app's tokens and channel are settings of their own (MEDIC_SLACK_BOT_TOKEN,
+MEDIC_SLACK_APP_TOKEN, MEDIC_SLACK_CHANNEL), not an apprise URL: the chat becomes a notify
+target of its own (Channels.targets), which the notifier delivers to only as living messages.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from agent.chat import slack
 from agent.chat.living import LivingMessages
 from agent.chat.operator import Operator
 from agent.chat.telegram import BadURL, Offsets, Telegram, from_url
@@ -39,7 +45,7 @@ class Listener(OneLoop):
     answers to presses. A stop returns by its deadline; a long poll then in progress ends by
     itself within POLL_SECONDS (its thread is a daemon) and hands nothing more to the operator."""
 
-    def __init__(self, transport: Telegram, operator: Operator) -> None:
+    def __init__(self, transport: Telegram | slack.SlackTransport, operator: Operator) -> None:
         self.transport = transport
         self.operator = operator
         self.name = f"chat-{transport.service}"
@@ -87,6 +93,7 @@ class Channels:
     chats: dict[str, LivingMessages] = field(default_factory=dict)  # notify target id -> its messages
     listeners: list[Listener] = field(default_factory=list)
     described: list[str] = field(default_factory=list)  # for the start-up summary
+    targets: list[Target] = field(default_factory=list)  # chats that are no apprise target (Slack)
 
 
 def telegram_targets(targets: list[Target]) -> list[tuple[Target, str, str]]:
@@ -104,10 +111,25 @@ def telegram_targets(targets: list[Target]) -> list[tuple[Target, str, str]]:
 
 
 def build(services: list[str], store: State, targets: list[Target], redactor: Redactor,
-          operator: Operator | None, *, telegram_api_url: str) -> Channels:
+          operator: Operator | None, *, telegram_api_url: str, settings: Any = None) -> Channels:
     """The living messages of every chat target, and one listener per bot (when an operator
-    answers presses and commands)."""
+    answers presses and commands). `settings`: where Slack's tokens and channel are."""
     channels = Channels()
+    if "slack" in services:
+        try:
+            transport = slack.from_settings(settings)
+        except ValueError as exc:
+            raise ChatSetupError(str(exc)) from None
+        redactor.add(settings.slack_bot_token.get_secret_value())
+        redactor.add(settings.slack_app_token.get_secret_value())
+        target = slack.target(transport)
+        channels.targets.append(target)
+        channels.chats[target.id] = LivingMessages(store, transport, target.id,
+                                                   buttons=getattr(operator, "buttons", None))
+        if operator is not None:  # posting and listening share it: close() ends only the listening
+            channels.listeners.append(Listener(transport, operator))
+        channels.described.append(f"chat: slack, channel {transport.channel}: one message per incident"
+                                  + (", buttons and commands answered" if operator is not None else ""))
     if "telegram" in services:
         found = telegram_targets(targets)
         if not found:

@@ -33,7 +33,8 @@ ONE_OFF_STEPS = frozenset({"digest", "unknown-digest", "unknown-burst", "test"})
 Render = Callable[[Message], str]
 Buttons = Callable[[str], list[Button]]  # incident id -> the buttons under its message
 
-RENDERERS: dict[str, Render] = {"telegram": lambda m: render.telegram(m, steps=True)[1]}
+RENDERERS: dict[str, Render] = {"telegram": lambda m: render.telegram(m, steps=True)[1],
+                                "slack": lambda m: render.mrkdwn(m, steps=True)[1]}
 
 
 def _no_buttons(_incident: str) -> list[Button]:

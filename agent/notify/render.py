@@ -5,7 +5,9 @@ escaped, so a `<module>` in a traceback cannot break it) within its 4096
 characters: the excerpt is shortened, never the summary. Slack gets markdown that
 apprise turns into Slack's own: plain text is escaped so `&`, `<` and `>` reach
 Slack as entities (no `<!channel>`, no `<https://...|link>`) and no markup applies,
-code goes in code spans and blocks. Everything else gets plain text.
+code goes in code spans and blocks. A Slack chat channel (agent/chat/slack.py, the Web API, no
+apprise between) gets Slack's mrkdwn made here: `&`, `<` and `>` as entities everywhere, code
+in spans and blocks no backtick can close. Everything else gets plain text.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from agent.notify.message import Message, segments
 TELEGRAM_LIMIT = 4096
 SLACK_LIMIT = 35000
 TEXT_LIMIT = 32000
+MRKDWN_LIMIT = 12000  # a Slack message's blocks hold about 13k characters in all
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>~|!#])")
 _TICKS = re.compile(r"`+")
 
@@ -29,6 +32,17 @@ def slack_escape(text: str) -> str:
     """Plain text for apprise's markdown-to-Slack conversion: markup characters escaped, so
     `<` and `>` arrive as `&lt;` and `&gt;` (apprise writes `&` as `&amp;` itself)."""
     return _MARKDOWN.sub(r"\\\1", text)
+
+
+def mrkdwn_escape(text: str) -> str:
+    """Plain text as Slack's mrkdwn shows it: `&`, `<`, `>` as entities (Slack's three), so no
+    `<!here>`, `<@U1>`, `<#C1>` or `<url|label>` can be made from it."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _mrkdwn_code(text: str) -> str:
+    """A code span in Slack's mrkdwn, which has no way to hold a backtick: shown as `'`."""
+    return f"`{mrkdwn_escape(text.replace('`', chr(39)))}`"
 
 
 def slack_code(text: str) -> str:
@@ -80,6 +94,8 @@ TELEGRAM = Style(html.escape, lambda t: f"<code>{html.escape(t)}</code>", html.e
 SLACK = Style(slack_escape, slack_code, _same, "_{}_", "**{}**", "```\n{}\n```", "", "• ", "\n",
               SLACK_LIMIT, False)
 TEXT = Style(_same, _same, _same, "{}", "{}", "{}", "| ", "- ", "\n\n", TEXT_LIMIT, False)
+MRKDWN = Style(mrkdwn_escape, _mrkdwn_code, mrkdwn_escape, "_{}_", "*{}*", "```\n{}\n```", "", "• ", "\n\n",
+               MRKDWN_LIMIT, True)
 
 
 def _render(m: Message, st: Style, steps: bool | None = None) -> tuple[str, str]:
@@ -122,6 +138,11 @@ def telegram(m: Message, steps: bool | None = None) -> tuple[str, str]:
 
 def slack(m: Message, steps: bool | None = None) -> tuple[str, str]:
     return _render(m, SLACK, steps)
+
+
+def mrkdwn(m: Message, steps: bool | None = None) -> tuple[str, str]:
+    """For a Slack chat channel through the Web API: ("", the whole message as mrkdwn)."""
+    return _render(m, MRKDWN, steps)
 
 
 def text(m: Message) -> tuple[str, str]:

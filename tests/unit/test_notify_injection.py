@@ -12,7 +12,7 @@ from apprise.plugins.slack import NotifySlack
 
 from agent.match.loader import load_rules
 from agent.notify.notifier import Notifier, deliver
-from agent.notify.render import telegram
+from agent.notify.render import mrkdwn, telegram
 from agent.notify.targets import parse_urls
 from agent.records import Incident
 from agent.redact import Redactor
@@ -74,6 +74,10 @@ def test_slack_gets_no_mention_link_or_markup_from_a_log(tmp_path, slack_payload
     _, body = telegram(msg)
     assert "<!channel>" not in body and "<https://" not in body
     assert "evil.example" not in re.sub(r"<(code|pre)>.*?</\1>", "", body, flags=re.S)
+    # A Slack chat (the Web API, mrkdwn with no apprise between): the same, entities, log text in code.
+    _, chat = mrkdwn(msg)
+    assert "<!" not in chat and "<http" not in chat and "<@" not in chat and "&lt;!channel&gt;" in chat
+    assert "evil.example" not in outside_code(chat) and "urgent" not in outside_code(chat)
 
 
 def test_a_domain_from_a_log_is_no_link_in_a_title(tmp_path):
