@@ -248,3 +248,24 @@ def test_only_a_preflight_opens_with_its_stream():
                    opened_by={"stream": decisions.PREFLIGHT})
     assert decisions.preflight(inc) and decisions.foretold(inc, time.time()) is inc
     assert decisions.foretold(inc, time.time() + 3600) is None
+
+
+def test_the_messages_say_what_was_prevented_or_will_fail(remedy, tmp_path):
+    from agent.notify.notifier import Notifier
+    from agent.notify.render import RENDERERS
+    from agent.redact import Redactor
+
+    notifier = Notifier(remedy.store, [], rules=remedy.rules, redactor=Redactor())
+    prevented = remedy.store.incidents.get(remedy.prevent(
+        REQ, [finding("m1")], fix=True, why_not="", cutoff=Cutoff(), container="api").prevented[0])
+    msg = notifier._message(prevented, "prevented", prevented.detail)
+    assert msg.title == "[CRITICAL] Prevented: the deploy of bot sharp-bot would have failed"
+    text = RENDERERS["text"][0](msg)[1]
+    assert "Prevented: the deploy of bot sharp-bot would have failed: thing m1 did not exist" in text
+    assert "a thing was missing" not in text  # the rule's words tell of a failure that happened
+    warned = remedy.store.incidents.get(remedy.prevent(
+        REQ, [finding("m2")], fix=False, why_not=NO_LOGIN, cutoff=Cutoff(), container="api").warned[0])
+    msg = notifier._message(warned, "warned", warned.detail)
+    assert msg.title == "[CRITICAL] Warned: the deploy of bot sharp-bot will fail"
+    shown = RENDERERS["text"][0](msg)
+    assert "Warned: the deploy of bot sharp-bot will fail: thing m2 does not exist" in shown[1]
