@@ -105,8 +105,9 @@ def test_seed_deploy_is_prevented_and_succeeds_the_first_time(make_stack, agent,
     assert resp.status_code == 200 and resp.json()["success"] is True, resp.text
     inc = one(service, ("prevented", "warned"))
     assert inc.state == IncidentState.PREVENTED, inc.detail
-    assert inc.detail.startswith(f"Prevented: the deploy of bot {base} would have failed: credentials"
-                                 " profile client_sharp did not exist; added profile client_sharp"), inc.detail
+    assert inc.detail.startswith(
+        f"Prevented: the deploy of bot {base} would have failed: credentials profile client_sharp did not"
+        " exist; added profile client_sharp"), inc.detail
     steps = [(a["kind"], a["name"], a["ok"]) for a in service.store.incidents.audit_trail(inc.id)
              if a["kind"] in ("attempt", "action", "retry")]
     assert steps == [("attempt", "attempt 1 of 3", None), ("action", "ensure_account", True),
