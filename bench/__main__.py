@@ -22,7 +22,7 @@ from functools import cached_property
 
 import docker
 
-from bench import bots, engine, realbots, stacks
+from bench import bots, engine, preflight, realbots, stacks
 
 
 @dataclass
@@ -144,9 +144,21 @@ def g_real_bots(run: Run) -> None:
           f" ready after {m['ready_s']:.0f} s, {time.monotonic() - started:.0f} s in all")
 
 
+def g_preflight(run: Run) -> None:
+    r = run.r
+    m = [preflight.measure(run.client, 50 if run.quick else 1000, 1 if run.quick else 5)
+         for _ in range(run.runs)]
+    r["preflight_p50_ms"] = statistics.median(x["preflight_p50_ms"] for x in m)
+    r["preflight_p99_ms"] = statistics.median(x["preflight_p99_ms"] for x in m)
+    r["prevented_deploy_ms"] = statistics.median(x["prevented_deploy_ms"] for x in m)
+    print(f"  preflight added to a deploy with nothing wrong: p50 {r['preflight_p50_ms']:.2f} ms, p99"
+          f" {r['preflight_p99_ms']:.2f} ms; a seed deploy prevented (profile added first), request in ->"
+          f" success out: median {r['prevented_deploy_ms']:.0f} ms")
+
+
 GROUPS: dict[str, Callable[[Run], None]] = {
     "inproc": g_inproc, "detect": g_detect, "follow": g_follow, "idle": g_idle, "recorder": g_recorder,
-    "bots": g_bots, "stacks": g_stacks, "real_bots": g_real_bots,
+    "preflight": g_preflight, "bots": g_bots, "stacks": g_stacks, "real_bots": g_real_bots,
 }
 NOT_QUICK = {"real_bots"}  # the real programs: minutes, not seconds; --quick runs them only by name
 
