@@ -173,7 +173,7 @@ class StackRuntime(Component):
     def preflight(self, checks: tuple | None = None) -> Preflight:
         """The recorder's preflight: this stack's checks, their fixes through its remedy."""
         from agent.preflight.checks import Context
-        from agent.recorder.preflight import Preflight
+        from agent.recorder.preflight import OBSERVE_MODE, WARN_MODE, Preflight
 
         s, c = self.shared.settings, self.config
 
@@ -183,7 +183,8 @@ class StackRuntime(Component):
                            allowed_images=ctx.allowed_images)
 
         return Preflight(s.preflight_mode(), s.preflight_deadline, context, prevent=self.remedy.prevent,
-                         container=c.containers[0], checks=checks)
+                         container=c.containers[0], checks=checks,
+                         warn_why=OBSERVE_MODE if str(s.mode) == "observe" else WARN_MODE)
 
     # -- what actions work with --------------------------------------------------------------
     def context(self) -> ActionContext:

@@ -132,10 +132,12 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     def preflight_mode(self) -> str:
-        """MEDIC_PREFLIGHT, or its default for the mode: a preflight cannot wait for a person."""
+        """MEDIC_PREFLIGHT, or its default for the mode: a preflight cannot wait for a person. In
+        observe mode nothing is ever fixed, whatever MEDIC_PREFLIGHT says: it warns at most."""
+        observe = str(self.mode) == "observe"
         if self.preflight is not None:
-            return self.preflight
-        return "warn" if str(self.mode) in ("observe", "ask") else "fix"
+            return "warn" if observe and self.preflight == "fix" else self.preflight
+        return "warn" if observe or str(self.mode) == "ask" else "fix"
 
     @field_validator("allowed_images", mode="before")
     @classmethod

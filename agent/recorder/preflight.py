@@ -24,6 +24,7 @@ WORKERS = 4  # deploys checked side by side
 NO_LOGIN = ("the request did not carry hummingbot-api's login hb-medic holds: only such a request is"
             " fixed for")
 WARN_MODE = "MEDIC_PREFLIGHT=warn: told, not fixed"
+OBSERVE_MODE = "observe mode: told, not fixed"
 
 
 class Prevent(Protocol):
@@ -37,11 +38,11 @@ class Preflight:
     """`mode`: fix, warn or off (agent.settings.Settings.preflight_mode). `context`: what the
     checks read, made on first use in a worker (it may open the engine). `prevent`: the remedy's
     entry; without one (the recorder alone) what the checks foresee is only logged. `checks`: the
-    checks run (all of CHECKS; a test passes its own)."""
+    checks run (all of CHECKS; a test passes its own). `warn_why`: why warn mode fixes nothing."""
 
     def __init__(self, mode: str, deadline: float, context: Callable[[], Context], *,
                  prevent: Prevent | None = None, container: str = "hummingbot-api",
-                 checks: tuple[Check, ...] | None = None) -> None:
+                 checks: tuple[Check, ...] | None = None, warn_why: str = WARN_MODE) -> None:
         self.mode = mode
         self.deadline = deadline
         self._make_context = context
@@ -49,6 +50,7 @@ class Preflight:
         self.prevent = prevent
         self.container = container
         self.checks = checks
+        self.warn_why = warn_why  # why a warn-mode preflight fixes nothing (the setting, or observe mode)
         self.passed = 0  # deploys forwarded as is because their preflight passed the deadline
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="recorder-preflight")
 
@@ -95,7 +97,7 @@ class Preflight:
             if not failed:
                 return None
             fix = self.mode == "fix" and login
-            why_not = "" if fix else WARN_MODE if self.mode == "warn" else NO_LOGIN
+            why_not = "" if fix else self.warn_why if self.mode == "warn" else NO_LOGIN
             if self.prevent is None:
                 for f in failed:
                     log.warning("recorder: the deploy of %s will fail: %s (forwarded as is)", _name(req),

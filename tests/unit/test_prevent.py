@@ -232,7 +232,8 @@ def test_preflight_deadline_login_and_modes(tmp_path):
 def test_settings_default_by_mode():
     assert Settings(mode="enforce").preflight_mode() == "fix"
     assert Settings(mode="observe").preflight_mode() == "warn"
-    assert Settings(mode="observe", preflight="fix").preflight_mode() == "fix"
+    assert Settings(mode="observe", preflight="fix").preflight_mode() == "warn"  # observe never acts
+    assert Settings(mode="observe", preflight="off").preflight_mode() == "off"
     assert Settings(preflight="off").preflight_mode() == "off"
     assert Settings().preflight_deadline == 2.0
 
