@@ -132,6 +132,14 @@ class Preventions:
                                            result=f"also prevents the deploy of bot {bot or '(unnamed)'}")
                 verdict.prevented.append(current.id)
                 return
+            if not fix and decisions.foretold(current, time.time()) is not None:
+                # told lately already: once per key, however many deploys (or unauthenticated
+                # clients) repeat it
+                self.store.incidents.count_event(current.id)
+                self.store.incidents.audit(current.id, "decision", "preflight",
+                                           result=f"warned again: a deploy of bot {bot or '(unnamed)'}")
+                verdict.warned.append(current.id)
+                return
             opened = {"stream": decisions.PREFLIGHT, "message": says, "exception": None}
             if bot is not None:
                 opened["bot"] = bot

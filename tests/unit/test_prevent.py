@@ -127,6 +127,19 @@ def test_warned_when_not_fixing_and_the_failure_then_linked(remedy, api):
     assert any(a["name"] == "failed as foretold" and a["params"] == {"incident": failed.id} for a in theirs)
 
 
+def test_a_warning_is_told_once_per_key_however_many_deploys_repeat_it(remedy):
+    first = remedy.prevent(REQ, [finding("r1")], fix=False, why_not=NO_LOGIN, cutoff=Cutoff(), container="c")
+    for _ in range(5):
+        again = remedy.prevent(REQ, [finding("r1")], fix=False, why_not=NO_LOGIN, cutoff=Cutoff(),
+                               container="c")
+        assert again.warned == first.warned
+    assert [s for _, s, _ in remedy.told] == ["warned"]
+    assert remedy.store.incidents.get(first.warned[0]).events == 6
+    # a request that may be fixed is fixed, warning or not
+    fixed = remedy.prevent(REQ, [finding("r1")], fix=True, why_not="", cutoff=Cutoff(), container="c")
+    assert remedy.store.incidents.get(fixed.prevented[0]).state == IncidentState.PREVENTED
+
+
 def test_unfixable_warn_mode_and_a_failed_fix_are_warned_with_what_is_left(remedy, api):
     _, hits, status = api
     v = remedy.prevent(REQ, [finding("t2", fixable=False)], fix=True, why_not="", cutoff=Cutoff(),
