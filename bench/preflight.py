@@ -25,7 +25,8 @@ def measure(client, requests: int, prevented: int) -> dict:
     """`preflight_p50_ms` / `preflight_p99_ms`: added per deploy when nothing is wrong (the agent's
     recorder with preflight against the same recorder without, over loopback, interleaved);
     `prevented_deploy_ms`: the seed deploy (its profile missing) through the agent's recorder,
-    request in -> success out (median)."""
+    request in -> success out (median); `deploy_direct_ms`: a deploy whose profile exists, straight
+    to hummingbot-api, beside each (what hummingbot-api's own deploy takes: starting the bot)."""
     tmp = Path(tempfile.mkdtemp(prefix="medic-bench-"))
     try:
         with Stack(client) as stack:
@@ -46,7 +47,10 @@ def measure(client, requests: int, prevented: int) -> dict:
                                   params={"account_name": "bench"}).status_code == 201
                 on = _deploys(f"http://{service.settings.recorder_addr}", f"http://127.0.0.1:{bare_port}",
                               requests)
-                taken = [_prevented(service, stack, i) for i in range(prevented)]
+                taken, direct = [], []
+                for i in range(prevented):  # hummingbot-api's own deploy beside each prevented one
+                    taken.append(_prevented(service, stack, i))
+                    direct.append(_direct(stack, i))
             finally:
                 bare.stop()
                 service.stop()
@@ -54,7 +58,9 @@ def measure(client, requests: int, prevented: int) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     with_pf, without = on
     taken.sort()
-    return {"preflight_p50_ms": max(0.0, _pct(with_pf, 50) - _pct(without, 50)),
+    direct.sort()
+    return {"deploy_direct_ms": direct[len(direct) // 2],
+            "preflight_p50_ms": max(0.0, _pct(with_pf, 50) - _pct(without, 50)),
             "preflight_p99_ms": max(0.0, _pct(with_pf, 99) - _pct(without, 99)),
             "prevented_deploy_ms": taken[len(taken) // 2], "prevented_runs": len(taken)}
 
@@ -89,6 +95,19 @@ def _prevented(service: Service, stack: Stack, i: int) -> float:
         raise RuntimeError(f"the prevented deploy answered {resp.status_code}: {resp.text[:300]}")
     wait_until(lambda: any(x.state == "prevented" and x.key == profile
                            for x in service.store.incidents.recent(20)), 10, "the prevented incident")
+    return took
+
+
+def _direct(stack: Stack, i: int) -> float:
+    """A deploy whose profile exists, straight to hummingbot-api: ms to its success answer (what
+    hummingbot-api itself takes to start a bot)."""
+    body = {"instance_name": f"b{stack.run_id}-d{i}", "credentials_profile": "bench", "headless": True}
+    with httpx.Client(auth=ADMIN, timeout=60) as c:
+        t = time.perf_counter()
+        resp = c.post(stack.url + ROUTE, json=body)
+        took = (time.perf_counter() - t) * 1000
+    if resp.status_code != 200 or resp.json().get("success") is not True:
+        raise RuntimeError(f"the direct deploy answered {resp.status_code}: {resp.text[:300]}")
     return took
 
 
