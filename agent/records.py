@@ -31,6 +31,10 @@ class IncidentState(StrEnum):
     OBSERVED = "observed"
     REFUSED = "refused"  # the captures were refused: no action ran
     STALE = "stale"  # too old to act on when seen (a catch-up after a long stop)
+    # Preflight (the recorder checked a deploy before forwarding it): its failure was foreseen and
+    # fixed first, so it never happened; or it was foreseen and not fixed, and told before it came.
+    PREVENTED = "prevented"
+    WARNED = "warned"
 
     @property
     def open(self) -> bool:

@@ -38,6 +38,7 @@ from agent.stackconf import StackConfig, engine_client
 from agent.state import State
 
 if TYPE_CHECKING:
+    from agent.recorder.preflight import Preflight
     from agent.recorder.proxy import RecorderServer
 
 log = logging.getLogger("agent")
@@ -49,8 +50,10 @@ class RecorderError(Exception):
     """The recorder could not listen where it was told to."""
 
 
-def start_recorder(stack: StackConfig, store: State, on_record=None) -> RecorderServer:
-    """The stack's recorder in its own thread, listening before this returns."""
+def start_recorder(stack: StackConfig, store: State, on_record=None,
+                   preflight: Preflight | None = None) -> RecorderServer:
+    """The stack's recorder in its own thread, listening before this returns. `preflight`: the
+    checks (and fixes) a deploy passes before it is forwarded."""
     from agent.recorder.proxy import Recorder, RecorderServer  # aiohttp, only where a recorder runs
 
     assert stack.recorder_addr
@@ -58,7 +61,7 @@ def start_recorder(stack: StackConfig, store: State, on_record=None) -> Recorder
     password = stack.hummingbot_password
     login = (stack.hummingbot_username, password.get_secret_value()) if password is not None else None
     server = RecorderServer(Recorder(stack.hummingbot_url, store, on_record=on_record, login=login,
-                                     stack=stack.name), host, port)
+                                     stack=stack.name, preflight=preflight), host, port)
     server.start()
     server.ready.wait(10)
     if server.error is not None or not server.ready.is_set():
@@ -165,7 +168,23 @@ class StackRuntime(Component):
                              recorder=bool(stack.recorder_addr), redactor=shared.redactor, stack=stack.name)
         self.recorder: RecorderServer | None = None
         if stack.recorder_addr and listen:
-            self.recorder = start_recorder(stack, store, self.feed.notify)
+            self.recorder = start_recorder(stack, store, self.feed.notify, self.preflight())
+
+    def preflight(self, checks: tuple | None = None) -> Preflight:
+        """The recorder's preflight: this stack's checks, their fixes through its remedy."""
+        from agent.preflight.checks import Context
+        from agent.recorder.preflight import OBSERVE_MODE, WARN_MODE, Preflight
+
+        s, c = self.shared.settings, self.config
+
+        def context() -> Context:
+            ctx = self.context()
+            return Context(bots_dir=c.bots_dir, engine=ctx.docker, api=ctx.api, api_container=c.containers[0],
+                           allowed_images=ctx.allowed_images)
+
+        return Preflight(s.preflight_mode(), s.preflight_deadline, context, prevent=self.remedy.prevent,
+                         container=c.containers[0], checks=checks,
+                         warn_why=OBSERVE_MODE if str(s.mode) == "observe" else WARN_MODE)
 
     # -- what actions work with --------------------------------------------------------------
     def context(self) -> ActionContext:

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
                           " needed by the running agent.")
     mode: Literal["enforce", "observe"] = Field(
         "enforce", description="observe: record and notify what would be done, never act.")
+    preflight: Literal["fix", "warn", "off"] | None = Field(
+        None, description="What the recorder does with a deploy a check foresees failing: fix (what a rule"
+                          " would fix after the failure, first; then forward), warn (forward and tell at"
+                          " once), off. Default: fix when the mode acts, warn in observe and ask.")
+    preflight_deadline: float = Field(
+        2.0, gt=0, le=60, description="Longest a deploy waits for its preflight checks and fixes before it"
+                                      " is forwarded as is (seconds).")
     action_budget: int = Field(
         100, ge=0, description="Most fix attempts in any hour, all incidents together (one attempt, whatever"
                                " its number of steps, is one unit): a circuit breaker.")
@@ -150,6 +157,14 @@ class Settings(BaseSettings):
         if config:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
         return tuple(sources)
+
+    def preflight_mode(self) -> str:
+        """MEDIC_PREFLIGHT, or its default for the mode: a preflight cannot wait for a person. In
+        observe mode nothing is ever fixed, whatever MEDIC_PREFLIGHT says: it warns at most."""
+        observe = str(self.mode) == "observe"
+        if self.preflight is not None:
+            return "warn" if observe and self.preflight == "fix" else self.preflight
+        return "warn" if observe or str(self.mode) == "ask" else "fix"
 
     @field_validator("allowed_images", mode="before")
     @classmethod

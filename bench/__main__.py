@@ -22,7 +22,7 @@ from functools import cached_property
 
 import docker
 
-from bench import bots, chat, engine, realbots, stacks
+from bench import bots, chat, engine, preflight, realbots, stacks
 
 
 @dataclass
@@ -160,9 +160,23 @@ def g_chat(run: Run) -> None:
           f" {len(latencies)} presses (goal p99 <= 1000 ms)")
 
 
+def g_preflight(run: Run) -> None:
+    r = run.r
+    m = [preflight.measure(run.client, 50 if run.quick else 1000, 1 if run.quick else 5)
+         for _ in range(run.runs)]
+    r["preflight_p50_ms"] = statistics.median(x["preflight_p50_ms"] for x in m)
+    r["preflight_p99_ms"] = statistics.median(x["preflight_p99_ms"] for x in m)
+    r["prevented_deploy_ms"] = statistics.median(x["prevented_deploy_ms"] for x in m)
+    r["deploy_direct_ms"] = statistics.median(x["deploy_direct_ms"] for x in m)
+    print(f"  preflight added to a deploy with nothing wrong: p50 {r['preflight_p50_ms']:.2f} ms, p99"
+          f" {r['preflight_p99_ms']:.2f} ms; a seed deploy prevented (profile added first), request in ->"
+          f" success out: median {r['prevented_deploy_ms']:.0f} ms (the same deploy with its profile there,"
+          f" straight to hummingbot-api: {r['deploy_direct_ms']:.0f} ms)")
+
+
 GROUPS: dict[str, Callable[[Run], None]] = {
     "inproc": g_inproc, "detect": g_detect, "follow": g_follow, "idle": g_idle, "recorder": g_recorder,
-    "bots": g_bots, "stacks": g_stacks, "real_bots": g_real_bots, "chat": g_chat,
+    "preflight": g_preflight, "bots": g_bots, "stacks": g_stacks, "real_bots": g_real_bots, "chat": g_chat,
 }
 NOT_QUICK = {"real_bots"}  # the real programs: minutes, not seconds; --quick runs them only by name
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.docker
 KEYS = {"lines_per_s", "raw_split_lines_per_s", "detect_p50_ms", "detect_p99_ms", "docker_follow_ratio",
         "rss_mb", "idle_cpu_pct", "recorder_p99_ms", "follow_rss_mb_1", "follow_rss_mb_10",
         "follow_rss_mb_100", "follow_idle_cpu_pct_1", "follow_idle_cpu_pct_10", "follow_idle_cpu_pct_100",
-        "follow10_lines_per_s"}
+        "follow10_lines_per_s", "preflight_p99_ms", "prevented_deploy_ms"}
 
 
 def test_bench_quick_prints_the_json_contract(docker_client):

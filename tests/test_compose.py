@@ -46,6 +46,7 @@ def test_compose_yaml_fixes_the_seed_incident(agent_image, docker_client, make_s
             "services": {"hb-medic": {
                 "image": AGENT_IMAGE, "healthcheck": QUICK_HEALTHCHECK,
                 "environment": {"MEDIC_HUMMINGBOT_URL": stack.url, "MEDIC_BOT_SETTLE": "3",
+                                "MEDIC_PREFLIGHT": "off",
                                 "MEDIC_BOTS": "off", "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
                                 "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
                 "volumes": [f"{stack.bots}:/bots:ro"]}},
@@ -93,6 +94,7 @@ def test_compose_yaml_with_a_stacks_file_fixes_the_seed_incident_under_the_stack
             "services": {"hb-medic": {
                 "image": AGENT_IMAGE, "healthcheck": QUICK_HEALTHCHECK,
                 "environment": {"MEDIC_CONFIG_FILE": "/etc/hb-medic/stacks.yml", "MEDIC_BOT_SETTLE": "3",
+                                "MEDIC_PREFLIGHT": "off",
                                 "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
                 "volumes": [f"{stack.bots}:/bots:ro", f"{stacks}:/etc/hb-medic/stacks.yml:ro"]}},
             "volumes": {"hb-medic-state": {"name": f"medic-t{stack.run_id}-state"}},
@@ -137,7 +139,7 @@ def test_compose_hardened_yaml_fixes_it_through_the_socket_proxy(agent_image, do
             "hb-medic": {
                 "image": AGENT_IMAGE, "healthcheck": QUICK_HEALTHCHECK,
                 "environment": {"DOCKER_HOST": engine, "MEDIC_HUMMINGBOT_URL": stack.url,
-                                "MEDIC_BOT_SETTLE": "3", "MEDIC_BOTS": "off",
+                                "MEDIC_BOT_SETTLE": "3", "MEDIC_PREFLIGHT": "off", "MEDIC_BOTS": "off",
                                 "MEDIC_RECORDER_ADDR": f"127.0.0.1:{recorder}",
                                 "MEDIC_HTTP_ADDR": f"127.0.0.1:{http}"},
                 "volumes": [f"{stack.bots}:/bots:ro"]}},

@@ -54,7 +54,8 @@ def agent(tmp_path, receiver, start_service):
             "state_db": tmp_path / "state.db", "hummingbot_url": stack.url,
             "catchup_window": 120, "recorder_addr": f"127.0.0.1:{free_port()}", "bots": f"{tag}*",
             "bots_dir": stack.bots, "bot_settle": SETTLE, "notify_urls": receiver.url,
-            "allowed_images": [BOT_IMAGE], **extra})
+            "allowed_images": [BOT_IMAGE],
+            "preflight": "off", **extra})  # the fixes after a failure: preflight is test_preflight_recorder.py's
         return start_service(settings)
 
     return start
@@ -144,6 +145,34 @@ def test_real_seed_deploy_is_fixed_and_the_bot_lives_beside_unreachable_exchange
         time.sleep(6)
         unknown = [u.summary for u in service.store.unknown.most_frequent()]
         assert not [s for s in unknown if "credentials/" in s or "deploy-v2-script" in s], unknown
+
+
+def test_real_seed_deploy_is_prevented_and_answers_success_the_first_time(real_current, agent, receiver):
+    """Preflight on the real current hummingbot-api: the seed deploy's missing profile is added
+    before the deploy is forwarded, so hummingbot-api never fails it: success at once, the real
+    bot runs, no failure line in hummingbot-api's log, the incident is prevented."""
+    stack, tag = real_current, new_tag()
+    service = agent(stack, tag, preflight="fix")
+    config = script_config(stack, f"{tag}cfg")
+    profile = f"{tag}client_sharp"
+    started = time.monotonic()
+    resp = deploy(service, instance_name=f"{tag}sharp", credentials_profile=profile, script_config=config)
+    took = time.monotonic() - started
+    assert resp.status_code == 200 and resp.json()["success"] is True, resp.text
+    (inc,) = incidents(service, "credentials-profile-missing", states=("prevented", "warned"))
+    assert inc.state == IncidentState.PREVENTED, inc.detail
+    assert inc.detail.startswith(f"Prevented: the deploy of bot {tag}sharp would have failed: credentials"
+                                 f" profile {profile} did not exist; added profile {profile}"), inc.detail
+    wait_until(lambda: running(stack, tag) or None, 60, "the bot running")
+    time.sleep(SETTLE)  # a settle time later it still runs and is heard
+    (name,) = running(stack, tag)
+    wait_until(lambda: stack.status().get(name, {}).get("recently_active") is True or None, 30,
+               "the bot heard over MQTT")
+    marks = ("Error deploying", "Traceback", "No such file or directory", "FileNotFoundError")
+    assert [x for x in stack.lines("all") if profile in x and any(m in x for m in marks)] == []
+    assert not incidents(service, "credentials-profile-missing", states=DONE)
+    wait_until(lambda: said(receiver, "Prevented:"), 30, "the Prevented message")
+    print(f"\nreal current: prevented deploy answered in {took * 1000:.0f} ms")
 
 
 # Incidents of the test bed's surroundings, not of the failure under test: no exchange is reachable,

@@ -22,7 +22,11 @@ from agent.redact import Redactor
 
 NOTIFY_ONLY = "notified; nothing to fix automatically"  # the result of a rule that only tells
 # An incident's last word: never held back for a storm's digest (the person waits for it).
-FINAL_STEPS = frozenset({"resolved", "gave-up", "needs-you", "observed"})
+FINAL_STEPS = frozenset({"resolved", "gave-up", "needs-you", "observed", "prevented", "warned"})
+# A deploy's failure foreseen by the recorder's preflight: fixed first, or told before it came.
+PREFLIGHT_STEPS = frozenset({"prevented", "warned"})
+PREFLIGHT_OUTCOME = {"prevented": "Fixed before the deploy was forwarded; then forwarded unchanged.",
+                     "warned": "Forwarded as is: hummingbot-api answers it as usual."}
 
 HEADLINES = {
     "detected": "Detected",
@@ -38,6 +42,8 @@ HEADLINES = {
     "outage": "Paused until it answers",
     "observed": "Observe mode: would have acted",
     "stale": "Old event, not acted on",
+    "prevented": "Prevented",
+    "warned": "Warned",
     "digest": "Many incidents",
     "unknown-digest": "Errors no rule knows",
     "unknown-burst": "New error no rule knows",

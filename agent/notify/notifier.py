@@ -48,10 +48,20 @@ from agent.match import captures as capture_check
 from agent.match.loader import render
 from agent.match.model import Capture, Rule
 from agent.notify import answers, ratelimit
-from agent.notify.message import FINAL_STEPS, NOTIFY_ONLY, Message, build, code, stack_mark
+from agent.notify.message import (
+    FINAL_STEPS,
+    NOTIFY_ONLY,
+    PREFLIGHT_OUTCOME,
+    PREFLIGHT_STEPS,
+    Message,
+    build,
+    code,
+    code_unless_plain,
+    stack_mark,
+)
 from agent.notify.render import RENDERERS
 from agent.notify.targets import Target
-from agent.records import Incident
+from agent.records import Incident, IncidentState
 from agent.redact import Redactor
 from agent.state import State, StateUnwritable
 
@@ -207,6 +217,8 @@ class Notifier(OneLoop):
         if step == "resolved" and text.startswith("notified"):
             return None
         raw = templates.incident_values(inc)
+        if step in PREFLIGHT_STEPS:
+            return self._preflight_message(inc, step, text, rule, raw)
         shown = templates.shown_values(rule.captures, raw) if rule is not None else {}
         values = {**raw, **shown}
         n = rule.notify if rule is not None else None
@@ -230,6 +242,21 @@ class Notifier(OneLoop):
         earlier = [m for m in earlier if not msg.repeats(m)]
         msg.steps, msg.folded = [m.as_step() for m in earlier], sum(folded(m) for m in earlier)
         return msg
+
+    def _preflight_message(self, inc: Incident, step: str, text: str, rule: Rule | None,
+                           raw: dict) -> Message:
+        """A deploy's failure foreseen before it was forwarded: prevented (fixed first) or warned.
+        The rule's own words tell of a failure that happened; these tell of one that would."""
+        bot = inc.opened_by.get("bot")
+        verb = "would have failed" if step == IncidentState.PREVENTED else "will fail"
+        named = isinstance(bot, str) and bot
+        title = f"the deploy of bot {unlinkable(bot)} {verb}" if named else f"a deploy {verb}"
+        n = rule.notify if rule is not None else None
+        prevented = step == IncidentState.PREVENTED
+        next_steps = render(n.next_steps, raw, code) if n and n.next_steps and prevented else ""
+        return build(inc, step, PREFLIGHT_OUTCOME[step], self.store.incidents.audit_trail(inc.id),
+                     rule_title=title, rule_text=code_unless_plain(self.redactor.text(text)),
+                     next_steps=next_steps, redactor=self.redactor, show_stack=self.show_stack)
 
     def _told(self, msg: Message) -> bool:
         """Was this very step queued for the incident already (a resumed attempt tells it again)?"""

@@ -21,6 +21,10 @@ refusal (400 or 422) that carried the login is kept as route, path, status and a
 their bodies hold exchange keys and are never stored. A 503 on hummingbot-api's gateway routes is
 kept the same way (route `gateway`, path and answer; no body) when the request carried the login.
 
+Before a deploy with a JSON object body is written ahead and forwarded, its preflight runs (when
+the recorder was given one: agent.recorder.preflight): what the checks foresee failing is fixed
+first or told, within a deadline; the request itself is forwarded unchanged either way.
+
 A 404 with FastAPI's own `{"detail":"Not Found"}` to a request whose method and path match a route
 of another generation of hummingbot-api (agent.recorder.routes) means a client of another release:
 it is kept as that route's template (never the path the client sent, nor a body), once per template
@@ -41,6 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -51,11 +56,15 @@ from yarl import URL
 
 from agent.component import Loop, OneLoop
 from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, GATEWAY_ROUTE, ROUTE_MISSING, base_name
+from agent.preflight.checks import DeployRequest
 from agent.recorder import routes
 from agent.recorder.events import credential_target
 from agent.recorder.guard import ConnectionGuard, OneLineErrors
 from agent.redact import mask_assignments
 from agent.state import State
+
+if TYPE_CHECKING:
+    from agent.recorder.preflight import Preflight
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +199,11 @@ class Recorder:
                  login: tuple[str, str] | None = None, connect_timeout: float = 5.0,
                  max_connections: int = MAX_CONNECTIONS, header_timeout: float = HEADER_TIMEOUT,
                  body_timeout: float = BODY_TIMEOUT, stack: str = DEFAULT_STACK,
-                 hold: float = HOLD) -> None:
+                 hold: float = HOLD, preflight: Preflight | None = None) -> None:
         """`login`: hummingbot-api's username and password, when known: a deploy carrying them is
         written ahead as authenticated; one without them is stored only if the answer proves a
-        login after all. `stack`: whose hummingbot-api it stands in front of (its records say so)."""
+        login after all. `stack`: whose hummingbot-api it stands in front of (its records say so).
+        `preflight`: the checks a deploy passes before it is forwarded (none: forwarded at once)."""
         self.upstream = URL(upstream.rstrip("/"))
         self.stack = stack
         self.store = store
@@ -202,6 +212,7 @@ class Recorder:
         self.connect_timeout = connect_timeout
         self.body_timeout = body_timeout
         self.hold = hold
+        self.preflight = preflight
         self.session: aiohttp.ClientSession | None = None
         self._last_warning = -1e9
         self._writes = 0
@@ -230,6 +241,8 @@ class Recorder:
     async def _close(self, _app) -> None:
         if self.session is not None:
             await self.session.close()
+        if self.preflight is not None:
+            self.preflight.close()
         self._db.shutdown(wait=True)  # writes still queued land before the stop
 
     async def _in_db(self, func, *args, **kw):
@@ -392,6 +405,9 @@ class Recorder:
         except ValueError:
             parsed = None
         fields = parsed if isinstance(parsed, dict) else {}
+        if self.preflight is not None and isinstance(parsed, dict):
+            await self.preflight.check(DeployRequest(route, parsed),
+                                       self._carries_login(request.headers.get("Authorization")))
         row = dict(route=route, path=request.path, request_body=text if len(body) <= KEEP_BODY else "",
                    profile=_text(fields.get("credentials_profile")),
                    instance=_text(fields.get("instance_name")), stack=self.stack)

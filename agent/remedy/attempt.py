@@ -93,7 +93,14 @@ class Attempts:
         not counted (the agent's end is not the fix failing), but an incident cut short
         MAX_INTERRUPTED times gives up: a fix that takes the agent down must not loop."""
         for inc in self.store.incidents.recent(limit=200, stack=self.stack):
-            if inc.state in RUNNING_STATES:
+            if inc.state in RUNNING_STATES and decisions.preflight(inc):
+                # Its deploy was never forwarded (the client's connection ended with the process):
+                # nothing to retry, and the next deploy is checked again.
+                self.journal.close(inc, IncidentState.WARNED,
+                                   "interrupted by a restart during the fix before forwarding: the deploy"
+                                   " was not forwarded; what ran is in the audit trail, a new deploy is"
+                                   " checked again")
+            elif inc.state in RUNNING_STATES:
                 self.interrupted(inc, "interrupted by a restart of the agent")
 
     def resume(self, cut: list[str]) -> None:
@@ -291,6 +298,41 @@ class Attempts:
         self.store.incidents.audit(inc.id, kind, call.action, shown, True, ctx.redactor.text(str(result)),
                                    (time.monotonic() - started) * 1000)
         return "" if result is None else str(result)
+
+    # -- before a deploy is forwarded (agent.remedy.prevent) ----------------------------------------
+    def budgeted(self, inc: Incident, rule: Rule) -> str | None:
+        """Open a preflight incident as an attempt of the action budget (one unit, like any
+        attempt): None, or why it may not act (the budget is spent)."""
+        with self.budget:
+            used = self.budget.used(time.time())
+            if used >= self.budget.limit:
+                return (f"action budget exhausted ({used} fix attempts in the last hour, limit"
+                        f" {self.budget.limit}): not fixed first")
+            inc.attempts, inc.state = 1, IncidentState.ACTING
+            self.store.incidents.save(inc)
+            self.store.incidents.audit(inc.id, "attempt", f"attempt 1 of {rule.incident.max_attempts}",
+                                       result="before the deploy is forwarded")
+        return None
+
+    def before_deploy(self, inc: Incident, calls: list[ActionCall], checks: list[ActionCall],
+                      values: dict) -> list[str]:
+        """A rule's fix (its actions, then their checks) before the deploy it foresees failing is
+        forwarded: each call run, audited and checked as in any attempt. What each returned;
+        raises what the first that failed raised."""
+        profile = inc.captures.get("profile")
+        if isinstance(profile, str) and profile:
+            self.acting.begin(profile, inc.id)
+        try:
+            ctx = self.context()
+            done = [self._action(inc, ctx, "action", call, values) for call in calls]
+            inc.state = IncidentState.VERIFYING
+            self.store.incidents.save(inc)
+            for call in checks:
+                self._action(inc, ctx, "verify", call, values)
+            return done
+        finally:
+            if isinstance(profile, str) and profile:
+                self.acting.end(profile, inc.id)
 
     # -- outages -----------------------------------------------------------------------------------
     def look_again(self, inc: Incident) -> None:

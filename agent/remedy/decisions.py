@@ -27,6 +27,19 @@ COOLING = (IncidentState.RESOLVED, IncidentState.GAVE_UP, IncidentState.OBSERVED
 WAITING_TTL = 86400.0  # a `waiting` incident nobody finished stops blocking its key after this
 QUIET_DEFAULT = 600.0  # an ongoing condition whose rule is gone ends after this
 MAX_INTERRUPTED = 20  # restarts during an incident's attempts before it gives up
+PREFLIGHT = "preflight"  # the `stream` an incident opened by the recorder's preflight names
+WARNED_LINKS = 600.0  # a failure this soon after its warning is linked to it
+
+
+def preflight(inc: Incident) -> bool:
+    """Was this incident opened by a preflight (before the deploy was forwarded), not an event?"""
+    return inc.opened_by.get("stream") == PREFLIGHT
+
+
+def foretold(current: Incident | None, now: float) -> Incident | None:
+    """The warned incident a failure of its key was foretold by (lately), if any."""
+    warned = current is not None and current.state == IncidentState.WARNED
+    return current if warned and now - current.created <= WARNED_LINKS else None
 
 
 class Arrival(StrEnum):

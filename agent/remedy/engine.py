@@ -20,12 +20,14 @@ from agent.events import Event
 from agent.match.matcher import Result
 from agent.match.model import Rule
 from agent.names import DEFAULT_STACK
+from agent.preflight.checks import DeployRequest, Finding
 from agent.records import Incident, IncidentState
 from agent.redact import Redactor
 from agent.remedy.attempt import Acting, Attempts
 from agent.remedy.intake import Intake
 from agent.remedy.journal import Journal, Notify, log_step
 from agent.remedy.pool import Budget, NameLocks, Pool
+from agent.remedy.prevent import Cutoff, Preventions, Verdict
 from agent.remedy.resend import Resends
 from agent.state import State
 
@@ -60,6 +62,8 @@ class Remedy(Component):
         self.intake = Intake(store, rules, self.journal, self.resends, acting, self.pool.enqueue,
                              lambda: self.pool.stopping, mode=mode, stale_after=stale_after,
                              recorder=recorder, stack=stack)
+        self.preventions = Preventions(store, rules, self.journal, self.attempts,
+                                       {n for n, spec in self.attempts.actions.items() if spec.tells}, stack)
         self.stack = stack
 
     # -- the Component protocol ------------------------------------------------------------------
@@ -125,6 +129,15 @@ class Remedy(Component):
         for inc in self.store.incidents.due(time.time(), self.stack):
             self.pool.enqueue(inc.id)
         self.intake.end_quiet(time.time())
+
+    # -- the recorder's side (preflight) ----------------------------------------------------------
+    def prevent(self, req: DeployRequest, findings: list[Finding], *, fix: bool, why_not: str,
+                cutoff: Cutoff, container: str) -> Verdict:
+        """A deploy's failures foreseen before it is forwarded: fixed first (`fix`: the request
+        carries hummingbot-api's login and MEDIC_PREFLIGHT=fix) with their rules' actions, or told
+        at once. Blocking (actions run here): called off the recorder's event loop."""
+        return self.preventions.handle(req, findings, fix=fix, why_not=why_not, cutoff=cutoff,
+                                       container=container)
 
     # -- `hb-medic retry-deploy` -----------------------------------------------------------------
     def finish(self, inc: Incident, route: str | None, body: dict | None) -> str:

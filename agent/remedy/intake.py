@@ -97,6 +97,7 @@ class Intake:
                     return current
                 log.info("incident %s is closed, but deploy %s failed since: a new incident", current.id,
                          fresh)
+            foretold = decisions.foretold(current, now)
             own = self._own_call(res)
             if own is not None:  # it would open an incident: unless it is the echo of our own call
                 self.store.incidents.count_event(own.id, keys)
@@ -115,6 +116,13 @@ class Intake:
         self.store.incidents.audit(inc.id, "decision", IncidentState.DETECTED,
                                    redactor.data({"captures": res.captures, **event.where()}),
                                    result=inc.summary)
+        if foretold is not None:  # the preflight told it before the deploy went out: linked both ways
+            self.store.incidents.audit(inc.id, "decision", "foretold", {"warned": foretold.id},
+                                       result=f"foretold by incident {foretold.id} before the deploy was"
+                                              " forwarded")
+            self.store.incidents.audit(foretold.id, "decision", "failed as foretold", {"incident": inc.id},
+                                       result=f"the failure came: incident {inc.id}")
+            log.info("incident %s: the failure incident %s foretold (warned) came", inc.id, foretold.id)
         return self._first(inc, res, now)
 
     def _first(self, inc: Incident, res: Result, now: float) -> Incident:

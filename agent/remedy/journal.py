@@ -22,6 +22,7 @@ Notify = Callable[[Incident, str, str], None]
 # should look, ERROR where the agent failed.
 STEP_LEVELS = {IncidentState.FAILED: logging.WARNING, IncidentState.REFUSED: logging.WARNING,
                IncidentState.STALE: logging.WARNING, IncidentState.WAITING: logging.WARNING,
+               IncidentState.WARNED: logging.WARNING,
                IncidentState.GAVE_UP: logging.ERROR}
 
 

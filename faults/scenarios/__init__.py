@@ -47,4 +47,5 @@ SCENARIOS: dict[str, Scenario] = {
     "headerless-after-failure": Scenario("headerless_after", 300, 400),
     "bots-folder": Scenario("bots_folder", 300, 400),
     "bot-log-tricks": Scenario("bot_log_tricks", 300, 400),
+    "preflight-kill": Scenario("preflight_kill", 300, 400),
 }

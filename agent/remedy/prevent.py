@@ -1,0 +1,232 @@
+"""Before a deploy is forwarded: the failures the preflight checks foresee, each an incident of the
+rule that would have recognised it afterwards, fixed first with that rule's own actions (the same
+registry, budget, audit trail and messages as after a failure) or told at once.
+
+A fixed one ends `prevented`; one that is not fixed (warn mode, a request without hummingbot-api's
+login, no fix before a deploy, a fix that failed or came too late) ends `warned`, and the failure,
+when it comes, opens the rule's incident linked to it (agent.remedy.intake).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from agent import templates
+from agent.match import captures as capture_check
+from agent.match.loader import render
+from agent.match.model import Capture, Rule
+from agent.names import protected_profile
+from agent.preflight.checks import DeployRequest, Finding
+from agent.records import Incident, IncidentState
+from agent.remedy import decisions
+from agent.remedy.attempt import Attempts
+from agent.remedy.journal import Journal
+from agent.state import State, StateUnwritable
+
+log = logging.getLogger("agent.remedy.engine")
+NAME = Capture(type="name", max_length=128)
+# A finding says what is wrong now; the message of a prevented failure says it was.
+_PAST = ((re.compile(r"\bdoes not\b"), "did not"), (re.compile(r"\bdo not\b"), "did not"),
+         (re.compile(r"\bis\b"), "was"), (re.compile(r"\bare\b"), "were"), (re.compile(r"\bhas\b"), "had"),
+         (re.compile(r"\blacks\b"), "lacked"))
+
+
+def past(says: str) -> str:
+    """A finding's words in the past tense, as a prevented failure's message tells them."""
+    for pattern, word in _PAST:
+        says = pattern.sub(word, says)
+    return says
+
+
+class Cutoff:
+    """The deploy's deadline, decided once by whoever comes first: the recorder forwards as is
+    (`expire`), or the preflight finishes in time (`finish`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state: str | None = None
+
+    def expire(self) -> bool:
+        """The recorder stops waiting: True unless the preflight had just finished."""
+        with self._lock:
+            self._state = self._state or "expired"
+            return self._state == "expired"
+
+    def finish(self) -> bool:
+        """The preflight is done: True if in time (the recorder waits for its verdict)."""
+        with self._lock:
+            self._state = self._state or "finished"
+            return self._state == "finished"
+
+    @property
+    def expired(self) -> bool:
+        return self._state == "expired"
+
+
+@dataclass
+class Verdict:
+    """What a preflight did: the ids of the incidents it ended prevented and warned."""
+
+    prevented: list[str] = field(default_factory=list)
+    warned: list[str] = field(default_factory=list)
+
+
+class Preventions:
+    def __init__(self, store: State, rules: Callable[[], dict[str, Rule]], journal: Journal,
+                 attempts: Attempts, telling: Collection[str], stack: str) -> None:
+        self.store = store
+        self.rules = rules
+        self.journal = journal
+        self.attempts = attempts
+        self.telling = telling
+        self.stack = stack
+        self._lock = threading.Lock()
+        self._keys: dict[tuple[str, str], threading.Lock] = {}
+
+    def handle(self, req: DeployRequest, findings: list[Finding], *, fix: bool, why_not: str,
+               cutoff: Cutoff, container: str) -> Verdict:
+        """Each failed finding of a deploy: fixed first when `fix` (and it is fixable), else told.
+        `why_not`: why nothing is fixed, when `fix` is False."""
+        verdict = Verdict()
+        started = time.time()
+        bot = req.instance if req.instance and capture_check.check(NAME, req.instance) is None else None
+        for finding in findings:
+            if finding.ok:
+                continue
+            rule = self.rules().get(finding.rule) if finding.rule else None
+            if rule is None:
+                log.warning("preflight: the deploy of bot %s will fail: %s (no rule of the loaded ones"
+                            " takes it up)", bot or "(unnamed)", self.journal.redactor.text(finding.says))
+                continue
+            try:
+                self._one(req, finding, rule, bot, fix=fix, why_not=why_not, cutoff=cutoff,
+                          container=container, started=started, verdict=verdict)
+            except StateUnwritable:
+                log.warning("preflight: the state file cannot be written: %s not recorded", finding.check)
+        return verdict
+
+    def _one(self, req: DeployRequest, finding: Finding, rule: Rule, bot: str | None, *, fix: bool,
+             why_not: str, cutoff: Cutoff, container: str, started: float, verdict: Verdict) -> None:
+        redactor = self.journal.redactor
+        captures, refused = self._captures(rule, finding)
+        values = {**captures}
+        key = redactor.text(render(rule.incident.key, values)) or rule.id
+        says = redactor.text(finding.says)
+        with self._key_lock(rule.id, key):
+            current = self.store.incidents.latest(rule.id, key, self.stack)
+            if current is not None and current.open:  # an incident of the same failure acts on it
+                self.store.incidents.audit(current.id, "decision", "preflight",
+                                           result=f"a deploy of bot {bot or '(unnamed)'} foresees it: {says}")
+                verdict.warned.append(current.id)
+                return
+            if current is not None and current.state == IncidentState.PREVENTED \
+                    and (current.closed or 0) >= started - 1.0 and fix and finding.fixable:
+                # another deploy's preflight fixed it a moment ago: nothing to do twice
+                self.store.incidents.audit(current.id, "decision", "preflight",
+                                           result=f"also prevents the deploy of bot {bot or '(unnamed)'}")
+                verdict.prevented.append(current.id)
+                return
+            if not fix and decisions.foretold(current, time.time()) is not None:
+                # told lately already: once per key, however many deploys (or unauthenticated
+                # clients) repeat it
+                self.store.incidents.count_event(current.id)
+                self.store.incidents.audit(current.id, "decision", "preflight",
+                                           result=f"warned again: a deploy of bot {bot or '(unnamed)'}")
+                verdict.warned.append(current.id)
+                return
+            opened = {"stream": decisions.PREFLIGHT, "message": says, "exception": None}
+            if bot is not None:
+                opened["bot"] = bot
+            extra = {"instance": bot} if bot is not None and "instance" not in captures else {}
+            inc = Incident(id=secrets.token_hex(4), rule=rule.id, key=key, state=IncidentState.DETECTED,
+                           severity=rule.severity, container=container,
+                           summary=f"the deploy of bot {bot or '(unnamed)'} will fail: {says}",
+                           fingerprint=f"preflight:{finding.check}", captures={**captures, **extra},
+                           opened_by=opened, stack=self.stack)
+            self.store.incidents.create(inc)
+            self.store.incidents.audit(inc.id, "decision", "preflight",
+                                       redactor.data({"check": finding.check, "route": req.route,
+                                                      "captures": captures}), result=says)
+            head = f"the deploy of bot {bot or '(unnamed)'}"
+            warned = f"Warned: {head} will fail: {says}; forwarded as is"
+            values = templates.incident_values(inc)
+            steps = decisions.steps(rule, values, self.telling)
+            calls = [c for c in steps.calls if not _needs_deploy(c.params)]
+            checks = [c for c in steps.checks if not _needs_deploy(c.params)]
+            why = why_not
+            if refused is not None:
+                why = f"not acting: {refused}"
+            elif fix and not finding.fixable:
+                why = "no fix before a deploy for it"
+            elif fix and (steps.told or not calls):
+                why = "its rule has nothing to run before a deploy"
+            elif fix and cutoff.expired:
+                why = "the checks took past the deadline"
+            if not fix or why != why_not:
+                self._warn(inc, rule, f"{warned} ({why}).", verdict)
+                return
+            no = self.attempts.budgeted(inc, rule)
+            if no is not None:
+                self._warn(inc, rule, f"{warned} ({no}).", verdict)
+                return
+            try:
+                done = self.attempts.before_deploy(inc, calls, checks, values)
+            except StateUnwritable:
+                raise
+            except Exception as exc:
+                ran = [a["name"] for a in self.store.incidents.audit_trail(inc.id)
+                       if a["kind"] in ("action", "verify") and a["ok"]]
+                left = [c.action for c in calls[len(ran):]]  # the calls run in order, up to the failed one
+                error = redactor.text(str(exc) or type(exc).__name__)
+                done_text, left_text = ", ".join(ran) or "nothing", ", ".join(left) or "nothing"
+                self._warn(inc, rule, f"{warned}: the fix before forwarding failed ({error}); done:"
+                                      f" {done_text}; left: {left_text}.", verdict)
+                return
+            fixed = "; ".join(d.strip() for d in done if d.strip()) or "fixed it"
+            if cutoff.expired:  # the fix ended after the recorder stopped waiting for it
+                self._warn(inc, rule, f"{warned}: the fix before forwarding ended after the deadline"
+                                      f" ({fixed}), so the deploy went out before it; left: the deploy's"
+                                      " own failure, if it came before the fix.", verdict)
+                return
+            self.journal.close(inc, IncidentState.PREVENTED,
+                               f"Prevented: {head} would have failed: {past(says)}; {fixed}")
+            verdict.prevented.append(inc.id)
+
+    def _warn(self, inc: Incident, rule: Rule, detail: str, verdict: Verdict) -> None:
+        self.journal.close(inc, IncidentState.WARNED,
+                           f"{detail} When it fails, the incident of rule {rule.id} is linked to this one.")
+        verdict.warned.append(inc.id)
+
+    def _captures(self, rule: Rule, finding: Finding) -> tuple[dict[str, str], str | None]:
+        """The finding's captures, checked as a matched event's are (the rule's declared ones
+        only; a protected profile is refused)."""
+        out: dict[str, str] = {}
+        for name, value in finding.captures.items():
+            spec = rule.captures.get(name)
+            if spec is None or not isinstance(value, str):
+                continue
+            reason = capture_check.check(spec, value)
+            if reason:
+                return {}, f"capture {name}={capture_check.shown(value)} {reason}"
+            out[name] = value.lower() if spec.case == "lower" else value.upper() if spec.case == "upper" \
+                else value
+        for name in ("profile", "account"):
+            if name in out and protected_profile(out[name]):
+                return {}, f"capture {name}={out[name]} is a protected profile (hb-medic never touches it)"
+        return out, None
+
+    def _key_lock(self, rule: str, key: str) -> threading.Lock:
+        """One preflight of a (rule, key) at a time: two deploys of one missing profile add it once."""
+        with self._lock:
+            return self._keys.setdefault((rule, key), threading.Lock())
+
+
+def _needs_deploy(params: dict) -> bool:
+    """Does the call name the failed deploy's values ({deploy.*})? No deploy failed yet."""
+    return any(n.startswith("deploy.") for n in decisions.templates(params))

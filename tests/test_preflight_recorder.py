@@ -1,0 +1,272 @@
+"""Preflight in the recorder, against the stand-in of both generations: the seed deploy (a
+credentials profile that does not exist) is fixed before hummingbot-api sees it, answers success
+the first time and the bot runs; without the login it is forwarded untouched and warned; what
+cannot be fixed is forwarded and warned, its failure then linked; the deadline; warn and off;
+every other route untouched. (The checks themselves are tested with them.)"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from agent.preflight.checks import Context, DeployRequest, Finding, profile_exists
+from agent.recorder.proxy import Recorder, RecorderServer
+from agent.records import IncidentState
+from agent.service import Service
+from agent.settings import Settings
+from tests.stack import ADMIN, free_port, prefixed_rules, wait_until
+
+pytestmark = pytest.mark.docker
+FAILURE_MARKS = ("Error deploying", "Traceback", "FileNotFoundError", "No such file or directory")
+# Incidents of the test bed's surroundings (the stand-in's default login, no gateway), not of a deploy.
+SURROUNDINGS = ("insecure-default-credentials", "gateway-not-configured", "exchange-unreachable")
+CLOSED = ("resolved", "gave-up", "waiting", "failed", "refused", "observed", "prevented", "warned")
+
+
+@pytest.fixture
+def agent(tmp_path, receiver, start_service):
+    def start(stack, **extra) -> Service:
+        settings = Settings(**{
+            "containers": [stack.prefix + "hummingbot-api"], "state_db": tmp_path / "state.db",
+            "rules_dir": prefixed_rules(stack.prefix, tmp_path / "rules"), "hummingbot_url": stack.url,
+            "catchup_window": 120, "recorder_addr": f"127.0.0.1:{free_port()}", "bots": "off",
+            "bots_dir": stack.bots, "bot_settle": 3, "notify_urls": receiver.url, **extra})
+        return start_service(settings)
+
+    return start
+
+
+@pytest.fixture
+def own_recorder():
+    """A recorder in front of the agent's stack with checks of the test's own (a slow one, an
+    unfixable one): the agent's preflight, its remedy and state, only the checks differ."""
+    made: list[RecorderServer] = []
+
+    def start(service: Service, stack, checks) -> str:
+        rt = service.main
+        port = free_port()
+        server = RecorderServer(Recorder(stack.url, service.store, on_record=rt.feed.notify,
+                                         login=ADMIN, preflight=rt.preflight(checks=checks)),
+                                "127.0.0.1", port)
+        server.start()
+        assert server.ready.wait(10) and server.error is None, server.error
+        made.append(server)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server in made:
+        server.stop()
+
+
+def via(service: Service) -> str:
+    return f"http://{service.settings.recorder_addr}"
+
+
+def post(base: str, route: str = "deploy-v2-script", auth=ADMIN, **body) -> httpx.Response:
+    with httpx.Client(base_url=base, auth=auth, timeout=60) as c:
+        return c.post(f"/bot-orchestration/{route}", json=body)
+
+
+def incidents(service: Service, rule: str = "credentials-profile-missing", states=CLOSED) -> list:
+    return [i for i in service.store.incidents.recent(100) if i.rule == rule and i.state in states]
+
+
+def one(service: Service, states, rule: str = "credentials-profile-missing", timeout: float = 30):
+    return wait_until(lambda: (incidents(service, rule, states) or [None])[0], timeout,
+                      f"a {rule} incident in {states}", interval=0.2)
+
+
+def ours(service: Service) -> list:
+    """The incidents of the deploys under test (not of the surroundings)."""
+    return [i for i in service.store.incidents.recent(50) if i.rule not in SURROUNDINGS]
+
+
+def failure_lines(stack) -> list[str]:
+    return [x for x in stack.lines("all") if any(m in x for m in FAILURE_MARKS)]
+
+
+def bots_named(stack, base: str) -> list:
+    return [c for c in stack.client.containers.list(all=True, filters={"label": f"medic-test={stack.run_id}"})
+            if c.name == base or c.name.startswith(base + "-")]
+
+
+def accounts(stack) -> list[str]:
+    return stack.http("GET", "/accounts/").json()
+
+
+@pytest.mark.parametrize("generation", ["current", "legacy"])
+@pytest.mark.parametrize("route", ["deploy-v2-script", "deploy-v2-controllers"])
+def test_seed_deploy_is_prevented_and_succeeds_the_first_time(make_stack, agent, receiver, generation,
+                                                              route):
+    stack = make_stack(generation=generation)
+    service = agent(stack)
+    base = f"p{stack.run_id}"
+    body = {"instance_name": base, "credentials_profile": "client_sharp", "headless": True}
+    if route == "deploy-v2-controllers":
+        body["controllers_config"] = []
+    started = time.monotonic()
+    resp = post(via(service), route, **body)
+    took = time.monotonic() - started
+    assert resp.status_code == 200 and resp.json()["success"] is True, resp.text
+    inc = one(service, ("prevented", "warned"))
+    assert inc.state == IncidentState.PREVENTED, inc.detail
+    assert inc.detail.startswith(
+        f"Prevented: the deploy of bot {base} would have failed: credentials profile client_sharp did not"
+        " exist; added profile client_sharp"), inc.detail
+    steps = [(a["kind"], a["name"], a["ok"]) for a in service.store.incidents.audit_trail(inc.id)
+             if a["kind"] in ("attempt", "action", "retry")]
+    assert steps == [("attempt", "attempt 1 of 3", None), ("action", "ensure_account", True),
+                     ("action", "provision_credentials", True)]
+    # the bot runs, past its settle time; one bot, one account
+    (bot,) = bots_named(stack, base)
+    time.sleep(3)
+    bot.reload()
+    assert bot.status == "running"
+    assert accounts(stack).count("client_sharp") == 1
+    # hummingbot-api never failed: no failure line, no incident of a failure, one deploy recorded
+    assert failure_lines(stack) == []
+    time.sleep(1.5)
+    assert [i.state for i in ours(service)] == ["prevented"]
+    rows = [d for _, d in service.store.deploys.after(0)]
+    assert [(r.status, r.failed) for r in rows] == [(200, False)]
+    wait_until(lambda: any(m.get("title", "").startswith("[CRITICAL] Prevented: the deploy of bot")
+                           for m in receiver.accepted), 15, "the Prevented message")
+    text = next(m["message"] for m in receiver.accepted if "Prevented" in m.get("title", ""))
+    assert "credentials profile client_sharp did not exist" in text
+    print(f"\n{generation} {route}: prevented deploy answered in {took * 1000:.0f} ms")
+
+
+def test_without_the_login_it_is_forwarded_untouched_and_warned(make_stack, agent):
+    stack = make_stack()
+    service = agent(stack)
+    body = {"instance_name": f"n{stack.run_id}", "credentials_profile": "client_sharp", "headless": True}
+    direct = post(stack.url, auth=("admin", "wrong"), **body)
+    through = post(via(service), auth=("admin", "wrong"), **body)
+    assert through.status_code == direct.status_code == 401 and through.content == direct.content
+    inc = one(service, ("warned",))
+    assert inc.detail.startswith(f"Warned: the deploy of bot n{stack.run_id} will fail: credentials profile"
+                                 " client_sharp does not exist; forwarded as is (the request did not carry"
+                                 " hummingbot-api's login"), inc.detail
+    assert "client_sharp" not in accounts(stack)  # nothing was made for it
+    assert not (stack.bots / "credentials" / "client_sharp").exists()
+    assert bots_named(stack, f"n{stack.run_id}") == []
+    assert [a["kind"] for a in service.store.incidents.audit_trail(inc.id) if a["kind"] == "action"] == []
+
+
+@pytest.mark.parametrize("generation", ["current", "legacy"])
+def test_warn_mode_forwards_as_is_and_links_the_failure_then_fixed(make_stack, agent, generation):
+    stack = make_stack(generation=generation)
+    service = agent(stack, preflight="warn")
+    base = f"w{stack.run_id}"
+    resp = post(via(service), instance_name=base, credentials_profile="client_sharp", headless=True)
+    assert resp.status_code == 500  # hummingbot-api's own answer, as without preflight
+    warned = one(service, ("warned",))
+    assert "(MEDIC_PREFLIGHT=warn: told, not fixed)" in warned.detail
+    # the failure came: the rule's incident (fixed after it, as ever) is linked to the warning
+    fixed = one(service, ("resolved", "gave-up"), timeout=60)
+    assert fixed.id != warned.id and fixed.state == IncidentState.RESOLVED, fixed.detail
+    assert any(a["name"] == "foretold" and a["params"] == {"warned": warned.id}
+               for a in service.store.incidents.audit_trail(fixed.id))
+    assert any(a["name"] == "failed as foretold" and a["params"] == {"incident": fixed.id}
+               for a in service.store.incidents.audit_trail(warned.id))
+    assert len([b for b in bots_named(stack, base) if b.status == "running"]) == 1
+    assert accounts(stack).count("client_sharp") == 1
+
+
+def test_off_is_as_before(make_stack, agent):
+    stack = make_stack()
+    service = agent(stack, preflight="off")
+    resp = post(via(service), instance_name=f"o{stack.run_id}", credentials_profile="client_sharp",
+                headless=True)
+    assert resp.status_code == 500
+    inc = one(service, ("resolved", "gave-up"), timeout=60)
+    assert inc.state == IncidentState.RESOLVED
+    assert [i.state for i in ours(service)] == ["resolved"]
+
+
+def test_unfixable_is_forwarded_and_warned(make_stack, agent, own_recorder):
+    """A finding its check says no fix before a deploy can help (fixable=False)."""
+    stack = make_stack()
+    service = agent(stack, action_budget=0)  # nor after it: the failure's incident only says so
+
+    def unfixable(req: DeployRequest, ctx: Context) -> Finding | None:
+        found = profile_exists(req, ctx)
+        if found is None or found.ok:
+            return found
+        return Finding(found.check, False, found.says, rule=found.rule, captures=found.captures,
+                       fixable=False)
+
+    base = own_recorder(service, stack, (unfixable,))
+    resp = post(base, instance_name=f"u{stack.run_id}", credentials_profile="client_sharp", headless=True)
+    assert resp.status_code == 500
+    warned = one(service, ("warned",))
+    assert "(no fix before a deploy for it)" in warned.detail
+    failed = one(service, ("gave-up",), timeout=60)  # the failure's own incident: no budget, gave up
+    assert "client_sharp" not in accounts(stack)
+    assert any(a["name"] == "foretold" for a in service.store.incidents.audit_trail(failed.id))
+
+
+def test_a_fix_that_fails_is_forwarded_and_warned_with_what_is_left(make_stack, agent):
+    stack = make_stack()
+    service = agent(stack, preflight="fix")
+    template = stack.bots / "credentials" / "master_account"
+    for f in template.rglob("*"):  # add-account copies the template: without it, it fails
+        if f.is_file():
+            f.unlink()
+    resp = post(via(service), instance_name=f"f{stack.run_id}", credentials_profile="client_sharp",
+                headless=True)
+    assert resp.status_code in (200, 500)  # hummingbot-api's own answer to the deploy
+    warned = one(service, ("warned", "prevented"))
+    assert warned.state == IncidentState.WARNED, warned.detail
+    assert "the fix before forwarding failed" in warned.detail and "left: " in warned.detail, warned.detail
+
+
+def test_past_the_deadline_it_is_forwarded_as_is(make_stack, agent, own_recorder, caplog):
+    """A check slower than the deadline: the deploy goes on at the deadline, as is; the failure
+    is fixed after it as without preflight, and what the late preflight found joins that incident
+    (or is told as warned, never prevented)."""
+    stack = make_stack()
+    service = agent(stack, preflight_deadline=0.5)
+
+    def slow(req: DeployRequest, ctx: Context) -> Finding | None:
+        time.sleep(2.0)
+        return None
+
+    base = own_recorder(service, stack, (profile_exists, slow))
+    started = time.monotonic()
+    resp = post(base, instance_name=f"d{stack.run_id}", credentials_profile="client_sharp", headless=True)
+    took = time.monotonic() - started
+    assert resp.status_code == 500 and took < 0.5 + 1.5, took  # the deadline, then hummingbot-api's answer
+    assert any("took longer than 0.5 s (MEDIC_PREFLIGHT_DEADLINE): forwarded as is" in r.getMessage()
+               for r in caplog.records)
+    fixed = one(service, ("resolved", "gave-up"), timeout=60)
+    assert fixed.state == IncidentState.RESOLVED, fixed.detail
+    time.sleep(2.5)  # the slow check has returned: the late preflight has said what it found
+    late = [i for i in incidents(service) if i.id != fixed.id]
+    assert all(i.state == IncidentState.WARNED and "(the checks took past the deadline)" in i.detail
+               for i in late), [(i.state, i.detail) for i in late]
+    noted = [a for a in service.store.incidents.audit_trail(fixed.id) if a["name"] == "preflight"]
+    assert len(late) + len(noted) == 1, (late, noted)  # told once: a warning, or a note in its trail
+    assert not incidents(service, states=("prevented",))
+
+
+def test_other_routes_and_other_bodies_are_untouched(make_stack, agent):
+    stack = make_stack()
+    service = agent(stack)
+    cases = [("GET", "/accounts/", {}), ("GET", "/", {}),
+             ("POST", "/bot-orchestration/deploy-v2-script", {"json": ["not", "an", "object"]}),
+             ("POST", "/bot-orchestration/deploy-v2-script", {"content": b"not json"}),
+             ("GET", "/bot-orchestration/deploy-v2-script", {})]
+    for method, path, kw in cases:
+        with httpx.Client(timeout=30, auth=ADMIN) as c:
+            direct = c.request(method, stack.url + path, **kw)
+            through = c.request(method, via(service) + path, **kw)
+        assert (through.status_code, through.content) == (direct.status_code, direct.content), path
+    # a profile that exists: nothing foreseen, nothing told
+    stack.http("POST", "/accounts/add-account", params={"account_name": "here"})
+    resp = post(via(service), instance_name=f"h{stack.run_id}", credentials_profile="here", headless=True)
+    assert resp.status_code == 200 and resp.json()["success"]
+    time.sleep(1.0)
+    assert ours(service) == []
