@@ -39,7 +39,7 @@ def agent(tmp_path, receiver, start_service):
             "hummingbot_url": stack.url, "catchup_window": 120, "rules_dir": folder,
             "recorder_addr": f"127.0.0.1:{free_port()}", "bots": f"b{stack.run_id}_*",
             "bots_dir": stack.bots, "bot_settle": 3, "notify_urls": receiver.url,
-            "preflight": "off", **extra})  # the fixes after a failure: preflight is test_preflight_recorder.py's
+            "preflight": "off", **extra})  # fixes after a failure (see test_preflight_recorder.py)
         return start_service(settings)
 
     return start

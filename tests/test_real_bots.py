@@ -55,7 +55,7 @@ def agent(tmp_path, receiver, start_service):
             "catchup_window": 120, "recorder_addr": f"127.0.0.1:{free_port()}", "bots": f"{tag}*",
             "bots_dir": stack.bots, "bot_settle": SETTLE, "notify_urls": receiver.url,
             "allowed_images": [BOT_IMAGE],
-            "preflight": "off", **extra})  # the fixes after a failure: preflight is test_preflight_recorder.py's
+            "preflight": "off", **extra})  # fixes after a failure (see test_preflight_recorder.py)
         return start_service(settings)
 
     return start
