@@ -31,6 +31,9 @@ class IncidentState(StrEnum):
     OBSERVED = "observed"
     REFUSED = "refused"  # the captures were refused: no action ran
     STALE = "stale"  # too old to act on when seen (a catch-up after a long stop)
+    # Ask mode, or a rule that always asks: its plan waits for a person's Fix now (agent.chat).
+    AWAITING_APPROVAL = "awaiting-approval"
+    EXPIRED = "expired"  # nobody approved within MEDIC_APPROVAL_TTL: nothing was done
 
     @property
     def open(self) -> bool:
@@ -39,7 +42,7 @@ class IncidentState(StrEnum):
 
 OPEN_STATES = frozenset({IncidentState.DETECTED, IncidentState.ACTING, IncidentState.VERIFYING,
                          IncidentState.RETRYING, IncidentState.FAILED, IncidentState.WAITING,
-                         IncidentState.OUTAGE, IncidentState.ONGOING})
+                         IncidentState.OUTAGE, IncidentState.ONGOING, IncidentState.AWAITING_APPROVAL})
 # An attempt was running in these: a restart of the agent cut it short.
 RUNNING_STATES = frozenset({IncidentState.DETECTED, IncidentState.ACTING, IncidentState.VERIFYING,
                             IncidentState.RETRYING})

@@ -53,8 +53,18 @@ class Settings(BaseSettings):
     hummingbot_password: SecretStr | None = Field(
         None, description="hummingbot-api's PASSWORD (env, or the secret file medic_hummingbot_password);"
                           " needed by the running agent.")
-    mode: Literal["enforce", "observe"] = Field(
-        "enforce", description="observe: record and notify what would be done, never act.")
+    mode: Literal["act", "observe", "ask"] = Field(
+        "act", description="act: fix what a rule knows; observe: record and notify what would be done,"
+                           " never act; ask: post the plan and act only once a listed person approves it"
+                           " (enforce: the old name of act).")
+    approval_ttl: float = Field(
+        3600.0, gt=0, description="Seconds an incident waits for approval (ask) before it expires, doing"
+                                  " nothing.")
+    chat_telegram_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Telegram user ids who may answer (buttons, commands), comma"
+                                          " separated; nobody else may.")
+    chat_slack_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Slack user ids who may answer, comma separated.")
     action_budget: int = Field(
         100, ge=0, description="Most fix attempts in any hour, all incidents together (one attempt, whatever"
                                " its number of steps, is one unit): a circuit breaker.")
@@ -188,6 +198,24 @@ class Settings(BaseSettings):
                 stack = stack.model_copy(update={"hummingbot_password": self.hummingbot_password})
             return stack
         return StackConfig.model_validate({"bots": self.bots, **entry})
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _old_mode(cls, value: object) -> object:
+        """`enforce`, the old name of act, still works."""
+        return "act" if isinstance(value, str) and value.strip().lower() == "enforce" else value
+
+    @field_validator("chat_telegram_users", "chat_slack_users", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for v in value:
+                if not isinstance(v, str | int) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(v)):
+                    raise ValueError(f"{str(v)[:80]!r} is not a user id")
+            return [str(v) for v in value]
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

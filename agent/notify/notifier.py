@@ -111,7 +111,7 @@ def unlinkable(value: str) -> str:
 class Notifier(OneLoop):
     def __init__(self, store: State, targets: list[Target], *, rules: Callable[[], dict[str, Rule]],
                  redactor: Redactor, storm_count: int = 10, storm_window: float = 300.0,
-                 digest_after: float = 60.0, mode: str = "enforce", show_stack: bool = False) -> None:
+                 digest_after: float = 60.0, mode: str = "act", show_stack: bool = False) -> None:
         """`show_stack`: titles name the stack (the agent looks after several)."""
         self.store = store
         self.show_stack = show_stack

@@ -38,7 +38,7 @@ class Remedy(Component):
 
     def __init__(self, store: State, rules: Callable[[], dict[str, Rule]],
                  context: Callable[[], ActionContext], *, notify: Notify | None = None,
-                 mode: str = "enforce", budget: int = 100, stale_after: float = 900.0,
+                 mode: str = "act", budget: int = 100, stale_after: float = 900.0,
                  bots_dir: Path | None = None, recorder: bool = False,
                  redactor: Redactor | None = None, stack: str = DEFAULT_STACK) -> None:
         """One Remedy per stack: its own workers, budget and incidents, so a slow fix on one stack
