@@ -159,6 +159,11 @@ class Notifier(OneLoop):
     # -- from the remedy: never raises -----------------------------------------------------------
     def step(self, inc: Incident, step: str, text: str) -> None:
         try:
+            silence = self.store.silences.covers(inc.rule, inc.key, inc.stack)
+            if silence is not None:  # muted from the chat: the trail keeps the step, no message
+                log.info("incident %s: %s not sent (silenced until %s)", inc.id, step,
+                         time.strftime("%H:%M:%S", time.localtime(silence.until)))
+                return
             msg = self._message(inc, step, text)
             if msg is not None and not self._told(msg):
                 self.enqueue(msg)
