@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from agent import __version__
+from agent.chat.decisions import Decisions
 from agent.component import left, merged
 from agent.http import HealthServer
 from agent.ingest.follow import Ingest
@@ -97,6 +98,12 @@ class Service:
             digest=DigestSchedule.parse(settings.unknown_digest_time) if settings.unknown_digest else None)
         shared = Shared(settings, self.store, lambda: self.rules, self._notify, self.unknown.observe,
                         self.redactor, self.show_stack)
+        # What a chat's buttons and commands do (agent.chat); the transports are given it.
+        self.operator = Decisions(
+            self.store, self._rules, allowed={"telegram": settings.chat_telegram_users,
+                                              "slack": settings.chat_slack_users},
+            ttl=settings.approval_ttl, redactor=self.redactor, notify=self._notify, status=self.chat_status,
+            wake=self._wake)
         self.http: HealthServer | None = None
         if listen:
             host, port = parse_addr(settings.http_addr)
@@ -148,6 +155,22 @@ class Service:
     def _notify(self, inc, step: str, text: str) -> None:
         log_step(inc, step, self.redactor.text(text), self.show_stack)
         self.notifier.step(inc, step, text)
+
+    def _wake(self, stack: str, incident: str) -> None:
+        rt = self.stack(stack)
+        if rt is not None:
+            rt.remedy.wake(incident)
+
+    def chat_status(self) -> list[str]:
+        """The chat's `status`: the mode, and each stack's engine, hummingbot-api and streams."""
+        lines = [f"hb-medic {__version__}, {self.settings.mode} mode"]
+        for rt in self.stacks:
+            d = rt.detail()
+            names = sorted(d["streams"])
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            lines.append(f"{rt.name}: engine {d['engine']}, hummingbot-api {d['api']};"
+                         f" following {shown or 'nothing'}")
+        return [self.redactor.text(line) for line in lines]
 
     def _unknown_burst(self, entry: Unknown, count: int, window: float) -> None:
         self.notifier.enqueue(burst_message(entry, count, window, self.redactor, self.show_stack),

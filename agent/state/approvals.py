@@ -120,8 +120,8 @@ class Approvals:
         """The live token of this incident's choice, or a new one: the same buttons however often
         a message is drawn again."""
         with self._file.transaction() as conn:
-            row = conn.execute("SELECT token FROM chat_tokens WHERE incident = ? AND choice = ? AND used IS NULL",
-                               (incident, choice)).fetchone()
+            row = conn.execute("SELECT token FROM chat_tokens WHERE incident = ? AND choice = ?"
+                               " AND used IS NULL", (incident, choice)).fetchone()
             if row is not None:
                 return row[0]
             token = secrets.token_urlsafe(12)  # 16 characters; the button's data stays far below 64 bytes
@@ -134,8 +134,8 @@ class Approvals:
         """Use a press's token once: (what it was, who used it before when it was a replay)."""
         now = time.time() if now is None else now
         with self._file.transaction() as conn:
-            row = conn.execute("SELECT created, used, used_by FROM chat_tokens WHERE token = ? AND incident = ?"
-                               " AND choice = ?", (token, incident, choice)).fetchone()
+            row = conn.execute("SELECT created, used, used_by FROM chat_tokens WHERE token = ?"
+                               " AND incident = ? AND choice = ?", (token, incident, choice)).fetchone()
             if row is None:
                 return Use.UNKNOWN, ""
             created, used, used_by = row

@@ -25,9 +25,11 @@ class Silences:
 
     def add(self, s: Silence) -> None:
         with self._file.transaction() as conn:
-            conn.execute("DELETE FROM silences WHERE rule = ? AND key IS ? AND stack IS ?", (s.rule, s.key, s.stack))
+            conn.execute("DELETE FROM silences WHERE rule = ? AND key IS ? AND stack IS ?",
+                         (s.rule, s.key, s.stack))
             conn.execute("INSERT INTO silences (rule, key, stack, until, by, incident, at) VALUES"
-                         " (?, ?, ?, ?, ?, ?, ?)", (s.rule, s.key, s.stack, s.until, s.by, s.incident, time.time()))
+                         " (?, ?, ?, ?, ?, ?, ?)",
+                         (s.rule, s.key, s.stack, s.until, s.by, s.incident, time.time()))
 
     def active(self, now: float | None = None) -> list[Silence]:
         now = time.time() if now is None else now
@@ -51,4 +53,5 @@ class Silences:
             return self._file.conn().execute("DELETE FROM silences").rowcount
         if key is None:
             return self._file.conn().execute("DELETE FROM silences WHERE rule = ?", (rule,)).rowcount
-        return self._file.conn().execute("DELETE FROM silences WHERE rule = ? AND key = ?", (rule, key)).rowcount
+        return self._file.conn().execute("DELETE FROM silences WHERE rule = ? AND key = ?",
+                                         (rule, key)).rowcount
