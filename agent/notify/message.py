@@ -152,7 +152,7 @@ def build(inc: Incident, step: str, text: str, trail: list[dict], *, rule_title:
         steps = detail
     elif step == "awaiting-approval":
         steps = (f"Fix now (or the command fix {inc.id}) runs it as act mode would; Ignore closes it."
-                 " Unanswered, it expires and nothing is done.")
+                 " Unanswered, it expires and nothing is done." + (f" {steps}" if steps else ""))
     summary = r.text(rule_text) if rule_text else code(r.text(inc.summary))
     return Message(
         incident=inc.id, step=step, severity=inc.severity, rule=inc.rule, container=inc.container,
