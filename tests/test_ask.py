@@ -64,7 +64,7 @@ def test_in_ask_mode_the_seed_waits_and_only_an_allowed_fix_runs_it(make_stack, 
             < names.index(("attempt", "attempt 1 of 3"))
         assert next(a["params"]["user"] for a in trail if a["kind"] == "chat") == "1001"
         assert sum(1 for n in names if n == ("attempt", "attempt 1 of 3")) == 1
-        wait_until(lambda: any(t.startswith("[CRITICAL] Fixed") for t in rx.titles()), 30,
+        wait_until(lambda: any("Fixed" in t for t in rx.titles()), 30,
                    "the fixed message")
 
 
