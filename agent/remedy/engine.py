@@ -62,6 +62,7 @@ class Remedy(Component):
                              lambda: self.pool.stopping, mode=mode, stale_after=stale_after,
                              recorder=recorder, stack=stack, approval_ttl=approval_ttl)
         self.approval_ttl = approval_ttl
+        self._tokens_forgotten = 0.0
         self.stack = stack
 
     # -- the Component protocol ------------------------------------------------------------------
@@ -135,6 +136,9 @@ class Remedy(Component):
         approvals nobody gave in time expire, doing nothing."""
         for inc_id in self.store.approvals.approved(self.stack):
             self.wake(inc_id)
+        if now - self._tokens_forgotten > 3600:  # buttons past their time to live say "expired" anyway
+            self._tokens_forgotten = now
+            self.store.approvals.forget(now - 2 * self.approval_ttl)
         for inc_id in self.store.approvals.expiring(now, self.stack):
             if self.store.approvals.expire(inc_id, now):
                 inc = self.store.incidents.get(inc_id)
