@@ -1,7 +1,8 @@
 """Ask mode, `kill -9` during an approval: a person's Fix now is written, then the agent is killed
-0-1500 ms later (before it took the approval, while the attempt starts, or in the middle of it),
-and started again. The approval is carried out once: one attempt that counts, one bot per
-deploy, one account made, and the press replayed after the restart does nothing."""
+0-1500 ms later (the first round at once, before the agent took the approval; the others spread
+over that time: while the attempt starts, or in the middle of it), and started again. The
+approval is carried out once: one attempt that counts, one bot per deploy, one account made,
+and the press replayed after the restart does nothing."""
 
 from __future__ import annotations
 
@@ -37,7 +38,10 @@ def run(quick: bool) -> dict:
                            ttl=3600, redactor=Redactor())
             press = next(b.data for b in op.buttons(inc) if b.data.startswith("fix:")) if inc else ""
             answer = op.press(ALICE, press) if press else "no button"
-            delay = random.uniform(0.0, 1.5)
+            # Spread over the approval's life: the first before the agent's next tick takes it.
+            delay = 0.0 if n == 1 else random.uniform(0.0, 1.5) if rounds <= 2 else \
+                (n - 1) * 1.5 / (rounds - 1) + random.uniform(-0.1, 0.1)
+            delay = max(0.0, delay)
             time.sleep(delay)
             agent.kill9()
             state_at_kill = _state(agent, profile)
