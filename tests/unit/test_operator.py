@@ -207,3 +207,23 @@ def test_commands_answer_short_and_never_show_a_secret(world):
     assert op.command(ALICE, "incident nope").startswith("no incident")
     assert all("hunter2" not in str(a) for a in store.incidents.audit_trail(inc.id))
     assert any(a["name"] == f"incident {inc.id}" for a in store.incidents.audit_trail(inc.id))
+
+
+def test_a_silenced_incident_sends_no_message_and_its_neighbours_still_do(world):
+    from agent.notify.notifier import Notifier
+    from agent.notify.targets import parse_urls
+
+    store, op, _, _ = world
+    notifier = Notifier(store, parse_urls("json://127.0.0.1:9/"), rules=lambda: RULES, redactor=Redactor())
+    quiet, loud = asking(store, "dddd4444"), asking(store, "eeee5555")
+    with store.file.transaction() as conn:  # another key of the rule: another failure
+        conn.execute("UPDATE incidents SET key = ? WHERE id = ?", ("another_profile", loud.id))
+    assert op.command(ALICE, f"silence {quiet.id} 1h").startswith("Silenced incident")
+    for inc in (quiet, store.incidents.get(loud.id)):
+        notifier.step(inc, "awaiting-approval", inc.detail)
+    assert store.outbox.counts() == {"pending": 1}
+    assert store.outbox.of_incident(loud.id, list(notifier.targets)) and \
+        not store.outbox.of_incident(quiet.id, list(notifier.targets))
+    op.command(ALICE, f"unsilence {quiet.id}")
+    notifier.step(quiet, "awaiting-approval", quiet.detail)
+    assert store.outbox.counts() == {"pending": 2}
