@@ -227,3 +227,24 @@ def test_a_silenced_incident_sends_no_message_and_its_neighbours_still_do(world)
     op.command(ALICE, f"unsilence {quiet.id}")
     notifier.step(quiet, "awaiting-approval", quiet.detail)
     assert store.outbox.counts() == {"pending": 2}
+
+
+def test_answers_show_in_hb_medic_incidents_and_its_json(world, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    store, op, _, _ = world
+    inc = asking(store)
+    op.press(BOB, data(op, inc.id, "ignore"))
+    env = {**os.environ, "MEDIC_STATE_DB": str(tmp_path / "state.db")}
+    run = [sys.executable, "-m", "agent", "incidents"]
+    text = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "chat     press ignore" in text and '"user": "U0BOB"' in text and "Ignored incident" in text
+    assert "ignored by slack user U0BOB: nothing was done" in text
+    (line,) = subprocess.run([*run, "--json"], env=env, capture_output=True, text=True, timeout=60,
+                             check=True).stdout.splitlines()
+    chat = [a for a in json.loads(line)["audit"] if a["kind"] == "chat"]
+    assert chat[0]["params"] == {"service": "slack", "user": "U0BOB", "chat": "C01", "name": "bob"}
+    assert chat[0]["result"] == f"Ignored incident {inc.id}: nothing was done" and chat[0]["at"] > 0
