@@ -511,11 +511,15 @@ def mode(d: Doctor) -> Iterator[Finding]:
     s = d.settings
     if s.mode == "observe":
         yield Finding(True, "mode: observe: the agent records and reports what it would do and changes"
-                            " nothing (MEDIC_MODE=enforce to let it act)")
+                            " nothing (MEDIC_MODE=act to let it act)")
+    elif s.mode == "ask":
+        yield Finding(True, f"mode: ask: the agent posts each fix's plan and runs it once a listed person"
+                            f" approves it (within {s.approval_ttl:g} s; MEDIC_MODE=act to let it act"
+                            " by itself)")
     else:
-        yield Finding(True, f"mode: enforce: the agent repairs what a rule knows (at most {s.action_budget}"
+        yield Finding(True, f"mode: act: the agent repairs what a rule knows (at most {s.action_budget}"
                             " fix attempts an hour) and re-sends the failed deploy"
-                            " (MEDIC_MODE=observe to only report)")
+                            " (MEDIC_MODE=observe to only report, ask to approve each fix)")
 
 
 # -- the command ----------------------------------------------------------------------------------

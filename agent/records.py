@@ -35,6 +35,9 @@ class IncidentState(StrEnum):
     # fixed first, so it never happened; or it was foreseen and not fixed, and told before it came.
     PREVENTED = "prevented"
     WARNED = "warned"
+    # Ask mode, or a rule that always asks: its plan waits for a person's Fix now (agent.chat).
+    AWAITING_APPROVAL = "awaiting-approval"
+    EXPIRED = "expired"  # nobody approved within MEDIC_APPROVAL_TTL: nothing was done
 
     @property
     def open(self) -> bool:
@@ -43,7 +46,7 @@ class IncidentState(StrEnum):
 
 OPEN_STATES = frozenset({IncidentState.DETECTED, IncidentState.ACTING, IncidentState.VERIFYING,
                          IncidentState.RETRYING, IncidentState.FAILED, IncidentState.WAITING,
-                         IncidentState.OUTAGE, IncidentState.ONGOING})
+                         IncidentState.OUTAGE, IncidentState.ONGOING, IncidentState.AWAITING_APPROVAL})
 # An attempt was running in these: a restart of the agent cut it short.
 RUNNING_STATES = frozenset({IncidentState.DETECTED, IncidentState.ACTING, IncidentState.VERIFYING,
                             IncidentState.RETRYING})

@@ -164,7 +164,8 @@ class StackRuntime(Component):
         self.api_watch = ApiWatch(stack, self.where)
         self._context: ActionContext | None = None
         self.remedy = Remedy(store, shared.rules_by_id, self.context, notify=shared.notify, mode=s.mode,
-                             budget=s.action_budget, stale_after=s.stale_after, bots_dir=stack.bots_dir,
+                             budget=s.action_budget, stale_after=s.stale_after,
+                             approval_ttl=s.approval_ttl, bots_dir=stack.bots_dir,
                              recorder=bool(stack.recorder_addr), redactor=shared.redactor, stack=stack.name)
         self.recorder: RecorderServer | None = None
         if stack.recorder_addr and listen:

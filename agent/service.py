@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import Metric
 from agent import __version__
 from agent.chat.channels import ChatSetupError
 from agent.chat.channels import build as build_chats
+from agent.chat.decisions import Decisions
 from agent.chat.operator import Operator
 from agent.component import left, merged
 from agent.http import HealthServer
@@ -70,8 +71,8 @@ class Service:
 
     def __init__(self, settings: Settings, *, listen: bool = True, operator: Operator | None = None) -> None:
         """`listen=False`: no recorder, no health server and no chat listener (one-off commands
-        beside a running agent). `operator`: who answers the chat's presses and commands (none:
-        the chat only shows the incidents)."""
+        beside a running agent). `operator`: who answers the chat's presses and commands (by
+        default the agent's own decisions, agent.chat.decisions)."""
         self.settings = settings
         stacks = settings.stack_list()
         missing = [c.name for c in stacks if c.hummingbot_password is None]
@@ -92,10 +93,16 @@ class Service:
         self.redactor = Redactor([x for c in stacks for x in c.secrets()],
                                  public=[c.hummingbot_username for c in stacks])
         self.targets = notify_targets(settings, self.redactor)
+        # What a chat's buttons and commands do (agent.chat); the transports are given it.
+        self.operator: Operator = operator or Decisions(
+            self.store, self._rules, allowed={"telegram": settings.chat_telegram_users,
+                                              "slack": settings.chat_slack_users},
+            ttl=settings.approval_ttl, redactor=self.redactor, notify=self._notify, status=self.chat_status,
+            wake=self._wake)
         try:
             self.chat = build_chats(settings.chat, self.store, self.targets, self.redactor,
-                                    operator if listen else None, telegram_api_url=settings.telegram_api_url,
-                                    settings=settings)
+                                    self.operator if listen else None,
+                                    telegram_api_url=settings.telegram_api_url, settings=settings)
         except ChatSetupError as exc:
             raise SettingsError(str(exc)) from None
         self.targets += self.chat.targets
@@ -159,6 +166,22 @@ class Service:
     def _notify(self, inc, step: str, text: str) -> None:
         log_step(inc, step, self.redactor.text(text), self.show_stack)
         self.notifier.step(inc, step, text)
+
+    def _wake(self, stack: str, incident: str) -> None:
+        rt = self.stack(stack)
+        if rt is not None:
+            rt.remedy.wake(incident)
+
+    def chat_status(self) -> list[str]:
+        """The chat's `status`: the mode, and each stack's engine, hummingbot-api and streams."""
+        lines = [f"hb-medic {__version__}, {self.settings.mode} mode"]
+        for rt in self.stacks:
+            d = rt.detail()
+            names = sorted(d["streams"])
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            lines.append(f"{rt.name}: engine {d['engine']}, hummingbot-api {d['api']};"
+                         f" following {shown or 'nothing'}")
+        return [self.redactor.text(line) for line in lines]
 
     def _unknown_burst(self, entry: Unknown, count: int, window: float) -> None:
         self.notifier.enqueue(burst_message(entry, count, window, self.redactor, self.show_stack),

@@ -53,8 +53,13 @@ class Settings(BaseSettings):
     hummingbot_password: SecretStr | None = Field(
         None, description="hummingbot-api's PASSWORD (env, or the secret file medic_hummingbot_password);"
                           " needed by the running agent.")
-    mode: Literal["enforce", "observe"] = Field(
-        "enforce", description="observe: record and notify what would be done, never act.")
+    mode: Literal["act", "observe", "ask"] = Field(
+        "act", description="act: fix what a rule knows; observe: record and notify what would be done,"
+                           " never act; ask: post the plan and act only once a listed person approves it"
+                           " (enforce: the old name of act).")
+    approval_ttl: float = Field(
+        3600.0, gt=0, description="Seconds an incident waits for approval (ask) before it expires, doing"
+                                  " nothing.")
     preflight: Literal["fix", "warn", "off"] | None = Field(
         None, description="What the recorder does with a deploy a check foresees failing: fix (what a rule"
                           " would fix after the failure, first; then forward), warn (forward and tell at"
@@ -191,7 +196,12 @@ class Settings(BaseSettings):
     def _user_ids(cls, value: object) -> object:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
-        return [str(v) for v in value] if isinstance(value, list) else value
+        if isinstance(value, list):
+            for v in value:
+                if not isinstance(v, str | int) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(v)):
+                    raise ValueError(f"{str(v)[:80]!r} is not a user id")
+            return [str(v) for v in value]
+        return value
 
     @field_validator("stacks", mode="before")
     @classmethod
@@ -245,6 +255,12 @@ class Settings(BaseSettings):
                 stack = stack.model_copy(update={"hummingbot_password": self.hummingbot_password})
             return stack
         return StackConfig.model_validate({"bots": self.bots, **entry})
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _old_mode(cls, value: object) -> object:
+        """`enforce`, the old name of act, still works."""
+        return "act" if isinstance(value, str) and value.strip().lower() == "enforce" else value
 
     @field_validator("chat_slack_users", mode="before")
     @classmethod

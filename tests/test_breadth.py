@@ -115,14 +115,16 @@ def test_a_bot_killed_for_memory_is_told_with_its_limit_and_not_restarted(make_s
     assert answer.status_code == 200 and answer.json()["success"], answer.text
     bot = stack.bot(answer.json()["unique_instance_name"])
     bot.update(mem_limit="96m", memswap_limit="96m")  # as the capture did (docker update)
-    inc = one(service, "bot-oom-killed")
-    assert inc.container == bot.name and inc.state == IncidentState.RESOLVED
+    # The rule asks whatever the mode: its restart waits for a person's Fix now.
+    inc = one(service, "bot-oom-killed", states=("awaiting-approval",))
+    assert inc.container == bot.name and inc.state == IncidentState.AWAITING_APPROVAL
     bot.reload()
     assert bot.status == "exited" and bot.attrs["State"]["OOMKilled"] is True
     assert bot.attrs["State"]["ExitCode"] == 137
     assert "killed by the kernel for lack of memory (it used all of its memory limit of 96 MiB;" \
            " exit code 137)" in inc.captures["fate"]
     assert actions(service, inc) == []  # a trading bot with open orders is never restarted by itself
+    assert service.store.approvals.get(inc.id).plan[0] == f"start_container(name='{bot.name}')"
     wait_until(lambda: said(receiver, "out of memory"), 30, "the out-of-memory message")
     time.sleep(2)  # anything more would come now
     (msg,) = said(receiver, bot.name)
@@ -135,13 +137,14 @@ def test_a_bot_killed_for_memory_is_told_with_its_limit_and_not_restarted(make_s
 
 def test_a_rule_copy_that_asks_restarts_an_oom_killed_bot_within_its_attempts(make_stack, agent,
                                                                            tmp_path):
-    """The restart is the operator's choice: a copy of the rule in MEDIC_RULES_DIR with the actions
-    the shipped rule's comment gives. The bot, started again with the same limit, is killed again:
+    """The restart is the operator's choice: a copy of the rule in MEDIC_RULES_DIR that does not ask
+    (the shipped one waits for approval). The bot, started again with the same limit, is killed again:
     each start is an attempt; after the limit the incident gives up and says so."""
     stack = make_stack()
     rules = prefixed_rules(stack.prefix, tmp_path / "rules")
     rule = yaml.safe_load((rules / "bot-oom-killed.yml").read_text())
     rule["incident"].update(max_attempts=2, backoff=1)
+    rule["ask"] = False
     rule["actions"] = [{"action": "start_container", "params": {"name": "{container}"}}]
     rule["verify"] = [{"action": "bot_quiet", "params": {"name": "{container}", "rule": "bot-oom-killed",
                                                          "seconds": 20}}]

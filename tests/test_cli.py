@@ -57,7 +57,7 @@ def test_each_command_validates_only_the_settings_it_reads(tmp_path):
     assert run.returncode == 2
     assert err.splitlines() == [
         "hb-medic: bad setting MEDIC_CONTAINERS: Value error, at least one container name is needed",
-        "hb-medic: bad setting MEDIC_MODE: Input should be 'enforce' or 'observe'"]
+        "hb-medic: bad setting MEDIC_MODE: Input should be 'act', 'observe' or 'ask'"]
 
 
 def _listening(port: int) -> bool:

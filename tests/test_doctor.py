@@ -45,7 +45,7 @@ def test_everything_in_place_passes_and_send_delivers(setup, tmp_path):
                      f"✓ deploy recorder: {env['MEDIC_RECORDER_ADDR']} is free for the agent",
                      "✓ rules: ", f"✓ state file {tmp_path / 'state' / 's.db'}: will be created",
                      f"✓ MEDIC_BOTS_DIR {stack.bots}: readable", "✓ notify target json://127.0.0.1:",
-                     "✓ mode: enforce: "):
+                     "✓ mode: act: "):
         assert any(x.startswith(expected) for x in lines), (expected, out.stdout)
     assert lines[-1].startswith("all ") and lines[-1].endswith("checks passed: hb-medic can do its job here")
 
@@ -71,7 +71,7 @@ def test_each_problem_is_a_cross_with_its_fix(setup, tmp_path):
         taken.close()
     assert out.returncode == 1
     text = out.stdout
-    assert "✗ bad setting MEDIC_MODE: Input should be 'enforce' or 'observe'\n    fix: " in text
+    assert "✗ bad setting MEDIC_MODE: Input should be 'act', 'observe' or 'ask'\n    fix: " in text
     assert f"✗ container medic-nowhere-{closed}: not found on this engine\n    fix: " in text
     assert (f"✗ hummingbot-api at {stack.url} refused the login of user admin (401)\n"
             "    fix: give the agent hummingbot-api's USERNAME and PASSWORD") in text
@@ -105,7 +105,7 @@ def test_a_check_is_one_function_and_a_broken_one_fails_cleanly(tmp_path, capsys
     monkeypatch.setenv("MEDIC_STATE_DB", str(tmp_path / "s.db"))
 
     def extra(d: doctor.Doctor):
-        yield doctor.Finding(d.settings.mode == "enforce", "my extra check", "do this")
+        yield doctor.Finding(d.settings.mode == "act", "my extra check", "do this")
 
     def broken(d: doctor.Doctor):
         raise RuntimeError("boom")

@@ -77,7 +77,7 @@ def test_image_fixes_the_seed_incident_and_stops_cleanly(image, docker_client, m
         agent.reload()
         assert agent.attrs["State"]["ExitCode"] == 0 or agent.wait()["StatusCode"] == 0
         assert "hb-medic stopped" in logs
-        assert "deploy recorder:" in logs and "in enforce mode" in logs
+        assert "deploy recorder:" in logs and "in act mode" in logs
     finally:
         agent.remove(force=True, v=True)
 

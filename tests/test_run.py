@@ -57,7 +57,7 @@ def test_run_reports_and_resumes(docker_client, tmp_path):
         stop_agent(second)
         # Handled tracebacks are not reported again after the restart.
         assert log.read_text().count("traceback in") == reported
-        assert log.read_text().count(" in enforce mode") == 2
+        assert log.read_text().count(" in act mode") == 2
     finally:
         c.remove(force=True)
         if first.poll() is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agent.chat.transport import Who
+from agent.chat.transport import Button, Who
 
 # Button data: "<choice>:<incident id>:<token>", choice one of these.
 CHOICES = {"fix": "Fix now", "retry": "Retry", "ignore": "Ignore", "silence": "Silence 1 h"}
@@ -20,3 +20,8 @@ class Operator(Protocol):
     def command(self, who: Who, text: str) -> str:
         """A command without its slash ("status", "incident 12", "silence bot-died 1h"): the
         answer, short and readable on a phone."""
+
+    def buttons(self, incident: str) -> list[Button]:
+        """The buttons under an incident's message as it stands now (their data single-use):
+        Fix now / Ignore / Silence 1 h while it awaits approval, Retry / Silence 1 h after a
+        give-up, none otherwise. Transports draw them under the living message."""

@@ -187,6 +187,9 @@ class Rule(Strict):
         False, description="re-send the failed deploy once the fix is verified: the same as listing the"
                            " retry_deploy action last")
     observe_only: bool = Field(False, description="report what would be done, never act")
+    ask: bool = Field(
+        False, description="its actions always wait for a person's approval (Fix now), whatever the mode "
+                           "(MEDIC_MODE=ask asks for every rule); observe still only reports")
     fatal: bool = Field(
         False, description="(bot rules) the bot exits after this: its death is waited for "
                            "(MEDIC_BOT_EXIT_WAIT seconds) and reported with it; {fate} says how it ended")

@@ -22,7 +22,9 @@ from agent.redact import Redactor
 
 NOTIFY_ONLY = "notified; nothing to fix automatically"  # the result of a rule that only tells
 # An incident's last word: never held back for a storm's digest (the person waits for it).
-FINAL_STEPS = frozenset({"resolved", "gave-up", "needs-you", "observed", "prevented", "warned"})
+# A plan waiting for approval is never held either: it waits for the person.
+FINAL_STEPS = frozenset({"resolved", "gave-up", "needs-you", "observed", "prevented", "warned",
+                         "awaiting-approval", "expired", "ignored"})
 # A deploy's failure foreseen by the recorder's preflight: fixed first, or told before it came.
 PREFLIGHT_STEPS = frozenset({"prevented", "warned"})
 PREFLIGHT_OUTCOME = {"prevented": "Fixed before the deploy was forwarded; then forwarded unchanged.",
@@ -41,6 +43,9 @@ HEADLINES = {
     "waiting": "Fixed, deploy needs you",
     "outage": "Paused until it answers",
     "observed": "Observe mode: would have acted",
+    "awaiting-approval": "Needs your approval",
+    "expired": "Approval expired, nothing done",
+    "ignored": "Ignored, nothing done",
     "stale": "Old event, not acted on",
     "prevented": "Prevented",
     "warned": "Warned",
@@ -161,7 +166,7 @@ def build(inc: Incident, step: str, text: str, trail: list[dict], *, rule_title:
         params = ", ".join(f"{k}={v!r}" for k, v in (a["params"] or {}).items() if k != "body")
         mark = {True: "ok", False: "FAILED", None: "..."}[a["ok"]]
         actions.append(code(r.text(f"{a['name']}({params}): {mark} {a['result']}".strip())))
-    if step == "observed":
+    if step in ("observed", "awaiting-approval"):
         actions = []
     # A step's detail tells about values from logs (a refused capture, a logged body, an error
     # hummingbot-api or Docker gave): shown as code, whatever it looks like.
@@ -169,6 +174,9 @@ def build(inc: Incident, step: str, text: str, trail: list[dict], *, rule_title:
     steps = r.text(next_steps)
     if step == "waiting":
         steps = detail
+    elif step == "awaiting-approval":
+        steps = (f"Fix now (or the command fix {inc.id}) runs it as act mode would; Ignore closes it."
+                 " Unanswered, it expires and nothing is done." + (f" {steps}" if steps else ""))
     summary = r.text(rule_text) if rule_text else code(r.text(inc.summary))
     return Message(
         incident=inc.id, step=step, severity=inc.severity, rule=inc.rule, container=inc.container,
@@ -186,4 +194,5 @@ def stack_mark(stack: str, show: bool) -> str:
     return f"{stack} · " if show else ""
 
 
-UNTRUSTED_DETAIL = {"refused", "waiting", "failed", "gave-up", "needs-you", "observed"}
+UNTRUSTED_DETAIL = {"refused", "waiting", "failed", "gave-up", "needs-you", "observed", "awaiting-approval",
+                    "ignored"}

@@ -146,7 +146,7 @@ def unlinkable(value: str) -> str:
 class Notifier(OneLoop):
     def __init__(self, store: State, targets: list[Target], *, rules: Callable[[], dict[str, Rule]],
                  redactor: Redactor, storm_count: int = 10, storm_window: float = 300.0,
-                 digest_after: float = 60.0, mode: str = "enforce", show_stack: bool = False,
+                 digest_after: float = 60.0, mode: str = "act", show_stack: bool = False,
                  chats: dict[str, Chat] | None = None, fold_for: float = FOLD_FOR) -> None:
         """`show_stack`: titles name the stack (the agent looks after several). `chats`: the
         targets (by id) that are chat channels, their living messages."""
@@ -198,6 +198,11 @@ class Notifier(OneLoop):
     # -- from the remedy: never raises -----------------------------------------------------------
     def step(self, inc: Incident, step: str, text: str) -> None:
         try:
+            silence = self.store.silences.covers(inc.rule, inc.key, inc.stack)
+            if silence is not None:  # muted from the chat: the trail keeps the step, no message
+                log.info("incident %s: %s not sent (silenced until %s)", inc.id, step,
+                         time.strftime("%H:%M:%S", time.localtime(silence.until)))
+                return
             msg = self._message(inc, step, text)
             if msg is not None and not self._told(msg):
                 self.enqueue(msg)

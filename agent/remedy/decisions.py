@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from agent.events import RESPONSE, Event
-from agent.match.loader import TEMPLATE
+from agent.match.loader import TEMPLATE, params_of
 from agent.match.matcher import Result
 from agent.match.model import RETRY_DEPLOY, ActionCall, Rule
 from agent.names import DEFAULT_STACK
@@ -23,7 +23,8 @@ from agent.redact import Redactor
 
 # Closed incidents whose key then rests for the rule's cooldown: an observed one too, or an
 # observe-only rule would open (and tell) a new incident for every repeat of its error.
-COOLING = (IncidentState.RESOLVED, IncidentState.GAVE_UP, IncidentState.OBSERVED)
+# An expired approval too: nobody answered; the key rests before it asks again.
+COOLING = (IncidentState.RESOLVED, IncidentState.GAVE_UP, IncidentState.OBSERVED, IncidentState.EXPIRED)
 WAITING_TTL = 86400.0  # a `waiting` incident nobody finished stops blocking its key after this
 QUIET_DEFAULT = 600.0  # an ongoing condition whose rule is gone ends after this
 MAX_INTERRUPTED = 20  # restarts during an incident's attempts before it gives up
@@ -97,10 +98,13 @@ class First(StrEnum):
     ONGOING = "ongoing"  # a condition that only tells: its start now, its end later
     TELL = "tell"  # a rule that runs nothing has told
     OBSERVE = "observe"  # observe mode (global or the rule's): what would have run
+    ASK = "ask"  # ask mode, or a rule that always asks: its plan waits for a person's approval
     ACT = "act"  # queued for an attempt
 
 
-def first_step(res: Result, plan: list[str], *, age: float, stale_after: float, observe: bool) -> First:
+def first_step(res: Result, plan: list[str], *, age: float, stale_after: float, observe: bool,
+               ask: bool = False) -> First:
+    """Observe wins over ask (it never acts); `ask` is the mode, a rule's `ask: true` asks anyway."""
     rule = res.rule
     if res.refused:
         return First.REFUSE
@@ -112,6 +116,8 @@ def first_step(res: Result, plan: list[str], *, age: float, stale_after: float, 
         return First.TELL
     if observe or rule.observe_only:
         return First.OBSERVE
+    if ask or rule.ask:
+        return First.ASK
     return First.ACT
 
 
@@ -151,10 +157,16 @@ def steps(rule: Rule, values: dict, telling: Collection[str] = ()) -> Steps:
 
 def plan(res: Result) -> list[str]:
     """What would run, with its parameters, in the order it runs (told in observe mode)."""
-    shown = [f"{name}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
-             for name, params, _ in res.action_params()]
-    shown += [f"verify {c.action}" for c in res.rule.calls(res.values, "verify")]
-    return [*shown, RETRY_DEPLOY] if res.rule.retry_deploy else shown
+    return plan_of(res.rule, res.values)
+
+
+def plan_of(rule: Rule, values: dict) -> list[str]:
+    """The same for a rule and an incident's values: what an approval runs, and whether the rule
+    still plans the same when the approval comes."""
+    shown = [f"{c.action}({', '.join(f'{k}={v!r}' for k, v in params_of(c, values).items())})"
+             for c in rule.calls(values) if c.action != RETRY_DEPLOY]
+    shown += [f"verify {c.action}" for c in rule.calls(values, "verify")]
+    return [*shown, RETRY_DEPLOY] if rule.retry_deploy else shown
 
 
 def templates(params: dict) -> list[str]:

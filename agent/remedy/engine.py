@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agent.actions.base import ActionContext, ActionError
 from agent.component import Component, by
-from agent.events import Event
+from agent.events import Event, spoken_duration
 from agent.match.matcher import Result
 from agent.match.model import Rule
 from agent.names import DEFAULT_STACK
@@ -40,7 +40,8 @@ class Remedy(Component):
 
     def __init__(self, store: State, rules: Callable[[], dict[str, Rule]],
                  context: Callable[[], ActionContext], *, notify: Notify | None = None,
-                 mode: str = "enforce", budget: int = 100, stale_after: float = 900.0,
+                 mode: str = "act", budget: int = 100, stale_after: float = 900.0,
+                 approval_ttl: float = 3600.0,
                  bots_dir: Path | None = None, recorder: bool = False,
                  redactor: Redactor | None = None, stack: str = DEFAULT_STACK) -> None:
         """One Remedy per stack: its own workers, budget and incidents, so a slow fix on one stack
@@ -61,9 +62,11 @@ class Remedy(Component):
                                  self.resends, acting, stack)
         self.intake = Intake(store, rules, self.journal, self.resends, acting, self.pool.enqueue,
                              lambda: self.pool.stopping, mode=mode, stale_after=stale_after,
-                             recorder=recorder, stack=stack)
+                             recorder=recorder, stack=stack, approval_ttl=approval_ttl)
         self.preventions = Preventions(store, rules, self.journal, self.attempts,
                                        {n for n, spec in self.attempts.actions.items() if spec.tells}, stack)
+        self.approval_ttl = approval_ttl
+        self._tokens_forgotten = 0.0
         self.stack = stack
 
     # -- the Component protocol ------------------------------------------------------------------
@@ -129,6 +132,35 @@ class Remedy(Component):
         for inc in self.store.incidents.due(time.time(), self.stack):
             self.pool.enqueue(inc.id)
         self.intake.end_quiet(time.time())
+        self._approvals(time.time())
+
+    # -- ask mode --------------------------------------------------------------------------------
+    def _approvals(self, now: float) -> None:
+        """Approvals given (here, by another process, or before a kill) begin their attempt;
+        approvals nobody gave in time expire, doing nothing."""
+        for inc_id in self.store.approvals.approved(self.stack):
+            self.wake(inc_id)
+        if now - self._tokens_forgotten > 3600:  # buttons past their time to live say "expired" anyway
+            self._tokens_forgotten = now
+            self.store.approvals.forget(now - 2 * self.approval_ttl)
+        for inc_id in self.store.approvals.expiring(now, self.stack):
+            if self.store.approvals.expire(inc_id, now):
+                inc = self.store.incidents.get(inc_id)
+                if inc is not None:
+                    self.journal.close(inc, IncidentState.EXPIRED,
+                                       f"nobody approved it within {spoken_duration(self.approval_ttl)}:"
+                                       " nothing was done")
+
+    def wake(self, inc_id: str) -> None:
+        """An incident a person moved on (approved, retried) is worked on now, not at the next
+        tick. An approved one becomes a detected one, and its attempt is exactly act mode's."""
+        if self.store.approvals.start(inc_id):
+            self.store.incidents.audit(inc_id, "decision", "approved", result="the plan runs now")
+            self.pool.enqueue(inc_id)
+            return
+        inc = self.store.incidents.get(inc_id)
+        if inc is not None and inc.state == IncidentState.FAILED and inc.next_attempt <= time.time():
+            self.pool.enqueue(inc_id)
 
     # -- the recorder's side (preflight) ----------------------------------------------------------
     def prevent(self, req: DeployRequest, findings: list[Finding], *, fix: bool, why_not: str,

@@ -4,7 +4,8 @@ One incident per (rule, key) at a time. A new match of an open incident only cou
 event already handled (replayed after a restart) joins its incident and never opens
 another, whatever the cooldown. A closed incident is left alone for the rule's cooldown,
 unless a different deploy failed since. In observe mode (global or per rule) the agent
-records and reports what it would have done; an event from long ago is reported, not
+records and reports what it would have done; in ask mode (or for a rule that asks) it posts
+its plan and waits for a person's approval; an event from long ago is reported, not
 acted on. An ongoing condition's incident ends once its lines stop.
 """
 
@@ -36,7 +37,7 @@ class Intake:
     def __init__(self, store: State, rules: Callable[[], dict[str, Rule]], journal: Journal,
                  resends: Resends, acting: Acting, enqueue: Callable[[str], None],
                  stopping: Callable[[], bool], *, mode: str, stale_after: float, recorder: bool,
-                 stack: str) -> None:
+                 stack: str, approval_ttl: float = 3600.0) -> None:
         self.store = store
         self.rules = rules
         self.journal = journal
@@ -46,6 +47,7 @@ class Intake:
         self.stopping = stopping
         self.mode = mode
         self.stale_after = stale_after
+        self.approval_ttl = approval_ttl
         self.recorder = recorder
         self.stack = stack
         self._lock = threading.Lock()  # decisions on matches, and the end of ongoing conditions
@@ -129,7 +131,7 @@ class Intake:
         """A new incident's first step."""
         rule, age, plan = res.rule, decisions.event_age(res.event, now), decisions.plan(res)
         first = decisions.first_step(res, plan, age=age, stale_after=self.stale_after,
-                                     observe=self.mode == "observe")
+                                     observe=self.mode == "observe", ask=self.mode == "ask")
         if first == First.REFUSE:
             return self.journal.close(inc, IncidentState.REFUSED, f"not acting: {res.refused}")
         if first == First.STALE:
@@ -148,6 +150,10 @@ class Intake:
         if first == First.OBSERVE:
             self.store.incidents.audit(inc.id, "decision", "observe", {"would_run": plan})
             return self.journal.close(inc, IncidentState.OBSERVED, "would have run: " + " -> ".join(plan))
+        if first == First.ASK:  # what act would run now waits for a person (agent.chat)
+            planned = decisions.plan_of(rule, templates.incident_values(inc))
+            self.journal.ask(inc, planned, now + self.approval_ttl)
+            return inc
         self.enqueue(inc.id)
         return inc
 

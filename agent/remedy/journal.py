@@ -59,6 +59,18 @@ class Journal:
         self.notify(inc, IncidentState.WAITING, inc.detail)
 
 
+    def ask(self, inc: Incident, plan: list[str], expires: float) -> None:
+        """Held until a person approves the plan (Fix now), ignores it, or it expires."""
+        with self.store.file.transaction():
+            inc.state = IncidentState.AWAITING_APPROVAL
+            inc.detail = self.redactor.text("will run: " + " -> ".join(plan))
+            self.store.incidents.save(inc)
+            self.store.approvals.ask(inc.id, inc.stack, plan, expires)
+        self.store.incidents.audit(inc.id, "decision", IncidentState.AWAITING_APPROVAL,
+                                   {"would_run": plan, "expires": expires}, result=inc.detail)
+        self.notify(inc, IncidentState.AWAITING_APPROVAL, inc.detail)
+
+
 class Held:
     """A message that goes out after a moment, unless the moment is cut short first."""
 

@@ -266,6 +266,42 @@ SCHEMA: list[Migration] = [
     _one_checkpoints_table,
     # what its templates name of the event that opened an incident: stream, message, exception
     "ALTER TABLE incidents ADD COLUMN opened_by TEXT NOT NULL DEFAULT '{}'",
+    # ask mode: plans waiting for a person, the chat buttons' single-use tokens, and silences
+    (
+        """
+        CREATE TABLE approvals (
+            incident    TEXT PRIMARY KEY,
+            stack       TEXT NOT NULL,
+            plan        TEXT NOT NULL,
+            asked       REAL NOT NULL,
+            expires     REAL NOT NULL,
+            approved    REAL,
+            approved_by TEXT NOT NULL DEFAULT ''
+        )
+        """,
+        """
+        CREATE TABLE chat_tokens (
+            token    TEXT PRIMARY KEY,
+            incident TEXT NOT NULL,
+            choice   TEXT NOT NULL,
+            created  REAL NOT NULL,
+            used     REAL,
+            used_by  TEXT NOT NULL DEFAULT ''
+        )
+        """,
+        "CREATE INDEX chat_tokens_incident ON chat_tokens (incident, choice, used)",
+        """
+        CREATE TABLE silences (
+            rule     TEXT NOT NULL,
+            key      TEXT,
+            stack    TEXT,
+            until    REAL NOT NULL,
+            by       TEXT NOT NULL,
+            incident TEXT NOT NULL DEFAULT '',
+            at       REAL NOT NULL
+        )
+        """,
+    ),
     # a chat's living message of each incident (Telegram's message_id, Slack's ts), so a restart
     # edits the same message instead of posting a second one
     """

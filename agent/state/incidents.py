@@ -113,6 +113,14 @@ class Incidents:
             (to_state, time.time(), incident, *from_states))
         return cur.rowcount == 1
 
+    def reopen(self, incident: str, from_state: IncidentState) -> bool:
+        """A closed incident tried again by hand (a person's retry): its next attempt due now, if it
+        is still where the person saw it."""
+        cur = self._file.conn().execute(
+            "UPDATE incidents SET state = ?, next_attempt = ?, closed = NULL, updated = ? WHERE id = ?"
+            " AND state = ?", (IncidentState.FAILED, time.time(), time.time(), incident, from_state))
+        return cur.rowcount == 1
+
     def count_event(self, incident: str, events: tuple[str, ...] = ()) -> None:
         """One more matching event: counted in SQL, so no other writer's save can lose it; its keys
         are kept, so its replay is not counted again."""

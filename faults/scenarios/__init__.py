@@ -38,6 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
     "api-outage-60s": Scenario("api_outage", 300, 400),
     "api-outage-10min": Scenario("api_outage", 0, 1000, full_only=True, function="run_long"),
     "kill-after-fix": Scenario("kill_after_fix", 300, 900),
+    "approval-kill": Scenario("approval_kill", 300, 600),
     "stop-clean": Scenario("stop_clean", 300, 600),
     "restart-messages": Scenario("restart_messages", 300, 600),
     "hostile-bytes": Scenario("hostile_bytes", 300, 600),
