@@ -15,6 +15,7 @@ from agent.recorder.proxy import Recorder, RecorderServer
 from agent.service import Service
 from agent.settings import Settings
 from agent.state import State
+from tests.images import BOT_IMAGE
 from tests.stack import ADMIN, Stack, free_port, prefixed_rules, wait_until
 
 ROUTE = "/bot-orchestration/deploy-v2-script"
@@ -35,7 +36,7 @@ def measure(client, requests: int, prevented: int) -> dict:
                 rules_dir=prefixed_rules(stack.prefix, tmp / "rules"), hummingbot_url=stack.url,
                 hummingbot_password="admin", http_addr=f"127.0.0.1:{free_port()}",
                 recorder_addr=f"127.0.0.1:{free_port()}", bots="off", bots_dir=stack.bots,
-                preflight="fix", bot_settle=3))
+                preflight="fix", bot_settle=3, allowed_images=[BOT_IMAGE]))
             service.start()
             bare_port = free_port()
             bare = RecorderServer(Recorder(stack.url, State(tmp / "bare.db"), login=ADMIN), "127.0.0.1",
@@ -69,7 +70,8 @@ def _deploys(with_pf: str, without: str, n: int) -> tuple[list[float], list[floa
     """Latencies of a deploy whose profile exists (nothing wrong: every check runs and passes),
     sent with a login hummingbot-api refuses (401 before its handler runs), so no bot is started
     for each request: the recorder's deploy path, with and without preflight, one after the other."""
-    body = {"instance_name": "bench-bot", "credentials_profile": "bench", "headless": True}
+    body = {"instance_name": "bench-bot", "credentials_profile": "bench", "headless": True,
+            "image": BOT_IMAGE}
     out: tuple[list[float], list[float]] = ([], [])
     with httpx.Client(auth=REFUSED, timeout=30) as c:
         for _ in range(20):
@@ -86,7 +88,8 @@ def _deploys(with_pf: str, without: str, n: int) -> tuple[list[float], list[floa
 def _prevented(service: Service, stack: Stack, i: int) -> float:
     """One seed deploy through the agent's recorder: ms from request to its success answer."""
     profile = f"bench_{uuid.uuid4().hex[:6]}"
-    body = {"instance_name": f"b{stack.run_id}-p{i}", "credentials_profile": profile, "headless": True}
+    body = {"instance_name": f"b{stack.run_id}-p{i}", "credentials_profile": profile, "headless": True,
+            "image": BOT_IMAGE}
     with httpx.Client(auth=ADMIN, timeout=60) as c:
         t = time.perf_counter()
         resp = c.post(f"http://{service.settings.recorder_addr}{ROUTE}", json=body)
@@ -101,7 +104,8 @@ def _prevented(service: Service, stack: Stack, i: int) -> float:
 def _direct(stack: Stack, i: int) -> float:
     """A deploy whose profile exists, straight to hummingbot-api: ms to its success answer (what
     hummingbot-api itself takes to start a bot)."""
-    body = {"instance_name": f"b{stack.run_id}-d{i}", "credentials_profile": "bench", "headless": True}
+    body = {"instance_name": f"b{stack.run_id}-d{i}", "credentials_profile": "bench", "headless": True,
+            "image": BOT_IMAGE}
     with httpx.Client(auth=ADMIN, timeout=60) as c:
         t = time.perf_counter()
         resp = c.post(stack.url + ROUTE, json=body)

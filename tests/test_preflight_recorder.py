@@ -16,6 +16,7 @@ from agent.recorder.proxy import Recorder, RecorderServer
 from agent.records import IncidentState
 from agent.service import Service
 from agent.settings import Settings
+from tests.images import BOT_IMAGE
 from tests.stack import ADMIN, free_port, prefixed_rules, wait_until
 
 pytestmark = pytest.mark.docker
@@ -32,7 +33,8 @@ def agent(tmp_path, receiver, start_service):
             "containers": [stack.prefix + "hummingbot-api"], "state_db": tmp_path / "state.db",
             "rules_dir": prefixed_rules(stack.prefix, tmp_path / "rules"), "hummingbot_url": stack.url,
             "catchup_window": 120, "recorder_addr": f"127.0.0.1:{free_port()}", "bots": "off",
-            "bots_dir": stack.bots, "bot_settle": 3, "notify_urls": receiver.url, **extra})
+            "bots_dir": stack.bots, "bot_settle": 3, "notify_urls": receiver.url,
+            "allowed_images": [BOT_IMAGE], **extra})
         return start_service(settings)
 
     return start
@@ -65,6 +67,9 @@ def via(service: Service) -> str:
 
 
 def post(base: str, route: str = "deploy-v2-script", auth=ADMIN, **body) -> httpx.Response:
+    """A deploy of the test bed's bot image (the default image, hummingbot/hummingbot, is not on
+    the test engine: its check would foresee that failure too)."""
+    body.setdefault("image", BOT_IMAGE)
     with httpx.Client(base_url=base, auth=auth, timeout=60) as c:
         return c.post(f"/bot-orchestration/{route}", json=body)
 

@@ -34,6 +34,10 @@ def test_allowed_users_are_ids(monkeypatch):
     s = Settings()
     assert (s.chat_telegram_users, s.chat_slack_users) == (["1001", "1002"], ["U0BOB"])
     monkeypatch.setenv("MEDIC_CHAT_SLACK_USERS", "U0BOB,<script>")
+    with pytest.raises(ValueError, match="is not a Slack user id"):
+        Settings()
+    monkeypatch.setenv("MEDIC_CHAT_SLACK_USERS", "U0BOB")
+    monkeypatch.setenv("MEDIC_CHAT_TELEGRAM_USERS", "1001,<script>")
     with pytest.raises(ValueError, match="is not a user id"):
         Settings()
 
