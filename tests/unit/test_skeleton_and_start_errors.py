@@ -60,7 +60,8 @@ def test_without_the_bots_folder_every_skeleton_folder_is_named(tmp_path):
 
 
 def test_a_complete_bots_folder_says_so(tmp_path):
-    assert "every folder of the skeleton is in bots/" in bots_skeleton(SkeletonParams(), _Ctx(_skeleton(tmp_path)))
+    told = bots_skeleton(SkeletonParams(), _Ctx(_skeleton(tmp_path)))
+    assert "every folder of the skeleton is in bots/" in told
 
 
 def _start_error(error: str, role: str = API, container: str = "hummingbot-api"):
@@ -82,7 +83,8 @@ def test_the_engines_reason_is_one_engine_line_that_port_in_use_reads():
 
 
 def test_another_reason_is_told_by_no_port_rule_and_a_long_one_is_cut():
-    event = _start_error("error while creating mount source path '/srv/bots': mkdir /srv: read-only file system")
+    event = _start_error("error while creating mount source path '/srv/bots': mkdir /srv: read-only file"
+                         " system")
     res = MATCHER.match(event)
     assert res is None or res.rule.id != "port-in-use"
     assert len(_start_error("x" * 5000).lines[0]) < 600
