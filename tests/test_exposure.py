@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -172,3 +173,41 @@ def test_doctor_says_so_when_both_doors_are_closed(monkeypatch, tmp_path, capsys
             server.shutdown()
     assert "✓ default credentials: hummingbot-api refuses admin/admin, and its broker did not take a client" \
            " without a login" in capsys.readouterr().out
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("generation", ["legacy", "current"])
+def test_the_agent_tells_each_open_door_once_and_changes_nothing(docker_client, make_stack, tmp_path,
+                                                                  generation):
+    """A running agent on the real engine, the stand-in hummingbot-api (admin/admin) naming a real
+    mosquitto open to anonymous clients as its broker: one message for the default login (the legacy
+    generation never warns; the current one's warning and the try are one incident) and one for the
+    broker, with the steps; the broker's configuration and hummingbot-api's login are unchanged."""
+    from tests.receiver import Receiver
+    from tests.stack import ADMIN, prefixed_rules, wait_until
+    from tests.test_run import start_agent, stop_agent
+
+    stack = make_stack(generation=generation, broker=False)
+    with mosquitto(anonymous=True, port=stack.broker_port), Receiver() as rx:
+        rules = prefixed_rules(stack.prefix, tmp_path / "rules")
+        log = tmp_path / "agent.log"
+        agent = start_agent({"MEDIC_CONTAINERS": stack.api.name, "MEDIC_HUMMINGBOT_URL": stack.url,
+                             "MEDIC_RULES_DIR": str(rules), "MEDIC_STATE_DB": str(tmp_path / "s.db"),
+                             "MEDIC_NOTIFY_URLS": rx.url, "MEDIC_PROBE_DEFAULTS": "true",
+                             "MEDIC_MODE": "observe"}, log)
+        try:
+            wait_until(lambda: sum("The MQTT broker lets anyone in" in t for t in rx.titles()) == 1
+                       and sum("hummingbot-api uses default credentials" in t for t in rx.titles()) == 1,
+                       60, "one message for each open door")
+            time.sleep(5)  # nothing more comes of it
+        finally:
+            stop_agent(agent)
+        titles = rx.titles()
+        assert sum("default credentials" in t for t in titles) == 1, titles
+        assert sum("lets anyone in" in t for t in titles) == 1, titles
+        broker = next(m for t, m in zip(titles, rx.messages(), strict=True) if "lets anyone in" in t)
+        assert f"127.0.0.1:{stack.broker_port}" in broker and "allow_anonymous false" in broker, broker
+        assert broker_accepts_anonymous("127.0.0.1", stack.broker_port) is True  # left as it was
+    assert stack.http("GET", "/accounts/", auth=ADMIN).status_code == 200
+    text = log.read_text()
+    assert "accepts clients without a login" in text and "Traceback" not in text, text[-3000:]
