@@ -6,6 +6,7 @@ anonymous clients as upstream's compose runs its broker)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 import pytest
@@ -66,10 +67,8 @@ def test_real_a_port_another_program_holds_is_port_in_use(docker_client, real_cu
         wait_until(lambda: second.reload() or second.status == "exited", 120, "the second one to exit")
         lines = second.logs(stdout=True, stderr=True).decode(errors="replace").splitlines()
     finally:
-        try:
+        with contextlib.suppress(NotFound):
             second.remove(force=True)
-        except NotFound:
-            pass
     found = [r for r in matches(lines) if r.rule.id == "port-in-use"]
     assert found, lines[-30:]
     assert found[0].captures["port"] == str(stack.api_port) and found[0].captures["address"] == "127.0.0.1"
