@@ -66,10 +66,13 @@ def broker_accepts_anonymous(host: str, port: int, timeout: float = 5.0) -> bool
     except (OSError, ValueError):
         return None
     finally:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a polite DISCONNECT, then the socket closed whatever came
             client.disconnect()
-        with contextlib.suppress(Exception):
-            client.socket() and client.socket().close()
+            client.loop(timeout=0.1)
+        sock = client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
     if not answer:
         return None
     return not answer[0].is_failure
