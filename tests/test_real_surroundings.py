@@ -55,14 +55,14 @@ def test_real_a_bots_folder_without_scripts_is_bots_folder_incomplete(docker_cli
 
 def test_real_a_port_another_program_holds_is_port_in_use(docker_client, real_current):
     """A second hummingbot-api on the port the first one listens on (host network): uvicorn's own
-    line, and the container exits."""
+    line once its start-up is complete, and the container exits."""
     stack = real_current
     name = f"{stack.api_name}-second"
     second = docker_client.containers.run(
         stack.image, entrypoint=["uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(stack.api_port)],
         name=name, detach=True, network_mode="host", labels=labels(stack.run_id),
         environment=stack._api_env(),
-        volumes=[f"{stack.bots}:/hummingbot-api/bots:rw"])
+        volumes=[f"{stack.bots}:/hummingbot-api/bots:rw", "/var/run/docker.sock:/var/run/docker.sock:rw"])
     try:
         wait_until(lambda: second.reload() or second.status == "exited", 120, "the second one to exit")
         lines = second.logs(stdout=True, stderr=True).decode(errors="replace").splitlines()
