@@ -63,3 +63,47 @@ def test_the_engines_reason_a_followed_container_did_not_start_is_told_once(dock
     finally:
         with contextlib.suppress(DockerException):
             box.remove(force=True)
+
+
+def test_a_port_a_program_of_the_host_holds_is_port_in_use_told_once(docker_client, tmp_path):
+    """The real engine cannot publish a port a host program listens on (its userland proxy cannot
+    bind): the container is left created, never runs, and the shipped port-in-use says so with the
+    port, once, and how to find what holds it."""
+    import socket
+
+    from tests.stack import free_port
+
+    run = uuid.uuid4().hex[:6]
+    name = f"medic-pu{run}-hummingbot-api"
+    port = free_port()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("0.0.0.0", port))
+    holder.listen()
+    net = docker_client.networks.create(f"medic-pu{run}", driver="bridge", labels=labels(run))
+    box = docker_client.containers.create(TOOLS_IMAGE, entrypoint=["sleep", "60"], name=name,
+                                          labels=labels(run), network=net.name, ports={"8000/tcp": port})
+    try:
+        with contextlib.suppress(APIError):
+            box.start()
+        box.reload()
+        assert "address already in use" in box.attrs["State"]["Error"], box.attrs["State"]
+        with Receiver() as rx:
+            agent = start_agent({"MEDIC_CONTAINERS": name, "MEDIC_STATE_DB": str(tmp_path / "s.db"),
+                                 "MEDIC_NOTIFY_URLS": rx.url, "MEDIC_MODE": "observe"},
+                                tmp_path / "agent.log")
+            try:
+                title = f"Port {port} is taken: {name} cannot start"
+                wait_until(lambda: any(title in t for t in rx.titles()), 60, "the message")
+                time.sleep(3)
+            finally:
+                stop_agent(agent)
+            assert sum(title in t for t in rx.titles()) == 1, rx.titles()
+            told = next(m for t, m in zip(rx.titles(), rx.messages(), strict=True) if title in t)
+            assert f"ss -ltnp 'sport = :{port}'" in told, told
+    finally:
+        with contextlib.suppress(DockerException):
+            box.remove(force=True)
+        with contextlib.suppress(DockerException):
+            net.remove()
+        holder.close()
