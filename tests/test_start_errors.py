@@ -38,7 +38,7 @@ def test_the_engines_reason_a_followed_container_did_not_start_is_told_once(dock
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "start-failed-here.yml").write_text(RULE)
-    box = docker_client.containers.create(TOOLS_IMAGE, entrypoint=["/no/such/program"], name=name,
+    box = docker_client.containers.create(TOOLS_IMAGE, entrypoint=["no-such-program"], name=name,
                                           labels=labels(run), network_mode="none")
     try:
         with contextlib.suppress(APIError):
