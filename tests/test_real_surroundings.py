@@ -53,7 +53,7 @@ def test_real_a_bots_folder_without_scripts_is_bots_folder_incomplete(docker_cli
         assert found[0].actions == ["bots_skeleton"]
 
 
-def test_real_a_port_another_program_holds_is_port_in_use(docker_client, real_current):
+def test_real_a_port_another_program_holds_is_api_port_in_use(docker_client, real_current):
     """A second hummingbot-api on the port the first one listens on (host network): uvicorn's own
     line once its start-up is complete, and the container exits."""
     stack = real_current
@@ -69,7 +69,7 @@ def test_real_a_port_another_program_holds_is_port_in_use(docker_client, real_cu
     finally:
         with contextlib.suppress(NotFound):
             second.remove(force=True)
-    found = [r for r in matches(lines) if r.rule.id == "port-in-use"]
+    found = [r for r in matches(lines) if r.rule.id == "api-port-in-use"]
     assert found, lines[-30:]
     assert found[0].captures["port"] == str(stack.api_port) and found[0].captures["address"] == "127.0.0.1"
 
