@@ -290,6 +290,41 @@ def _api(where: str, s: StackConfig) -> Iterator[Finding]:
                       "check hummingbot-api's log: docker logs --tail 50 hummingbot-api")
 
 
+API_FIX = ("set USERNAME and PASSWORD (and CONFIG_PASSWORD, before adding keys) in hummingbot-api's"
+           " .env, recreate it (docker compose up -d hummingbot-api), give the new login to its clients"
+           " and to hb-medic, and publish its port on 127.0.0.1 only"
+           ' (ports: ["127.0.0.1:8000:8000"]) or behind a VPN')
+BROKER_FIX = ("require a login on the broker (EMQX 5: dashboard, Access Control > Authentication >"
+              " Password-Based; mosquitto: allow_anonymous false and a password_file made with"
+              " mosquitto_passwd), give it to hummingbot-api (BROKER_USERNAME, BROKER_PASSWORD) and to"
+              " the bots (mqtt_username, mqtt_password in bots/credentials/ACCOUNT/conf_client.yml),"
+              ' publish its port on 127.0.0.1 only (ports: ["127.0.0.1:1883:1883"]), then restart the'
+              " broker, hummingbot-api and the bots")
+
+
+@check
+def default_credentials(d: Doctor) -> Iterator[Finding]:
+    """What anyone who reaches the stack could open without a password, tried as they would
+    (MEDIC_PROBE_DEFAULTS): hummingbot-api with admin/admin, its broker without a login. A warning:
+    the agent works, but the stack is open. Nothing is changed."""
+    if not d.settings.probe_defaults:
+        return
+    from agent.ingest.exposure import API_OPEN, open_doors
+
+    for stack in d.stacks:
+        password = stack.hummingbot_password.get_secret_value() if stack.hummingbot_password else ""
+        lines = open_doors(stack.hummingbot_url, stack.hummingbot_username, password)
+        if lines is None:
+            continue  # hummingbot_api's own ✗ says why
+        api_line = API_OPEN.format(url=shown_url(stack.hummingbot_url.rstrip("/")))
+        for line in lines:
+            yield Finding(True, f"{d.where(stack)}{line}", API_FIX if line == api_line else BROKER_FIX,
+                          warn=True)
+        if not lines:
+            yield Finding(True, f"{d.where(stack)}default credentials: hummingbot-api refuses admin/admin,"
+                                " and its broker did not take a client without a login")
+
+
 def _port_free(host: str, port: int) -> str | None:
     """None when the port can be listened on, else why not."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:

@@ -26,6 +26,7 @@ from agent.hummingbot_api import HummingbotAPI
 from agent.ingest.assemble import Assembler
 from agent.ingest.bots import BotSelection
 from agent.ingest.deploys import DeployFeed
+from agent.ingest.exposure import ExposureProbe
 from agent.ingest.follow import MAX_STREAMS, Ingest
 from agent.ingest.pipeline import Pipeline
 from agent.match.matcher import Matcher, Result
@@ -162,6 +163,11 @@ class StackRuntime(Component):
         self.feed = DeployFeed(store, self.pipeline, checkpoints=checkpoints, catchup_window=s.catchup_window,
                                stack=stack.name)
         self.api_watch = ApiWatch(stack, self.where)
+        api_name = next((c for c in stack.containers if c.endswith("hummingbot-api")), "hummingbot-api")
+        password = stack.hummingbot_password.get_secret_value() if stack.hummingbot_password else ""
+        self.exposure = ExposureProbe(self.pipeline, url=stack.hummingbot_url,
+                                      username=stack.hummingbot_username, password=password,
+                                      container=api_name, stack=stack.name) if s.probe_defaults else None
         self._context: ActionContext | None = None
         self.remedy = Remedy(store, shared.rules_by_id, self.context, notify=shared.notify, mode=s.mode,
                              budget=s.action_budget, stale_after=s.stale_after,
@@ -237,6 +243,8 @@ class StackRuntime(Component):
         self.ingest.start()
         self.feed.start()
         self.api_watch.start()
+        if self.exposure is not None:
+            self.exposure.start()
 
     def stop(self, deadline: float | None = None) -> None:
         """Its sources, recorder and pipeline, within the common deadline (monotonic): the
@@ -244,6 +252,8 @@ class StackRuntime(Component):
         deadline = by(deadline)
         soon = lambda most: min(deadline, time.monotonic() + most)  # noqa: E731
         self.api_watch.stop(deadline)
+        if self.exposure is not None:
+            self.exposure.stop(soon(0.5))
         if self.recorder is not None:
             self.recorder.stop(soon(1.0))
         self.feed.stop(deadline)

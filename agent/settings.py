@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     bot_settle: float = Field(
         30.0, ge=0, le=3600, description="A redeployed or retried bot counts as fixed only when it still runs"
                                          " this many seconds later with no failure of its own.")
+    probe_defaults: bool = Field(
+        True, description="At start, try hummingbot-api's default login (admin/admin) and its broker without"
+                          " a login, as anyone who reaches them could, and tell what lets them in.")
     bot_exit_wait: float = Field(
         10.0, gt=0, le=300, description="How long a failure a bot dies of waits for its death, to report"
                                         " both as one.")

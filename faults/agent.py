@@ -34,10 +34,11 @@ class Agent:
         self.log = workdir / f"{command}.log"
         self.http_port = free_port()
         # A retried bot is watched for a settle time before it counts as fixed (30 s by default):
-        # a short one here; and the engine's other bots (other runs') are not followed.
+        # a short one here; the engine's other bots (other runs') are not followed; and the stand-in's
+        # admin/admin login is not told at every start (the start-up try: tests/test_exposure.py).
         self.env = {**os.environ, "MEDIC_STATE_DB": str(self.state_db), "MEDIC_HUMMINGBOT_PASSWORD": "admin",
                     "MEDIC_HTTP_ADDR": f"127.0.0.1:{self.http_port}", "MEDIC_LOG_LEVEL": "INFO",
-                    "MEDIC_BOT_SETTLE": "3", "MEDIC_BOTS": "off", **env}
+                    "MEDIC_BOT_SETTLE": "3", "MEDIC_BOTS": "off", "MEDIC_PROBE_DEFAULTS": "false", **env}
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 

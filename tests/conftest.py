@@ -19,13 +19,16 @@ AGENT_IMAGE = f"medic-test/hb-medic:run-{os.getpid()}"  # this run's build, what
 @pytest.fixture(autouse=True)
 def agent_env(monkeypatch):
     """What every agent started by a test needs: hummingbot-api's password (the stand-in's
-    default) and a health port of its own; a short settle time for a retried bot (30 s by
-    default); and the engine's bots left alone unless a test follows its own (tests/test_bots.py):
-    other tests' bots share the engine."""
+    default) and a health port of its own; no start-up try of default credentials; a short settle
+    time for a retried bot (30 s by default); and the engine's bots left alone unless a test follows
+    its own (tests/test_bots.py): other tests' bots share the engine."""
     monkeypatch.setenv("MEDIC_HUMMINGBOT_PASSWORD", "admin")
     monkeypatch.setenv("MEDIC_HTTP_ADDR", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("MEDIC_BOT_SETTLE", "3")
     monkeypatch.setenv("MEDIC_BOTS", "off")
+    # The stand-in's login is admin/admin: the start-up probe of default credentials would tell it in
+    # every test; tests/test_exposure.py turns it on.
+    monkeypatch.setenv("MEDIC_PROBE_DEFAULTS", "false")
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,10 @@ def setup(make_stack, tmp_path):
     env = {"MEDIC_CONTAINERS": stack.api.name, "MEDIC_HUMMINGBOT_URL": stack.url,
            "MEDIC_HUMMINGBOT_PASSWORD": "admin", "MEDIC_STATE_DB": str(tmp_path / "state" / "s.db"),
            "MEDIC_RECORDER_ADDR": f"127.0.0.1:{free_port()}", "MEDIC_HTTP_ADDR": f"127.0.0.1:{free_port()}",
-           "MEDIC_BOTS_DIR": str(stack.bots)}
+           "MEDIC_BOTS_DIR": str(stack.bots),
+           # the stand-in's login is admin/admin: the try of default credentials would warn of it
+           # (tests/test_exposure.py shows it)
+           "MEDIC_PROBE_DEFAULTS": "false"}
     return stack, env
 
 

@@ -163,3 +163,41 @@ def clock_offset(params: ClockParams, ctx: ActionContext) -> str:
     return (f"this host's clock is {offset_text(params.request_ms, params.server_ms)} the"
             " exchange's server time. Sync it with NTP on the host (timedatectl set-ntp true, or"
             " chronyc makestep; check with timedatectl status), then the bot's next requests pass")
+
+
+# hummingbot-api's bots/ folder as its repository ships it: the folders its routes list or write
+# into (credentials/master_account is the template account, of files: account-template-missing's).
+SKELETON = ("archived", "conf/controllers", "conf/scripts", "controllers", "credentials", "instances",
+            "scripts")
+
+
+class SkeletonParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def missing_skeleton(bots: Path) -> list[str]:
+    """The folders of the skeleton that bots/ lacks (a link or a file in a folder's place counts)."""
+    return [f for f in SKELETON if (bots / f).is_symlink() or not (bots / f).is_dir()]
+
+
+@action(tells=True)
+def bots_skeleton(params: SkeletonParams, ctx: ActionContext) -> str:
+    """hummingbot-api's bots/ folder lacks a folder of its skeleton: say the one mkdir that makes
+    the missing ones (empty folders: safe), read from the bots folder when it is mounted, else every
+    folder of the skeleton (mkdir -p leaves those that exist alone). hb-medic mounts the bots folder
+    read-only and hummingbot-api's API has no route that makes an empty folder, so a person runs it."""
+    if ctx.bots_dir is not None and ctx.bots_dir.is_dir():
+        missing = missing_skeleton(ctx.bots_dir)
+        if not missing:
+            return ("every folder of the skeleton is in bots/ now (made since?): send the request again; if"
+                    " it fails the same way, hummingbot-api's BOTS_PATH or its bots mount is not that folder")
+        basis = "missing from bots/"
+    else:
+        missing = list(SKELETON)
+        basis = "the skeleton of bots/ (MEDIC_BOTS_DIR lets hb-medic name only the missing ones)"
+    folders = " ".join(f"bots/{f}" for f in missing)
+    template = (" bots/credentials was missing, and with it the template account: copy"
+                " bots/credentials/master_account from a fresh checkout of hummingbot-api (same release)"
+                " before adding accounts." if "credentials" in missing and ctx.bots_dir is not None else "")
+    return (f"{basis}: {folders}. On the host, in hummingbot-api's folder, run: mkdir -p {folders}"
+            f" (empty folders; hummingbot-api fills them), then send the request again.{template}")

@@ -1,4 +1,4 @@
-"""What a container's environment says that its logs never will.
+"""What a container's environment (and its state) says that its logs never will.
 
 hummingbot-api started with an empty CONFIG_PASSWORD prints nothing about it: the first sign is a
 deploy answered `{"success": false, "message": "Password not provided..."}`. The follower reads
@@ -6,7 +6,9 @@ the environment from the engine whenever it meets a new container of hummingbot-
 attach, a re-created container) and tells what is wrong as one line on the `engine` channel,
 which only the agent writes: no log line, whatever it says, can pose as one. Values are never
 carried, only whether they are empty. The gateway's GATEWAY_PASSPHRASE the same way: without it a
-gateway that runs secured cannot decrypt its server key.
+gateway that runs secured cannot decrypt its server key. And a container the engine could not
+start (a host port already taken) never ran, so it logged nothing: the engine's reason
+(`State.Error`) is told the same way, once a container and reason.
 """
 
 from __future__ import annotations
@@ -43,6 +45,19 @@ def environment_events(info: dict, container: str, role: str, stack: str) -> lis
     ts = _ns((info.get("State") or {}).get("StartedAt") or info.get("Created") or "") or time.time_ns()
     where = Origin(container, ENGINE, role, stack)
     return [Event(container, ENGINE, LINE, [text], ts, ts, ts, origin=where)]
+
+
+START_FAILED = "the engine could not start the container: {error}"
+
+
+def start_error_event(info: dict, error: str, container: str, role: str, stack: str) -> Event:
+    """The engine's own reason a container did not start (`State.Error`: a host port another
+    program holds, a missing mount source...), which the container's logs never show: it never
+    ran. One line, cut to 500 characters."""
+    text = START_FAILED.format(error=" ".join(error.split())[:500])
+    ts = _ns((info.get("State") or {}).get("FinishedAt") or "") or time.time_ns()
+    where = Origin(container, ENGINE, role, stack)
+    return Event(container, ENGINE, LINE, [text], ts, ts, ts, origin=where)
 
 
 def _ns(stamp: str) -> int:

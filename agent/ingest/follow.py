@@ -36,7 +36,7 @@ from agent.events import API, BOT, CONSOLE, DEFAULT_STACK, GATEWAY, Origin, exit
 from agent.ingest.assemble import Item
 from agent.ingest.bots import BotInfo, BotSelection, logs_folder, maybe_bot, recognise
 from agent.ingest.engine import BACKOFF_MAX, EngineHealth, answered, engine_errors, keep_running
-from agent.ingest.environment import environment_events
+from agent.ingest.environment import environment_events, start_error_event
 from agent.ingest.files import LogFiles
 from agent.ingest.life import LifeEvents
 from agent.ingest.source import Close, Ended, Gone, Lines, Ready, Sink
@@ -112,6 +112,7 @@ class Follower:
         self._resume = {STDOUT: int(stored["stdout"]), STDERR: int(stored["stderr"])} if stored else None
         self._from_store = stored is not None
         self._dup: dict[str, tuple[int, int]] = {}
+        self._start_error: tuple[str, str] | None = None  # (container id, the engine's error) told
         self._acked_cid: str | None = None  # the container the acknowledged positions are of
         self._acked: dict[str, int] = {}  # stream -> first position not yet handled
 
@@ -176,6 +177,10 @@ class Follower:
             self._dup.clear()
             for event in environment_events(info, self.container, self.role, self.stack):
                 self.sink.put(Ready(event))  # a new container: what its environment says
+        error = "" if running else str(info["State"].get("Error") or "")
+        if error and self._start_error != (cid, error):  # the engine could not start it: told once
+            self._start_error = (cid, error)
+            self.sink.put(Ready(start_error_event(info, error, self.container, self.role, self.stack)))
         self.status.container_id = cid
         self.status.labels = dict(info["Config"].get("Labels") or {})
         since = self._since(info)

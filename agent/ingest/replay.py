@@ -9,7 +9,9 @@ The replay is a source like the followed ones: it hands the same batches on.
 What the agent sees besides lines can be saved too, one a line, in the form of the golden
 samples: `RECORDED {json}` is a deploy exchange the recorder saw (route, status, request,
 message) and `EXITED {json}` a bot's death from the engine's events (exit_code, lived,
-oom_killed, memory_limit, last_console, last_errors, last_log). They replay as the ready-made
+oom_killed, memory_limit, last_console, last_errors, last_log). `ENGINE <text>` is a line the
+agent itself writes on the replayed container's `engine` channel (what its environment says, a
+door its start-up try found open), as its own log shows it. They replay as the ready-made
 events the agent makes of them, so a recorder or engine rule is tested like a log rule; a
 line that only looks like one (its JSON does not parse or fit) stays a line.
 """
@@ -22,8 +24,9 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from agent.events import BOT, CONSOLE, Event, Origin, exit_event
+from agent.events import API, BOT, CONSOLE, LINE, Event, Origin, exit_event
 from agent.ingest.assemble import Assembler, Item
+from agent.ingest.environment import ENGINE as ENGINE_CHANNEL
 from agent.ingest.source import Batch, Close, Ended, Lines, Ready
 from agent.ingest.split import clean_terminal, parse_ts
 from agent.recorder.events import event_from_exchange
@@ -31,7 +34,7 @@ from agent.recorder.events import event_from_exchange
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) ")
 MERGED = "merged"
 BATCH = 4096
-RECORDED, EXITED = "RECORDED ", "EXITED "
+RECORDED, EXITED, ENGINE = "RECORDED ", "EXITED ", "ENGINE "
 
 
 def detect_timestamps(first_lines: Iterable[str]) -> bool:
@@ -93,7 +96,13 @@ class Replay:
 
 
     def _saved(self, n: int, text: str) -> Ready | Ended | None:
-        """The ready-made event a RECORDED or EXITED line stands for (its position: line n)."""
+        """The ready-made event a RECORDED, EXITED or ENGINE line stands for (its position: line n)."""
+        if text.startswith(ENGINE) and text[len(ENGINE):].strip():
+            role = self.origin.role if self.origin is not None else API
+            where = Origin(self.container, ENGINE_CHANNEL, role)
+            line = text[len(ENGINE):]
+            event = Event(self.container, where.channel, LINE, [line], n, n, n, origin=where)
+            return Ready(event, position=n)
         if not text.startswith((RECORDED, EXITED)):
             return None
         recorded = text.startswith(RECORDED)

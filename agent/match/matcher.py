@@ -113,6 +113,7 @@ class _Alternative:
         self.exit_code = set(spec.exit_code) if spec.exit_code else None
         self.oom_killed = spec.oom_killed
         self.sets = spec.sets
+        self.channels = set(spec.channels) if spec.channels else None
         self.specificity = sum(v is not None for v in (
             spec.exception, spec.exception_message, spec.frame, spec.logger, spec.level, spec.message,
             spec.line, spec.route, spec.status, spec.request, spec.exit_code, spec.oom_killed)) \
@@ -137,6 +138,8 @@ class _Alternative:
     def match(self, e: Event) -> dict[str, str] | None:
         kind = e.kind
         if self.kind != "any" and self.kind != kind:
+            return None
+        if self.channels is not None and e.stream not in self.channels:
             return None
         if kind == RESPONSE:
             return self._match_response(e)

@@ -72,12 +72,16 @@ class Match(Strict):
     exit_code: list[int] | None = Field(None, description="(exit) the bot's exit code(s)")
     oom_killed: bool | None = Field(
         None, description="(exit) whether the kernel's out-of-memory killer ended it (engine event oom)")
+    channels: list[Channel] | None = Field(
+        None, description="only events of these channels (within the rule's `where`): an alternative that"
+                          " reads the agent's own engine lines beside others that read a log, so that no log"
+                          " line, not even of a merged stream, can pose as it")
     sets: dict[str, str] = Field(
         default_factory=dict,
         description="captures this alternative gives when it matches, unless its own groups caught them: "
                     "fixed text of the rule's (the class of the failure, the advice for it)")
 
-    _lists = field_validator("exception", "logger", "level", "route", "status", "exit_code",
+    _lists = field_validator("exception", "logger", "level", "route", "status", "exit_code", "channels",
                              mode="before")(lambda v: _listify(v))
 
 
