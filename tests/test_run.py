@@ -53,6 +53,9 @@ def test_run_reports_and_resumes(docker_client, tmp_path):
         assert reported == len(RAISERS)
 
         second = start_agent(env, log)
+        # Started (its start can take seconds on a busy machine), then given time to read the
+        # container's log again from its checkpoint.
+        wait_until(lambda: log.read_text().count(" in act mode") == 2, 30, "the second start")
         time.sleep(2)
         stop_agent(second)
         # Handled tracebacks are not reported again after the restart.

@@ -9,7 +9,7 @@ up to the rule's attempt limit; an event from long ago is reported, not acted on
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -226,10 +226,15 @@ def summary(res: Result) -> str:
 def stored(res: Result, redactor: Redactor) -> dict:
     """Captures as kept in the state file: free text, and anything refused, redacted (no action
     ever takes them); names stay exact, as actions need them."""
-    if res.refused:
-        return redactor.data(dict(res.captures))
-    return {k: redactor.text(v) if (spec := res.rule.captures.get(k)) is not None and spec.type == "text"
-            else v for k, v in res.captures.items()}
+    return kept(res.rule, res.captures, redactor, refused=bool(res.refused))
+
+
+def kept(rule: Rule, captures: Mapping[str, object], redactor: Redactor, *, refused: bool = False) -> dict:
+    """A rule's captures as the state file keeps them, whoever found them (a match, a preflight)."""
+    if refused:
+        return redactor.data(dict(captures))
+    return {k: redactor.text(v) if (spec := rule.captures.get(k)) is not None and spec.type == "text"
+            and isinstance(v, str) else v for k, v in captures.items()}
 
 
 def carried_deploy(res: Result) -> dict | None:

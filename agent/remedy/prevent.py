@@ -147,7 +147,8 @@ class Preventions:
             inc = Incident(id=secrets.token_hex(4), rule=rule.id, key=key, state=IncidentState.DETECTED,
                            severity=rule.severity, container=container,
                            summary=f"the deploy of bot {bot or '(unnamed)'} will fail: {says}",
-                           fingerprint=f"preflight:{finding.check}", captures={**captures, **extra},
+                           fingerprint=f"preflight:{finding.check}",
+                           captures=decisions.kept(rule, {**captures, **extra}, redactor),
                            opened_by=opened, stack=self.stack)
             self.store.incidents.create(inc)
             self.store.incidents.audit(inc.id, "decision", "preflight",
