@@ -16,7 +16,7 @@ from agent.chat.living import PERSON_STEPS, RENDERERS
 from agent.notify.message import Message
 from faults.bed import Bed
 from faults.scenarios.common import log, settle
-from tests.telegram_fake import TelegramFake
+from tests.telegram_fake import Call, Sent, TelegramFake
 
 TARGET = ("every fix ran while the chat was down, as fast as without the outage (within 10 s) and its bot"
           " runs; after the return each incident has one message edited to its final state (one more when"
@@ -89,35 +89,14 @@ def run(quick: bool) -> dict:
     waited = bool(base_s) and bool(out_s) and max(out_s) > max(base_s) + SLOWER_BY
 
     # The messages: what each incident's steps should have made of its message(s), against the chat.
-    render = RENDERERS["telegram"]
     written: dict[str, list[Message]] = {}
     statuses = Counter(status for _, _, status in outbox)
     for incident, raw, status in outbox:
         if incident and status in ("pending", "sent"):
             written.setdefault(incident, []).append(Message.from_json(raw))
-    seen: dict[str, list[str]] = {}  # incident -> its message texts in the order the chat showed them
-    posted: Counter[str] = Counter()
-    for s in sent:
-        found = INCIDENT.search(s.text)
-        if found:
-            posted[found[1]] += 1
-            seen.setdefault(found[1], []).extend([*s.edits, s.text])
-    lost = doubled = 0
-    out_of_order: list[str] = []
-    too_many: list[str] = []
-    for incident, steps in written.items():
-        expected = [render(m) for m in steps]
-        shown = seen.get(incident, [])
-        lost += sum((Counter(expected) - Counter(shown)).values())
-        doubled += sum((Counter(shown) - Counter(expected)).values())
-        if [t for t in shown if t in expected] != [t for t in expected if t in shown]:
-            out_of_order.append(incident)
-        # One message, and a new one only for a step that needs a person (after the first step).
-        allowed = 1 + sum(1 for m in steps[1:] if m.step in PERSON_STEPS)
-        if posted[incident] != allowed:
-            too_many.append(incident)
-    # An edit or a send that came again would find its text already there: Telegram says so.
-    doubled += sum(1 for c in calls if c.method == "editMessageText" and c.status == 400)
+    verdict = judge(written, sent, calls)
+    lost, doubled, out_of_order, too_many = (verdict["lost"], verdict["doubled"], verdict["out_of_order"],
+                                             verdict["wrong_count"])
     delivered_after = [c.at for c in calls if c.method in SENDS and c.status == 200 and c.at >= back_wall]
     drain_s = round(max(delivered_after) - back_wall, 1) if drained and delivered_after else None
     secret = fake.token.split(":", 1)[1]
@@ -132,7 +111,7 @@ def run(quick: bool) -> dict:
         "unresolved": unresolved, "bots_not_running": not_running,
         "messages_waiting_at_kill": held_at_kill, "messages_waiting_at_return": held,
         "outbox": dict(statuses), "steps_written": sum(len(v) for v in written.values()),
-        "chat_messages": sum(posted[i] for i in written), "edits": sum(len(s.edits) for s in sent),
+        "chat_messages": verdict["posted"], "edits": sum(len(s.edits) for s in sent),
         "incidents_with_wrong_message_count": too_many,
         "lost": lost, "doubled": doubled, "incidents_out_of_order": len(out_of_order),
         "failed_chat_calls": sum(1 for c in calls if c.method in SENDS and c.status != 200),
@@ -151,6 +130,38 @@ def run(quick: bool) -> dict:
               f" {len(out_of_order)} out of order; drained {drain_s} s after the return;"
               f" token in the log {token_in_log} times")
     return {"pass": ok, "measured": measured, "figure": figure}
+
+
+def judge(written: dict[str, list[Message]], sent: list[Sent], calls: list[Call]) -> dict:
+    """Each incident's steps (from the outbox, in order) against what the chat shows: its
+    message(s), each with its earlier texts (edits) then its text now. A step shown nowhere is
+    lost, one shown twice (or sent again onto the same text, which Telegram refuses as not
+    modified) is doubled; the texts in another order than the steps is out of order; an incident
+    gets one message, and a new one only for a later step that needs a person."""
+    render = RENDERERS["telegram"]
+    seen: dict[str, list[str]] = {}
+    posted: Counter[str] = Counter()
+    for s in sent:
+        found = INCIDENT.search(s.text)
+        if found:
+            posted[found[1]] += 1
+            seen.setdefault(found[1], []).extend([*s.edits, s.text])
+    lost = doubled = 0
+    out_of_order: list[str] = []
+    wrong_count: list[str] = []
+    for incident, steps in written.items():
+        expected = [render(m) for m in steps]
+        shown = seen.get(incident, [])
+        lost += sum((Counter(expected) - Counter(shown)).values())
+        doubled += sum((Counter(shown) - Counter(expected)).values())
+        if [t for t in shown if t in expected] != [t for t in expected if t in shown]:
+            out_of_order.append(incident)
+        if posted[incident] != 1 + sum(1 for m in steps[1:] if m.step in PERSON_STEPS):
+            wrong_count.append(incident)
+    doubled += sum(1 for c in calls if c.method == "editMessageText" and c.status == 400
+                   and "not modified" in c.description)
+    return {"lost": lost, "doubled": doubled, "out_of_order": out_of_order, "wrong_count": wrong_count,
+            "posted": sum(posted[i] for i in written)}
 
 
 def _incident(agent, profile: str) -> tuple | None:
