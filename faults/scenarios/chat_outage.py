@@ -30,7 +30,9 @@ SLOWER_BY = 10.0  # seconds an outage's fix may take beyond the slowest one befo
 
 def run(quick: bool) -> dict:
     outage = 10.0 if quick else 180.0
-    before_kill, after_kill = (2, 1) if quick else (3, 2)
+    # Five incidents at most: two messages each, and the rule's 11th message within 5 minutes would
+    # be held for a storm's digest instead of going to its incident's message.
+    before_kill, after_kill = (1, 1) if quick else (2, 1)
     with TelegramFake() as fake, Bed("chat-outage", quick=quick) as bed:
         tag = bed.tag
         agent = bed.agent(MEDIC_MODE="act", MEDIC_PREFLIGHT="off", MEDIC_CHAT="telegram",
@@ -95,6 +97,7 @@ def run(quick: bool) -> dict:
         if incident and status in ("pending", "sent"):
             written.setdefault(incident, []).append(Message.from_json(raw))
     verdict = judge(written, sent, calls)
+    untold = [p for p in profiles if not incidents[p] or incidents[p][0] not in written]
     lost, doubled, out_of_order, too_many = (verdict["lost"], verdict["doubled"], verdict["out_of_order"],
                                              verdict["wrong_count"])
     delivered_after = [c.at for c in calls if c.method in SENDS and c.status == 200 and c.at >= back_wall]
@@ -108,7 +111,7 @@ def run(quick: bool) -> dict:
         "fix_s_before_outage": base_s, "fix_s_during_outage": out_s,
         "fix_s_median": {"before": statistics.median(base_s) if base_s else None,
                          "during": statistics.median(out_s) if out_s else None},
-        "unresolved": unresolved, "bots_not_running": not_running,
+        "unresolved": unresolved, "bots_not_running": not_running, "incidents_without_steps": untold,
         "messages_waiting_at_kill": held_at_kill, "messages_waiting_at_return": held,
         "outbox": dict(statuses), "steps_written": sum(len(v) for v in written.values()),
         "chat_messages": verdict["posted"], "edits": sum(len(s.edits) for s in sent),
@@ -118,7 +121,7 @@ def run(quick: bool) -> dict:
         "drained_after_return_s": drain_s, "token_in_log": token_in_log,
     }
     ok = (not unresolved and not not_running and not waited and held > 0 and drained
-          and len(written) == len(profiles) and not too_many and lost == 0 and doubled == 0
+          and not untold and not too_many and lost == 0 and doubled == 0
           and not out_of_order and drain_s is not None and drain_s <= 30 and token_in_log == 0)
     median = measured["fix_s_median"]
     fixed = len(during) - len([p for p in during if p in unresolved])
