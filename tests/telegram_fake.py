@@ -33,6 +33,7 @@ class Call:
     params: dict
     at: float
     status: int = 200
+    description: str = ""  # an error's, as answered
 
 
 @dataclass
@@ -177,8 +178,9 @@ class TelegramFake:
                 self._answer(status, body, method, params)
 
             def _answer(self, status: int, body: dict, method: str, params: dict) -> None:
+                said = str(body.get("description", ""))
                 with fake._cond:
-                    fake.calls.append(Call(method, params, time.time(), status))
+                    fake.calls.append(Call(method, params, time.time(), status, said))
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -35,6 +35,7 @@ SCENARIOS: dict[str, Scenario] = {
     "kill-storm": Scenario("kill_storm", 300, 900),
     "receiver-outage": Scenario("receiver_outage", 300, 600),
     "receiver-429": Scenario("receiver_429", 300, 600),
+    "chat-outage": Scenario("chat_outage", 300, 900),
     "api-outage-60s": Scenario("api_outage", 300, 400),
     "api-outage-10min": Scenario("api_outage", 0, 1000, full_only=True, function="run_long"),
     "kill-after-fix": Scenario("kill_after_fix", 300, 900),
