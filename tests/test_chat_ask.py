@@ -40,9 +40,9 @@ def test_telegram_a_listed_persons_fix_now_runs_the_fix_and_edits_the_same_messa
         assert deploy(service.settings.recorder_addr, instance_name=name,
                       credentials_profile=profile).status_code == 500
         inc = wait_until(lambda: awaiting(service, profile), 60, "the incident awaiting approval")
-        asking = wait_until(lambda: next((s for s in fake.sent() if profile in s.text and s.markup
-                                          and s.markup.get("inline_keyboard")), None), 30,
-                            "the incident's message with its buttons")
+        asking = wait_until(lambda: next((s for s in reversed(fake.sent()) if profile in s.text
+                                          and "Needs your approval" in s.text.split("\n")[0]), None), 30,
+                            "the incident's message asking for approval")
         buttons = [b for row in asking.markup["inline_keyboard"] for b in row]
         assert [b["text"] for b in buttons] == ["Fix now", "Ignore", "Silence 1 h"]
         assert all(b["callback_data"].split(":")[1] == inc.id for b in buttons)
@@ -109,9 +109,9 @@ def test_slack_a_listed_persons_fix_now_runs_the_fix(make_stack, driven_agent):
         assert deploy(service.settings.recorder_addr, instance_name=name,
                       credentials_profile=profile).status_code == 500
         inc = wait_until(lambda: awaiting(service, profile), 60, "the incident awaiting approval")
-        asking = wait_until(lambda: next((m for m in list(fake.messages.values())
-                                          if profile in m.current and m.buttons()), None), 30,
-                            "the incident's message with its buttons")
+        asking = wait_until(lambda: next((m for m in reversed(list(fake.messages.values())) if profile in
+                                          m.current and "Needs your approval" in m.current.split("\n")[0]),
+                                         None), 30, "the incident's message asking for approval")
         assert [label for label, _ in asking.buttons()] == ["Fix now", "Ignore", "Silence 1 h"]
         fix = asking.buttons()[0][1]
         fake.wait_connected()
