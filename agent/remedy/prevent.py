@@ -266,7 +266,7 @@ class Preventions:
             self.journal.close(inc, IncidentState.WARNED,
                                f"Fixed now by {by}, after the warning: {fixed}. The deploy went out before"
                                " the fix: its failure, if it comes, is retried at once, without asking"
-                               " again.")
+                               " again.", step="resolved")  # told as Fixed; the warning stays linked
         return None
 
     def _warn(self, inc: Incident, rule: Rule, detail: str, verdict: Verdict) -> None:

@@ -78,7 +78,7 @@ def test_a_fixable_warning_carries_the_buttons_only_in_ask(stand):
 
 
 def test_fix_now_before_the_failure_runs_the_fix_once_and_the_failure_then_runs_unasked(stand):
-    remedy, op, hits, _, woken, fail, _ = stand
+    remedy, op, hits, told, woken, fail, _ = stand
     w = warn(remedy)
     data = next(b.data for b in op.buttons(w) if b.data.startswith("fix:"))
     assert op.press(MALLORY, data) == "not allowed" and woken == []
@@ -101,6 +101,7 @@ def test_fix_now_before_the_failure_runs_the_fix_once_and_the_failure_then_runs_
         < trail.index(("attempt", "attempt 1 of 3")) < trail.index(("action", "http_request")) \
         < trail.index(("decision", "fixed now"))
     assert remedy.store.incidents.attempts_since(time.time() - 60) == 1
+    assert told[-1] == (w, "resolved", inc.detail)  # told as Fixed
     # The failure comes: its incident is linked and runs its attempt (the deploy retry) unasked.
     f = fail()
     assert f.id != w and f.state == IncidentState.DETECTED and remedy.pool.queued() >= 1
