@@ -191,7 +191,8 @@ class StackRuntime(Component):
 
         return Preflight(s.preflight_mode(), s.preflight_deadline, context, prevent=self.remedy.prevent,
                          container=c.containers[0], checks=checks,
-                         warn_why=OBSERVE_MODE if str(s.mode) == "observe" else WARN_MODE)
+                         warn_why=OBSERVE_MODE if str(s.mode) == "observe" else WARN_MODE,
+                         ask=str(s.mode) == "ask")
 
     # -- what actions work with --------------------------------------------------------------
     def context(self) -> ActionContext:

@@ -6,11 +6,13 @@ every other route untouched. (The checks themselves are tested with them.)"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
 import pytest
 
+from agent.chat.transport import Who
 from agent.preflight.checks import Context, DeployRequest, Finding, profile_exists
 from agent.recorder.proxy import Recorder, RecorderServer
 from agent.records import IncidentState
@@ -275,3 +277,90 @@ def test_other_routes_and_other_bodies_are_untouched(make_stack, agent):
     assert resp.status_code == 200 and resp.json()["success"]
     time.sleep(1.0)
     assert ours(service) == []
+
+
+ALICE = Who("telegram", "1001", "-500", "alice")
+MALLORY = Who("telegram", "666", "-500", "mallory")
+
+
+def labels(service: Service, incident: str) -> list[str]:
+    return [b.label for b in service.operator.buttons(incident)]
+
+
+def fix_button(service: Service, incident: str) -> str:
+    return next(b.data for b in service.operator.buttons(incident) if b.data.startswith("fix:"))
+
+
+def test_ask_mode_the_warning_carries_fix_now_which_approves_the_failure_that_came(make_stack, agent):
+    """The seed deploy in ask mode: forwarded as is (hummingbot-api fails it at once), warned with
+    the buttons; Fix now on the warning approves the failure's incident, which runs its fix and its
+    deploy retry, once: the bot runs."""
+    stack = make_stack()
+    service = agent(stack, mode="ask", chat_telegram_users=["1001"])
+    base = f"a{stack.run_id}"
+    resp = post(via(service), instance_name=base, credentials_profile="client_ask", headless=True)
+    assert resp.status_code == 500  # forwarded as is: hummingbot-api's own answer
+    warned = one(service, ("warned",))
+    assert "(ask mode: Fix now runs its fix: ensure_account(profile='client_ask')" in warned.detail, \
+        warned.detail
+    failure = one(service, ("awaiting-approval",))
+    assert labels(service, warned.id) == ["Fix now", "Ignore", "Silence 1 h"]
+    press, own = fix_button(service, warned.id), fix_button(service, failure.id)
+    assert service.operator.press(MALLORY, press) == "not allowed"
+    time.sleep(1)
+    assert service.store.incidents.get(failure.id).state == "awaiting-approval" and "client_ask" not in \
+        accounts(stack)
+    answer = service.operator.press(ALICE, press)
+    assert answer.startswith(f"Fixing incident {failure.id}: ensure_account(profile='client_ask')"), answer
+    assert labels(service, warned.id) == []  # the offer is used
+    assert not service.operator.press(ALICE, own).startswith("Fixing")  # the failure's own: no second fix
+    done = wait_until(lambda: (i := service.store.incidents.get(failure.id)).state in ("resolved", "gave-up")
+                      and i, 90, "the approved fix")
+    assert done.state == "resolved", done.detail
+    assert len([b for b in bots_named(stack, base) if b.status == "running"]) == 1
+    assert accounts(stack).count("client_ask") == 1
+    trail = service.store.incidents.audit_trail(failure.id)
+    assert [a["name"] for a in trail if a["kind"] == "attempt"] == ["attempt 1 of 3"]
+    assert [a["name"] for a in trail if a["kind"] == "action"].count("ensure_account") == 1
+    chat = next(a for a in trail if a["kind"] == "chat")
+    assert chat["params"]["user"] == "1001" and chat["params"]["name"] == "alice"
+    theirs = service.store.incidents.audit_trail(warned.id)
+    assert [a for a in theirs if a["kind"] == "action"] == []  # nothing ran twice
+    assert any(a["name"] == "fix now" and a["params"] == {"by": "telegram user 1001", "incident": failure.id}
+               for a in theirs)
+
+
+def test_ask_mode_fix_now_before_the_failure_fixes_it_and_the_deploy_then_succeeds(make_stack, agent):
+    """Fix now pressed before the deploy's failure came (here: before the deploy is forwarded at
+    all): the warned fix runs once, with the same actions and audit, and the deploy that follows
+    succeeds: its failure never comes."""
+    stack = make_stack()
+    service = agent(stack, mode="ask", chat_telegram_users=["1001"])
+    base = f"b{stack.run_id}"
+    body = {"instance_name": base, "credentials_profile": "client_early", "headless": True,
+            "image": BOT_IMAGE}
+    preflight = service.main.preflight()  # the recorder's own preflight, as it checks a deploy
+    try:
+        verdict = asyncio.run(preflight.check(DeployRequest("deploy-v2-script", body), True))
+    finally:
+        preflight.close()
+    (wid,) = verdict.warned
+    assert labels(service, wid) == ["Fix now", "Ignore", "Silence 1 h"]
+    answer = service.operator.press(ALICE, fix_button(service, wid))
+    assert answer.startswith(f"Fixing incident {wid} before its failure: ensure_account(profile="
+                             "'client_early')"), answer
+    fixed = wait_until(lambda: (i := service.store.incidents.get(wid)).detail.startswith("Fixed now") and i,
+                       60, "the warned fix")
+    assert fixed.state == "warned" and fixed.detail.startswith(
+        "Fixed now by telegram user 1001, after the warning: added profile client_early"), fixed.detail
+    assert accounts(stack).count("client_early") == 1
+    resp = post(via(service), **body)
+    assert resp.status_code == 200 and resp.json()["success"] is True, resp.text
+    (bot,) = bots_named(stack, base)
+    time.sleep(3)
+    bot.reload()
+    assert bot.status == "running"
+    assert [i.id for i in ours(service) if i.rule == "credentials-profile-missing"] == [wid]
+    trail = service.store.incidents.audit_trail(wid)
+    assert [a["name"] for a in trail if a["kind"] == "action"].count("ensure_account") == 1
+    assert next(a for a in trail if a["kind"] == "chat")["params"]["user"] == "1001"

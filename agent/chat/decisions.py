@@ -119,11 +119,12 @@ class Decisions:
 
     def buttons(self, incident: str) -> list[Button]:
         """The buttons under an incident's message now: Fix now / Ignore / Silence 1 h while it
-        waits for approval, Retry / Silence 1 h after a give-up, none otherwise."""
+        waits for approval (or, a preflight's warning in ask mode, while its fix is offered),
+        Retry / Silence 1 h after a give-up, none otherwise."""
         inc = self.store.incidents.get(incident)
         if inc is None or inc.id != incident:
             return []
-        if inc.state == IncidentState.AWAITING_APPROVAL:
+        if inc.state == IncidentState.AWAITING_APPROVAL or self._offered(inc):
             choices = ["fix", "ignore", "silence"]
         elif inc.state == IncidentState.GAVE_UP:
             choices = ["retry", "silence"]
@@ -148,6 +149,16 @@ class Decisions:
     def _refusal(self, inc: Incident, choice: str) -> str:
         """Why this choice cannot be made on the incident as it stands now ("" when it can)."""
         state = inc.state
+        if choice in ("fix", "ignore") and state == IncidentState.WARNED:
+            offer = self.store.approvals.get(inc.id)
+            if offer is None:
+                return f"refused: incident {inc.id} is a warning whose fix is not offered (any more)" \
+                       f"{self._since(inc)}; nothing done"
+            if offer.approved is not None:
+                return f"refused: incident {inc.id}'s fix was approved already by {offer.approved_by}"
+            if offer.expires <= time.time():
+                return f"expired: incident {inc.id}'s fix was offered too long ago; nothing was done"
+            return ""
         if choice in ("fix", "ignore"):
             if state == IncidentState.AWAITING_APPROVAL:
                 approval = self.store.approvals.get(inc.id)
@@ -180,8 +191,48 @@ class Decisions:
     def _since(inc: Incident) -> str:
         return f" ({inc.detail[:80]})" if inc.detail else ""
 
+    def _offered(self, inc: Incident) -> bool:
+        """A preflight's warning whose fix waits for a Fix now (ask mode)."""
+        if inc.state != IncidentState.WARNED:
+            return False
+        offer = self.store.approvals.get(inc.id)
+        return offer is not None and offer.approved is None
+
+    def _fix_warned(self, who: Who, inc: Incident, said: str) -> str:
+        """Fix now under a preflight's warning. The failure came already: its incident is approved
+        (it runs with its deploy retry); not yet: the warned fix runs now on the stack's remedy,
+        and the failure, if it comes, is retried without asking again. One attempt either way: the
+        offer is used once."""
+        by = self._who(who)
+        latest = self.store.incidents.latest(inc.rule, inc.key, inc.stack)
+        if latest is not None and latest.id != inc.id:
+            if latest.state != IncidentState.AWAITING_APPROVAL:
+                return self._answer(who, inc, said, f"refused: the failure came: incident {latest.id} has it"
+                                                    f" ({latest.state} now); nothing done here")
+            answer = self._do(who, latest, "fix", said)
+            if answer.startswith("Fixing"):
+                self.store.approvals.drop(inc.id)
+                self.store.incidents.audit(inc.id, "decision", "fix now", {"by": by, "incident": latest.id},
+                                           result=f"the failure came first: incident {latest.id} approved")
+            return answer
+        if not self.store.approvals.approve(inc.id, by, offer=True):
+            return self._answer(who, inc, said, self._changed(inc))
+        plan = self.store.approvals.get(inc.id)
+        steps = " -> ".join(plan.plan) if plan is not None else "its fix"
+        answer = self._answer(who, inc, said, f"Fixing incident {inc.id} before its failure: {steps}")
+        self._wake(inc.stack, inc.id)
+        return answer
+
     def _do(self, who: Who, inc: Incident, choice: str, said: str) -> str:
         by = self._who(who)
+        if choice in ("fix", "ignore") and inc.state == IncidentState.WARNED:
+            if choice == "fix":
+                return self._fix_warned(who, inc, said)
+            if not self.store.approvals.drop(inc.id, "approved IS NULL"):
+                return self._answer(who, inc, said, self._changed(inc))
+            self.store.incidents.audit(inc.id, "decision", "ignored", {"by": by},
+                                       result="its fix is not offered any more")
+            return self._answer(who, inc, said, f"Ignored incident {inc.id}: nothing was done")
         if choice == "fix":
             rule = self.rules().get(inc.rule)
             approval = self.store.approvals.get(inc.id)

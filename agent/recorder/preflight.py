@@ -31,18 +31,21 @@ class Prevent(Protocol):
     """The remedy's way in (agent.remedy.engine.Remedy.prevent)."""
 
     def __call__(self, req: DeployRequest, findings: list[Finding], *, fix: bool, why_not: str,
-                 cutoff: Cutoff, container: str) -> Verdict: ...
+                 cutoff: Cutoff, container: str, ask: bool = False) -> Verdict: ...
 
 
 class Preflight:
     """`mode`: fix, warn or off (agent.settings.Settings.preflight_mode). `context`: what the
     checks read, made on first use in a worker (it may open the engine). `prevent`: the remedy's
     entry; without one (the recorder alone) what the checks foresee is only logged. `checks`: the
-    checks run (all of CHECKS; a test passes its own). `warn_why`: why warn mode fixes nothing."""
+    checks run (all of CHECKS; a test passes its own). `warn_why`: why warn mode fixes nothing.
+    `ask`: ask mode, where a warned fix of a request with the login is offered as a button."""
 
     def __init__(self, mode: str, deadline: float, context: Callable[[], Context], *,
                  prevent: Prevent | None = None, container: str = "hummingbot-api",
-                 checks: tuple[Check, ...] | None = None, warn_why: str = WARN_MODE) -> None:
+                 checks: tuple[Check, ...] | None = None, warn_why: str = WARN_MODE,
+                 ask: bool = False) -> None:
+        self.ask = ask
         self.mode = mode
         self.deadline = deadline
         self._make_context = context
@@ -103,8 +106,9 @@ class Preflight:
                     log.warning("recorder: the deploy of %s will fail: %s (forwarded as is)", _name(req),
                                 f.says)
                 return None
+            ask = self.ask and self.mode == "warn" and login
             return self.prevent(req, failed, fix=fix, why_not=why_not, cutoff=cutoff,
-                                container=self.container)
+                                container=self.container, **({"ask": True} if ask else {}))
         finally:
             cutoff.finish()
 

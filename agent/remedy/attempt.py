@@ -300,33 +300,38 @@ class Attempts:
         return "" if result is None else str(result)
 
     # -- before a deploy is forwarded (agent.remedy.prevent) ----------------------------------------
-    def budgeted(self, inc: Incident, rule: Rule) -> str | None:
+    def budgeted(self, inc: Incident, rule: Rule, *, after: str = "") -> str | None:
         """Open a preflight incident as an attempt of the action budget (one unit, like any
-        attempt): None, or why it may not act (the budget is spent)."""
+        attempt): None, or why it may not act (the budget is spent). `after`: why a warned
+        incident's fix runs after its deploy went out (its Fix now); it stays `warned`, so the
+        failure, when it comes, still opens its own incident linked to it."""
         with self.budget:
             used = self.budget.used(time.time())
             if used >= self.budget.limit:
                 return (f"action budget exhausted ({used} fix attempts in the last hour, limit"
                         f" {self.budget.limit}): not fixed first")
-            inc.attempts, inc.state = 1, IncidentState.ACTING
+            inc.attempts = 1
+            if not after:
+                inc.state = IncidentState.ACTING
             self.store.incidents.save(inc)
             self.store.incidents.audit(inc.id, "attempt", f"attempt 1 of {rule.incident.max_attempts}",
-                                       result="before the deploy is forwarded")
+                                       result=after or "before the deploy is forwarded")
         return None
 
     def before_deploy(self, inc: Incident, calls: list[ActionCall], checks: list[ActionCall],
-                      values: dict) -> list[str]:
+                      values: dict, *, keep_state: bool = False) -> list[str]:
         """A rule's fix (its actions, then their checks) before the deploy it foresees failing is
         forwarded: each call run, audited and checked as in any attempt. What each returned;
-        raises what the first that failed raised."""
+        raises what the first that failed raised. `keep_state`: a warned incident's Fix now."""
         profile = inc.captures.get("profile")
         if isinstance(profile, str) and profile:
             self.acting.begin(profile, inc.id)
         try:
             ctx = self.context()
             done = [self._action(inc, ctx, "action", call, values) for call in calls]
-            inc.state = IncidentState.VERIFYING
-            self.store.incidents.save(inc)
+            if not keep_state:
+                inc.state = IncidentState.VERIFYING
+                self.store.incidents.save(inc)
             for call in checks:
                 self._action(inc, ctx, "verify", call, values)
             return done

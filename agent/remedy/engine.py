@@ -64,7 +64,8 @@ class Remedy(Component):
                              lambda: self.pool.stopping, mode=mode, stale_after=stale_after,
                              recorder=recorder, stack=stack, approval_ttl=approval_ttl)
         self.preventions = Preventions(store, rules, self.journal, self.attempts,
-                                       {n for n, spec in self.attempts.actions.items() if spec.tells}, stack)
+                                       {n for n, spec in self.attempts.actions.items() if spec.tells}, stack,
+                                       approval_ttl=approval_ttl)
         self.approval_ttl = approval_ttl
         self._tokens_forgotten = 0.0
         self.stack = stack
@@ -124,6 +125,10 @@ class Remedy(Component):
             self.attempts.look_again(inc)
         elif inc is not None and inc.state in (IncidentState.DETECTED, IncidentState.FAILED):
             self.attempt(inc)
+        elif inc is not None and inc.state == IncidentState.WARNED:  # its Fix now (ask mode)
+            instead = self.preventions.fix_now(inc_id)
+            if instead is not None:
+                self.wake(instead)
 
     def _tick(self) -> None:
         """Every second: incidents whose next attempt (or next look at an outage) is due."""
@@ -144,6 +149,13 @@ class Remedy(Component):
             self._tokens_forgotten = now
             self.store.approvals.forget(now - 2 * self.approval_ttl)
         for inc_id in self.store.approvals.expiring(now, self.stack):
+            inc = self.store.incidents.get(inc_id)
+            if inc is not None and inc.state == IncidentState.WARNED:  # a warning's unpressed Fix now
+                if self.store.approvals.drop(inc_id, "approved IS NULL"):
+                    self.store.incidents.audit(inc_id, "decision", "fix now expired",
+                                               result=f"nobody pressed Fix now within"
+                                                      f" {spoken_duration(self.approval_ttl)}")
+                continue
             if self.store.approvals.expire(inc_id, now):
                 inc = self.store.incidents.get(inc_id)
                 if inc is not None:
@@ -159,17 +171,23 @@ class Remedy(Component):
             self.pool.enqueue(inc_id)
             return
         inc = self.store.incidents.get(inc_id)
+        if inc is not None and inc.state == IncidentState.WARNED:  # a warning's Fix now: the worker claims it
+            approval = self.store.approvals.get(inc_id)
+            if approval is not None and approval.approved is not None:
+                self.pool.enqueue(inc_id)
+            return
         if inc is not None and inc.state == IncidentState.FAILED and inc.next_attempt <= time.time():
             self.pool.enqueue(inc_id)
 
     # -- the recorder's side (preflight) ----------------------------------------------------------
     def prevent(self, req: DeployRequest, findings: list[Finding], *, fix: bool, why_not: str,
-                cutoff: Cutoff, container: str) -> Verdict:
+                cutoff: Cutoff, container: str, ask: bool = False) -> Verdict:
         """A deploy's failures foreseen before it is forwarded: fixed first (`fix`: the request
         carries hummingbot-api's login and MEDIC_PREFLIGHT=fix) with their rules' actions, or told
-        at once. Blocking (actions run here): called off the recorder's event loop."""
+        at once (`ask`: with the fix offered as the chat's Fix now). Blocking (actions run here):
+        called off the recorder's event loop."""
         return self.preventions.handle(req, findings, fix=fix, why_not=why_not, cutoff=cutoff,
-                                       container=container)
+                                       container=container, ask=ask)
 
     # -- `hb-medic retry-deploy` -----------------------------------------------------------------
     def finish(self, inc: Incident, route: str | None, body: dict | None) -> str:

@@ -26,6 +26,7 @@ from agent.remedy import decisions
 from agent.remedy.attempt import EVIDENCE_WAIT, Acting
 from agent.remedy.decisions import Arrival, First, Match
 from agent.remedy.journal import Journal, log
+from agent.remedy.prevent import fixed_now_by
 from agent.remedy.resend import Resends
 from agent.state import State
 
@@ -125,10 +126,11 @@ class Intake:
             self.store.incidents.audit(foretold.id, "decision", "failed as foretold", {"incident": inc.id},
                                        result=f"the failure came: incident {inc.id}")
             log.info("incident %s: the failure incident %s foretold (warned) came", inc.id, foretold.id)
-        return self._first(inc, res, now)
+        return self._first(inc, res, now, foretold)
 
-    def _first(self, inc: Incident, res: Result, now: float) -> Incident:
-        """A new incident's first step."""
+    def _first(self, inc: Incident, res: Result, now: float, foretold: Incident | None = None) -> Incident:
+        """A new incident's first step. `foretold`: the preflight's warning of it, whose Fix now a
+        person may have pressed already (ask mode): then it asks no second time."""
         rule, age, plan = res.rule, decisions.event_age(res.event, now), decisions.plan(res)
         first = decisions.first_step(res, plan, age=age, stale_after=self.stale_after,
                                      observe=self.mode == "observe", ask=self.mode == "ask")
@@ -150,7 +152,12 @@ class Intake:
         if first == First.OBSERVE:
             self.store.incidents.audit(inc.id, "decision", "observe", {"would_run": plan})
             return self.journal.close(inc, IncidentState.OBSERVED, "would have run: " + " -> ".join(plan))
-        if first == First.ASK:  # what act would run now waits for a person (agent.chat)
+        by = fixed_now_by(self.store.incidents.audit_trail(foretold.id)) if foretold is not None else None
+        if first == First.ASK and by is not None:  # approved on its warning: its attempt runs now
+            self.store.incidents.audit(inc.id, "decision", "approved", {"by": by, "warned": foretold.id},
+                                       result=f"approved beforehand: Fix now on warning {foretold.id}; the"
+                                              " attempt runs now")
+        elif first == First.ASK:  # what act would run now waits for a person (agent.chat)
             planned = decisions.plan_of(rule, templates.incident_values(inc))
             self.journal.ask(inc, planned, now + self.approval_ttl)
             return inc

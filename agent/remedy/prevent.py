@@ -5,6 +5,12 @@ registry, budget, audit trail and messages as after a failure) or told at once.
 A fixed one ends `prevented`; one that is not fixed (warn mode, a request without hummingbot-api's
 login, no fix before a deploy, a fix that failed or came too late) ends `warned`, and the failure,
 when it comes, opens the rule's incident linked to it (agent.remedy.intake).
+
+In ask mode a preflight cannot wait for a person: a fixable warning of a request with the login
+carries its fix as an offer (the chat's Fix now, kept with the approvals). Pressed before the
+failure came, the fix runs then (`fix_now`), once, with the same actions, budget and audit, and the
+failure's incident, when it comes, runs its attempt without asking again; pressed after it, it
+approves the failure's incident instead (agent.chat.decisions).
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from dataclasses import dataclass, field
 
 from agent import templates
 from agent.match import captures as capture_check
-from agent.match.loader import render
-from agent.match.model import Capture, Rule
+from agent.match.loader import params_of, render
+from agent.match.model import ActionCall, Capture, Rule
 from agent.names import protected_profile
 from agent.preflight.checks import DeployRequest, Finding
 from agent.records import Incident, IncidentState
@@ -31,6 +37,7 @@ from agent.state import State, StateUnwritable
 
 log = logging.getLogger("agent.remedy.engine")
 NAME = Capture(type="name", max_length=128)
+FIXED_NOW = "fixed now"  # the audit line of a warning's Fix now that ran (ask mode)
 # A finding says what is wrong now; the message of a prevented failure says it was.
 _PAST = ((re.compile(r"\bdoes not\b"), "did not"), (re.compile(r"\bdo not\b"), "did not"),
          (re.compile(r"\bis\b"), "was"), (re.compile(r"\bare\b"), "were"), (re.compile(r"\bhas\b"), "had"),
@@ -79,7 +86,9 @@ class Verdict:
 
 class Preventions:
     def __init__(self, store: State, rules: Callable[[], dict[str, Rule]], journal: Journal,
-                 attempts: Attempts, telling: Collection[str], stack: str) -> None:
+                 attempts: Attempts, telling: Collection[str], stack: str,
+                 approval_ttl: float = 3600.0) -> None:
+        self.approval_ttl = approval_ttl  # how long a warning's Fix now may be pressed (ask mode)
         self.store = store
         self.rules = rules
         self.journal = journal
@@ -90,9 +99,10 @@ class Preventions:
         self._keys: dict[tuple[str, str], threading.Lock] = {}
 
     def handle(self, req: DeployRequest, findings: list[Finding], *, fix: bool, why_not: str,
-               cutoff: Cutoff, container: str) -> Verdict:
+               cutoff: Cutoff, container: str, ask: bool = False) -> Verdict:
         """Each failed finding of a deploy: fixed first when `fix` (and it is fixable), else told.
-        `why_not`: why nothing is fixed, when `fix` is False."""
+        `why_not`: why nothing is fixed, when `fix` is False. `ask`: (ask mode, a request with the
+        login) a fixable one is told with its fix offered for a person's Fix now."""
         verdict = Verdict()
         started = time.time()
         bot = req.instance if req.instance and capture_check.check(NAME, req.instance) is None else None
@@ -106,13 +116,14 @@ class Preventions:
                 continue
             try:
                 self._one(req, finding, rule, bot, fix=fix, why_not=why_not, cutoff=cutoff,
-                          container=container, started=started, verdict=verdict)
+                          container=container, started=started, verdict=verdict, ask=ask and not fix)
             except StateUnwritable:
                 log.warning("preflight: the state file cannot be written: %s not recorded", finding.check)
         return verdict
 
     def _one(self, req: DeployRequest, finding: Finding, rule: Rule, bot: str | None, *, fix: bool,
-             why_not: str, cutoff: Cutoff, container: str, started: float, verdict: Verdict) -> None:
+             why_not: str, cutoff: Cutoff, container: str, started: float, verdict: Verdict,
+             ask: bool = False) -> None:
         redactor = self.journal.redactor
         captures, refused = self._captures(rule, finding)
         values = {**captures}
@@ -169,6 +180,13 @@ class Preventions:
                 why = "its rule has nothing to run before a deploy"
             elif fix and cutoff.expired:
                 why = "the checks took past the deadline"
+            if ask and refused is None and finding.fixable and calls and not steps.told:
+                plan = _shown(calls, values) + [f"verify {c.action}" for c in checks]
+                self.store.approvals.ask(inc.id, self.stack, plan, time.time() + self.approval_ttl)
+                self._warn(inc, rule, f"{warned} (ask mode: Fix now runs its fix: {' -> '.join(plan)};"
+                                      " pressed once the failure came, it approves the failure's incident).",
+                           verdict)
+                return
             if not fix or why != why_not:
                 self._warn(inc, rule, f"{warned} ({why}).", verdict)
                 return
@@ -199,6 +217,59 @@ class Preventions:
                                f"Prevented: {head} would have failed: {past(says)}; {fixed}")
             verdict.prevented.append(inc.id)
 
+    def fix_now(self, inc_id: str) -> str | None:
+        """A warning's approved Fix now (ask mode), on a remedy worker: claimed once (a second
+        press, a restart, another process never run it twice), then the rule's fix before a
+        deploy runs as a preflight's would (same actions, budget, audit). If the failure came
+        meanwhile, its incident has it: approved instead, its id returned for the caller to wake."""
+        approval = self.store.approvals.get(inc_id)
+        if approval is None or approval.approved is None \
+                or not self.store.approvals.drop(inc_id, "approved IS NOT NULL"):
+            return None
+        by = approval.approved_by
+        inc = self.store.incidents.get(inc_id)
+        rule = self.rules().get(inc.rule) if inc is not None else None
+        if inc is None or rule is None:
+            self.store.incidents.audit(inc_id, "decision", "fix now", {"by": by},
+                                       result="not run: its rule is no longer loaded")
+            return None
+        with self._key_lock(rule.id, inc.key):
+            latest = self.store.incidents.latest(rule.id, inc.key, self.stack)
+            if latest is not None and latest.id != inc.id:  # the failure came: its incident has it
+                approved = latest.state == IncidentState.AWAITING_APPROVAL \
+                    and self.store.approvals.approve(latest.id, by)
+                self.store.incidents.audit(inc.id, "decision", "fix now", {"by": by, "incident": latest.id},
+                                           result=f"the failure came first: incident {latest.id} ("
+                                                  f"{latest.state}) " + ("approved instead" if approved
+                                                                          else "has it; nothing run here"))
+                return latest.id if approved else None
+            self.store.incidents.audit(inc.id, "decision", "fix now", {"by": by},
+                                       result="the warned fix runs now, after the deploy went out")
+            values = templates.incident_values(inc)
+            steps = decisions.steps(rule, values, self.telling)
+            calls = [c for c in steps.calls if not _needs_deploy(c.params)]
+            checks = [c for c in steps.checks if not _needs_deploy(c.params)]
+            no = self.attempts.budgeted(inc, rule, after=f"Fix now by {by}, after the warning")
+            if no is not None:
+                self.journal.close(inc, IncidentState.WARNED, f"Fix now by {by}: not run ({no}).")
+                return None
+            try:
+                done = self.attempts.before_deploy(inc, calls, checks, values, keep_state=True)
+            except StateUnwritable:
+                raise
+            except Exception as exc:
+                error = self.journal.redactor.text(str(exc) or type(exc).__name__)
+                self.journal.close(inc, IncidentState.WARNED, f"Fix now by {by} failed ({error}); the"
+                                   " failure, when it comes, asks for approval again.")
+                return None
+            fixed = "; ".join(d.strip() for d in done if d.strip()) or "fixed it"
+            self.store.incidents.audit(inc.id, "decision", FIXED_NOW, {"by": by}, result=fixed)
+            self.journal.close(inc, IncidentState.WARNED,
+                               f"Fixed now by {by}, after the warning: {fixed}. The deploy went out before"
+                               " the fix: its failure, if it comes, is retried at once, without asking"
+                               " again.", step="resolved")  # told as Fixed; the warning stays linked
+        return None
+
     def _warn(self, inc: Incident, rule: Rule, detail: str, verdict: Verdict) -> None:
         self.journal.close(inc, IncidentState.WARNED,
                            f"{detail} When it fails, the incident of rule {rule.id} is linked to this one.")
@@ -226,6 +297,17 @@ class Preventions:
         """One preflight of a (rule, key) at a time: two deploys of one missing profile add it once."""
         with self._lock:
             return self._keys.setdefault((rule, key), threading.Lock())
+
+
+def _shown(calls: list[ActionCall], values: dict) -> list[str]:
+    """The calls as a plan shows them (agent.remedy.decisions.plan_of)."""
+    return [f"{c.action}({', '.join(f'{k}={v!r}' for k, v in params_of(c, values).items())})" for c in calls]
+
+
+def fixed_now_by(trail: list[dict]) -> str | None:
+    """Who ran a warned incident's fix with its Fix now (from its audit trail), if anyone did."""
+    return next((a["params"].get("by", "") for a in trail
+                 if a["kind"] == "decision" and a["name"] == FIXED_NOW), None)
 
 
 def _needs_deploy(params: dict) -> bool:

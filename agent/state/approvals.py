@@ -18,6 +18,7 @@ from agent.records import IncidentState
 from agent.state.file import StateFile
 
 AWAITING = str(IncidentState.AWAITING_APPROVAL)
+WARNED = str(IncidentState.WARNED)
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,25 @@ class Approvals:
         self._file.conn().execute("UPDATE approvals SET plan = ? WHERE incident = ? AND approved IS NULL",
                                   (json.dumps(plan), incident))
 
-    def approve(self, incident: str, by: str, now: float | None = None) -> bool:
-        """Approved, if it still waits and has not expired (one winner)."""
+    def approve(self, incident: str, by: str, now: float | None = None, *, offer: bool = False) -> bool:
+        """Approved, if it still waits and has not expired (one winner). `offer`: the Fix now of a
+        preflight's warning (ask mode), whose incident stays `warned`."""
         now = time.time() if now is None else now
         cur = self._file.conn().execute(
             "UPDATE approvals SET approved = ?, approved_by = ? WHERE incident = ? AND approved IS NULL"
             " AND expires > ? AND EXISTS (SELECT 1 FROM incidents WHERE id = ? AND state = ?)",
-            (now, by, incident, now, incident, AWAITING))
+            (now, by, incident, now, incident, WARNED if offer else AWAITING))
         return cur.rowcount == 1
+
+    def drop(self, incident: str, condition: str = "1") -> bool:
+        """A warning's offer of a fix ends (used, ignored, expired): one winner, its unused
+        buttons with it. `condition`: "approved IS NOT NULL" claims an approved one to run it."""
+        with self._file.transaction() as conn:
+            cur = conn.execute(f"DELETE FROM approvals WHERE incident = ? AND {condition}", (incident,))
+            if cur.rowcount != 1:
+                return False
+            conn.execute("DELETE FROM chat_tokens WHERE incident = ? AND used IS NULL", (incident,))
+        return True
 
     def approved(self, stack: str) -> list[str]:
         """Approved incidents whose attempt has not begun (an approval from another process, or
