@@ -176,6 +176,8 @@ class Preventions:
                 why = f"not acting: {refused}"
             elif fix and not finding.fixable:
                 why = "no fix before a deploy for it"
+            elif fix and rule.ask:  # a rule that always asks is never fixed unasked, before or after
+                why = "its rule asks a person before it acts"
             elif fix and (steps.told or not calls):
                 why = "its rule has nothing to run before a deploy"
             elif fix and cutoff.expired:

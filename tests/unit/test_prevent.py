@@ -283,3 +283,22 @@ def test_the_messages_say_what_was_prevented_or_will_fail(remedy, tmp_path):
     assert msg.title == "[CRITICAL] Warned: the deploy of bot sharp-bot will fail"
     shown = RENDERERS["text"][0](msg)
     assert "Warned: the deploy of bot sharp-bot will fail: thing m2 does not exist" in shown[1]
+
+
+def test_a_rule_that_always_asks_is_never_fixed_before_forwarding(tmp_path, api):
+    """`ask: true` holds before a deploy as after a failure: preflight warns, nothing runs."""
+    url, hits, _ = api
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "thing-missing.yml").write_text(RULE.replace("severity: critical",
+                                                                       "severity: critical\nask: true"))
+    loaded = load_rules(tmp_path / "rules")
+    assert not loaded.errors, loaded.errors
+    rules = {r.id: r for r in loaded.rules}
+    ctx = ActionContext(docker=None, api=HummingbotAPI(url, "admin", "admin"))
+    made = Remedy(State(tmp_path / "s.db"), lambda: rules, lambda: ctx, budget=3,
+                  notify=lambda inc, step, text: None)
+    verdict = made.prevent(REQ, [finding()], fix=True, why_not="", cutoff=Cutoff(), container="api")
+    assert not verdict.prevented and len(verdict.warned) == 1
+    inc = made.store.incidents.get(verdict.warned[0])
+    assert inc.state == IncidentState.WARNED and "its rule asks a person before it acts" in inc.detail
+    assert hits == []
