@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import aiohttp
 import httpx
 import pytest
 from yarl import URL
 
+from agent.preflight.checks import Context, DeployRequest, Finding
+from agent.preflight.connectors import live_keys
 from agent.recorder.generation import GenerationWatch, served
+from agent.recorder.proxy import Recorder, RecorderServer
 from agent.recorder.routes import generation_of
-from agent.records import IncidentState
 from agent.service import Service
 from agent.settings import Settings
 from tests.images import BOT_IMAGE
@@ -137,10 +138,11 @@ def test_a_current_stack_is_told_current(make_stack, agent):
     wait_until(lambda: told(service) == "current", 15, "the current generation told in /healthz")
 
 
-def test_keys_placed_for_the_profile_are_added_before_the_deploy(make_stack, agent, tmp_path):
-    """The live-keys check is fixable only when it sees MEDIC_CREDENTIALS_DIR: the recorder's
-    checks are given the stack's, so the deploy is prevented, not only warned."""
-    stack = make_stack()
+def test_the_stack_s_placed_keys_reach_the_recorder_s_checks(make_stack, agent, tmp_path):
+    """The live-keys check says its finding is fixable only when it sees MEDIC_CREDENTIALS_DIR
+    with keys for the profile: the recorder's checks are given the stack's (the agent's preflight,
+    in a recorder of the test's own whose one check keeps what it found)."""
+    stack = make_stack(broker=False)
     keys = tmp_path / "keys"
     (keys / "acct_k").mkdir(parents=True)
     (keys / "acct_k" / "binance.json").write_text(json.dumps({"binance_api_key": "k-31c0a9",
@@ -149,13 +151,27 @@ def test_keys_placed_for_the_profile_are_added_before_the_deploy(make_stack, age
     assert stack.http("POST", "/accounts/add-account", params={"account_name": "acct_k"}).status_code == 201
     (stack.bots / "conf" / "scripts" / "cfg_live.yml").write_text(
         "script_file_name: v2_with_controllers.py\ncontrollers_config: []\nmarkets:\n  binance: [BTC-USDT]\n")
-    started = time.monotonic()
-    resp = post(service, instance_name=f"k{stack.run_id}", credentials_profile="acct_k",
-                script_config="cfg_live.yml", headless=True)
+    found: list[tuple[Context, Finding | None]] = []
+
+    def keeps(req: DeployRequest, ctx: Context) -> Finding | None:
+        found.append((ctx, live_keys(req, ctx)))
+        return found[-1][1]
+
+    port = free_port()
+    server = RecorderServer(Recorder(stack.url, service.store, login=ADMIN,
+                                     preflight=service.main.preflight(checks=(keeps,))), "127.0.0.1", port)
+    server.start()
+    try:
+        assert server.ready.wait(10) and server.error is None, server.error
+        with httpx.Client(auth=ADMIN, timeout=60) as c:
+            resp = c.post(f"http://127.0.0.1:{port}/bot-orchestration/deploy-v2-script",
+                          json={"instance_name": f"k{stack.run_id}", "credentials_profile": "acct_k",
+                                "script_config": "cfg_live.yml", "image": BOT_IMAGE, "headless": True})
+    finally:
+        server.stop()
     assert resp.status_code == 200, resp.text
-    inc = one(service, "bot-live-keys-missing", ("prevented", "warned"))
-    assert inc.state == IncidentState.PREVENTED, inc.detail
-    assert [(a["name"], a["ok"]) for a in service.store.incidents.audit_trail(inc.id)
-            if a["kind"] == "action"] == [("provision_credentials", True)]
-    assert stack.http("GET", "/accounts/acct_k/credentials").json() == ["binance"]
-    print(f"\nprevented (keys added) in {(time.monotonic() - started) * 1000:.0f} ms")
+    ((ctx, finding),) = found
+    assert ctx.credentials_dir == keys
+    assert finding is not None and (finding.ok, finding.rule, finding.fixable) == \
+        (False, "bot-live-keys-missing", True), finding
+    assert "hb-medic adds the keys placed for acct_k" in finding.fix
