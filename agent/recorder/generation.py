@@ -79,14 +79,18 @@ class GenerationWatch:
         when a deploy comes right at the start)."""
         asking = self._asking
         if self.known is None and asking is not None and not asking.done():
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(Exception):  # late or failed: the deploy goes on, as current
                 await asyncio.wait_for(asyncio.shield(asking), max(most, 0.0))
         return self.generation
 
     async def _run(self, session: aiohttp.ClientSession) -> None:
         while self.known is None:
             self._asking = asyncio.ensure_future(self.ask(session))
-            await self._asking
+            try:
+                await self._asking
+            except Exception:  # a fault of this code, not of hummingbot-api: said, asked again later
+                log.exception("recorder: asking hummingbot-api's generation failed")
+                self.problem = "the ask failed"
             if self.known is None:
                 await asyncio.sleep(self.ask_every)
 
