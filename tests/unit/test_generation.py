@@ -5,9 +5,11 @@ known, waited for only within the time it is given) against a local HTTP server.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import aiohttp
+import httpx
 import pytest
 from aiohttp import web
 from yarl import URL
@@ -124,3 +126,65 @@ def test_a_deploy_waits_for_the_first_ask_only_within_its_time():
         await runner.cleanup()
 
     asyncio.run(go())
+
+
+def test_the_recorder_tells_its_checks_the_generation_it_asked(tmp_path):
+    """A recorder in front of a hummingbot-api whose /openapi.json is legacy's: the checks of a
+    deploy are given `generation` legacy, the deploy is forwarded as sent, and /healthz's words
+    say it (the request to /openapi.json carries no login)."""
+    from agent.preflight.checks import Context, DeployRequest, Finding
+    from agent.recorder.preflight import Preflight
+    from agent.recorder.proxy import Recorder, RecorderServer
+    from agent.state import State
+    from tests.stack import free_port
+
+    upstream = OpenAPI()
+    seen: list[str] = []
+    deploys: list[bytes] = []
+
+    def keeps(req: DeployRequest, ctx: Context) -> Finding | None:
+        seen.append(req.generation)
+        return None
+
+    async def deploy(request: web.Request) -> web.Response:
+        deploys.append(await request.read())
+        return web.json_response({"success": True})
+
+    async def serve(ready: asyncio.Event, done: asyncio.Event, where: list) -> None:
+        app = web.Application()
+        app.router.add_get("/openapi.json", upstream.handle)
+        app.router.add_post("/bot-orchestration/deploy-v2-script", deploy)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        where.append(runner.addresses[0][1])
+        ready.set()
+        await done.wait()
+        await runner.cleanup()
+
+    where: list = []
+    loop = asyncio.new_event_loop()
+    ready, done = asyncio.Event(), asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(ready, done, where),), daemon=True)
+    thread.start()
+    started = time.monotonic()
+    while not where and time.monotonic() - started < 5:
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{where[0]}"
+    preflight = Preflight("warn", 2.0, Context, checks=(keeps,))
+    server = RecorderServer(Recorder(url, State(tmp_path / "s.db"), preflight=preflight), "127.0.0.1",
+                            port := free_port())
+    server.start()
+    try:
+        assert server.ready.wait(10) and server.error is None, server.error
+        body = b'{"instance_name": "b1", "credentials_profile": "p"}'
+        resp = httpx.post(f"http://127.0.0.1:{port}/bot-orchestration/deploy-v2-script", content=body,
+                          headers={"Content-Type": "application/json"}, timeout=10)
+        assert resp.status_code == 200 and deploys == [body]
+        assert seen == ["legacy"] and server.generation() == "legacy"
+        assert upstream.asks == 1
+    finally:
+        server.stop()
+        loop.call_soon_threadsafe(done.set)
+        thread.join(5)
