@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aiohttp
 import httpx
@@ -17,6 +18,7 @@ from yarl import URL
 
 from agent.preflight.checks import Context, DeployRequest, Finding
 from agent.preflight.connectors import live_keys
+from agent.preflight.engine import TTL
 from agent.recorder.generation import GenerationWatch, served
 from agent.recorder.proxy import Recorder, RecorderServer
 from agent.recorder.routes import generation_of
@@ -124,6 +126,7 @@ def test_on_a_legacy_stack_the_name_in_use_is_warned_before_docker_refuses_it(ma
     name = f"g{stack.run_id}"
     first = post(service, instance_name=name, credentials_profile="here", headless=True)
     assert first.status_code == 200 and first.json()["success"] is True, first.text
+    time.sleep(TTL + 0.5)  # the engine's container names, as the checks last read them, are that old at most
     second = post(service, instance_name=name, credentials_profile="here", headless=True)
     assert second.json()["success"] is False and "409" in second.json()["message"]  # as without preflight
     warned = one(service, "deploy-name-conflict", ("warned",))
