@@ -187,7 +187,7 @@ class StackRuntime(Component):
         def context() -> Context:
             ctx = self.context()
             return Context(bots_dir=c.bots_dir, engine=ctx.docker, api=ctx.api, api_container=c.containers[0],
-                           allowed_images=ctx.allowed_images)
+                           allowed_images=ctx.allowed_images, credentials_dir=c.credentials_dir)
 
         return Preflight(s.preflight_mode(), s.preflight_deadline, context, prevent=self.remedy.prevent,
                          container=c.containers[0], checks=checks,
@@ -277,10 +277,13 @@ class StackRuntime(Component):
         """What /healthz shows of it."""
         problems = self.health()
         engine = "ok" if self.ingest.engine.down_since is None else "unreachable"
-        return {"ok": not problems, "engine": engine,
-                "api": "ok" if self.api_watch.problem is None else self.api_watch.problem,
-                "streams": {name: st.state for name, st in self.ingest.status().items()},
-                "problems": problems}
+        out = {"ok": not problems, "engine": engine,
+               "api": "ok" if self.api_watch.problem is None else self.api_watch.problem,
+               "streams": {name: st.state for name, st in self.ingest.status().items()},
+               "problems": problems}
+        if self.recorder is not None:  # the generation its preflight takes hummingbot-api for
+            out["generation"] = self.recorder.generation()
+        return out
 
     def metrics(self) -> Iterator[Metric]:
         events = CounterMetricFamily("hb_medic_events", "Events assembled", labels=["stack", "kind"])

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Protocol
 
 from agent.preflight import checks
@@ -60,20 +61,25 @@ class Preflight:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def check(self, req: DeployRequest, login: bool) -> Verdict | None:
+    async def check(self, req: DeployRequest, login: bool,
+                    generation: Callable[[float], Awaitable[str]] | None = None) -> Verdict | None:
         """Run the preflight of one deploy, waiting at most the deadline. None: nothing to say, or
-        the deadline passed (the preflight goes on in its worker and tells what it finds)."""
+        the deadline passed (the preflight goes on in its worker and tells what it finds).
+        `generation`: hummingbot-api's generation, given how long it may be waited for (its time
+        counts against the deadline); without it, the request's own."""
         if self.mode == "off":
             return None
         cutoff = Cutoff()
         ends = time.monotonic() + self.deadline
+        if generation is not None:
+            req = replace(req, generation=await generation(self.deadline))
         try:
             work: Future = self._pool.submit(self._run, req, login, cutoff, ends)
         except RuntimeError:  # shut down: the recorder is stopping
             return None
         waiting = asyncio.wrap_future(work)
         try:
-            return await asyncio.wait_for(asyncio.shield(waiting), self.deadline)
+            return await asyncio.wait_for(asyncio.shield(waiting), max(ends - time.monotonic(), 0.0))
         except TimeoutError:
             if not cutoff.expire():  # it finished at this very moment
                 return await waiting

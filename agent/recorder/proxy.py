@@ -23,7 +23,9 @@ kept the same way (route `gateway`, path and answer; no body) when the request c
 
 Before a deploy with a JSON object body is written ahead and forwarded, its preflight runs (when
 the recorder was given one: agent.recorder.preflight): what the checks foresee failing is fixed
-first or told, within a deadline; the request itself is forwarded unchanged either way.
+first or told, within a deadline; the request itself is forwarded unchanged either way. The checks
+are told hummingbot-api's generation, asked of its /openapi.json in the background
+(agent.recorder.generation).
 
 A 404 with FastAPI's own `{"detail":"Not Found"}` to a request whose method and path match a route
 of another generation of hummingbot-api (agent.recorder.routes) means a client of another release:
@@ -59,6 +61,7 @@ from agent.names import CREDENTIAL_ROUTE, DEFAULT_STACK, GATEWAY_ROUTE, ROUTE_MI
 from agent.preflight.checks import DeployRequest
 from agent.recorder import routes
 from agent.recorder.events import credential_target
+from agent.recorder.generation import GenerationWatch
 from agent.recorder.guard import ConnectionGuard, OneLineErrors
 from agent.redact import mask_assignments
 from agent.state import State
@@ -213,6 +216,7 @@ class Recorder:
         self.body_timeout = body_timeout
         self.hold = hold
         self.preflight = preflight
+        self.generation = GenerationWatch(self.upstream)  # which hummingbot-api, for the preflight
         self.session: aiohttp.ClientSession | None = None
         self._last_warning = -1e9
         self._writes = 0
@@ -232,6 +236,8 @@ class Recorder:
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
+        if self.preflight is not None:
+            self.generation.start(self.session)
         lost = await self._in_db(self.store.deploys.mark_lost, self.stack)
         if lost:
             log.warning("recorder: %d deploy(s) forwarded before the last stop never got their answer"
@@ -239,6 +245,7 @@ class Recorder:
         await self._in_db(self._prune)
 
     async def _close(self, _app) -> None:
+        await self.generation.stop()
         if self.session is not None:
             await self.session.close()
         if self.preflight is not None:
@@ -407,7 +414,8 @@ class Recorder:
         fields = parsed if isinstance(parsed, dict) else {}
         if self.preflight is not None and isinstance(parsed, dict):
             await self.preflight.check(DeployRequest(route, parsed),
-                                       self._carries_login(request.headers.get("Authorization")))
+                                       self._carries_login(request.headers.get("Authorization")),
+                                       generation=self.generation.wait)
         row = dict(route=route, path=request.path, request_body=text if len(body) <= KEEP_BODY else "",
                    profile=_text(fields.get("credentials_profile")),
                    instance=_text(fields.get("instance_name")), stack=self.stack)
@@ -615,6 +623,10 @@ class RecorderServer(OneLoop):
         self._aio: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self.loop = Loop(self.name, self._run, on_stop=self._signal_stop)
+
+    def generation(self) -> str:
+        """hummingbot-api's generation as the preflight takes it (or why it is unknown)."""
+        return self.recorder.generation.said()
 
     def metrics(self) -> Iterator[Metric]:
         family = CounterMetricFamily(

@@ -15,6 +15,7 @@ are the client's text, and only the table's words reach a record or a message.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -208,6 +209,22 @@ def missing_route(method: str, path: str) -> Missing | None:
         return None
     _, _, template, generations = min(found)
     return Missing(method, template, generations)
+
+
+def _plain(template: str) -> str:
+    """A template as OpenAPI writes it: FastAPI drops a converter (`{db_path:path}` → `{db_path}`)."""
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", template)
+
+
+def generation_of(served: Iterable[tuple[str, str]]) -> str | None:
+    """The generation of a hummingbot-api that serves these (method, path template) pairs (the
+    paths of its /openapi.json): the one generation whose own routes (those no other has) are
+    among them while no other's are; None when none is (not hummingbot-api, or a build the table
+    does not know) or several are (a build between two generations: no guess)."""
+    routes, _ = _tables()
+    given = {(method.upper(), _plain(template)) for method, template in served}
+    owners = {g[0] for m, t, _, g in routes if len(g) == 1 and (m, _plain(t)) in given}
+    return owners.pop() if len(owners) == 1 else None
 
 
 def known(method: str, template: str) -> Missing | None:

@@ -29,7 +29,7 @@ logging.basicConfig(
 )
 
 from database.connection import AsyncDatabaseManager  # noqa: E402
-from routers import accounts, bot_orchestration, connectors, docker, gateway, websockets  # noqa: E402
+from routers import accounts, bot_orchestration, connectors, docker, gateway, portfolio, websockets  # noqa: E402
 from services import exchanges, gateway_http_client, noise  # noqa: E402
 from services.docker_service import DockerService  # noqa: E402
 from utils.mqtt_manager import MQTTManager  # noqa: E402
@@ -79,6 +79,7 @@ app.include_router(bot_orchestration.router)
 app.include_router(accounts.router)
 app.include_router(docker.router)
 app.include_router(connectors.router)
+app.include_router(portfolio.router)
 if not config.LEGACY:
     app.include_router(websockets.router)
     app.include_router(gateway.router)
