@@ -364,3 +364,25 @@ def test_ask_mode_fix_now_before_the_failure_fixes_it_and_the_deploy_then_succee
     trail = service.store.incidents.audit_trail(wid)
     assert [a["name"] for a in trail if a["kind"] == "action"].count("ensure_account") == 1
     assert next(a for a in trail if a["kind"] == "chat")["params"]["user"] == "1001"
+
+
+def test_a_profile_without_its_password_file_is_rebuilt_before_forwarding(make_stack, agent):
+    """A rule whose fix names the failed deploy's profile ({deploy.credentials_profile}, here
+    bot-password-file-missing) runs before forwarding with the profile the request names: the
+    profile (holding no keys) is rebuilt, the deploy succeeds and the bot lives."""
+    stack = make_stack()
+    service = agent(stack)
+    assert stack.http("POST", "/accounts/add-account", params={"account_name": "nopw"}).status_code == 201
+    verification = stack.bots / "credentials" / "nopw" / ".password_verification"
+    verification.unlink()
+    base = f"v{stack.run_id}"
+    resp = post(via(service), instance_name=base, credentials_profile="nopw", headless=True)
+    assert resp.status_code == 200 and resp.json()["success"] is True, resp.text
+    inc = one(service, ("prevented", "warned"), rule="bot-password-file-missing")
+    assert inc.state == IncidentState.PREVENTED, inc.detail
+    assert "rebuilt profile nopw" in inc.detail, inc.detail
+    assert verification.is_file()
+    (bot,) = bots_named(stack, base)
+    time.sleep(3)
+    bot.reload()
+    assert bot.status == "running"

@@ -37,6 +37,7 @@ from agent.state import State, StateUnwritable
 
 log = logging.getLogger("agent.remedy.engine")
 NAME = Capture(type="name", max_length=128)
+DEPLOY_PROFILE = Capture(type="profile", max_length=64)  # a request's credentials_profile
 FIXED_NOW = "fixed now"  # the audit line of a warning's Fix now that ran (ask mode)
 # A finding says what is wrong now; the message of a prevented failure says it was.
 _PAST = ((re.compile(r"\bdoes not\b"), "did not"), (re.compile(r"\bdo not\b"), "did not"),
@@ -155,6 +156,7 @@ class Preventions:
             if bot is not None:
                 opened["bot"] = bot
             extra = {"instance": bot} if bot is not None and "instance" not in captures else {}
+            extra.update(_known_deploy(req))
             inc = Incident(id=secrets.token_hex(4), rule=rule.id, key=key, state=IncidentState.DETECTED,
                            severity=rule.severity, container=container,
                            summary=f"the deploy of bot {bot or '(unnamed)'} will fail: {says}",
@@ -169,8 +171,8 @@ class Preventions:
             warned = f"Warned: {head} will fail: {says}; forwarded as is"
             values = templates.incident_values(inc)
             steps = decisions.steps(rule, values, self.telling)
-            calls = [c for c in steps.calls if not _needs_deploy(c.params)]
-            checks = [c for c in steps.checks if not _needs_deploy(c.params)]
+            calls = [c for c in steps.calls if not _needs_deploy(c.params, values)]
+            checks = [c for c in steps.checks if not _needs_deploy(c.params, values)]
             why = why_not
             if refused is not None:
                 why = f"not acting: {refused}"
@@ -249,8 +251,8 @@ class Preventions:
                                        result="the warned fix runs now, after the deploy went out")
             values = templates.incident_values(inc)
             steps = decisions.steps(rule, values, self.telling)
-            calls = [c for c in steps.calls if not _needs_deploy(c.params)]
-            checks = [c for c in steps.checks if not _needs_deploy(c.params)]
+            calls = [c for c in steps.calls if not _needs_deploy(c.params, values)]
+            checks = [c for c in steps.checks if not _needs_deploy(c.params, values)]
             no = self.attempts.budgeted(inc, rule, after=f"Fix now by {by}, after the warning")
             if no is not None:
                 self.journal.close(inc, IncidentState.WARNED, f"Fix now by {by}: not run ({no}).")
@@ -312,6 +314,19 @@ def fixed_now_by(trail: list[dict]) -> str | None:
                  if a["kind"] == "decision" and a["name"] == FIXED_NOW), None)
 
 
-def _needs_deploy(params: dict) -> bool:
-    """Does the call name the failed deploy's values ({deploy.*})? No deploy failed yet."""
-    return any(n.startswith("deploy.") for n in decisions.templates(params))
+def _needs_deploy(params: dict, values: dict) -> bool:
+    """Does the call name a value of the failed deploy ({deploy.*}) that a preflight does not
+    know? No deploy failed yet: only what `_known_deploy` took from the request is known."""
+    return any(n.startswith("deploy.") and n not in values for n in decisions.templates(params))
+
+
+def _known_deploy(req: DeployRequest) -> dict[str, str]:
+    """The failed deploy's values a preflight already knows, as `{deploy.*}` values: the profile
+    the request names (the same before the deploy and after its failure, and checked as a captured
+    profile is; never a protected one). Not its instance name: the current generation adds a time
+    stamp to it when it deploys."""
+    profile = req.profile
+    if profile is None or capture_check.check(DEPLOY_PROFILE, profile) is not None \
+            or protected_profile(profile):
+        return {}
+    return {"deploy.credentials_profile": profile}

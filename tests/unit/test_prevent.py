@@ -302,3 +302,4 @@ def test_a_rule_that_always_asks_is_never_fixed_before_forwarding(tmp_path, api)
     inc = made.store.incidents.get(verdict.warned[0])
     assert inc.state == IncidentState.WARNED and "its rule asks a person before it acts" in inc.detail
     assert hits == []
+
