@@ -50,10 +50,11 @@ def test_the_seed_deploy_is_foretold_and_passes_once_the_profile_exists(make_sta
     env = settings_of(stack, BOT_IMAGE)
     profile, instance = stack.unique("client_sharp").replace("-", "_"), stack.unique("sharp-bot")
     body = {"instance_name": instance, "credentials_profile": profile, "image": BOT_IMAGE}
-    args = ("--generation", generation)
-    out = preflight(env, body, tmp_path, *args)
+    args = ("--generation", generation)  # said explicitly from here on
+    out = preflight(env, body, tmp_path)  # the generation told by hummingbot-api itself
     assert out.returncode == 1, out.stdout + out.stderr
     lines = out.stdout.splitlines()
+    assert lines[0] == f"hummingbot-api: {generation} generation (told by its /openapi.json)", out.stdout
     assert crosses(out) == [f"✗ credentials profile {profile} does not exist"], out.stdout
     at = lines.index(f"✗ credentials profile {profile} does not exist")
     assert lines[at + 1] == (f"    fix: hb-medic adds profile {profile} through add-account (and the"

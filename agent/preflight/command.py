@@ -19,8 +19,9 @@ MARKS = {"ok": "✓", "failed": "✗", "skipped": "?"}
 @command("preflight", help="check a deploy request against the live stack (nothing sent); ✗ with the fix",
          args=[Arg("body", metavar="BODY.json", help="the deploy request's JSON body (- for stdin)"),
                Arg("--route", choices=ROUTES, default="deploy-v2-script"),
-               Arg("--generation", choices=("current", "legacy"), default="current",
-                   help="hummingbot-api's generation (legacy: 2026-01 and before, no time stamp on names)"),
+               Arg("--generation", choices=("auto", "current", "legacy"), default="auto",
+                   help="hummingbot-api's generation (legacy: 2026-01 and before, no time stamp on names);"
+                        " auto: told by its /openapi.json, as the recorder does"),
                Arg("--stack", metavar="NAME",
                    help="with stacks in the config file: which one (default: the stack default, or the"
                         " only one)"),
@@ -51,7 +52,11 @@ def preflight(args: argparse.Namespace) -> int:
         print(f"hb-medic: no stack {args.stack or 'default'} (stacks: {', '.join(s.name for s in stacks)}):"
               " name one with --stack", file=sys.stderr)
         return 2
-    findings, _ = run(DeployRequest(args.route, body, args.generation), _context(settings, chosen))
+    generation = args.generation
+    if generation == "auto":
+        generation, said = _generation(chosen.hummingbot_url)
+        print(f"hummingbot-api: {said}", file=sys.stderr if args.json else sys.stdout)
+    findings, _ = run(DeployRequest(args.route, body, generation), _context(settings, chosen))
     failed = [f for f in findings if not f.ok]
     for f in findings:
         outcome = "skipped" if f.skipped else "ok" if f.ok else "failed"
@@ -68,6 +73,28 @@ def preflight(args: argparse.Namespace) -> int:
                 fixed = " (fixed before the deploy is forwarded)" if f.fixable else ""
                 print(f"    foretells: {f.rule}{fixed}")
     return 1 if failed else 0
+
+
+def _generation(url: str) -> tuple[str, str]:
+    """hummingbot-api's generation as its /openapi.json tells it (the recorder's way), and what
+    to say of it; current when it cannot be told, as the recorder takes it."""
+    import json
+
+    import httpx
+
+    from agent.recorder.generation import FALLBACK, served
+    from agent.recorder.routes import generation_of
+
+    try:
+        resp = httpx.get(url.rstrip("/") + "/openapi.json", timeout=5.0, follow_redirects=False)
+        gen = generation_of(served(json.loads(resp.content))) if resp.status_code == 200 else None
+        why = f"its /openapi.json answered HTTP {resp.status_code}" if resp.status_code != 200 else \
+            "its /openapi.json has no route only one generation has"
+    except (httpx.HTTPError, ValueError) as exc:
+        gen, why = None, f"its /openapi.json did not answer ({type(exc).__name__})"
+    if gen in ("current", "legacy"):
+        return gen, f"{gen} generation (told by its /openapi.json)"
+    return FALLBACK, f"generation unknown ({why}): checked as {FALLBACK}"
 
 
 def _body(path: str) -> dict | str:
