@@ -119,6 +119,18 @@ def read_settings(needs: set[str] | None = None):
         return None
 
 
+def read_stacks(settings) -> list | None:
+    """The stacks of the settings, or None once what is wrong with them has been said."""
+    from agent.settings import BadSettings
+
+    try:
+        return settings.stack_list()
+    except BadSettings as exc:
+        for message in exc.problems.values():
+            print(f"hb-medic: {message}", file=sys.stderr)
+        return None
+
+
 def signals() -> threading.Event:
     """Set on SIGTERM or SIGINT: the way a long-running command is told to stop."""
     done = threading.Event()

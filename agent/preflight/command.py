@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.commands import Arg, command, read_settings
+from agent.commands import Arg, command, read_settings, read_stacks
 
 ROUTES = ("deploy-v2-script", "deploy-v2-controllers")
 # What the checks read: the stacks (bots folder, engine, hummingbot-api's container), the images
@@ -37,13 +37,9 @@ def preflight(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     from agent.preflight.checks import DeployRequest, run
-    from agent.settings import BadSettings
 
-    try:
-        stacks = settings.stack_list()
-    except BadSettings as exc:
-        for message in exc.problems.values():
-            print(f"hb-medic: {message}", file=sys.stderr)
+    stacks = read_stacks(settings)
+    if stacks is None:
         return 2
     chosen = next((s for s in stacks if s.name == (args.stack or "default")), None)
     if chosen is None and args.stack is None and len(stacks) == 1:

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from agent.commands import Arg, command, read_settings, setup_logging, signals
+from agent.commands import Arg, command, read_settings, read_stacks, setup_logging, signals
 
 # What the recorder reads; a bad value of any other setting never stops it.
 NEEDS = {"recorder_addr", "hummingbot_url", "state_db", "log_format", "log_level", "stacks"}
@@ -25,13 +25,9 @@ def recorder(args: argparse.Namespace) -> int:
         return 2
     from agent import logs
     from agent.redact import Redactor
-    from agent.settings import BadSettings
 
-    try:
-        stacks = settings.stack_list()
-    except BadSettings as exc:
-        for message in exc.problems.values():
-            print(f"hb-medic: {message}", file=sys.stderr)
+    stacks = read_stacks(settings)
+    if stacks is None:
         return 2
     logs.setup(settings.log_format, Redactor([x for c in stacks for x in c.secrets()],
                                              public=[c.hummingbot_username for c in stacks]),
