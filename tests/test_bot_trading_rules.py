@@ -7,6 +7,8 @@ against the real engine and a real bots folder."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 
 import docker
@@ -15,6 +17,7 @@ import pytest
 from agent.actions.base import ActionContext
 from agent.actions.host import DiskParams, OwnerParams, disk_usage, instance_owner, offset_text
 from agent.records import IncidentState
+from tests.images import BASE_IMAGE
 from tests.stack import wait_until
 from tests.test_bots import agent, deploy, incidents, name, one, profile  # noqa: F401 (agent: a fixture)
 
@@ -107,7 +110,9 @@ def test_offset_text_either_way():
     assert offset_text(1796000000004, 1796000012504) == "12.5 s behind"
 
 
-def test_a_full_disk_is_told_with_what_uses_it(tmp_path):
+def test_a_full_disk_is_told_with_what_uses_it_and_the_one_step_that_frees_it(tmp_path):
+    """Kind 29 of the failure catalogue: proposed as one command, made from what the engine and the
+    bots folder hold now: a bot container that is not running, an untagged image, rotated bot logs."""
     bots = tmp_path / "bots"
     logs = bots / "instances" / "rb_big-20261129-074500" / "logs"
     logs.mkdir(parents=True)
@@ -117,10 +122,24 @@ def test_a_full_disk_is_told_with_what_uses_it(tmp_path):
     data.mkdir(parents=True)
     (data / "rb_small.sqlite").write_bytes(b"x" * 200_000)
     client = docker.from_env()
+    bot_image = next(t for i in client.images.list("medic-test/hummingbot") for t in i.tags)
+    tag = f"medic-test/disk-{time.time_ns()}:x"
+    stopped = client.containers.create(bot_image, name=f"rb_stopped-{time.time_ns()}")
+    other = client.containers.create(BASE_IMAGE, name=f"not-a-bot-{time.time_ns()}", entrypoint=["true"])
+    made = []
     try:
+        for n in (1, 2):  # the same tag built twice: the first build is left untagged (dangling)
+            img, _ = client.images.build(fileobj=io.BytesIO(f"FROM {bot_image}\nLABEL n={n}\n".encode()),
+                                         tag=tag, rm=True)
+            made.append(img.id)
         ctx = ActionContext(docker=client, api=None, bots_dir=bots)  # type: ignore[arg-type]
         text = disk_usage(DiskParams(), ctx)
     finally:
+        stopped.remove(force=True)
+        other.remove(force=True)
+        for image_id in reversed(made):
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(image_id, force=True)
         client.close()
     # The engine's own figures (its system df) and the bots' folders, largest first.
     assert "images " in text and "containers' own files" in text
@@ -128,8 +147,28 @@ def test_a_full_disk_is_told_with_what_uses_it(tmp_path):
     assert "bots' logs 4.0 MB, data 200.0 KB" in text, text
     assert "largest: bots/instances/rb_big-20261129-074500/logs 4.0 MB, " \
            "bots/instances/rb_small-20261129-074501/data 200.0 KB" in text, text
-    # What is safe to remove is told, and what never is.
-    assert "docker image prune -a" in text and "Never remove a running bot's data/" in text
+    # One command, with what it frees: the stopped bot by name, untagged images, rotated logs.
+    step = text.split("hummingbot-api's folder: ", 1)[1].split(". ", 1)[0]
+    parts = step.split(" && ")
+    removed = next(p for p in parts if p.startswith("docker rm ")).split()[2:]
+    assert stopped.name in removed and other.name not in removed, step  # only bots' containers
+    assert "docker image prune -f" in parts and "rm bots/instances/*/logs/*.log.20??-??-??" in parts, step
+    assert "docker image prune -a" not in step  # tagged images stay: the next deploy would pull them
+    assert "One step frees " in text and "Never remove a running bot's data/" in text
+
+
+def test_a_running_bot_is_never_in_the_one_step(tmp_path):
+    client = docker.from_env()
+    bot_image = next(t for i in client.images.list("medic-test/hummingbot") for t in i.tags)
+    running = client.containers.run(bot_image, name=f"rb_running-{time.time_ns()}", detach=True,
+                                    entrypoint=["sleep", "60"])
+    try:
+        ctx = ActionContext(docker=client, api=None, bots_dir=tmp_path)  # type: ignore[arg-type]
+        text = disk_usage(DiskParams(), ctx)
+    finally:
+        running.remove(force=True)
+        client.close()
+    assert running.name not in text, text
 
 
 @pytest.mark.parametrize(("user", "owner"), [("", "0:0"), ("1000:1001", "1000:1001"), ("1000", "1000:1000")])

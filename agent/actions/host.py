@@ -7,6 +7,8 @@ it found; its incident ends told ("Needs you"), not given up."""
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker.errors
@@ -15,10 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.actions.base import ActionContext
 from agent.actions.registry import action
 from agent.actions.types import ContainerName
+from agent.ingest.bots import maybe_bot
+from agent.names import CONTAINER_NAME_PATTERN
 
 ROOT = "0:0"  # the official image runs as root (no USER in its Dockerfile)
 TOP = 5       # the largest folders told
 SCAN_LIMIT = 200_000  # files looked at under the bots folder, at most
+STOPPED = ("exited", "created", "dead")  # a container in these states runs nothing; restarting does
+CONTAINER_NAME = re.compile(CONTAINER_NAME_PATTERN)
+ROTATED = re.compile(r"\.log\.\d{4}-\d{2}-\d{2}$")  # the client's daily rotation (TimedRotatingFileHandler)
 
 
 class OwnerParams(BaseModel):
@@ -70,8 +77,20 @@ def _size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def engine_usage(ctx: ActionContext) -> list[str]:
-    """What the Docker engine keeps (its `system df`), with what of it can go."""
+@dataclass
+class Usage:
+    """What uses the disk, as lines to tell, and what of it one command may remove safely."""
+
+    lines: list[str] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)  # parts of the one command, joined with &&
+    frees: int = 0  # bytes those steps free, at least (a container's log is not counted)
+
+
+def engine_usage(ctx: ActionContext, usage: Usage) -> None:
+    """What the Docker engine keeps (its `system df`), and what of it is safe to remove: bots'
+    containers that are not running (their files stay in bots/instances; only `docker logs` of
+    them goes), untagged images no container uses, unused build cache. Tagged images stay: the
+    next deploy would have to pull them again."""
     df = ctx.docker.df()
     images = df.get("Images") or []
     containers = df.get("Containers") or []
@@ -80,19 +99,33 @@ def engine_usage(ctx: ActionContext) -> list[str]:
     unused = [i for i in images if not i.get("Containers")]
     exited = [c for c in containers if c.get("State") != "running"]
     vol_size = sum(max(0, (v.get("UsageData") or {}).get("Size", 0) or 0) for v in volumes)
-    lines = [
+    cache_size = sum(b.get("Size", 0) or 0 for b in cache if not b.get("InUse") and not b.get("Shared"))
+    usage.lines += [
         f"images {_size(df.get('LayersSize') or 0)} ({len(images)}; {len(unused)} used by no container: "
         f"{_size(sum(i.get('Size', 0) for i in unused))} at most)",
         f"containers' own files {_size(sum(c.get('SizeRw', 0) or 0 for c in containers))} "
         f"({len(exited)} not running: {_size(sum(c.get('SizeRw', 0) or 0 for c in exited))})",
         f"volumes {_size(vol_size)} ({len(volumes)})",
-        f"build cache {_size(sum(b.get('Size', 0) for b in cache if not b.get('InUse')))} unused",
+        f"build cache {_size(cache_size)} unused",
     ]
-    return lines
+    stopped = [c for c in containers if c.get("State") in STOPPED and maybe_bot(c)]
+    names = sorted({n for c in stopped if (n := ((c.get("Names") or ["/"])[0]).lstrip("/"))
+                    and CONTAINER_NAME.fullmatch(n)})
+    if names:
+        usage.steps.append("docker rm " + " ".join(names))
+        usage.frees += sum(c.get("SizeRw", 0) or 0 for c in stopped)
+    dangling = [i for i in unused if all(t == "<none>:<none>" for t in i.get("RepoTags") or [])]
+    if dangling:
+        usage.steps.append("docker image prune -f")
+        usage.frees += sum(i.get("Size", 0) or 0 for i in dangling)
+    if cache_size:
+        usage.steps.append("docker builder prune -f")
+        usage.frees += cache_size
 
 
-def _tree(root: Path, budget: list[int]) -> int:
-    """Bytes under root (files only, links not followed), within the budget of files looked at."""
+def _tree(root: Path, budget: list[int], rotated: list[int]) -> int:
+    """Bytes under root (files only, links not followed), within the budget of files looked at;
+    rotated[0] grows by the bytes of rotated bot logs (logs_*.log.YYYY-MM-DD) among them."""
     total = 0
     for base, _dirs, files in os.walk(root, followlinks=False):
         for f in files:
@@ -104,12 +137,15 @@ def _tree(root: Path, budget: list[int]) -> int:
             except OSError:
                 continue
             total += st.st_size
+            if ROTATED.search(f):
+                rotated[0] += st.st_size
     return total
 
 
-def bots_usage(bots: Path) -> list[str]:
-    """The bots' log and data folders, largest first (bots/instances/<bot>/logs, data)."""
-    budget = [SCAN_LIMIT]
+def bots_usage(bots: Path, usage: Usage) -> None:
+    """The bots' log and data folders, largest first (bots/instances/<bot>/logs, data); rotated
+    logs (a day's log, kept by the client's daily rotation) are safe to remove."""
+    budget, rotated = [SCAN_LIMIT], [0]
     sizes: list[tuple[int, str]] = []
     instances = bots / "instances"
     for inst in sorted(instances.iterdir()) if instances.is_dir() else []:
@@ -118,30 +154,41 @@ def bots_usage(bots: Path) -> list[str]:
         for sub in ("logs", "data"):
             folder = inst / sub
             if folder.is_dir() and not folder.is_symlink():
-                sizes.append((_tree(folder, budget), f"bots/instances/{inst.name}/{sub}"))
+                sizes.append((_tree(folder, budget, rotated if sub == "logs" else [0]),
+                              f"bots/instances/{inst.name}/{sub}"))
     sizes.sort(reverse=True)
     logs = sum(n for n, p in sizes if p.endswith("/logs"))
     data = sum(n for n, p in sizes if p.endswith("/data"))
     top = ", ".join(f"{p} {_size(n)}" for n, p in sizes[:TOP] if n)
-    return [f"bots' logs {_size(logs)}, data {_size(data)}" + (f" (largest: {top})" if top else "")]
+    largest = f" (largest: {top})" if top else ""
+    usage.lines.append(f"bots' logs {_size(logs)}, data {_size(data)}{largest}")
+    if rotated[0]:
+        usage.steps.append("rm bots/instances/*/logs/*.log.20??-??-??")
+        usage.frees += rotated[0]
 
 
 @action(tells=True)
 def disk_usage(params: DiskParams, ctx: ActionContext) -> str:
     """A disk is full: say what uses it (the engine's images, containers, volumes and build cache;
-    the bots' log and data folders) and what is safe to remove. Told, never done: removing is a
-    person's choice."""
+    the bots' log and data folders) and the one command that frees what is safe to remove, with
+    what it frees. Proposed, never done: removing is a person's choice."""
+    usage = Usage()
     try:
-        parts = engine_usage(ctx)
+        engine_usage(ctx, usage)
     except docker.errors.DockerException as exc:
-        parts = [f"the engine's disk usage could not be read ({type(exc).__name__})"]
+        usage.lines.append(f"the engine's disk usage could not be read ({type(exc).__name__})")
     if ctx.bots_dir is not None and ctx.bots_dir.is_dir():
-        parts += bots_usage(ctx.bots_dir)
-    return (
-        "the disk is full. Using it: " + "; ".join(parts) + ". Safe to remove: images no container uses "
-        "(docker image prune -a), stopped containers of bots you no longer need (docker container prune),"
-        " unused build cache (docker builder prune), old rotated bot logs (bots/instances/*/logs/"
-        "logs_*.log.20*). Never remove a running bot's data/ (its trades) or postgres' volume; check df -h")
+        bots_usage(ctx.bots_dir, usage)
+    told = "the disk is full. Using it: " + "; ".join(usage.lines) + ". "
+    if usage.steps:
+        told += (f"One step frees {_size(usage.frees)} at least, all safe to remove (bots that are not"
+                 " running, whose files stay in bots/instances; untagged images; unused build cache; rotated"
+                 " bot logs), run on the host in hummingbot-api's folder: " + " && ".join(usage.steps) + ". ")
+    else:
+        told += ("Nothing here is known to be safe to remove. Images no container uses go with docker image"
+                 " prune -a (the next deploy pulls them again). ")
+    return told + ("Never remove a running bot's data/ (its trades) or postgres' volume; df -h shows which"
+                   " filesystem is full")
 
 
 class ClockParams(BaseModel):
