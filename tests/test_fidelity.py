@@ -165,6 +165,24 @@ def test_o2_credential_uploads_that_fail(make_stack):
         assert not missing, f"{capture}: the stand-in never printed: {sorted(missing)}"
 
 
+NAME_WORDS = ("Validation error", "Exception in ASGI application", "RequestValidationError",
+              "During handling", "TypeError", "deploy-v2-script HTTP/1.1")
+
+
+def test_a_refused_name_fails_as_the_real_one(make_stack):
+    """The current generation refuses a name with a dot, then cannot encode its refusal: 500
+    text/plain and a chained traceback (current-invalid-name-api.log)."""
+    stack = make_stack()
+    resp = stack.deploy(instance_name="experiment-falcon_0.1", credentials_profile="master_account",
+                        script_config="conf_v2.yml")
+    assert (resp.status_code, resp.text) == (500, "Internal Server Error")
+    assert resp.headers["content-type"] == "text/plain; charset=utf-8"
+    stack.wait_line("stderr", "TypeError: Object of type ValueError is not JSON serializable")
+    stack.wait_line("stdout", "500 Internal Server Error")
+    missing = real_lines("current-invalid-name-api.log", *NAME_WORDS) - more_skeleton(stack.lines("all"))
+    assert not missing, f"the stand-in never printed: {sorted(missing)}"
+
+
 def test_o4a_a_broker_host_that_names_nothing(make_stack):
     stack = make_stack(env={"BROKER_HOST": "rc-no-such-broker"})
     stack.wait_line("stderr", "MQTT connection not established after 5 seconds", timeout=30)

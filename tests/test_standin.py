@@ -332,16 +332,22 @@ def test_add_credential_failures_are_one_error_line_and_config_map_of_an_unknown
 
 # --- validation -------------------------------------------------------------------------
 
-def test_invalid_name_is_422_with_warning_line(stack):
+def test_invalid_name_fails_as_the_real_one_with_warning_line(stack):
+    """The real current generation logs the 422's warning, then cannot encode the name validator's
+    ValueError into its answer: 500 text/plain and a chained traceback on stderr (captured in
+    tests/real_logs/more/current-invalid-name-api.log)."""
     resp = stack.deploy(instance_name="ok", credentials_profile="../etc")
-    assert resp.status_code == 422
-    detail = resp.json()["detail"]
-    assert detail[0]["loc"] == ["body", "credentials_profile"]
+    assert resp.status_code == 500
+    assert resp.text == "Internal Server Error" and resp.headers["content-type"].startswith("text/plain")
     line = stack.wait_line("stderr", "Validation error")[0]
     assert re.match(record("root", "WARNING", (
         "Validation error on POST /bot-orchestration/deploy-v2-script: body -> credentials_profile: "
         "Value error, Invalid credentials_profile: '../etc'. Only letters, numbers, underscores "
         "and hyphens are allowed.")), line)
+    stack.wait_line("stderr", "TypeError: Object of type ValueError is not JSON serializable")
+    err = stack.lines("stderr")
+    print("\n".join(err[-140:]))
+    assert "ERROR:    Exception in ASGI application" in err
     assert not (stack.bots / "instances").exists() or not list((stack.bots / "instances").iterdir())
 
 

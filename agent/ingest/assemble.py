@@ -62,6 +62,7 @@ _FOREIGN = re.compile(
 )
 _HOLD = re.compile(r" - (?:WARNING|ERROR|CRITICAL|NETWORK) - ")
 _GROUP_LINE = re.compile(r"^\s*[|+]")
+_CONTEXT_FRAME = re.compile(r'^  File "[^"]+", line \d+, in \S+$')  # FastAPI's endpoint context
 # What a message's next line looks like where the format continues it (see `continues`).
 _GOES_ON = re.compile(r"^(?:\s|\(Background on this error at: |\[(?:SQL|parameters|cached since)\b)")
 _LISTING = re.compile(r"\b\d+ validation errors? for [\w.]+$", re.M)  # pydantic's, then its fields
@@ -416,7 +417,13 @@ class Assembler:
             return
 
         if state == "blank":
-            if text in CHAIN:
+            if _CONTEXT_FRAME.match(text) and b.exceptions:
+                # FastAPI's request errors end their text with a blank line and the endpoint's place
+                # (`  File ".../routers/x.py", line N, in f` and `    POST /path`): the message goes on.
+                b.add(pos, ts, text)
+                b.continue_message(text)
+                b.state = "after_exc"
+            elif text in CHAIN:
                 b.add(pos, ts, text)
                 b.state = "chain"
             elif not text:

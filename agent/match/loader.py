@@ -306,7 +306,9 @@ class _Semantics:
             self.err(path, f"{dotted(path)}: group (?P<{g}>...) is not declared under captures:")
         return names
 
-    def template(self, path: Path_, text: str | None, for_action: bool) -> None:
+    def template(self, path: Path_, text: str | None, for_action: bool, telling: bool = False) -> None:
+        """`telling`: a parameter of an action that only tells (changes nothing, its result is
+        advice for a person, like a message) may name free text too."""
         if not text:
             return
         for m in TEMPLATE.finditer(text):
@@ -324,9 +326,9 @@ class _Semantics:
                 self.err(path, f"{dotted(path)}: template names {{{ref}}}, which is not a capture"
                                + (f" (did you mean {{{hint[0]}}}?)" if hint else
                                   f"; captures: {', '.join(sorted(self.rule.captures)) or 'none'}"))
-            elif spec is not None and for_action and spec.type == "text":
+            elif spec is not None and for_action and spec.type == "text" and not telling:
                 self.err(path, f"{dotted(path)}: capture {ref!r} is free text and may only be used"
-                               " in messages")
+                               " in messages and by actions that only tell")
 
     def action(self, path: Path_, call) -> None:
         for name, pattern in call.when.items():
@@ -354,7 +356,7 @@ class _Semantics:
                          + (f" (did you mean {hint[0]!r}?)" if hint else f"; it takes: {', '.join(fields)}"))
                 continue
             if isinstance(value, str) and TEMPLATE.search(value):
-                self.template(p, value, for_action=True)
+                self.template(p, value, for_action=True, telling=spec.tells)
                 continue
             try:
                 TypeAdapter(fields[key].annotation).validate_python(value)

@@ -416,9 +416,13 @@ class Recorder:
             await self.preflight.check(DeployRequest(route, parsed),
                                        self._carries_login(request.headers.get("Authorization")),
                                        generation=self.generation.wait)
-        row = dict(route=route, path=request.path, request_body=text if len(body) <= KEEP_BODY else "",
-                   profile=_text(fields.get("credentials_profile")),
-                   instance=_text(fields.get("instance_name")), stack=self.stack)
+        # A secret a client pasted into a field (`x CONFIG_PASSWORD=...` as a profile name) is kept
+        # masked: such a body is refused by hummingbot-api and by every retry's checks, so its raw
+        # bytes are never needed, while the current generation answers its refusal 500 (kept).
+        row = dict(route=route, path=request.path,
+                   request_body=mask_assignments(text) if len(body) <= KEEP_BODY else "",
+                   profile=_masked(fields.get("credentials_profile")),
+                   instance=_masked(fields.get("instance_name")), stack=self.stack)
         deploy_id = None
         if self.login is None or self._carries_login(request.headers.get("Authorization")):
             try:  # written ahead: awaited, so the record exists before hummingbot-api sees the request
@@ -684,5 +688,5 @@ async def _settle(tasks) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+def _masked(value: object) -> str | None:
+    return mask_assignments(value) if isinstance(value, str) else None

@@ -65,6 +65,25 @@ def test_current_seed_capture():
     assert len(crit) == 1 and crit[0].message.startswith("SECURITY WARNING")
 
 
+def test_invalid_name_capture_is_one_chained_traceback():
+    """FastAPI's request error ends its text with a blank line and the endpoint's place; the
+    TypeError of encoding it is chained after that: one event, not three."""
+    events = list(replay_file(str(REAL / "more" / "current-invalid-name-api.log")))
+    chained = [e for e in tracebacks_of(events) if e.outermost.type == "TypeError"]
+    assert len(chained) == 1
+    tb_ = chained[0]
+    assert (tb_.first_pos, tb_.last_pos) == (6, 118)
+    assert tb_.lines[0] == "ERROR:    Exception in ASGI application"
+    assert [x.type for x in tb_.exceptions] == ["fastapi.exceptions.RequestValidationError", "TypeError"]
+    first = tb_.exceptions[0].message
+    assert first.startswith("1 validation error:\n  {'type': 'value_error', 'loc': ('body', 'instance_name')")
+    where = '  File "/hummingbot-api/routers/bot_orchestration.py", line 565, in deploy_v2_script'
+    assert first.endswith(f"\n{where}\n    POST /bot-orchestration/deploy-v2-script")
+    # Nothing of it is left over as a line of its own.
+    assert not [e for e in events if e.kind == LINE and 6 <= e.first_pos <= 118 and "POST" in e.message
+                and "HTTP/1.1" not in e.message]
+
+
 def test_broker_outage_capture():
     events = list(replay_file(str(next(REAL.glob("e_*.log")))))
     mqtt = [e for e in events if e.header and e.header.logger == "utils.mqtt_manager"]

@@ -17,7 +17,6 @@ from urllib.parse import parse_qsl
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -100,7 +99,9 @@ if not config.LEGACY:
             for err in exc.errors()
         )
         logging.warning(f"Validation error on {request.method} {request.url.path}: {msgs}")
-        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(exc.errors())})
+        # As the real one: the errors as they are. A name validator's error carries its ValueError,
+        # which JSON cannot encode, so that answer fails (500 text/plain, with a chained traceback).
+        return JSONResponse(status_code=422, content={"detail": exc.errors()})
 
 
 class RequestLine:
