@@ -26,7 +26,7 @@ import yaml
 from docker.utils import decode_json_header
 from pydantic import BaseModel, ConfigDict
 
-from agent.actions.base import ActionContext, ActionError
+from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.actions.registry import action
 from agent.actions.types import ContainerName, SitePackagesConf
 
@@ -39,6 +39,9 @@ MODE_DIR = 1 << 31
 MODE_SYMLINK = 1 << 27
 MODE_TYPE = MODE_DIR | MODE_SYMLINK | 1 << 26 | 1 << 25 | 1 << 24 | 1 << 21 | 1 << 19
 
+# compose.hardened.yaml's socket proxy forbids reading and writing files of containers (as exec).
+FORBIDDEN = ("the Docker engine refused to read or write files of containers (403: a socket proxy such as"
+             " compose.hardened.yaml's allows no such call): copy the file by hand")
 # A setting that holds a secret when it has a value (mqtt_password: '' is the template's).
 _SECRET_KEY = re.compile(r"pass(?:word|phrase)|secret|api_?key|private_?key|mnemonic|seed_phrase|"
                          r"crypto|cipher", re.I)
@@ -87,7 +90,7 @@ def client_config_restored(params: ClientConfigParams, ctx: ActionContext) -> st
                 or (member.gid == gid and member.mode & 0o040))
     if not readable:
         raise ActionError(f"{target} in {c.name} is not readable by its user {uid}:{gid} (owner"
-                          f" {member.uid}:{member.gid}, mode {member.mode:o})")
+                          f" {member.uid}:{member.gid}, mode {member.mode & 0o7777:o})")
     if data != template(ctx, c):
         raise ActionError(f"{target} in {c.name} differs from the template account's {CLIENT_CONFIG}")
     return f"{target} is in place in {c.name} ({len(data)} bytes, the template's)"
@@ -159,10 +162,11 @@ def _stat(ctx: ActionContext, c, path: str) -> dict | None:
         raise ActionError(f"the Docker engine did not answer ({exc})") from None
     if resp.status_code == 404:
         return None
+    if resp.status_code == 403:
+        raise NeedsHuman(FORBIDDEN)
     header = resp.headers.get("X-Docker-Container-Path-Stat")
     if resp.status_code != 200 or not header:
-        raise ActionError(f"the Docker engine answered {resp.status_code} on {path} in {c.name}"
-                          + (" (a Docker socket proxy that forbids it?)" if resp.status_code == 403 else ""))
+        raise ActionError(f"the Docker engine answered {resp.status_code} on {path} in {c.name}")
     return decode_json_header(header)
 
 
@@ -201,6 +205,8 @@ def _read(ctx: ActionContext, c, path: str) -> tuple[tarfile.TarInfo, bytes]:
     except docker.errors.NotFound:
         raise ActionError(f"{path} is not in {c.name}") from None
     except docker.errors.APIError as exc:
+        if exc.status_code == 403:
+            raise NeedsHuman(FORBIDDEN) from None
         raise ActionError(f"the Docker engine could not read {path} in {c.name} ({exc.explanation})") \
             from None
     with tarfile.open(fileobj=io.BytesIO(bytes(raw))) as tar:
@@ -262,8 +268,9 @@ def _put(c, path: str, archive: bytes) -> None:
     try:
         ok = c.put_archive(path, archive)
     except docker.errors.APIError as exc:
-        raise ActionError(f"the Docker engine did not write into {path} in {c.name} ({exc.explanation})"
-                          + (" (a Docker socket proxy that forbids it?)" if exc.status_code == 403 else "")) \
+        if exc.status_code == 403:
+            raise NeedsHuman(FORBIDDEN) from None
+        raise ActionError(f"the Docker engine did not write into {path} in {c.name} ({exc.explanation})") \
             from None
     if not ok:
         raise ActionError(f"the Docker engine did not write into {path} in {c.name}")

@@ -25,7 +25,7 @@ def save_to_yml(yml_path: Path, text: str) -> None:
         with open(yml_path, "w", encoding="utf-8") as outfile:
             outfile.write(text)
     except Exception as e:
-        logging.getLogger().error("Error writing configs: %s" % (str(e),), exc_info=True)
+        logging.getLogger().error(f"Error writing configs: {e}", exc_info=True)
 
 
 def load_client_config_map_from_file() -> str:
