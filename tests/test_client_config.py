@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent.actions import registry
-from agent.actions.base import ActionContext, ActionError
+from agent.actions.base import ActionContext, ActionError, NeedsHuman
 from agent.actions.client_config import secret_in
 from agent.hummingbot_api import HummingbotAPI
 from agent.records import IncidentState
@@ -167,16 +167,17 @@ def test_hostile_conf_dirs_are_refused_and_nothing_is_written(image, make_api, c
 
 
 def test_no_template_is_a_clear_error_and_nothing_is_written(image, make_api, ctx):
+    """A person restores the template: no attempt again (NeedsHuman), the step in the message."""
     api = make_api(image[0], None)
-    with pytest.raises(ActionError, match=r"the template account's conf_client\.yml is not in .* nothing"
-                                          r" to copy; nothing written"):
+    with pytest.raises(NeedsHuman, match=r"the template account's conf_client\.yml is not in .* nothing"
+                                         r" to copy; nothing written"):
         run("restore_client_config", ctx, container=api.name, conf_dir=api.conf)
     assert not api.exists(api.conf)
 
 
 def test_a_template_holding_a_secret_is_not_copied(make_api, ctx):
     api = make_api(STANDIN_IMAGE, b"instance_id: x\nmqtt_bridge:\n  mqtt_password: hunter2\n")
-    with pytest.raises(ActionError, match="has a value for mqtt_password, which looks like a secret"):
+    with pytest.raises(NeedsHuman, match="has a value for mqtt_password, which looks like a secret"):
         run("restore_client_config", ctx, container=api.name, conf_dir=api.conf)
     assert not api.exists(api.conf)
 

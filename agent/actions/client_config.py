@@ -64,7 +64,7 @@ def restore_client_config(params: ClientConfigParams, ctx: ActionContext) -> str
     folder = _checked_folder(ctx, c, params.conf_dir)
     if folder is not None and _stat(ctx, c, target) is not None:
         return f"{target} already exists in {c.name}: left as it is (never overwritten)"
-    data = template(ctx, c)
+    data = _template(ctx, c)
     uid, gid = _owner(ctx, c)
     if folder is None:  # conf itself, then the file in it, into site-packages
         parent, _, _ = params.conf_dir.rpartition("/")
@@ -91,12 +91,12 @@ def client_config_restored(params: ClientConfigParams, ctx: ActionContext) -> st
     if not readable:
         raise ActionError(f"{target} in {c.name} is not readable by its user {uid}:{gid} (owner"
                           f" {member.uid}:{member.gid}, mode {member.mode & 0o7777:o})")
-    if data != template(ctx, c):
+    if data != _template(ctx, c):
         raise ActionError(f"{target} in {c.name} differs from the template account's {CLIENT_CONFIG}")
     return f"{target} is in place in {c.name} ({len(data)} bytes, the template's)"
 
 
-def template(ctx: ActionContext, c) -> bytes:
+def _template(ctx: ActionContext, c) -> bytes:
     """The template account's conf_client.yml as hummingbot-api sees it (its bots folder, from
     its working folder), refused when it is missing, not a plain file, or looks like it holds a
     secret."""
@@ -106,15 +106,16 @@ def template(ctx: ActionContext, c) -> bytes:
     path = f"{workdir}/{TEMPLATE}"
     st = _stat(ctx, c, path)
     if st is None:
-        raise ActionError(f"the template account's {CLIENT_CONFIG} is not in {c.name} ({path}): nothing"
-                          " to copy; nothing written")
+        raise NeedsHuman(f"the template account's {CLIENT_CONFIG} is not in {c.name} ({path}): nothing"
+                         " to copy; nothing written. Restore bots/credentials/master_account from"
+                         " hummingbot-api's sources, or copy a conf_client.yml without keys by hand")
     if st["mode"] & MODE_TYPE:
-        raise ActionError(f"{path} in {c.name} is not a plain file (a link or a folder): refused")
+        raise NeedsHuman(f"{path} in {c.name} is not a plain file (a link or a folder): refused")
     _member, data = _read(ctx, c, path)
     reason = secret_in(data)
     if reason:
-        raise ActionError(f"{path} in {c.name} {reason}: not copied (the template holds no keys; check"
-                          " it)")
+        raise NeedsHuman(f"{path} in {c.name} {reason}: not copied (the template holds no keys; check"
+                         " it)")
     return data
 
 
@@ -178,8 +179,8 @@ def _checked_folder(ctx: ActionContext, c, conf_dir: str) -> dict | None:
         path = "/" + "/".join(parts[:i])
         st = _stat(ctx, c, path)
         if st is None:
-            raise ActionError(f"{path} does not exist in {c.name}: {conf_dir} is not where its hummingbot"
-                              " library is; nothing written")
+            raise NeedsHuman(f"{path} does not exist in {c.name}: {conf_dir} is not where its hummingbot"
+                             " library is; nothing written")
         _real_folder(c, path, st)
     st = _stat(ctx, c, conf_dir)
     if st is not None:
@@ -189,8 +190,8 @@ def _checked_folder(ctx: ActionContext, c, conf_dir: str) -> dict | None:
 
 def _real_folder(c, path: str, st: dict) -> None:
     if st.get("linkTarget") or st["mode"] & MODE_SYMLINK or not st["mode"] & MODE_DIR:
-        raise ActionError(f"{path} in {c.name} is not a folder (a symbolic link or a file): refused,"
-                          " nothing written")
+        raise NeedsHuman(f"{path} in {c.name} is not a folder (a symbolic link or a file): refused,"
+                         " nothing written")
 
 
 def _read(ctx: ActionContext, c, path: str) -> tuple[tarfile.TarInfo, bytes]:
