@@ -16,7 +16,7 @@ import pytest
 from docker.errors import APIError
 
 from agent.actions import registry
-from agent.actions.base import ActionContext
+from agent.actions.base import ActionContext, NeedsHuman
 from tests.images import PROXY_IMAGE, TOOLS_IMAGE
 from tests.stack import free_port, labels, start_raiser, wait_until
 from tests.test_run import start_agent, stop_agent
@@ -75,6 +75,23 @@ def test_what_hb_medic_does_passes(proxy, raiser, docker_client, tmp_path):
     assert run("wait_container_running", name=raiser.name, timeout=20) == f"{raiser.name} running"
     assert run("image_present", image=TOOLS_IMAGE) == f"image {TOOLS_IMAGE} present"
     assert client.containers.list(all=True, filters={"name": raiser.name})[0].id == raiser.id
+    client.close()
+
+
+def test_restoring_client_config_is_refused_and_needs_a_person(proxy, raiser):
+    """Reading and writing files of a container (the archive calls restore_client_config makes) are
+    as much as an exec: the proxy refuses them, and the action says at once (no retries) that a person
+    copies the file."""
+    client = docker.DockerClient(base_url=f"tcp://127.0.0.1:{proxy}", timeout=30)
+    ctx = ActionContext(docker=client, api=None)  # type: ignore[arg-type]
+    spec = ACTIONS["restore_client_config"]
+    params = spec.params.model_validate({"container": raiser.name,
+                                         "conf_dir": "/usr/local/lib/python3.11/site-packages/conf"})
+    with pytest.raises(NeedsHuman, match=r"refused to read or write files of containers \(403"):
+        spec.func(params, ctx)
+    with pytest.raises(APIError) as caught:
+        client.api.put_archive(raiser.id, "/tmp", b"")
+    assert caught.value.status_code == 403
     client.close()
 
 

@@ -21,6 +21,15 @@ from agent.actions.registry import REGISTRY, ActionSpec
 
 def registry() -> dict[str, ActionSpec]:
     """All actions, with their modules imported (each registers itself)."""
-    from agent.actions import bots, deploys, docker_actions, gateway, host, hummingbot, naming  # noqa: F401
+    from agent.actions import (  # noqa: F401
+        bots,
+        client_config,
+        deploys,
+        docker_actions,
+        gateway,
+        host,
+        hummingbot,
+        naming,
+    )
 
     return REGISTRY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
@@ -29,3 +30,18 @@ def _api_path(value: str) -> str:
 
 
 ApiPath = Annotated[str, StringConstraints(max_length=512), AfterValidator(_api_path)]
+
+
+# hummingbot's own client settings folder: conf/ beside its installed package, in a Python's
+# site-packages (hummingbot's root_path()). Captured from a log line, so held to this shape alone.
+_SITE_PACKAGES_CONF = re.compile(r"^(?:/[A-Za-z0-9_.+-]+)*/lib/python3\.\d{1,2}/site-packages/conf$")
+
+
+def _site_packages_conf(value: str) -> str:
+    if not _SITE_PACKAGES_CONF.fullmatch(value) or any(p in (".", "..") for p in value.split("/")):
+        raise ValueError("must be <prefix>/lib/python3.N/site-packages/conf, an absolute path without"
+                         " '.' or '..' segments")
+    return value
+
+
+SitePackagesConf = Annotated[str, StringConstraints(max_length=200), AfterValidator(_site_packages_conf)]

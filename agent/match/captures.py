@@ -17,9 +17,10 @@ _TYPES = {
     "profile": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"),
     "file": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"),
     "image": re.compile(IMAGE_PATTERN),
+    "path": re.compile(r"^(?:/(?!\.(?:/|$))[A-Za-z0-9_.+-]+)+$"),  # absolute; no '.' part ('..' never)
 }
 _NEVER = re.compile(r"\.\.|[\s;&|$`<>(){}\[\]*?!~'\"\\#%^=,]|[\x00-\x1f\x7f]")
-_SLASH_OK = {"image"}
+_SLASH_OK = {"image", "path"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 

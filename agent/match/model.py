@@ -86,10 +86,11 @@ class Match(Strict):
 
 
 class Capture(Strict):
-    type: Literal["name", "profile", "file", "image", "text"] = Field(
+    type: Literal["name", "profile", "file", "image", "path", "text"] = Field(
         "name", description="name: letters, digits, _ and - (1-64); profile: a name that is not a "
         "protected profile (master_account, in any case); file: a file name without directories; "
-        "image: a Docker image reference; text: free text, for messages only")
+        "image: a Docker image reference; path: an absolute path of letters, digits, _ . + and -, "
+        "without '.' or '..' parts (give it a pattern); text: free text, for messages only")
     pattern: Regex | None = Field(None, description="an extra regex the whole value must match")
     max_length: int = Field(64, ge=1, le=1024)
     case: Literal["lower", "upper"] | None = Field(

@@ -69,6 +69,10 @@ NOISE_INTERVAL = float(os.environ.get("STANDIN_NOISE_INTERVAL", "0"))
 GATEWAY_PING = float(os.environ.get("STANDIN_GATEWAY_PING", "0" if LEGACY else "2"))
 # The container its gateway routes look for (hummingbot-api's POST /gateway/start names it gateway).
 GATEWAY_NAME = os.environ.get("STANDIN_GATEWAY_NAME", "gateway")
+# An older hummingbot-api loads hummingbot's client settings (conf/conf_client.yml under its
+# site-packages) and logs "Error writing configs" when that folder is missing: seconds between
+# loads, 0 = never (the builds of both generations captured here never do).
+CLIENT_CONFIG_INTERVAL = float(os.environ.get("STANDIN_CLIENT_CONFIG_INTERVAL", "0"))
 # Test-bed aids: the image and entrypoint (JSON list) a gateway start runs instead of the body's image.
 GATEWAY_IMAGE = os.environ.get("STANDIN_GATEWAY_IMAGE", "")
 GATEWAY_COMMAND = json.loads(os.environ.get("STANDIN_GATEWAY_COMMAND", "null"))

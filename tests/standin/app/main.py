@@ -29,7 +29,7 @@ logging.basicConfig(
 
 from database.connection import AsyncDatabaseManager  # noqa: E402
 from routers import accounts, bot_orchestration, connectors, docker, gateway, portfolio, websockets  # noqa: E402
-from services import exchanges, gateway_http_client, noise  # noqa: E402
+from services import client_config, exchanges, gateway_http_client, noise  # noqa: E402
 from services.docker_service import DockerService  # noqa: E402
 from utils.mqtt_manager import MQTTManager  # noqa: E402
 from utils.security import ensure_password_verification  # noqa: E402
@@ -64,6 +64,8 @@ async def lifespan(app: FastAPI):
     if config.NOISE_INTERVAL > 0:
         tasks.append(asyncio.create_task(noise.run(config.NOISE_INTERVAL)))
     tasks.append(asyncio.create_task(exchanges.run()))
+    if config.CLIENT_CONFIG_INTERVAL > 0:
+        tasks.append(asyncio.create_task(client_config.run(config.CLIENT_CONFIG_INTERVAL)))
     if not config.LEGACY and config.GATEWAY_PING > 0:
         tasks.append(asyncio.create_task(gateway_http_client.run(config.GATEWAY_PING)))
     logging.info("All services started successfully")
