@@ -21,6 +21,6 @@ from agent.actions.registry import REGISTRY, ActionSpec
 
 def registry() -> dict[str, ActionSpec]:
     """All actions, with their modules imported (each registers itself)."""
-    from agent.actions import bots, deploys, docker_actions, gateway, host, hummingbot  # noqa: F401
+    from agent.actions import bots, deploys, docker_actions, gateway, host, hummingbot, recreate  # noqa: F401
 
     return REGISTRY
