@@ -17,10 +17,13 @@ from docker.errors import NotFound
 
 from agent.actions import registry
 from agent.actions.base import ActionContext, ActionError, NeedsHuman
+from agent.chat.transport import Who
 from agent.hummingbot_api import HummingbotAPI
 from tests.compose import COMPOSE
 from tests.images import BASE_IMAGE
+from tests.realstack.images import BOT_IMAGE, ensure_real_images
 from tests.stack import labels, wait_until
+from tests.test_breadth import DONE, actions, agent, incidents, one, said  # noqa: F401 (agent: a fixture)
 
 pytestmark = pytest.mark.docker
 SPEC = registry()["recreate_with_terminal"]
@@ -177,3 +180,52 @@ def test_docker_compose_sees_no_drift_in_the_recreated_container(docker_client, 
         assert after["Id"] == again["Id"] and after["Config"]["Tty"] is True and after["State"]["Running"]
     finally:
         compose("down")
+
+
+# -- end to end: the real Hummingbot client, the real agent, a person's approval ---------------------
+ALICE = Who("telegram", "1001", "-500", "alice")
+
+
+def test_real_client_run_without_a_terminal_is_recreated_with_one_on_approval(
+        docker_client, make_stack, agent, receiver, made):  # noqa: F811
+    """The real client (`docker run` without -it, its logs folder where the agent reads bots' logs)
+    dies at its prompt; the incident waits for approval whatever happens; Fix now re-creates it with
+    a terminal, and the client then waits at its prompt for the whole check."""
+    ensure_real_images(docker_client, log=lambda _msg: None)
+    stack = make_stack()
+    service = agent(stack, mode="ask", chat_telegram_users=["1001"])
+    name = f"b{stack.run_id}_notty"
+    logs = stack.bots / "instances" / name / "logs"
+    logs.mkdir(parents=True)
+    bot = docker_client.containers.run(
+        BOT_IMAGE, name=name, detach=True, network_mode="none",
+        labels={**labels(made), "com.docker.compose.project": "mybots", "com.docker.compose.service": "bot"},
+        volumes={str(logs): {"bind": "/home/hummingbot/logs", "mode": "rw"}})
+    inc = one(service, "bot-no-tty", states=("awaiting-approval",))
+    assert inc.container == name and "exited by itself with code 1" in inc.captures["fate"]
+    bot.reload()
+    assert bot.status == "exited" and bot.attrs["Config"]["Tty"] is False
+    assert actions(service, inc) == []  # nothing is done before a person says so
+    assert service.store.approvals.get(inc.id).plan[0] == f"recreate_with_terminal(name='{name}')"
+    wait_until(lambda: said(receiver, "has no terminal"), 30, "the message")
+    (msg,) = said(receiver, "has no terminal")
+    assert "Fix now re-creates the container" in msg["message"] and "stdin_open: true" in msg["message"]
+    assert not incidents(service, "bot-died", states=DONE)  # one failure, one message
+    press = next(b.data for b in service.operator.buttons(inc.id) if b.data.startswith("fix:"))
+    pressed = time.monotonic()
+    assert service.operator.press(ALICE, press).startswith(f"Fixing incident {inc.id}")
+    done = wait_until(lambda: service.store.incidents.get(inc.id).state in ("resolved", "gave-up", "failed")
+                      and service.store.incidents.get(inc.id), 120, "the fix and its check")
+    took = time.monotonic() - pressed
+    assert done.state == "resolved", done.detail
+    assert actions(service, inc) == [("action", "recreate_with_terminal", True),
+                                     ("verify", "bot_quiet", True)]
+    recreated = next(a["result"] for a in service.store.incidents.audit_trail(inc.id)
+                     if a["name"] == "recreate_with_terminal")
+    print(f"approval to resolved: {took:.1f} s; {recreated}")
+    now = docker_client.api.inspect_container(name)
+    assert now["Id"] != bot.id and now["Config"]["Tty"] is True and now["State"]["Running"] is True
+    assert now["Config"]["Labels"] == bot.attrs["Config"]["Labels"]
+    assert now["HostConfig"]["Binds"] == bot.attrs["HostConfig"]["Binds"]
+    assert [c.name for c in docker_client.containers.list(all=True, filters={"name": name})] == [name]
+    wait_until(lambda: any("Fixed" in t for t in (m["title"] for m in receiver.accepted)), 30, "Fixed")
