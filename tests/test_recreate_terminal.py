@@ -130,6 +130,21 @@ def test_a_new_container_that_dies_at_once_is_removed_and_the_original_restored(
     assert [c.name for c in docker_client.containers.list(all=True, filters={"name": made})] == [name]
 
 
+def test_a_container_its_restart_policy_starts_again_and_again_is_stopped_and_recreated(
+        docker_client, ctx, made):
+    """`restart: always` without a terminal: each start dies at the prompt, the engine restarts it
+    (State.Restarting); the loop is stopped and the container re-created, its policy kept."""
+    name = f"{made}-loop"
+    docker_client.containers.run(BASE_IMAGE, PROMPT, name=name, detach=True, network_mode="none",
+                                 labels=labels(made), restart_policy={"Name": "always"})
+    wait_until(lambda: docker_client.api.inspect_container(name)["RestartCount"] >= 2, 60, "its restarts")
+    said = recreate(ctx, name)
+    after = docker_client.api.inspect_container(name)
+    assert said.startswith(f"recreated {name}") and after["Config"]["Tty"] is True
+    assert after["HostConfig"]["RestartPolicy"]["Name"] == "always" and after["State"]["Running"] is True
+    assert after["RestartCount"] == 0
+
+
 def test_what_must_not_be_recreated_is_refused_with_nothing_changed(docker_client, ctx, made, tmp_path):
     with pytest.raises(ActionError, match="does not exist"):
         recreate(ctx, f"{made}-none")
