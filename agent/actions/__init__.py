@@ -30,6 +30,7 @@ def registry() -> dict[str, ActionSpec]:
         host,
         hummingbot,
         naming,
+        recreate,
     )
 
     return REGISTRY
