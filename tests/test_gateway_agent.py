@@ -2,7 +2,8 @@
 gateway-ping noise on a stack without a gateway (one info message, never an error no rule knows),
 hummingbot-api's 503 on its gateway routes through the recorder where a gateway is expected, and a
 gateway container that crashes at start and is restarted in a loop (found on the engine, one
-message for the loop, each Node.js crash one event)."""
+message for the loop, each Node.js crash one event), recreated with its certificates through
+hummingbot-api when hummingbot-api manages it."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ PING = "Failed to ping gateway"
 NOT_CONFIGURED = "No gateway on this stack"
 UNAVAILABLE = "Gateway out of reach (api-503)"
 SECRET = "gw-passphrase-never-read"
-CERTS = "[ERROR] Detected: Gateway certificates missing or mismatched (gateway-no-certs)"
+CERTS = "Gateway certificates missing or mismatched (gateway-no-certs)"
 
 
 def gateways_on(client) -> list[str]:
@@ -150,7 +151,9 @@ def _console(name: str) -> str:
 def test_a_gateway_restarted_in_a_loop_is_found_and_told_once(docker_client, make_stack, tmp_path):
     """A container named like hummingbot-api's gateway prints what the real gateway 2.13 printed
     without its certificates (a Node.js crash), and an older gateway's record of the same, exits 7
-    and is restarted by the engine (restart policy always, as hummingbot-api starts it)."""
+    and is restarted by the engine (restart policy always, as hummingbot-api starts it). It is not
+    the gateway hummingbot-api manages (it manages none here): never recreated, one message for the
+    whole loop with the steps."""
     stack = make_stack()
     output = _console("g1-gateway-console.log")
     (tmp_path / "out.txt").write_text(
@@ -184,9 +187,65 @@ def test_a_gateway_restarted_in_a_loop_is_found_and_told_once(docker_client, mak
     # their own), and the older record once per start too.
     assert boots <= crashes <= boots + 1 and boots <= records <= boots + 1, (boots, crashes, records)
     told = [m for m in rx.accepted if name in m["message"] or name in m["title"]]
-    assert [m["title"] for m in told] == [CERTS], rx.titles()
+    assert [m["title"] for m in told] == [f"[ERROR] Needs you: {CERTS}"], rx.titles()
+    assert "not the gateway hummingbot-api manages" in told[0]["message"]
+    assert "POST http://HUMMINGBOT_API:8000/gateway/restart" in told[0]["message"]
+    assert docker_client.containers.get(name).id == gateway.id  # never recreated
     assert unknown_counts(tmp_path / "state.db") == {}
     assert SECRET not in text and all(SECRET not in str(m) for m in rx.accepted)
+
+
+def test_a_gateway_hummingbot_api_manages_is_recreated_with_its_certificates(docker_client, tmp_path):
+    """Catalogue kind 1's safe fix, end to end: the gateway hummingbot-api started loses its
+    certificates and crashes in a loop; the agent has hummingbot-api make the set and recreate it,
+    and calls it fixed only once the new one ran its settle time. One incident for the loop."""
+    import json
+
+    stack = Stack(docker_client)
+    name = stack.prefix + "gateway"
+    # Without its server key it prints what the real gateway 2.13 printed then (its Node.js crash).
+    crash = _console("g1-gateway-console.log")
+    assert "\nEOF\n" not in crash
+    command = [*FAKE_GATEWAY[:2], FAKE_GATEWAY[2].replace(
+        "echo \"Error: ENOENT: no such file or directory, open './certs/server_key.pem'\" >&2; exit 7",
+        f"cat <<'EOF'\n{crash}\nEOF\nexit 7")]
+    assert command != FAKE_GATEWAY
+    stack.env.update(STANDIN_GATEWAY_NAME=name, STANDIN_GATEWAY_IMAGE=TOOLS_IMAGE,
+                     STANDIN_GATEWAY_COMMAND=json.dumps(command))
+    with stack, Receiver() as rx:
+        started = stack.http("POST", "/gateway/start", json={"image": "hummingbot/gateway:latest",
+                                                              "port": 15888})
+        assert started.status_code == 200 and started.json()["success"], started.text
+        certs = stack.bots / "gateway-files" / "certs"
+        env = {"MEDIC_CONTAINERS": stack.api.name, "MEDIC_STATE_DB": str(tmp_path / "state.db"),
+               "MEDIC_NOTIFY_URLS": rx.url, "MEDIC_HUMMINGBOT_URL": stack.url}
+        log = tmp_path / "agent.log"
+        agent = start_agent(env, log)
+        try:
+            wait_until(lambda: f"following the gateway {name}" in log.read_text(), 60, "the gateway followed")
+            assert stack.api.exec_run(["sh", "-c", "rm -f bots/gateway-files/certs/*.pem"]).exit_code == 0
+            crashing = docker_client.containers.get(name)
+            crashing.restart(timeout=1)
+            wait_until(lambda: any(m["title"].startswith("[ERROR] Fixed") for m in rx.accepted), 120,
+                       f"the fix (messages: {rx.titles()})")
+            time.sleep(2)
+        finally:
+            stop_agent(agent)
+        new = docker_client.containers.get(name)
+        assert new.id != crashing.id and new.status == "running" and new.attrs["RestartCount"] == 0
+        assert (certs / "server_key.pem").is_file()
+        text = log.read_text()
+    store = State(tmp_path / "state.db")
+    try:
+        incs = [i for i in store.incidents.recent(20) if i.rule == "gateway-certs-missing"]
+    finally:
+        store.close()
+    assert [i.state for i in incs] == ["resolved"], [(i.state, i.detail) for i in incs]
+    told = [m["title"] for m in rx.accepted if "Gateway certificates" in m["title"]]
+    assert told[-1] == f"[ERROR] Fixed: {CERTS}" and len(told) <= 2, told
+    assert "hummingbot-api recreated the gateway" in text or any(
+        "hummingbot-api recreated the gateway" in m["message"] for m in rx.accepted)
+    assert unknown_counts(tmp_path / "state.db") == {}
 
 
 # The test bed's gateway: the real 2.13's crash without its server key (or with conf/crash there, to

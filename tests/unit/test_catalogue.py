@@ -21,6 +21,7 @@ CATALOGUE = REPO / "docs" / "catalogue.yml"
 DOC = REPO / "docs" / "failures.md"
 START, END = "<!-- coverage: made from docs/catalogue.yml -->", "<!-- coverage end -->"
 STATUSES = ("recognised", "partly", "not")
+FIXABLE = ("yes", "partly", "no")
 OUTCOMES = ("fixed", "proposed", "told", "-")
 KINDS = yaml.safe_load(CATALOGUE.read_text())["kinds"]
 LIBRARY = load_rules(REPO / "rules")
@@ -52,7 +53,7 @@ def test_one_entry_per_kind_of_the_catalogue_each_well_formed():
     assert sum(k["threads"] for k in KINDS) == 127
     shipped = {r.id for r in LIBRARY.rules}
     for k in KINDS:
-        assert k["status"] in STATUSES and k["outcome"] in OUTCOMES, k
+        assert k["status"] in STATUSES and k["outcome"] in OUTCOMES and k["fixable"] in FIXABLE, k
         assert set(k["rules"]) <= shipped, f"kind {k['n']}: no such rule {set(k['rules']) - shipped}"
         if k["status"] == "not":
             assert k["rules"] == [] and k["outcome"] == "-" and "sample" not in k, k
@@ -94,3 +95,38 @@ def _sample_problem(kind: dict) -> str | None:
                          ids=lambda k: f"{k['n']}-{k['kind']}")
 def test_each_recognised_kind_replays_its_sample_through_its_rule(kind):
     assert _sample_problem(kind) is None, _sample_problem(kind)
+
+
+def _how(rule_id: str) -> str:
+    """What a rule does when it fires: fixed (actions that change something, unasked), proposed
+    (the same, once a person approves; or advice from an action that computes the one step),
+    told (a message only)."""
+    from agent.actions import registry
+
+    rule = next(r for r in LIBRARY.rules if r.id == rule_id)
+    actions = registry()
+    changing = [c for c in rule.actions if not actions[c.action].tells]
+    if changing or rule.retry_deploy:
+        return "proposed" if rule.ask else "fixed"
+    return "proposed" if rule.actions else "told"
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k["status"] != "not"],
+                         ids=lambda k: f"{k['n']}-{k['kind']}")
+def test_the_outcome_is_what_its_rules_do(kind):
+    """fixed: one of its rules fixes unasked; proposed: one fixes on approval or computes the one
+    step for a person; told: what no rule does more than tell (a telling action's advice may still
+    be all a kind gets, e.g. a clock's offset)."""
+    hows = {_how(r) for r in kind["rules"]}
+    if kind["outcome"] == "fixed":
+        assert "fixed" in hows, f"kind {kind['n']}: no rule of {kind['rules']} fixes unasked"
+    elif kind["outcome"] == "proposed":
+        assert hows & {"fixed", "proposed"}, f"kind {kind['n']}: no rule of {kind['rules']} proposes a step"
+
+
+def test_every_kind_the_catalogue_calls_safely_fixable_is_fixed_or_proposed():
+    """The issue's goal: a kind marked machine-fixable ("yes") is fixed, or proposed as one step
+    where it needs a person's consent."""
+    short = [(k["n"], k["kind"], k["outcome"]) for k in KINDS
+             if k["fixable"] == "yes" and k["outcome"] not in ("fixed", "proposed")]
+    assert short == []
