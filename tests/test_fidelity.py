@@ -14,6 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.stack import Stack, wait_until
@@ -181,6 +182,10 @@ def test_a_refused_name_fails_as_the_real_one(make_stack):
     stack.wait_line("stdout", "500 Internal Server Error")
     missing = real_lines("current-invalid-name-api.log", *NAME_WORDS) - more_skeleton(stack.lines("all"))
     assert not missing, f"the stand-in never printed: {sorted(missing)}"
+    # As the real one (checked by hand against it): the login comes first, so that 500 proves it.
+    unauthenticated = httpx.post(f"{stack.url}/bot-orchestration/deploy-v2-script", timeout=30,
+                                 json={"instance_name": "experiment-falcon_0.1", "credentials_profile": "x"})
+    assert (unauthenticated.status_code, unauthenticated.json()) == (401, {"detail": "Not authenticated"})
 
 
 def test_o4a_a_broker_host_that_names_nothing(make_stack):
