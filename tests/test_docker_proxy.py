@@ -95,6 +95,25 @@ def test_restoring_client_config_is_refused_and_needs_a_person(proxy, raiser):
     client.close()
 
 
+def test_recreating_with_a_terminal_is_refused_and_needs_a_person(proxy, docker_client):
+    """bot-no-tty's fix renames, creates and removes containers, which the proxy never lets through:
+    the action says at once that a person re-creates it, and the container is left as it was."""
+    box = docker_client.containers.create(TOOLS_IMAGE, entrypoint=["true"], labels=labels("proxy-notty"),
+                                          name=f"medic-notty-{uuid.uuid4().hex[:6]}")
+    client = docker.DockerClient(base_url=f"tcp://127.0.0.1:{proxy}", timeout=30)
+    ctx = ActionContext(docker=client, api=None)  # type: ignore[arg-type]
+    spec = ACTIONS["recreate_with_terminal"]
+    try:
+        refused = r"refuses to stop, rename or create containers .*nothing was changed"
+        with pytest.raises(NeedsHuman, match=refused):
+            spec.func(spec.params.model_validate({"name": box.name, "check": 0}), ctx)
+        box.reload()
+        assert box.name == docker_client.containers.get(box.id).name and not box.attrs["Config"]["Tty"]
+    finally:
+        client.close()
+        box.remove(force=True)
+
+
 def test_anything_else_is_refused(proxy, raiser, docker_client):
     client = docker.DockerClient(base_url=f"tcp://127.0.0.1:{proxy}", timeout=30)
     api = client.api

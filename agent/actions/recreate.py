@@ -54,13 +54,17 @@ def recreate_with_terminal(params: RecreateParams, ctx: ActionContext) -> str:
         raise ActionError(f"container {name} does not exist") from None
     _refuse(ctx, name, info)
     started = time.monotonic()
-    if (info.get("State") or {}).get("Restarting"):  # its restart policy starts it again and again
-        api.stop(info["Id"], timeout=1)  # each start dies at the prompt: stop the loop first
-    body, extra = clone_body(info)
     try:
+        if (info.get("State") or {}).get("Restarting"):  # its restart policy starts it again and again
+            api.stop(info["Id"], timeout=1)  # each start dies at the prompt: stop the loop first
         api.rename(info["Id"], f"{name}-notty-{int(time.time())}")
     except APIError as exc:
+        if exc.status_code == 403:  # a socket proxy in front of the engine (compose.hardened.yaml)
+            raise NeedsHuman(f"the Docker API hb-medic reaches refuses to stop, rename or create"
+                             f" containers ({_why(exc)}): re-create {name} with a terminal yourself"
+                             " (tty: true and stdin_open: true), nothing was changed") from None
         raise ActionError(f"{name} could not be renamed aside, nothing changed: {_why(exc)}") from None
+    body, extra = clone_body(info)
     new_id = None
     try:
         new_id = api.create_container_from_config(body, name=name)["Id"]
