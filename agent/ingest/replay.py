@@ -32,15 +32,17 @@ from agent.ingest.split import clean_terminal, parse_ts
 from agent.recorder.events import event_from_exchange
 
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) ")
+_NOTE = re.compile(r"^#(?: |$)")
 MERGED = "merged"
 BATCH = 4096
 RECORDED, EXITED, ENGINE = "RECORDED ", "EXITED ", "ENGINE "
 
 
 def detect_timestamps(first_lines: Iterable[str]) -> bool:
-    """True when the output was saved with ``docker logs -t``."""
+    """True when the output was saved with ``docker logs -t``: its first line of output, past
+    blank lines and `# ` notes (a samples file's, or a person's above what they pasted)."""
     for line in first_lines:
-        if line.strip():
+        if line.strip() and not _NOTE.match(line):
             return bool(_TS.match(line))
     return False
 
@@ -65,7 +67,7 @@ class Replay:
         head: list[str] = []
         for line in it:
             head.append(line)
-            if line.strip():
+            if line.strip() and not _NOTE.match(line):
                 break
         stamped = detect_timestamps(head)
         batch: list[Item] = []

@@ -59,3 +59,15 @@ def test_a_line_that_only_looks_like_one_stays_a_line():
                  'EXITED {"exit_code": "x", "lived": "y"}'):
         events = list(replay_lines([text], "hummingbot-api"))
         assert [e.kind for e in events] in ([], ["line"]), (text, [e.kind for e in events])
+
+
+def test_notes_above_a_saved_docker_logs_t_output_do_not_hide_its_timestamps(tmp_path):
+    """A samples file (or a person's paste) starts with `# ` notes: the timestamps of the output
+    under them are still `docker logs -t`'s, taken off every line, so the records are read."""
+    from pathlib import Path
+
+    saved = (Path(__file__).parents[1] / "real_logs" / "more" / "current-invalid-name-api.log").read_text()
+    bare = [(g["rule"], g["first_line"]) for g in _test(tmp_path, saved)]
+    noted = [(g["rule"], g["first_line"] - 3) for g in _test(tmp_path, "# a note\n#\n# another\n" + saved)]
+    assert noted == bare
+    assert [r for r, _ in bare].count("invalid-deploy-name") == 2, bare
