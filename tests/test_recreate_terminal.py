@@ -130,6 +130,40 @@ def test_a_new_container_that_dies_at_once_is_removed_and_the_original_restored(
     assert [c.name for c in docker_client.containers.list(all=True, filters={"name": made})] == [name]
 
 
+def test_a_run_cut_off_after_the_old_one_was_put_aside_gives_it_its_name_back_and_finishes(
+        docker_client, ctx, made, tmp_path):
+    """The agent killed between putting the old container aside and making the new one: the next
+    run (the resumed attempt) finds it aside, gives it its name back, and re-creates it."""
+    name = f"{made}-cut"
+    old = no_tty(docker_client, name, tmp_path)
+    docker_client.api.rename(old.id, f"{name}-notty-1796000000")  # where the kill left it
+    said = recreate(ctx, name)
+    assert said.startswith(f"recreated {name} with a terminal"), said
+    assert docker_client.api.inspect_container(name)["Config"]["Tty"] is True
+    assert [c.name for c in docker_client.containers.list(all=True, filters={"name": made})] == [name]
+
+
+def test_a_run_cut_off_after_the_new_one_started_keeps_it_and_removes_the_old(docker_client, ctx, made,
+                                                                              tmp_path):
+    name = f"{made}-cut2"
+    old = no_tty(docker_client, name, tmp_path)
+    docker_client.api.rename(old.id, f"{name}-notty-1796000000")
+    new = docker_client.containers.run(BASE_IMAGE, PROMPT, name=name, detach=True, tty=True, stdin_open=True,
+                                       network_mode="none", labels=labels(name))
+    said = recreate(ctx, name, check=1)
+    assert "finished after an interruption" in said and new.id[:12] in said, said
+    assert [c.id for c in docker_client.containers.list(all=True, filters={"name": made})] == [new.id]
+
+
+def test_a_container_merely_named_like_one_put_aside_is_not_taken_for_it(docker_client, ctx, made, tmp_path):
+    name = f"{made}-x"
+    other = docker_client.containers.create(BASE_IMAGE, ["true"], name=f"{name}-notty-12ab",
+                                            labels=labels(name))
+    no_tty(docker_client, name, tmp_path)
+    assert recreate(ctx, name).startswith(f"recreated {name} with a terminal")
+    assert docker_client.api.inspect_container(other.id)["Name"] == f"/{name}-notty-12ab"
+
+
 def test_a_container_its_restart_policy_starts_again_and_again_is_stopped_and_recreated(
         docker_client, ctx, made):
     """`restart: always` without a terminal: each start dies at the prompt, the engine restarts it

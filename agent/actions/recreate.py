@@ -34,6 +34,7 @@ CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", 
                "Labels", "StopSignal", "StopTimeout", "Shell")
 ENDPOINT_KEYS = ("IPAMConfig", "Links", "Aliases", "DriverOpts")
 _ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
+ASIDE = "-notty-"  # the old container's name while the new one is made: <name>-notty-<unix time>
 
 
 class RecreateParams(BaseModel):
@@ -48,6 +49,9 @@ def recreate_with_terminal(params: RecreateParams, ctx: ActionContext) -> str:
     """Re-create a stopped container with the same definition plus a terminal (Tty, OpenStdin)."""
     api = ctx.docker.api
     name = params.name
+    finished = _resume(ctx, name, params.check)
+    if finished is not None:
+        return finished
     try:
         info = api.inspect_container(name)
     except NotFound:
@@ -57,7 +61,7 @@ def recreate_with_terminal(params: RecreateParams, ctx: ActionContext) -> str:
     try:
         if (info.get("State") or {}).get("Restarting"):  # its restart policy starts it again and again
             api.stop(info["Id"], timeout=1)  # each start dies at the prompt: stop the loop first
-        api.rename(info["Id"], f"{name}-notty-{int(time.time())}")
+        api.rename(info["Id"], f"{name}{ASIDE}{int(time.time())}")
     except APIError as exc:
         if exc.status_code == 403:  # a socket proxy in front of the engine (compose.hardened.yaml)
             raise NeedsHuman(f"the Docker API hb-medic reaches refuses to stop, rename or create"
@@ -81,6 +85,34 @@ def recreate_with_terminal(params: RecreateParams, ctx: ActionContext) -> str:
     api.remove_container(info["Id"])  # its volumes stay: the new one uses them
     return (f"recreated {name} with a terminal (Tty, OpenStdin) in {time.monotonic() - started:.1f} s;"
             f" it runs as {new_id[:12]}")
+
+
+def _resume(ctx: ActionContext, name: str, check: float) -> str | None:
+    """An earlier run cut off (the agent killed) may have left the old container aside: finish it.
+    The new one, if it was made and runs with a terminal, is kept (the old one removed once it
+    passes the check); otherwise the old one gets its name back and the action starts over."""
+    api = ctx.docker.api
+    aside = re.compile(re.escape(name) + re.escape(ASIDE) + r"\d+$")
+    found = [c for c in api.containers(all=True, filters={"name": name + ASIDE})
+             if aside.fullmatch((c.get("Names") or ["/"])[0].lstrip("/"))]
+    if not found:
+        return None
+    old = found[0]["Id"]
+    try:
+        new = api.inspect_container(name)
+    except NotFound:
+        new = None
+    if new is not None and new["Id"] != old and (new.get("Config") or {}).get("Tty"):
+        try:
+            _keeps_running(ctx, new["Id"], check)
+        except ActionError:
+            pass
+        else:
+            api.remove_container(old)
+            return (f"recreated {name} with a terminal (finished after an interruption); it runs as"
+                    f" {new['Id'][:12]}")
+    _roll_back(ctx, new["Id"] if new is not None and new["Id"] != old else None, old, name)
+    return None
 
 
 def _why(exc: Exception) -> str:
