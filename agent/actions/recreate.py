@@ -56,6 +56,11 @@ def recreate_with_terminal(params: RecreateParams, ctx: ActionContext) -> str:
         info = api.inspect_container(name)
     except NotFound:
         raise ActionError(f"container {name} does not exist") from None
+    state = info.get("State") or {}
+    if (info.get("Config") or {}).get("Tty") and state.get("Running") and not state.get("Restarting"):
+        # What the fix is for is so already (an attempt a kill cut off after it re-created it, or a
+        # person's own re-creation): nothing to do, and the check that follows judges it.
+        return f"{name} already has a terminal and runs: nothing re-created"
     _refuse(ctx, name, info)
     started = time.monotonic()
     try:

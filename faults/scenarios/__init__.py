@@ -50,4 +50,5 @@ SCENARIOS: dict[str, Scenario] = {
     "bots-folder": Scenario("bots_folder", 300, 400),
     "bot-log-tricks": Scenario("bot_log_tricks", 300, 400),
     "preflight-kill": Scenario("preflight_kill", 300, 400),
+    "notty-kill": Scenario("notty_kill", 300, 600),
 }
