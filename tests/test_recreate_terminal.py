@@ -230,6 +230,29 @@ def test_docker_compose_sees_no_drift_in_the_recreated_container(docker_client, 
         compose("down")
 
 
+def test_a_client_whose_words_the_agent_cannot_read_is_known_by_its_container(
+        docker_client, make_stack, agent, receiver, made):  # noqa: F811
+    """A compose bot's logs folder is not under the bots folder and a current client's console is
+    empty: the engine alone says it. A client with its prompt in a container without a terminal that
+    died is bot-no-tty; the same container run headless is not (its death is bot-died's)."""
+    from tests.images import BOT_IMAGE as STANDIN_BOT
+
+    stack = make_stack()
+    service = agent(stack, mode="ask")
+    silent = ["sh", "-c", "test -t 0 && exec sleep 3600; exit 1"]  # says nothing, wherever
+    name, headless = f"b{stack.run_id}_silent", f"b{stack.run_id}_headless"
+    for n, env in ((name, {}), (headless, {"HEADLESS_MODE": "true"})):
+        docker_client.containers.run(STANDIN_BOT, entrypoint=silent, name=n, detach=True, network_mode="none",
+                                     labels={**labels(made), "com.docker.compose.project": "mybots"},
+                                     environment=env)
+    inc = one(service, "bot-no-tty", states=("awaiting-approval",))
+    assert inc.container == name and "exited by itself with code 1" in inc.captures["fate"]
+    died = one(service, "bot-died", states=DONE)
+    assert died.container == headless
+    told = incidents(service, "bot-no-tty", states=(*DONE, "awaiting-approval"))
+    assert [i.container for i in told] == [name]
+
+
 # -- end to end: the real Hummingbot client, the real agent, a person's approval ---------------------
 ALICE = Who("telegram", "1001", "-500", "alice")
 

@@ -631,7 +631,8 @@ class Ingest:
                                stack=self.stack, stopped=stopped, container_id=cid,
                                created=_epoch(state.get("Created") or "") or None,
                                image=(state.get("Config") or {}).get("Image"),
-                               memory_limit=(state.get("HostConfig") or {}).get("Memory") or None)
+                               memory_limit=(state.get("HostConfig") or {}).get("Memory") or None,
+                               **_terminal(state))
             if stopped:
                 log.info("bot %s was stopped (exit code %d): not a death", name, exit_code)
             self.sink.put(Ended(event))
@@ -682,3 +683,16 @@ def _epoch(stamp: str) -> float:
         return 0.0
     digits = "".join(ch for ch in frac if ch.isdigit())[:9]
     return secs + (int(digits.ljust(9, "0")) / 1e9 if digits else 0.0)
+
+
+def _terminal(state: dict) -> dict[str, bool]:
+    """Whether a dead bot's container had a terminal, and whether its client ran without its prompt
+    (hummingbot_quickstart.py's --headless, or HEADLESS_MODE=true): a client with its prompt and no
+    terminal cannot start (rule bot-no-tty). Nothing when the container is gone."""
+    config = state.get("Config") or {}
+    if not config:
+        return {}
+    args = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+    env = dict(e.partition("=")[::2] for e in config.get("Env") or [])
+    headless = any("--headless" in a.split() for a in args) or env.get("HEADLESS_MODE", "").lower() == "true"
+    return {"terminal": bool(config.get("Tty")), "headless": headless}

@@ -9,11 +9,11 @@ The replay is a source like the followed ones: it hands the same batches on.
 What the agent sees besides lines can be saved too, one a line, in the form of the golden
 samples: `RECORDED {json}` is a deploy exchange the recorder saw (route, status, request,
 message) and `EXITED {json}` a bot's death from the engine's events (exit_code, lived,
-oom_killed, memory_limit, last_console, last_errors, last_log). `ENGINE <text>` is a line the
-agent itself writes on the replayed container's `engine` channel (what its environment says, a
-door its start-up try found open), as its own log shows it. They replay as the ready-made
-events the agent makes of them, so a recorder or engine rule is tested like a log rule; a
-line that only looks like one (its JSON does not parse or fit) stays a line.
+oom_killed, memory_limit, terminal, headless, last_console, last_errors, last_log). `ENGINE
+<text>` is a line the agent itself writes on the replayed container's `engine` channel (what
+its environment says, a door its start-up try found open), as its own log shows it. They replay
+as the ready-made events the agent makes of them, so a recorder or engine rule is tested like a
+log rule; a line that only looks like one (its JSON does not parse or fit) stays a line.
 """
 
 from __future__ import annotations

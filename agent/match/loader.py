@@ -222,8 +222,10 @@ class _Semantics:
                                        " request, line")
             if r.source == "log" and alt.kind == "response":
                 self.err(("match", i, "kind"), "kind response is for rules with source: recorder")
-            if (alt.exit_code is not None or alt.oom_killed is not None) and alt.kind != "exit":
-                self.err(("match", i), "exit_code and oom_killed are conditions of kind: exit")
+            if (alt.exit_code is not None or alt.oom_killed is not None or alt.terminal is not None
+                    or alt.headless is not None) and alt.kind != "exit":
+                self.err(("match", i), "exit_code, oom_killed, terminal and headless are conditions of"
+                                       " kind: exit")
         if r.incident.quiet is not None and (r.actions or r.verify or r.retry_deploy):
             self.err(("incident", "quiet"), "quiet is for rules that only tell (no actions, verify or"
                                             " retry_deploy): an ongoing condition ends by itself")

@@ -112,11 +112,13 @@ class _Alternative:
         self.request = [(k, re.compile(v)) for k, v in (spec.request or {}).items()]
         self.exit_code = set(spec.exit_code) if spec.exit_code else None
         self.oom_killed = spec.oom_killed
+        self.terminal, self.headless = spec.terminal, spec.headless
         self.sets = spec.sets
         self.channels = set(spec.channels) if spec.channels else None
         self.specificity = sum(v is not None for v in (
             spec.exception, spec.exception_message, spec.frame, spec.logger, spec.level, spec.message,
-            spec.line, spec.route, spec.status, spec.request, spec.exit_code, spec.oom_killed)) \
+            spec.line, spec.route, spec.status, spec.request, spec.exit_code, spec.oom_killed, spec.terminal,
+            spec.headless)) \
             + (spec.kind != "any")
         self.gate = self._gate()
 
@@ -145,7 +147,8 @@ class _Alternative:
             return self._match_response(e)
         if kind == EXIT:
             return self._match_exit(e)
-        if self.exit_code is not None or self.oom_killed is not None:
+        if self.exit_code is not None or self.oom_killed is not None or self.terminal is not None \
+                or self.headless is not None:
             return None
         caught: dict[str, str] = {}
         if self.exception is not None or self.exc_message is not None:
@@ -190,6 +193,9 @@ class _Alternative:
             return None
         if self.oom_killed is not None and bool(data.get("oom_killed")) != self.oom_killed:
             return None
+        for wanted, known in ((self.terminal, data.get("terminal")), (self.headless, data.get("headless"))):
+            if wanted is not None and (known is None or bool(known) != wanted):
+                return None  # not known (an older saved death): no condition on it holds
         caught: dict[str, str] = {}
         last = "\n".join(data.get("last_console", []) + data.get("last_errors", []))
         found = _all_found([(self.message, last), (self.line, e.lines[0] if e.lines else "")], caught)

@@ -72,6 +72,10 @@ class Match(Strict):
     exit_code: list[int] | None = Field(None, description="(exit) the bot's exit code(s)")
     oom_killed: bool | None = Field(
         None, description="(exit) whether the kernel's out-of-memory killer ended it (engine event oom)")
+    terminal: bool | None = Field(
+        None, description="(exit) whether its container had a terminal (docker run -t, compose tty: true)")
+    headless: bool | None = Field(
+        None, description="(exit) whether the client ran without its prompt (--headless, HEADLESS_MODE=true)")
     channels: list[Channel] | None = Field(
         None, description="only events of these channels (within the rule's `where`): an alternative that"
                           " reads the agent's own engine lines beside others that read a log, so that no log"

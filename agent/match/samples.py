@@ -10,7 +10,7 @@ checks every draft against its own samples before it says it wrote one.
 
 Recorder rules see deploy exchanges, not log lines: their samples are `RECORDED {json}`
 lines (route, status, request body, response message). Rules about a bot's death see exit
-events: `EXITED {json}` lines (exit_code, lived, oom_killed, and the bot's last lines:
+events: `EXITED {json}` lines (exit_code, lived, oom_killed, terminal, headless, and the bot's last lines:
 last_console, last_errors). Both replay as `rules test` replays them (agent.ingest.replay).
 A bot's output comes through other channels: a
 `# replay: {"role": "bot", "channel": "errors"}` line says where the blocks after it
