@@ -348,10 +348,12 @@ def prefixed_rules(prefix: str, folder: Path, *more: str) -> Path:
         return prefix + value if isinstance(value, str) and value in SIBLINGS else value
 
     folder.mkdir(parents=True, exist_ok=True)
+    # libyaml's loader and dumper where PyYAML has them: every agent a test starts has this made.
+    load, dump = getattr(yaml, "CSafeLoader", yaml.SafeLoader), getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     for rule in sorted((REPO / "rules").glob("*.yml")):
-        doc = yaml.safe_load(rule.read_text())
+        doc = yaml.load(rule.read_text(), Loader=load)
         for key in ("where", "actions", "verify", "incident"):
             if key in doc:
                 doc[key] = rename(doc[key])
-        (folder / rule.name).write_text(yaml.safe_dump(doc, sort_keys=False))
+        (folder / rule.name).write_text(yaml.dump(doc, Dumper=dump, sort_keys=False))
     return folder

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -26,6 +28,7 @@ from agent.settings import Settings
 from tests.realstack.images import BOT_IMAGE, ensure_real_images
 from tests.realstack.scripts import RAISE_TICK
 from tests.realstack.stack import RealStack
+from tests.receiver import Receiver
 from tests.stack import ADMIN, free_port, prefixed_rules, wait_until
 
 pytestmark = pytest.mark.docker
@@ -43,20 +46,24 @@ def real_current(docker_client):
         yield stack
 
 
+def agent_settings(stack: RealStack, tag: str, folder: Path, notify_url: str, **extra) -> Settings:
+    """An agent following this stack's hummingbot-api and the bots whose names start with `tag`,
+    with the bots folder mounted read-only as in compose."""
+    prefix = stack.api_name.removesuffix("hummingbot-api")  # the shipped rules, watching this name
+    return Settings(**{
+        "containers": [stack.api_name], "rules_dir": prefixed_rules(prefix, folder / "rules"),
+        "state_db": folder / "state.db", "hummingbot_url": stack.url,
+        "catchup_window": 120, "recorder_addr": f"127.0.0.1:{free_port()}", "bots": f"{tag}*",
+        "bots_dir": stack.bots, "bot_settle": SETTLE, "notify_urls": notify_url,
+        "allowed_images": [BOT_IMAGE],
+        "preflight": "off", **extra})  # fixes after a failure (see test_preflight_recorder.py)
+
+
 @pytest.fixture
 def agent(tmp_path, receiver, start_service):
-    """An agent following this stack's hummingbot-api and the bots of this test (their names
-    start with `tag`), with the bots folder mounted read-only as in compose."""
+    """An agent for the bots of this test (their names start with `tag`)."""
     def start(stack: RealStack, tag: str, **extra) -> Service:
-        prefix = stack.api_name.removesuffix("hummingbot-api")  # the shipped rules, watching this name
-        settings = Settings(**{
-            "containers": [stack.api_name], "rules_dir": prefixed_rules(prefix, tmp_path / "rules"),
-            "state_db": tmp_path / "state.db", "hummingbot_url": stack.url,
-            "catchup_window": 120, "recorder_addr": f"127.0.0.1:{free_port()}", "bots": f"{tag}*",
-            "bots_dir": stack.bots, "bot_settle": SETTLE, "notify_urls": receiver.url,
-            "allowed_images": [BOT_IMAGE],
-            "preflight": "off", **extra})  # fixes after a failure (see test_preflight_recorder.py)
-        return start_service(settings)
+        return start_service(agent_settings(stack, tag, tmp_path, receiver.url, **extra))
 
     return start
 
@@ -116,6 +123,11 @@ def running(stack: RealStack, prefix: str) -> list[str]:
     return names
 
 
+# Incidents of the test bed's surroundings, not of the failure under test: no exchange is reachable,
+# hummingbot-api runs with its default login, and the stack has no gateway.
+SURROUNDINGS = ("exchange-unreachable", "insecure-default-credentials", "gateway-not-configured")
+
+
 # -- the seed incident, both generations ----------------------------------------------------------
 @pytest.mark.parametrize("generation", ["current", "legacy"])
 def test_real_seed_deploy_is_fixed_and_the_bot_lives_beside_unreachable_exchanges(
@@ -173,46 +185,6 @@ def test_real_seed_deploy_is_prevented_and_answers_success_the_first_time(real_c
     assert not incidents(service, "credentials-profile-missing", states=DONE)
     wait_until(lambda: said(receiver, "Prevented:"), 30, "the Prevented message")
     print(f"\nreal current: prevented deploy answered in {took * 1000:.0f} ms")
-
-
-# Incidents of the test bed's surroundings, not of the failure under test: no exchange is reachable,
-# hummingbot-api runs with its default login, and the stack has no gateway.
-SURROUNDINGS = ("exchange-unreachable", "insecure-default-credentials", "gateway-not-configured")
-
-
-def test_real_keys_the_exchange_cannot_check_are_not_sent_again(real_current, agent, receiver, tmp_path):
-    """The seed incident with exchange keys the operator placed for the profile: the real
-    hummingbot-api checks keys by calling the exchange, which is out of reach here, and refuses
-    them (400, "Cannot connect to host ..."). Sending them again cannot help: the incident says so
-    at once, with that reason, in its own message (before: three attempts, each re-sending the
-    keys, and the reason only in another incident's message). The keys appear nowhere."""
-    stack = real_current
-    tag = new_tag()
-    profile = f"{tag}keyed"
-    keys = tmp_path / "keys"
-    (keys / profile).mkdir(parents=True, mode=0o700)
-    keys.chmod(0o700)
-    secret = {"binance_api_key": "kEy-7f3a9c1e77d2", "binance_api_secret": "sEcret-2b6d0e4f19a8"}
-    key_file = keys / profile / "binance.json"
-    key_file.write_text(json.dumps(secret))
-    key_file.chmod(0o600)
-    service = agent(stack, tag, credentials_dir=keys)
-    resp = deploy(service, instance_name=f"{tag}keyed", credentials_profile=profile)
-    assert resp.status_code == 500
-    inc = one(service, "credentials-profile-missing", states=("resolved", "gave-up", "failed"), timeout=120)
-    assert inc.state == IncidentState.GAVE_UP and inc.attempts == 1, (inc.state, inc.attempts, inc.detail)
-    assert "add-credential" in inc.detail and "Cannot connect to host api.binance.com:443" in inc.detail
-    assert trail(service, inc) == [("action", "ensure_account", True),
-                                   ("action", "provision_credentials", False)]
-    (msg,) = wait_until(lambda: [m for m in said(receiver, profile) if "Needs you" in m["title"]], 30,
-                        "the message")
-    assert "Cannot connect to host api.binance.com:443" in msg["message"]
-    time.sleep(3)  # hummingbot-api's own log line of that refusal has come: it is the same failure
-    others = [(i.rule, i.captures.get("reason")) for i in service.store.incidents.recent(50) if i.id != inc.id
-              and i.rule not in SURROUNDINGS]
-    assert not others, others
-    everything = json.dumps(list(receiver.accepted)) + json.dumps(service.store.incidents.audit_trail(inc.id))
-    assert secret["binance_api_key"] not in everything and secret["binance_api_secret"] not in everything
 
 
 # -- bots that die at start -----------------------------------------------------------------------
@@ -339,32 +311,141 @@ def test_real_a_check_counts_only_lines_written_after_it_began(real_current, age
 
 
 # -- what is not a failure --------------------------------------------------------------------------
-def test_real_a_stopped_bot_and_a_healthy_bot_make_no_incident(real_current, agent, receiver):
+HEALTHY_TEST = "test_real_a_stopped_bot_and_a_healthy_bot_make_no_incident"
+QUIET_FOR = 120.0  # the healthy bot's two minutes, and the stopped one's, after the stop
+
+
+class StopAndHealthy:
+    """The scenario of HEALTHY_TEST, begun with the module: two real bots deployed through the
+    agent's recorder, the first stopped once it is heard. Its two minutes pass while the tests
+    before HEALTHY_TEST run, instead of after them (about 2 min of the module's 6). Those tests
+    give their bots names of their own and none makes hummingbot-api itself fail (the seed tests
+    run on real stacks of their own; the deploy that fails with a 500, the keys test's, comes after
+    HEALTHY_TEST, which stops this agent): this agent, which follows only its own bots and this
+    hummingbot-api, sees nothing of theirs (HEALTHY_TEST checks it: on this hummingbot-api, only
+    SURROUNDINGS)."""
+
+    def __init__(self, stack: RealStack, folder: Path) -> None:
+        self.stack, self.tag = stack, new_tag()
+        self.receiver = Receiver().__enter__()
+        self.service = Service(agent_settings(
+            stack, self.tag, folder, self.receiver.url, hummingbot_password="admin",
+            http_addr=f"127.0.0.1:{free_port()}", probe_defaults=False))  # as tests/conftest.py's agent_env
+        self.service.start()
+        self.stopped = self.healthy = ""
+        self.exit_code: int | None = None
+        self.stopped_at = 0.0
+        self.error: BaseException | None = None
+        self.closed = False
+        self._thread = threading.Thread(target=self._begin, name="stop-and-healthy", daemon=True)
+        self._thread.start()
+
+    def _begin(self) -> None:
+        try:
+            stack, tag = self.stack, self.tag
+            for n in (1, 2):
+                assert stack.add_account(f"{tag}acct{n}").status_code == 201
+            config = script_config(stack, f"{tag}cfg")
+            self.stopped, self.healthy = (
+                deployed(self.service, instance_name=f"{tag}{what}", credentials_profile=f"{tag}acct{n}",
+                         script_config=config) for n, what in ((1, "stop"), (2, "ok")))
+            wait_until(lambda: (stack.status().get(self.stopped) or {}).get("recently_active"), 60,
+                       "the bot heard", interval=1)
+            bot = next(c for c in stack.bot_containers() if c.name == self.stopped)
+            bot.stop()
+            bot.reload()
+            self.exit_code = bot.attrs["State"]["ExitCode"]
+            self.stopped_at = time.monotonic()
+        except BaseException as exc:  # told by the test
+            self.error = exc
+
+    def stopped_bot(self) -> None:
+        """Wait for the stop; raise what went wrong before it."""
+        self._thread.join(timeout=300)
+        assert not self._thread.is_alive(), "the deploys and the stop took more than 300 s"
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._thread.join(timeout=300)
+        self.service.stop()
+        self.receiver.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stop_and_healthy(request, tmp_path_factory):
+    """StopAndHealthy when HEALTHY_TEST is selected (None otherwise); HEALTHY_TEST closes it."""
+    if not any(item.originalname == HEALTHY_TEST for item in request.session.items):
+        yield None
+        return
+    scenario = StopAndHealthy(request.getfixturevalue("real_current"), tmp_path_factory.mktemp("healthy"))
+    try:
+        yield scenario
+    finally:
+        scenario.close()
+
+
+def test_real_a_stopped_bot_and_a_healthy_bot_make_no_incident(real_current, stop_and_healthy):
     """`docker stop` (what hummingbot-api's stop does: bash is PID 1, so 10 s and exit 137) is no
     incident; a healthy bot running its strategy for 2 minutes with every exchange out of reach
     opens nothing of its own (only the exchange's condition, told once)."""
+    scenario, stack = stop_and_healthy, real_current
+    try:
+        scenario.stopped_bot()
+        assert scenario.exit_code == 137
+        left = scenario.stopped_at + QUIET_FOR - time.monotonic()
+        print(f"\n{QUIET_FOR - max(left, 0):.0f} s of the {QUIET_FOR:.0f} s passed beside the tests before")
+        time.sleep(max(left, 0))
+        service, receiver, tag, healthy = scenario.service, scenario.receiver, scenario.tag, scenario.healthy
+        assert running(stack, healthy) == [healthy]
+        mine = [i for i in service.store.incidents.recent(200) if i.container.startswith(tag)]
+        assert all(i.rule == "exchange-unreachable" for i in mine), [(i.rule, i.container) for i in mine]
+        assert not [m for m in receiver.accepted if tag in m.get("title", "") + m.get("message", "")
+                    and "Exchange" not in m.get("title", "")]
+        # What the tests beside it did on this hummingbot-api made this agent open nothing.
+        beside = [(i.rule, i.container) for i in service.store.incidents.recent(200)
+                  if i.container == stack.api_name and i.rule not in SURROUNDINGS]
+        assert not beside, beside
+    finally:
+        scenario.close()  # its agent follows this hummingbot-api: not beside the tests that make it fail
+
+
+def test_real_keys_the_exchange_cannot_check_are_not_sent_again(real_current, agent, receiver, tmp_path):
+    """The seed incident with exchange keys the operator placed for the profile: the real
+    hummingbot-api checks keys by calling the exchange, which is out of reach here, and refuses
+    them (400, "Cannot connect to host ..."). Sending them again cannot help: the incident says so
+    at once, with that reason, in its own message (before: three attempts, each re-sending the
+    keys, and the reason only in another incident's message). The keys appear nowhere."""
     stack = real_current
     tag = new_tag()
-    service = agent(stack, tag)
-    for n in (1, 2):
-        assert stack.add_account(f"{tag}acct{n}").status_code == 201
-    config = script_config(stack, f"{tag}cfg")
-    stopped = deployed(service, instance_name=f"{tag}stop", credentials_profile=f"{tag}acct1",
-                       script_config=config)
-    healthy = deployed(service, instance_name=f"{tag}ok", credentials_profile=f"{tag}acct2",
-                       script_config=config)
-    wait_until(lambda: (stack.status().get(stopped) or {}).get("recently_active"), 60, "the bot heard",
-               interval=1)
-    bot = next(c for c in stack.bot_containers() if c.name == stopped)
-    bot.stop()
-    bot.reload()
-    assert bot.attrs["State"]["ExitCode"] == 137
-    time.sleep(120)
-    assert running(stack, healthy) == [healthy]
-    mine = [i for i in service.store.incidents.recent(200) if i.container.startswith(tag)]
-    assert all(i.rule == "exchange-unreachable" for i in mine), [(i.rule, i.container) for i in mine]
-    assert not [m for m in receiver.accepted if tag in m.get("title", "") + m.get("message", "")
-                and "Exchange" not in m.get("title", "")]
+    profile = f"{tag}keyed"
+    keys = tmp_path / "keys"
+    (keys / profile).mkdir(parents=True, mode=0o700)
+    keys.chmod(0o700)
+    secret = {"binance_api_key": "kEy-7f3a9c1e77d2", "binance_api_secret": "sEcret-2b6d0e4f19a8"}
+    key_file = keys / profile / "binance.json"
+    key_file.write_text(json.dumps(secret))
+    key_file.chmod(0o600)
+    service = agent(stack, tag, credentials_dir=keys)
+    resp = deploy(service, instance_name=f"{tag}keyed", credentials_profile=profile)
+    assert resp.status_code == 500
+    inc = one(service, "credentials-profile-missing", states=("resolved", "gave-up", "failed"), timeout=120)
+    assert inc.state == IncidentState.GAVE_UP and inc.attempts == 1, (inc.state, inc.attempts, inc.detail)
+    assert "add-credential" in inc.detail and "Cannot connect to host api.binance.com:443" in inc.detail
+    assert trail(service, inc) == [("action", "ensure_account", True),
+                                   ("action", "provision_credentials", False)]
+    (msg,) = wait_until(lambda: [m for m in said(receiver, profile) if "Needs you" in m["title"]], 30,
+                        "the message")
+    assert "Cannot connect to host api.binance.com:443" in msg["message"]
+    time.sleep(3)  # hummingbot-api's own log line of that refusal has come: it is the same failure
+    others = [(i.rule, i.captures.get("reason")) for i in service.store.incidents.recent(50) if i.id != inc.id
+              and i.rule not in SURROUNDINGS]
+    assert not others, others
+    everything = json.dumps(list(receiver.accepted)) + json.dumps(service.store.incidents.audit_trail(inc.id))
+    assert secret["binance_api_key"] not in everything and secret["binance_api_secret"] not in everything
 
 
 # -- what anybody who reaches the real hummingbot-api can write -----------------------------------

