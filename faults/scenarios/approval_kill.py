@@ -9,17 +9,13 @@ from __future__ import annotations
 import random
 import time
 
-from agent.chat.decisions import Decisions
-from agent.chat.transport import Who
 from agent.match.library import load_library
-from agent.redact import Redactor
 from agent.state import State
 from faults.bed import Bed
-from faults.scenarios.common import log, settle
+from faults.scenarios.common import ALICE, approver, fix_button, log, settle
 
 TARGET = "nothing doubled: each approval runs once (one bot, one account), a replayed press does nothing"
 RULE = "credentials-profile-missing"
-ALICE = Who("telegram", "1001", "-500", "alice")
 
 
 def run(quick: bool) -> dict:
@@ -34,9 +30,8 @@ def run(quick: bool) -> dict:
             asked = settle(lambda p=profile: _state(agent, p) == "awaiting-approval", 60, 0.1)
             inc = _id(agent, profile)
             store = State(agent.state_db)  # the transport's side: another process than the agent's
-            op = Decisions(store, lambda: {r.id: r for r in library.rules}, allowed={"telegram": ["1001"]},
-                           ttl=3600, redactor=Redactor())
-            press = next(b.data for b in op.buttons(inc) if b.data.startswith("fix:")) if inc else ""
+            op = approver(store, library)
+            press = fix_button(op, inc)
             answer = op.press(ALICE, press) if press else "no button"
             # Spread over the approval's life: the first before the agent's next tick takes it.
             delay = 0.0 if n == 1 else random.uniform(0.0, 1.5) if rounds <= 2 else \

@@ -14,21 +14,17 @@ import random
 import time
 from pathlib import Path
 
-from agent.chat.decisions import Decisions
-from agent.chat.transport import Who
 from agent.match.library import load_library
 from agent.match.samples import blocks
-from agent.redact import Redactor
 from agent.state import State
 from faults.bed import Bed
-from faults.scenarios.common import log, settle
+from faults.scenarios.common import ALICE, approver, fix_button, log, settle
 from tests.images import BOT_IMAGE
 from tests.stack import labels
 
 TARGET = "after a kill anywhere in the re-creation: the bot has its name and a terminal, runs, nothing aside"
 RULE = "bot-no-tty"
 ENDED = ("resolved", "gave-up", "observed", "expired")  # closed: nothing more will happen
-ALICE = Who("telegram", "1001", "-500", "alice")
 SAMPLES = Path(__file__).resolve().parents[2] / "rules" / "bot-no-tty.samples.log"
 
 
@@ -54,9 +50,8 @@ def run(quick: bool) -> dict:
             asked = settle(lambda nm=name: _state(agent, nm) == "awaiting-approval", 90, 0.2)
             inc = _id(agent, name)
             store = State(agent.state_db)
-            op = Decisions(store, lambda: {r.id: r for r in library.rules}, allowed={"telegram": ["1001"]},
-                           ttl=3600, redactor=Redactor())
-            press = next((b.data for b in op.buttons(inc) if b.data.startswith("fix:")), "") if inc else ""
+            op = approver(store, library)
+            press = fix_button(op, inc)
             answer = op.press(ALICE, press) if press else "no button"
             # Spread over the re-creation: before it starts, while the old one is aside, during the
             # new one's 5 s check, after it.
